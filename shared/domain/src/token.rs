@@ -1,0 +1,242 @@
+//! Tokens: signed JWTs (HS256, nothing else) backed by a stored record.
+//!
+//! A token is valid only while (1) its signature verifies with our key and the
+//! fixed algorithm, (2) `exp` is in the future, (3) its `jti` is still in the
+//! token store (logout and revocation delete it), and (4) the user it names
+//! still exists with the same `UserId` (so deleting a user, or deleting and
+//! re-creating the name, invalidates every old token at once). Checks 1–2
+//! live here; 3–4 are done by the HTTP layer against the stores.
+
+use std::fmt;
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::{ExposeSecret, SecretSlice, SecretString};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::user::{InvalidValue, User, UserId, Username};
+
+/// The `jti` of a token: its key in the token store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TokenId(Uuid);
+
+impl TokenId {
+    pub fn new() -> Self {
+        Self(Uuid::new_v4())
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        Uuid::parse_str(raw)
+            .map(Self)
+            .map_err(|_| InvalidValue("must be a UUID".into()))
+    }
+}
+
+impl Default for TokenId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for TokenId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// What the token store keeps about an issued token (never the token itself).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub jti: TokenId,
+    pub username: Username,
+    pub user_id: UserId,
+    #[serde(with = "time::serde::rfc3339")]
+    pub issued_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+}
+
+impl TokenRecord {
+    pub fn is_expired(&self, now: OffsetDateTime) -> bool {
+        now >= self.expires_at
+    }
+}
+
+/// The claims Taskgate signs. All are required.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    /// Username.
+    pub sub: String,
+    /// The user's `UserId` at issue time.
+    pub uid: String,
+    pub jti: String,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+/// A freshly issued token: the secret bearer string and the record to store.
+pub struct IssuedToken {
+    pub token: SecretString,
+    pub record: TokenRecord,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is malformed or its signature is invalid")]
+    Invalid,
+}
+
+/// Signs and verifies tokens with one HMAC key and one algorithm (HS256).
+///
+/// The algorithm is fixed on both sides: a token whose header names any other
+/// algorithm, `none` included, is rejected before its signature is looked at.
+pub struct TokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl TokenKeys {
+    pub const ISSUER: &'static str = "taskgate";
+    pub const ALGORITHM: Algorithm = Algorithm::HS256;
+    /// HS256 keys shorter than the hash output weaken the MAC (RFC 7518 §3.2).
+    pub const MIN_SECRET_BYTES: usize = 32;
+
+    pub fn new(secret: &SecretSlice<u8>) -> Result<Self, InvalidValue> {
+        let bytes = secret.expose_secret();
+        if bytes.len() < Self::MIN_SECRET_BYTES {
+            return Err(InvalidValue(format!(
+                "must be at least {} bytes",
+                Self::MIN_SECRET_BYTES
+            )));
+        }
+        let mut validation = Validation::new(Self::ALGORITHM);
+        validation.set_required_spec_claims(&["exp", "iat", "sub", "iss", "jti"]);
+        validation.set_issuer(&[Self::ISSUER]);
+        validation.leeway = 0;
+        validation.validate_exp = true;
+        Ok(Self {
+            encoding: EncodingKey::from_secret(bytes),
+            decoding: DecodingKey::from_secret(bytes),
+            validation,
+        })
+    }
+
+    /// Issues a token for `user` valid for `ttl` from now.
+    pub fn issue(&self, user: &User, ttl: Duration) -> IssuedToken {
+        let issued_at = crate::now().replace_millisecond(0).expect("0 ms is valid");
+        let expires_at = issued_at + ttl;
+        let record = TokenRecord {
+            jti: TokenId::new(),
+            username: user.username.clone(),
+            user_id: user.user_id,
+            issued_at,
+            expires_at,
+        };
+        let claims = Claims {
+            iss: Self::ISSUER.to_owned(),
+            sub: record.username.to_string(),
+            uid: record.user_id.to_string(),
+            jti: record.jti.to_string(),
+            iat: issued_at.unix_timestamp(),
+            exp: expires_at.unix_timestamp(),
+        };
+        IssuedToken {
+            token: self.sign(&claims).into(),
+            record,
+        }
+    }
+
+    /// Signs arbitrary claims. Only `issue` should need this outside tests.
+    pub fn sign(&self, claims: &Claims) -> String {
+        jsonwebtoken::encode(&Header::new(Self::ALGORITHM), claims, &self.encoding)
+            .expect("HMAC signing of serialisable claims cannot fail")
+    }
+
+    /// Checks signature, algorithm, issuer and expiry, and returns the claims.
+    pub fn verify(&self, token: &str) -> Result<VerifiedClaims, TokenError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                _ => TokenError::Invalid,
+            })?;
+        let claims = data.claims;
+        Ok(VerifiedClaims {
+            username: Username::parse(&claims.sub).map_err(|_| TokenError::Invalid)?,
+            user_id: UserId::parse(&claims.uid).map_err(|_| TokenError::Invalid)?,
+            jti: TokenId::parse(&claims.jti).map_err(|_| TokenError::Invalid)?,
+        })
+    }
+}
+
+/// The parts of verified claims the rest of the system needs, already parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedClaims {
+    pub username: Username,
+    pub user_id: UserId,
+    pub jti: TokenId,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::password::PasswordHash;
+    use crate::user::Level;
+
+    fn keys(secret: &[u8]) -> TokenKeys {
+        TokenKeys::new(&SecretSlice::from(secret.to_vec())).unwrap()
+    }
+
+    fn user() -> User {
+        let hash = PasswordHash::parse(
+            "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3V7s8wPDxVyEkXmz4jtoTrhpgXT4x3rKxhWFSmsHCGc",
+        )
+        .unwrap();
+        User::new(Username::parse("alice").unwrap(), hash, Level::User, None, None)
+    }
+
+    #[test]
+    fn an_issued_token_verifies_and_names_its_record() {
+        let keys = keys(&[7; 32]);
+        let issued = keys.issue(&user(), Duration::from_secs(60));
+        let claims = keys.verify(issued.token.expose_secret()).unwrap();
+        assert_eq!(claims.jti, issued.record.jti);
+        assert_eq!(claims.user_id, issued.record.user_id);
+        assert_eq!(claims.username.as_str(), "alice");
+    }
+
+    #[test]
+    fn a_token_signed_with_another_key_is_invalid() {
+        let issued = keys(&[7; 32]).issue(&user(), Duration::from_secs(60));
+        assert_eq!(
+            keys(&[8; 32]).verify(issued.token.expose_secret()),
+            Err(TokenError::Invalid)
+        );
+    }
+
+    #[test]
+    fn short_secrets_are_refused() {
+        assert!(TokenKeys::new(&SecretSlice::from(vec![1; 31])).is_err());
+    }
+
+    #[test]
+    fn an_expired_token_is_reported_as_expired() {
+        let keys = keys(&[7; 32]);
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let token = keys.sign(&Claims {
+            iss: TokenKeys::ISSUER.into(),
+            sub: "alice".into(),
+            uid: UserId::new().to_string(),
+            jti: TokenId::new().to_string(),
+            iat: now - 120,
+            exp: now - 60,
+        });
+        assert_eq!(keys.verify(&token), Err(TokenError::Expired));
+    }
+}
