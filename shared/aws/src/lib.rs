@@ -1,0 +1,89 @@
+//! # AWS adapters
+//!
+//! The storage ports of `taskgate-domain` on DynamoDB (aws-sdk-dynamodb +
+//! serde_dynamo). The same code serves the Lambda functions, `taskgate serve`
+//! with `TASKGATE_STORE=dynamodb`, and the contract tests against DynamoDB
+//! Local.
+//!
+//! - [`tables`]: table names, the one description of every table's keys and
+//!   indexes (the SAM template is tested against it), and `ensure_tables`.
+//! - `users`: the Users table. Uniqueness and optimistic concurrency are
+//!   conditional writes; the "never the last admin" rule is a counter item in
+//!   the same table changed in the same transaction as the user.
+//! - `tokens`: the Tokens table (TTL on `expires_at`, an index by username
+//!   for revoking all of a user's tokens) and the one-round-trip session
+//!   lookup (BatchGetItem over Tokens and Users).
+#![forbid(unsafe_code)]
+
+mod errors;
+pub mod tables;
+mod tokens;
+mod users;
+
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_dynamodb::Client;
+
+pub use tables::{TableNames, ensure_tables};
+
+/// The DynamoDB store: every storage port on one client and a set of tables.
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: Client,
+    tables: TableNames,
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, tables: TableNames) -> Self {
+        Self { client, tables }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn tables(&self) -> &TableNames {
+        &self.tables
+    }
+}
+
+/// Loads the shared AWS configuration once per process (per cold start in
+/// Lambda), with bounded timeouts so a dead dependency costs seconds, not
+/// minutes.
+///
+/// `local_endpoint` is for DynamoDB Local: when given, a missing region
+/// defaults to `us-east-1` and missing credentials to dummy ones (DynamoDB
+/// Local accepts any), so no AWS setup is needed to run against it.
+pub async fn load_sdk_config(local_endpoint: Option<&str>) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(2))
+                .operation_attempt_timeout(Duration::from_secs(3))
+                .operation_timeout(Duration::from_secs(10))
+                .build(),
+        )
+        .retry_config(RetryConfig::standard().with_max_attempts(3));
+    if local_endpoint.is_some() {
+        if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
+            loader = loader.region(Region::new("us-east-1"));
+        }
+        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+            loader = loader.test_credentials();
+        }
+    }
+    loader.load().await
+}
+
+/// A DynamoDB client from the shared configuration, pointed at `local_endpoint`
+/// (DynamoDB Local) when given.
+pub fn dynamodb_client(config: &SdkConfig, local_endpoint: Option<&str>) -> Client {
+    let mut builder = aws_sdk_dynamodb::config::Builder::from(config);
+    if let Some(endpoint) = local_endpoint {
+        builder = builder.endpoint_url(endpoint);
+    }
+    Client::from_conf(builder.build())
+}

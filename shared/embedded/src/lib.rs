@@ -1,0 +1,94 @@
+//! # Embedded store
+//!
+//! The adapter that needs no server: every storage port of `taskgate-domain`
+//! on one SQLite database, either a file in the data directory (the default
+//! for `taskgate serve`) or in memory (tests, throwaway runs).
+//!
+//! SQLite was chosen over a pure-Rust key-value store because several
+//! processes may open the same file at once (a running server and `taskgate
+//! audit`), and because the file can be inspected with the `sqlite3` shell.
+//! See docs/adr/0002-embedded-store.md.
+//!
+//! Each port call runs on tokio's blocking pool and holds the connection for
+//! one transaction; writes that must check something first (version, admin
+//! count) run in an `IMMEDIATE` transaction, so they are serialised against
+//! every other writer of the file, in this process or another.
+#![forbid(unsafe_code)]
+
+mod schema;
+mod tokens;
+mod users;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::Connection;
+use taskgate_domain::ports::{StoreError, StoreResult};
+
+/// The embedded store. Cheap to clone; clones share one connection.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl EmbeddedStore {
+    /// Opens (creating if needed) the database file at `path`.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        let conn = Connection::open(path).map_err(|e| {
+            StoreError::Other(format!("cannot open database {}: {e}", path.display()))
+        })?;
+        // WAL lets readers in other processes (taskgate audit) work while the
+        // server writes; FULL sync keeps a committed write across a crash.
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
+        Self::init(conn)
+    }
+
+    /// A fresh database that lives as long as this value (and its clones).
+    pub fn in_memory() -> StoreResult<Self> {
+        Self::init(Connection::open_in_memory().map_err(sql)?)
+    }
+
+    fn init(mut conn: Connection) -> StoreResult<Self> {
+        conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
+        schema::migrate(&mut conn)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn with_conn<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock cannot leave a half-applied
+            // transaction behind (SQLite rolls it back), so a poisoned lock is
+            // safe to reuse.
+            let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Other(format!("store task failed: {e}")))?
+    }
+}
+
+/// Maps SQLite errors: a busy database (another process holds the write
+/// lock past the timeout) is `Unavailable`; anything else is `Other`.
+pub(crate) fn sql(e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        _ => StoreError::Other(e.to_string()),
+    }
+}
+
+/// A stored JSON item that no longer parses is corruption, not a client error.
+pub(crate) fn corrupt(what: &str, e: serde_json::Error) -> StoreError {
+    StoreError::Other(format!("stored {what} does not parse: {e}"))
+}

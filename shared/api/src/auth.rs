@@ -1,0 +1,83 @@
+//! Bearer-token authentication.
+//!
+//! A request either carries no `Authorization` header (anonymous) or a token
+//! that must pass every check; a bad token is a 401 on every route, never
+//! treated as anonymous. The checks, in order: header syntax, signature with
+//! the one fixed algorithm, issuer, expiry, then one store round trip for the
+//! token record (not revoked) and the user (exists, same `UserId`). The
+//! caller's level is the user's *current* level, so a demotion takes effect
+//! on the next request.
+
+use http::header;
+use taskgate_domain::permission::Actor;
+use taskgate_domain::token::{TokenError, TokenRecord};
+use taskgate_domain::user::User;
+
+use crate::problem::ApiError;
+use crate::state::AppState;
+use crate::Request;
+
+/// An authenticated caller: the user as stored now, and the token used.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub user: User,
+    pub token: TokenRecord,
+}
+
+impl Session {
+    pub fn actor(&self) -> Actor {
+        Actor {
+            username: self.user.username.clone(),
+            level: self.user.level,
+        }
+    }
+}
+
+fn unauthenticated(why: &str) -> ApiError {
+    ApiError::Unauthenticated(why.to_owned())
+}
+
+/// The bearer token, if the request sends an `Authorization` header.
+fn bearer_token(request: &Request) -> Result<Option<&str>, ApiError> {
+    let Some(value) = request.headers().get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let malformed = || unauthenticated("the Authorization header must be \"Bearer <token>\"");
+    let value = value.to_str().map_err(|_| malformed())?;
+    let (scheme, token) = value.split_once(' ').ok_or_else(malformed)?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.contains(' ') {
+        return Err(malformed());
+    }
+    Ok(Some(token))
+}
+
+/// The session of a request that may be anonymous. `Ok(None)` only when no
+/// `Authorization` header was sent at all.
+pub async fn optional_session(state: &AppState, request: &Request) -> Result<Option<Session>, ApiError> {
+    let Some(token) = bearer_token(request)? else {
+        return Ok(None);
+    };
+    let claims = state.keys.verify(token).map_err(|e| match e {
+        TokenError::Expired => unauthenticated("the token has expired; log in again"),
+        TokenError::Invalid => unauthenticated("the token is not valid"),
+    })?;
+    let (record, user) = state.store.load_session(&claims.jti, &claims.username).await?;
+    let record = record
+        .filter(|r| r.user_id == claims.user_id && r.username == claims.username)
+        .ok_or_else(|| unauthenticated("the token has been revoked; log in again"))?;
+    if record.is_expired(taskgate_domain::now()) {
+        return Err(unauthenticated("the token has expired; log in again"));
+    }
+    let user = user
+        .filter(|u| u.user_id == claims.user_id)
+        .ok_or_else(|| unauthenticated("the account this token belongs to no longer exists"))?;
+    Ok(Some(Session { user, token: record }))
+}
+
+/// The session of a request that must be authenticated.
+pub async fn require_session(state: &AppState, request: &Request) -> Result<Session, ApiError> {
+    optional_session(state, request)
+        .await?
+        .ok_or_else(|| unauthenticated("this endpoint needs a token: send Authorization: Bearer <token>"))
+}

@@ -1,0 +1,6 @@
+//! One module per resource; one `async fn` per endpoint, each reading as
+//! authenticate → authorise → parse → act → respond.
+
+pub(crate) mod auth;
+pub(crate) mod root;
+pub(crate) mod users;

@@ -1,0 +1,235 @@
+//! `/users` (and the compatibility routes under `/user`): create, list,
+//! read, edit, delete.
+//!
+//! Authorisation happens before the body is read wherever the answer does not
+//! depend on the body, so a caller who may not act learns nothing from
+//! validation errors.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::StatusCode;
+use serde::Serialize;
+use taskgate_domain::password::Password;
+use taskgate_domain::permission;
+use taskgate_domain::ports::StoreError;
+use taskgate_domain::user::{Email, Level, Profile, User, UserChanges, Username};
+
+use crate::auth::{optional_session, require_session};
+use crate::problem::ApiError;
+use crate::request::{Fields, as_str, checked, json_object, message, path_param, query, string};
+use crate::response::{UserView, created, json, no_content};
+use crate::state::AppState;
+use crate::{Request, Response};
+
+/// How often an edit or delete re-reads and retries after losing a race
+/// with a concurrent change to the same user.
+const ATTEMPTS: usize = 3;
+
+fn no_such_user(username: &str) -> ApiError {
+    ApiError::NotFound(format!("there is no user named {username:?}"))
+}
+
+/// The `{username}` of the path. A name that cannot be valid cannot exist.
+fn target(request: &Request) -> Result<Username, ApiError> {
+    let raw = path_param(request, "username")?;
+    Username::parse(raw).map_err(|_| no_such_user(raw))
+}
+
+fn parse_profile(value: &serde_json::Value) -> Result<Profile, String> {
+    Profile::parse(value.clone()).map_err(message)
+}
+
+pub(crate) async fn create(state: &AppState, request: &Request) -> Result<Response, ApiError> {
+    let session = optional_session(state, request).await?;
+    let actor = session.as_ref().map(|s| s.actor());
+    let registration = state.settings.registration;
+    permission::may_create_any_user(actor.as_ref(), registration)?;
+
+    let mut fields = Fields::new(
+        json_object(request)?,
+        &["username", "password", "level", "email", "profile"],
+    );
+    let username = fields.required("username", string(Username::parse));
+    let password = fields.required("password", |v| {
+        Password::parse(as_str(v)?, username.as_ref()).map_err(message)
+    });
+    let level = fields.optional("level", string(Level::parse));
+    let email = fields.optional("email", string(Email::parse));
+    let profile = fields.optional("profile", parse_profile);
+    fields.finish()?;
+    let level = level.unwrap_or(Level::User);
+    permission::may_create_user(actor.as_ref(), level, registration)?;
+
+    let hash = state.hash_password(checked(password)).await?;
+    let user = User::new(checked(username), hash, level, email, profile);
+    match state.store.insert_user(&user).await {
+        Ok(()) => {}
+        Err(StoreError::AlreadyExists) => {
+            return Err(ApiError::Conflict {
+                kind: "username-taken",
+                detail: format!("the username {:?} is already taken", user.username.as_str()),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    }
+    tracing::info!(username = %user.username, level = %user.level, by = ?actor.map(|a| a.username.to_string()), "user created");
+    Ok(created(
+        &format!("/users/{}", user.username),
+        &UserView::from(&user),
+    ))
+}
+
+#[derive(Serialize)]
+struct UserList<'a> {
+    items: Vec<UserView<'a>>,
+    next: Option<String>,
+}
+
+/// Page size of `GET /users` unless `?limit=` says otherwise (1 to 100).
+const DEFAULT_PAGE_SIZE: usize = 50;
+const MAX_PAGE_SIZE: usize = 100;
+
+pub(crate) async fn list(state: &AppState, request: &Request) -> Result<Response, ApiError> {
+    let session = require_session(state, request).await?;
+    permission::may_list_users(&session.actor())?;
+
+    let params = query(request, &["limit", "cursor"])?;
+    let limit = match params.get("limit") {
+        None => DEFAULT_PAGE_SIZE,
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
+            .ok_or_else(|| {
+                ApiError::invalid("limit", format!("must be a whole number from 1 to {MAX_PAGE_SIZE}"))
+            })?,
+    };
+    // The cursor is the last username of the previous page, opaque to clients.
+    let after = match params.get("cursor") {
+        None => None,
+        Some(raw) => Some(
+            URL_SAFE_NO_PAD
+                .decode(raw)
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .and_then(|name| Username::parse(&name).ok())
+                .ok_or_else(|| ApiError::invalid("cursor", "is not a cursor this API returned"))?,
+        ),
+    };
+
+    let page = state.store.list_users(after.as_ref(), limit).await?;
+    Ok(json(
+        StatusCode::OK,
+        &UserList {
+            items: page.items.iter().map(UserView::from).collect(),
+            next: page.next.map(|u| URL_SAFE_NO_PAD.encode(u.as_str())),
+        },
+    ))
+}
+
+pub(crate) async fn get(state: &AppState, request: &Request) -> Result<Response, ApiError> {
+    let session = require_session(state, request).await?;
+    let target = target(request)?;
+    permission::may_view_user(&session.actor(), &target)?;
+
+    let user = if target == session.user.username {
+        session.user
+    } else {
+        state
+            .store
+            .get_user(&target)
+            .await?
+            .ok_or_else(|| no_such_user(target.as_str()))?
+    };
+    Ok(json(StatusCode::OK, &UserView::from(&user)))
+}
+
+pub(crate) async fn update(state: &AppState, request: &Request) -> Result<Response, ApiError> {
+    let session = require_session(state, request).await?;
+    let actor = session.actor();
+    let target = target(request)?;
+    permission::may_edit_user(&actor, &target, None)?;
+
+    let mut fields = Fields::new(json_object(request)?, &["password", "level", "email", "profile"]);
+    let password = fields.optional("password", |v| {
+        Password::parse(as_str(v)?, Some(&target)).map_err(message)
+    });
+    let level = fields.optional("level", string(Level::parse));
+    let email = fields.nullable("email", string(Email::parse));
+    let profile = fields.nullable("profile", parse_profile);
+    fields.finish()?;
+
+    let password_changed = password.is_some();
+    let changes = UserChanges {
+        password_hash: match password {
+            Some(password) => Some(state.hash_password(password).await?),
+            None => None,
+        },
+        level,
+        email,
+        profile,
+    };
+
+    for _ in 0..ATTEMPTS {
+        let current = state
+            .store
+            .get_user(&target)
+            .await?
+            .ok_or_else(|| no_such_user(target.as_str()))?;
+        let new_level = level.filter(|l| *l != current.level);
+        permission::may_edit_user(&actor, &target, new_level)?;
+        let Some(next) = changes.apply_to(&current) else {
+            return Ok(json(StatusCode::OK, &UserView::from(&current)));
+        };
+        match state.store.update_user(&current, &next).await {
+            Ok(()) => {
+                if password_changed {
+                    // Other sessions end with the old password; the caller's
+                    // own session survives a change of their own password.
+                    let keep = (actor.username == target).then_some(&session.token.jti);
+                    let revoked = state.store.delete_user_tokens(&target, keep).await?;
+                    tracing::info!(username = %target, revoked, "password changed, tokens revoked");
+                }
+                tracing::info!(username = %target, by = %actor.username, "user updated");
+                return Ok(json(StatusCode::OK, &UserView::from(&next)));
+            }
+            Err(StoreError::Conflict) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StoreError::Conflict.into())
+}
+
+pub(crate) async fn delete(state: &AppState, request: &Request) -> Result<Response, ApiError> {
+    let session = require_session(state, request).await?;
+    let actor = session.actor();
+    let target = target(request)?;
+    permission::may_delete_user(&actor, &target, state.settings.registration)?;
+
+    let mut deleted = false;
+    for _ in 0..ATTEMPTS {
+        let current = state
+            .store
+            .get_user(&target)
+            .await?
+            .ok_or_else(|| no_such_user(target.as_str()))?;
+        match state.store.delete_user(&current).await {
+            Ok(()) => {
+                deleted = true;
+                break;
+            }
+            Err(StoreError::Conflict) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if !deleted {
+        return Err(StoreError::Conflict.into());
+    }
+    tracing::info!(username = %target, by = %actor.username, "user deleted");
+    // Every token of the deleted user already fails (the user is gone); this
+    // removes the records too. If it fails, TTL removes them later.
+    if let Err(e) = state.store.delete_user_tokens(&target, None).await {
+        tracing::warn!(username = %target, error = %e, "could not delete the tokens of a deleted user");
+    }
+    Ok(no_content())
+}

@@ -1,0 +1,221 @@
+//! `ApiError`: every way a request can fail, and its RFC 9457 problem+json body.
+//!
+//! Each variant has one status and one stable `type`
+//! (`urn:taskgate:problem:<slug>`). Internal causes of 5xx errors are logged
+//! with the request id and never sent to the client.
+
+use http::{HeaderValue, StatusCode, header};
+use serde::Serialize;
+use taskgate_domain::permission::Denied;
+use taskgate_domain::ports::StoreError;
+
+use crate::Response;
+
+/// One invalid field of a 422.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request cannot be parsed at all.
+    #[error("{0}")]
+    Malformed(String),
+    /// 401: no valid token where one is needed, or any invalid token.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// 403: the caller is known and not allowed.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// 405, with the methods the path does accept.
+    #[error("this path does not accept that method")]
+    MethodNotAllowed { allow: Vec<http::Method> },
+    /// 409, with a slug saying which conflict (`username-taken`, `last-admin`...).
+    #[error("{detail}")]
+    Conflict { kind: &'static str, detail: String },
+    /// 413.
+    #[error("the request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// 415.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 422: well-formed, but these fields are wrong.
+    #[error("invalid fields")]
+    Invalid(Vec<FieldError>),
+    /// 503: a dependency (the store) is down or throttling. The cause is logged.
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    /// 500: a bug or an unexpected reply. The cause is logged.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid(vec![FieldError {
+            field: field.into(),
+            message: message.into(),
+        }])
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Malformed(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable last segment of the problem `type`.
+    pub fn slug(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "malformed-request",
+            Self::Unauthenticated(_) => "unauthenticated",
+            Self::Forbidden(_) => "forbidden",
+            Self::NotFound(_) => "not-found",
+            Self::MethodNotAllowed { .. } => "method-not-allowed",
+            Self::Conflict { kind, .. } => kind,
+            Self::PayloadTooLarge { .. } => "payload-too-large",
+            Self::UnsupportedMediaType(_) => "unsupported-media-type",
+            Self::Invalid(_) => "invalid-field",
+            Self::Unavailable(_) => "service-unavailable",
+            Self::Internal(_) => "internal-error",
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "Malformed request",
+            Self::Unauthenticated(_) => "Authentication required",
+            Self::Forbidden(_) => "Forbidden",
+            Self::NotFound(_) => "Not found",
+            Self::MethodNotAllowed { .. } => "Method not allowed",
+            Self::Conflict { .. } => "Conflict",
+            Self::PayloadTooLarge { .. } => "Payload too large",
+            Self::UnsupportedMediaType(_) => "Unsupported media type",
+            Self::Invalid(_) => "Invalid fields",
+            Self::Unavailable(_) => "Service unavailable",
+            Self::Internal(_) => "Internal server error",
+        }
+    }
+
+    /// What the client is told. For 5xx this is a fixed sentence: the real
+    /// cause may hold internals and only goes to the log.
+    fn detail(&self) -> String {
+        match self {
+            Self::Unavailable(_) => {
+                "a service Taskgate depends on is unavailable; try again shortly".into()
+            }
+            Self::Internal(_) => {
+                "something went wrong on our side; the request id identifies it in the logs".into()
+            }
+            Self::Invalid(errors) => {
+                let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+                format!("invalid value for: {}", fields.join(", "))
+            }
+            Self::MethodNotAllowed { allow } => {
+                let allow: Vec<&str> = allow.iter().map(http::Method::as_str).collect();
+                format!("this path accepts {}", allow.join(", "))
+            }
+            other => other.to_string(),
+        }
+    }
+
+    /// The problem+json response. `request_id` goes into the body so a user
+    /// reporting an error can quote it.
+    pub fn to_response(&self, request_id: &str) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(request_id, error = %self, "request failed");
+        }
+        let body = Problem {
+            r#type: format!("urn:taskgate:problem:{}", self.slug()),
+            title: self.title(),
+            status: status.as_u16(),
+            detail: self.detail(),
+            errors: match self {
+                Self::Invalid(errors) => Some(errors),
+                _ => None,
+            },
+            request_id,
+        };
+        let mut response = http::Response::builder()
+            .status(status)
+            .header(header::CONTENT_TYPE, "application/problem+json")
+            .body(serde_json::to_vec(&body).expect("a problem always serialises").into())
+            .expect("a problem response is always valid");
+        let headers = response.headers_mut();
+        match self {
+            Self::Unauthenticated(_) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Bearer realm="taskgate""#),
+                );
+            }
+            Self::MethodNotAllowed { allow } => {
+                let allow: Vec<&str> = allow.iter().map(http::Method::as_str).collect();
+                if let Ok(value) = HeaderValue::from_str(&allow.join(", ")) {
+                    headers.insert(header::ALLOW, value);
+                }
+            }
+            Self::Unavailable(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    r#type: String,
+    title: &'static str,
+    status: u16,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a Vec<FieldError>>,
+    request_id: &'a str,
+}
+
+impl From<StoreError> for ApiError {
+    /// The generic mapping. Handlers match the variants that mean something
+    /// specific to them (`AlreadyExists` on create is `username-taken`) first.
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(cause) => Self::Unavailable(cause),
+            StoreError::LastAdmin => Self::Conflict {
+                kind: "last-admin",
+                detail: "this is the last admin account; it cannot be deleted or demoted".into(),
+            },
+            StoreError::Conflict => Self::Conflict {
+                kind: "edit-conflict",
+                detail: "the item was changed by another request at the same time; try again"
+                    .into(),
+            },
+            StoreError::AlreadyExists | StoreError::Other(_) => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<Denied> for ApiError {
+    fn from(denied: Denied) -> Self {
+        match denied {
+            Denied::Unauthenticated(why) => Self::Unauthenticated(why.into()),
+            Denied::Forbidden(why) => Self::Forbidden(why.into()),
+        }
+    }
+}

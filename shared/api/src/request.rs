@@ -1,0 +1,262 @@
+//! Reading requests: content types, bodies, query strings and path
+//! parameters, with errors that say exactly what is wrong.
+//!
+//! Bodies are parsed in two steps: bytes to a JSON object (400 if that is
+//! impossible, 415 for a wrong content type), then object to domain values
+//! with [`Fields`], which collects every field error into one 422.
+
+use std::collections::HashMap;
+
+use http::header;
+use serde_json::{Map, Value};
+use taskgate_domain::user::InvalidValue;
+
+use crate::problem::{ApiError, FieldError};
+use crate::Request;
+
+/// Path parameters (`{username}` in `/users/{username}`), put on the request
+/// as an extension by the transport (the local router or API Gateway).
+#[derive(Clone, Debug, Default)]
+pub struct PathParams(pub HashMap<String, String>);
+
+/// The id of this request, set by the transport (Lambda's request id, or one
+/// the local server generates). Appears in every log line and error body.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+impl PathParams {
+    pub fn of(request: &Request) -> Option<&Self> {
+        request.extensions().get::<Self>()
+    }
+}
+
+/// A path parameter the route table guarantees exists.
+pub fn path_param<'r>(request: &'r Request, name: &str) -> Result<&'r str, ApiError> {
+    PathParams::of(request)
+        .and_then(|params| params.0.get(name))
+        .map(String::as_str)
+        .ok_or_else(|| ApiError::Internal(format!("route has no path parameter {name}")))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BodyFormat {
+    Json,
+    Form,
+}
+
+fn body_format(request: &Request) -> Result<BodyFormat, ApiError> {
+    let Some(value) = request.headers().get(header::CONTENT_TYPE) else {
+        return Err(ApiError::UnsupportedMediaType(
+            "send a Content-Type header: application/json".into(),
+        ));
+    };
+    let media_type = value
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match media_type.as_str() {
+        "application/json" => Ok(BodyFormat::Json),
+        t if t.starts_with("application/") && t.ends_with("+json") => Ok(BodyFormat::Json),
+        "application/x-www-form-urlencoded" => Ok(BodyFormat::Form),
+        other => Err(ApiError::UnsupportedMediaType(format!(
+            "content type {other:?} is not supported; send application/json"
+        ))),
+    }
+}
+
+fn non_empty_body(request: &Request) -> Result<&[u8], ApiError> {
+    let body = request.body().as_ref();
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::Malformed(
+            "the request body is empty; send a JSON object".into(),
+        ));
+    }
+    Ok(body)
+}
+
+fn parse_json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::Malformed(format!("the request body is not valid JSON: {e}")))?;
+    match value {
+        Value::Object(map) => Ok(map),
+        _ => Err(ApiError::Malformed(
+            "the request body must be a JSON object".into(),
+        )),
+    }
+}
+
+/// The body as a JSON object. Requires a JSON content type.
+pub fn json_object(request: &Request) -> Result<Map<String, Value>, ApiError> {
+    match body_format(request)? {
+        BodyFormat::Json => parse_json_object(non_empty_body(request)?),
+        BodyFormat::Form => Err(ApiError::UnsupportedMediaType(
+            "this endpoint takes application/json".into(),
+        )),
+    }
+}
+
+/// The body as a JSON object, from JSON or from a form
+/// (`application/x-www-form-urlencoded`, every value a string).
+pub fn json_or_form_object(request: &Request) -> Result<Map<String, Value>, ApiError> {
+    match body_format(request)? {
+        BodyFormat::Json => parse_json_object(non_empty_body(request)?),
+        BodyFormat::Form => {
+            let pairs = form_pairs(non_empty_body(request)?)?;
+            let mut map = Map::new();
+            for (name, value) in pairs {
+                if map.insert(name.clone(), Value::String(value)).is_some() {
+                    return Err(ApiError::Malformed(format!("the field {name:?} is given twice")));
+                }
+            }
+            Ok(map)
+        }
+    }
+}
+
+fn form_pairs(raw: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
+    serde_urlencoded::from_bytes(raw)
+        .map_err(|e| ApiError::Malformed(format!("the form body does not parse: {e}")))
+}
+
+/// The query string as name → value. Every name must be one of `allowed`
+/// (422 otherwise) and appear once (400 otherwise).
+pub fn query(request: &Request, allowed: &[&str]) -> Result<HashMap<String, String>, ApiError> {
+    let raw = request.uri().query().unwrap_or("");
+    let mut params = HashMap::new();
+    let mut errors = Vec::new();
+    for (name, value) in form_pairs(raw.as_bytes())? {
+        if !allowed.contains(&name.as_str()) {
+            errors.push(FieldError {
+                field: name,
+                message: format!("is not a query parameter here (known: {})", allowed.join(", ")),
+            });
+        } else if params.insert(name.clone(), value).is_some() {
+            return Err(ApiError::Malformed(format!("the query parameter {name:?} is given twice")));
+        }
+    }
+    if errors.is_empty() {
+        Ok(params)
+    } else {
+        Err(ApiError::Invalid(errors))
+    }
+}
+
+/// Reads the fields of a JSON object into domain values, collecting every
+/// problem (unknown, missing, wrong type, invalid) so one 422 lists them all.
+///
+/// Values a `required` call returns are `Some` whenever [`Fields::finish`]
+/// returns `Ok`: read them with [`checked`] after `finish`.
+pub struct Fields {
+    map: Map<String, Value>,
+    errors: Vec<FieldError>,
+}
+
+/// What a field parser returns: the value, or a message that follows the
+/// field's name ("must be a string").
+pub type FieldResult<T> = Result<T, String>;
+
+impl Fields {
+    /// Starts reading `map`; any key not in `allowed` is an error.
+    pub fn new(map: Map<String, Value>, allowed: &[&str]) -> Self {
+        let mut errors: Vec<FieldError> = map
+            .keys()
+            .filter(|key| !allowed.contains(&key.as_str()))
+            .map(|key| FieldError {
+                field: key.clone(),
+                message: format!("is not a known field (known: {})", allowed.join(", ")),
+            })
+            .collect();
+        errors.sort_by(|a, b| a.field.cmp(&b.field));
+        Self { map, errors }
+    }
+
+    fn record<T>(&mut self, name: &str, result: FieldResult<T>) -> Option<T> {
+        result
+            .map_err(|message| {
+                self.errors.push(FieldError {
+                    field: name.to_owned(),
+                    message,
+                })
+            })
+            .ok()
+    }
+
+    /// A field that must be present and not null.
+    pub fn required<T>(&mut self, name: &str, parse: impl FnOnce(&Value) -> FieldResult<T>) -> Option<T> {
+        match self.map.get(name) {
+            None | Some(Value::Null) => self.record(name, Err("is required".into())),
+            Some(value) => {
+                let parsed = parse(value);
+                self.record(name, parsed)
+            }
+        }
+    }
+
+    /// A field that may be absent (or null, which means the same).
+    pub fn optional<T>(&mut self, name: &str, parse: impl FnOnce(&Value) -> FieldResult<T>) -> Option<T> {
+        match self.map.get(name) {
+            None | Some(Value::Null) => None,
+            Some(value) => {
+                let parsed = parse(value);
+                self.record(name, parsed)
+            }
+        }
+    }
+
+    /// A field where absent means "leave alone" (`None`) and null means
+    /// "clear" (`Some(None)`).
+    pub fn nullable<T>(
+        &mut self,
+        name: &str,
+        parse: impl FnOnce(&Value) -> FieldResult<T>,
+    ) -> Option<Option<T>> {
+        match self.map.get(name) {
+            None => None,
+            Some(Value::Null) => Some(None),
+            Some(value) => {
+                let parsed = parse(value);
+                self.record(name, parsed).map(Some)
+            }
+        }
+    }
+
+    /// `Ok` when every field was fine; otherwise one 422 listing them all.
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Invalid(self.errors))
+        }
+    }
+}
+
+/// Unwraps a required field after [`Fields::finish`] returned `Ok`.
+pub fn checked<T>(value: Option<T>) -> T {
+    value.expect("Fields::finish reports every missing or invalid required field")
+}
+
+/// The value as a string slice.
+pub fn as_str(value: &Value) -> FieldResult<&str> {
+    value.as_str().ok_or_else(|| "must be a string".to_owned())
+}
+
+/// A parser for string fields from a domain `parse` function.
+pub fn string<T>(
+    parse: impl FnOnce(&str) -> Result<T, InvalidValue>,
+) -> impl FnOnce(&Value) -> FieldResult<T> {
+    move |value| parse(as_str(value)?).map_err(|e| e.0)
+}
+
+/// A parser for any string, unvalidated (login credentials).
+pub fn any_string(value: &Value) -> FieldResult<String> {
+    as_str(value).map(str::to_owned)
+}
+
+/// Maps a domain validation error to a field message.
+pub fn message(e: InvalidValue) -> String {
+    e.0
+}

@@ -1,0 +1,192 @@
+//! `AppState`: what every handler needs, built once per process (or Lambda
+//! cold start) and shared by every request. `Settings`: the knobs read from
+//! the environment, with their defaults.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretSlice, SecretString};
+use taskgate_domain::password::{Password, PasswordHash, PasswordHasher};
+use taskgate_domain::permission::Registration;
+use taskgate_domain::ports::Store;
+use taskgate_domain::token::TokenKeys;
+use tokio::sync::Semaphore;
+
+use crate::problem::ApiError;
+
+/// Settings shared by the local server and the Lambda functions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// `TASKGATE_REGISTRATION`: `admin` (default) or `open`.
+    pub registration: Registration,
+    /// `TASKGATE_TOKEN_TTL_SECONDS`: token lifetime, 60 s to 7 days, default 3600.
+    pub token_ttl: Duration,
+    /// `TASKGATE_MAX_BODY_BYTES`: largest accepted request body, default 64 KiB.
+    pub max_body_bytes: usize,
+    /// `TASKGATE_MAX_CONCURRENT_HASHES`: password hashes computed at once
+    /// (each takes 19 MiB and a core for tens of milliseconds), default: the
+    /// number of CPUs. Further requests wait their turn.
+    pub max_concurrent_hashes: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            registration: Registration::AdminOnly,
+            token_ttl: Duration::from_secs(3600),
+            max_body_bytes: 64 * 1024,
+            max_concurrent_hashes: std::thread::available_parallelism().map_or(2, usize::from),
+        }
+    }
+}
+
+/// A setting that is present but unusable. Start-up stops with this message.
+#[derive(Debug, thiserror::Error)]
+#[error("{name}: {message}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub message: String,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let defaults = Self::default();
+        let registration = match lookup("TASKGATE_REGISTRATION").as_deref() {
+            None | Some("admin") => Registration::AdminOnly,
+            Some("open") => Registration::Open,
+            Some(other) => {
+                return Err(ConfigError {
+                    name: "TASKGATE_REGISTRATION",
+                    message: format!("must be \"admin\" or \"open\", not {other:?}"),
+                });
+            }
+        };
+        let token_ttl = number(&lookup, "TASKGATE_TOKEN_TTL_SECONDS", 60..=7 * 24 * 3600)?
+            .map_or(defaults.token_ttl, Duration::from_secs);
+        let max_body_bytes = number(&lookup, "TASKGATE_MAX_BODY_BYTES", 1024..=10 * 1024 * 1024)?
+            .map_or(defaults.max_body_bytes, |n| n as usize);
+        let max_concurrent_hashes = number(&lookup, "TASKGATE_MAX_CONCURRENT_HASHES", 1..=256)?
+            .map_or(defaults.max_concurrent_hashes, |n| n as usize);
+        Ok(Self {
+            registration,
+            token_ttl,
+            max_body_bytes,
+            max_concurrent_hashes,
+        })
+    }
+}
+
+fn number(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<Option<u64>, ConfigError> {
+    let Some(raw) = lookup(name) else {
+        return Ok(None);
+    };
+    match raw.trim().parse::<u64>() {
+        Ok(n) if range.contains(&n) => Ok(Some(n)),
+        _ => Err(ConfigError {
+            name,
+            message: format!(
+                "must be a whole number from {} to {}, not {raw:?}",
+                range.start(),
+                range.end()
+            ),
+        }),
+    }
+}
+
+/// What handlers share: the stores, the token keys, the password hasher and
+/// the settings.
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub keys: TokenKeys,
+    pub settings: Settings,
+    hasher: Arc<PasswordHasher>,
+    hashing: Semaphore,
+}
+
+impl AppState {
+    /// Builds the state. Computes the dummy password hash, so call it once.
+    pub fn new(
+        store: Arc<dyn Store>,
+        jwt_secret: &SecretSlice<u8>,
+        settings: Settings,
+    ) -> Result<Self, ConfigError> {
+        let keys = TokenKeys::new(jwt_secret).map_err(|e| ConfigError {
+            name: "JWT signing secret",
+            message: e.to_string(),
+        })?;
+        let hasher = PasswordHasher::new().map_err(|e| ConfigError {
+            name: "password hasher",
+            message: e.to_string(),
+        })?;
+        Ok(Self {
+            store,
+            keys,
+            hashing: Semaphore::new(settings.max_concurrent_hashes),
+            settings,
+            hasher: Arc::new(hasher),
+        })
+    }
+
+    /// Hashes a new password off the async threads, at most
+    /// `max_concurrent_hashes` at a time.
+    pub async fn hash_password(&self, password: Password) -> Result<PasswordHash, ApiError> {
+        let _permit = self.hashing.acquire().await.expect("the semaphore is never closed");
+        let hasher = Arc::clone(&self.hasher);
+        tokio::task::spawn_blocking(move || hasher.hash(&password))
+            .await
+            .map_err(|e| ApiError::Internal(format!("hashing task failed: {e}")))?
+            .map_err(|e| ApiError::Internal(e.to_string()))
+    }
+
+    /// Checks a login password; with no hash (unknown user) does the same
+    /// work and returns `false`.
+    pub async fn verify_password(
+        &self,
+        candidate: SecretString,
+        hash: Option<PasswordHash>,
+    ) -> Result<bool, ApiError> {
+        let _permit = self.hashing.acquire().await.expect("the semaphore is never closed");
+        let hasher = Arc::clone(&self.hasher);
+        tokio::task::spawn_blocking(move || hasher.verify(candidate.expose_secret(), hash.as_ref()))
+            .await
+            .map_err(|e| ApiError::Internal(format!("hashing task failed: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        Settings::from_lookup(|name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.registration, Registration::AdminOnly);
+        assert_eq!(s.token_ttl, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let e = settings(&[("TASKGATE_REGISTRATION", "public")]).unwrap_err();
+        assert_eq!(e.name, "TASKGATE_REGISTRATION");
+        let e = settings(&[("TASKGATE_TOKEN_TTL_SECONDS", "5")]).unwrap_err();
+        assert!(e.to_string().contains("60 to 604800"), "{e}");
+    }
+}

@@ -1,0 +1,53 @@
+//! Turning SDK errors into `StoreError`s.
+
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::CancellationReason;
+use taskgate_domain::ports::StoreError;
+
+/// Error codes that mean "try again later", not "your request is wrong".
+const RETRYABLE_CODES: &[&str] = &[
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "LimitExceededException",
+];
+
+/// The fallback mapping, for errors a call does not handle itself: transport
+/// failures, timeouts and throttling are `Unavailable` (503 to clients),
+/// anything else `Other` (500), with the SDK's full context for the log.
+pub(crate) fn store_error<E, R>(err: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let detail = DisplayErrorContext(&err).to_string();
+    match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            StoreError::Unavailable(detail)
+        }
+        SdkError::ServiceError(service) if RETRYABLE_CODES.contains(&service.err().code().unwrap_or("")) => {
+            StoreError::Unavailable(detail)
+        }
+        _ => StoreError::Other(detail),
+    }
+}
+
+/// Whether the transaction item at `index` failed its condition.
+pub(crate) fn condition_failed_at(reasons: &[CancellationReason], index: usize) -> bool {
+    reasons
+        .get(index)
+        .and_then(|r| r.code())
+        .is_some_and(|code| code == "ConditionalCheckFailed")
+}
+
+/// A request this adapter built is invalid: a programming error, reported as `Other`.
+pub(crate) fn build_error(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Other(format!("invalid DynamoDB request: {e}"))
+}
+
+/// A stored item that does not parse back into a domain value.
+pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Other(format!("stored {what} does not parse: {e}"))
+}

@@ -1,0 +1,251 @@
+//! Table names and the one description of every table Taskgate uses.
+//!
+//! `infra/template.yaml` declares the same tables for AWS; a test in
+//! `tests/e2e/infra.rs` checks that its keys, indexes and TTL match
+//! [`table_specs`], so the template and the code cannot drift apart.
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
+};
+use taskgate_domain::ports::{StoreError, StoreResult};
+
+use crate::errors::{build_error, store_error};
+
+/// The physical table names. Lambda functions get them from the SAM template;
+/// the local server from the environment or these defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableNames {
+    pub users: String,
+    pub tokens: String,
+}
+
+impl TableNames {
+    pub const USERS_ENV: &'static str = "TASKGATE_USERS_TABLE";
+    pub const TOKENS_ENV: &'static str = "TASKGATE_TOKENS_TABLE";
+
+    /// `<prefix>-users`, `<prefix>-tokens`.
+    pub fn with_prefix(prefix: &str) -> Self {
+        Self {
+            users: format!("{prefix}-users"),
+            tokens: format!("{prefix}-tokens"),
+        }
+    }
+
+    /// Names from `TASKGATE_USERS_TABLE` / `TASKGATE_TOKENS_TABLE`, defaulting
+    /// to `taskgate-users` / `taskgate-tokens`.
+    pub fn from_env() -> Self {
+        let defaults = Self::with_prefix("taskgate");
+        Self {
+            users: std::env::var(Self::USERS_ENV).unwrap_or(defaults.users),
+            tokens: std::env::var(Self::TOKENS_ENV).unwrap_or(defaults.tokens),
+        }
+    }
+}
+
+/// Index of the Tokens table by username, for revoking all of a user's tokens.
+pub const TOKENS_BY_USERNAME: &str = "by-username";
+
+/// A key attribute: its name and scalar type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyAttribute {
+    pub name: &'static str,
+    pub kind: ScalarAttributeType,
+}
+
+const fn string_key(name: &'static str) -> KeyAttribute {
+    KeyAttribute {
+        name,
+        kind: ScalarAttributeType::S,
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexSpec {
+    pub name: &'static str,
+    pub hash_key: KeyAttribute,
+    pub range_key: Option<KeyAttribute>,
+    pub projection: ProjectionType,
+}
+
+/// Everything about a table that the code depends on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableSpec {
+    /// Logical name, as in the SAM template (`UsersTable`).
+    pub logical_name: &'static str,
+    pub name: String,
+    pub hash_key: KeyAttribute,
+    pub range_key: Option<KeyAttribute>,
+    pub indexes: Vec<IndexSpec>,
+    pub ttl_attribute: Option<&'static str>,
+}
+
+pub fn table_specs(names: &TableNames) -> Vec<TableSpec> {
+    vec![
+        TableSpec {
+            logical_name: "UsersTable",
+            name: names.users.clone(),
+            hash_key: string_key("username"),
+            range_key: None,
+            indexes: vec![],
+            ttl_attribute: None,
+        },
+        TableSpec {
+            logical_name: "TokensTable",
+            name: names.tokens.clone(),
+            hash_key: string_key("jti"),
+            range_key: None,
+            indexes: vec![IndexSpec {
+                name: TOKENS_BY_USERNAME,
+                hash_key: string_key("username"),
+                range_key: None,
+                projection: ProjectionType::KeysOnly,
+            }],
+            ttl_attribute: Some("expires_at"),
+        },
+    ]
+}
+
+/// Creates every table that does not exist yet (on-demand capacity, TTL where
+/// the spec has one) and waits until all are active. Safe to run from several
+/// processes at once.
+pub async fn ensure_tables(client: &Client, names: &TableNames) -> StoreResult<()> {
+    for spec in table_specs(names) {
+        ensure_table(client, &spec).await?;
+    }
+    Ok(())
+}
+
+async fn ensure_table(client: &Client, spec: &TableSpec) -> StoreResult<()> {
+    match client.describe_table().table_name(&spec.name).send().await {
+        Ok(_) => return wait_until_active(client, &spec.name).await,
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {}
+        Err(e) => return Err(store_error(e)),
+    }
+    tracing::info!(table = %spec.name, "creating DynamoDB table");
+    let created = client
+        .create_table()
+        .table_name(&spec.name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_attribute_definitions(Some(attribute_definitions(spec)?))
+        .set_key_schema(Some(key_schema(&spec.hash_key, spec.range_key.as_ref())?))
+        .set_global_secondary_indexes(global_indexes(spec)?)
+        .send()
+        .await;
+    match created {
+        Ok(_) => {}
+        // Another process created it between our describe and create.
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_in_use_exception()) => {}
+        Err(e) => return Err(store_error(e)),
+    }
+    wait_until_active(client, &spec.name).await?;
+    if let Some(attribute) = spec.ttl_attribute {
+        let ttl = TimeToLiveSpecification::builder()
+            .attribute_name(attribute)
+            .enabled(true)
+            .build()
+            .map_err(build_error)?;
+        if let Err(e) = client
+            .update_time_to_live()
+            .table_name(&spec.name)
+            .time_to_live_specification(ttl)
+            .send()
+            .await
+        {
+            // TTL only purges expired tokens early; expiry itself is checked on
+            // every read, so a table without it still behaves correctly.
+            tracing::warn!(table = %spec.name, error = %aws_sdk_dynamodb::error::DisplayErrorContext(&e), "could not enable TTL");
+        }
+    }
+    Ok(())
+}
+
+async fn wait_until_active(client: &Client, table: &str) -> StoreResult<()> {
+    for _ in 0..300 {
+        let described = client
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(store_error)?;
+        let status = described.table().and_then(|t| t.table_status());
+        if status == Some(&TableStatus::Active) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(StoreError::Unavailable(format!(
+        "table {table} did not become active within a minute"
+    )))
+}
+
+fn attribute_definitions(spec: &TableSpec) -> StoreResult<Vec<AttributeDefinition>> {
+    let mut keys = vec![&spec.hash_key];
+    keys.extend(spec.range_key.as_ref());
+    for index in &spec.indexes {
+        keys.push(&index.hash_key);
+        keys.extend(index.range_key.as_ref());
+    }
+    let mut definitions: Vec<AttributeDefinition> = Vec::new();
+    for key in keys {
+        if definitions.iter().any(|d| d.attribute_name() == key.name) {
+            continue;
+        }
+        definitions.push(
+            AttributeDefinition::builder()
+                .attribute_name(key.name)
+                .attribute_type(key.kind.clone())
+                .build()
+                .map_err(build_error)?,
+        );
+    }
+    Ok(definitions)
+}
+
+fn key_schema(
+    hash: &KeyAttribute,
+    range: Option<&KeyAttribute>,
+) -> StoreResult<Vec<KeySchemaElement>> {
+    let mut schema = vec![
+        KeySchemaElement::builder()
+            .attribute_name(hash.name)
+            .key_type(KeyType::Hash)
+            .build()
+            .map_err(build_error)?,
+    ];
+    if let Some(range) = range {
+        schema.push(
+            KeySchemaElement::builder()
+                .attribute_name(range.name)
+                .key_type(KeyType::Range)
+                .build()
+                .map_err(build_error)?,
+        );
+    }
+    Ok(schema)
+}
+
+fn global_indexes(spec: &TableSpec) -> StoreResult<Option<Vec<GlobalSecondaryIndex>>> {
+    if spec.indexes.is_empty() {
+        return Ok(None);
+    }
+    spec.indexes
+        .iter()
+        .map(|index| {
+            GlobalSecondaryIndex::builder()
+                .index_name(index.name)
+                .set_key_schema(Some(key_schema(&index.hash_key, index.range_key.as_ref())?))
+                .projection(
+                    Projection::builder()
+                        .projection_type(index.projection.clone())
+                        .build(),
+                )
+                .build()
+                .map_err(build_error)
+        })
+        .collect::<StoreResult<Vec<_>>>()
+        .map(Some)
+}

@@ -1,0 +1,334 @@
+//! `UserStore` on the Users table.
+//!
+//! Besides one item per user (key `username`), the table holds one counter
+//! item, key [`ADMINS_KEY`], with the number of admin accounts. Every write
+//! that creates, removes, promotes or demotes an admin changes the counter in
+//! the same transaction, and removals are conditional on `admin_count > 1`:
+//! that is how "never the last admin" holds under concurrent requests.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
+use serde::{Deserialize, Serialize};
+use taskgate_domain::password::PasswordHash;
+use taskgate_domain::ports::{Page, StoreError, StoreResult, UserStore};
+use taskgate_domain::user::{Email, Level, Profile, User, UserId, Username};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::DynamoStore;
+use crate::errors::{build_error, condition_failed_at, corrupt, store_error};
+
+/// Key of the admin counter. `#` is not allowed in usernames, so it can never
+/// collide with an account.
+const ADMINS_KEY: &str = "#admins";
+
+/// A user as stored: flat strings and numbers. The profile is kept as JSON
+/// text so that it reads back exactly as written.
+#[derive(Serialize, Deserialize)]
+struct UserItem {
+    username: String,
+    user_id: String,
+    password_hash: String,
+    level: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    profile: Option<String>,
+    version: u64,
+    created_at: String,
+    updated_at: String,
+}
+
+fn timestamp(at: OffsetDateTime) -> String {
+    at.format(&Rfc3339).expect("a UTC timestamp always formats")
+}
+
+fn to_item(user: &User) -> StoreResult<HashMap<String, AttributeValue>> {
+    let item = UserItem {
+        username: user.username.to_string(),
+        user_id: user.user_id.to_string(),
+        password_hash: user.password_hash.as_str().to_owned(),
+        level: user.level.as_str().to_owned(),
+        email: user.email.as_ref().map(|e| e.as_str().to_owned()),
+        profile: user.profile.as_ref().map(Profile::to_json),
+        version: user.version,
+        created_at: timestamp(user.created_at),
+        updated_at: timestamp(user.updated_at),
+    };
+    serde_dynamo::to_item(item).map_err(build_error)
+}
+
+pub(crate) fn from_item(item: HashMap<String, AttributeValue>) -> StoreResult<User> {
+    let item: UserItem = serde_dynamo::from_item(item).map_err(|e| corrupt("user", e))?;
+    let bad = |e: &dyn std::fmt::Display| corrupt("user", format!("{}: {e}", item.username));
+    Ok(User {
+        username: Username::parse(&item.username).map_err(|e| bad(&e))?,
+        user_id: UserId::parse(&item.user_id).map_err(|e| bad(&e))?,
+        password_hash: PasswordHash::parse(&item.password_hash).map_err(|e| bad(&e))?,
+        level: Level::parse(&item.level).map_err(|e| bad(&e))?,
+        email: item.email.as_deref().map(Email::parse).transpose().map_err(|e| bad(&e))?,
+        profile: item
+            .profile
+            .as_deref()
+            .map(|json| {
+                let value = serde_json::from_str(json).map_err(|e| bad(&e))?;
+                Profile::parse(value).map_err(|e| bad(&e))
+            })
+            .transpose()?,
+        version: item.version,
+        created_at: OffsetDateTime::parse(&item.created_at, &Rfc3339).map_err(|e| bad(&e))?,
+        updated_at: OffsetDateTime::parse(&item.updated_at, &Rfc3339).map_err(|e| bad(&e))?,
+    })
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+impl DynamoStore {
+    pub(crate) fn user_key(username: &str) -> HashMap<String, AttributeValue> {
+        HashMap::from([("username".to_owned(), s(username))])
+    }
+
+    /// Adds `delta` to the admin counter; when removing an admin, only if at
+    /// least one other admin remains.
+    fn admin_count_change(&self, delta: i64) -> StoreResult<TransactWriteItem> {
+        let mut update = Update::builder()
+            .table_name(&self.tables.users)
+            .set_key(Some(Self::user_key(ADMINS_KEY)))
+            .update_expression("ADD admin_count :delta")
+            .expression_attribute_values(":delta", n(delta));
+        if delta < 0 {
+            update = update
+                .condition_expression("admin_count > :one")
+                .expression_attribute_values(":one", n(1));
+        }
+        Ok(TransactWriteItem::builder()
+            .update(update.build().map_err(build_error)?)
+            .build())
+    }
+
+    /// Runs a two-item transaction: the user write first, the counter second.
+    async fn write_with_admin_count(
+        &self,
+        user_write: TransactWriteItem,
+        delta: i64,
+        user_condition_failed: StoreError,
+    ) -> StoreResult<()> {
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(user_write)
+            .transact_items(self.admin_count_change(delta)?)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(ref service))
+                if matches!(service.err(), TransactWriteItemsError::TransactionCanceledException(_)) =>
+            {
+                let TransactWriteItemsError::TransactionCanceledException(cancelled) = service.err() else {
+                    unreachable!("matched above");
+                };
+                let reasons = cancelled.cancellation_reasons();
+                if condition_failed_at(reasons, 0) {
+                    Err(user_condition_failed)
+                } else if condition_failed_at(reasons, 1) {
+                    Err(StoreError::LastAdmin)
+                } else {
+                    Err(store_error(result.unwrap_err()))
+                }
+            }
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    fn unchanged_condition(user: &User) -> [(&'static str, AttributeValue); 2] {
+        [(":uid", s(user.user_id.to_string())), (":lvl", s(user.level.as_str()))]
+    }
+}
+
+#[async_trait]
+impl UserStore for DynamoStore {
+    async fn insert_user(&self, user: &User) -> StoreResult<()> {
+        let put = Put::builder()
+            .table_name(&self.tables.users)
+            .set_item(Some(to_item(user)?))
+            .condition_expression("attribute_not_exists(username)");
+        if user.is_admin() {
+            let put = TransactWriteItem::builder()
+                .put(put.build().map_err(build_error)?)
+                .build();
+            return self
+                .write_with_admin_count(put, 1, StoreError::AlreadyExists)
+                .await;
+        }
+        self.client
+            .put_item()
+            .table_name(&self.tables.users)
+            .set_item(Some(to_item(user)?))
+            .condition_expression("attribute_not_exists(username)")
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| match e.as_service_error() {
+                Some(e) if e.is_conditional_check_failed_exception() => StoreError::AlreadyExists,
+                _ => store_error(e),
+            })
+    }
+
+    async fn get_user(&self, username: &Username) -> StoreResult<Option<User>> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.tables.users)
+            .set_key(Some(Self::user_key(username.as_str())))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(store_error)?;
+        output.item.map(from_item).transpose()
+    }
+
+    async fn list_users(
+        &self,
+        after: Option<&Username>,
+        limit: usize,
+    ) -> StoreResult<Page<User, Username>> {
+        let mut items = Vec::with_capacity(limit);
+        let mut start = after.map(|u| Self::user_key(u.as_str()));
+        let mut more = false;
+        while items.len() < limit {
+            let output = self
+                .client
+                .scan()
+                .table_name(&self.tables.users)
+                .consistent_read(true)
+                .limit(i32::try_from(limit - items.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(store_error)?;
+            for item in output.items.unwrap_or_default() {
+                let is_counter = matches!(item.get("username"), Some(AttributeValue::S(k)) if k == ADMINS_KEY);
+                if !is_counter {
+                    items.push(from_item(item)?);
+                }
+            }
+            more = output.last_evaluated_key.is_some();
+            if !more {
+                break;
+            }
+            start = output.last_evaluated_key;
+        }
+        // Scan order is the table's own; continuing after the last user we
+        // returned visits the rest exactly once.
+        let next = if more { items.last().map(|u| u.username.clone()) } else { None };
+        Ok(Page { items, next })
+    }
+
+    async fn update_user(&self, current: &User, next: &User) -> StoreResult<()> {
+        const CONDITION: &str = "user_id = :uid AND #lvl = :lvl AND version = :ver";
+        let values: HashMap<String, AttributeValue> = Self::unchanged_condition(current)
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .chain([(":ver".to_owned(), n(current.version))])
+            .collect();
+        let delta = match (current.is_admin(), next.is_admin()) {
+            (true, false) => -1,
+            (false, true) => 1,
+            _ => 0,
+        };
+        if delta != 0 {
+            let put = Put::builder()
+                .table_name(&self.tables.users)
+                .set_item(Some(to_item(next)?))
+                .condition_expression(CONDITION)
+                .expression_attribute_names("#lvl", "level")
+                .set_expression_attribute_values(Some(values))
+                .build()
+                .map_err(build_error)?;
+            let put = TransactWriteItem::builder().put(put).build();
+            return self
+                .write_with_admin_count(put, delta, StoreError::Conflict)
+                .await;
+        }
+        self.client
+            .put_item()
+            .table_name(&self.tables.users)
+            .set_item(Some(to_item(next)?))
+            .condition_expression(CONDITION)
+            .expression_attribute_names("#lvl", "level")
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| match e.as_service_error() {
+                Some(e) if e.is_conditional_check_failed_exception() => StoreError::Conflict,
+                _ => store_error(e),
+            })
+    }
+
+    async fn delete_user(&self, user: &User) -> StoreResult<()> {
+        let values: HashMap<String, AttributeValue> = Self::unchanged_condition(user)
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        let condition = "user_id = :uid AND #lvl = :lvl";
+        if user.is_admin() {
+            let delete = Delete::builder()
+                .table_name(&self.tables.users)
+                .set_key(Some(Self::user_key(user.username.as_str())))
+                .condition_expression(condition)
+                .expression_attribute_names("#lvl", "level")
+                .set_expression_attribute_values(Some(values))
+                .build()
+                .map_err(build_error)?;
+            let delete = TransactWriteItem::builder().delete(delete).build();
+            return self
+                .write_with_admin_count(delete, -1, StoreError::Conflict)
+                .await;
+        }
+        self.client
+            .delete_item()
+            .table_name(&self.tables.users)
+            .set_key(Some(Self::user_key(user.username.as_str())))
+            .condition_expression(condition)
+            .expression_attribute_names("#lvl", "level")
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| match e.as_service_error() {
+                Some(e) if e.is_conditional_check_failed_exception() => StoreError::Conflict,
+                _ => store_error(e),
+            })
+    }
+
+    async fn count_admins(&self) -> StoreResult<u64> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.tables.users)
+            .set_key(Some(Self::user_key(ADMINS_KEY)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(store_error)?;
+        match output.item.as_ref().and_then(|item| item.get("admin_count")) {
+            None => Ok(0),
+            Some(AttributeValue::N(count)) => count
+                .parse()
+                .map_err(|e| corrupt("admin counter", e)),
+            Some(other) => Err(corrupt("admin counter", format!("{other:?}"))),
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! The database schema and its migrations, keyed by `PRAGMA user_version`.
+
+use rusqlite::Connection;
+use taskgate_domain::ports::{StoreError, StoreResult};
+
+use crate::sql;
+
+/// Each entry moves the schema from version `index` to `index + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: users and tokens. Items are stored whole as JSON; the columns beside
+    // them are the ones queries and conditions need.
+    "CREATE TABLE users (
+        username TEXT PRIMARY KEY,
+        user_id  TEXT NOT NULL,
+        level    TEXT NOT NULL CHECK (level IN ('admin', 'user')),
+        version  INTEGER NOT NULL,
+        item     TEXT NOT NULL
+     ) STRICT;
+     CREATE TABLE tokens (
+        jti        TEXT PRIMARY KEY,
+        username   TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,
+        item       TEXT NOT NULL
+     ) STRICT;
+     CREATE INDEX tokens_by_username ON tokens (username);
+     CREATE INDEX tokens_by_expiry ON tokens (expires_at);",
+];
+
+pub(crate) fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(sql)?;
+    let current: i64 = tx
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(sql)?;
+    let current = usize::try_from(current).unwrap_or(usize::MAX);
+    if current > MIGRATIONS.len() {
+        return Err(StoreError::Other(format!(
+            "the database has schema version {current}, newer than this build knows ({}); \
+             use a newer taskgate",
+            MIGRATIONS.len()
+        )));
+    }
+    for (version, migration) in MIGRATIONS.iter().enumerate().skip(current) {
+        tx.execute_batch(migration).map_err(sql)?;
+        tx.pragma_update(None, "user_version", version as i64 + 1)
+            .map_err(sql)?;
+    }
+    tx.commit().map_err(sql)
+}

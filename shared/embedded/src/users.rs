@@ -1,0 +1,170 @@
+//! `UserStore` on SQLite.
+
+use async_trait::async_trait;
+use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
+use taskgate_domain::ports::{Page, StoreError, StoreResult, UserStore};
+use taskgate_domain::user::{Level, User, Username};
+
+use crate::{EmbeddedStore, corrupt, sql};
+
+fn to_json(user: &User) -> String {
+    serde_json::to_string(user).expect("a User always serialises")
+}
+
+fn from_json(item: &str) -> StoreResult<User> {
+    serde_json::from_str(item).map_err(|e| corrupt("user", e))
+}
+
+fn admin_count(tx: &Transaction<'_>) -> StoreResult<u64> {
+    let count: i64 = tx
+        .query_row("SELECT COUNT(*) FROM users WHERE level = 'admin'", [], |row| row.get(0))
+        .map_err(sql)?;
+    Ok(count.unsigned_abs())
+}
+
+/// The identity, level and version of the stored user, if there is one.
+/// Versions are stored as SQLite integers (i64); a version never gets near 2^63.
+fn stored_state(tx: &Transaction<'_>, username: &str) -> StoreResult<Option<(String, String, i64)>> {
+    tx.query_row(
+        "SELECT user_id, level, version FROM users WHERE username = ?1",
+        [username],
+        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+    )
+    .optional()
+    .map_err(sql)
+}
+
+#[async_trait]
+impl UserStore for EmbeddedStore {
+    async fn insert_user(&self, user: &User) -> StoreResult<()> {
+        let user = user.clone();
+        self.with_conn(move |conn| {
+            let inserted = conn
+                .execute(
+                    "INSERT INTO users (username, user_id, level, version, item)
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (username) DO NOTHING",
+                    params![
+                        user.username.as_str(),
+                        user.user_id.to_string(),
+                        user.level.as_str(),
+                        user.version as i64,
+                        to_json(&user)
+                    ],
+                )
+                .map_err(sql)?;
+            if inserted == 0 {
+                return Err(StoreError::AlreadyExists);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_user(&self, username: &Username) -> StoreResult<Option<User>> {
+        let username = username.clone();
+        self.with_conn(move |conn| {
+            let item: Option<String> = conn
+                .query_row(
+                    "SELECT item FROM users WHERE username = ?1",
+                    [username.as_str()],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(sql)?;
+            item.as_deref().map(from_json).transpose()
+        })
+        .await
+    }
+
+    async fn list_users(
+        &self,
+        after: Option<&Username>,
+        limit: usize,
+    ) -> StoreResult<Page<User, Username>> {
+        let after = after.map(|u| u.as_str().to_owned()).unwrap_or_default();
+        self.with_conn(move |conn| {
+            let mut statement = conn
+                .prepare_cached(
+                    "SELECT item FROM users WHERE username > ?1 ORDER BY username LIMIT ?2",
+                )
+                .map_err(sql)?;
+            // One extra row tells whether another page exists.
+            let rows = statement
+                .query_map(params![after, limit as i64 + 1], |row| row.get::<_, String>(0))
+                .map_err(sql)?;
+            let mut items = Vec::with_capacity(limit + 1);
+            for row in rows {
+                items.push(from_json(&row.map_err(sql)?)?);
+            }
+            let next = if items.len() > limit {
+                items.truncate(limit);
+                items.last().map(|u| u.username.clone())
+            } else {
+                None
+            };
+            Ok(Page { items, next })
+        })
+        .await
+    }
+
+    async fn update_user(&self, current: &User, next: &User) -> StoreResult<()> {
+        let (current, next) = (current.clone(), next.clone());
+        self.with_conn(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql)?;
+            let expected = (
+                current.user_id.to_string(),
+                current.level.as_str().to_owned(),
+                current.version as i64,
+            );
+            if stored_state(&tx, current.username.as_str())? != Some(expected) {
+                return Err(StoreError::Conflict);
+            }
+            if current.is_admin() && next.level != Level::Admin && admin_count(&tx)? <= 1 {
+                return Err(StoreError::LastAdmin);
+            }
+            tx.execute(
+                "UPDATE users SET level = ?2, version = ?3, item = ?4 WHERE username = ?1",
+                params![
+                    next.username.as_str(),
+                    next.level.as_str(),
+                    next.version as i64,
+                    to_json(&next)
+                ],
+            )
+            .map_err(sql)?;
+            tx.commit().map_err(sql)
+        })
+        .await
+    }
+
+    async fn delete_user(&self, user: &User) -> StoreResult<()> {
+        let user = user.clone();
+        self.with_conn(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql)?;
+            match stored_state(&tx, user.username.as_str())? {
+                Some((user_id, level, _)) if user_id == user.user_id.to_string()
+                    && level == user.level.as_str() => {}
+                _ => return Err(StoreError::Conflict),
+            }
+            if user.is_admin() && admin_count(&tx)? <= 1 {
+                return Err(StoreError::LastAdmin);
+            }
+            tx.execute("DELETE FROM users WHERE username = ?1", [user.username.as_str()])
+                .map_err(sql)?;
+            tx.commit().map_err(sql)
+        })
+        .await
+    }
+
+    async fn count_admins(&self) -> StoreResult<u64> {
+        self.with_conn(|conn| {
+            let tx = conn.transaction().map_err(sql)?;
+            admin_count(&tx)
+        })
+        .await
+    }
+}
