@@ -1,0 +1,23 @@
+//! # The `taskgate` command
+//!
+//! `taskgate serve` runs the whole API as one local HTTPS server, with the
+//! same route table and handlers as the Lambda functions, on the embedded
+//! store (default) or on DynamoDB (`TASKGATE_STORE=dynamodb`).
+//!
+//! - [`config`]: `ServeConfig`, every setting read from the environment.
+//! - [`server`]: `start` (open the store, bootstrap, bind, serve) and the
+//!   running [`server::Server`] handle that tests and `main` share.
+//! - `data_dir`: the data directory: JWT secret, TLS certificate, database.
+//! - `bootstrap`: the first admin account.
+//! - `http`: the axum router built from the route table.
+#![forbid(unsafe_code)]
+
+mod bootstrap;
+pub mod config;
+mod data_dir;
+mod http;
+pub mod server;
+
+pub use bootstrap::FirstAdmin;
+pub use config::{ServeConfig, StoreConfig};
+pub use server::{Server, start};

@@ -1,0 +1,111 @@
+//! Settings of `taskgate serve`, from the environment (see README,
+//! "Configuration"). Every value is checked at start-up, and a bad one stops
+//! the server with a message naming the variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use secrecy::SecretString;
+use taskgate_api::Settings;
+use taskgate_api::state::ConfigError;
+use taskgate_aws::TableNames;
+use taskgate_domain::user::Username;
+
+/// Where data lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// SQLite file `taskgate.db` in the data directory (the default).
+    Embedded,
+    /// Nothing persists: for demos and throwaway runs.
+    Memory,
+    /// DynamoDB: DynamoDB Local at `endpoint`, or AWS itself when `None`.
+    /// Missing tables are created at start-up.
+    DynamoDb {
+        endpoint: Option<String>,
+        tables: TableNames,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// `TASKGATE_ADDR`, default `127.0.0.1:8443`.
+    pub addr: SocketAddr,
+    /// `TASKGATE_TLS`: `on` (default) or `off`.
+    pub tls: bool,
+    /// `TASKGATE_DATA_DIR`, default `./.taskgate`.
+    pub data_dir: PathBuf,
+    /// `TASKGATE_STORE`: `embedded` (default), `memory` or `dynamodb`, with
+    /// `TASKGATE_DYNAMODB_ENDPOINT` and `TASKGATE_USERS_TABLE` / `TASKGATE_TOKENS_TABLE`.
+    pub store: StoreConfig,
+    /// `TASKGATE_ADMIN_USERNAME`, default `admin`.
+    pub admin_username: Username,
+    /// `TASKGATE_ADMIN_PASSWORD`; generated and printed once when unset.
+    pub admin_password: Option<SecretString>,
+    /// Settings shared with the Lambda functions.
+    pub api: Settings,
+}
+
+impl ServeConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let addr = match lookup("TASKGATE_ADDR") {
+            None => SocketAddr::from(([127, 0, 0, 1], 8443)),
+            Some(raw) => raw.parse().map_err(|_| ConfigError {
+                name: "TASKGATE_ADDR",
+                message: format!("must be an address like 127.0.0.1:8443, not {raw:?}"),
+            })?,
+        };
+        let tls = match lookup("TASKGATE_TLS").as_deref() {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(other) => {
+                return Err(ConfigError {
+                    name: "TASKGATE_TLS",
+                    message: format!("must be \"on\" or \"off\", not {other:?}"),
+                });
+            }
+        };
+        let data_dir = lookup("TASKGATE_DATA_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(".taskgate"));
+        let endpoint = lookup("TASKGATE_DYNAMODB_ENDPOINT").filter(|e| !e.is_empty());
+        let store = match lookup("TASKGATE_STORE").as_deref() {
+            None | Some("embedded") => StoreConfig::Embedded,
+            Some("memory") => StoreConfig::Memory,
+            Some("dynamodb") => StoreConfig::DynamoDb {
+                endpoint,
+                tables: TableNames {
+                    users: lookup(TableNames::USERS_ENV).unwrap_or_else(|| "taskgate-users".into()),
+                    tokens: lookup(TableNames::TOKENS_ENV)
+                        .unwrap_or_else(|| "taskgate-tokens".into()),
+                },
+            },
+            Some(other) => {
+                return Err(ConfigError {
+                    name: "TASKGATE_STORE",
+                    message: format!("must be \"embedded\", \"memory\" or \"dynamodb\", not {other:?}"),
+                });
+            }
+        };
+        let admin_username = match lookup("TASKGATE_ADMIN_USERNAME") {
+            None => Username::parse("admin").expect("\"admin\" is a valid username"),
+            Some(raw) => Username::parse(&raw).map_err(|e| ConfigError {
+                name: "TASKGATE_ADMIN_USERNAME",
+                message: e.to_string(),
+            })?,
+        };
+        let admin_password = lookup("TASKGATE_ADMIN_PASSWORD").map(SecretString::from);
+        Ok(Self {
+            addr,
+            tls,
+            data_dir,
+            store,
+            admin_username,
+            admin_password,
+            api: Settings::from_lookup(lookup)?,
+        })
+    }
+}

@@ -1,0 +1,93 @@
+//! The axum router for the local server, built from the route table.
+//!
+//! axum only transports: it matches the path, extracts path parameters,
+//! reads the body (stopping at the size limit) and hands an
+//! `http::Request<Bytes>` to `taskgate_api::handle`, exactly as the Lambda
+//! adapter does.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Request};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, MethodRouter};
+use http::Method;
+use taskgate_api::request::{PathParams, RequestId};
+use taskgate_api::routes::finish_headers;
+use taskgate_api::{ApiError, AppState, Endpoint, ROUTES};
+
+pub(crate) fn router(state: Arc<AppState>) -> axum::Router {
+    let mut by_path: BTreeMap<&'static str, Vec<(Method, Endpoint)>> = BTreeMap::new();
+    for route in ROUTES {
+        by_path
+            .entry(route.path)
+            .or_default()
+            .push((route.method.clone(), route.endpoint));
+    }
+    let mut router = axum::Router::new();
+    for (path, methods) in by_path {
+        let allow: Vec<Method> = methods.iter().map(|(m, _)| m.clone()).collect();
+        let mut method_router = MethodRouter::new();
+        for (method, endpoint) in methods {
+            let state = Arc::clone(&state);
+            let filter = MethodFilter::try_from(method).expect("route methods are standard");
+            method_router = method_router.on(filter, move |params, request| {
+                serve(state, endpoint, params, request)
+            });
+        }
+        method_router = method_router.fallback(move || {
+            let allow = allow.clone();
+            async move { problem(ApiError::MethodNotAllowed { allow }) }
+        });
+        router = router.route(path, method_router);
+    }
+    router.fallback(|request: Request| async move {
+        problem(ApiError::NotFound(format!(
+            "there is no route {} {}",
+            request.method(),
+            request.uri().path()
+        )))
+    })
+}
+
+fn request_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+fn problem(error: ApiError) -> Response {
+    let id = request_id();
+    let mut response = error.to_response(&id);
+    finish_headers(&mut response, &id);
+    response.map(Body::from).into_response()
+}
+
+async fn serve(
+    state: Arc<AppState>,
+    endpoint: Endpoint,
+    Path(params): Path<HashMap<String, String>>,
+    request: Request,
+) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let limit = state.settings.max_body_bytes;
+    let body = match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            // `to_bytes` fails either at the limit or when the client's body
+            // stream breaks; only the first is the client's size problem.
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            return problem(if too_large {
+                ApiError::PayloadTooLarge { limit }
+            } else {
+                ApiError::Malformed(format!("the request body could not be read: {e}"))
+            });
+        }
+    };
+    parts.extensions.insert(PathParams(params));
+    parts.extensions.insert(RequestId(request_id()));
+    let request = http::Request::from_parts(parts, body);
+    taskgate_api::handle(&state, endpoint, request)
+        .await
+        .map(Body::from)
+}

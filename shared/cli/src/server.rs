@@ -1,0 +1,162 @@
+//! Starting and stopping the local server.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum_server::Handle;
+use axum_server::tls_rustls::RustlsConfig;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use secrecy::SecretSlice;
+use taskgate_api::AppState;
+use taskgate_domain::ports::Store;
+use tokio::task::JoinHandle;
+
+use crate::bootstrap::{FirstAdmin, ensure_first_admin};
+use crate::config::{ServeConfig, StoreConfig};
+use crate::data_dir;
+
+/// File names inside the data directory.
+pub const DATABASE_FILE: &str = "taskgate.db";
+pub const JWT_SECRET_FILE: &str = "jwt-secret";
+pub const TLS_CERT_FILE: &str = "tls-cert.pem";
+pub const TLS_KEY_FILE: &str = "tls-key.pem";
+
+/// A running server.
+pub struct Server {
+    local_addr: SocketAddr,
+    tls: bool,
+    handle: Handle<SocketAddr>,
+    task: JoinHandle<std::io::Result<()>>,
+    /// The admin created at this start, if the store had none.
+    pub first_admin: Option<FirstAdmin>,
+}
+
+impl Server {
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `https://127.0.0.1:8443` or `http://...`.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.local_addr)
+    }
+
+    /// Stops accepting connections, lets requests in flight finish (up to 10 s)
+    /// and waits for the server to stop.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.handle.graceful_shutdown(Some(Duration::from_secs(10)));
+        self.task.await.context("the server task panicked")??;
+        Ok(())
+    }
+
+    /// Waits until the server stops by itself (it only does on an error).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("the server task panicked")??;
+        Ok(())
+    }
+
+    /// A clone of the shutdown handle, for signal handlers.
+    pub fn handle(&self) -> Handle<SocketAddr> {
+        self.handle.clone()
+    }
+}
+
+async fn open_store(config: &ServeConfig) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match &config.store {
+        StoreConfig::Embedded => {
+            let path = config.data_dir.join(DATABASE_FILE);
+            Arc::new(taskgate_embedded::EmbeddedStore::open(&path)?)
+        }
+        StoreConfig::Memory => Arc::new(taskgate_embedded::EmbeddedStore::in_memory()?),
+        StoreConfig::DynamoDb { endpoint, tables } => {
+            let sdk = taskgate_aws::load_sdk_config(endpoint.as_deref()).await;
+            let client = taskgate_aws::dynamodb_client(&sdk, endpoint.as_deref());
+            taskgate_aws::ensure_tables(&client, tables)
+                .await
+                .with_context(|| match endpoint {
+                    Some(endpoint) => format!("cannot reach DynamoDB at {endpoint} to prepare the tables"),
+                    None => "cannot reach DynamoDB to prepare the tables".into(),
+                })?;
+            Arc::new(taskgate_aws::DynamoStore::new(client, tables.clone()))
+        }
+    })
+}
+
+/// The JWT signing secret: 64 random bytes, created on first start and kept
+/// in the data directory so tokens survive restarts.
+fn jwt_secret(dir: &Path) -> anyhow::Result<SecretSlice<u8>> {
+    let (encoded, _) = data_dir::read_or_create(&dir.join(JWT_SECRET_FILE), || {
+        let mut bytes = [0u8; 64];
+        rand::fill(&mut bytes);
+        Ok(STANDARD.encode(bytes).into_bytes())
+    })?;
+    let bytes = STANDARD
+        .decode(String::from_utf8_lossy(&encoded).trim())
+        .with_context(|| format!("{JWT_SECRET_FILE} in the data directory is not base64"))?;
+    Ok(SecretSlice::from(bytes))
+}
+
+/// The TLS certificate and key, generated (self-signed, for localhost and the
+/// listen address) on first start.
+async fn tls_config(dir: &Path, addr: SocketAddr) -> anyhow::Result<RustlsConfig> {
+    let cert_path = dir.join(TLS_CERT_FILE);
+    let key_path = dir.join(TLS_KEY_FILE);
+    if !cert_path.exists() || !key_path.exists() {
+        let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+        let ip = addr.ip().to_string();
+        if !addr.ip().is_unspecified() && !names.contains(&ip) {
+            names.push(ip);
+        }
+        let generated = rcgen::generate_simple_self_signed(names)
+            .context("cannot generate a TLS certificate")?;
+        // Key first: a certificate is only written once its key exists.
+        data_dir::read_or_create(&key_path, || {
+            Ok(generated.signing_key.serialize_pem().into_bytes())
+        })?;
+        data_dir::read_or_create(&cert_path, || Ok(generated.cert.pem().into_bytes()))?;
+        tracing::info!(path = %cert_path.display(), "generated a self-signed TLS certificate");
+    }
+    RustlsConfig::from_pem_file(&cert_path, &key_path)
+        .await
+        .with_context(|| format!("cannot load the TLS certificate {}", cert_path.display()))
+}
+
+/// Opens the store, creates the first admin if there is none, binds and
+/// starts serving. Returns once the server accepts connections.
+pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
+    data_dir::create(&config.data_dir)?;
+    let store = open_store(&config).await?;
+    let secret = jwt_secret(&config.data_dir)?;
+    let state = Arc::new(AppState::new(store, &secret, config.api.clone())?);
+    let first_admin =
+        ensure_first_admin(&state, &config.admin_username, config.admin_password.as_ref()).await?;
+
+    let listener = TcpListener::bind(config.addr)
+        .with_context(|| format!("cannot listen on {}", config.addr))?;
+    listener.set_nonblocking(true)?;
+    let local_addr = listener.local_addr()?;
+    let app = crate::http::router(state).into_make_service();
+    let handle = Handle::new();
+    let task = if config.tls {
+        let tls = tls_config(&config.data_dir, local_addr).await?;
+        let server = axum_server::from_tcp_rustls(listener, tls)?.handle(handle.clone());
+        tokio::spawn(server.serve(app))
+    } else {
+        let server = axum_server::from_tcp(listener)?.handle(handle.clone());
+        tokio::spawn(server.serve(app))
+    };
+    handle.listening().await.context("the server stopped while starting")?;
+    Ok(Server {
+        local_addr,
+        tls: config.tls,
+        handle,
+        task,
+        first_admin,
+    })
+}
