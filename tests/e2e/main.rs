@@ -1,1 +1,13 @@
-fn main(){}
+//! End-to-end tests: the real HTTP API over real sockets, on the embedded
+//! store and on DynamoDB Local. One test binary, so the workspace is linked
+//! once. Run them all with `tests/run.sh`.
+
+mod auth;
+mod bad_input;
+mod infra;
+mod lambda;
+mod matrix;
+mod server;
+mod store_contract;
+mod token_attacks;
+mod users;

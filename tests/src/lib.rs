@@ -1,0 +1,296 @@
+//! # End-to-end test harness
+//!
+//! [`TestApp::spawn`] starts the real local server (`taskgate::start`, the
+//! same code as `taskgate serve`) on port 0 with its own data directory and,
+//! for DynamoDB, its own freshly created tables, and talks to it over a real
+//! socket with a real HTTP client (reqwest).
+//!
+//! DynamoDB tests need DynamoDB Local; `tests/run.sh` starts one for the whole
+//! run and exports its address as `TASKGATE_TEST_DYNAMODB_ENDPOINT`.
+//! [`on_each_backend!`] turns one `async fn(Backend)` into a test per store.
+//!
+//! Logs are quiet unless `TASKGATE_TEST_LOG` is set (e.g. `=debug`).
+
+use std::sync::Once;
+
+use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
+use serde_json::{Value, json};
+use taskgate::{ServeConfig, Server, StoreConfig};
+use taskgate_api::Settings;
+use taskgate_aws::TableNames;
+use taskgate_domain::user::Username;
+use tempfile::TempDir;
+
+pub use serde_json;
+
+/// The store a test runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded SQLite store, in a file in the test's data directory.
+    Embedded,
+    /// DynamoDB Local, with tables unique to the test.
+    DynamoDb,
+}
+
+/// A password every test account may use (long enough, contains no test
+/// username).
+pub const PASSWORD: &str = "correct horse battery staple";
+/// The first admin's password in every test app.
+pub const ADMIN_PASSWORD: &str = "the first admin of this test app";
+
+/// Runs one `async fn(Backend)` as a test on each store:
+/// `on_each_backend!(login_works);` gives `embedded::login_works` and
+/// `dynamodb::login_works`.
+#[macro_export]
+macro_rules! on_each_backend {
+    ($($test:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test($crate::Backend::Embedded).await
+                }
+            )*
+        }
+        mod dynamodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test($crate::Backend::DynamoDb).await
+                }
+            )*
+        }
+    };
+}
+
+/// The DynamoDB Local endpoint of this run.
+pub fn dynamodb_endpoint() -> String {
+    std::env::var("TASKGATE_TEST_DYNAMODB_ENDPOINT").unwrap_or_else(|_| {
+        panic!(
+            "TASKGATE_TEST_DYNAMODB_ENDPOINT is not set. Run the suite with tests/run.sh, \
+             which starts DynamoDB Local, or start one yourself \
+             (infra/local/dynamodb-local.sh start DIR) and export its address."
+        )
+    })
+}
+
+/// Table names no other test uses.
+pub fn unique_tables() -> TableNames {
+    TableNames::with_prefix(&format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]))
+}
+
+pub fn init_logging() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        if let Ok(filter) = std::env::var("TASKGATE_TEST_LOG") {
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .init();
+        }
+    });
+}
+
+/// A running local server with its own data, and a client for it.
+pub struct TestApp {
+    pub backend: Backend,
+    pub config: ServeConfig,
+    pub client: Client,
+    base_url: String,
+    server: Option<Server>,
+    // Dropped last: the server's files live here.
+    pub data_dir: TempDir,
+}
+
+impl TestApp {
+    /// A server with the default settings (registration closed).
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    /// A server whose configuration `configure` may change first.
+    pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut ServeConfig)) -> Self {
+        init_logging();
+        let data_dir = tempfile::tempdir().expect("a temporary directory");
+        let store = match backend {
+            Backend::Embedded => StoreConfig::Embedded,
+            Backend::DynamoDb => StoreConfig::DynamoDb {
+                endpoint: Some(dynamodb_endpoint()),
+                tables: unique_tables(),
+            },
+        };
+        let mut config = ServeConfig {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            tls: false,
+            data_dir: data_dir.path().to_owned(),
+            store,
+            admin_username: Username::parse("admin").unwrap(),
+            admin_password: Some(ADMIN_PASSWORD.to_owned().into()),
+            api: Settings {
+                max_concurrent_hashes: 4,
+                ..Settings::default()
+            },
+        };
+        configure(&mut config);
+        let mut app = Self {
+            backend,
+            config,
+            client: Client::new(),
+            base_url: String::new(),
+            server: None,
+            data_dir,
+        };
+        app.start().await;
+        app
+    }
+
+    async fn start(&mut self) {
+        let server = taskgate::start(self.config.clone())
+            .await
+            .expect("the test server starts");
+        self.base_url = server.url();
+        if self.config.tls {
+            let cert = std::fs::read(self.data_dir.path().join(taskgate::server::TLS_CERT_FILE))
+                .expect("the generated certificate");
+            self.client = Client::builder()
+                .tls_certs_only([reqwest::Certificate::from_pem(&cert).unwrap()])
+                .resolve("localhost", server.local_addr())
+                .build()
+                .unwrap();
+            self.base_url = format!("https://localhost:{}", server.local_addr().port());
+        }
+        self.server = Some(server);
+    }
+
+    /// Stops the server and starts it again on the same data (same data
+    /// directory, same tables), on a new port.
+    pub async fn restart(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await.expect("the server stops cleanly");
+        }
+        self.start().await;
+    }
+
+    pub fn server(&self) -> &Server {
+        self.server.as_ref().expect("the server is running")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base_url, path)
+    }
+
+    /// The JWT signing secret of this server (to forge tokens in attacks).
+    pub fn jwt_secret(&self) -> Vec<u8> {
+        use base64::Engine as _;
+        let encoded = std::fs::read_to_string(self.data_dir.path().join(taskgate::server::JWT_SECRET_FILE))
+            .expect("the secret file");
+        base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .expect("the secret is base64")
+    }
+
+    /// A request with the token, if any.
+    pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
+        let builder = self.client.request(method, self.url(path));
+        match token {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
+        self.request(Method::GET, path, token).send().await.expect("request sent")
+    }
+
+    pub async fn send_json(&self, method: Method, path: &str, token: Option<&str>, body: &Value) -> Response {
+        self.request(method, path, token).json(body).send().await.expect("request sent")
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Response {
+        self.request(Method::DELETE, path, token).send().await.expect("request sent")
+    }
+
+    /// Logs in and returns the raw response.
+    pub async fn try_login(&self, username: &str, password: &str) -> Response {
+        self.send_json(Method::POST, "/auth", None, &json!({"username": username, "password": password}))
+            .await
+    }
+
+    /// Logs in; panics unless it works.
+    pub async fn login(&self, username: &str, password: &str) -> String {
+        let response = self.try_login(username, password).await;
+        let status = response.status();
+        let body: Value = response.json().await.expect("a JSON body");
+        assert_eq!(status, StatusCode::OK, "login as {username} failed: {body}");
+        body["token"].as_str().expect("a token").to_owned()
+    }
+
+    pub async fn admin_token(&self) -> String {
+        self.login("admin", ADMIN_PASSWORD).await
+    }
+
+    /// Creates a user (as the given admin) with [`PASSWORD`]; panics unless it works.
+    pub async fn create_user(&self, admin_token: &str, username: &str, level: &str) {
+        let response = self
+            .send_json(
+                Method::POST,
+                "/users",
+                Some(admin_token),
+                &json!({"username": username, "password": PASSWORD, "level": level}),
+            )
+            .await;
+        let status = response.status();
+        assert_eq!(status, StatusCode::CREATED, "creating {username}: {}", response.text().await.unwrap());
+    }
+
+    /// Creates a user and logs them in.
+    pub async fn user_with_token(&self, admin_token: &str, username: &str, level: &str) -> String {
+        self.create_user(admin_token, username, level).await;
+        self.login(username, PASSWORD).await
+    }
+
+    /// Every user, as the admin sees them through the API (all pages).
+    pub async fn all_users(&self, admin_token: &str) -> Vec<Value> {
+        let mut users = Vec::new();
+        let mut path = "/users?limit=100".to_owned();
+        loop {
+            let page: Value = self.get(&path, Some(admin_token)).await.json().await.unwrap();
+            users.extend(page["items"].as_array().expect("items").iter().cloned());
+            match page["next"].as_str() {
+                Some(cursor) => path = format!("/users?limit=100&cursor={cursor}"),
+                None => break,
+            }
+        }
+        users.sort_by(|a, b| a["username"].as_str().cmp(&b["username"].as_str()));
+        users
+    }
+}
+
+/// Reads a response as (status, JSON body or `null`).
+pub async fn status_and_json(response: Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.expect("a body");
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"))
+    };
+    (status, body)
+}
+
+/// Asserts a problem+json error with this status and `type` slug.
+pub async fn assert_problem(response: Response, status: StatusCode, slug: &str) -> Value {
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let (actual, body) = status_and_json(response).await;
+    assert_eq!(actual, status, "unexpected status; body: {body}");
+    assert_eq!(content_type, "application/problem+json", "body: {body}");
+    assert_eq!(body["type"], format!("urn:taskgate:problem:{slug}"), "body: {body}");
+    assert_eq!(body["status"], status.as_u16(), "body: {body}");
+    assert!(body["title"].is_string() && body["detail"].is_string(), "body: {body}");
+    body
+}

@@ -1,1 +1,4 @@
-fn main(){}
+//! Lambda function for `DELETE /users/{username}`, `DELETE /user/{username}`.
+fn main() -> std::process::ExitCode {
+    taskgate_lambda::run(taskgate_lambda::Endpoint::UsersDelete)
+}

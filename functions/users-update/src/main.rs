@@ -1,1 +1,4 @@
-fn main(){}
+//! Lambda function for `PATCH /users/{username}`, `PUT /user/{username}`.
+fn main() -> std::process::ExitCode {
+    taskgate_lambda::run(taskgate_lambda::Endpoint::UsersUpdate)
+}

@@ -139,7 +139,11 @@ impl DynamoStore {
                     unreachable!("matched above");
                 };
                 let reasons = cancelled.cancellation_reasons();
-                if condition_failed_at(reasons, 0) {
+                if reasons.iter().any(|r| r.code() == Some("TransactionConflict")) {
+                    // Another transaction touched the same items: the caller
+                    // re-reads and retries, as for any lost race.
+                    Err(StoreError::Conflict)
+                } else if condition_failed_at(reasons, 0) {
                     Err(user_condition_failed)
                 } else if condition_failed_at(reasons, 1) {
                     Err(StoreError::LastAdmin)

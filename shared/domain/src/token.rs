@@ -48,6 +48,9 @@ impl fmt::Display for TokenId {
 }
 
 /// What the token store keeps about an issued token (never the token itself).
+///
+/// Times are whole seconds, like the JWT's `iat` and `exp` (NumericDate):
+/// stores may keep nothing finer (DynamoDB's TTL attribute is epoch seconds).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TokenRecord {
     pub jti: TokenId,

@@ -1,0 +1,329 @@
+//! The storage contract: one suite of behaviours every store must have, run
+//! against the embedded store (file and in-memory) and DynamoDB Local.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use taskgate_domain::password::PasswordHash;
+use taskgate_domain::ports::{Store, StoreError};
+use taskgate_domain::token::{TokenId, TokenRecord};
+use taskgate_domain::user::{Email, Level, Profile, User, UserChanges, Username};
+use taskgate_e2e::{dynamodb_endpoint, unique_tables};
+use tempfile::TempDir;
+
+/// Which store a contract case runs on.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    EmbeddedFile,
+    EmbeddedMemory,
+    DynamoDb,
+}
+
+/// A store, and whatever must live as long as it.
+struct Subject {
+    store: Arc<dyn Store>,
+    _dir: Option<TempDir>,
+}
+
+async fn subject(kind: Kind) -> Subject {
+    match kind {
+        Kind::EmbeddedFile => {
+            let dir = tempfile::tempdir().unwrap();
+            let store = taskgate_embedded::EmbeddedStore::open(&dir.path().join("t.db")).unwrap();
+            Subject {
+                store: Arc::new(store),
+                _dir: Some(dir),
+            }
+        }
+        Kind::EmbeddedMemory => Subject {
+            store: Arc::new(taskgate_embedded::EmbeddedStore::in_memory().unwrap()),
+            _dir: None,
+        },
+        Kind::DynamoDb => {
+            let endpoint = dynamodb_endpoint();
+            let sdk = taskgate_aws::load_sdk_config(Some(&endpoint)).await;
+            let client = taskgate_aws::dynamodb_client(&sdk, Some(&endpoint));
+            let tables = unique_tables();
+            taskgate_aws::ensure_tables(&client, &tables).await.unwrap();
+            Subject {
+                store: Arc::new(taskgate_aws::DynamoStore::new(client, tables)),
+                _dir: None,
+            }
+        }
+    }
+}
+
+/// Generates one test per (case, store).
+macro_rules! contract {
+    ($($case:ident),* $(,)?) => {
+        mod embedded_file {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $case() { super::$case(super::subject(super::Kind::EmbeddedFile).await.store).await } )*
+        }
+        mod embedded_memory {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $case() { super::$case(super::subject(super::Kind::EmbeddedMemory).await.store).await } )*
+        }
+        mod dynamodb {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $case() { super::$case(super::subject(super::Kind::DynamoDb).await.store).await } )*
+        }
+    };
+}
+
+contract!(
+    a_user_reads_back_exactly_as_written,
+    a_taken_username_is_already_exists,
+    updates_need_the_current_version,
+    deletes_need_the_same_identity,
+    the_last_admin_cannot_be_deleted_or_demoted,
+    concurrent_admin_deletions_leave_one_admin,
+    listing_visits_every_user_once,
+    tokens_are_stored_read_and_revoked,
+    revoking_a_users_tokens_can_keep_one,
+    a_session_is_the_token_and_the_user_together,
+);
+
+/// A valid PHC string; stores never look inside it.
+fn hash() -> PasswordHash {
+    PasswordHash::parse(
+        "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3V7s8wPDxVyEkXmz4jtoTrhpgXT4x3rKxhWFSmsHCGc",
+    )
+    .unwrap()
+}
+
+fn name(raw: &str) -> Username {
+    Username::parse(raw).unwrap()
+}
+
+fn user(username: &str, level: Level) -> User {
+    User::new(name(username), hash(), level, None, None)
+}
+
+fn token_for(user: &User) -> TokenRecord {
+    // Token times are whole seconds (see TokenRecord).
+    let issued_at = taskgate_domain::now().replace_millisecond(0).unwrap();
+    TokenRecord {
+        jti: TokenId::new(),
+        username: user.username.clone(),
+        user_id: user.user_id,
+        issued_at,
+        expires_at: issued_at + Duration::from_secs(3600),
+    }
+}
+
+async fn a_user_reads_back_exactly_as_written(store: Arc<dyn Store>) {
+    let mut alice = user("alice", Level::User);
+    alice.email = Some(Email::parse("alice@example.com").unwrap());
+    alice.profile = Some(
+        Profile::parse(serde_json::json!({"n": 1.5, "big": 12345678901234567u64, "list": [true, null, "é"], "o": {}}))
+            .unwrap(),
+    );
+    store.insert_user(&alice).await.unwrap();
+    assert_eq!(store.get_user(&alice.username).await.unwrap(), Some(alice));
+    assert_eq!(store.get_user(&name("nobody")).await.unwrap(), None);
+}
+
+async fn a_taken_username_is_already_exists(store: Arc<dyn Store>) {
+    let first = user("alice", Level::User);
+    store.insert_user(&first).await.unwrap();
+    let second = user("alice", Level::Admin);
+    assert!(matches!(store.insert_user(&second).await, Err(StoreError::AlreadyExists)));
+    // The failed insert changed nothing, the admin count included.
+    assert_eq!(store.get_user(&first.username).await.unwrap(), Some(first));
+    assert_eq!(store.count_admins().await.unwrap(), 0);
+}
+
+async fn updates_need_the_current_version(store: Arc<dyn Store>) {
+    let alice = user("alice", Level::User);
+    store.insert_user(&alice).await.unwrap();
+    let changes = UserChanges {
+        email: Some(Some(Email::parse("a@example.com").unwrap())),
+        ..Default::default()
+    };
+    let v2 = changes.apply_to(&alice).unwrap();
+    assert_eq!(v2.version, 2);
+    store.update_user(&alice, &v2).await.unwrap();
+    // A writer still holding version 1 loses.
+    let stale = UserChanges {
+        level: Some(Level::Admin),
+        ..Default::default()
+    }
+    .apply_to(&alice)
+    .unwrap();
+    assert!(matches!(store.update_user(&alice, &stale).await, Err(StoreError::Conflict)));
+    assert_eq!(store.get_user(&alice.username).await.unwrap(), Some(v2.clone()));
+    assert_eq!(store.count_admins().await.unwrap(), 0);
+    // Promotion through the current version counts the new admin.
+    let v3 = UserChanges {
+        level: Some(Level::Admin),
+        ..Default::default()
+    }
+    .apply_to(&v2)
+    .unwrap();
+    store.update_user(&v2, &v3).await.unwrap();
+    assert_eq!(store.count_admins().await.unwrap(), 1);
+}
+
+async fn deletes_need_the_same_identity(store: Arc<dyn Store>) {
+    let old = user("alice", Level::User);
+    store.insert_user(&old).await.unwrap();
+    store.delete_user(&old).await.unwrap();
+    assert_eq!(store.get_user(&old.username).await.unwrap(), None);
+    assert!(matches!(store.delete_user(&old).await, Err(StoreError::Conflict)));
+    // Re-created under the same name: a delete aimed at the old account
+    // must not remove the new one, and neither may an update.
+    let new = user("alice", Level::User);
+    store.insert_user(&new).await.unwrap();
+    assert!(matches!(store.delete_user(&old).await, Err(StoreError::Conflict)));
+    let changed = UserChanges {
+        email: Some(None),
+        profile: Some(Some(Profile::parse(serde_json::json!({"a": 1})).unwrap())),
+        ..Default::default()
+    }
+    .apply_to(&old)
+    .unwrap();
+    assert!(matches!(store.update_user(&old, &changed).await, Err(StoreError::Conflict)));
+    assert_eq!(store.get_user(&new.username).await.unwrap(), Some(new));
+}
+
+async fn the_last_admin_cannot_be_deleted_or_demoted(store: Arc<dyn Store>) {
+    let root = user("root", Level::Admin);
+    store.insert_user(&root).await.unwrap();
+    assert_eq!(store.count_admins().await.unwrap(), 1);
+    assert!(matches!(store.delete_user(&root).await, Err(StoreError::LastAdmin)));
+    let demoted = UserChanges {
+        level: Some(Level::User),
+        ..Default::default()
+    }
+    .apply_to(&root)
+    .unwrap();
+    assert!(matches!(store.update_user(&root, &demoted).await, Err(StoreError::LastAdmin)));
+    assert_eq!(store.get_user(&root.username).await.unwrap(), Some(root.clone()));
+
+    let second = user("second", Level::Admin);
+    store.insert_user(&second).await.unwrap();
+    assert_eq!(store.count_admins().await.unwrap(), 2);
+    store.update_user(&root, &demoted).await.unwrap();
+    assert_eq!(store.count_admins().await.unwrap(), 1);
+    assert!(matches!(store.delete_user(&second).await, Err(StoreError::LastAdmin)));
+    store.delete_user(&demoted).await.unwrap();
+    assert_eq!(store.count_admins().await.unwrap(), 1);
+}
+
+async fn concurrent_admin_deletions_leave_one_admin(store: Arc<dyn Store>) {
+    // Each round deletes every admin at once. Whatever the interleaving, at
+    // least one must survive, and the counter must equal the real number.
+    let mut admins: Vec<User> = Vec::new();
+    for round in 0..4 {
+        for i in 0..3 {
+            let admin = user(&format!("r{round}admin{i}"), Level::Admin);
+            store.insert_user(&admin).await.unwrap();
+            admins.push(admin);
+        }
+        let mut deletions = tokio::task::JoinSet::new();
+        for admin in admins.clone() {
+            let store = Arc::clone(&store);
+            deletions.spawn(async move { store.delete_user(&admin).await });
+        }
+        while let Some(outcome) = deletions.join_next().await {
+            let outcome = outcome.unwrap();
+            assert!(
+                matches!(outcome, Ok(()) | Err(StoreError::LastAdmin | StoreError::Conflict)),
+                "round {round}: {outcome:?}"
+            );
+        }
+        let mut remaining = Vec::new();
+        for admin in &admins {
+            if let Some(stored) = store.get_user(&admin.username).await.unwrap() {
+                remaining.push(stored);
+            }
+        }
+        assert!(!remaining.is_empty(), "round {round}: every admin was deleted");
+        assert_eq!(
+            store.count_admins().await.unwrap(),
+            remaining.len() as u64,
+            "round {round}: the admin count disagrees with the admins stored"
+        );
+        admins = remaining;
+    }
+}
+
+async fn listing_visits_every_user_once(store: Arc<dyn Store>) {
+    let mut expected = BTreeSet::new();
+    for i in 0..7 {
+        let level = if i == 3 { Level::Admin } else { Level::User };
+        let u = user(&format!("user{i}"), level);
+        expected.insert(u.username.to_string());
+        store.insert_user(&u).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut after = None;
+    let mut pages = 0;
+    loop {
+        let page = store.list_users(after.as_ref(), 3).await.unwrap();
+        assert!(page.items.len() <= 3);
+        pages += 1;
+        seen.extend(page.items.iter().map(|u| u.username.to_string()));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+        assert!(pages < 10, "the listing does not end");
+    }
+    assert_eq!(seen.len(), expected.len(), "{seen:?}");
+    assert_eq!(seen.into_iter().collect::<BTreeSet<_>>(), expected);
+    let all = store.list_users(None, 100).await.unwrap();
+    assert_eq!(all.items.len(), 7);
+    assert_eq!(all.next, None);
+}
+
+async fn tokens_are_stored_read_and_revoked(store: Arc<dyn Store>) {
+    let alice = user("alice", Level::User);
+    let token = token_for(&alice);
+    store.insert_token(&token).await.unwrap();
+    assert!(matches!(store.insert_token(&token).await, Err(StoreError::AlreadyExists)));
+    let read = store.get_token(&token.jti).await.unwrap().unwrap();
+    assert_eq!(read, token);
+    store.delete_token(&token.jti).await.unwrap();
+    assert_eq!(store.get_token(&token.jti).await.unwrap(), None);
+    // Revoking twice is fine.
+    store.delete_token(&token.jti).await.unwrap();
+}
+
+async fn revoking_a_users_tokens_can_keep_one(store: Arc<dyn Store>) {
+    let alice = user("alice", Level::User);
+    let bob = user("bob", Level::User);
+    let alice_tokens: Vec<TokenRecord> = (0..30).map(|_| token_for(&alice)).collect();
+    let bob_token = token_for(&bob);
+    for t in &alice_tokens {
+        store.insert_token(t).await.unwrap();
+    }
+    store.insert_token(&bob_token).await.unwrap();
+    let keep = &alice_tokens[7].jti;
+    let revoked = store.delete_user_tokens(&alice.username, Some(keep)).await.unwrap();
+    assert_eq!(revoked, 29);
+    for t in &alice_tokens {
+        let present = store.get_token(&t.jti).await.unwrap().is_some();
+        assert_eq!(present, &t.jti == keep);
+    }
+    assert!(store.get_token(&bob_token.jti).await.unwrap().is_some());
+    assert_eq!(store.delete_user_tokens(&alice.username, None).await.unwrap(), 1);
+    assert_eq!(store.get_token(keep).await.unwrap(), None);
+}
+
+async fn a_session_is_the_token_and_the_user_together(store: Arc<dyn Store>) {
+    let alice = user("alice", Level::User);
+    store.insert_user(&alice).await.unwrap();
+    let token = token_for(&alice);
+    store.insert_token(&token).await.unwrap();
+    let (t, u) = store.load_session(&token.jti, &alice.username).await.unwrap();
+    assert_eq!(t, Some(token.clone()));
+    assert_eq!(u, Some(alice.clone()));
+    store.delete_user(&alice).await.unwrap();
+    let (t, u) = store.load_session(&token.jti, &alice.username).await.unwrap();
+    assert_eq!((t.is_some(), u), (true, None));
+    let (t, u) = store.load_session(&TokenId::new(), &name("nobody")).await.unwrap();
+    assert_eq!((t, u), (None, None));
+}

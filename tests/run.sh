@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run calls exactly this) and as the
+# README documents it. On a fresh machine it first installs the tools it
+# needs (infra/local/install-tools.sh), then:
+#   1. lints the SAM template (sam validate --lint, cfn-lint);
+#   2. starts DynamoDB Local for the whole run and stops it at the end;
+#   3. runs every crate's tests in one cargo invocation, with the end-to-end
+#      tests on the embedded store and on DynamoDB Local.
+# Extra arguments go to `cargo test` (e.g. tests/run.sh -- token_attacks).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+tools=$(infra/local/install-tools.sh | tail -n1)
+export PATH="$tools/venv/bin:$PATH"
+# SAM and cfn-lint need a region, never credentials, for these checks.
+export AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-us-east-1} SAM_CLI_TELEMETRY=0
+
+echo "== template lint (sam validate --lint, cfn-lint)"
+sam validate --lint --template-file infra/template.yaml
+cfn-lint infra/template.yaml
+
+echo "== DynamoDB Local"
+state=$(mktemp -d)
+trap 'infra/local/dynamodb-local.sh stop "$state"; rm -rf "$state"' EXIT
+TASKGATE_TEST_DYNAMODB_ENDPOINT=$(infra/local/dynamodb-local.sh start "$state")
+export TASKGATE_TEST_DYNAMODB_ENDPOINT
+echo "DynamoDB Local at $TASKGATE_TEST_DYNAMODB_ENDPOINT"
+
+echo "== cargo test"
+cargo test --workspace --locked "$@"
