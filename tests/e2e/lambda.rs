@@ -1,1 +1,137 @@
-//! (being written)
+//! Every function as Lambda runs it: API Gateway HTTP API (v2) events, one
+//! per route (tests/fixtures/apigw-v2), through the same `lambda_http`
+//! adapter `lambda_http::run` uses, into the service each function's `main`
+//! serves, and the API Gateway response that comes out.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use lambda_http::request::LambdaRequest;
+use lambda_http::{Adapter, Context, LambdaEvent, Service};
+use secrecy::{ExposeSecret, SecretSlice};
+use serde_json::Value;
+use taskgate_api::{AppState, ROUTES, Settings};
+use taskgate_domain::password::Password;
+use taskgate_domain::user::{Level, User, Username};
+use taskgate_e2e::{ADMIN_PASSWORD, PASSWORD};
+
+/// The fixtures in the order they run (later ones rely on earlier effects),
+/// with the status each must get.
+const FIXTURES: &[(&str, u16)] = &[
+    ("root", 200),
+    ("auth-login", 200),
+    ("auth-login-form", 200),
+    ("users-list", 200),
+    ("users-create", 201),
+    ("users-get", 200),
+    ("users-update", 200),
+    ("users-delete", 204),
+    ("user-create", 201),
+    ("user-get", 200),
+    ("user-put", 200),
+    ("user-delete", 204),
+    ("auth-logout", 204),
+];
+
+struct Placeholders(Vec<(&'static str, String)>);
+
+impl Placeholders {
+    fn fill(&self, text: &str) -> String {
+        self.0
+            .iter()
+            .fold(text.to_owned(), |text, (name, value)| text.replace(&format!("{{{{{name}}}}}"), value))
+    }
+}
+
+async fn add_user(state: &AppState, name: &str, password: &str, level: Level) -> User {
+    let username = Username::parse(name).unwrap();
+    let hash = state
+        .hash_password(Password::parse(password, Some(&username)).unwrap())
+        .await
+        .unwrap();
+    let user = User::new(username, hash, level, None, None);
+    state.store.insert_user(&user).await.unwrap();
+    user
+}
+
+async fn token_for(state: &AppState, user: &User) -> String {
+    let issued = state.keys.issue(user, std::time::Duration::from_secs(600));
+    state.store.insert_token(&issued.record).await.unwrap();
+    issued.token.expose_secret().to_owned()
+}
+
+fn fixture_path(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/apigw-v2").join(format!("{name}.json"))
+}
+
+#[test]
+fn the_fixtures_cover_every_route() {
+    let covered: BTreeSet<String> = FIXTURES
+        .iter()
+        .map(|(name, _)| {
+            let event: Value = serde_json::from_str(&std::fs::read_to_string(fixture_path(name)).unwrap()).unwrap();
+            event["routeKey"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    let routes: BTreeSet<String> = ROUTES.iter().map(|r| format!("{} {}", r.method, r.path)).collect();
+    assert_eq!(covered, routes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_function_answers_its_api_gateway_events() {
+    let store = Arc::new(taskgate_embedded::EmbeddedStore::in_memory().unwrap());
+    let state = Arc::new(AppState::new(store, &SecretSlice::from(vec![9u8; 64]), Settings::default()).unwrap());
+    let admin = add_user(&state, "admin", ADMIN_PASSWORD, Level::Admin).await;
+    let alice = add_user(&state, "alice", PASSWORD, Level::User).await;
+    add_user(&state, "bob", PASSWORD, Level::User).await;
+    let placeholders = Placeholders(vec![
+        ("admin_password", ADMIN_PASSWORD.to_owned()),
+        ("admin_token", token_for(&state, &admin).await),
+        ("user_token", token_for(&state, &alice).await),
+        ("logout_token", token_for(&state, &alice).await),
+    ]);
+
+    for (i, (name, expected)) in FIXTURES.iter().enumerate() {
+        let mut event: Value =
+            serde_json::from_str(&placeholders.fill(&std::fs::read_to_string(fixture_path(name)).unwrap())).unwrap();
+        if event["isBase64Encoded"] == Value::Bool(true) {
+            let decoded = String::from_utf8(STANDARD.decode(event["body"].as_str().unwrap()).unwrap()).unwrap();
+            event["body"] = Value::String(STANDARD.encode(placeholders.fill(&decoded)));
+        }
+        let route_key = event["routeKey"].as_str().unwrap().to_owned();
+        let route = ROUTES
+            .iter()
+            .find(|r| format!("{} {}", r.method, r.path) == route_key)
+            .unwrap_or_else(|| panic!("{name}: {route_key} is not in the route table"));
+
+        let payload: LambdaRequest = serde_json::from_value(event).unwrap();
+        let mut context = Context::default();
+        context.request_id = format!("lambda-request-{i}");
+        let mut function = Adapter::from(taskgate_lambda::service(route.endpoint, Arc::clone(&state)));
+        let response = function.call(LambdaEvent::new(payload, context)).await.unwrap();
+        let response = serde_json::to_value(&response).unwrap();
+
+        assert_eq!(response["statusCode"], *expected, "{name} ({route_key}): {response}");
+        let headers = &response["headers"];
+        assert_eq!(headers["x-request-id"], format!("lambda-request-{i}"), "{name}: the Lambda request id is not used");
+        assert_eq!(headers["cache-control"], "no-store", "{name}");
+        if *expected != 204 {
+            assert_eq!(headers["content-type"], "application/json", "{name}: {response}");
+            let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+            assert!(body.is_object(), "{name}: {body}");
+        }
+    }
+
+    // The effects happened: carol created, bob and dave gone, alice edited.
+    let carol = state.store.get_user(&Username::parse("carol").unwrap()).await.unwrap().unwrap();
+    assert_eq!(carol.email.as_ref().map(|e| e.as_str()), Some("carol@example.com"));
+    for gone in ["bob", "dave"] {
+        assert!(state.store.get_user(&Username::parse(gone).unwrap()).await.unwrap().is_none());
+    }
+    let alice = state.store.get_user(&alice.username).await.unwrap().unwrap();
+    assert_eq!(alice.profile.unwrap().as_map()["theme"], "dark");
+    assert_eq!(alice.email.unwrap().as_str(), "alice@example.com");
+}

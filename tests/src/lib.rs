@@ -36,7 +36,7 @@ pub enum Backend {
 /// username).
 pub const PASSWORD: &str = "correct horse battery staple";
 /// The first admin's password in every test app.
-pub const ADMIN_PASSWORD: &str = "the first admin of this test app";
+pub const ADMIN_PASSWORD: &str = "first operator of this test app";
 
 /// Runs one `async fn(Backend)` as a test on each store:
 /// `on_each_backend!(login_works);` gives `embedded::login_works` and
