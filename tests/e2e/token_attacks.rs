@@ -112,6 +112,25 @@ async fn every_attack_is_refused_on_every_route(backend: Backend) {
     assert_refused_everywhere(&app, "old token of a re-created user", &valid).await;
     let resigned = sign(&Claims { exp: now + 3600, ..claims.clone() }, Algorithm::HS256, &secret);
     assert_refused_everywhere(&app, "old identity re-signed for a re-created user", &resigned).await;
+    // Revoking a deleted user's token records can miss one (on DynamoDB the
+    // by-username index lags writes). Such a leftover record must still be
+    // refused: it names the old account's id, not the re-created one's.
+    let store = app.store().await;
+    let issued_at = time::OffsetDateTime::from_unix_timestamp(now).unwrap();
+    let leftover = taskgate_domain::token::TokenRecord {
+        jti: TokenId::new(),
+        username: taskgate_domain::user::Username::parse("alice").unwrap(),
+        user_id: taskgate_domain::user::UserId::parse(&claims.uid).unwrap(),
+        issued_at,
+        expires_at: issued_at + std::time::Duration::from_secs(3600),
+    };
+    store.insert_token(&leftover).await.unwrap();
+    let leftover_token = sign(
+        &Claims { jti: leftover.jti.to_string(), exp: now + 3600, ..claims.clone() },
+        Algorithm::HS256,
+        &secret,
+    );
+    assert_refused_everywhere(&app, "leftover token record of the deleted account", &leftover_token).await;
     let fresh = app.login("alice", PASSWORD).await;
     assert_eq!(app.get("/users/alice", Some(&fresh)).await.status(), StatusCode::OK);
 

@@ -179,6 +179,23 @@ impl TestApp {
         format!("{}{}", self.base_url, path)
     }
 
+    /// A second handle on this server's store, to set up states the API
+    /// cannot produce (or to inspect what it wrote).
+    pub async fn store(&self) -> std::sync::Arc<dyn taskgate_domain::ports::Store> {
+        match &self.config.store {
+            StoreConfig::Embedded => std::sync::Arc::new(
+                taskgate_embedded::EmbeddedStore::open(&self.data_dir.path().join(taskgate::server::DATABASE_FILE))
+                    .unwrap(),
+            ),
+            StoreConfig::DynamoDb { endpoint, tables } => {
+                let sdk = taskgate_aws::load_sdk_config(endpoint.as_deref()).await;
+                let client = taskgate_aws::dynamodb_client(&sdk, endpoint.as_deref());
+                std::sync::Arc::new(taskgate_aws::DynamoStore::new(client, tables.clone()))
+            }
+            StoreConfig::Memory => panic!("an in-memory store cannot be opened twice"),
+        }
+    }
+
     /// The JWT signing secret of this server (to forge tokens in attacks).
     pub fn jwt_secret(&self) -> Vec<u8> {
         use base64::Engine as _;
