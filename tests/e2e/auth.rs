@@ -2,7 +2,9 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use taskgate_e2e::{ADMIN_PASSWORD, Backend, PASSWORD, TestApp, assert_problem, on_each_backend, status_and_json};
+use taskgate_e2e::{
+    ADMIN_PASSWORD, Backend, PASSWORD, TestApp, assert_problem, on_each_backend, status_and_json,
+};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -34,7 +36,11 @@ async fn root_shows_the_callers_own_user_with_a_token(backend: Backend) {
     assert_eq!(body["user"]["username"], "alice");
     assert_eq!(body["user"]["level"], "user");
     let fields: Vec<&String> = body["user"].as_object().unwrap().keys().collect();
-    assert_eq!(fields, ["created_at", "level", "updated_at", "username"], "{body}");
+    assert_eq!(
+        fields,
+        ["created_at", "level", "updated_at", "username"],
+        "{body}"
+    );
 }
 
 async fn login_accepts_json_and_returns_a_bearer_token(backend: Backend) {
@@ -48,8 +54,14 @@ async fn login_accepts_json_and_returns_a_bearer_token(backend: Backend) {
     assert_eq!(body["expires_in"], 3600);
     let expires_at = OffsetDateTime::parse(body["expires_at"].as_str().unwrap(), &Rfc3339).unwrap();
     let lifetime = (expires_at - before).whole_seconds();
-    assert!((3598..=3601).contains(&lifetime), "expires_at {expires_at} is not an hour away");
-    assert!(body["expires_at"].as_str().unwrap().ends_with('Z'), "not UTC: {body}");
+    assert!(
+        (3598..=3601).contains(&lifetime),
+        "expires_at {expires_at} is not an hour away"
+    );
+    assert!(
+        body["expires_at"].as_str().unwrap().ends_with('Z'),
+        "not UTC: {body}"
+    );
     let token = body["token"].as_str().unwrap();
     let (status, _) = status_and_json(app.get("/users", Some(token)).await).await;
     assert_eq!(status, StatusCode::OK);
@@ -77,7 +89,10 @@ async fn unknown_user_and_wrong_password_get_the_same_401(backend: Backend) {
         ("not a valid name!", PASSWORD),
     ] {
         let response = app.try_login(username, password).await;
-        assert_eq!(response.headers()["www-authenticate"], r#"Bearer realm="taskgate""#);
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            r#"Bearer realm="taskgate""#
+        );
         let mut body = assert_problem(response, StatusCode::UNAUTHORIZED, "unauthenticated").await;
         body.as_object_mut().unwrap().remove("request_id");
         bodies.push(body);
@@ -85,7 +100,10 @@ async fn unknown_user_and_wrong_password_get_the_same_401(backend: Backend) {
     assert_eq!(bodies[0], bodies[1]);
     assert_eq!(bodies[0], bodies[2]);
     let text = bodies[0].to_string();
-    assert!(!text.contains("nobody") && !text.contains("admin"), "{text}");
+    assert!(
+        !text.contains("nobody") && !text.contains("admin"),
+        "{text}"
+    );
 }
 
 async fn usernames_log_in_case_insensitively(backend: Backend) {
@@ -102,16 +120,37 @@ async fn logout_revokes_only_the_token_used(backend: Backend) {
     let response = app.delete("/auth", Some(&first)).await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     assert!(response.text().await.unwrap().is_empty());
-    let body = assert_problem(app.get("/", Some(&first)).await, StatusCode::UNAUTHORIZED, "unauthenticated").await;
-    assert!(body["detail"].as_str().unwrap().contains("revoked"), "{body}");
+    let body = assert_problem(
+        app.get("/", Some(&first)).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    )
+    .await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("revoked"),
+        "{body}"
+    );
     let (status, _) = status_and_json(app.get("/", Some(&second)).await).await;
     assert_eq!(status, StatusCode::OK);
     // Logging out twice with the same token is refused like any revoked token.
-    assert_problem(app.delete("/auth", Some(&first)).await, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+    assert_problem(
+        app.delete("/auth", Some(&first)).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    )
+    .await;
 }
 
 async fn logout_needs_a_token(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let body: Value = assert_problem(app.delete("/auth", None).await, StatusCode::UNAUTHORIZED, "unauthenticated").await;
-    assert!(body["detail"].as_str().unwrap().contains("Bearer"), "{body}");
+    let body: Value = assert_problem(
+        app.delete("/auth", None).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    )
+    .await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("Bearer"),
+        "{body}"
+    );
 }

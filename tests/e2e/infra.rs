@@ -10,7 +10,10 @@ use taskgate_api::{Endpoint, ROUTES};
 use taskgate_aws::tables::{TableNames, table_specs};
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
 }
 
 fn template() -> Value {
@@ -35,7 +38,11 @@ fn template_routes(template: &Value) -> BTreeSet<(String, String, String)> {
         let binary = function["Metadata"]["BuildProperties"]["Binary"]
             .as_str()
             .unwrap_or_else(|| panic!("{name} has no Metadata.BuildProperties.Binary"));
-        assert_eq!(function["Metadata"]["BuildMethod"].as_str(), Some("rust-cargolambda"), "{name}");
+        assert_eq!(
+            function["Metadata"]["BuildMethod"].as_str(),
+            Some("rust-cargolambda"),
+            "{name}"
+        );
         assert_eq!(
             function["Properties"]["CodeUri"].as_str(),
             Some(format!("../functions/{binary}").as_str()),
@@ -64,11 +71,20 @@ fn the_template_declares_exactly_the_route_table() {
     let declared = template_routes(&template());
     let expected: BTreeSet<(String, String, String)> = ROUTES
         .iter()
-        .map(|r| (r.method.to_string(), r.path.to_owned(), r.endpoint.function_name().to_owned()))
+        .map(|r| {
+            (
+                r.method.to_string(),
+                r.path.to_owned(),
+                r.endpoint.function_name().to_owned(),
+            )
+        })
         .collect();
     let missing: Vec<_> = expected.difference(&declared).collect();
     let extra: Vec<_> = declared.difference(&expected).collect();
-    assert!(missing.is_empty() && extra.is_empty(), "missing from the template: {missing:?}\nnot in the route table: {extra:?}");
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing from the template: {missing:?}\nnot in the route table: {extra:?}"
+    );
 }
 
 #[test]
@@ -82,14 +98,20 @@ fn every_endpoint_has_a_function_crate_whose_main_serves_it() {
         assert!(crates.remove(name), "no functions/{name} for {endpoint:?}");
         let dir = repo().join("functions").join(name);
         let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
-        assert!(manifest.contains(&format!("name = \"{name}\"")), "functions/{name}/Cargo.toml names another package");
+        assert!(
+            manifest.contains(&format!("name = \"{name}\"")),
+            "functions/{name}/Cargo.toml names another package"
+        );
         let main = std::fs::read_to_string(dir.join("src/main.rs")).unwrap();
         assert!(
             main.contains(&format!("Endpoint::{endpoint:?})")),
             "functions/{name}/src/main.rs does not run Endpoint::{endpoint:?}"
         );
     }
-    assert!(crates.is_empty(), "function crates without an endpoint: {crates:?}");
+    assert!(
+        crates.is_empty(),
+        "function crates without an endpoint: {crates:?}"
+    );
 }
 
 #[test]
@@ -98,10 +120,19 @@ fn the_template_tables_match_the_adapter() {
     let names = TableNames::with_prefix("unused");
     for spec in table_specs(&names) {
         let table = &template["Resources"][spec.logical_name];
-        assert_eq!(table["Type"].as_str(), Some("AWS::DynamoDB::Table"), "{}", spec.logical_name);
+        assert_eq!(
+            table["Type"].as_str(),
+            Some("AWS::DynamoDB::Table"),
+            "{}",
+            spec.logical_name
+        );
         let properties = &table["Properties"];
         let ctx = spec.logical_name;
-        assert_eq!(properties["BillingMode"].as_str(), Some("PAY_PER_REQUEST"), "{ctx}: on-demand");
+        assert_eq!(
+            properties["BillingMode"].as_str(),
+            Some("PAY_PER_REQUEST"),
+            "{ctx}: on-demand"
+        );
         assert_eq!(
             properties["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"].as_bool(),
             Some(true),
@@ -115,13 +146,26 @@ fn the_template_tables_match_the_adapter() {
                 .find(|k| k["KeyType"].as_str() == Some(kind))
                 .map(|k| k["AttributeName"].as_str().unwrap().to_owned())
         };
-        assert_eq!(key(&properties["KeySchema"], "HASH").as_deref(), Some(spec.hash_key.name), "{ctx}");
-        assert_eq!(key(&properties["KeySchema"], "RANGE").as_deref(), spec.range_key.as_ref().map(|k| k.name), "{ctx}");
+        assert_eq!(
+            key(&properties["KeySchema"], "HASH").as_deref(),
+            Some(spec.hash_key.name),
+            "{ctx}"
+        );
+        assert_eq!(
+            key(&properties["KeySchema"], "RANGE").as_deref(),
+            spec.range_key.as_ref().map(|k| k.name),
+            "{ctx}"
+        );
         let definitions: BTreeSet<(String, String)> = properties["AttributeDefinitions"]
             .as_sequence()
             .unwrap()
             .iter()
-            .map(|d| (d["AttributeName"].as_str().unwrap().to_owned(), d["AttributeType"].as_str().unwrap().to_owned()))
+            .map(|d| {
+                (
+                    d["AttributeName"].as_str().unwrap().to_owned(),
+                    d["AttributeType"].as_str().unwrap().to_owned(),
+                )
+            })
             .collect();
         let mut expected_definitions = BTreeSet::new();
         let mut keys = vec![&spec.hash_key];
@@ -133,24 +177,50 @@ fn the_template_tables_match_the_adapter() {
         for k in keys {
             expected_definitions.insert((k.name.to_owned(), k.kind.as_str().to_owned()));
         }
-        assert_eq!(definitions, expected_definitions, "{ctx}: attribute definitions");
-        let indexes = properties["GlobalSecondaryIndexes"].as_sequence().cloned().unwrap_or_default();
+        assert_eq!(
+            definitions, expected_definitions,
+            "{ctx}: attribute definitions"
+        );
+        let indexes = properties["GlobalSecondaryIndexes"]
+            .as_sequence()
+            .cloned()
+            .unwrap_or_default();
         assert_eq!(indexes.len(), spec.indexes.len(), "{ctx}: indexes");
         for index in &spec.indexes {
             let declared = indexes
                 .iter()
                 .find(|i| i["IndexName"].as_str() == Some(index.name))
                 .unwrap_or_else(|| panic!("{ctx}: index {} is missing", index.name));
-            assert_eq!(key(&declared["KeySchema"], "HASH").as_deref(), Some(index.hash_key.name));
-            assert_eq!(key(&declared["KeySchema"], "RANGE").as_deref(), index.range_key.as_ref().map(|k| k.name));
-            assert_eq!(declared["Projection"]["ProjectionType"].as_str(), Some(index.projection.as_str()));
+            assert_eq!(
+                key(&declared["KeySchema"], "HASH").as_deref(),
+                Some(index.hash_key.name)
+            );
+            assert_eq!(
+                key(&declared["KeySchema"], "RANGE").as_deref(),
+                index.range_key.as_ref().map(|k| k.name)
+            );
+            assert_eq!(
+                declared["Projection"]["ProjectionType"].as_str(),
+                Some(index.projection.as_str())
+            );
         }
         match spec.ttl_attribute {
             Some(attribute) => {
-                assert_eq!(properties["TimeToLiveSpecification"]["AttributeName"].as_str(), Some(attribute), "{ctx}");
-                assert_eq!(properties["TimeToLiveSpecification"]["Enabled"].as_bool(), Some(true), "{ctx}");
+                assert_eq!(
+                    properties["TimeToLiveSpecification"]["AttributeName"].as_str(),
+                    Some(attribute),
+                    "{ctx}"
+                );
+                assert_eq!(
+                    properties["TimeToLiveSpecification"]["Enabled"].as_bool(),
+                    Some(true),
+                    "{ctx}"
+                );
             }
-            None => assert!(properties["TimeToLiveSpecification"].is_null(), "{ctx}: unexpected TTL"),
+            None => assert!(
+                properties["TimeToLiveSpecification"].is_null(),
+                "{ctx}: unexpected TTL"
+            ),
         }
     }
 }

@@ -40,9 +40,9 @@ struct Placeholders(Vec<(&'static str, String)>);
 
 impl Placeholders {
     fn fill(&self, text: &str) -> String {
-        self.0
-            .iter()
-            .fold(text.to_owned(), |text, (name, value)| text.replace(&format!("{{{{{name}}}}}"), value))
+        self.0.iter().fold(text.to_owned(), |text, (name, value)| {
+            text.replace(&format!("{{{{{name}}}}}"), value)
+        })
     }
 }
 
@@ -64,7 +64,9 @@ async fn token_for(state: &AppState, user: &User) -> String {
 }
 
 fn fixture_path(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/apigw-v2").join(format!("{name}.json"))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/apigw-v2")
+        .join(format!("{name}.json"))
 }
 
 #[test]
@@ -72,18 +74,30 @@ fn the_fixtures_cover_every_route() {
     let covered: BTreeSet<String> = FIXTURES
         .iter()
         .map(|(name, _)| {
-            let event: Value = serde_json::from_str(&std::fs::read_to_string(fixture_path(name)).unwrap()).unwrap();
+            let event: Value =
+                serde_json::from_str(&std::fs::read_to_string(fixture_path(name)).unwrap())
+                    .unwrap();
             event["routeKey"].as_str().unwrap().to_owned()
         })
         .collect();
-    let routes: BTreeSet<String> = ROUTES.iter().map(|r| format!("{} {}", r.method, r.path)).collect();
+    let routes: BTreeSet<String> = ROUTES
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
     assert_eq!(covered, routes);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_function_answers_its_api_gateway_events() {
     let store = Arc::new(taskgate_embedded::EmbeddedStore::in_memory().unwrap());
-    let state = Arc::new(AppState::new(store, &SecretSlice::from(vec![9u8; 64]), Settings::default()).unwrap());
+    let state = Arc::new(
+        AppState::new(
+            store,
+            &SecretSlice::from(vec![9u8; 64]),
+            Settings::default(),
+        )
+        .unwrap(),
+    );
     let admin = add_user(&state, "admin", ADMIN_PASSWORD, Level::Admin).await;
     let alice = add_user(&state, "alice", PASSWORD, Level::User).await;
     add_user(&state, "bob", PASSWORD, Level::User).await;
@@ -95,10 +109,14 @@ async fn each_function_answers_its_api_gateway_events() {
     ]);
 
     for (i, (name, expected)) in FIXTURES.iter().enumerate() {
-        let mut event: Value =
-            serde_json::from_str(&placeholders.fill(&std::fs::read_to_string(fixture_path(name)).unwrap())).unwrap();
+        let mut event: Value = serde_json::from_str(
+            &placeholders.fill(&std::fs::read_to_string(fixture_path(name)).unwrap()),
+        )
+        .unwrap();
         if event["isBase64Encoded"] == Value::Bool(true) {
-            let decoded = String::from_utf8(STANDARD.decode(event["body"].as_str().unwrap()).unwrap()).unwrap();
+            let decoded =
+                String::from_utf8(STANDARD.decode(event["body"].as_str().unwrap()).unwrap())
+                    .unwrap();
             event["body"] = Value::String(STANDARD.encode(placeholders.fill(&decoded)));
         }
         let route_key = event["routeKey"].as_str().unwrap().to_owned();
@@ -110,28 +128,62 @@ async fn each_function_answers_its_api_gateway_events() {
         let payload: LambdaRequest = serde_json::from_value(event).unwrap();
         let mut context = Context::default();
         context.request_id = format!("lambda-request-{i}");
-        let mut function = Adapter::from(taskgate_lambda::service(route.endpoint, Arc::clone(&state)));
-        let response = function.call(LambdaEvent::new(payload, context)).await.unwrap();
+        let mut function =
+            Adapter::from(taskgate_lambda::service(route.endpoint, Arc::clone(&state)));
+        let response = function
+            .call(LambdaEvent::new(payload, context))
+            .await
+            .unwrap();
         let response = serde_json::to_value(&response).unwrap();
 
-        assert_eq!(response["statusCode"], *expected, "{name} ({route_key}): {response}");
+        assert_eq!(
+            response["statusCode"], *expected,
+            "{name} ({route_key}): {response}"
+        );
         let headers = &response["headers"];
-        assert_eq!(headers["x-request-id"], format!("lambda-request-{i}"), "{name}: the Lambda request id is not used");
+        assert_eq!(
+            headers["x-request-id"],
+            format!("lambda-request-{i}"),
+            "{name}: the Lambda request id is not used"
+        );
         assert_eq!(headers["cache-control"], "no-store", "{name}");
         if *expected != 204 {
-            assert_eq!(headers["content-type"], "application/json", "{name}: {response}");
+            assert_eq!(
+                headers["content-type"], "application/json",
+                "{name}: {response}"
+            );
             let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
             assert!(body.is_object(), "{name}: {body}");
         }
     }
 
     // The effects happened: carol created, bob and dave gone, alice edited.
-    let carol = state.store.get_user(&Username::parse("carol").unwrap()).await.unwrap().unwrap();
-    assert_eq!(carol.email.as_ref().map(|e| e.as_str()), Some("carol@example.com"));
+    let carol = state
+        .store
+        .get_user(&Username::parse("carol").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        carol.email.as_ref().map(|e| e.as_str()),
+        Some("carol@example.com")
+    );
     for gone in ["bob", "dave"] {
-        assert!(state.store.get_user(&Username::parse(gone).unwrap()).await.unwrap().is_none());
+        assert!(
+            state
+                .store
+                .get_user(&Username::parse(gone).unwrap())
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
-    let alice = state.store.get_user(&alice.username).await.unwrap().unwrap();
+    let alice = state
+        .store
+        .get_user(&alice.username)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(alice.profile.unwrap().as_map()["theme"], "dark");
     assert_eq!(alice.email.unwrap().as_str(), "alice@example.com");
 }

@@ -20,12 +20,24 @@ async fn https_is_served_with_the_generated_certificate() {
     assert!(app.server().url().starts_with("https://"));
     // The client trusts only the generated certificate and checks it for "localhost".
     let (status, body) = status_and_json(app.get("/", None).await).await;
-    assert_eq!((status, body), (StatusCode::OK, json!({"message": "Hello World"})));
-    for file in [taskgate::server::TLS_KEY_FILE, taskgate::server::JWT_SECRET_FILE] {
-        let mode = std::fs::metadata(app.data_dir.path().join(file)).unwrap().permissions().mode();
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"message": "Hello World"}))
+    );
+    for file in [
+        taskgate::server::TLS_KEY_FILE,
+        taskgate::server::JWT_SECRET_FILE,
+    ] {
+        let mode = std::fs::metadata(app.data_dir.path().join(file))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "{file} is readable by others");
     }
-    let mode = std::fs::metadata(app.data_dir.path()).unwrap().permissions().mode();
+    let mode = std::fs::metadata(app.data_dir.path())
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o700, "the data directory is open to others");
     // Plain HTTP to the TLS port does not get an API answer.
     let plain = reqwest::get(format!("http://{}/", app.server().local_addr())).await;
@@ -36,14 +48,26 @@ async fn data_and_tokens_survive_a_restart(backend: Backend) {
     let mut app = TestApp::spawn(backend).await;
     let admin = app.admin_token().await;
     let alice = app.user_with_token(&admin, "alice", "user").await;
-    app.send_json(Method::PATCH, "/users/alice", Some(&alice), &json!({"profile": {"kept": true}}))
-        .await;
+    app.send_json(
+        Method::PATCH,
+        "/users/alice",
+        Some(&alice),
+        &json!({"profile": {"kept": true}}),
+    )
+    .await;
     app.restart().await;
     let (status, body) = status_and_json(app.get("/users/alice", Some(&alice)).await).await;
-    assert_eq!(status, StatusCode::OK, "the token did not survive the restart: {body}");
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the token did not survive the restart: {body}"
+    );
     assert_eq!(body["profile"], json!({"kept": true}));
     app.login("alice", PASSWORD).await;
-    assert!(app.server().first_admin.is_none(), "a second admin was bootstrapped");
+    assert!(
+        app.server().first_admin.is_none(),
+        "a second admin was bootstrapped"
+    );
 }
 
 async fn the_first_admin_is_created_once_with_a_generated_password(backend: Backend) {
@@ -52,7 +76,11 @@ async fn the_first_admin_is_created_once_with_a_generated_password(backend: Back
         config.admin_username = taskgate_domain::user::Username::parse("root").unwrap();
     })
     .await;
-    let first = app.server().first_admin.as_ref().expect("an admin was created");
+    let first = app
+        .server()
+        .first_admin
+        .as_ref()
+        .expect("an admin was created");
     assert_eq!(first.username.as_str(), "root");
     let password = first
         .generated_password
@@ -77,7 +105,12 @@ async fn missing_dynamodb_tables_are_created_with_their_indexes_and_ttl() {
     };
     let sdk = taskgate_aws::load_sdk_config(endpoint.as_deref()).await;
     let client = taskgate_aws::dynamodb_client(&sdk, endpoint.as_deref());
-    let tokens = client.describe_table().table_name(&tables.tokens).send().await.unwrap();
+    let tokens = client
+        .describe_table()
+        .table_name(&tables.tokens)
+        .send()
+        .await
+        .unwrap();
     let index_names: Vec<&str> = tokens
         .table()
         .unwrap()
@@ -86,8 +119,18 @@ async fn missing_dynamodb_tables_are_created_with_their_indexes_and_ttl() {
         .filter_map(|i| i.index_name())
         .collect();
     assert_eq!(index_names, ["by-username"]);
-    let ttl = client.describe_time_to_live().table_name(&tables.tokens).send().await.unwrap();
+    let ttl = client
+        .describe_time_to_live()
+        .table_name(&tables.tokens)
+        .send()
+        .await
+        .unwrap();
     let ttl = ttl.time_to_live_description().unwrap();
     assert_eq!(ttl.attribute_name(), Some("expires_at"));
-    client.describe_table().table_name(&tables.users).send().await.unwrap();
+    client
+        .describe_table()
+        .table_name(&tables.users)
+        .send()
+        .await
+        .unwrap();
 }

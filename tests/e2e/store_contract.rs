@@ -129,7 +129,10 @@ async fn a_taken_username_is_already_exists(store: Arc<dyn Store>) {
     let first = user("alice", Level::User);
     store.insert_user(&first).await.unwrap();
     let second = user("alice", Level::Admin);
-    assert!(matches!(store.insert_user(&second).await, Err(StoreError::AlreadyExists)));
+    assert!(matches!(
+        store.insert_user(&second).await,
+        Err(StoreError::AlreadyExists)
+    ));
     // The failed insert changed nothing, the admin count included.
     assert_eq!(store.get_user(&first.username).await.unwrap(), Some(first));
     assert_eq!(store.count_admins().await.unwrap(), 0);
@@ -152,8 +155,14 @@ async fn updates_need_the_current_version(store: Arc<dyn Store>) {
     }
     .apply_to(&alice)
     .unwrap();
-    assert!(matches!(store.update_user(&alice, &stale).await, Err(StoreError::Conflict)));
-    assert_eq!(store.get_user(&alice.username).await.unwrap(), Some(v2.clone()));
+    assert!(matches!(
+        store.update_user(&alice, &stale).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        store.get_user(&alice.username).await.unwrap(),
+        Some(v2.clone())
+    );
     assert_eq!(store.count_admins().await.unwrap(), 0);
     // Promotion through the current version counts the new admin.
     let v3 = UserChanges {
@@ -171,12 +180,18 @@ async fn deletes_need_the_same_identity(store: Arc<dyn Store>) {
     store.insert_user(&old).await.unwrap();
     store.delete_user(&old).await.unwrap();
     assert_eq!(store.get_user(&old.username).await.unwrap(), None);
-    assert!(matches!(store.delete_user(&old).await, Err(StoreError::Conflict)));
+    assert!(matches!(
+        store.delete_user(&old).await,
+        Err(StoreError::Conflict)
+    ));
     // Re-created under the same name: a delete aimed at the old account
     // must not remove the new one, and neither may an update.
     let new = user("alice", Level::User);
     store.insert_user(&new).await.unwrap();
-    assert!(matches!(store.delete_user(&old).await, Err(StoreError::Conflict)));
+    assert!(matches!(
+        store.delete_user(&old).await,
+        Err(StoreError::Conflict)
+    ));
     let changed = UserChanges {
         email: Some(None),
         profile: Some(Some(Profile::parse(serde_json::json!({"a": 1})).unwrap())),
@@ -184,7 +199,10 @@ async fn deletes_need_the_same_identity(store: Arc<dyn Store>) {
     }
     .apply_to(&old)
     .unwrap();
-    assert!(matches!(store.update_user(&old, &changed).await, Err(StoreError::Conflict)));
+    assert!(matches!(
+        store.update_user(&old, &changed).await,
+        Err(StoreError::Conflict)
+    ));
     assert_eq!(store.get_user(&new.username).await.unwrap(), Some(new));
 }
 
@@ -192,22 +210,34 @@ async fn the_last_admin_cannot_be_deleted_or_demoted(store: Arc<dyn Store>) {
     let root = user("root", Level::Admin);
     store.insert_user(&root).await.unwrap();
     assert_eq!(store.count_admins().await.unwrap(), 1);
-    assert!(matches!(store.delete_user(&root).await, Err(StoreError::LastAdmin)));
+    assert!(matches!(
+        store.delete_user(&root).await,
+        Err(StoreError::LastAdmin)
+    ));
     let demoted = UserChanges {
         level: Some(Level::User),
         ..Default::default()
     }
     .apply_to(&root)
     .unwrap();
-    assert!(matches!(store.update_user(&root, &demoted).await, Err(StoreError::LastAdmin)));
-    assert_eq!(store.get_user(&root.username).await.unwrap(), Some(root.clone()));
+    assert!(matches!(
+        store.update_user(&root, &demoted).await,
+        Err(StoreError::LastAdmin)
+    ));
+    assert_eq!(
+        store.get_user(&root.username).await.unwrap(),
+        Some(root.clone())
+    );
 
     let second = user("second", Level::Admin);
     store.insert_user(&second).await.unwrap();
     assert_eq!(store.count_admins().await.unwrap(), 2);
     store.update_user(&root, &demoted).await.unwrap();
     assert_eq!(store.count_admins().await.unwrap(), 1);
-    assert!(matches!(store.delete_user(&second).await, Err(StoreError::LastAdmin)));
+    assert!(matches!(
+        store.delete_user(&second).await,
+        Err(StoreError::LastAdmin)
+    ));
     store.delete_user(&demoted).await.unwrap();
     assert_eq!(store.count_admins().await.unwrap(), 1);
 }
@@ -230,7 +260,10 @@ async fn concurrent_admin_deletions_leave_one_admin(store: Arc<dyn Store>) {
         while let Some(outcome) = deletions.join_next().await {
             let outcome = outcome.unwrap();
             assert!(
-                matches!(outcome, Ok(()) | Err(StoreError::LastAdmin | StoreError::Conflict)),
+                matches!(
+                    outcome,
+                    Ok(()) | Err(StoreError::LastAdmin | StoreError::Conflict)
+                ),
                 "round {round}: {outcome:?}"
             );
         }
@@ -240,7 +273,10 @@ async fn concurrent_admin_deletions_leave_one_admin(store: Arc<dyn Store>) {
                 remaining.push(stored);
             }
         }
-        assert!(!remaining.is_empty(), "round {round}: every admin was deleted");
+        assert!(
+            !remaining.is_empty(),
+            "round {round}: every admin was deleted"
+        );
         assert_eq!(
             store.count_admins().await.unwrap(),
             remaining.len() as u64,
@@ -283,7 +319,10 @@ async fn tokens_are_stored_read_and_revoked(store: Arc<dyn Store>) {
     let alice = user("alice", Level::User);
     let token = token_for(&alice);
     store.insert_token(&token).await.unwrap();
-    assert!(matches!(store.insert_token(&token).await, Err(StoreError::AlreadyExists)));
+    assert!(matches!(
+        store.insert_token(&token).await,
+        Err(StoreError::AlreadyExists)
+    ));
     let read = store.get_token(&token.jti).await.unwrap().unwrap();
     assert_eq!(read, token);
     store.delete_token(&token.jti).await.unwrap();
@@ -302,14 +341,23 @@ async fn revoking_a_users_tokens_can_keep_one(store: Arc<dyn Store>) {
     }
     store.insert_token(&bob_token).await.unwrap();
     let keep = &alice_tokens[7].jti;
-    let revoked = store.delete_user_tokens(&alice.username, Some(keep)).await.unwrap();
+    let revoked = store
+        .delete_user_tokens(&alice.username, Some(keep))
+        .await
+        .unwrap();
     assert_eq!(revoked, 29);
     for t in &alice_tokens {
         let present = store.get_token(&t.jti).await.unwrap().is_some();
         assert_eq!(present, &t.jti == keep);
     }
     assert!(store.get_token(&bob_token.jti).await.unwrap().is_some());
-    assert_eq!(store.delete_user_tokens(&alice.username, None).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .delete_user_tokens(&alice.username, None)
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(store.get_token(keep).await.unwrap(), None);
 }
 
@@ -318,12 +366,21 @@ async fn a_session_is_the_token_and_the_user_together(store: Arc<dyn Store>) {
     store.insert_user(&alice).await.unwrap();
     let token = token_for(&alice);
     store.insert_token(&token).await.unwrap();
-    let (t, u) = store.load_session(&token.jti, &alice.username).await.unwrap();
+    let (t, u) = store
+        .load_session(&token.jti, &alice.username)
+        .await
+        .unwrap();
     assert_eq!(t, Some(token.clone()));
     assert_eq!(u, Some(alice.clone()));
     store.delete_user(&alice).await.unwrap();
-    let (t, u) = store.load_session(&token.jti, &alice.username).await.unwrap();
+    let (t, u) = store
+        .load_session(&token.jti, &alice.username)
+        .await
+        .unwrap();
     assert_eq!((t.is_some(), u), (true, None));
-    let (t, u) = store.load_session(&TokenId::new(), &name("nobody")).await.unwrap();
+    let (t, u) = store
+        .load_session(&TokenId::new(), &name("nobody"))
+        .await
+        .unwrap();
     assert_eq!((t, u), (None, None));
 }

@@ -18,7 +18,12 @@ fn claims_of(token: &str) -> Claims {
 }
 
 fn sign(claims: &Claims, algorithm: Algorithm, secret: &[u8]) -> String {
-    jsonwebtoken::encode(&Header::new(algorithm), claims, &EncodingKey::from_secret(secret)).unwrap()
+    jsonwebtoken::encode(
+        &Header::new(algorithm),
+        claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .unwrap()
 }
 
 fn b64(value: &Value) -> String {
@@ -30,16 +35,26 @@ async fn assert_refused_everywhere(app: &TestApp, description: &str, token: &str
     for (method, path, body) in [
         (Method::GET, "/", None),
         (Method::GET, "/users/alice", None),
-        (Method::PATCH, "/users/alice", Some(json!({"email": "attacker@example.com"}))),
+        (
+            Method::PATCH,
+            "/users/alice",
+            Some(json!({"email": "attacker@example.com"})),
+        ),
         (Method::DELETE, "/auth", None),
     ] {
-        let mut request = app.request(method.clone(), path, None).header("authorization", format!("Bearer {token}"));
+        let mut request = app
+            .request(method.clone(), path, None)
+            .header("authorization", format!("Bearer {token}"));
         if let Some(body) = &body {
             request = request.json(body);
         }
         let response = request.send().await.unwrap();
         let status = response.status();
-        assert_eq!(status, StatusCode::UNAUTHORIZED, "{description}: {method} {path} answered {status}");
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "{description}: {method} {path} answered {status}"
+        );
         assert_problem(response, StatusCode::UNAUTHORIZED, "unauthenticated").await;
     }
 }
@@ -56,32 +71,77 @@ async fn every_attack_is_refused_on_every_route(backend: Backend) {
     let (header, payload, signature) = (parts[0], parts[1], parts[2]);
 
     let attacks: Vec<(&str, String)> = vec![
-        ("unsigned (alg none)", format!("{}.{payload}.", b64(&json!({"alg": "none", "typ": "JWT"})))),
-        ("unsigned (alg None, no dot)", format!("{}.{payload}", b64(&json!({"alg": "None"})))),
-        ("signed with another key", sign(&claims, Algorithm::HS256, &[0x42; 64])),
-        ("signed with the right key but HS512", sign(&claims, Algorithm::HS512, &secret)),
+        (
+            "unsigned (alg none)",
+            format!("{}.{payload}.", b64(&json!({"alg": "none", "typ": "JWT"}))),
+        ),
+        (
+            "unsigned (alg None, no dot)",
+            format!("{}.{payload}", b64(&json!({"alg": "None"}))),
+        ),
+        (
+            "signed with another key",
+            sign(&claims, Algorithm::HS256, &[0x42; 64]),
+        ),
+        (
+            "signed with the right key but HS512",
+            sign(&claims, Algorithm::HS512, &secret),
+        ),
         (
             "claims tampered (sub = admin), signature kept",
             format!(
                 "{header}.{}.{signature}",
-                b64(&serde_json::to_value(Claims { sub: "admin".into(), ..claims.clone() }).unwrap())
+                b64(&serde_json::to_value(Claims {
+                    sub: "admin".into(),
+                    ..claims.clone()
+                })
+                .unwrap())
             ),
         ),
         (
             "expired",
-            sign(&Claims { iat: now - 7200, exp: now - 60, ..claims.clone() }, Algorithm::HS256, &secret),
+            sign(
+                &Claims {
+                    iat: now - 7200,
+                    exp: now - 60,
+                    ..claims.clone()
+                },
+                Algorithm::HS256,
+                &secret,
+            ),
         ),
         (
             "validly signed, but never issued (unknown jti)",
-            sign(&Claims { jti: TokenId::new().to_string(), ..claims.clone() }, Algorithm::HS256, &secret),
+            sign(
+                &Claims {
+                    jti: TokenId::new().to_string(),
+                    ..claims.clone()
+                },
+                Algorithm::HS256,
+                &secret,
+            ),
         ),
         (
             "validly signed, sub changed to admin (the jti is alice's)",
-            sign(&Claims { sub: "admin".into(), ..claims.clone() }, Algorithm::HS256, &secret),
+            sign(
+                &Claims {
+                    sub: "admin".into(),
+                    ..claims.clone()
+                },
+                Algorithm::HS256,
+                &secret,
+            ),
         ),
         (
             "validly signed, wrong issuer",
-            sign(&Claims { iss: "someone-else".into(), ..claims.clone() }, Algorithm::HS256, &secret),
+            sign(
+                &Claims {
+                    iss: "someone-else".into(),
+                    ..claims.clone()
+                },
+                Algorithm::HS256,
+                &secret,
+            ),
         ),
         ("not a JWT", "definitely-not-a-token".into()),
         ("empty segments", "..".into()),
@@ -91,27 +151,58 @@ async fn every_attack_is_refused_on_every_route(backend: Backend) {
     }
 
     // Wrong scheme and an empty bearer are 401 too, never anonymous.
-    for header in ["Basic YWxpY2U6cHc=", "Bearer", "Bearer ", &format!("Token {valid}")] {
-        let response = app.request(Method::GET, "/", None).header("authorization", header).send().await.unwrap();
+    for header in [
+        "Basic YWxpY2U6cHc=",
+        "Bearer",
+        "Bearer ",
+        &format!("Token {valid}"),
+    ] {
+        let response = app
+            .request(Method::GET, "/", None)
+            .header("authorization", header)
+            .send()
+            .await
+            .unwrap();
         assert_problem(response, StatusCode::UNAUTHORIZED, "unauthenticated").await;
     }
 
     // The genuine token still works after all that.
-    assert_eq!(app.get("/users/alice", Some(&valid)).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.get("/users/alice", Some(&valid)).await.status(),
+        StatusCode::OK
+    );
 
     // Revoked by logout.
     let other = app.login("alice", PASSWORD).await;
-    assert_eq!(app.delete("/auth", Some(&other)).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.delete("/auth", Some(&other)).await.status(),
+        StatusCode::NO_CONTENT
+    );
     assert_refused_everywhere(&app, "revoked by logout", &other).await;
 
     // Revoked by deleting the user; and a user re-created under the same
     // name does not inherit the old tokens, even re-signed with the real key.
-    assert_eq!(app.delete("/users/alice", Some(&admin)).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.delete("/users/alice", Some(&admin)).await.status(),
+        StatusCode::NO_CONTENT
+    );
     assert_refused_everywhere(&app, "revoked by user deletion", &valid).await;
     app.create_user(&admin, "alice", "user").await;
     assert_refused_everywhere(&app, "old token of a re-created user", &valid).await;
-    let resigned = sign(&Claims { exp: now + 3600, ..claims.clone() }, Algorithm::HS256, &secret);
-    assert_refused_everywhere(&app, "old identity re-signed for a re-created user", &resigned).await;
+    let resigned = sign(
+        &Claims {
+            exp: now + 3600,
+            ..claims.clone()
+        },
+        Algorithm::HS256,
+        &secret,
+    );
+    assert_refused_everywhere(
+        &app,
+        "old identity re-signed for a re-created user",
+        &resigned,
+    )
+    .await;
     // Revoking a deleted user's token records can miss one (on DynamoDB the
     // by-username index lags writes). Such a leftover record must still be
     // refused: it names the old account's id, not the re-created one's.
@@ -126,15 +217,28 @@ async fn every_attack_is_refused_on_every_route(backend: Backend) {
     };
     store.insert_token(&leftover).await.unwrap();
     let leftover_token = sign(
-        &Claims { jti: leftover.jti.to_string(), exp: now + 3600, ..claims.clone() },
+        &Claims {
+            jti: leftover.jti.to_string(),
+            exp: now + 3600,
+            ..claims.clone()
+        },
         Algorithm::HS256,
         &secret,
     );
-    assert_refused_everywhere(&app, "leftover token record of the deleted account", &leftover_token).await;
+    assert_refused_everywhere(
+        &app,
+        "leftover token record of the deleted account",
+        &leftover_token,
+    )
+    .await;
     let fresh = app.login("alice", PASSWORD).await;
-    assert_eq!(app.get("/users/alice", Some(&fresh)).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.get("/users/alice", Some(&fresh)).await.status(),
+        StatusCode::OK
+    );
 
     // None of it changed alice.
-    let (_, alice): (_, Value) = taskgate_e2e::status_and_json(app.get("/users/alice", Some(&admin)).await).await;
+    let (_, alice): (_, Value) =
+        taskgate_e2e::status_and_json(app.get("/users/alice", Some(&admin)).await).await;
     assert!(alice.get("email").is_none(), "{alice}");
 }

@@ -39,7 +39,10 @@ async fn admins_create_read_edit_and_delete_users(backend: Backend) {
     assert_eq!(created["username"], "alice");
     assert_eq!(created["level"], "user");
     assert_eq!(created["email"], "alice@example.com");
-    assert_eq!(created["profile"], json!({"team": "blue", "langs": ["rust", "sql"]}));
+    assert_eq!(
+        created["profile"],
+        json!({"team": "blue", "langs": ["rust", "sql"]})
+    );
     assert!(created.get("password").is_none() && created.get("password_hash").is_none());
 
     let (status, read) = status_and_json(app.get("/users/alice", Some(&admin)).await).await;
@@ -65,31 +68,70 @@ async fn admins_create_read_edit_and_delete_users(backend: Backend) {
 
     let response = app.delete("/users/alice", Some(&admin)).await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    assert_problem(app.get("/users/alice", Some(&admin)).await, StatusCode::NOT_FOUND, "not-found").await;
-    assert_problem(app.delete("/users/alice", Some(&admin)).await, StatusCode::NOT_FOUND, "not-found").await;
+    assert_problem(
+        app.get("/users/alice", Some(&admin)).await,
+        StatusCode::NOT_FOUND,
+        "not-found",
+    )
+    .await;
+    assert_problem(
+        app.delete("/users/alice", Some(&admin)).await,
+        StatusCode::NOT_FOUND,
+        "not-found",
+    )
+    .await;
 }
 
 async fn compatibility_routes_behave_like_the_main_ones(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let admin = app.admin_token().await;
     let response = app
-        .send_json(Method::POST, "/user", Some(&admin), &json!({"username": "bob", "password": PASSWORD}))
+        .send_json(
+            Method::POST,
+            "/user",
+            Some(&admin),
+            &json!({"username": "bob", "password": PASSWORD}),
+        )
         .await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let (status, bob) = status_and_json(app.get("/user/bob", Some(&admin)).await).await;
-    assert_eq!((status, bob["username"].clone()), (StatusCode::OK, json!("bob")));
+    assert_eq!(
+        (status, bob["username"].clone()),
+        (StatusCode::OK, json!("bob"))
+    );
     let (status, bob) = status_and_json(
-        app.send_json(Method::PUT, "/user/bob", Some(&admin), &json!({"email": "bob@example.com"}))
-            .await,
+        app.send_json(
+            Method::PUT,
+            "/user/bob",
+            Some(&admin),
+            &json!({"email": "bob@example.com"}),
+        )
+        .await,
     )
     .await;
     assert_eq!(status, StatusCode::OK);
     // PUT is a partial update, like PATCH: the level is untouched.
-    assert_eq!((bob["email"].clone(), bob["level"].clone()), (json!("bob@example.com"), json!("user")));
+    assert_eq!(
+        (bob["email"].clone(), bob["level"].clone()),
+        (json!("bob@example.com"), json!("user"))
+    );
     let bob_token = app.login("bob", PASSWORD).await;
-    assert_problem(app.get("/user/admin", Some(&bob_token)).await, StatusCode::FORBIDDEN, "forbidden").await;
-    assert_eq!(app.delete("/user/bob", Some(&admin)).await.status(), StatusCode::NO_CONTENT);
-    assert_problem(app.get("/user/bob", Some(&admin)).await, StatusCode::NOT_FOUND, "not-found").await;
+    assert_problem(
+        app.get("/user/admin", Some(&bob_token)).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+    assert_eq!(
+        app.delete("/user/bob", Some(&admin)).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_problem(
+        app.get("/user/bob", Some(&admin)).await,
+        StatusCode::NOT_FOUND,
+        "not-found",
+    )
+    .await;
 }
 
 async fn a_taken_username_is_409_in_any_case(backend: Backend) {
@@ -97,21 +139,42 @@ async fn a_taken_username_is_409_in_any_case(backend: Backend) {
     let admin = app.admin_token().await;
     app.create_user(&admin, "carol", "user").await;
     let response = app
-        .send_json(Method::POST, "/users", Some(&admin), &json!({"username": "CAROL", "password": PASSWORD, "level": "admin"}))
+        .send_json(
+            Method::POST,
+            "/users",
+            Some(&admin),
+            &json!({"username": "CAROL", "password": PASSWORD, "level": "admin"}),
+        )
         .await;
     assert_problem(response, StatusCode::CONFLICT, "username-taken").await;
     let (_, carol) = status_and_json(app.get("/users/carol", Some(&admin)).await).await;
-    assert_eq!(carol["level"], "user", "the failed create changed the stored user");
+    assert_eq!(
+        carol["level"], "user",
+        "the failed create changed the stored user"
+    );
 }
 
 async fn the_last_admin_cannot_delete_itself(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let admin = app.admin_token().await;
-    assert_problem(app.delete("/users/admin", Some(&admin)).await, StatusCode::CONFLICT, "last-admin").await;
+    assert_problem(
+        app.delete("/users/admin", Some(&admin)).await,
+        StatusCode::CONFLICT,
+        "last-admin",
+    )
+    .await;
     // With a second admin, the first may go.
     let second = app.user_with_token(&admin, "second", "admin").await;
-    assert_eq!(app.delete("/users/admin", Some(&admin)).await.status(), StatusCode::NO_CONTENT);
-    assert_problem(app.delete("/users/second", Some(&second)).await, StatusCode::CONFLICT, "last-admin").await;
+    assert_eq!(
+        app.delete("/users/admin", Some(&admin)).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_problem(
+        app.delete("/users/second", Some(&second)).await,
+        StatusCode::CONFLICT,
+        "last-admin",
+    )
+    .await;
     let (status, _) = status_and_json(app.get("/users/second", Some(&second)).await).await;
     assert_eq!(status, StatusCode::OK);
 }
@@ -121,11 +184,24 @@ async fn deleting_a_user_ends_all_their_sessions_at_once(backend: Backend) {
     let admin = app.admin_token().await;
     let first = app.user_with_token(&admin, "dave", "user").await;
     let second = app.login("dave", PASSWORD).await;
-    assert_eq!(app.delete("/users/dave", Some(&admin)).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.delete("/users/dave", Some(&admin)).await.status(),
+        StatusCode::NO_CONTENT
+    );
     for token in [&first, &second] {
-        assert_problem(app.get("/", Some(token)).await, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+        assert_problem(
+            app.get("/", Some(token)).await,
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+        )
+        .await;
     }
-    assert_problem(app.try_login("dave", PASSWORD).await, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+    assert_problem(
+        app.try_login("dave", PASSWORD).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    )
+    .await;
 }
 
 async fn changing_a_password_ends_the_other_sessions(backend: Backend) {
@@ -135,20 +211,49 @@ async fn changing_a_password_ends_the_other_sessions(backend: Backend) {
     let other = app.login("erin", PASSWORD).await;
     let new_password = "a completely new passphrase";
     let response = app
-        .send_json(Method::PATCH, "/users/erin", Some(&current), &json!({"password": new_password}))
+        .send_json(
+            Method::PATCH,
+            "/users/erin",
+            Some(&current),
+            &json!({"password": new_password}),
+        )
         .await;
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(app.get("/", Some(&current)).await.status(), StatusCode::OK, "the session that changed it survives");
-    assert_problem(app.get("/", Some(&other)).await, StatusCode::UNAUTHORIZED, "unauthenticated").await;
-    assert_problem(app.try_login("erin", PASSWORD).await, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+    assert_eq!(
+        app.get("/", Some(&current)).await.status(),
+        StatusCode::OK,
+        "the session that changed it survives"
+    );
+    assert_problem(
+        app.get("/", Some(&other)).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    )
+    .await;
+    assert_problem(
+        app.try_login("erin", PASSWORD).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    )
+    .await;
     let fresh = app.login("erin", new_password).await;
     // An admin resetting the password ends every session of the user.
     let response = app
-        .send_json(Method::PATCH, "/users/erin", Some(&admin), &json!({"password": PASSWORD}))
+        .send_json(
+            Method::PATCH,
+            "/users/erin",
+            Some(&admin),
+            &json!({"password": PASSWORD}),
+        )
         .await;
     assert_eq!(response.status(), StatusCode::OK);
     for token in [&current, &fresh] {
-        assert_problem(app.get("/", Some(token)).await, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+        assert_problem(
+            app.get("/", Some(token)).await,
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+        )
+        .await;
     }
     app.login("erin", PASSWORD).await;
 }
@@ -157,13 +262,41 @@ async fn a_level_change_takes_effect_on_the_next_request(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let admin = app.admin_token().await;
     let frank = app.user_with_token(&admin, "frank", "user").await;
-    assert_problem(app.get("/users", Some(&frank)).await, StatusCode::FORBIDDEN, "forbidden").await;
-    let promote = app.send_json(Method::PATCH, "/users/frank", Some(&admin), &json!({"level": "admin"})).await;
+    assert_problem(
+        app.get("/users", Some(&frank)).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+    let promote = app
+        .send_json(
+            Method::PATCH,
+            "/users/frank",
+            Some(&admin),
+            &json!({"level": "admin"}),
+        )
+        .await;
     assert_eq!(promote.status(), StatusCode::OK);
-    assert_eq!(app.get("/users", Some(&frank)).await.status(), StatusCode::OK, "same token, new level");
-    let demote = app.send_json(Method::PATCH, "/users/frank", Some(&admin), &json!({"level": "user"})).await;
+    assert_eq!(
+        app.get("/users", Some(&frank)).await.status(),
+        StatusCode::OK,
+        "same token, new level"
+    );
+    let demote = app
+        .send_json(
+            Method::PATCH,
+            "/users/frank",
+            Some(&admin),
+            &json!({"level": "user"}),
+        )
+        .await;
     assert_eq!(demote.status(), StatusCode::OK);
-    assert_problem(app.get("/users", Some(&frank)).await, StatusCode::FORBIDDEN, "forbidden").await;
+    assert_problem(
+        app.get("/users", Some(&frank)).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
 }
 
 async fn listing_pages_through_every_user_once(backend: Backend) {
@@ -182,7 +315,11 @@ async fn listing_pages_through_every_user_once(backend: Backend) {
         assert_eq!(status, StatusCode::OK, "{page}");
         let items = page["items"].as_array().unwrap();
         assert!(items.len() <= 3);
-        seen.extend(items.iter().map(|u| u["username"].as_str().unwrap().to_owned()));
+        seen.extend(
+            items
+                .iter()
+                .map(|u| u["username"].as_str().unwrap().to_owned()),
+        );
         match page["next"].as_str() {
             Some(cursor) => path = format!("/users?limit=3&cursor={cursor}"),
             None => {
@@ -213,29 +350,70 @@ async fn open_registration_lets_anyone_sign_up_as_a_user(backend: Backend) {
         .await;
     let (status, grace) = status_and_json(response).await;
     assert_eq!(status, StatusCode::CREATED, "{grace}");
-    assert_eq!((grace["level"].clone(), grace["profile"].clone()), (json!("user"), json!({"bio": "hi"})));
+    assert_eq!(
+        (grace["level"].clone(), grace["profile"].clone()),
+        (json!("user"), json!({"bio": "hi"}))
+    );
     let no_email = app
-        .send_json(Method::POST, "/users", None, &json!({"username": "heidi", "password": PASSWORD}))
+        .send_json(
+            Method::POST,
+            "/users",
+            None,
+            &json!({"username": "heidi", "password": PASSWORD}),
+        )
         .await;
     assert_eq!(no_email.status(), StatusCode::CREATED);
     let as_admin = app
-        .send_json(Method::POST, "/users", None, &json!({"username": "ivan", "password": PASSWORD, "level": "admin"}))
+        .send_json(
+            Method::POST,
+            "/users",
+            None,
+            &json!({"username": "ivan", "password": PASSWORD, "level": "admin"}),
+        )
         .await;
     assert_problem(as_admin, StatusCode::FORBIDDEN, "forbidden").await;
     let admin = app.admin_token().await;
-    assert_problem(app.get("/users/ivan", Some(&admin)).await, StatusCode::NOT_FOUND, "not-found").await;
+    assert_problem(
+        app.get("/users/ivan", Some(&admin)).await,
+        StatusCode::NOT_FOUND,
+        "not-found",
+    )
+    .await;
 
     let token = app.login("grace", PASSWORD).await;
-    assert_problem(app.delete("/users/heidi", Some(&token)).await, StatusCode::FORBIDDEN, "forbidden").await;
-    assert_eq!(app.delete("/users/grace", Some(&token)).await.status(), StatusCode::NO_CONTENT);
-    assert_problem(app.get("/", Some(&token)).await, StatusCode::UNAUTHORIZED, "unauthenticated").await;
-    assert_problem(app.try_login("grace", PASSWORD).await, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+    assert_problem(
+        app.delete("/users/heidi", Some(&token)).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+    assert_eq!(
+        app.delete("/users/grace", Some(&token)).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_problem(
+        app.get("/", Some(&token)).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    )
+    .await;
+    assert_problem(
+        app.try_login("grace", PASSWORD).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    )
+    .await;
 }
 
 async fn closed_registration_refuses_anonymous_sign_up(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let response = app
-        .send_json(Method::POST, "/users", None, &json!({"username": "judy", "password": PASSWORD}))
+        .send_json(
+            Method::POST,
+            "/users",
+            None,
+            &json!({"username": "judy", "password": PASSWORD}),
+        )
         .await;
     assert_problem(response, StatusCode::UNAUTHORIZED, "unauthenticated").await;
     let admin = app.admin_token().await;

@@ -76,7 +76,10 @@ pub fn dynamodb_endpoint() -> String {
 
 /// Table names no other test uses.
 pub fn unique_tables() -> TableNames {
-    TableNames::with_prefix(&format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]))
+    TableNames::with_prefix(&format!(
+        "t{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    ))
 }
 
 pub fn init_logging() {
@@ -184,8 +187,10 @@ impl TestApp {
     pub async fn store(&self) -> std::sync::Arc<dyn taskgate_domain::ports::Store> {
         match &self.config.store {
             StoreConfig::Embedded => std::sync::Arc::new(
-                taskgate_embedded::EmbeddedStore::open(&self.data_dir.path().join(taskgate::server::DATABASE_FILE))
-                    .unwrap(),
+                taskgate_embedded::EmbeddedStore::open(
+                    &self.data_dir.path().join(taskgate::server::DATABASE_FILE),
+                )
+                .unwrap(),
             ),
             StoreConfig::DynamoDb { endpoint, tables } => {
                 let sdk = taskgate_aws::load_sdk_config(endpoint.as_deref()).await;
@@ -199,8 +204,9 @@ impl TestApp {
     /// The JWT signing secret of this server (to forge tokens in attacks).
     pub fn jwt_secret(&self) -> Vec<u8> {
         use base64::Engine as _;
-        let encoded = std::fs::read_to_string(self.data_dir.path().join(taskgate::server::JWT_SECRET_FILE))
-            .expect("the secret file");
+        let encoded =
+            std::fs::read_to_string(self.data_dir.path().join(taskgate::server::JWT_SECRET_FILE))
+                .expect("the secret file");
         base64::engine::general_purpose::STANDARD
             .decode(encoded.trim())
             .expect("the secret is base64")
@@ -216,21 +222,42 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
-        self.request(Method::GET, path, token).send().await.expect("request sent")
+        self.request(Method::GET, path, token)
+            .send()
+            .await
+            .expect("request sent")
     }
 
-    pub async fn send_json(&self, method: Method, path: &str, token: Option<&str>, body: &Value) -> Response {
-        self.request(method, path, token).json(body).send().await.expect("request sent")
+    pub async fn send_json(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> Response {
+        self.request(method, path, token)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
     }
 
     pub async fn delete(&self, path: &str, token: Option<&str>) -> Response {
-        self.request(Method::DELETE, path, token).send().await.expect("request sent")
+        self.request(Method::DELETE, path, token)
+            .send()
+            .await
+            .expect("request sent")
     }
 
     /// Logs in and returns the raw response.
     pub async fn try_login(&self, username: &str, password: &str) -> Response {
-        self.send_json(Method::POST, "/auth", None, &json!({"username": username, "password": password}))
-            .await
+        self.send_json(
+            Method::POST,
+            "/auth",
+            None,
+            &json!({"username": username, "password": password}),
+        )
+        .await
     }
 
     /// Logs in; panics unless it works.
@@ -257,7 +284,12 @@ impl TestApp {
             )
             .await;
         let status = response.status();
-        assert_eq!(status, StatusCode::CREATED, "creating {username}: {}", response.text().await.unwrap());
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "creating {username}: {}",
+            response.text().await.unwrap()
+        );
     }
 
     /// Creates a user and logs them in.
@@ -271,7 +303,12 @@ impl TestApp {
         let mut users = Vec::new();
         let mut path = "/users?limit=100".to_owned();
         loop {
-            let page: Value = self.get(&path, Some(admin_token)).await.json().await.unwrap();
+            let page: Value = self
+                .get(&path, Some(admin_token))
+                .await
+                .json()
+                .await
+                .unwrap();
             users.extend(page["items"].as_array().expect("items").iter().cloned());
             match page["next"].as_str() {
                 Some(cursor) => path = format!("/users?limit=100&cursor={cursor}"),
@@ -306,8 +343,15 @@ pub async fn assert_problem(response: Response, status: StatusCode, slug: &str) 
     let (actual, body) = status_and_json(response).await;
     assert_eq!(actual, status, "unexpected status; body: {body}");
     assert_eq!(content_type, "application/problem+json", "body: {body}");
-    assert_eq!(body["type"], format!("urn:taskgate:problem:{slug}"), "body: {body}");
+    assert_eq!(
+        body["type"],
+        format!("urn:taskgate:problem:{slug}"),
+        "body: {body}"
+    );
     assert_eq!(body["status"], status.as_u16(), "body: {body}");
-    assert!(body["title"].is_string() && body["detail"].is_string(), "body: {body}");
+    assert!(
+        body["title"].is_string() && body["detail"].is_string(),
+        "body: {body}"
+    );
     body
 }

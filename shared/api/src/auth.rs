@@ -13,9 +13,9 @@ use taskgate_domain::permission::Actor;
 use taskgate_domain::token::{TokenError, TokenRecord};
 use taskgate_domain::user::User;
 
+use crate::Request;
 use crate::problem::ApiError;
 use crate::state::AppState;
-use crate::Request;
 
 /// An authenticated caller: the user as stored now, and the token used.
 #[derive(Clone, Debug)]
@@ -54,7 +54,10 @@ fn bearer_token(request: &Request) -> Result<Option<&str>, ApiError> {
 
 /// The session of a request that may be anonymous. `Ok(None)` only when no
 /// `Authorization` header was sent at all.
-pub async fn optional_session(state: &AppState, request: &Request) -> Result<Option<Session>, ApiError> {
+pub async fn optional_session(
+    state: &AppState,
+    request: &Request,
+) -> Result<Option<Session>, ApiError> {
     let Some(token) = bearer_token(request)? else {
         return Ok(None);
     };
@@ -62,7 +65,10 @@ pub async fn optional_session(state: &AppState, request: &Request) -> Result<Opt
         TokenError::Expired => unauthenticated("the token has expired; log in again"),
         TokenError::Invalid => unauthenticated("the token is not valid"),
     })?;
-    let (record, user) = state.store.load_session(&claims.jti, &claims.username).await?;
+    let (record, user) = state
+        .store
+        .load_session(&claims.jti, &claims.username)
+        .await?;
     let record = record
         .filter(|r| r.user_id == claims.user_id && r.username == claims.username)
         .ok_or_else(|| unauthenticated("the token has been revoked; log in again"))?;
@@ -72,12 +78,15 @@ pub async fn optional_session(state: &AppState, request: &Request) -> Result<Opt
     let user = user
         .filter(|u| u.user_id == claims.user_id)
         .ok_or_else(|| unauthenticated("the account this token belongs to no longer exists"))?;
-    Ok(Some(Session { user, token: record }))
+    Ok(Some(Session {
+        user,
+        token: record,
+    }))
 }
 
 /// The session of a request that must be authenticated.
 pub async fn require_session(state: &AppState, request: &Request) -> Result<Session, ApiError> {
-    optional_session(state, request)
-        .await?
-        .ok_or_else(|| unauthenticated("this endpoint needs a token: send Authorization: Bearer <token>"))
+    optional_session(state, request).await?.ok_or_else(|| {
+        unauthenticated("this endpoint needs a token: send Authorization: Bearer <token>")
+    })
 }

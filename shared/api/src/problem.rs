@@ -155,7 +155,11 @@ impl ApiError {
         let mut response = http::Response::builder()
             .status(status)
             .header(header::CONTENT_TYPE, "application/problem+json")
-            .body(serde_json::to_vec(&body).expect("a problem always serialises").into())
+            .body(
+                serde_json::to_vec(&body)
+                    .expect("a problem always serialises")
+                    .into(),
+            )
             .expect("a problem response is always valid");
         let headers = response.headers_mut();
         match self {

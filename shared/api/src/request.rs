@@ -11,8 +11,8 @@ use http::header;
 use serde_json::{Map, Value};
 use taskgate_domain::user::InvalidValue;
 
-use crate::problem::{ApiError, FieldError};
 use crate::Request;
+use crate::problem::{ApiError, FieldError};
 
 /// Path parameters (`{username}` in `/users/{username}`), put on the request
 /// as an extension by the transport (the local router or API Gateway).
@@ -109,7 +109,9 @@ pub fn json_or_form_object(request: &Request) -> Result<Map<String, Value>, ApiE
             let mut map = Map::new();
             for (name, value) in pairs {
                 if map.insert(name.clone(), Value::String(value)).is_some() {
-                    return Err(ApiError::Malformed(format!("the field {name:?} is given twice")));
+                    return Err(ApiError::Malformed(format!(
+                        "the field {name:?} is given twice"
+                    )));
                 }
             }
             Ok(map)
@@ -132,10 +134,15 @@ pub fn query(request: &Request, allowed: &[&str]) -> Result<HashMap<String, Stri
         if !allowed.contains(&name.as_str()) {
             errors.push(FieldError {
                 field: name,
-                message: format!("is not a query parameter here (known: {})", allowed.join(", ")),
+                message: format!(
+                    "is not a query parameter here (known: {})",
+                    allowed.join(", ")
+                ),
             });
         } else if params.insert(name.clone(), value).is_some() {
-            return Err(ApiError::Malformed(format!("the query parameter {name:?} is given twice")));
+            return Err(ApiError::Malformed(format!(
+                "the query parameter {name:?} is given twice"
+            )));
         }
     }
     if errors.is_empty() {
@@ -186,7 +193,11 @@ impl Fields {
     }
 
     /// A field that must be present and not null.
-    pub fn required<T>(&mut self, name: &str, parse: impl FnOnce(&Value) -> FieldResult<T>) -> Option<T> {
+    pub fn required<T>(
+        &mut self,
+        name: &str,
+        parse: impl FnOnce(&Value) -> FieldResult<T>,
+    ) -> Option<T> {
         match self.map.get(name) {
             None | Some(Value::Null) => self.record(name, Err("is required".into())),
             Some(value) => {
@@ -197,7 +208,11 @@ impl Fields {
     }
 
     /// A field that may be absent (or null, which means the same).
-    pub fn optional<T>(&mut self, name: &str, parse: impl FnOnce(&Value) -> FieldResult<T>) -> Option<T> {
+    pub fn optional<T>(
+        &mut self,
+        name: &str,
+        parse: impl FnOnce(&Value) -> FieldResult<T>,
+    ) -> Option<T> {
         match self.map.get(name) {
             None | Some(Value::Null) => None,
             Some(value) => {

@@ -12,7 +12,11 @@ pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
     http::Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "application/json")
-        .body(serde_json::to_vec(body).expect("response bodies always serialise").into())
+        .body(
+            serde_json::to_vec(body)
+                .expect("response bodies always serialise")
+                .into(),
+        )
         .expect("a JSON response is always valid")
 }
 

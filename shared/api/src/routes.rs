@@ -93,7 +93,11 @@ pub const ROUTES: &[Route] = &[
     route(Method::DELETE, "/user/{username}", Endpoint::UsersDelete),
 ];
 
-async fn dispatch(state: &AppState, endpoint: Endpoint, request: &Request) -> Result<Response, ApiError> {
+async fn dispatch(
+    state: &AppState,
+    endpoint: Endpoint,
+    request: &Request,
+) -> Result<Response, ApiError> {
     match endpoint {
         Endpoint::Root => root::hello(state, request).await,
         Endpoint::AuthLogin => auth::login(state, request).await,

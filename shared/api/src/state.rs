@@ -139,7 +139,11 @@ impl AppState {
     /// Hashes a new password off the async threads, at most
     /// `max_concurrent_hashes` at a time.
     pub async fn hash_password(&self, password: Password) -> Result<PasswordHash, ApiError> {
-        let _permit = self.hashing.acquire().await.expect("the semaphore is never closed");
+        let _permit = self
+            .hashing
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
         let hasher = Arc::clone(&self.hasher);
         tokio::task::spawn_blocking(move || hasher.hash(&password))
             .await
@@ -154,7 +158,11 @@ impl AppState {
         candidate: SecretString,
         hash: Option<PasswordHash>,
     ) -> Result<bool, ApiError> {
-        let _permit = self.hashing.acquire().await.expect("the semaphore is never closed");
+        let _permit = self
+            .hashing
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
         let hasher = Arc::clone(&self.hasher);
         tokio::task::spawn_blocking(move || hasher.verify(candidate.expose_secret(), hash.as_ref()))
             .await

@@ -27,7 +27,9 @@ where
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             StoreError::Unavailable(detail)
         }
-        SdkError::ServiceError(service) if RETRYABLE_CODES.contains(&service.err().code().unwrap_or("")) => {
+        SdkError::ServiceError(service)
+            if RETRYABLE_CODES.contains(&service.err().code().unwrap_or("")) =>
+        {
             StoreError::Unavailable(detail)
         }
         _ => StoreError::Other(detail),

@@ -22,9 +22,9 @@ mod users;
 
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::Client;
 
 pub use tables::{TableNames, ensure_tables};
@@ -68,7 +68,9 @@ pub async fn load_sdk_config(local_endpoint: Option<&str>) -> SdkConfig {
         )
         .retry_config(RetryConfig::standard().with_max_attempts(3));
     if local_endpoint.is_some() {
-        if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
+        if std::env::var_os("AWS_REGION").is_none()
+            && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+        {
             loader = loader.region(Region::new("us-east-1"));
         }
         if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {

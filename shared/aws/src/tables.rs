@@ -122,7 +122,9 @@ pub async fn ensure_tables(client: &Client, names: &TableNames) -> StoreResult<(
 async fn ensure_table(client: &Client, spec: &TableSpec) -> StoreResult<()> {
     match client.describe_table().table_name(&spec.name).send().await {
         Ok(_) => return wait_until_active(client, &spec.name).await,
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {}
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_resource_not_found_exception()) => {}
         Err(e) => return Err(store_error(e)),
     }
     tracing::info!(table = %spec.name, "creating DynamoDB table");
@@ -138,7 +140,9 @@ async fn ensure_table(client: &Client, spec: &TableSpec) -> StoreResult<()> {
     match created {
         Ok(_) => {}
         // Another process created it between our describe and create.
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_in_use_exception()) => {}
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_resource_in_use_exception()) => {}
         Err(e) => return Err(store_error(e)),
     }
     wait_until_active(client, &spec.name).await?;

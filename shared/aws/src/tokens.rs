@@ -210,10 +210,16 @@ impl SessionStore for DynamoStore {
                 .await
                 .map_err(store_error)?;
             let mut responses = output.responses.unwrap_or_default();
-            if let Some(item) = responses.remove(&self.tables.tokens).and_then(|mut v| v.pop()) {
+            if let Some(item) = responses
+                .remove(&self.tables.tokens)
+                .and_then(|mut v| v.pop())
+            {
                 token = Some(from_item(item)?);
             }
-            if let Some(item) = responses.remove(&self.tables.users).and_then(|mut v| v.pop()) {
+            if let Some(item) = responses
+                .remove(&self.tables.users)
+                .and_then(|mut v| v.pop())
+            {
                 user = Some(crate::users::from_item(item)?);
             }
             request = output.unprocessed_keys.unwrap_or_default();

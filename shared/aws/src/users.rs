@@ -70,7 +70,12 @@ pub(crate) fn from_item(item: HashMap<String, AttributeValue>) -> StoreResult<Us
         user_id: UserId::parse(&item.user_id).map_err(|e| bad(&e))?,
         password_hash: PasswordHash::parse(&item.password_hash).map_err(|e| bad(&e))?,
         level: Level::parse(&item.level).map_err(|e| bad(&e))?,
-        email: item.email.as_deref().map(Email::parse).transpose().map_err(|e| bad(&e))?,
+        email: item
+            .email
+            .as_deref()
+            .map(Email::parse)
+            .transpose()
+            .map_err(|e| bad(&e))?,
         profile: item
             .profile
             .as_deref()
@@ -133,13 +138,21 @@ impl DynamoStore {
         match result {
             Ok(_) => Ok(()),
             Err(SdkError::ServiceError(ref service))
-                if matches!(service.err(), TransactWriteItemsError::TransactionCanceledException(_)) =>
+                if matches!(
+                    service.err(),
+                    TransactWriteItemsError::TransactionCanceledException(_)
+                ) =>
             {
-                let TransactWriteItemsError::TransactionCanceledException(cancelled) = service.err() else {
+                let TransactWriteItemsError::TransactionCanceledException(cancelled) =
+                    service.err()
+                else {
                     unreachable!("matched above");
                 };
                 let reasons = cancelled.cancellation_reasons();
-                if reasons.iter().any(|r| r.code() == Some("TransactionConflict")) {
+                if reasons
+                    .iter()
+                    .any(|r| r.code() == Some("TransactionConflict"))
+                {
                     // Another transaction touched the same items: the caller
                     // re-reads and retries, as for any lost race.
                     Err(StoreError::Conflict)
@@ -156,7 +169,10 @@ impl DynamoStore {
     }
 
     fn unchanged_condition(user: &User) -> [(&'static str, AttributeValue); 2] {
-        [(":uid", s(user.user_id.to_string())), (":lvl", s(user.level.as_str()))]
+        [
+            (":uid", s(user.user_id.to_string())),
+            (":lvl", s(user.level.as_str())),
+        ]
     }
 }
 
@@ -222,7 +238,8 @@ impl UserStore for DynamoStore {
                 .await
                 .map_err(store_error)?;
             for item in output.items.unwrap_or_default() {
-                let is_counter = matches!(item.get("username"), Some(AttributeValue::S(k)) if k == ADMINS_KEY);
+                let is_counter =
+                    matches!(item.get("username"), Some(AttributeValue::S(k)) if k == ADMINS_KEY);
                 if !is_counter {
                     items.push(from_item(item)?);
                 }
@@ -235,7 +252,11 @@ impl UserStore for DynamoStore {
         }
         // Scan order is the table's own; continuing after the last user we
         // returned visits the rest exactly once.
-        let next = if more { items.last().map(|u| u.username.clone()) } else { None };
+        let next = if more {
+            items.last().map(|u| u.username.clone())
+        } else {
+            None
+        };
         Ok(Page { items, next })
     }
 
@@ -327,11 +348,15 @@ impl UserStore for DynamoStore {
             .send()
             .await
             .map_err(store_error)?;
-        match output.item.as_ref().and_then(|item| item.get("admin_count")) {
+        match output
+            .item
+            .as_ref()
+            .and_then(|item| item.get("admin_count"))
+        {
             None => Ok(0),
-            Some(AttributeValue::N(count)) => count
-                .parse()
-                .map_err(|e| corrupt("admin counter", e)),
+            Some(AttributeValue::N(count)) => {
+                count.parse().map_err(|e| corrupt("admin counter", e))
+            }
             Some(other) => Err(corrupt("admin counter", format!("{other:?}"))),
         }
     }

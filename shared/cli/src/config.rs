@@ -86,7 +86,9 @@ impl ServeConfig {
             Some(other) => {
                 return Err(ConfigError {
                     name: "TASKGATE_STORE",
-                    message: format!("must be \"embedded\", \"memory\" or \"dynamodb\", not {other:?}"),
+                    message: format!(
+                        "must be \"embedded\", \"memory\" or \"dynamodb\", not {other:?}"
+                    ),
                 });
             }
         };

@@ -49,7 +49,8 @@ pub(crate) fn read_or_create(
     match linked {
         Ok(()) => Ok((bytes, true)),
         Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-            let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let bytes =
+                fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
             Ok((bytes, false))
         }
         Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),

@@ -8,7 +8,11 @@ use taskgate::{ServeConfig, server};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "taskgate", version, about = "Authenticated long-running tasks: local server and tools")]
+#[command(
+    name = "taskgate",
+    version,
+    about = "Authenticated long-running tasks: local server and tools"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

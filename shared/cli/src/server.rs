@@ -80,7 +80,9 @@ async fn open_store(config: &ServeConfig) -> anyhow::Result<Arc<dyn Store>> {
             taskgate_aws::ensure_tables(&client, tables)
                 .await
                 .with_context(|| match endpoint {
-                    Some(endpoint) => format!("cannot reach DynamoDB at {endpoint} to prepare the tables"),
+                    Some(endpoint) => {
+                        format!("cannot reach DynamoDB at {endpoint} to prepare the tables")
+                    }
                     None => "cannot reach DynamoDB to prepare the tables".into(),
                 })?;
             Arc::new(taskgate_aws::DynamoStore::new(client, tables.clone()))
@@ -108,7 +110,11 @@ async fn tls_config(dir: &Path, addr: SocketAddr) -> anyhow::Result<RustlsConfig
     let cert_path = dir.join(TLS_CERT_FILE);
     let key_path = dir.join(TLS_KEY_FILE);
     if !cert_path.exists() || !key_path.exists() {
-        let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+        let mut names = vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+            "::1".to_owned(),
+        ];
         let ip = addr.ip().to_string();
         if !addr.ip().is_unspecified() && !names.contains(&ip) {
             names.push(ip);
@@ -134,8 +140,12 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
     let store = open_store(&config).await?;
     let secret = jwt_secret(&config.data_dir)?;
     let state = Arc::new(AppState::new(store, &secret, config.api.clone())?);
-    let first_admin =
-        ensure_first_admin(&state, &config.admin_username, config.admin_password.as_ref()).await?;
+    let first_admin = ensure_first_admin(
+        &state,
+        &config.admin_username,
+        config.admin_password.as_ref(),
+    )
+    .await?;
 
     let listener = TcpListener::bind(config.addr)
         .with_context(|| format!("cannot listen on {}", config.addr))?;
@@ -151,7 +161,10 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
         let server = axum_server::from_tcp(listener)?.handle(handle.clone());
         tokio::spawn(server.serve(app))
     };
-    handle.listening().await.context("the server stopped while starting")?;
+    handle
+        .listening()
+        .await
+        .context("the server stopped while starting")?;
     Ok(Server {
         local_addr,
         tls: config.tls,

@@ -31,9 +31,14 @@ fn taskgate(data_dir: &Path, env: &[(&str, &str)]) -> Command {
 }
 
 fn serve(data_dir: &Path, env: &[(&str, &str)]) -> Running {
-    let mut child = taskgate(data_dir, env).spawn().expect("taskgate starts");
+    let child = taskgate(data_dir, env).spawn().expect("taskgate starts");
+    let mut running = Running {
+        child,
+        url: String::new(),
+        output: Vec::new(),
+    };
     let (tx, rx) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
+    let stderr = running.child.stderr.take().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if tx.send(line).is_err() {
@@ -41,19 +46,29 @@ fn serve(data_dir: &Path, env: &[(&str, &str)]) -> Running {
             }
         }
     });
-    let mut output = Vec::new();
     loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("taskgate did not say it is listening; it printed: {output:#?}"));
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
+            panic!(
+                "taskgate did not say it is listening; it printed: {:#?}",
+                running.output
+            );
+        };
         if let Some(url) = line.strip_prefix("Taskgate is listening on ") {
-            let url = url.trim().to_owned();
-            output.push(line);
+            running.url = url.trim().to_owned();
+            running.output.push(line);
             // Keep draining so the child never blocks on a full pipe.
             std::thread::spawn(move || while rx.recv().is_ok() {});
-            return Running { child, url, output };
+            return running;
         }
-        output.push(line);
+        running.output.push(line);
+    }
+}
+
+/// A failed test must not leave a server running.
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -70,14 +85,16 @@ impl Running {
 
     /// SIGTERM, then the exit status.
     fn stop(mut self) -> std::process::ExitStatus {
-        Command::new("kill").arg(self.child.id().to_string()).status().unwrap();
+        Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
         for _ in 0..100 {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        self.child.kill().unwrap();
         panic!("taskgate did not stop on SIGTERM");
     }
 }
@@ -91,7 +108,12 @@ fn https_client(data_dir: &Path, port: u16) -> reqwest::Client {
         .unwrap()
 }
 
-async fn login(client: &reqwest::Client, base: &str, username: &str, password: &str) -> reqwest::StatusCode {
+async fn login(
+    client: &reqwest::Client,
+    base: &str,
+    username: &str,
+    password: &str,
+) -> reqwest::StatusCode {
     client
         .post(format!("{base}/auth"))
         .json(&json!({"username": username, "password": password}))
@@ -108,23 +130,50 @@ async fn first_start_prints_the_admin_password_once_and_data_survives_restarts()
 
     let first = serve(&data_dir, &[]);
     assert!(first.url.starts_with("https://127.0.0.1:"), "{}", first.url);
-    let password = first.printed_password().expect("the generated admin password is printed");
-    assert!(first.output.iter().any(|l| l.contains("username: admin")), "{:#?}", first.output);
+    let password = first
+        .printed_password()
+        .expect("the generated admin password is printed");
+    assert!(
+        first.output.iter().any(|l| l.contains("username: admin")),
+        "{:#?}",
+        first.output
+    );
     for file in ["tls-cert.pem", "tls-key.pem", "jwt-secret", "taskgate.db"] {
         assert!(data_dir.join(file).exists(), "{file} was not created");
     }
     let client = https_client(&data_dir, first.port());
     let base = format!("https://localhost:{}", first.port());
-    let hello: Value = client.get(format!("{base}/")).send().await.unwrap().json().await.unwrap();
+    let hello: Value = client
+        .get(format!("{base}/"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(hello, json!({"message": "Hello World"}));
-    assert_eq!(login(&client, &base, "admin", &password).await, reqwest::StatusCode::OK);
-    assert!(first.stop().success(), "taskgate did not exit cleanly on SIGTERM");
+    assert_eq!(
+        login(&client, &base, "admin", &password).await,
+        reqwest::StatusCode::OK
+    );
+    assert!(
+        first.stop().success(),
+        "taskgate did not exit cleanly on SIGTERM"
+    );
 
     let second = serve(&data_dir, &[]);
-    assert_eq!(second.printed_password(), None, "the password was printed again: {:#?}", second.output);
+    assert_eq!(
+        second.printed_password(),
+        None,
+        "the password was printed again: {:#?}",
+        second.output
+    );
     let client = https_client(&data_dir, second.port());
     let base = format!("https://localhost:{}", second.port());
-    assert_eq!(login(&client, &base, "admin", &password).await, reqwest::StatusCode::OK);
+    assert_eq!(
+        login(&client, &base, "admin", &password).await,
+        reqwest::StatusCode::OK
+    );
     assert!(second.stop().success());
 }
 
@@ -134,13 +183,31 @@ async fn a_configured_admin_password_is_used_and_never_printed() {
     let secret = "an operator chosen passphrase";
     let running = serve(
         dir.path(),
-        &[("TASKGATE_TLS", "off"), ("TASKGATE_ADMIN_USERNAME", "Root"), ("TASKGATE_ADMIN_PASSWORD", secret)],
+        &[
+            ("TASKGATE_TLS", "off"),
+            ("TASKGATE_ADMIN_USERNAME", "Root"),
+            ("TASKGATE_ADMIN_PASSWORD", secret),
+        ],
     );
-    assert!(running.url.starts_with("http://"), "TASKGATE_TLS=off still served {}", running.url);
-    assert!(!running.output.iter().any(|l| l.contains(secret)), "the password was printed: {:#?}", running.output);
-    assert!(!dir.path().join("tls-cert.pem").exists(), "a certificate was generated with TLS off");
+    assert!(
+        running.url.starts_with("http://"),
+        "TASKGATE_TLS=off still served {}",
+        running.url
+    );
+    assert!(
+        !running.output.iter().any(|l| l.contains(secret)),
+        "the password was printed: {:#?}",
+        running.output
+    );
+    assert!(
+        !dir.path().join("tls-cert.pem").exists(),
+        "a certificate was generated with TLS off"
+    );
     let client = reqwest::Client::new();
-    assert_eq!(login(&client, &running.url, "root", secret).await, reqwest::StatusCode::OK);
+    assert_eq!(
+        login(&client, &running.url, "root", secret).await,
+        reqwest::StatusCode::OK
+    );
     running.stop();
 }
 
@@ -158,6 +225,9 @@ fn bad_settings_stop_the_server_with_a_message_naming_the_variable() {
         let output = taskgate(dir.path(), &[(name, value)]).output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{name}={value} was accepted");
-        assert!(stderr.contains(name), "{name}={value}: the message does not name it: {stderr}");
+        assert!(
+            stderr.contains(name),
+            "{name}={value}: the message does not name it: {stderr}"
+        );
     }
 }

@@ -265,6 +265,9 @@ mod tests {
         let password = Password::parse("correct horse battery staple", alice()).unwrap();
         let hash = hasher.hash(&password).unwrap();
         let shown = format!("{password:?} {hash:?}");
-        assert!(!shown.contains("horse") && !shown.contains("argon2"), "{shown}");
+        assert!(
+            !shown.contains("horse") && !shown.contains("argon2"),
+            "{shown}"
+        );
     }
 }

@@ -201,7 +201,13 @@ mod tests {
             "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3V7s8wPDxVyEkXmz4jtoTrhpgXT4x3rKxhWFSmsHCGc",
         )
         .unwrap();
-        User::new(Username::parse("alice").unwrap(), hash, Level::User, None, None)
+        User::new(
+            Username::parse("alice").unwrap(),
+            hash,
+            Level::User,
+            None,
+            None,
+        )
     }
 
     #[test]

@@ -40,8 +40,10 @@ impl EmbeddedStore {
         })?;
         // WAL lets readers in other processes (taskgate audit) work while the
         // server writes; FULL sync keeps a committed write across a crash.
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(sql)?;
         Self::init(conn)
     }
 

@@ -46,7 +46,9 @@ impl TokenStore for EmbeddedStore {
         let jti = jti.to_string();
         self.with_conn(move |conn| {
             let item: Option<String> = conn
-                .query_row("SELECT item FROM tokens WHERE jti = ?1", [jti], |row| row.get(0))
+                .query_row("SELECT item FROM tokens WHERE jti = ?1", [jti], |row| {
+                    row.get(0)
+                })
                 .optional()
                 .map_err(sql)?;
             item.map(|item| serde_json::from_str(&item).map_err(|e| corrupt("token", e)))
@@ -95,13 +97,17 @@ impl SessionStore for EmbeddedStore {
             // One read transaction, so token and user are seen at one instant.
             let tx = conn.transaction().map_err(sql)?;
             let token: Option<String> = tx
-                .query_row("SELECT item FROM tokens WHERE jti = ?1", [&jti], |row| row.get(0))
+                .query_row("SELECT item FROM tokens WHERE jti = ?1", [&jti], |row| {
+                    row.get(0)
+                })
                 .optional()
                 .map_err(sql)?;
             let user: Option<String> = tx
-                .query_row("SELECT item FROM users WHERE username = ?1", [&username], |row| {
-                    row.get(0)
-                })
+                .query_row(
+                    "SELECT item FROM users WHERE username = ?1",
+                    [&username],
+                    |row| row.get(0),
+                )
                 .optional()
                 .map_err(sql)?;
             let token = token

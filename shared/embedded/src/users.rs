@@ -17,14 +17,21 @@ fn from_json(item: &str) -> StoreResult<User> {
 
 fn admin_count(tx: &Transaction<'_>) -> StoreResult<u64> {
     let count: i64 = tx
-        .query_row("SELECT COUNT(*) FROM users WHERE level = 'admin'", [], |row| row.get(0))
+        .query_row(
+            "SELECT COUNT(*) FROM users WHERE level = 'admin'",
+            [],
+            |row| row.get(0),
+        )
         .map_err(sql)?;
     Ok(count.unsigned_abs())
 }
 
 /// The identity, level and version of the stored user, if there is one.
 /// Versions are stored as SQLite integers (i64); a version never gets near 2^63.
-fn stored_state(tx: &Transaction<'_>, username: &str) -> StoreResult<Option<(String, String, i64)>> {
+fn stored_state(
+    tx: &Transaction<'_>,
+    username: &str,
+) -> StoreResult<Option<(String, String, i64)>> {
     tx.query_row(
         "SELECT user_id, level, version FROM users WHERE username = ?1",
         [username],
@@ -90,7 +97,9 @@ impl UserStore for EmbeddedStore {
                 .map_err(sql)?;
             // One extra row tells whether another page exists.
             let rows = statement
-                .query_map(params![after, limit as i64 + 1], |row| row.get::<_, String>(0))
+                .query_map(params![after, limit as i64 + 1], |row| {
+                    row.get::<_, String>(0)
+                })
                 .map_err(sql)?;
             let mut items = Vec::with_capacity(limit + 1);
             for row in rows {
@@ -146,15 +155,18 @@ impl UserStore for EmbeddedStore {
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(sql)?;
             match stored_state(&tx, user.username.as_str())? {
-                Some((user_id, level, _)) if user_id == user.user_id.to_string()
-                    && level == user.level.as_str() => {}
+                Some((user_id, level, _))
+                    if user_id == user.user_id.to_string() && level == user.level.as_str() => {}
                 _ => return Err(StoreError::Conflict),
             }
             if user.is_admin() && admin_count(&tx)? <= 1 {
                 return Err(StoreError::LastAdmin);
             }
-            tx.execute("DELETE FROM users WHERE username = ?1", [user.username.as_str()])
-                .map_err(sql)?;
+            tx.execute(
+                "DELETE FROM users WHERE username = ?1",
+                [user.username.as_str()],
+            )
+            .map_err(sql)?;
             tx.commit().map_err(sql)
         })
         .await

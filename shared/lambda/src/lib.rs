@@ -38,7 +38,10 @@ pub use taskgate_api::Endpoint;
 /// Runs the Lambda function for `endpoint` until the runtime stops it.
 pub fn run(endpoint: Endpoint) -> ExitCode {
     init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the async runtime");
@@ -82,7 +85,9 @@ fn init_logging() {
 /// Everything built once per container: settings, clients, the secret.
 pub async fn cold_start() -> anyhow::Result<AppState> {
     let settings = Settings::from_env()?;
-    let endpoint = std::env::var("TASKGATE_DYNAMODB_ENDPOINT").ok().filter(|e| !e.is_empty());
+    let endpoint = std::env::var("TASKGATE_DYNAMODB_ENDPOINT")
+        .ok()
+        .filter(|e| !e.is_empty());
     let sdk = taskgate_aws::load_sdk_config(endpoint.as_deref()).await;
     let dynamodb = taskgate_aws::dynamodb_client(&sdk, endpoint.as_deref());
     let store = DynamoStore::new(dynamodb, TableNames::from_env());
@@ -112,8 +117,12 @@ async fn jwt_secret(sdk: &aws_config::SdkConfig) -> anyhow::Result<SecretSlice<u
 pub fn service(
     endpoint: Endpoint,
     state: Arc<AppState>,
-) -> impl Service<lambda_http::Request, Response = lambda_http::Response<Body>, Error = Infallible, Future: Send>
-+ Clone {
+) -> impl Service<
+    lambda_http::Request,
+    Response = lambda_http::Response<Body>,
+    Error = Infallible,
+    Future: Send,
+> + Clone {
     service_fn(move |request: lambda_http::Request| {
         let state = Arc::clone(&state);
         async move { Ok(handle_event(&state, endpoint, request).await) }
@@ -147,7 +156,8 @@ pub async fn handle_event(
     if let Some(request_id) = request_id {
         parts.extensions.insert(request_id);
     }
-    let response = taskgate_api::handle(state, endpoint, http::Request::from_parts(parts, body)).await;
+    let response =
+        taskgate_api::handle(state, endpoint, http::Request::from_parts(parts, body)).await;
     response.map(|body| {
         if body.is_empty() {
             Body::Empty

@@ -101,7 +101,10 @@ pub(crate) async fn list(state: &AppState, request: &Request) -> Result<Response
             .ok()
             .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
             .ok_or_else(|| {
-                ApiError::invalid("limit", format!("must be a whole number from 1 to {MAX_PAGE_SIZE}"))
+                ApiError::invalid(
+                    "limit",
+                    format!("must be a whole number from 1 to {MAX_PAGE_SIZE}"),
+                )
             })?,
     };
     // The cursor is the last username of the previous page, opaque to clients.
@@ -150,7 +153,10 @@ pub(crate) async fn update(state: &AppState, request: &Request) -> Result<Respon
     let target = target(request)?;
     permission::may_edit_user(&actor, &target, None)?;
 
-    let mut fields = Fields::new(json_object(request)?, &["password", "level", "email", "profile"]);
+    let mut fields = Fields::new(
+        json_object(request)?,
+        &["password", "level", "email", "profile"],
+    );
     let password = fields.optional("password", |v| {
         Password::parse(as_str(v)?, Some(&target)).map_err(message)
     });
