@@ -64,7 +64,19 @@ async fn admins_create_read_edit_and_delete_users(backend: Backend) {
     assert_eq!(edited["profile"], json!({"team": "red"}));
     assert_eq!(edited["level"], "admin");
     assert_eq!(edited["created_at"], created["created_at"]);
-    assert!(edited["updated_at"].as_str() >= created["updated_at"].as_str());
+    let time = |v: &serde_json::Value| {
+        let text = v.as_str().unwrap();
+        assert_eq!(
+            text.len(),
+            "2026-01-01T00:00:00.000Z".len(),
+            "not the API's timestamp format: {text}"
+        );
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).unwrap()
+    };
+    assert!(
+        time(&edited["updated_at"]) >= time(&created["updated_at"]),
+        "{created} then {edited}"
+    );
 
     let response = app.delete("/users/alice", Some(&admin)).await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);

@@ -4,12 +4,11 @@ use http::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use taskgate_domain::user::Username;
-use time::format_description::well_known::Rfc3339;
 
 use crate::auth::require_session;
 use crate::problem::ApiError;
 use crate::request::{Fields, any_string, checked, json_or_form_object};
-use crate::response::{json, no_content};
+use crate::response::{json, no_content, timestamp};
 use crate::state::AppState;
 use crate::{Request, Response};
 
@@ -53,11 +52,7 @@ pub(crate) async fn login(state: &AppState, request: &Request) -> Result<Respons
         &LoginResponse {
             token: issued.token.expose_secret(),
             token_type: "Bearer",
-            expires_at: issued
-                .record
-                .expires_at
-                .format(&Rfc3339)
-                .map_err(|e| ApiError::Internal(e.to_string()))?,
+            expires_at: timestamp(issued.record.expires_at),
             expires_in: state.settings.token_ttl.as_secs(),
         },
     ))
