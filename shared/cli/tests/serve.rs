@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -14,6 +14,8 @@ struct Running {
     child: Child,
     url: String,
     output: Vec<String>,
+    /// Everything printed after that, collected in the background.
+    later: Arc<Mutex<Vec<String>>>,
 }
 
 fn taskgate(data_dir: &Path, env: &[(&str, &str)]) -> Command {
@@ -36,6 +38,7 @@ fn serve(data_dir: &Path, env: &[(&str, &str)]) -> Running {
         child,
         url: String::new(),
         output: Vec::new(),
+        later: Arc::default(),
     };
     let (tx, rx) = mpsc::channel();
     let stderr = running.child.stderr.take().unwrap();
@@ -57,7 +60,12 @@ fn serve(data_dir: &Path, env: &[(&str, &str)]) -> Running {
             running.url = url.trim().to_owned();
             running.output.push(line);
             // Keep draining so the child never blocks on a full pipe.
-            std::thread::spawn(move || while rx.recv().is_ok() {});
+            let later = Arc::clone(&running.later);
+            std::thread::spawn(move || {
+                while let Ok(line) = rx.recv() {
+                    later.lock().unwrap().push(line);
+                }
+            });
             return running;
         }
         running.output.push(line);
@@ -230,4 +238,73 @@ fn bad_settings_stop_the_server_with_a_message_naming_the_variable() {
             "{name}={value}: the message does not name it: {stderr}"
         );
     }
+}
+
+#[tokio::test]
+async fn passwords_and_tokens_never_reach_the_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin_password = "operator passphrase for the log test";
+    let running = serve(
+        dir.path(),
+        &[
+            ("TASKGATE_TLS", "off"),
+            ("TASKGATE_ADMIN_PASSWORD", admin_password),
+            ("TASKGATE_LOG", "debug"),
+        ],
+    );
+    let client = reqwest::Client::new();
+    let base = running.url.clone();
+    let response: Value = client
+        .post(format!("{base}/auth"))
+        .json(&json!({"username": "admin", "password": admin_password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = response["token"].as_str().unwrap().to_owned();
+    let new_password = "a brand new user passphrase";
+    let wrong_password = "a wrong guess at the passphrase";
+    let created = client
+        .post(format!("{base}/users"))
+        .bearer_auth(&token)
+        .json(&json!({"username": "alice", "password": new_password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), reqwest::StatusCode::CREATED);
+    assert_eq!(
+        login(&client, &base, "alice", wrong_password).await,
+        reqwest::StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        login(&client, &base, "alice", new_password).await,
+        reqwest::StatusCode::OK
+    );
+    // A malformed token, echoed nowhere either.
+    let forged = format!("{token}x");
+    client
+        .get(format!("{base}/"))
+        .bearer_auth(&forged)
+        .send()
+        .await
+        .unwrap();
+    let later = Arc::clone(&running.later);
+    assert!(running.stop().success());
+
+    let mut logs = later.lock().unwrap().clone();
+    assert!(
+        logs.iter().any(|l| l.contains("login")),
+        "the logins were not logged at all: {logs:#?}"
+    );
+    logs.retain(|line| {
+        line.contains(admin_password)
+            || line.contains(new_password)
+            || line.contains(wrong_password)
+            || line.contains(&token)
+            || line.contains(token.split('.').nth(2).unwrap())
+            || line.contains("argon2id")
+    });
+    assert!(logs.is_empty(), "secrets in the logs: {logs:#?}");
 }
