@@ -7,6 +7,10 @@ use std::time::Duration;
 
 use taskgate_domain::password::PasswordHash;
 use taskgate_domain::ports::{Store, StoreError};
+use taskgate_domain::recorder::{Recorded, Recorder};
+use taskgate_domain::task::{
+    EventData, Status, TaskError, TaskEvent, TaskId, TaskLimits, TaskSpec,
+};
 use taskgate_domain::token::{TokenId, TokenRecord};
 use taskgate_domain::user::{Email, Level, Profile, User, UserChanges, Username};
 use taskgate_e2e::{dynamodb_endpoint, unique_tables};
@@ -83,6 +87,11 @@ contract!(
     tokens_are_stored_read_and_revoked,
     revoking_a_users_tokens_can_keep_one,
     a_session_is_the_token_and_the_user_together,
+    task_events_append_once_per_seq_and_read_in_order,
+    racing_appends_for_one_seq_have_one_winner,
+    cancel_and_completion_racing_record_one_terminal_event,
+    owner_listing_is_newest_first_and_pages,
+    a_scan_visits_every_event_once,
 );
 
 /// A valid PHC string; stores never look inside it.
@@ -383,4 +392,153 @@ async fn a_session_is_the_token_and_the_user_together(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!((t, u), (None, None));
+}
+
+fn delay() -> TaskSpec {
+    TaskSpec::delay(60.0, &TaskLimits::default()).unwrap()
+}
+
+async fn task_events_append_once_per_seq_and_read_in_order(store: Arc<dyn Store>) {
+    let recorder = Recorder::new(store.clone());
+    let alice = user("alice", Level::User);
+    let (task, created) = recorder.create(&delay(), &alice).await.unwrap();
+    assert_eq!(task.status, Status::Pending);
+    assert!(matches!(
+        store.append_event(&created).await,
+        Err(StoreError::AlreadyExists)
+    ));
+    let started = created.next(
+        taskgate_domain::now(),
+        None,
+        EventData::Started {
+            execution: Some("x".into()),
+        },
+    );
+    store.append_event(&started).await.unwrap();
+    let done = started.next(
+        taskgate_domain::now(),
+        None,
+        EventData::Succeeded {
+            result: serde_json::json!({"n": 0.1, "list": [1, "two", null]}),
+            logs: vec!["é".into()],
+        },
+    );
+    store.append_event(&done).await.unwrap();
+    let events = store.task_events(&task.id).await.unwrap();
+    assert_eq!(events, vec![created, started, done]);
+    assert!(taskgate_domain::task::verify(&task.id, &events).is_empty());
+    assert!(store.task_events(&TaskId::new()).await.unwrap().is_empty());
+}
+
+async fn racing_appends_for_one_seq_have_one_winner(store: Arc<dyn Store>) {
+    let recorder = Recorder::new(store.clone());
+    let alice = user("alice", Level::User);
+    let (_, created) = recorder.create(&delay(), &alice).await.unwrap();
+    let mut writers = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let store = Arc::clone(&store);
+        let event = created.next(
+            taskgate_domain::now(),
+            None,
+            EventData::Failed {
+                error: TaskError::new("writer", format!("writer {i}")),
+                logs: vec![],
+            },
+        );
+        writers.spawn(async move { store.append_event(&event).await });
+    }
+    let mut winners = 0;
+    while let Some(result) = writers.join_next().await {
+        match result.unwrap() {
+            Ok(()) => winners += 1,
+            Err(StoreError::AlreadyExists) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(winners, 1);
+    assert_eq!(store.task_events(&created.task_id).await.unwrap().len(), 2);
+}
+
+async fn cancel_and_completion_racing_record_one_terminal_event(store: Arc<dyn Store>) {
+    let recorder = Recorder::new(store.clone());
+    let alice = user("alice", Level::User);
+    for round in 0..20 {
+        let (task, _) = recorder.create(&delay(), &alice).await.unwrap();
+        if round % 2 == 0 {
+            recorder.started(&task.id, None).await.unwrap();
+        }
+        let (cancel, finish, fail) = tokio::join!(
+            recorder.cancelled(&task.id, &alice.username),
+            recorder.succeeded(&task.id, serde_json::json!(0), vec![]),
+            recorder.failed(&task.id, TaskError::new("boom", "failed"), vec![]),
+        );
+        let appended = [&cancel, &finish, &fail]
+            .iter()
+            .filter(|r| matches!(r, Ok(Recorded::Appended(_))))
+            .count();
+        assert_eq!(appended, 1, "round {round}: {cancel:?} {finish:?} {fail:?}");
+        let events = store.task_events(&task.id).await.unwrap();
+        let terminal = events.iter().filter(|e| e.data.is_terminal()).count();
+        assert_eq!(terminal, 1, "round {round}: {events:#?}");
+        assert!(
+            taskgate_domain::task::verify(&task.id, &events).is_empty(),
+            "round {round}"
+        );
+    }
+}
+
+async fn owner_listing_is_newest_first_and_pages(store: Arc<dyn Store>) {
+    let recorder = Recorder::new(store.clone());
+    let alice = user("alice", Level::User);
+    let bob = user("bob", Level::User);
+    let mut created = Vec::new();
+    for _ in 0..5 {
+        let (task, _) = recorder.create(&delay(), &alice).await.unwrap();
+        // Later events must not make a task appear twice.
+        recorder.started(&task.id, None).await.unwrap();
+        created.push(task.id);
+        recorder.create(&delay(), &bob).await.unwrap();
+    }
+    created.reverse();
+    let mut seen = Vec::new();
+    let mut after = None;
+    for _ in 0..10 {
+        let page = store
+            .owner_tasks(&alice.user_id, after.as_ref(), 2)
+            .await
+            .unwrap();
+        assert!(page.items.len() <= 2);
+        seen.extend(page.items);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, created);
+}
+
+async fn a_scan_visits_every_event_once(store: Arc<dyn Store>) {
+    let recorder = Recorder::new(store.clone());
+    let alice = user("alice", Level::User);
+    let mut expected = BTreeSet::new();
+    for _ in 0..4 {
+        let (task, _) = recorder.create(&delay(), &alice).await.unwrap();
+        recorder.started(&task.id, None).await.unwrap();
+        recorder.cancelled(&task.id, &alice.username).await.unwrap();
+        for seq in 1..=3 {
+            expected.insert((task.id, seq));
+        }
+    }
+    let mut seen = Vec::new();
+    let mut after = None;
+    for _ in 0..20 {
+        let page = store.scan_events(after.as_ref(), 5).await.unwrap();
+        seen.extend(page.items.iter().map(|e: &TaskEvent| (e.task_id, e.seq)));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), expected.len(), "{seen:?}");
+    assert_eq!(seen.into_iter().collect::<BTreeSet<_>>(), expected);
 }

@@ -28,6 +28,7 @@ impl Session {
     pub fn actor(&self) -> Actor {
         Actor {
             username: self.user.username.clone(),
+            user_id: self.user.user_id,
             level: self.user.level,
         }
     }

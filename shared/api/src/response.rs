@@ -7,26 +7,7 @@ use time::OffsetDateTime;
 
 use crate::Response;
 
-/// Every timestamp the API returns: RFC 3339, UTC, always three fractional
-/// digits (`2026-11-21T18:25:03.053Z`), so that clients can compare them as
-/// strings and parse them with one format.
-pub fn timestamp(at: OffsetDateTime) -> String {
-    const FORMAT: &[time::format_description::BorrowedFormatItem<'_>] = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    at.to_offset(time::UtcOffset::UTC)
-        .format(FORMAT)
-        .expect("a UTC timestamp always formats")
-}
-
-mod as_timestamp {
-    pub fn serialize<S: serde::Serializer>(
-        at: &time::OffsetDateTime,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&super::timestamp(*at))
-    }
-}
+pub use taskgate_domain::timestamp::format as timestamp;
 
 /// A JSON response.
 pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
@@ -66,9 +47,9 @@ pub struct UserView<'a> {
     pub email: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<&'a serde_json::Map<String, serde_json::Value>>,
-    #[serde(serialize_with = "as_timestamp::serialize")]
+    #[serde(serialize_with = "taskgate_domain::timestamp::serialize")]
     pub created_at: OffsetDateTime,
-    #[serde(serialize_with = "as_timestamp::serialize")]
+    #[serde(serialize_with = "taskgate_domain::timestamp::serialize")]
     pub updated_at: OffsetDateTime,
 }
 

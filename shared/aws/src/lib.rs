@@ -10,6 +10,8 @@
 //! - `users`: the Users table. Uniqueness and optimistic concurrency are
 //!   conditional writes; the "never the last admin" rule is a counter item in
 //!   the same table changed in the same transaction as the user.
+//! - `tasks`: the TaskEvents table, the append-only task log: key
+//!   (`task_id`, `seq`), every append conditional on that key being free.
 //! - `tokens`: the Tokens table (TTL on `expires_at`, an index by username
 //!   for revoking all of a user's tokens) and the one-round-trip session
 //!   lookup (BatchGetItem over Tokens and Users).
@@ -17,6 +19,7 @@
 
 mod errors;
 pub mod tables;
+mod tasks;
 mod tokens;
 mod users;
 

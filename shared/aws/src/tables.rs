@@ -21,33 +21,45 @@ use crate::errors::{build_error, store_error};
 pub struct TableNames {
     pub users: String,
     pub tokens: String,
+    pub task_events: String,
 }
 
 impl TableNames {
     pub const USERS_ENV: &'static str = "TASKGATE_USERS_TABLE";
     pub const TOKENS_ENV: &'static str = "TASKGATE_TOKENS_TABLE";
+    pub const TASK_EVENTS_ENV: &'static str = "TASKGATE_TASK_EVENTS_TABLE";
 
-    /// `<prefix>-users`, `<prefix>-tokens`.
+    /// `<prefix>-users`, `<prefix>-tokens`, `<prefix>-task-events`.
     pub fn with_prefix(prefix: &str) -> Self {
         Self {
             users: format!("{prefix}-users"),
             tokens: format!("{prefix}-tokens"),
+            task_events: format!("{prefix}-task-events"),
         }
     }
 
-    /// Names from `TASKGATE_USERS_TABLE` / `TASKGATE_TOKENS_TABLE`, defaulting
-    /// to `taskgate-users` / `taskgate-tokens`.
-    pub fn from_env() -> Self {
+    /// Names from `TASKGATE_USERS_TABLE`, `TASKGATE_TOKENS_TABLE` and
+    /// `TASKGATE_TASK_EVENTS_TABLE` (read through `lookup`), defaulting to
+    /// the `taskgate-` prefixed names.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
         let defaults = Self::with_prefix("taskgate");
         Self {
-            users: std::env::var(Self::USERS_ENV).unwrap_or(defaults.users),
-            tokens: std::env::var(Self::TOKENS_ENV).unwrap_or(defaults.tokens),
+            users: lookup(Self::USERS_ENV).unwrap_or(defaults.users),
+            tokens: lookup(Self::TOKENS_ENV).unwrap_or(defaults.tokens),
+            task_events: lookup(Self::TASK_EVENTS_ENV).unwrap_or(defaults.task_events),
         }
+    }
+
+    pub fn from_env() -> Self {
+        Self::from_lookup(|name| std::env::var(name).ok())
     }
 }
 
 /// Index of the Tokens table by username, for revoking all of a user's tokens.
 pub const TOKENS_BY_USERNAME: &str = "by-username";
+/// Index of the TaskEvents table by owner; only `created` events carry
+/// `owner_id`, so it lists each task once.
+pub const TASKS_BY_OWNER: &str = "by-owner";
 
 /// A key attribute: its name and scalar type.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,6 +72,13 @@ const fn string_key(name: &'static str) -> KeyAttribute {
     KeyAttribute {
         name,
         kind: ScalarAttributeType::S,
+    }
+}
+
+const fn number_key(name: &'static str) -> KeyAttribute {
+    KeyAttribute {
+        name,
+        kind: ScalarAttributeType::N,
     }
 }
 
@@ -105,6 +124,19 @@ pub fn table_specs(names: &TableNames) -> Vec<TableSpec> {
                 projection: ProjectionType::KeysOnly,
             }],
             ttl_attribute: Some("expires_at"),
+        },
+        TableSpec {
+            logical_name: "TaskEventsTable",
+            name: names.task_events.clone(),
+            hash_key: string_key("task_id"),
+            range_key: Some(number_key("seq")),
+            indexes: vec![IndexSpec {
+                name: TASKS_BY_OWNER,
+                hash_key: string_key("owner_id"),
+                range_key: Some(string_key("task_id")),
+                projection: ProjectionType::KeysOnly,
+            }],
+            ttl_attribute: None,
         },
     ]
 }

@@ -35,7 +35,7 @@ pub struct ServeConfig {
     /// `TASKGATE_DATA_DIR`, default `./.taskgate`.
     pub data_dir: PathBuf,
     /// `TASKGATE_STORE`: `embedded` (default), `memory` or `dynamodb`, with
-    /// `TASKGATE_DYNAMODB_ENDPOINT` and `TASKGATE_USERS_TABLE` / `TASKGATE_TOKENS_TABLE`.
+    /// `TASKGATE_DYNAMODB_ENDPOINT` and the `TASKGATE_*_TABLE` names.
     pub store: StoreConfig,
     /// `TASKGATE_ADMIN_USERNAME`, default `admin`.
     pub admin_username: Username,
@@ -77,11 +77,7 @@ impl ServeConfig {
             Some("memory") => StoreConfig::Memory,
             Some("dynamodb") => StoreConfig::DynamoDb {
                 endpoint,
-                tables: TableNames {
-                    users: lookup(TableNames::USERS_ENV).unwrap_or_else(|| "taskgate-users".into()),
-                    tokens: lookup(TableNames::TOKENS_ENV)
-                        .unwrap_or_else(|| "taskgate-tokens".into()),
-                },
+                tables: TableNames::from_lookup(&lookup),
             },
             Some(other) => {
                 return Err(ConfigError {

@@ -14,12 +14,20 @@
 //! - [`token`]: JWT issuing and verification (HS256 only) and the stored
 //!   token record that makes logout and revocation possible.
 //! - [`permission`]: the Users rows of the permission matrix as plain functions.
-//! - [`ports`]: the narrow storage traits the adapters implement.
+//! - [`task`]: tasks, their hash-chained event log, the fold that turns events
+//!   into state, and [`task::verify`], which checks a log's invariants.
+//! - [`recorder`]: appending to a task's log (conditional on the next seq,
+//!   retried after a lost race), shared by the API, the engines and the steps.
+//! - [`ports`]: the narrow traits the adapters implement: stores, the task
+//!   log, the workflow engine and the JavaScript runner.
 #![forbid(unsafe_code)]
 
 pub mod password;
 pub mod permission;
 pub mod ports;
+pub mod recorder;
+pub mod task;
+pub mod timestamp;
 pub mod token;
 pub mod user;
 

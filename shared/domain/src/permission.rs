@@ -10,14 +10,25 @@
 //! | change own level        | 403                                       | 403                   |
 //! | read / edit another     | 403                                       | yes                   |
 //! | delete a user           | 403 (self only, when sign-up is open)     | yes (never the last admin: the store enforces that) |
+//! | start a delay task      | yes                                       | yes                   |
+//! | start a js task         | 403                                       | yes                   |
+//! | see / cancel own task   | yes                                       | yes                   |
+//! | … a user-level owner's  | 403                                       | yes                   |
+//! | … another admin's       | 403                                       | 403                   |
+//!
+//! Task ownership is by account (`UserId`), so a username deleted and created
+//! again does not inherit the old account's tasks; the owner's level is the
+//! one recorded when the task was created.
 
-use crate::user::{Level, Username};
+use crate::task::{Task, TaskKind};
+use crate::user::{Level, User, UserId, Username};
 
 /// The authenticated caller, as far as permissions care: who and at what
 /// level *now* (the level is read from the user record on every request).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Actor {
     pub username: Username,
+    pub user_id: UserId,
     pub level: Level,
 }
 
@@ -130,6 +141,38 @@ pub fn may_delete_user(actor: &Actor, target: &Username, registration: Registrat
     }
 }
 
+pub fn may_start_task(actor: &Actor, kind: TaskKind) -> Decision {
+    match kind {
+        TaskKind::Delay => Ok(()),
+        TaskKind::Js if actor.is_admin() => Ok(()),
+        TaskKind::Js => Err(Denied::Forbidden("only admins can run JavaScript tasks")),
+    }
+}
+
+/// Seeing, cancelling and reading the events of a task.
+pub fn may_see_task(actor: &Actor, task: &Task) -> Decision {
+    if actor.user_id == task.owner_id {
+        return Ok(());
+    }
+    match (actor.is_admin(), task.owner_level) {
+        (true, Level::User) => Ok(()),
+        (true, Level::Admin) => Err(Denied::Forbidden("admins cannot see other admins' tasks")),
+        (false, _) => Err(Denied::Forbidden("you can only see your own tasks")),
+    }
+}
+
+/// Listing the tasks of `owner`.
+pub fn may_list_tasks_of(actor: &Actor, owner: &User) -> Decision {
+    if actor.user_id == owner.user_id {
+        return Ok(());
+    }
+    match (actor.is_admin(), owner.level) {
+        (true, Level::User) => Ok(()),
+        (true, Level::Admin) => Err(Denied::Forbidden("admins cannot list other admins' tasks")),
+        (false, _) => Err(Denied::Forbidden("you can only list your own tasks")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,6 +180,7 @@ mod tests {
     fn actor(name: &str, level: Level) -> Actor {
         Actor {
             username: Username::parse(name).unwrap(),
+            user_id: UserId::new(),
             level,
         }
     }

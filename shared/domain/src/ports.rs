@@ -6,8 +6,9 @@
 
 use async_trait::async_trait;
 
+use crate::task::{Task, TaskError, TaskEvent, TaskId};
 use crate::token::{TokenId, TokenRecord};
-use crate::user::{User, Username};
+use crate::user::{User, UserId, Username};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -103,7 +104,86 @@ pub trait SessionStore: Send + Sync {
     ) -> StoreResult<(Option<TokenRecord>, Option<User>)>;
 }
 
-/// All the ports one backend provides, as one object the HTTP layer holds.
-pub trait Store: UserStore + TokenStore + SessionStore {}
+/// The append-only task event log.
+#[async_trait]
+pub trait TaskLog: Send + Sync {
+    /// Appends `event` if no event with its (task, seq) exists; otherwise
+    /// `AlreadyExists`, and nothing is written. Two writers racing for the
+    /// same seq: exactly one wins.
+    async fn append_event(&self, event: &TaskEvent) -> StoreResult<()>;
 
-impl<T: UserStore + TokenStore + SessionStore> Store for T {}
+    /// A task's events in seq order (strongly consistent); empty if none.
+    async fn task_events(&self, task: &TaskId) -> StoreResult<Vec<TaskEvent>>;
+
+    /// Ids of the tasks `owner` created, newest first, starting after
+    /// `after` (the last id of the previous page).
+    async fn owner_tasks(
+        &self,
+        owner: &UserId,
+        after: Option<&TaskId>,
+        limit: usize,
+    ) -> StoreResult<Page<TaskId, TaskId>>;
+
+    /// The whole log, a page at a time, in no promised order (callers group
+    /// by task). For audits and recovery, not for serving requests.
+    async fn scan_events(
+        &self,
+        after: Option<&(TaskId, u64)>,
+        limit: usize,
+    ) -> StoreResult<Page<TaskEvent, (TaskId, u64)>>;
+}
+
+/// All the storage ports one backend provides, as one object the HTTP layer holds.
+pub trait Store: UserStore + TokenStore + SessionStore + TaskLog {}
+
+impl<T: UserStore + TokenStore + SessionStore + TaskLog> Store for T {}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkflowError {
+    /// The engine did not answer or refused service; try again later.
+    #[error("the workflow engine is unavailable: {0}")]
+    Unavailable(String),
+    #[error("workflow error: {0}")]
+    Other(String),
+}
+
+/// Runs tasks: Step Functions on AWS, an in-process engine locally. The
+/// engine records the outcome in the task log itself.
+#[async_trait]
+pub trait Workflow: Send + Sync {
+    /// Starts running `task` (just created). Returns the execution's id.
+    /// Starting a task that was already started is not an error.
+    async fn start(&self, task: &Task) -> Result<String, WorkflowError>;
+
+    /// Stops the run of `task`, if it is still going. Called after the
+    /// `cancelled` event is recorded; stopping a finished run is not an error.
+    async fn stop(&self, task: &TaskId) -> Result<(), WorkflowError>;
+}
+
+/// A script's outcome.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JsOutput {
+    /// The script's value through `JSON.stringify` semantics (`null` when
+    /// there is nothing to stringify).
+    pub result: serde_json::Value,
+    pub logs: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct JsFailure {
+    pub error: TaskError,
+    pub logs: Vec<String>,
+}
+
+/// Runs untrusted JavaScript somewhere it cannot hurt the caller.
+#[async_trait]
+pub trait JsRunner: Send + Sync {
+    /// Runs `code` for `task`. Resolving `cancel` stops the run at once
+    /// (the failure then has code `cancelled`).
+    async fn run(
+        &self,
+        task: &TaskId,
+        code: &str,
+        cancel: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    ) -> Result<JsOutput, JsFailure>;
+}

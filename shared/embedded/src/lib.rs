@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 mod schema;
+mod tasks;
 mod tokens;
 mod users;
 
@@ -90,7 +91,7 @@ pub(crate) fn sql(e: rusqlite::Error) -> StoreError {
     }
 }
 
-/// A stored JSON item that no longer parses is corruption, not a client error.
-pub(crate) fn corrupt(what: &str, e: serde_json::Error) -> StoreError {
+/// A stored item that no longer parses is corruption, not a client error.
+pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Other(format!("stored {what} does not parse: {e}"))
 }

@@ -24,6 +24,16 @@ const MIGRATIONS: &[&str] = &[
      ) STRICT;
      CREATE INDEX tokens_by_username ON tokens (username);
      CREATE INDEX tokens_by_expiry ON tokens (expires_at);",
+    // 2: the task event log. `owner_id` is set on `created` events only, so
+    // the index lists each task once.
+    "CREATE TABLE task_events (
+        task_id  TEXT NOT NULL,
+        seq      INTEGER NOT NULL,
+        owner_id TEXT,
+        item     TEXT NOT NULL,
+        PRIMARY KEY (task_id, seq)
+     ) STRICT;
+     CREATE INDEX task_events_by_owner ON task_events (owner_id, task_id) WHERE owner_id IS NOT NULL;",
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> StoreResult<()> {

@@ -1,0 +1,182 @@
+//! `TaskLog` on the TaskEvents table.
+//!
+//! One item per event, key (`task_id`, `seq`). An append is a PutItem
+//! conditional on `attribute_not_exists(task_id)`, i.e. on that exact key
+//! being free, so of two writers racing for the next seq exactly one wins.
+//! The whole event is kept as JSON text in `event` (so it reads back exactly
+//! as written and hashes the same); `type` and `at` sit beside it for people
+//! reading the table, and `owner_id` on `created` events feeds the sparse
+//! `by-owner` index.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue;
+use taskgate_domain::ports::{Page, StoreError, StoreResult, TaskLog};
+use taskgate_domain::task::{EventData, TaskEvent, TaskId};
+use taskgate_domain::user::UserId;
+
+use crate::DynamoStore;
+use crate::errors::{corrupt, store_error};
+use crate::tables::TASKS_BY_OWNER;
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn to_item(event: &TaskEvent) -> HashMap<String, AttributeValue> {
+    let mut item = HashMap::from([
+        ("task_id".to_owned(), s(event.task_id.to_string())),
+        ("seq".to_owned(), n(event.seq)),
+        ("type".to_owned(), s(event.data.type_name())),
+        (
+            "at".to_owned(),
+            s(taskgate_domain::timestamp::format(event.at)),
+        ),
+        (
+            "event".to_owned(),
+            s(serde_json::to_string(event).expect("an event always serialises")),
+        ),
+    ]);
+    if let EventData::Created { owner_id, .. } = &event.data {
+        item.insert("owner_id".to_owned(), s(owner_id.to_string()));
+    }
+    item
+}
+
+fn from_item(item: &HashMap<String, AttributeValue>) -> StoreResult<TaskEvent> {
+    match item.get("event") {
+        Some(AttributeValue::S(json)) => {
+            serde_json::from_str(json).map_err(|e| corrupt("task event", e))
+        }
+        _ => Err(corrupt("task event", "no event attribute")),
+    }
+}
+
+fn key_of(item: &HashMap<String, AttributeValue>, attribute: &str) -> StoreResult<String> {
+    match item.get(attribute) {
+        Some(AttributeValue::S(value)) => Ok(value.clone()),
+        Some(AttributeValue::N(value)) => Ok(value.clone()),
+        _ => Err(corrupt("task event key", format!("no {attribute}"))),
+    }
+}
+
+#[async_trait]
+impl TaskLog for DynamoStore {
+    async fn append_event(&self, event: &TaskEvent) -> StoreResult<()> {
+        self.client
+            .put_item()
+            .table_name(&self.tables.task_events)
+            .set_item(Some(to_item(event)))
+            .condition_expression("attribute_not_exists(task_id)")
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| match e.as_service_error() {
+                Some(e) if e.is_conditional_check_failed_exception() => StoreError::AlreadyExists,
+                _ => store_error(e),
+            })
+    }
+
+    async fn task_events(&self, task: &TaskId) -> StoreResult<Vec<TaskEvent>> {
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.tables.task_events)
+            .key_condition_expression("task_id = :t")
+            .expression_attribute_values(":t", s(task.to_string()))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        let mut events = Vec::new();
+        while let Some(item) = pages.next().await {
+            events.push(from_item(&item.map_err(store_error)?)?);
+        }
+        Ok(events)
+    }
+
+    async fn owner_tasks(
+        &self,
+        owner: &UserId,
+        after: Option<&TaskId>,
+        limit: usize,
+    ) -> StoreResult<Page<TaskId, TaskId>> {
+        // An index's start key names the index keys and the table keys; the
+        // indexed item is always the task's `created` event, seq 1.
+        let start = after.map(|task| {
+            HashMap::from([
+                ("owner_id".to_owned(), s(owner.to_string())),
+                ("task_id".to_owned(), s(task.to_string())),
+                ("seq".to_owned(), n(1)),
+            ])
+        });
+        let output = self
+            .client
+            .query()
+            .table_name(&self.tables.task_events)
+            .index_name(TASKS_BY_OWNER)
+            .key_condition_expression("owner_id = :o")
+            .expression_attribute_values(":o", s(owner.to_string()))
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(store_error)?;
+        let items = output
+            .items()
+            .iter()
+            .map(|item| {
+                let id = key_of(item, "task_id")?;
+                TaskId::parse(&id).map_err(|e| corrupt("task id", e))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        let next = output
+            .last_evaluated_key()
+            .and_then(|_| items.last().copied());
+        Ok(Page { items, next })
+    }
+
+    async fn scan_events(
+        &self,
+        after: Option<&(TaskId, u64)>,
+        limit: usize,
+    ) -> StoreResult<Page<TaskEvent, (TaskId, u64)>> {
+        let start = after.map(|(task, seq)| {
+            HashMap::from([
+                ("task_id".to_owned(), s(task.to_string())),
+                ("seq".to_owned(), n(seq)),
+            ])
+        });
+        let output = self
+            .client
+            .scan()
+            .table_name(&self.tables.task_events)
+            .consistent_read(true)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(store_error)?;
+        let items = output
+            .items()
+            .iter()
+            .map(from_item)
+            .collect::<StoreResult<Vec<_>>>()?;
+        let next = match output.last_evaluated_key() {
+            Some(key) => {
+                let task =
+                    TaskId::parse(&key_of(key, "task_id")?).map_err(|e| corrupt("task id", e))?;
+                let seq = key_of(key, "seq")?.parse().map_err(|e| corrupt("seq", e))?;
+                Some((task, seq))
+            }
+            None => None,
+        };
+        Ok(Page { items, next })
+    }
+}

@@ -1,0 +1,170 @@
+//! Writing to a task's log: every change is "read the events, fold, decide,
+//! append at the next seq", and a lost race (someone else took that seq) is
+//! answered by reading again. Because appends are conditional, a task gets
+//! exactly one terminal event however its cancel and its completion race.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::ports::{StoreError, StoreResult, TaskLog};
+use crate::task::{EventData, Task, TaskError, TaskEvent, TaskId, TaskSpec, fold};
+use crate::user::{User, Username};
+
+/// How often to re-read and retry after losing the race for a seq. Each lost
+/// race means another event was recorded, and a task has at most a handful.
+const ATTEMPTS: usize = 8;
+
+/// What an append ended as.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Recorded {
+    /// The event was appended; the task as it is now.
+    Appended(Task),
+    /// Nothing to do (e.g. the task had already ended); the task as it is.
+    Unchanged(Task),
+    /// There is no such task.
+    Missing,
+}
+
+/// Appends to task logs on behalf of the API, the workflow engines and the
+/// step functions.
+#[derive(Clone)]
+pub struct Recorder {
+    log: Arc<dyn TaskLog>,
+}
+
+fn broken(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Other(format!("task log is broken: {e}"))
+}
+
+impl Recorder {
+    pub fn new(log: Arc<dyn TaskLog>) -> Self {
+        Self { log }
+    }
+
+    pub fn log(&self) -> &Arc<dyn TaskLog> {
+        &self.log
+    }
+
+    /// Records a new task: its `created` event, seq 1.
+    pub async fn create(&self, spec: &TaskSpec, owner: &User) -> StoreResult<(Task, TaskEvent)> {
+        let at = crate::now();
+        let (seconds, code, due_at) = match spec {
+            TaskSpec::Delay { seconds } => (
+                Some(*seconds),
+                None,
+                Some(at + std::time::Duration::from_secs_f64(*seconds)),
+            ),
+            TaskSpec::Js { code } => (None, Some(code.clone()), None),
+        };
+        let event = TaskEvent::first(
+            TaskId::new(),
+            at,
+            Some(owner.username.clone()),
+            EventData::Created {
+                kind: spec.kind(),
+                seconds,
+                code,
+                owner: owner.username.clone(),
+                owner_id: owner.user_id,
+                owner_level: owner.level,
+                due_at,
+            },
+        );
+        self.log.append_event(&event).await?;
+        let task = fold(std::slice::from_ref(&event)).map_err(broken)?;
+        Ok((task, event))
+    }
+
+    /// The task and its events, if it exists.
+    pub async fn load(&self, id: &TaskId) -> StoreResult<Option<(Task, Vec<TaskEvent>)>> {
+        let events = self.log.task_events(id).await?;
+        if events.is_empty() {
+            return Ok(None);
+        }
+        let task = fold(&events).map_err(broken)?;
+        Ok(Some((task, events)))
+    }
+
+    /// Appends what `decide` returns for the task's current state, at the
+    /// next seq; `decide` returning `None` means there is nothing to record.
+    pub async fn append_if(
+        &self,
+        id: &TaskId,
+        actor: Option<&Username>,
+        decide: impl Fn(&Task) -> Option<EventData>,
+    ) -> StoreResult<Recorded> {
+        for _ in 0..ATTEMPTS {
+            let Some((task, events)) = self.load(id).await? else {
+                return Ok(Recorded::Missing);
+            };
+            let Some(data) = decide(&task) else {
+                return Ok(Recorded::Unchanged(task));
+            };
+            let last = events.last().expect("a loaded task has events");
+            let event = last.next(crate::now().max(last.at), actor.cloned(), data);
+            match self.log.append_event(&event).await {
+                Ok(()) => {
+                    let mut events = events;
+                    events.push(event);
+                    return Ok(Recorded::Appended(fold(&events).map_err(broken)?));
+                }
+                Err(StoreError::AlreadyExists) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "task {id}: lost the race to append {ATTEMPTS} times"
+        )))
+    }
+
+    /// `started`, if the task is still pending.
+    pub async fn started(&self, id: &TaskId, execution: Option<String>) -> StoreResult<Recorded> {
+        self.append_if(id, None, |task| {
+            (task.status == crate::task::Status::Pending).then(|| EventData::Started {
+                execution: execution.clone(),
+            })
+        })
+        .await
+    }
+
+    /// `succeeded`, unless the task already ended.
+    pub async fn succeeded(
+        &self,
+        id: &TaskId,
+        result: Value,
+        logs: Vec<String>,
+    ) -> StoreResult<Recorded> {
+        self.append_if(id, None, |task| {
+            (!task.status.is_terminal()).then(|| EventData::Succeeded {
+                result: result.clone(),
+                logs: logs.clone(),
+            })
+        })
+        .await
+    }
+
+    /// `failed`, unless the task already ended.
+    pub async fn failed(
+        &self,
+        id: &TaskId,
+        error: TaskError,
+        logs: Vec<String>,
+    ) -> StoreResult<Recorded> {
+        self.append_if(id, None, |task| {
+            (!task.status.is_terminal()).then(|| EventData::Failed {
+                error: error.clone(),
+                logs: logs.clone(),
+            })
+        })
+        .await
+    }
+
+    /// `cancelled` by `by`, unless the task already ended.
+    pub async fn cancelled(&self, id: &TaskId, by: &Username) -> StoreResult<Recorded> {
+        self.append_if(id, Some(by), |task| {
+            (!task.status.is_terminal()).then(|| EventData::Cancelled { by: by.clone() })
+        })
+        .await
+    }
+}

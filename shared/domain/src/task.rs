@@ -1,0 +1,787 @@
+//! Tasks: what a task is, the events that make up its history, and the fold
+//! that turns those events into its state.
+//!
+//! A task's status is never stored; it is computed from its append-only event
+//! log. Events are numbered from 1 without gaps; the first is `created`, at
+//! most one is terminal (`succeeded`, `failed`, `cancelled`) and nothing
+//! follows it. Each event carries the hash of the one before it, and its own
+//! hash covers all its fields, so [`verify`] can prove a log was not edited.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::user::{InvalidValue, Level, UserId, Username};
+
+/// A task's id: a UUIDv7, so ids sort by creation time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TaskId(Uuid);
+
+impl TaskId {
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        Uuid::try_parse(raw)
+            .map(Self)
+            .map_err(|_| InvalidValue("is not a task id".into()))
+    }
+}
+
+impl Default for TaskId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+impl TryFrom<String> for TaskId {
+    type Error = InvalidValue;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<TaskId> for String {
+    fn from(value: TaskId) -> Self {
+        value.to_string()
+    }
+}
+
+/// The two kinds of task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskKind {
+    /// Wait, then succeed with `0`. Any user may start one.
+    Delay,
+    /// Run JavaScript; the result is the script's value. Admins only.
+    Js,
+}
+
+impl TaskKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delay => "delay",
+            Self::Js => "js",
+        }
+    }
+}
+
+/// Limits on what a task may ask for and use. Configuration, with defaults
+/// documented in the README.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskLimits {
+    /// Longest delay, in seconds (`TASKGATE_MAX_DELAY_SECONDS`, default one day).
+    pub max_delay_seconds: f64,
+    /// Largest script, in bytes of UTF-8 (`TASKGATE_MAX_CODE_BYTES`, default 32 KiB).
+    pub max_code_bytes: usize,
+    /// Limits of one script run.
+    pub js: JsLimits,
+}
+
+impl Default for TaskLimits {
+    fn default() -> Self {
+        Self {
+            max_delay_seconds: 86_400.0,
+            max_code_bytes: 32 * 1024,
+            js: JsLimits::default(),
+        }
+    }
+}
+
+/// Limits of one JavaScript run, enforced on the child process that runs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JsLimits {
+    /// Wall-clock time before the run is killed (`TASKGATE_JS_TIMEOUT_SECONDS`, default 10 s).
+    pub wall_time: Duration,
+    /// CPU time before the kernel stops the run (`TASKGATE_JS_CPU_SECONDS`, default 10 s).
+    pub cpu_time: Duration,
+    /// Address space of the child process (`TASKGATE_JS_MEMORY_MB`, default 512 MiB).
+    pub memory_bytes: u64,
+    /// Largest result, as JSON text (default 256 KiB).
+    pub max_result_bytes: usize,
+    /// Console lines kept (default 100) and bytes per line (default 1 KiB).
+    pub max_log_lines: usize,
+    pub max_log_line_bytes: usize,
+}
+
+impl Default for JsLimits {
+    fn default() -> Self {
+        Self {
+            wall_time: Duration::from_secs(10),
+            cpu_time: Duration::from_secs(10),
+            memory_bytes: 512 * 1024 * 1024,
+            max_result_bytes: 256 * 1024,
+            max_log_lines: 100,
+            max_log_line_bytes: 1024,
+        }
+    }
+}
+
+/// What to run.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TaskSpec {
+    Delay { seconds: f64 },
+    Js { code: String },
+}
+
+impl TaskSpec {
+    /// A delay of `seconds`: finite, not negative, at most the limit.
+    pub fn delay(seconds: f64, limits: &TaskLimits) -> Result<Self, InvalidValue> {
+        if !seconds.is_finite() || seconds < 0.0 {
+            return Err(InvalidValue(
+                "must be a number of seconds, 0 or more".into(),
+            ));
+        }
+        if seconds > limits.max_delay_seconds {
+            return Err(InvalidValue(format!(
+                "must be at most {} seconds",
+                limits.max_delay_seconds
+            )));
+        }
+        Ok(Self::Delay { seconds })
+    }
+
+    /// A script: not blank, at most the limit in bytes.
+    pub fn js(code: &str, limits: &TaskLimits) -> Result<Self, InvalidValue> {
+        if code.trim().is_empty() {
+            return Err(InvalidValue("must not be empty".into()));
+        }
+        if code.len() > limits.max_code_bytes {
+            return Err(InvalidValue(format!(
+                "must be at most {} bytes",
+                limits.max_code_bytes
+            )));
+        }
+        Ok(Self::Js {
+            code: code.to_owned(),
+        })
+    }
+
+    pub fn kind(&self) -> TaskKind {
+        match self {
+            Self::Delay { .. } => TaskKind::Delay,
+            Self::Js { .. } => TaskKind::Js,
+        }
+    }
+}
+
+/// Where a task is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl Status {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        match raw {
+            "pending" => Ok(Self::Pending),
+            "running" => Ok(Self::Running),
+            "succeeded" => Ok(Self::Succeeded),
+            "failed" => Ok(Self::Failed),
+            "cancelled" => Ok(Self::Cancelled),
+            _ => Err(InvalidValue(
+                "must be one of pending, running, succeeded, failed, cancelled".into(),
+            )),
+        }
+    }
+}
+
+/// Why a task failed: a stable code clients can match, and a sentence.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskError {
+    pub code: String,
+    pub message: String,
+}
+
+impl TaskError {
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// What happened, per event type. Serialised as `{"type": ..., "data": {...}}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data", rename_all = "lowercase")]
+pub enum EventData {
+    /// The task was accepted. Holds everything needed to run it.
+    Created {
+        kind: TaskKind,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seconds: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<String>,
+        owner: Username,
+        owner_id: UserId,
+        /// The owner's level when the task was created; visibility rules use it.
+        owner_level: Level,
+        /// When a delay is due (created + seconds).
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            with = "crate::timestamp::option"
+        )]
+        due_at: Option<OffsetDateTime>,
+    },
+    /// The workflow took the task on.
+    Started {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        execution: Option<String>,
+    },
+    Succeeded {
+        result: serde_json::Value,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        logs: Vec<String>,
+    },
+    Failed {
+        error: TaskError,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        logs: Vec<String>,
+    },
+    Cancelled {
+        by: Username,
+    },
+}
+
+impl EventData {
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            Self::Succeeded { .. } | Self::Failed { .. } | Self::Cancelled { .. }
+        )
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::Created { .. } => "created",
+            Self::Started { .. } => "started",
+            Self::Succeeded { .. } => "succeeded",
+            Self::Failed { .. } => "failed",
+            Self::Cancelled { .. } => "cancelled",
+        }
+    }
+}
+
+/// The `prev_hash` of a task's first event.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One entry of a task's log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskEvent {
+    pub task_id: TaskId,
+    /// 1 for `created`, then +1 per event.
+    pub seq: u64,
+    #[serde(with = "crate::timestamp")]
+    pub at: OffsetDateTime,
+    /// Who caused it, when a person did (the creator, the canceller).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<Username>,
+    #[serde(flatten)]
+    pub data: EventData,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// The fields an event's hash covers, in a fixed order.
+#[derive(Serialize)]
+struct Hashed<'a> {
+    task_id: &'a TaskId,
+    seq: u64,
+    at: String,
+    actor: &'a Option<Username>,
+    #[serde(flatten)]
+    data: &'a EventData,
+    prev_hash: &'a str,
+}
+
+impl TaskEvent {
+    /// The first event of a new task.
+    pub fn first(
+        task_id: TaskId,
+        at: OffsetDateTime,
+        actor: Option<Username>,
+        data: EventData,
+    ) -> Self {
+        Self::sealed(task_id, 1, at, actor, data, GENESIS_HASH.to_owned())
+    }
+
+    /// The event that follows `self`.
+    pub fn next(&self, at: OffsetDateTime, actor: Option<Username>, data: EventData) -> Self {
+        Self::sealed(
+            self.task_id,
+            self.seq + 1,
+            at,
+            actor,
+            data,
+            self.hash.clone(),
+        )
+    }
+
+    fn sealed(
+        task_id: TaskId,
+        seq: u64,
+        at: OffsetDateTime,
+        actor: Option<Username>,
+        data: EventData,
+        prev_hash: String,
+    ) -> Self {
+        let mut event = Self {
+            task_id,
+            seq,
+            at,
+            actor,
+            data,
+            prev_hash,
+            hash: String::new(),
+        };
+        event.hash = event.computed_hash();
+        event
+    }
+
+    /// SHA-256 (hex) of the canonical JSON of every field but `hash`.
+    pub fn computed_hash(&self) -> String {
+        let hashed = Hashed {
+            task_id: &self.task_id,
+            seq: self.seq,
+            at: crate::timestamp::format(self.at),
+            actor: &self.actor,
+            data: &self.data,
+            prev_hash: &self.prev_hash,
+        };
+        let bytes = serde_json::to_vec(&hashed).expect("an event always serialises");
+        hex::encode(Sha256::digest(bytes))
+    }
+}
+
+/// A task's state: the fold of its events.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Task {
+    pub id: TaskId,
+    pub kind: TaskKind,
+    pub owner: Username,
+    pub owner_id: UserId,
+    pub owner_level: Level,
+    pub status: Status,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    pub started_at: Option<OffsetDateTime>,
+    pub due_at: Option<OffsetDateTime>,
+    pub seconds: Option<f64>,
+    pub code: Option<String>,
+    pub result: Option<serde_json::Value>,
+    pub error: Option<TaskError>,
+    pub cancelled_by: Option<Username>,
+    pub logs: Vec<String>,
+    /// The last event's seq and hash, for appending the next one.
+    pub last_seq: u64,
+}
+
+impl Task {
+    /// How far a delay has got, from 0 to 1, at `now`. `None` for scripts
+    /// (they cannot tell) and for tasks that ended without succeeding.
+    pub fn progress(&self, now: OffsetDateTime) -> Option<f64> {
+        if self.kind != TaskKind::Delay {
+            return None;
+        }
+        match self.status {
+            Status::Succeeded => Some(1.0),
+            Status::Pending => Some(0.0),
+            Status::Running => {
+                let (start, due) = (self.created_at, self.due_at?);
+                let total = (due - start).as_seconds_f64();
+                if total <= 0.0 {
+                    return Some(1.0);
+                }
+                Some(((now - start).as_seconds_f64() / total).clamp(0.0, 1.0))
+            }
+            Status::Failed | Status::Cancelled => None,
+        }
+    }
+}
+
+/// A broken rule of the event log.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Violation {
+    #[error("the task has no events")]
+    Empty,
+    #[error("event {seq} belongs to task {other}")]
+    WrongTask { seq: u64, other: TaskId },
+    #[error("expected event {expected}, found {found} (a gap or a duplicate)")]
+    SeqGap { expected: u64, found: u64 },
+    #[error("the first event is {found}, not created")]
+    FirstNotCreated { found: &'static str },
+    #[error("event {seq} is a second created event")]
+    CreatedAgain { seq: u64 },
+    #[error("event {seq} ({kind}) follows the terminal event {terminal_seq}")]
+    AfterTerminal {
+        seq: u64,
+        kind: &'static str,
+        terminal_seq: u64,
+    },
+    #[error("event {seq} is a second terminal event (the first is {first})")]
+    SecondTerminal { seq: u64, first: u64 },
+    #[error("event {seq}'s prev_hash does not match event {previous}'s hash")]
+    BrokenChain { seq: u64, previous: u64 },
+    #[error("event {seq}'s hash does not match its contents (edited?)")]
+    HashMismatch { seq: u64 },
+}
+
+/// Every rule the log of one task breaks, in order of the events. Empty means
+/// the log is sound.
+pub fn verify(task_id: &TaskId, events: &[TaskEvent]) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    if events.is_empty() {
+        violations.push(Violation::Empty);
+        return violations;
+    }
+    let mut terminal: Option<u64> = None;
+    for (i, event) in events.iter().enumerate() {
+        let expected = i as u64 + 1;
+        if event.task_id != *task_id {
+            violations.push(Violation::WrongTask {
+                seq: event.seq,
+                other: event.task_id,
+            });
+        }
+        if event.seq != expected {
+            violations.push(Violation::SeqGap {
+                expected,
+                found: event.seq,
+            });
+        }
+        if event.hash != event.computed_hash() {
+            violations.push(Violation::HashMismatch { seq: event.seq });
+        }
+        let expected_prev = match i {
+            0 => GENESIS_HASH,
+            _ => events[i - 1].hash.as_str(),
+        };
+        if event.prev_hash != expected_prev {
+            violations.push(Violation::BrokenChain {
+                seq: event.seq,
+                previous: if i == 0 { 0 } else { events[i - 1].seq },
+            });
+        }
+        let is_created = matches!(event.data, EventData::Created { .. });
+        if i == 0 && !is_created {
+            violations.push(Violation::FirstNotCreated {
+                found: event.data.type_name(),
+            });
+        } else if i > 0 && is_created {
+            violations.push(Violation::CreatedAgain { seq: event.seq });
+        }
+        if let Some(terminal_seq) = terminal {
+            if event.data.is_terminal() {
+                violations.push(Violation::SecondTerminal {
+                    seq: event.seq,
+                    first: terminal_seq,
+                });
+            } else {
+                violations.push(Violation::AfterTerminal {
+                    seq: event.seq,
+                    kind: event.data.type_name(),
+                    terminal_seq,
+                });
+            }
+        } else if event.data.is_terminal() {
+            terminal = Some(event.seq);
+        }
+    }
+    violations
+}
+
+/// The state the events describe. Fails on a log whose structure is broken
+/// (no `created` first, a gap); hashes are [`verify`]'s business.
+pub fn fold(events: &[TaskEvent]) -> Result<Task, Violation> {
+    let Some(first) = events.first() else {
+        return Err(Violation::Empty);
+    };
+    let EventData::Created {
+        kind,
+        seconds,
+        code,
+        owner,
+        owner_id,
+        owner_level,
+        due_at,
+    } = &first.data
+    else {
+        return Err(Violation::FirstNotCreated {
+            found: first.data.type_name(),
+        });
+    };
+    let mut task = Task {
+        id: first.task_id,
+        kind: *kind,
+        owner: owner.clone(),
+        owner_id: *owner_id,
+        owner_level: *owner_level,
+        status: Status::Pending,
+        created_at: first.at,
+        updated_at: first.at,
+        started_at: None,
+        due_at: *due_at,
+        seconds: *seconds,
+        code: code.clone(),
+        result: None,
+        error: None,
+        cancelled_by: None,
+        logs: Vec::new(),
+        last_seq: first.seq,
+    };
+    if first.seq != 1 {
+        return Err(Violation::SeqGap {
+            expected: 1,
+            found: first.seq,
+        });
+    }
+    for event in &events[1..] {
+        if event.seq != task.last_seq + 1 {
+            return Err(Violation::SeqGap {
+                expected: task.last_seq + 1,
+                found: event.seq,
+            });
+        }
+        task.last_seq = event.seq;
+        // After a terminal event nothing changes the state: the first
+        // outcome stands (verify reports the extra events).
+        if task.status.is_terminal() {
+            continue;
+        }
+        task.updated_at = event.at;
+        match &event.data {
+            EventData::Created { .. } => return Err(Violation::CreatedAgain { seq: event.seq }),
+            EventData::Started { .. } => {
+                task.status = Status::Running;
+                task.started_at = Some(event.at);
+            }
+            EventData::Succeeded { result, logs } => {
+                task.status = Status::Succeeded;
+                task.result = Some(result.clone());
+                task.logs = logs.clone();
+            }
+            EventData::Failed { error, logs } => {
+                task.status = Status::Failed;
+                task.error = Some(error.clone());
+                task.logs = logs.clone();
+            }
+            EventData::Cancelled { by } => {
+                task.status = Status::Cancelled;
+                task.cancelled_by = Some(by.clone());
+            }
+        }
+    }
+    Ok(task)
+}
+
+/// The events up to and including `at` (for replaying a task's past).
+pub fn events_until(events: &[TaskEvent], at: OffsetDateTime) -> &[TaskEvent] {
+    let end = events.iter().take_while(|e| e.at <= at).count();
+    &events[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owner() -> Username {
+        Username::parse("alice").unwrap()
+    }
+
+    fn created(id: TaskId) -> TaskEvent {
+        TaskEvent::first(
+            id,
+            crate::now(),
+            Some(owner()),
+            EventData::Created {
+                kind: TaskKind::Delay,
+                seconds: Some(5.0),
+                code: None,
+                owner: owner(),
+                owner_id: UserId::new(),
+                owner_level: Level::User,
+                due_at: Some(crate::now() + Duration::from_secs(5)),
+            },
+        )
+    }
+
+    /// given `data` appended in order after `created`
+    fn log(data: Vec<EventData>) -> Vec<TaskEvent> {
+        let mut events = vec![created(TaskId::new())];
+        for data in data {
+            let next = events.last().unwrap().next(crate::now(), None, data);
+            events.push(next);
+        }
+        events
+    }
+
+    fn succeeded() -> EventData {
+        EventData::Succeeded {
+            result: serde_json::json!(0),
+            logs: vec![],
+        }
+    }
+
+    #[test]
+    fn a_new_task_is_pending_then_running_then_done() {
+        let events = log(vec![]);
+        assert_eq!(fold(&events).unwrap().status, Status::Pending);
+        let events = log(vec![EventData::Started { execution: None }]);
+        assert_eq!(fold(&events).unwrap().status, Status::Running);
+        let events = log(vec![EventData::Started { execution: None }, succeeded()]);
+        let task = fold(&events).unwrap();
+        assert_eq!(
+            (task.status, task.result),
+            (Status::Succeeded, Some(serde_json::json!(0)))
+        );
+        assert!(verify(&task.id, &events).is_empty());
+    }
+
+    #[test]
+    fn the_first_terminal_event_decides_the_outcome() {
+        let events = log(vec![EventData::Cancelled { by: owner() }, succeeded()]);
+        let task = fold(&events).unwrap();
+        assert_eq!(task.status, Status::Cancelled);
+        assert_eq!(
+            verify(&task.id, &events),
+            vec![Violation::SecondTerminal { seq: 3, first: 2 }]
+        );
+    }
+
+    #[test]
+    fn verify_names_every_broken_rule() {
+        let started = EventData::Started { execution: None };
+        // An event after the terminal one.
+        let events = log(vec![succeeded(), started.clone()]);
+        assert_eq!(
+            verify(&events[0].task_id, &events),
+            vec![Violation::AfterTerminal {
+                seq: 3,
+                kind: "started",
+                terminal_seq: 2
+            }]
+        );
+        // A gap.
+        let mut events = log(vec![started.clone(), succeeded()]);
+        events.remove(1);
+        let violations = verify(&events[0].task_id, &events);
+        assert!(
+            violations.contains(&Violation::SeqGap {
+                expected: 2,
+                found: 3
+            }),
+            "{violations:?}"
+        );
+        assert!(
+            violations.contains(&Violation::BrokenChain {
+                seq: 3,
+                previous: 1
+            }),
+            "{violations:?}"
+        );
+        // An edited event: its own hash no longer matches.
+        let mut events = log(vec![succeeded()]);
+        events[1].data = EventData::Succeeded {
+            result: serde_json::json!(42),
+            logs: vec![],
+        };
+        assert_eq!(
+            verify(&events[0].task_id, &events),
+            vec![Violation::HashMismatch { seq: 2 }]
+        );
+        // An edited and re-hashed event: the next event's prev_hash betrays it.
+        let mut events = log(vec![started, succeeded()]);
+        events[1].actor = Some(owner());
+        events[1].hash = events[1].computed_hash();
+        assert_eq!(
+            verify(&events[0].task_id, &events),
+            vec![Violation::BrokenChain {
+                seq: 3,
+                previous: 2
+            }]
+        );
+        // A log that does not start with created.
+        let events = log(vec![succeeded()]);
+        assert_eq!(
+            verify(&events[0].task_id, &events[1..]),
+            vec![
+                Violation::SeqGap {
+                    expected: 1,
+                    found: 2
+                },
+                Violation::BrokenChain {
+                    seq: 2,
+                    previous: 0
+                },
+                Violation::FirstNotCreated { found: "succeeded" },
+            ]
+        );
+    }
+
+    #[test]
+    fn events_round_trip_through_json_with_the_same_hash() {
+        let events = log(vec![EventData::Failed {
+            error: TaskError::new("script-error", "x is not defined"),
+            logs: vec!["line".into()],
+        }]);
+        for event in &events {
+            let text = serde_json::to_string(event).unwrap();
+            let back: TaskEvent = serde_json::from_str(&text).unwrap();
+            assert_eq!(&back, event);
+            assert_eq!(back.computed_hash(), event.hash);
+        }
+    }
+
+    #[test]
+    fn delay_progress_runs_from_zero_to_one() {
+        let events = log(vec![EventData::Started { execution: None }]);
+        let task = fold(&events).unwrap();
+        let due = task.due_at.unwrap();
+        assert_eq!(task.progress(task.created_at), Some(0.0));
+        let halfway = task
+            .progress(task.created_at + (due - task.created_at) / 2)
+            .unwrap();
+        assert!((halfway - 0.5).abs() < 0.01, "{halfway}");
+        assert_eq!(task.progress(due + Duration::from_secs(60)), Some(1.0));
+    }
+
+    #[test]
+    fn delays_and_scripts_are_checked_against_the_limits() {
+        let limits = TaskLimits::default();
+        assert!(TaskSpec::delay(0.5, &limits).is_ok());
+        for bad in [
+            -1.0,
+            f64::NAN,
+            f64::INFINITY,
+            limits.max_delay_seconds + 1.0,
+        ] {
+            assert!(TaskSpec::delay(bad, &limits).is_err(), "{bad}");
+        }
+        assert!(TaskSpec::js("1 + 1", &limits).is_ok());
+        assert!(TaskSpec::js("  ", &limits).is_err());
+        assert!(TaskSpec::js(&"1;".repeat(limits.max_code_bytes), &limits).is_err());
+    }
+}

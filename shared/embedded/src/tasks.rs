@@ -1,0 +1,128 @@
+//! `TaskLog` on SQLite: one row per event, the primary key (task, seq) makes
+//! appends conditional.
+
+use async_trait::async_trait;
+use rusqlite::params;
+use taskgate_domain::ports::{Page, StoreError, StoreResult, TaskLog};
+use taskgate_domain::task::{EventData, TaskEvent, TaskId};
+use taskgate_domain::user::UserId;
+
+use crate::{EmbeddedStore, corrupt, sql};
+
+fn from_json(item: &str) -> StoreResult<TaskEvent> {
+    serde_json::from_str(item).map_err(|e| corrupt("task event", e))
+}
+
+#[async_trait]
+impl TaskLog for EmbeddedStore {
+    async fn append_event(&self, event: &TaskEvent) -> StoreResult<()> {
+        let owner_id = match &event.data {
+            EventData::Created { owner_id, .. } => Some(owner_id.to_string()),
+            _ => None,
+        };
+        let item = serde_json::to_string(event).expect("an event always serialises");
+        let (task_id, seq) = (event.task_id.to_string(), event.seq as i64);
+        self.with_conn(move |conn| {
+            let inserted = conn
+                .execute(
+                    "INSERT INTO task_events (task_id, seq, owner_id, item) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (task_id, seq) DO NOTHING",
+                    params![task_id, seq, owner_id, item],
+                )
+                .map_err(sql)?;
+            if inserted == 0 {
+                return Err(StoreError::AlreadyExists);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn task_events(&self, task: &TaskId) -> StoreResult<Vec<TaskEvent>> {
+        let task = task.to_string();
+        self.with_conn(move |conn| {
+            let mut statement = conn
+                .prepare_cached("SELECT item FROM task_events WHERE task_id = ?1 ORDER BY seq")
+                .map_err(sql)?;
+            let rows = statement
+                .query_map([task], |row| row.get::<_, String>(0))
+                .map_err(sql)?;
+            rows.map(|row| from_json(&row.map_err(sql)?)).collect()
+        })
+        .await
+    }
+
+    async fn owner_tasks(
+        &self,
+        owner: &UserId,
+        after: Option<&TaskId>,
+        limit: usize,
+    ) -> StoreResult<Page<TaskId, TaskId>> {
+        let owner = owner.to_string();
+        // Task ids are UUIDv7: descending text order is newest first.
+        let after = after.map(ToString::to_string);
+        self.with_conn(move |conn| {
+            let mut statement = conn
+                .prepare_cached(
+                    "SELECT task_id FROM task_events
+                     WHERE owner_id = ?1 AND (?2 IS NULL OR task_id < ?2)
+                     ORDER BY task_id DESC LIMIT ?3",
+                )
+                .map_err(sql)?;
+            let rows = statement
+                .query_map(params![owner, after, limit as i64 + 1], |row| {
+                    row.get::<_, String>(0)
+                })
+                .map_err(sql)?;
+            let mut items = Vec::with_capacity(limit + 1);
+            for row in rows {
+                let id = row.map_err(sql)?;
+                items.push(TaskId::parse(&id).map_err(|e| corrupt("task id", e))?);
+            }
+            let next = if items.len() > limit {
+                items.truncate(limit);
+                items.last().copied()
+            } else {
+                None
+            };
+            Ok(Page { items, next })
+        })
+        .await
+    }
+
+    async fn scan_events(
+        &self,
+        after: Option<&(TaskId, u64)>,
+        limit: usize,
+    ) -> StoreResult<Page<TaskEvent, (TaskId, u64)>> {
+        let (after_task, after_seq) = match after {
+            Some((task, seq)) => (task.to_string(), *seq as i64),
+            None => (String::new(), 0),
+        };
+        self.with_conn(move |conn| {
+            let mut statement = conn
+                .prepare_cached(
+                    "SELECT item FROM task_events WHERE (task_id, seq) > (?1, ?2)
+                     ORDER BY task_id, seq LIMIT ?3",
+                )
+                .map_err(sql)?;
+            let rows = statement
+                .query_map(params![after_task, after_seq, limit as i64 + 1], |row| {
+                    row.get::<_, String>(0)
+                })
+                .map_err(sql)?;
+            let mut items = Vec::with_capacity(limit + 1);
+            for row in rows {
+                items.push(from_json(&row.map_err(sql)?)?);
+            }
+            let next = if items.len() > limit {
+                items.truncate(limit);
+                items.last().map(|e| (e.task_id, e.seq))
+            } else {
+                None
+            };
+            Ok(Page { items, next })
+        })
+        .await
+    }
+}
