@@ -1,8 +1,12 @@
-//! # Embedded store
+//! # Embedded adapters
 //!
-//! The adapter that needs no server: every storage port of `taskgate-domain`
-//! on one SQLite database, either a file in the data directory (the default
-//! for `taskgate serve`) or in memory (tests, throwaway runs).
+//! The adapters that need no server:
+//! - [`EmbeddedStore`]: every storage port of `taskgate-domain` on one SQLite
+//!   database, either a file in the data directory (the default for
+//!   `taskgate serve`) or in memory (tests, throwaway runs);
+//! - [`engine::LocalEngine`]: the in-process workflow engine that runs tasks
+//!   the way the Step Functions state machine does, and resumes them after a
+//!   restart.
 //!
 //! SQLite was chosen over a pure-Rust key-value store because several
 //! processes may open the same file at once (a running server and `taskgate
@@ -15,6 +19,7 @@
 //! every other writer of the file, in this process or another.
 #![forbid(unsafe_code)]
 
+pub mod engine;
 mod schema;
 mod tasks;
 mod tokens;

@@ -1,0 +1,288 @@
+//! The in-process workflow engine: the local stand-in for the Step Functions
+//! state machine, running the same steps and writing the same events.
+//!
+//! - delay: wait until the `due_at` recorded at creation, then record
+//!   `succeeded` with result `0`;
+//! - js: run the script with the `JsRunner` (a sandboxed child process), then
+//!   record `succeeded` or `failed`.
+//!
+//! `stop` (after the API recorded `cancelled`) aborts the wait or kills the
+//! script. Recording is conditional like every append, so a run that finishes
+//! as it is cancelled records nothing: the cancel won.
+//!
+//! After a restart, [`LocalEngine::recover`] finds every task without a
+//! terminal event: delays resume (or finish at once if already due), scripts
+//! fail with `interrupted` (a script cannot be resumed halfway).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use taskgate_domain::ports::{JsRunner, StoreResult, Workflow, WorkflowError};
+use taskgate_domain::recorder::Recorder;
+use taskgate_domain::task::{Task, TaskError, TaskEvent, TaskId, TaskKind, fold};
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Time, as the engine sees it. The system clock in production; a manual one
+/// in tests, so a day-long delay can be tested without waiting a day.
+#[async_trait]
+pub trait Clock: Send + Sync {
+    fn now(&self) -> OffsetDateTime;
+    /// Returns once `now() >= at`.
+    async fn sleep_until(&self, at: OffsetDateTime);
+}
+
+pub struct SystemClock;
+
+#[async_trait]
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        taskgate_domain::now()
+    }
+
+    async fn sleep_until(&self, at: OffsetDateTime) {
+        loop {
+            let remaining = at - self.now();
+            if remaining <= time::Duration::ZERO {
+                return;
+            }
+            // Re-check at least every minute, so a changed wall clock is noticed.
+            let step = remaining.unsigned_abs().min(Duration::from_secs(60));
+            tokio::time::sleep(step).await;
+        }
+    }
+}
+
+/// A clock that only moves when told to.
+pub struct ManualClock {
+    now: tokio::sync::watch::Sender<OffsetDateTime>,
+}
+
+impl ManualClock {
+    pub fn new(start: OffsetDateTime) -> Self {
+        Self {
+            now: tokio::sync::watch::Sender::new(start),
+        }
+    }
+
+    pub fn advance(&self, by: Duration) {
+        self.now.send_modify(|now| *now += by);
+    }
+}
+
+#[async_trait]
+impl Clock for ManualClock {
+    fn now(&self) -> OffsetDateTime {
+        *self.now.borrow()
+    }
+
+    async fn sleep_until(&self, at: OffsetDateTime) {
+        let mut now = self.now.subscribe();
+        let _ = now.wait_for(|now| *now >= at).await;
+    }
+}
+
+/// What [`LocalEngine::recover`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Delays waiting again (or finished at once, if already due).
+    pub resumed: usize,
+    /// Scripts recorded as `failed` with code `interrupted`.
+    pub interrupted: usize,
+}
+
+/// How often a run retries recording its outcome when the store fails, and
+/// the first pause between tries (doubling).
+const RECORD_ATTEMPTS: u32 = 5;
+const RECORD_BACKOFF: Duration = Duration::from_millis(200);
+
+struct Inner {
+    recorder: Recorder,
+    js: Arc<dyn JsRunner>,
+    clock: Arc<dyn Clock>,
+    runs: Mutex<HashMap<TaskId, CancellationToken>>,
+    /// Cancelled at shutdown: every run stops without recording anything.
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+#[derive(Clone)]
+pub struct LocalEngine {
+    inner: Arc<Inner>,
+}
+
+impl LocalEngine {
+    pub fn new(recorder: Recorder, js: Arc<dyn JsRunner>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                recorder,
+                js,
+                clock,
+                runs: Mutex::new(HashMap::new()),
+                shutdown: CancellationToken::new(),
+                tracker: TaskTracker::new(),
+            }),
+        }
+    }
+
+    /// Finds the tasks a previous run left unfinished and resumes or ends them.
+    pub async fn recover(&self) -> StoreResult<Recovery> {
+        let log = self.inner.recorder.log();
+        let mut by_task: HashMap<TaskId, Vec<TaskEvent>> = HashMap::new();
+        let mut after = None;
+        loop {
+            let page = log.scan_events(after.as_ref(), 500).await?;
+            for event in page.items {
+                by_task.entry(event.task_id).or_default().push(event);
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        let mut recovery = Recovery::default();
+        for (id, mut events) in by_task {
+            events.sort_by_key(|e| e.seq);
+            let Ok(task) = fold(&events) else {
+                tracing::error!(task = %id, "cannot recover a task whose log is broken; run taskgate audit verify");
+                continue;
+            };
+            if task.status.is_terminal() {
+                continue;
+            }
+            match task.kind {
+                TaskKind::Delay => {
+                    self.spawn(task);
+                    recovery.resumed += 1;
+                }
+                TaskKind::Js => {
+                    let error = TaskError::new(
+                        "interrupted",
+                        "the server stopped while the script was running; start the task again",
+                    );
+                    self.inner.recorder.failed(&id, error, Vec::new()).await?;
+                    recovery.interrupted += 1;
+                }
+            }
+        }
+        if recovery != Recovery::default() {
+            tracing::info!(
+                resumed = recovery.resumed,
+                interrupted = recovery.interrupted,
+                "recovered unfinished tasks"
+            );
+        }
+        Ok(recovery)
+    }
+
+    /// Stops every run (scripts are killed) without recording anything, and
+    /// waits for them. Unfinished tasks are picked up by `recover` next time.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        self.inner.tracker.close();
+        self.inner.tracker.wait().await;
+    }
+
+    /// How many runs are going on now.
+    pub fn running(&self) -> usize {
+        self.inner.runs.lock().expect("runs lock").len()
+    }
+
+    fn spawn(&self, task: Task) {
+        let token = self.inner.shutdown.child_token();
+        self.inner
+            .runs
+            .lock()
+            .expect("runs lock")
+            .insert(task.id, token.clone());
+        let inner = Arc::clone(&self.inner);
+        self.inner.tracker.spawn(async move {
+            let id = task.id;
+            inner.run(task, token).await;
+            inner.runs.lock().expect("runs lock").remove(&id);
+        });
+    }
+}
+
+/// What a run ended with.
+enum Outcome {
+    Succeeded(serde_json::Value, Vec<String>),
+    Failed(TaskError, Vec<String>),
+    /// Stopped by cancel or shutdown: nothing to record.
+    Stopped,
+}
+
+impl Inner {
+    async fn run(&self, task: Task, token: CancellationToken) {
+        let id = task.id;
+        let outcome = match task.kind {
+            TaskKind::Delay => {
+                let due = task.due_at.unwrap_or(task.created_at);
+                tokio::select! {
+                    () = self.clock.sleep_until(due) => Outcome::Succeeded(serde_json::json!(0), Vec::new()),
+                    () = token.cancelled() => Outcome::Stopped,
+                }
+            }
+            TaskKind::Js => {
+                let code = task.code.clone().unwrap_or_default();
+                match self
+                    .js
+                    .run(&id, &code, Box::pin(token.clone().cancelled_owned()))
+                    .await
+                {
+                    Ok(output) => Outcome::Succeeded(output.result, output.logs),
+                    Err(_) if token.is_cancelled() => Outcome::Stopped,
+                    Err(failure) => Outcome::Failed(failure.error, failure.logs),
+                }
+            }
+        };
+        let mut pause = RECORD_BACKOFF;
+        for attempt in 1..=RECORD_ATTEMPTS {
+            let recorded = match &outcome {
+                Outcome::Stopped => return,
+                Outcome::Succeeded(result, logs) => {
+                    self.recorder
+                        .succeeded(&id, result.clone(), logs.clone())
+                        .await
+                }
+                Outcome::Failed(error, logs) => {
+                    self.recorder.failed(&id, error.clone(), logs.clone()).await
+                }
+            };
+            match recorded {
+                Ok(_) => return,
+                Err(e) if attempt < RECORD_ATTEMPTS => {
+                    tracing::warn!(task = %id, error = %e, attempt, "could not record a task's outcome; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                Err(e) => {
+                    tracing::error!(task = %id, error = %e, "could not record a task's outcome; it will be recovered at the next start");
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Workflow for LocalEngine {
+    async fn start(&self, task: &Task) -> Result<String, WorkflowError> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(WorkflowError::Unavailable(
+                "the server is shutting down".into(),
+            ));
+        }
+        self.spawn(task.clone());
+        Ok(format!("local:{}", task.id))
+    }
+
+    async fn stop(&self, task: &TaskId) -> Result<(), WorkflowError> {
+        if let Some(token) = self.inner.runs.lock().expect("runs lock").get(task) {
+            token.cancel();
+        }
+        Ok(())
+    }
+}
