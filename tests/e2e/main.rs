@@ -9,5 +9,6 @@ mod lambda;
 mod matrix;
 mod server;
 mod store_contract;
+mod tasks;
 mod token_attacks;
 mod users;

@@ -74,6 +74,26 @@ pub fn dynamodb_endpoint() -> String {
     })
 }
 
+/// The worker binary of this package, which cargo builds next to the test
+/// executable (`target/<profile>/e2e-js-worker`) for every integration test.
+pub fn js_worker() -> taskgate_js::WorkerCommand {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let program = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("e2e-js-worker"))
+        .expect("a target directory");
+    assert!(
+        program.exists(),
+        "{} is missing: build with cargo test",
+        program.display()
+    );
+    taskgate_js::WorkerCommand {
+        program,
+        args: vec![],
+    }
+}
+
 /// Table names no other test uses.
 pub fn unique_tables() -> TableNames {
     TableNames::with_prefix(&format!(
@@ -133,6 +153,7 @@ impl TestApp {
                 max_concurrent_hashes: 4,
                 ..Settings::default()
             },
+            js_worker: js_worker(),
         };
         configure(&mut config);
         let mut app = Self {
@@ -318,6 +339,67 @@ impl TestApp {
         users.sort_by(|a, b| a["username"].as_str().cmp(&b["username"].as_str()));
         users
     }
+}
+
+impl TestApp {
+    /// Starts a task; panics unless the answer is 202.
+    pub async fn start_task(&self, token: &str, body: Value) -> Value {
+        let response = self
+            .send_json(Method::POST, "/tasks", Some(token), &body)
+            .await;
+        let location = response
+            .headers()
+            .get("location")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let (status, task) = status_and_json(response).await;
+        let mut shown = body.to_string();
+        shown.truncate(200);
+        assert_eq!(status, StatusCode::ACCEPTED, "starting {shown}: {task}");
+        assert_eq!(
+            location,
+            Some(format!("/tasks/{}", task["id"].as_str().unwrap()))
+        );
+        task
+    }
+
+    /// Polls the task until its status is terminal (or panics after `within`).
+    pub async fn finished_task(&self, token: &str, id: &str, within: std::time::Duration) -> Value {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let (status, task) =
+                status_and_json(self.get(&format!("/tasks/{id}"), Some(token)).await).await;
+            assert_eq!(status, StatusCode::OK, "{task}");
+            if ["succeeded", "failed", "cancelled"].contains(&task["status"].as_str().unwrap()) {
+                return task;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "task {id} still {} after {within:?}",
+                task["status"]
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn task_events(&self, token: &str, id: &str) -> Vec<Value> {
+        let (status, body) =
+            status_and_json(self.get(&format!("/tasks/{id}/events"), Some(token)).await).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["items"].as_array().unwrap().clone()
+    }
+}
+
+/// Process ids whose command line contains `needle` (to see worker processes).
+pub fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline"))
+            && String::from_utf8_lossy(&cmdline).contains(needle)
+        {
+            found.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    found
 }
 
 /// Reads a response as (status, JSON body or `null`).

@@ -239,6 +239,22 @@ impl Fields {
         }
     }
 
+    /// Records an error if `name` is present at all (a field that does not
+    /// belong with the others given).
+    pub fn reject(&mut self, name: &str, message: &str) {
+        if self.map.contains_key(name) {
+            self.errors.push(FieldError {
+                field: name.to_owned(),
+                message: message.to_owned(),
+            });
+        }
+    }
+
+    /// The raw value of a field, if present.
+    pub fn peek(&self, name: &str) -> Option<&Value> {
+        self.map.get(name)
+    }
+
     /// `Ok` when every field was fine; otherwise one 422 listing them all.
     pub fn finish(self) -> Result<(), ApiError> {
         if self.errors.is_empty() {
@@ -264,6 +280,11 @@ pub fn string<T>(
     parse: impl FnOnce(&str) -> Result<T, InvalidValue>,
 ) -> impl FnOnce(&Value) -> FieldResult<T> {
     move |value| parse(as_str(value)?).map_err(|e| e.0)
+}
+
+/// The value as a number.
+pub fn as_number(value: &Value) -> FieldResult<f64> {
+    value.as_f64().ok_or_else(|| "must be a number".to_owned())
 }
 
 /// A parser for any string, unvalidated (login credentials).

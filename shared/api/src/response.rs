@@ -24,7 +24,12 @@ pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
 
 /// 201 with a `Location` header.
 pub fn created<T: Serialize>(location: &str, body: &T) -> Response {
-    let mut response = json(StatusCode::CREATED, body);
+    created_with_status(StatusCode::CREATED, location, body)
+}
+
+/// `status` (201, or 202 for work that continues) with a `Location` header.
+pub fn created_with_status<T: Serialize>(status: StatusCode, location: &str, body: &T) -> Response {
+    let mut response = json(status, body);
     if let Ok(value) = http::HeaderValue::from_str(location) {
         response.headers_mut().insert(header::LOCATION, value);
     }

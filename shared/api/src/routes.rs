@@ -10,7 +10,7 @@ use std::time::Instant;
 use http::{HeaderValue, Method, header};
 use tracing::Instrument as _;
 
-use crate::handlers::{auth, root, users};
+use crate::handlers::{auth, root, tasks, users};
 use crate::problem::ApiError;
 use crate::request::RequestId;
 use crate::state::AppState;
@@ -27,6 +27,11 @@ pub enum Endpoint {
     UsersGet,
     UsersUpdate,
     UsersDelete,
+    TasksStart,
+    TasksList,
+    TasksGet,
+    TasksCancel,
+    TasksEvents,
 }
 
 impl Endpoint {
@@ -39,6 +44,11 @@ impl Endpoint {
         Self::UsersGet,
         Self::UsersUpdate,
         Self::UsersDelete,
+        Self::TasksStart,
+        Self::TasksList,
+        Self::TasksGet,
+        Self::TasksCancel,
+        Self::TasksEvents,
     ];
 
     /// The Lambda function (and `functions/` crate, and binary) serving it.
@@ -52,6 +62,11 @@ impl Endpoint {
             Self::UsersGet => "users-get",
             Self::UsersUpdate => "users-update",
             Self::UsersDelete => "users-delete",
+            Self::TasksStart => "tasks-start",
+            Self::TasksList => "tasks-list",
+            Self::TasksGet => "tasks-get",
+            Self::TasksCancel => "tasks-cancel",
+            Self::TasksEvents => "tasks-events",
         }
     }
 
@@ -91,6 +106,11 @@ pub const ROUTES: &[Route] = &[
     route(Method::GET, "/user/{username}", Endpoint::UsersGet),
     route(Method::PUT, "/user/{username}", Endpoint::UsersUpdate),
     route(Method::DELETE, "/user/{username}", Endpoint::UsersDelete),
+    route(Method::POST, "/tasks", Endpoint::TasksStart),
+    route(Method::GET, "/tasks", Endpoint::TasksList),
+    route(Method::GET, "/tasks/{id}", Endpoint::TasksGet),
+    route(Method::POST, "/tasks/{id}/cancel", Endpoint::TasksCancel),
+    route(Method::GET, "/tasks/{id}/events", Endpoint::TasksEvents),
 ];
 
 async fn dispatch(
@@ -107,6 +127,11 @@ async fn dispatch(
         Endpoint::UsersGet => users::get(state, request).await,
         Endpoint::UsersUpdate => users::update(state, request).await,
         Endpoint::UsersDelete => users::delete(state, request).await,
+        Endpoint::TasksStart => tasks::start(state, request).await,
+        Endpoint::TasksList => tasks::list(state, request).await,
+        Endpoint::TasksGet => tasks::get(state, request).await,
+        Endpoint::TasksCancel => tasks::cancel(state, request).await,
+        Endpoint::TasksEvents => tasks::events(state, request).await,
     }
 }
 

@@ -5,17 +5,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use taskgate_domain::password::{Password, PasswordHash, PasswordHasher};
 use taskgate_domain::permission::Registration;
-use taskgate_domain::ports::Store;
+use taskgate_domain::ports::{Store, Workflow, WorkflowError};
+use taskgate_domain::recorder::Recorder;
+use taskgate_domain::task::{JsLimits, Task, TaskId, TaskLimits};
 use taskgate_domain::token::TokenKeys;
 use tokio::sync::Semaphore;
 
 use crate::problem::ApiError;
 
 /// Settings shared by the local server and the Lambda functions.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
     /// `TASKGATE_REGISTRATION`: `admin` (default) or `open`.
     pub registration: Registration,
@@ -27,6 +30,13 @@ pub struct Settings {
     /// (each takes 19 MiB and a core for tens of milliseconds), default: the
     /// number of CPUs. Further requests wait their turn.
     pub max_concurrent_hashes: usize,
+    /// What tasks may ask for: `TASKGATE_MAX_DELAY_SECONDS` (default 86400),
+    /// `TASKGATE_MAX_CODE_BYTES` (32768), `TASKGATE_JS_TIMEOUT_SECONDS` (10),
+    /// `TASKGATE_JS_CPU_SECONDS` (10), `TASKGATE_JS_MEMORY_MB` (512).
+    pub tasks: TaskLimits,
+    /// `TASKGATE_MAX_CONCURRENT_SCRIPTS`: scripts run at once (default 2);
+    /// more wait their turn.
+    pub max_concurrent_scripts: usize,
 }
 
 impl Default for Settings {
@@ -36,6 +46,8 @@ impl Default for Settings {
             token_ttl: Duration::from_secs(3600),
             max_body_bytes: 64 * 1024,
             max_concurrent_hashes: std::thread::available_parallelism().map_or(2, usize::from),
+            tasks: TaskLimits::default(),
+            max_concurrent_scripts: 2,
         }
     }
 }
@@ -72,11 +84,37 @@ impl Settings {
             .map_or(defaults.max_body_bytes, |n| n as usize);
         let max_concurrent_hashes = number(&lookup, "TASKGATE_MAX_CONCURRENT_HASHES", 1..=256)?
             .map_or(defaults.max_concurrent_hashes, |n| n as usize);
+        let js_defaults = &defaults.tasks.js;
+        let tasks = TaskLimits {
+            max_delay_seconds: number(&lookup, "TASKGATE_MAX_DELAY_SECONDS", 1..=365 * 24 * 3600)?
+                .map_or(defaults.tasks.max_delay_seconds, |n| n as f64),
+            max_code_bytes: number(
+                &lookup,
+                "TASKGATE_MAX_CODE_BYTES",
+                16..=max_body_bytes as u64,
+            )?
+            .map_or(defaults.tasks.max_code_bytes.min(max_body_bytes), |n| {
+                n as usize
+            }),
+            js: JsLimits {
+                wall_time: number(&lookup, "TASKGATE_JS_TIMEOUT_SECONDS", 1..=900)?
+                    .map_or(js_defaults.wall_time, Duration::from_secs),
+                cpu_time: number(&lookup, "TASKGATE_JS_CPU_SECONDS", 1..=900)?
+                    .map_or(js_defaults.cpu_time, Duration::from_secs),
+                memory_bytes: number(&lookup, "TASKGATE_JS_MEMORY_MB", 128..=8192)?
+                    .map_or(js_defaults.memory_bytes, |mb| mb * 1024 * 1024),
+                ..js_defaults.clone()
+            },
+        };
+        let max_concurrent_scripts = number(&lookup, "TASKGATE_MAX_CONCURRENT_SCRIPTS", 1..=64)?
+            .map_or(defaults.max_concurrent_scripts, |n| n as usize);
         Ok(Self {
             registration,
             token_ttl,
             max_body_bytes,
             max_concurrent_hashes,
+            tasks,
+            max_concurrent_scripts,
         })
     }
 }
@@ -102,14 +140,34 @@ fn number(
     }
 }
 
-/// What handlers share: the stores, the token keys, the password hasher and
-/// the settings.
+/// What handlers share: the stores, the task recorder and workflow engine,
+/// the token keys, the password hasher and the settings.
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    pub recorder: Recorder,
+    pub workflow: Arc<dyn Workflow>,
     pub keys: TokenKeys,
     pub settings: Settings,
     hasher: Arc<PasswordHasher>,
     hashing: Semaphore,
+}
+
+/// The workflow of a process that runs no tasks (e.g. the users functions).
+struct NoWorkflow;
+
+#[async_trait]
+impl Workflow for NoWorkflow {
+    async fn start(&self, _task: &Task) -> Result<String, WorkflowError> {
+        Err(WorkflowError::Other(
+            "no workflow engine is configured here".into(),
+        ))
+    }
+
+    async fn stop(&self, _task: &TaskId) -> Result<(), WorkflowError> {
+        Err(WorkflowError::Other(
+            "no workflow engine is configured here".into(),
+        ))
+    }
 }
 
 impl AppState {
@@ -128,12 +186,20 @@ impl AppState {
             message: e.to_string(),
         })?;
         Ok(Self {
+            recorder: Recorder::new(store.clone()),
+            workflow: Arc::new(NoWorkflow),
             store,
             keys,
             hashing: Semaphore::new(settings.max_concurrent_hashes),
             settings,
             hasher: Arc::new(hasher),
         })
+    }
+
+    /// The engine that runs tasks (without one, starting a task fails it).
+    pub fn with_workflow(mut self, workflow: Arc<dyn Workflow>) -> Self {
+        self.workflow = workflow;
+        self
     }
 
     /// Hashes a new password off the async threads, at most

@@ -10,6 +10,7 @@ use taskgate_api::Settings;
 use taskgate_api::state::ConfigError;
 use taskgate_aws::TableNames;
 use taskgate_domain::user::Username;
+use taskgate_js::WorkerCommand;
 
 /// Where data lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +44,8 @@ pub struct ServeConfig {
     pub admin_password: Option<SecretString>,
     /// Settings shared with the Lambda functions.
     pub api: Settings,
+    /// How to start a JavaScript worker: this binary with `js-worker`.
+    pub js_worker: WorkerCommand,
 }
 
 impl ServeConfig {
@@ -96,6 +99,10 @@ impl ServeConfig {
             })?,
         };
         let admin_password = lookup("TASKGATE_ADMIN_PASSWORD").map(SecretString::from);
+        let js_worker = WorkerCommand::current_exe(&["js-worker"]).map_err(|e| ConfigError {
+            name: "the taskgate binary",
+            message: format!("cannot find its own path to start script workers: {e}"),
+        })?;
         Ok(Self {
             addr,
             tls,
@@ -104,6 +111,7 @@ impl ServeConfig {
             admin_username,
             admin_password,
             api: Settings::from_lookup(lookup)?,
+            js_worker,
         })
     }
 }

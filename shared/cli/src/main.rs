@@ -22,10 +22,21 @@ struct Cli {
 enum Command {
     /// Run the API as a local HTTPS server (configured by TASKGATE_* variables; see README).
     Serve,
+    /// Run one script from stdin in the sandbox (started by the server itself).
+    #[command(hide = true)]
+    JsWorker {
+        /// The task the script belongs to (shown in `ps`; not used otherwise).
+        #[arg(long)]
+        task: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::JsWorker { .. } = cli.command {
+        // No logging, no runtime: the worker limits itself and runs one script.
+        return taskgate_js::worker::main();
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("TASKGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
@@ -41,6 +52,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(match cli.command {
         Command::Serve => serve(),
+        Command::JsWorker { .. } => unreachable!("handled above"),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

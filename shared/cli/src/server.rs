@@ -13,6 +13,9 @@ use base64::engine::general_purpose::STANDARD;
 use secrecy::SecretSlice;
 use taskgate_api::AppState;
 use taskgate_domain::ports::Store;
+use taskgate_domain::recorder::Recorder;
+use taskgate_embedded::engine::{LocalEngine, SystemClock};
+use taskgate_js::ProcessRunner;
 use tokio::task::JoinHandle;
 
 use crate::bootstrap::{FirstAdmin, ensure_first_admin};
@@ -31,6 +34,7 @@ pub struct Server {
     tls: bool,
     handle: Handle<SocketAddr>,
     task: JoinHandle<std::io::Result<()>>,
+    engine: LocalEngine,
     /// The admin created at this start, if the store had none.
     pub first_admin: Option<FirstAdmin>,
 }
@@ -47,18 +51,26 @@ impl Server {
         format!("{scheme}://{}", self.local_addr)
     }
 
-    /// Stops accepting connections, lets requests in flight finish (up to 10 s)
-    /// and waits for the server to stop.
+    /// Stops accepting connections, lets requests in flight finish (up to 10 s),
+    /// stops the task runs (unfinished tasks resume at the next start) and
+    /// waits for everything to stop.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.handle.graceful_shutdown(Some(Duration::from_secs(10)));
-        self.task.await.context("the server task panicked")??;
+        self.wait().await
+    }
+
+    /// Waits until the server stops (after `handle().graceful_shutdown`, or on
+    /// an error), then stops the task runs.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        let served = self.task.await.context("the server task panicked");
+        self.engine.shutdown().await;
+        served??;
         Ok(())
     }
 
-    /// Waits until the server stops by itself (it only does on an error).
-    pub async fn wait(self) -> anyhow::Result<()> {
-        self.task.await.context("the server task panicked")??;
-        Ok(())
+    /// The task engine (to see what is running).
+    pub fn engine(&self) -> &LocalEngine {
+        &self.engine
     }
 
     /// A clone of the shutdown handle, for signal handlers.
@@ -139,13 +151,29 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
     data_dir::create(&config.data_dir)?;
     let store = open_store(&config).await?;
     let secret = jwt_secret(&config.data_dir)?;
-    let state = Arc::new(AppState::new(store, &secret, config.api.clone())?);
+    let runner = ProcessRunner::new(
+        config.js_worker.clone(),
+        config.api.tasks.js.clone(),
+        config.api.max_concurrent_scripts,
+    );
+    let engine = LocalEngine::new(
+        Recorder::new(store.clone()),
+        Arc::new(runner),
+        Arc::new(SystemClock),
+    );
+    let state = Arc::new(
+        AppState::new(store, &secret, config.api.clone())?.with_workflow(Arc::new(engine.clone())),
+    );
     let first_admin = ensure_first_admin(
         &state,
         &config.admin_username,
         config.admin_password.as_ref(),
     )
     .await?;
+    engine
+        .recover()
+        .await
+        .context("cannot resume the tasks left unfinished by the last run")?;
 
     let listener = TcpListener::bind(config.addr)
         .with_context(|| format!("cannot listen on {}", config.addr))?;
@@ -170,6 +198,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
         tls: config.tls,
         handle,
         task,
+        engine,
         first_admin,
     })
 }

@@ -3,4 +3,5 @@
 
 pub(crate) mod auth;
 pub(crate) mod root;
+pub(crate) mod tasks;
 pub(crate) mod users;

@@ -1,0 +1,338 @@
+//! `/tasks`: start, list, read, cancel, and the event history.
+//!
+//! Visibility follows the matrix: the owner always; an admin for tasks whose
+//! owner was a plain user when the task was created; never another admin's
+//! task. A task id that does not exist is 404 for everyone; one the caller
+//! may not see is 403.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::StatusCode;
+use serde::Serialize;
+use taskgate_domain::permission::{self, Actor};
+use taskgate_domain::recorder::Recorded;
+use taskgate_domain::task::{
+    EventData, Status, Task, TaskError, TaskEvent, TaskId, TaskKind, TaskSpec,
+};
+use taskgate_domain::user::{InvalidValue, Username};
+
+use crate::auth::require_session;
+use crate::problem::ApiError;
+use crate::request::{Fields, as_number, as_str, json_object, message, path_param, query, string};
+use crate::response::{created_with_status, json, timestamp};
+use crate::state::AppState;
+use crate::{Request, Response};
+
+/// A task as clients see it.
+#[derive(Serialize)]
+pub(crate) struct TaskView<'a> {
+    id: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    status: Status,
+    owner: &'a str,
+    created_at: String,
+    updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<&'a serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a TaskError>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cancelled_by: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    progress: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logs: Option<&'a [String]>,
+    /// For delays: the requested seconds and when the task is due.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    due_at: Option<String>,
+}
+
+impl<'a> TaskView<'a> {
+    pub(crate) fn of(task: &'a Task) -> Self {
+        Self {
+            id: task.id.to_string(),
+            kind: task.kind.as_str(),
+            status: task.status,
+            owner: task.owner.as_str(),
+            created_at: timestamp(task.created_at),
+            updated_at: timestamp(task.updated_at),
+            result: task.result.as_ref(),
+            error: task.error.as_ref(),
+            cancelled_by: task.cancelled_by.as_ref().map(Username::as_str),
+            progress: task.progress(taskgate_domain::now()),
+            logs: (task.kind == TaskKind::Js && task.status.is_terminal())
+                .then_some(task.logs.as_slice()),
+            seconds: task.seconds,
+            due_at: task.due_at.map(timestamp),
+        }
+    }
+}
+
+/// One event as clients see it.
+#[derive(Serialize)]
+struct EventView<'a> {
+    seq: u64,
+    at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actor: Option<&'a str>,
+    #[serde(flatten)]
+    data: &'a EventData,
+    hash: &'a str,
+    prev_hash: &'a str,
+}
+
+impl<'a> From<&'a TaskEvent> for EventView<'a> {
+    fn from(event: &'a TaskEvent) -> Self {
+        Self {
+            seq: event.seq,
+            at: timestamp(event.at),
+            actor: event.actor.as_ref().map(Username::as_str),
+            data: &event.data,
+            hash: &event.hash,
+            prev_hash: &event.prev_hash,
+        }
+    }
+}
+
+fn no_such_task(raw: &str) -> ApiError {
+    ApiError::NotFound(format!("there is no task {raw:?}"))
+}
+
+/// The task of the path, visible to `actor`, with its events.
+async fn visible_task(
+    state: &AppState,
+    request: &Request,
+    actor: &Actor,
+) -> Result<(Task, Vec<TaskEvent>), ApiError> {
+    let raw = path_param(request, "id")?;
+    let id = TaskId::parse(raw).map_err(|_| no_such_task(raw))?;
+    let (task, events) = state
+        .recorder
+        .load(&id)
+        .await?
+        .ok_or_else(|| no_such_task(raw))?;
+    permission::may_see_task(actor, &task)?;
+    Ok((task, events))
+}
+
+fn parse_kind(raw: &str) -> Result<TaskKind, InvalidValue> {
+    match raw {
+        "delay" => Ok(TaskKind::Delay),
+        "js" => Ok(TaskKind::Js),
+        _ => Err(InvalidValue(r#"must be "delay" or "js""#.into())),
+    }
+}
+
+pub(crate) async fn start(state: &AppState, request: &Request) -> Result<Response, ApiError> {
+    let session = require_session(state, request).await?;
+    let actor = session.actor();
+    let mut fields = Fields::new(json_object(request)?, &["type", "seconds", "code"]);
+    // The kind decides who may start the task, before the rest is checked.
+    if let Some(kind) = fields
+        .peek("type")
+        .and_then(|v| v.as_str())
+        .and_then(|t| parse_kind(t).ok())
+    {
+        permission::may_start_task(&actor, kind)?;
+    }
+    let limits = &state.settings.tasks;
+    let spec = match fields.required("type", string(parse_kind)) {
+        Some(TaskKind::Delay) => {
+            fields.reject("code", "belongs to js tasks only");
+            fields.required("seconds", |v| {
+                TaskSpec::delay(as_number(v)?, limits).map_err(message)
+            })
+        }
+        Some(TaskKind::Js) => {
+            fields.reject("seconds", "belongs to delay tasks only");
+            fields.required("code", |v| {
+                TaskSpec::js(as_str(v)?, limits).map_err(message)
+            })
+        }
+        None => None,
+    };
+    fields.finish()?;
+    let spec = crate::request::checked(spec);
+
+    let (task, _) = state.recorder.create(&spec, &session.user).await?;
+    let task = match state.workflow.start(&task).await {
+        Ok(execution) => state.recorder.started(&task.id, Some(execution)).await?,
+        Err(e) => {
+            // The task exists and cannot run: it fails now, visibly, rather
+            // than staying pending forever.
+            tracing::error!(task = %task.id, error = %e, "could not start a task's workflow");
+            let error = TaskError::new(
+                "workflow-unavailable",
+                "the task could not be started; try again later",
+            );
+            state.recorder.failed(&task.id, error, Vec::new()).await?
+        }
+    };
+    let task = match task {
+        Recorded::Appended(task) | Recorded::Unchanged(task) => task,
+        Recorded::Missing => {
+            return Err(ApiError::Internal(
+                "a task vanished right after it was created".into(),
+            ));
+        }
+    };
+    tracing::info!(task = %task.id, kind = task.kind.as_str(), owner = %task.owner, "task started");
+    Ok(created_with_status(
+        StatusCode::ACCEPTED,
+        &format!("/tasks/{}", task.id),
+        &TaskView::of(&task),
+    ))
+}
+
+#[derive(Serialize)]
+struct TaskList<'a> {
+    items: Vec<TaskView<'a>>,
+    next: Option<String>,
+}
+
+const DEFAULT_PAGE_SIZE: usize = 50;
+const MAX_PAGE_SIZE: usize = 100;
+
+pub(crate) async fn list(state: &AppState, request: &Request) -> Result<Response, ApiError> {
+    let session = require_session(state, request).await?;
+    let actor = session.actor();
+    let params = query(request, &["status", "owner", "limit", "cursor"])?;
+    let status = params
+        .get("status")
+        .map(|raw| Status::parse(raw).map_err(|e| ApiError::invalid("status", e.0)))
+        .transpose()?;
+    let limit = match params.get("limit") {
+        None => DEFAULT_PAGE_SIZE,
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "limit",
+                    format!("must be a whole number from 1 to {MAX_PAGE_SIZE}"),
+                )
+            })?,
+    };
+    let mut after = match params.get("cursor") {
+        None => None,
+        Some(raw) => Some(
+            URL_SAFE_NO_PAD
+                .decode(raw)
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .and_then(|id| TaskId::parse(&id).ok())
+                .ok_or_else(|| ApiError::invalid("cursor", "is not a cursor this API returned"))?,
+        ),
+    };
+    let owner = match params.get("owner") {
+        None => session.user,
+        Some(raw) => {
+            let name = Username::parse(raw).map_err(|e| ApiError::invalid("owner", e.0))?;
+            if name == session.user.username {
+                session.user
+            } else {
+                if !actor.is_admin() {
+                    return Err(ApiError::Forbidden(
+                        "you can only list your own tasks".into(),
+                    ));
+                }
+                let owner =
+                    state.store.get_user(&name).await?.ok_or_else(|| {
+                        ApiError::NotFound(format!("there is no user named {raw:?}"))
+                    })?;
+                permission::may_list_tasks_of(&actor, &owner)?;
+                owner
+            }
+        }
+    };
+
+    // Walk the owner's tasks newest first, folding each, until the page is
+    // full of tasks that match the filter.
+    let mut tasks = Vec::with_capacity(limit);
+    let mut next = None;
+    'pages: loop {
+        let page = state
+            .store
+            .owner_tasks(&owner.user_id, after.as_ref(), limit)
+            .await?;
+        let last_of_all = page.next.is_none();
+        for (i, id) in page.items.iter().enumerate() {
+            let Some((task, _)) = state.recorder.load(id).await? else {
+                continue;
+            };
+            if status.is_none_or(|wanted| task.status == wanted) {
+                tasks.push(task);
+            }
+            if tasks.len() == limit {
+                let more = !(last_of_all && i + 1 == page.items.len());
+                next = more.then_some(*id);
+                break 'pages;
+            }
+        }
+        match page.next {
+            Some(id) => after = Some(id),
+            None => break,
+        }
+    }
+    Ok(json(
+        StatusCode::OK,
+        &TaskList {
+            items: tasks.iter().map(TaskView::of).collect(),
+            next: next.map(|id| URL_SAFE_NO_PAD.encode(id.to_string())),
+        },
+    ))
+}
+
+pub(crate) async fn get(state: &AppState, request: &Request) -> Result<Response, ApiError> {
+    let session = require_session(state, request).await?;
+    let (task, _) = visible_task(state, request, &session.actor()).await?;
+    Ok(json(StatusCode::OK, &TaskView::of(&task)))
+}
+
+pub(crate) async fn cancel(state: &AppState, request: &Request) -> Result<Response, ApiError> {
+    let session = require_session(state, request).await?;
+    let actor = session.actor();
+    let (task, _) = visible_task(state, request, &actor).await?;
+    match state.recorder.cancelled(&task.id, &actor.username).await? {
+        Recorded::Appended(task) => {
+            if let Err(e) = state.workflow.stop(&task.id).await {
+                // The task is cancelled in the log either way; the run notices
+                // (Lambda checks the log) or its outcome is refused.
+                tracing::warn!(task = %task.id, error = %e, "could not stop a cancelled task's run");
+            }
+            tracing::info!(task = %task.id, by = %actor.username, "task cancelled");
+            Ok(json(StatusCode::OK, &TaskView::of(&task)))
+        }
+        Recorded::Unchanged(task) => Err(ApiError::Conflict {
+            kind: "task-finished",
+            detail: format!(
+                "the task already ended ({}); there is nothing to cancel",
+                serde_json::to_value(task.status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            ),
+        }),
+        Recorded::Missing => Err(no_such_task(&task.id.to_string())),
+    }
+}
+
+#[derive(Serialize)]
+struct EventList<'a> {
+    items: Vec<EventView<'a>>,
+}
+
+pub(crate) async fn events(state: &AppState, request: &Request) -> Result<Response, ApiError> {
+    let session = require_session(state, request).await?;
+    let (_, events) = visible_task(state, request, &session.actor()).await?;
+    Ok(json(
+        StatusCode::OK,
+        &EventList {
+            items: events.iter().map(EventView::from).collect(),
+        },
+    ))
+}
