@@ -2,8 +2,10 @@
 # The whole test suite, as CI runs it (.ci/run calls exactly this) and as the
 # README documents it. On a fresh machine it first installs the tools it
 # needs (infra/local/install-tools.sh), then:
-#   1. lints the SAM template (sam validate --lint, cfn-lint);
-#   2. starts DynamoDB Local for the whole run and stops it at the end;
+#   1. lints the SAM template (sam validate --lint, cfn-lint) and the state
+#      machine (statelint, asl-validator);
+#   2. starts DynamoDB Local and moto's Step Functions API for the whole run
+#      and stops them at the end;
 #   3. runs every crate's tests in one cargo invocation, with the end-to-end
 #      tests on the embedded store and on DynamoDB Local.
 # Extra arguments go to `cargo test` (e.g. tests/run.sh -- token_attacks).
@@ -19,12 +21,19 @@ echo "== template lint (sam validate --lint, cfn-lint)"
 sam validate --lint --template-file infra/template.yaml
 cfn-lint infra/template.yaml
 
-echo "== DynamoDB Local"
+echo "== state machine lint (statelint, asl-validator)"
+for definition in infra/statemachine/*.asl.json; do
+  statelint "$definition"
+  "$tools/node/node_modules/.bin/asl-validator" --json-path "$definition"
+done
+
+echo "== DynamoDB Local, Step Functions API (moto)"
 state=$(mktemp -d)
-trap 'infra/local/dynamodb-local.sh stop "$state"; rm -rf "$state"' EXIT
+trap 'infra/local/dynamodb-local.sh stop "$state"; infra/local/moto-server.sh stop "$state"; rm -rf "$state"' EXIT
 TASKGATE_TEST_DYNAMODB_ENDPOINT=$(infra/local/dynamodb-local.sh start "$state")
-export TASKGATE_TEST_DYNAMODB_ENDPOINT
-echo "DynamoDB Local at $TASKGATE_TEST_DYNAMODB_ENDPOINT"
+TASKGATE_TEST_SFN_ENDPOINT=$(infra/local/moto-server.sh start "$state")
+export TASKGATE_TEST_DYNAMODB_ENDPOINT TASKGATE_TEST_SFN_ENDPOINT
+echo "DynamoDB Local at $TASKGATE_TEST_DYNAMODB_ENDPOINT, moto at $TASKGATE_TEST_SFN_ENDPOINT"
 
 echo "== cargo test"
 cargo test --workspace --locked "$@"

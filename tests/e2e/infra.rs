@@ -108,10 +108,71 @@ fn every_endpoint_has_a_function_crate_whose_main_serves_it() {
             "functions/{name}/src/main.rs does not run Endpoint::{endpoint:?}"
         );
     }
+    for step in taskgate_lambda::steps::STEP_FUNCTIONS {
+        assert!(
+            crates.remove(*step),
+            "no functions/{step} for the state machine step"
+        );
+        let manifest =
+            std::fs::read_to_string(repo().join("functions").join(step).join("Cargo.toml"))
+                .unwrap();
+        assert!(
+            manifest.contains(&format!("name = \"{step}\"")),
+            "functions/{step}/Cargo.toml names another package"
+        );
+    }
     assert!(
         crates.is_empty(),
-        "function crates without an endpoint: {crates:?}"
+        "function crates that are neither an endpoint nor a step: {crates:?}"
     );
+}
+
+#[test]
+fn the_state_machine_invokes_the_step_functions_and_every_placeholder_is_filled() {
+    let template = template();
+    let machine = &template["Resources"]["TaskStateMachine"];
+    assert_eq!(
+        machine["Type"].as_str(),
+        Some("AWS::Serverless::StateMachine")
+    );
+    assert_eq!(machine["Properties"]["Type"].as_str(), Some("STANDARD"));
+    let path = machine["Properties"]["DefinitionUri"].as_str().unwrap();
+    let definition = std::fs::read_to_string(repo().join("infra").join(path)).unwrap();
+    let substitutions = machine["Properties"]["DefinitionSubstitutions"]
+        .as_mapping()
+        .unwrap();
+    let mut placeholders = BTreeSet::new();
+    for part in definition.split("${").skip(1) {
+        placeholders.insert(part.split('}').next().unwrap().to_owned());
+    }
+    let provided: BTreeSet<String> = substitutions
+        .keys()
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        placeholders, provided,
+        "ASL placeholders and template substitutions differ"
+    );
+    // Each step function is declared, builds from its crate, has no HTTP
+    // route, and is what the state machine invokes.
+    let functions = resources_of_type(&template, "AWS::Serverless::Function");
+    for step in taskgate_lambda::steps::STEP_FUNCTIONS {
+        let (name, function) = functions
+            .iter()
+            .find(|(_, f)| f["Metadata"]["BuildProperties"]["Binary"].as_str() == Some(step))
+            .unwrap_or_else(|| panic!("the template does not declare {step}"));
+        assert!(
+            function["Properties"]["Events"].is_null(),
+            "{name} has HTTP events"
+        );
+        assert!(
+            substitutions
+                .values()
+                .any(|v| format!("{v:?}").contains(name)),
+            "the state machine does not invoke {name}"
+        );
+    }
+    let _: serde_json::Value = serde_json::from_str(&definition).expect("the ASL is JSON");
 }
 
 #[test]

@@ -15,8 +15,12 @@ use secrecy::{ExposeSecret, SecretSlice};
 use serde_json::Value;
 use taskgate_api::{AppState, ROUTES, Settings};
 use taskgate_domain::password::Password;
+use taskgate_domain::recorder::Recorder;
+use taskgate_domain::task::JsLimits;
 use taskgate_domain::user::{Level, User, Username};
 use taskgate_e2e::{ADMIN_PASSWORD, PASSWORD};
+use taskgate_embedded::engine::{LocalEngine, SystemClock};
+use taskgate_js::ProcessRunner;
 
 /// The fixtures in the order they run (later ones rely on earlier effects),
 /// with the status each must get.
@@ -33,10 +37,22 @@ const FIXTURES: &[(&str, u16)] = &[
     ("user-get", 200),
     ("user-put", 200),
     ("user-delete", 204),
+    ("tasks-start", 202),
+    ("tasks-list", 200),
+    ("tasks-get", 200),
+    ("tasks-events", 200),
+    ("tasks-cancel", 200),
     ("auth-logout", 204),
 ];
 
 struct Placeholders(Vec<(&'static str, String)>);
+
+impl Placeholders {
+    fn set(&mut self, name: &'static str, value: String) {
+        self.0.retain(|(n, _)| *n != name);
+        self.0.push((name, value));
+    }
+}
 
 impl Placeholders {
     fn fill(&self, text: &str) -> String {
@@ -90,18 +106,30 @@ fn the_fixtures_cover_every_route() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_function_answers_its_api_gateway_events() {
     let store = Arc::new(taskgate_embedded::EmbeddedStore::in_memory().unwrap());
+    // Tasks run in the local engine here; on AWS the same handlers start Step
+    // Functions executions (the adapter is tested against a Step Functions API).
+    let engine = LocalEngine::new(
+        Recorder::new(store.clone()),
+        Arc::new(ProcessRunner::new(
+            taskgate_e2e::js_worker(),
+            JsLimits::default(),
+            1,
+        )),
+        Arc::new(SystemClock),
+    );
     let state = Arc::new(
         AppState::new(
             store,
             &SecretSlice::from(vec![9u8; 64]),
             Settings::default(),
         )
-        .unwrap(),
+        .unwrap()
+        .with_workflow(Arc::new(engine.clone())),
     );
     let admin = add_user(&state, "admin", ADMIN_PASSWORD, Level::Admin).await;
     let alice = add_user(&state, "alice", PASSWORD, Level::User).await;
     add_user(&state, "bob", PASSWORD, Level::User).await;
-    let placeholders = Placeholders(vec![
+    let mut placeholders = Placeholders(vec![
         ("admin_password", ADMIN_PASSWORD.to_owned()),
         ("admin_token", token_for(&state, &admin).await),
         ("user_token", token_for(&state, &alice).await),
@@ -154,8 +182,19 @@ async fn each_function_answers_its_api_gateway_events() {
             );
             let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
             assert!(body.is_object(), "{name}: {body}");
+            if *name == "tasks-start" {
+                placeholders.set("task_id", body["id"].as_str().unwrap().to_owned());
+            }
         }
     }
+    let task_id = taskgate_domain::task::TaskId::parse(&placeholders.fill("{{task_id}}")).unwrap();
+    let (task, events) = state.recorder.load(&task_id).await.unwrap().unwrap();
+    assert_eq!(
+        task.status,
+        taskgate_domain::task::Status::Cancelled,
+        "{events:#?}"
+    );
+    engine.shutdown().await;
 
     // The effects happened: carol created, bob and dave gone, alice edited.
     let carol = state

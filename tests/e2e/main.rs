@@ -8,6 +8,8 @@ mod infra;
 mod lambda;
 mod matrix;
 mod server;
+mod sfn;
+mod steps;
 mod store_contract;
 mod tasks;
 mod token_attacks;

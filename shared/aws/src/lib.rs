@@ -15,6 +15,8 @@
 //! - `tokens`: the Tokens table (TTL on `expires_at`, an index by username
 //!   for revoking all of a user's tokens) and the one-round-trip session
 //!   lookup (BatchGetItem over Tokens and Users).
+//! - [`workflow`]: the Step Functions workflow engine (aws-sdk-sfn): start,
+//!   stop, describe one execution per task.
 #![forbid(unsafe_code)]
 
 mod errors;
@@ -22,6 +24,7 @@ pub mod tables;
 mod tasks;
 mod tokens;
 mod users;
+pub mod workflow;
 
 use std::time::Duration;
 
@@ -81,6 +84,16 @@ pub async fn load_sdk_config(local_endpoint: Option<&str>) -> SdkConfig {
         }
     }
     loader.load().await
+}
+
+/// A Step Functions client from the shared configuration, pointed at
+/// `local_endpoint` (a local Step Functions API) when given.
+pub fn sfn_client(config: &SdkConfig, local_endpoint: Option<&str>) -> aws_sdk_sfn::Client {
+    let mut builder = aws_sdk_sfn::config::Builder::from(config);
+    if let Some(endpoint) = local_endpoint {
+        builder = builder.endpoint_url(endpoint);
+    }
+    aws_sdk_sfn::Client::from_conf(builder.build())
 }
 
 /// A DynamoDB client from the shared configuration, pointed at `local_endpoint`

@@ -14,11 +14,16 @@
 //! `http::Request<Bytes>` the shared handlers take (path parameters and the
 //! Lambda request id as extensions) and the response back.
 //!
-//! Environment (set by `infra/template.yaml`): `TASKGATE_USERS_TABLE`,
-//! `TASKGATE_TOKENS_TABLE`, `TASKGATE_JWT_SECRET_ARN`, and the shared
-//! settings of `taskgate_api::Settings` (`TASKGATE_REGISTRATION`, ...).
-//! `TASKGATE_DYNAMODB_ENDPOINT` points the functions at DynamoDB Local under
-//! `sam local start-api`.
+//! The task steps the state machine invokes are bootstrapped the same way:
+//! [`run_record_step`] and [`run_js_step`] (see [`steps`]).
+//!
+//! Environment (set by `infra/template.yaml`): the table names
+//! (`TASKGATE_USERS_TABLE`, `TASKGATE_TOKENS_TABLE`,
+//! `TASKGATE_TASK_EVENTS_TABLE`), `TASKGATE_JWT_SECRET_ARN`,
+//! `TASKGATE_STATE_MACHINE_ARN` (the functions that start and stop tasks),
+//! and the shared settings of `taskgate_api::Settings`.
+//! `TASKGATE_DYNAMODB_ENDPOINT` and `TASKGATE_STEPFUNCTIONS_ENDPOINT` point
+//! the functions at local services under `sam local start-api`.
 #![forbid(unsafe_code)]
 
 use std::convert::Infallible;
@@ -27,16 +32,28 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use bytes::Bytes;
+use lambda_http::lambda_runtime::{self, LambdaEvent};
 use lambda_http::{Body, RequestExt, Service, service_fn};
 use secrecy::SecretSlice;
 use taskgate_api::request::{PathParams, RequestId};
 use taskgate_api::{AppState, Settings};
+use taskgate_aws::workflow::StepFunctionsWorkflow;
 use taskgate_aws::{DynamoStore, TableNames};
+use taskgate_domain::ports::JsRunner;
+use taskgate_domain::recorder::Recorder;
+use taskgate_domain::task::JsLimits;
 
 pub use taskgate_api::Endpoint;
 
-/// Runs the Lambda function for `endpoint` until the runtime stops it.
-pub fn run(endpoint: Endpoint) -> ExitCode {
+pub mod steps;
+
+/// Runs `serve` (cold start, then the runtime loop) on a fresh runtime with
+/// JSON logs. An error ends the process: Lambda reports it and starts a
+/// fresh container for the next invocation.
+fn bootstrap<F>(serve: F) -> ExitCode
+where
+    F: Future<Output = anyhow::Result<()>>,
+{
     init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -48,23 +65,64 @@ pub fn run(endpoint: Endpoint) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async {
-        let state = match cold_start().await {
-            Ok(state) => Arc::new(state),
-            Err(e) => {
-                // Failing the init phase makes Lambda report the error and
-                // retry the cold start on the next invocation.
-                tracing::error!(error = format!("{e:#}"), "cold start failed");
-                return ExitCode::FAILURE;
-            }
-        };
-        match lambda_http::run(service(endpoint, state)).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                tracing::error!(error = %e, "the Lambda runtime stopped");
-                ExitCode::FAILURE
-            }
+    match runtime.block_on(serve) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "the function stopped");
+            ExitCode::FAILURE
         }
+    }
+}
+
+fn runtime_stopped(e: lambda_runtime::Error) -> anyhow::Error {
+    anyhow::anyhow!("the Lambda runtime stopped: {e}")
+}
+
+/// Runs the Lambda function for `endpoint` until the runtime stops it.
+pub fn run(endpoint: Endpoint) -> ExitCode {
+    bootstrap(async move {
+        let state = Arc::new(cold_start().await?);
+        lambda_http::run(service(endpoint, state))
+            .await
+            .map_err(runtime_stopped)
+    })
+}
+
+/// Runs the record step: appends a task's outcome to its log.
+pub fn run_record_step() -> ExitCode {
+    bootstrap(async {
+        let recorder = Arc::new(recorder().await);
+        let handler = lambda_runtime::service_fn(move |event: LambdaEvent<steps::RecordInput>| {
+            let recorder = Arc::clone(&recorder);
+            async move { steps::record(&recorder, event.payload).await }
+        });
+        lambda_runtime::run(handler).await.map_err(runtime_stopped)
+    })
+}
+
+/// Runs the JS step with the runner `make_runner` builds from the configured
+/// limits (the step-js function passes the sandbox, so this crate never
+/// links the JavaScript engine).
+pub fn run_js_step(
+    make_runner: impl FnOnce(JsLimits) -> anyhow::Result<Arc<dyn JsRunner>>,
+) -> ExitCode {
+    bootstrap(async move {
+        let settings = Settings::from_env()?;
+        let runner = make_runner(settings.tasks.js.clone())?;
+        let recorder = Arc::new(recorder().await);
+        let handler = lambda_runtime::service_fn(move |event: LambdaEvent<steps::JsInput>| {
+            let (recorder, runner) = (Arc::clone(&recorder), Arc::clone(&runner));
+            async move {
+                steps::run_js(
+                    &recorder,
+                    runner.as_ref(),
+                    event.payload,
+                    steps::CANCEL_POLL,
+                )
+                .await
+            }
+        });
+        lambda_runtime::run(handler).await.map_err(runtime_stopped)
     })
 }
 
@@ -82,17 +140,36 @@ fn init_logging() {
         .init();
 }
 
-/// Everything built once per container: settings, clients, the secret.
-pub async fn cold_start() -> anyhow::Result<AppState> {
-    let settings = Settings::from_env()?;
-    let endpoint = std::env::var("TASKGATE_DYNAMODB_ENDPOINT")
-        .ok()
-        .filter(|e| !e.is_empty());
+fn env_endpoint(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|e| !e.is_empty())
+}
+
+/// The AWS configuration and the DynamoDB store of this deployment.
+async fn dynamo_store() -> (aws_config::SdkConfig, DynamoStore) {
+    let endpoint = env_endpoint("TASKGATE_DYNAMODB_ENDPOINT");
     let sdk = taskgate_aws::load_sdk_config(endpoint.as_deref()).await;
     let dynamodb = taskgate_aws::dynamodb_client(&sdk, endpoint.as_deref());
-    let store = DynamoStore::new(dynamodb, TableNames::from_env());
+    (sdk, DynamoStore::new(dynamodb, TableNames::from_env()))
+}
+
+async fn recorder() -> Recorder {
+    let (_, store) = dynamo_store().await;
+    Recorder::new(Arc::new(store))
+}
+
+/// Everything built once per container: settings, clients, the secret, and
+/// the Step Functions workflow where `TASKGATE_STATE_MACHINE_ARN` is set.
+pub async fn cold_start() -> anyhow::Result<AppState> {
+    let settings = Settings::from_env()?;
+    let (sdk, store) = dynamo_store().await;
     let secret = jwt_secret(&sdk).await?;
-    Ok(AppState::new(Arc::new(store), &secret, settings)?)
+    let mut state = AppState::new(Arc::new(store), &secret, settings)?;
+    if let Some(arn) = env_endpoint("TASKGATE_STATE_MACHINE_ARN") {
+        let endpoint = env_endpoint("TASKGATE_STEPFUNCTIONS_ENDPOINT");
+        let sfn = taskgate_aws::sfn_client(&sdk, endpoint.as_deref());
+        state = state.with_workflow(Arc::new(StepFunctionsWorkflow::new(sfn, arn)));
+    }
+    Ok(state)
 }
 
 /// Reads the JWT signing secret from Secrets Manager (`TASKGATE_JWT_SECRET_ARN`).

@@ -1,0 +1,248 @@
+//! The task steps the state machine invokes (not HTTP): recording an outcome,
+//! and running a script. Their inputs are the state machine's payloads
+//! (`infra/statemachine/task.asl.json`).
+
+use std::time::Duration;
+
+use lambda_http::lambda_runtime::Diagnostic;
+use serde::{Deserialize, Serialize};
+use taskgate_domain::ports::JsRunner;
+use taskgate_domain::recorder::{Recorded, Recorder};
+use taskgate_domain::task::{Status, TaskError, TaskId};
+
+/// The functions in `functions/` that are state machine steps, not endpoints.
+pub const STEP_FUNCTIONS: &[&str] = &["step-record", "step-js"];
+
+/// A step's failure, as Step Functions sees it: `error_type` is the error
+/// name a Catch matches (our error codes, e.g. `timeout`).
+#[derive(Debug)]
+pub struct StepError {
+    pub error_type: String,
+    pub message: String,
+}
+
+impl StepError {
+    fn new(error_type: &str, message: impl Into<String>) -> Self {
+        Self {
+            error_type: error_type.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.error_type, self.message)
+    }
+}
+
+impl From<StepError> for Diagnostic {
+    fn from(error: StepError) -> Self {
+        Diagnostic {
+            error_type: error.error_type,
+            error_message: error.message,
+        }
+    }
+}
+
+fn task_id(raw: &str) -> Result<TaskId, StepError> {
+    TaskId::parse(raw).map_err(|_| StepError::new("BadInput", format!("{raw:?} is not a task id")))
+}
+
+fn store_failure(e: impl std::fmt::Display) -> StepError {
+    // Retried by the state machine's Retry on this name.
+    StepError::new("StoreUnavailable", e.to_string())
+}
+
+/// Input of the record step.
+#[derive(Debug, Deserialize)]
+pub struct RecordInput {
+    pub task_id: String,
+    pub outcome: RecordOutcome,
+    #[serde(default)]
+    pub result: serde_json::Value,
+    #[serde(default)]
+    pub logs: Vec<String>,
+    /// With `failed`: the error name Step Functions caught (`$.error.Error`).
+    #[serde(default)]
+    pub error: Option<String>,
+    /// With `failed`: the cause it caught (`$.error.Cause`).
+    #[serde(default)]
+    pub cause: Option<String>,
+}
+
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordOutcome {
+    Succeeded,
+    Failed,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RecordOutput {
+    /// `false` when the task had already ended (e.g. it was cancelled).
+    pub recorded: bool,
+    pub status: Status,
+}
+
+/// What a JS step failure carries in its message, so the record step can
+/// keep the console lines.
+#[derive(Serialize, Deserialize)]
+struct FailureDetail {
+    message: String,
+    #[serde(default)]
+    logs: Vec<String>,
+}
+
+/// Turns what a Catch caught into a task error. Our own codes (lower-case,
+/// dashed: `timeout`, `memory-limit`) pass through; Step Functions' and
+/// Lambda's own errors (`States.Timeout`, `Lambda.Unknown`) become
+/// `workflow-error`.
+fn caught_failure(error: Option<&str>, cause: Option<&str>) -> (TaskError, Vec<String>) {
+    let error = error.unwrap_or("States.Unknown");
+    // A Lambda error's cause is JSON with `errorMessage`; ours holds JSON again.
+    let message = cause
+        .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
+        .and_then(|c| c["errorMessage"].as_str().map(str::to_owned))
+        .or_else(|| cause.map(str::to_owned))
+        .unwrap_or_default();
+    let ours = error.chars().all(|c| c.is_ascii_lowercase() || c == '-') && !error.is_empty();
+    if ours {
+        match serde_json::from_str::<FailureDetail>(&message) {
+            Ok(detail) => (TaskError::new(error, detail.message), detail.logs),
+            Err(_) => (TaskError::new(error, message), Vec::new()),
+        }
+    } else {
+        let message = if message.is_empty() {
+            format!("the workflow failed with {error}")
+        } else {
+            format!("the workflow failed with {error}: {message}")
+        };
+        (TaskError::new("workflow-error", message), Vec::new())
+    }
+}
+
+/// The record step: appends `succeeded` or `failed`, unless the task has
+/// already ended (a cancel that won the race: then nothing is recorded).
+pub async fn record(recorder: &Recorder, input: RecordInput) -> Result<RecordOutput, StepError> {
+    let id = task_id(&input.task_id)?;
+    let recorded = match input.outcome {
+        RecordOutcome::Succeeded => recorder.succeeded(&id, input.result, input.logs).await,
+        RecordOutcome::Failed => {
+            let (error, logs) = caught_failure(input.error.as_deref(), input.cause.as_deref());
+            recorder.failed(&id, error, logs).await
+        }
+    }
+    .map_err(store_failure)?;
+    match recorded {
+        Recorded::Appended(task) => Ok(RecordOutput {
+            recorded: true,
+            status: task.status,
+        }),
+        Recorded::Unchanged(task) => Ok(RecordOutput {
+            recorded: false,
+            status: task.status,
+        }),
+        Recorded::Missing => Err(StepError::new(
+            "TaskNotFound",
+            format!("there is no task {id}"),
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct JsInput {
+    pub task_id: String,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct JsResult {
+    pub result: serde_json::Value,
+    pub logs: Vec<String>,
+}
+
+/// The JS step: runs the task's script in the sandbox and returns its value.
+/// StopExecution does not stop a running Lambda, so while the script runs
+/// this watches the task's log every `poll`, and kills the script when the
+/// task has ended (cancelled).
+pub async fn run_js(
+    recorder: &Recorder,
+    runner: &dyn JsRunner,
+    input: JsInput,
+    poll: Duration,
+) -> Result<JsResult, StepError> {
+    let id = task_id(&input.task_id)?;
+    let (task, _) = recorder
+        .load(&id)
+        .await
+        .map_err(store_failure)?
+        .ok_or_else(|| StepError::new("TaskNotFound", format!("there is no task {id}")))?;
+    if task.status.is_terminal() {
+        return Err(StepError::new(
+            "task-finished",
+            "the task ended before its script started",
+        ));
+    }
+    let code = task.code.unwrap_or_default();
+    let watcher = recorder.clone();
+    let ended = Box::pin(async move {
+        loop {
+            tokio::time::sleep(poll).await;
+            if let Ok(Some((task, _))) = watcher.load(&id).await
+                && task.status.is_terminal()
+            {
+                return;
+            }
+        }
+    });
+    match runner.run(&id, &code, ended).await {
+        Ok(output) => Ok(JsResult {
+            result: output.result,
+            logs: output.logs,
+        }),
+        Err(failure) => {
+            let detail = FailureDetail {
+                message: failure.error.message,
+                logs: failure.logs,
+            };
+            Err(StepError {
+                error_type: failure.error.code,
+                message: serde_json::to_string(&detail).expect("a detail always serialises"),
+            })
+        }
+    }
+}
+
+/// How often the JS step looks at the log for a cancel.
+pub const CANCEL_POLL: Duration = Duration::from_millis(500);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_error_codes_pass_through_with_their_logs() {
+        let cause = serde_json::json!({
+            "errorType": "timeout",
+            "errorMessage": serde_json::to_string(&FailureDetail { message: "ran too long".into(), logs: vec!["a".into()] }).unwrap(),
+        })
+        .to_string();
+        let (error, logs) = caught_failure(Some("timeout"), Some(&cause));
+        assert_eq!(
+            (error.code.as_str(), error.message.as_str()),
+            ("timeout", "ran too long")
+        );
+        assert_eq!(logs, ["a"]);
+    }
+
+    #[test]
+    fn workflow_errors_are_named_as_such() {
+        let (error, _) = caught_failure(Some("States.Timeout"), Some("the step timed out"));
+        assert_eq!(error.code, "workflow-error");
+        assert!(
+            error.message.contains("States.Timeout"),
+            "{}",
+            error.message
+        );
+    }
+}

@@ -1,0 +1,239 @@
+//! The Step Functions workflow adapter against a real implementation of the
+//! Step Functions API that runs here (moto's server, started by tests/run.sh,
+//! with state-machine execution on): our own state machine definition, the
+//! delay path running through its Wait state to completion, and a stop.
+//!
+//! moto answers the Lambda task states with a stub payload, so the steps'
+//! own code is tested separately (tests/e2e/steps.rs).
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_sfn::types::{ExecutionStatus, HistoryEventType, StateMachineType};
+use serde_json::json;
+use taskgate_aws::workflow::StepFunctionsWorkflow;
+use taskgate_domain::password::PasswordHash;
+use taskgate_domain::ports::Workflow;
+use taskgate_domain::recorder::Recorder;
+use taskgate_domain::task::{Task, TaskLimits, TaskSpec};
+use taskgate_domain::user::{Level, User, Username};
+
+fn endpoint() -> String {
+    std::env::var("TASKGATE_TEST_SFN_ENDPOINT").unwrap_or_else(|_| {
+        panic!(
+            "TASKGATE_TEST_SFN_ENDPOINT is not set. Run the suite with tests/run.sh, which starts \
+             moto's Step Functions API, or start one (infra/local/moto-server.sh start DIR) and export it."
+        )
+    })
+}
+
+/// moto routes a request to a service by the credential scope of its
+/// Authorization header; these set-up calls need no real signature.
+fn moto_auth(service: &str) -> String {
+    format!(
+        "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0"
+    )
+}
+
+/// Creates stand-ins for the two step functions and our state machine.
+async fn state_machine(name: &str) -> (aws_sdk_sfn::Client, String) {
+    let endpoint = endpoint();
+    let http = reqwest::Client::new();
+    let role = "arn:aws:iam::123456789012:role/taskgate-test";
+    // The role may exist from another test; moto then answers 409, which is fine.
+    http.post(format!("{endpoint}/"))
+        .header("authorization", moto_auth("iam"))
+        .form(&[
+            ("Action", "CreateRole"),
+            ("Version", "2010-05-08"),
+            ("RoleName", "taskgate-test"),
+            ("AssumeRolePolicyDocument", r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":["lambda.amazonaws.com","states.amazonaws.com"]},"Action":"sts:AssumeRole"}]}"#),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let empty_zip = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        b"PK\x05\x06\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0",
+    );
+    let mut arns = Vec::new();
+    for step in ["record", "js"] {
+        let response = http
+            .post(format!("{endpoint}/2015-03-31/functions"))
+            .header("authorization", moto_auth("lambda"))
+            .json(&json!({
+                "FunctionName": format!("{name}-{step}"),
+                "Runtime": "provided.al2023",
+                "Role": role,
+                "Handler": "bootstrap",
+                "Code": {"ZipFile": empty_zip},
+            }))
+            .send()
+            .await
+            .unwrap();
+        let body: serde_json::Value = response.json().await.unwrap();
+        arns.push(
+            body["FunctionArn"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{body}"))
+                .to_owned(),
+        );
+    }
+    let definition = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../infra/statemachine/task.asl.json"
+    ))
+    .unwrap()
+    .replace("${RecordFunctionArn}", &arns[0])
+    .replace("${JsFunctionArn}", &arns[1]);
+    let sdk = taskgate_aws::load_sdk_config(Some(&endpoint)).await;
+    let client = taskgate_aws::sfn_client(&sdk, Some(&endpoint));
+    let created = client
+        .create_state_machine()
+        .name(name)
+        .definition(definition)
+        .role_arn(role)
+        .r#type(StateMachineType::Standard)
+        .send()
+        .await
+        .unwrap();
+    (client, created.state_machine_arn().to_owned())
+}
+
+/// A delay task as the API creates it (due `seconds` from now).
+async fn delay_task(seconds: f64) -> Task {
+    let store = std::sync::Arc::new(taskgate_embedded::EmbeddedStore::in_memory().unwrap());
+    let hash = PasswordHash::parse(
+        "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3V7s8wPDxVyEkXmz4jtoTrhpgXT4x3rKxhWFSmsHCGc",
+    )
+    .unwrap();
+    let owner = User::new(
+        Username::parse("alice").unwrap(),
+        hash,
+        Level::User,
+        None,
+        None,
+    );
+    let spec = TaskSpec::delay(seconds, &TaskLimits::default()).unwrap();
+    Recorder::new(store).create(&spec, &owner).await.unwrap().0
+}
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    )
+}
+
+async fn wait_for(
+    workflow: &StepFunctionsWorkflow,
+    task: &Task,
+    wanted: ExecutionStatus,
+    within: Duration,
+) {
+    let deadline = Instant::now() + within;
+    loop {
+        let status = workflow.status(&task.id).await.unwrap();
+        if status.as_ref() == Some(&wanted) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "execution still {status:?}, wanted {wanted:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delay_execution_waits_until_due_then_records_and_succeeds() {
+    let name = unique("delay");
+    let (client, arn) = state_machine(&name).await;
+    let workflow = StepFunctionsWorkflow::new(client.clone(), &arn);
+    let task = delay_task(2.0).await;
+    let execution = workflow.start(&task).await.unwrap();
+    assert_eq!(
+        execution,
+        workflow.execution_arn(&task.id),
+        "the execution is named by the task id"
+    );
+    assert_eq!(
+        workflow.status(&task.id).await.unwrap(),
+        Some(ExecutionStatus::Running)
+    );
+    wait_for(
+        &workflow,
+        &task,
+        ExecutionStatus::Succeeded,
+        Duration::from_secs(30),
+    )
+    .await;
+
+    let history = client
+        .get_execution_history()
+        .execution_arn(&execution)
+        .send()
+        .await
+        .unwrap();
+    let kinds: Vec<&HistoryEventType> = history.events().iter().map(|e| e.r#type()).collect();
+    assert!(
+        kinds.contains(&&HistoryEventType::WaitStateEntered),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&&HistoryEventType::WaitStateExited),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.iter().any(|k| matches!(
+            k,
+            HistoryEventType::TaskScheduled | HistoryEventType::LambdaFunctionScheduled
+        )),
+        "the record step was not invoked: {kinds:?}"
+    );
+    let input = client
+        .describe_execution()
+        .execution_arn(&execution)
+        .send()
+        .await
+        .unwrap();
+    let input: serde_json::Value = serde_json::from_str(input.input().unwrap()).unwrap();
+    assert_eq!(input["type"], "delay");
+    assert_eq!(input["task_id"], task.id.to_string());
+    assert_eq!(
+        input["due_at"],
+        taskgate_domain::timestamp::format(task.due_at.unwrap())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_aborts_a_waiting_execution_and_starting_twice_starts_once() {
+    let name = unique("stop");
+    let (client, arn) = state_machine(&name).await;
+    let workflow = StepFunctionsWorkflow::new(client.clone(), &arn);
+    let task = delay_task(3600.0).await;
+    let first = workflow.start(&task).await.unwrap();
+    let second = workflow.start(&task).await.unwrap();
+    assert_eq!(first, second);
+    let executions = client
+        .list_executions()
+        .state_machine_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(executions.executions().len(), 1);
+    assert_eq!(
+        workflow.status(&task.id).await.unwrap(),
+        Some(ExecutionStatus::Running)
+    );
+
+    workflow.stop(&task.id).await.unwrap();
+    wait_for(
+        &workflow,
+        &task,
+        ExecutionStatus::Aborted,
+        Duration::from_secs(10),
+    )
+    .await;
+    // Stopping an execution that never existed is not an error either.
+    workflow.stop(&delay_task(1.0).await.id).await.unwrap();
+}

@@ -1,0 +1,174 @@
+//! The state machine's steps, fed the payloads the state machine sends
+//! (see infra/statemachine/task.asl.json): the record step, and the JS step
+//! with its cancel watch.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use taskgate_domain::password::PasswordHash;
+use taskgate_domain::recorder::Recorder;
+use taskgate_domain::task::{JsLimits, Status, Task, TaskLimits, TaskSpec};
+use taskgate_domain::user::{Level, User, Username};
+use taskgate_js::ProcessRunner;
+use taskgate_lambda::steps::{self, JsInput, RecordInput};
+
+fn recorder() -> Recorder {
+    Recorder::new(Arc::new(
+        taskgate_embedded::EmbeddedStore::in_memory().unwrap(),
+    ))
+}
+
+fn admin() -> User {
+    let hash = PasswordHash::parse(
+        "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3V7s8wPDxVyEkXmz4jtoTrhpgXT4x3rKxhWFSmsHCGc",
+    )
+    .unwrap();
+    User::new(
+        Username::parse("admin").unwrap(),
+        hash,
+        Level::Admin,
+        None,
+        None,
+    )
+}
+
+async fn script(recorder: &Recorder, code: &str) -> Task {
+    let spec = TaskSpec::js(code, &TaskLimits::default()).unwrap();
+    let task = recorder.create(&spec, &admin()).await.unwrap().0;
+    recorder
+        .started(&task.id, Some("execution".into()))
+        .await
+        .unwrap();
+    task
+}
+
+fn runner() -> ProcessRunner {
+    ProcessRunner::new(taskgate_e2e::js_worker(), JsLimits::default(), 2)
+}
+
+/// A payload as the state machine's Parameters build it.
+fn payload<T: serde::de::DeserializeOwned>(value: Value) -> T {
+    serde_json::from_value(value).unwrap()
+}
+
+#[tokio::test]
+async fn the_record_step_appends_once_and_reports_a_lost_race() {
+    let recorder = recorder();
+    let spec = TaskSpec::delay(1.0, &TaskLimits::default()).unwrap();
+    let task = recorder.create(&spec, &admin()).await.unwrap().0;
+    let input = json!({"task_id": task.id.to_string(), "outcome": "succeeded", "result": 0});
+    let first = steps::record(&recorder, payload::<RecordInput>(input.clone()))
+        .await
+        .unwrap();
+    assert!(first.recorded);
+    assert_eq!(first.status, Status::Succeeded);
+    let again = steps::record(&recorder, payload::<RecordInput>(input))
+        .await
+        .unwrap();
+    assert!(!again.recorded, "a second outcome was recorded");
+    let missing =
+        json!({"task_id": uuid::Uuid::now_v7().to_string(), "outcome": "succeeded", "result": 0});
+    let error = steps::record(&recorder, payload::<RecordInput>(missing))
+        .await
+        .unwrap_err();
+    assert_eq!(error.error_type, "TaskNotFound");
+}
+
+#[tokio::test]
+async fn a_script_step_result_and_a_caught_failure_end_up_in_the_log() {
+    let recorder = recorder();
+    let runner = runner();
+    let ok = script(&recorder, "console.log('step'); 6 * 7").await;
+    let output = steps::run_js(
+        &recorder,
+        &runner,
+        payload::<JsInput>(json!({"task_id": ok.id.to_string()})),
+        steps::CANCEL_POLL,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (output.result.clone(), output.logs.clone()),
+        (json!(42), vec!["step".to_owned()])
+    );
+    // RecordScriptSucceeded's payload.
+    steps::record(
+        &recorder,
+        payload(json!({"task_id": ok.id.to_string(), "outcome": "succeeded", "result": output.result, "logs": output.logs})),
+    )
+    .await
+    .unwrap();
+    let task = recorder.load(&ok.id).await.unwrap().unwrap().0;
+    assert_eq!(
+        (task.status, task.result),
+        (Status::Succeeded, Some(json!(42)))
+    );
+
+    let bad = script(&recorder, "console.log('before'); null.boom").await;
+    let failure = steps::run_js(
+        &recorder,
+        &runner,
+        payload(json!({"task_id": bad.id.to_string()})),
+        steps::CANCEL_POLL,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(failure.error_type, "script-error");
+    // What the Catch puts in $.error: the error name, and Lambda's cause JSON.
+    let cause =
+        json!({"errorType": failure.error_type, "errorMessage": failure.message}).to_string();
+    steps::record(
+        &recorder,
+        payload(json!({"task_id": bad.id.to_string(), "outcome": "failed", "error": "script-error", "cause": cause})),
+    )
+    .await
+    .unwrap();
+    let task = recorder.load(&bad.id).await.unwrap().unwrap().0;
+    assert_eq!(task.status, Status::Failed);
+    let error = task.error.unwrap();
+    assert_eq!(error.code, "script-error");
+    assert!(error.message.contains("TypeError"), "{}", error.message);
+    assert_eq!(task.logs, ["before"]);
+}
+
+#[tokio::test]
+async fn the_js_step_stops_a_script_once_its_task_is_cancelled() {
+    let recorder = recorder();
+    let runner = runner();
+    let task = script(&recorder, "for (;;) {}").await;
+    let canceller = recorder.clone();
+    let id = task.id;
+    let cancelled_at = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        canceller
+            .cancelled(&id, &Username::parse("admin").unwrap())
+            .await
+            .unwrap();
+        Instant::now()
+    });
+    let failure = steps::run_js(
+        &recorder,
+        &runner,
+        payload(json!({"task_id": task.id.to_string()})),
+        Duration::from_millis(100),
+    )
+    .await
+    .unwrap_err();
+    let stopped_after = cancelled_at.await.unwrap().elapsed();
+    assert_eq!(failure.error_type, "cancelled");
+    assert!(
+        stopped_after < Duration::from_secs(1),
+        "the script ran {stopped_after:?} past its cancel"
+    );
+    // A Catch would now try to record the failure: the cancel stands.
+    let cause = json!({"errorType": "cancelled", "errorMessage": failure.message}).to_string();
+    let recorded = steps::record(
+        &recorder,
+        payload(json!({"task_id": task.id.to_string(), "outcome": "failed", "error": "cancelled", "cause": cause})),
+    )
+    .await
+    .unwrap();
+    assert!(!recorded.recorded);
+    assert_eq!(recorded.status, Status::Cancelled);
+}
