@@ -2,6 +2,7 @@
 //! store and on DynamoDB Local. One test binary, so the workspace is linked
 //! once. Run them all with `tests/run.sh`.
 
+mod audit;
 mod auth;
 mod bad_input;
 mod infra;

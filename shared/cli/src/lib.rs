@@ -10,13 +10,17 @@
 //! - `data_dir`: the data directory: JWT secret, TLS certificate, database.
 //! - `bootstrap`: the first admin account.
 //! - `http`: the axum router built from the route table.
+//! - [`store`]: opening the configured store (creating it, or not, for audits).
+//! - [`audit`]: `taskgate audit verify` and `replay` over the task event log.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 mod bootstrap;
 pub mod config;
 mod data_dir;
 mod http;
 pub mod server;
+pub mod store;
 
 pub use bootstrap::FirstAdmin;
 pub use config::{ServeConfig, StoreConfig};

@@ -22,6 +22,11 @@ struct Cli {
 enum Command {
     /// Run the API as a local HTTPS server (configured by TASKGATE_* variables; see README).
     Serve,
+    /// Check the task event log of the configured store, or replay one task.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Run one script from stdin in the sandbox (started by the server itself).
     #[command(hide = true)]
     JsWorker {
@@ -30,6 +35,25 @@ enum Command {
         task: Option<String>,
     },
 }
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Replay every task's events and report each broken invariant (seq gaps,
+    /// a first event that is not `created`, a second terminal event, events
+    /// after the terminal one, a broken hash chain). Exits 1 if there is one.
+    Verify,
+    /// Print a task's events and the state they fold to, now or --at a time.
+    Replay {
+        /// The task's id.
+        task_id: String,
+        /// An RFC 3339 time, e.g. 2026-11-21T18:00:00Z: replay only the events up to it.
+        #[arg(long)]
+        at: Option<String>,
+    },
+}
+
+/// Exit status when the audit could not run (as opposed to finding problems).
+const AUDIT_FAILED: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -50,10 +74,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(match cli.command {
-        Command::Serve => serve(),
+    let result = match cli.command {
+        Command::Serve => runtime.block_on(serve()),
+        Command::Audit { command } => return runtime.block_on(audit(command)),
         Command::JsWorker { .. } => unreachable!("handled above"),
-    });
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -110,5 +135,65 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term.recv() => {}
+    }
+}
+
+async fn audit(command: AuditCommand) -> ExitCode {
+    match run_audit(command).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("taskgate audit: {e:#}");
+            ExitCode::from(AUDIT_FAILED)
+        }
+    }
+}
+
+async fn run_audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
+    let config = ServeConfig::from_env()?;
+    let store = taskgate::store::open(&config, taskgate::store::Purpose::Audit).await?;
+    match command {
+        AuditCommand::Verify => {
+            let report = taskgate::audit::verify_log(store.as_ref()).await?;
+            for (task, violation) in &report.violations {
+                println!("task {task}: {violation}");
+            }
+            let broken: std::collections::BTreeSet<_> =
+                report.violations.iter().map(|(t, _)| t).collect();
+            if report.is_sound() {
+                println!(
+                    "checked {} tasks, {} events: the log is sound",
+                    report.tasks, report.events
+                );
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!(
+                    "checked {} tasks, {} events: {} problems in {} tasks",
+                    report.tasks,
+                    report.events,
+                    report.violations.len(),
+                    broken.len()
+                );
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        AuditCommand::Replay { task_id, at } => {
+            let id = taskgate_domain::task::TaskId::parse(&task_id)
+                .map_err(|_| anyhow::anyhow!("{task_id:?} is not a task id"))?;
+            let at = at
+                .map(|raw| {
+                    taskgate_domain::timestamp::parse(&raw)
+                        .map_err(|e| anyhow::anyhow!("--at {raw:?} is not an RFC 3339 time: {e}"))
+                })
+                .transpose()?;
+            let Some(loaded) = taskgate::audit::replay_task(store.as_ref(), &id, at).await? else {
+                anyhow::bail!("there is no task {id}");
+            };
+            println!("{}", serde_json::to_string_pretty(&loaded.view())?);
+            Ok(if loaded.violations.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
     }
 }

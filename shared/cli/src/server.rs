@@ -12,14 +12,13 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use secrecy::SecretSlice;
 use taskgate_api::AppState;
-use taskgate_domain::ports::Store;
 use taskgate_domain::recorder::Recorder;
 use taskgate_embedded::engine::{LocalEngine, SystemClock};
 use taskgate_js::ProcessRunner;
 use tokio::task::JoinHandle;
 
 use crate::bootstrap::{FirstAdmin, ensure_first_admin};
-use crate::config::{ServeConfig, StoreConfig};
+use crate::config::ServeConfig;
 use crate::data_dir;
 
 /// File names inside the data directory.
@@ -79,29 +78,6 @@ impl Server {
     }
 }
 
-async fn open_store(config: &ServeConfig) -> anyhow::Result<Arc<dyn Store>> {
-    Ok(match &config.store {
-        StoreConfig::Embedded => {
-            let path = config.data_dir.join(DATABASE_FILE);
-            Arc::new(taskgate_embedded::EmbeddedStore::open(&path)?)
-        }
-        StoreConfig::Memory => Arc::new(taskgate_embedded::EmbeddedStore::in_memory()?),
-        StoreConfig::DynamoDb { endpoint, tables } => {
-            let sdk = taskgate_aws::load_sdk_config(endpoint.as_deref()).await;
-            let client = taskgate_aws::dynamodb_client(&sdk, endpoint.as_deref());
-            taskgate_aws::ensure_tables(&client, tables)
-                .await
-                .with_context(|| match endpoint {
-                    Some(endpoint) => {
-                        format!("cannot reach DynamoDB at {endpoint} to prepare the tables")
-                    }
-                    None => "cannot reach DynamoDB to prepare the tables".into(),
-                })?;
-            Arc::new(taskgate_aws::DynamoStore::new(client, tables.clone()))
-        }
-    })
-}
-
 /// The JWT signing secret: 64 random bytes, created on first start and kept
 /// in the data directory so tokens survive restarts.
 fn jwt_secret(dir: &Path) -> anyhow::Result<SecretSlice<u8>> {
@@ -149,7 +125,7 @@ async fn tls_config(dir: &Path, addr: SocketAddr) -> anyhow::Result<RustlsConfig
 /// starts serving. Returns once the server accepts connections.
 pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
     data_dir::create(&config.data_dir)?;
-    let store = open_store(&config).await?;
+    let store = crate::store::open(&config, crate::store::Purpose::Serve).await?;
     let secret = jwt_secret(&config.data_dir)?;
     let runner = ProcessRunner::new(
         config.js_worker.clone(),

@@ -11,91 +11,15 @@ use http::StatusCode;
 use serde::Serialize;
 use taskgate_domain::permission::{self, Actor};
 use taskgate_domain::recorder::Recorded;
-use taskgate_domain::task::{
-    EventData, Status, Task, TaskError, TaskEvent, TaskId, TaskKind, TaskSpec,
-};
+use taskgate_domain::task::{Status, Task, TaskError, TaskEvent, TaskId, TaskKind, TaskSpec};
 use taskgate_domain::user::{InvalidValue, Username};
 
 use crate::auth::require_session;
 use crate::problem::ApiError;
 use crate::request::{Fields, as_number, as_str, json_object, message, path_param, query, string};
-use crate::response::{created_with_status, json, timestamp};
+use crate::response::{EventView, TaskView, created_with_status, json};
 use crate::state::AppState;
 use crate::{Request, Response};
-
-/// A task as clients see it.
-#[derive(Serialize)]
-pub(crate) struct TaskView<'a> {
-    id: String,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    status: Status,
-    owner: &'a str,
-    created_at: String,
-    updated_at: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    result: Option<&'a serde_json::Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<&'a TaskError>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cancelled_by: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    progress: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    logs: Option<&'a [String]>,
-    /// For delays: the requested seconds and when the task is due.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    seconds: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    due_at: Option<String>,
-}
-
-impl<'a> TaskView<'a> {
-    pub(crate) fn of(task: &'a Task) -> Self {
-        Self {
-            id: task.id.to_string(),
-            kind: task.kind.as_str(),
-            status: task.status,
-            owner: task.owner.as_str(),
-            created_at: timestamp(task.created_at),
-            updated_at: timestamp(task.updated_at),
-            result: task.result.as_ref(),
-            error: task.error.as_ref(),
-            cancelled_by: task.cancelled_by.as_ref().map(Username::as_str),
-            progress: task.progress(taskgate_domain::now()),
-            logs: (task.kind == TaskKind::Js && task.status.is_terminal())
-                .then_some(task.logs.as_slice()),
-            seconds: task.seconds,
-            due_at: task.due_at.map(timestamp),
-        }
-    }
-}
-
-/// One event as clients see it.
-#[derive(Serialize)]
-struct EventView<'a> {
-    seq: u64,
-    at: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    actor: Option<&'a str>,
-    #[serde(flatten)]
-    data: &'a EventData,
-    hash: &'a str,
-    prev_hash: &'a str,
-}
-
-impl<'a> From<&'a TaskEvent> for EventView<'a> {
-    fn from(event: &'a TaskEvent) -> Self {
-        Self {
-            seq: event.seq,
-            at: timestamp(event.at),
-            actor: event.actor.as_ref().map(Username::as_str),
-            data: &event.data,
-            hash: &event.hash,
-            prev_hash: &event.prev_hash,
-        }
-    }
-}
 
 fn no_such_task(raw: &str) -> ApiError {
     ApiError::NotFound(format!("there is no task {raw:?}"))

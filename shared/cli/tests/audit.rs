@@ -1,0 +1,218 @@
+//! `taskgate audit` as an operator runs it, on the embedded store: a sound
+//! log passes; a deliberately corrupted one is caught, each kind of damage
+//! with its own message, and the command exits non-zero.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{login, serve};
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "operator passphrase for audits";
+
+fn audit(data_dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_taskgate"))
+        .arg("audit")
+        .args(args)
+        .env_clear()
+        .env("TASKGATE_DATA_DIR", data_dir)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+async fn finished(client: &reqwest::Client, base: &str, token: &str, id: &str) -> Value {
+    for _ in 0..200 {
+        let task: Value = client
+            .get(format!("{base}/tasks/{id}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if ["succeeded", "failed", "cancelled"].contains(&task["status"].as_str().unwrap()) {
+            return task;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("task {id} did not finish");
+}
+
+/// Runs a server, starts three tasks (two delays, one script), waits for
+/// them, stops the server. Returns the task ids.
+async fn make_history(data_dir: &Path) -> Vec<String> {
+    let running = serve(
+        data_dir,
+        &[
+            ("TASKGATE_TLS", "off"),
+            ("TASKGATE_ADMIN_PASSWORD", PASSWORD),
+        ],
+    );
+    let client = reqwest::Client::new();
+    let base = running.url.clone();
+    assert_eq!(
+        login(&client, &base, "admin", PASSWORD).await,
+        reqwest::StatusCode::OK
+    );
+    let token: Value = client
+        .post(format!("{base}/auth"))
+        .json(&json!({"username": "admin", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["token"].as_str().unwrap().to_owned();
+    let mut ids = Vec::new();
+    for body in [
+        json!({"type": "delay", "seconds": 0}),
+        json!({"type": "delay", "seconds": 0.2}),
+        json!({"type": "js", "code": "[1, 2, 3].length"}),
+    ] {
+        let task: Value = client
+            .post(format!("{base}/tasks"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.push(task["id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        let task = finished(&client, &base, &token, id).await;
+        assert_eq!(task["status"], "succeeded", "{task}");
+    }
+    assert!(running.stop().success());
+    ids
+}
+
+/// Edits the stored JSON of one event directly in the database file.
+fn tamper(data_dir: &Path, task: &str, seq: i64, change: impl FnOnce(&mut Value)) {
+    let db = rusqlite::Connection::open(data_dir.join("taskgate.db")).unwrap();
+    let item: String = db
+        .query_row(
+            "SELECT item FROM task_events WHERE task_id = ?1 AND seq = ?2",
+            rusqlite::params![task, seq],
+            |row| row.get(0),
+        )
+        .unwrap();
+    let mut event: Value = serde_json::from_str(&item).unwrap();
+    change(&mut event);
+    db.execute(
+        "UPDATE task_events SET item = ?3 WHERE task_id = ?1 AND seq = ?2",
+        rusqlite::params![task, seq, event.to_string()],
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn audit_verify_passes_a_sound_log_and_catches_each_kind_of_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = make_history(dir.path()).await;
+
+    let (code, stdout, stderr) = audit(dir.path(), &["verify"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("checked 3 tasks, 9 events: the log is sound"),
+        "{stdout}"
+    );
+
+    // 1. The result of a finished task is edited.
+    tamper(dir.path(), &ids[0], 3, |event| {
+        event["data"]["result"] = json!(42)
+    });
+    // 2. An event disappears from the middle of a log.
+    let db = rusqlite::Connection::open(dir.path().join("taskgate.db")).unwrap();
+    db.execute(
+        "DELETE FROM task_events WHERE task_id = ?1 AND seq = 2",
+        [&ids[1]],
+    )
+    .unwrap();
+    // 3. A second outcome is appended after the first, with a valid hash chain.
+    let last: String = db
+        .query_row(
+            "SELECT item FROM task_events WHERE task_id = ?1 AND seq = 3",
+            [&ids[2]],
+            |row| row.get(0),
+        )
+        .unwrap();
+    let last: taskgate_domain::task::TaskEvent = serde_json::from_str(&last).unwrap();
+    let extra = last.next(
+        taskgate_domain::now(),
+        None,
+        taskgate_domain::task::EventData::Cancelled {
+            by: taskgate_domain::user::Username::parse("mallory").unwrap(),
+        },
+    );
+    db.execute(
+        "INSERT INTO task_events (task_id, seq, item) VALUES (?1, 4, ?2)",
+        rusqlite::params![ids[2], serde_json::to_string(&extra).unwrap()],
+    )
+    .unwrap();
+    drop(db);
+
+    let (code, stdout, stderr) = audit(dir.path(), &["verify"]);
+    assert_eq!(code, 1, "verify did not fail: {stdout}{stderr}");
+    let line = |task: &str, text: &str| {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("task {task}: ")) && l.contains(text)),
+            "no line about {text:?} for {task}:\n{stdout}"
+        );
+    };
+    line(&ids[0], "hash does not match");
+    line(&ids[1], "a gap or a duplicate");
+    line(&ids[2], "second terminal event");
+    assert!(stdout.contains("problems in 3 tasks"), "{stdout}");
+}
+
+#[tokio::test]
+async fn audit_replay_shows_a_tasks_state_now_and_at_a_past_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = make_history(dir.path()).await;
+    let (code, stdout, stderr) = audit(dir.path(), &["replay", &ids[2]]);
+    assert_eq!(code, 0, "{stderr}");
+    let replay: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(replay["state"]["status"], "succeeded");
+    assert_eq!(replay["state"]["result"], 3);
+    assert_eq!(replay["events"].as_array().unwrap().len(), 3);
+    let created_at = replay["events"][0]["at"].as_str().unwrap().to_owned();
+
+    let (code, stdout, _) = audit(dir.path(), &["replay", &ids[2], "--at", &created_at]);
+    assert_eq!(code, 0);
+    let then: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(then["state"]["status"], "pending", "{then}");
+    assert_eq!(then["events"].as_array().unwrap().len(), 1);
+
+    let (code, _, stderr) = audit(dir.path(), &["replay", "not-a-task"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("is not a task id"), "{stderr}");
+    let (code, _, stderr) = audit(dir.path(), &["replay", &ids[2], "--at", "yesterday"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("RFC 3339"), "{stderr}");
+}
+
+#[test]
+fn auditing_a_missing_store_says_so_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = audit(dir.path(), &["verify"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("there is no embedded store"), "{stderr}");
+    assert!(
+        !dir.path().join("taskgate.db").exists(),
+        "the audit created a database"
+    );
+}
