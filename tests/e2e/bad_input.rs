@@ -424,6 +424,149 @@ fn cases() -> Vec<Case> {
             Value::Null,
             "limt",
         ),
+        // Tasks.
+        raw_case(
+            "empty task body",
+            at(Admin, M::POST, "/tasks"),
+            json,
+            "",
+            400,
+            "malformed-request",
+        ),
+        raw_case(
+            "a task as text/plain",
+            at(Admin, M::POST, "/tasks"),
+            Some("text/plain"),
+            "{}",
+            415,
+            "unsupported-media-type",
+        ),
+        raw_case(
+            "seconds beyond any number",
+            at(Admin, M::POST, "/tasks"),
+            json,
+            r#"{"type":"delay","seconds":1e400}"#,
+            400,
+            "malformed-request",
+        ),
+        invalid(
+            "a task without a type",
+            at(Admin, M::POST, "/tasks"),
+            json!({"seconds": 1}),
+            "type",
+        ),
+        invalid(
+            "an unknown task type",
+            at(Admin, M::POST, "/tasks"),
+            json!({"type": "sleep", "seconds": 1}),
+            "type",
+        ),
+        invalid(
+            "a delay without seconds",
+            at(Admin, M::POST, "/tasks"),
+            json!({"type": "delay"}),
+            "seconds",
+        ),
+        invalid(
+            "seconds as a string",
+            at(Admin, M::POST, "/tasks"),
+            json!({"type": "delay", "seconds": "5"}),
+            "seconds",
+        ),
+        invalid(
+            "negative seconds",
+            at(Admin, M::POST, "/tasks"),
+            json!({"type": "delay", "seconds": -1}),
+            "seconds",
+        ),
+        invalid(
+            "seconds over the limit",
+            at(Admin, M::POST, "/tasks"),
+            json!({"type": "delay", "seconds": 86_401}),
+            "seconds",
+        ),
+        invalid(
+            "code on a delay",
+            at(Admin, M::POST, "/tasks"),
+            json!({"type": "delay", "seconds": 1, "code": "1"}),
+            "code",
+        ),
+        invalid(
+            "a script without code",
+            at(Admin, M::POST, "/tasks"),
+            json!({"type": "js"}),
+            "code",
+        ),
+        invalid(
+            "empty code",
+            at(Admin, M::POST, "/tasks"),
+            json!({"type": "js", "code": "  "}),
+            "code",
+        ),
+        invalid(
+            "code as a number",
+            at(Admin, M::POST, "/tasks"),
+            json!({"type": "js", "code": 1}),
+            "code",
+        ),
+        invalid(
+            "code over the limit",
+            at(Admin, M::POST, "/tasks"),
+            json!({"type": "js", "code": "1;".repeat(20_000)}),
+            "code",
+        ),
+        invalid(
+            "seconds on a script",
+            at(Admin, M::POST, "/tasks"),
+            json!({"type": "js", "code": "1", "seconds": 1}),
+            "seconds",
+        ),
+        invalid(
+            "an unknown task field",
+            at(Admin, M::POST, "/tasks"),
+            json!({"type": "delay", "seconds": 1, "priority": 9}),
+            "priority",
+        ),
+        invalid(
+            "an unknown status filter",
+            at(Admin, M::GET, "/tasks?status=done"),
+            Value::Null,
+            "status",
+        ),
+        invalid(
+            "a task page size of zero",
+            at(Admin, M::GET, "/tasks?limit=0"),
+            Value::Null,
+            "limit",
+        ),
+        invalid(
+            "a task cursor we never issued",
+            at(Admin, M::GET, "/tasks?cursor=abc"),
+            Value::Null,
+            "cursor",
+        ),
+        invalid(
+            "an owner name that cannot exist",
+            at(Admin, M::GET, "/tasks?owner=a%20b"),
+            Value::Null,
+            "owner",
+        ),
+        raw_case(
+            "a task id that cannot exist",
+            at(Admin, M::GET, "/tasks/not-a-task"),
+            None,
+            "",
+            404,
+            "not-found",
+        ),
+        raw_case(
+            "cancelling a task id that cannot exist",
+            at(Admin, M::POST, "/tasks/123/cancel"),
+            None,
+            "",
+            404,
+            "not-found",
+        ),
     ]
 }
 
@@ -503,6 +646,8 @@ async fn bad_input_is_refused_with_the_right_problem_and_changes_nothing(backend
         before,
         "bad input changed stored users"
     );
+    let (_, tasks) = taskgate_e2e::status_and_json(app.get("/tasks", Some(&admin)).await).await;
+    assert_eq!(tasks["items"], json!([]), "bad input created a task");
     app.login("admin", ADMIN_PASSWORD).await;
     app.login("bystander", PASSWORD).await;
 }

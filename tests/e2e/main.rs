@@ -12,6 +12,7 @@ mod server;
 mod sfn;
 mod steps;
 mod store_contract;
+mod task_matrix;
 mod tasks;
 mod token_attacks;
 mod users;
