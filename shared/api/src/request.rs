@@ -7,6 +7,8 @@
 
 use std::collections::HashMap;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::header;
 use serde_json::{Map, Value};
 use taskgate_domain::user::InvalidValue;
@@ -150,6 +152,45 @@ pub fn query(request: &Request, allowed: &[&str]) -> Result<HashMap<String, Stri
     } else {
         Err(ApiError::Invalid(errors))
     }
+}
+
+/// Page size of a listing: `?limit=` from 1 to 100, default 50.
+pub fn page_size(params: &HashMap<String, String>) -> Result<usize, ApiError> {
+    const DEFAULT: usize = 50;
+    const MAX: usize = 100;
+    match params.get("limit") {
+        None => Ok(DEFAULT),
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX).contains(n))
+            .ok_or_else(|| {
+                ApiError::invalid("limit", format!("must be a whole number from 1 to {MAX}"))
+            }),
+    }
+}
+
+/// Where a listing continues: `?cursor=`, an opaque token this API handed
+/// out as `next` (the base64url of the last item's key).
+pub fn cursor<T>(
+    params: &HashMap<String, String>,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Result<Option<T>, ApiError> {
+    let Some(raw) = params.get("cursor") else {
+        return Ok(None);
+    };
+    URL_SAFE_NO_PAD
+        .decode(raw)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|key| parse(&key))
+        .map(Some)
+        .ok_or_else(|| ApiError::invalid("cursor", "is not a cursor this API returned"))
+}
+
+/// The `next` cursor for a listing that stopped after the item with `key`.
+pub fn next_cursor(key: impl std::fmt::Display) -> String {
+    URL_SAFE_NO_PAD.encode(key.to_string())
 }
 
 /// Reads the fields of a JSON object into domain values, collecting every

@@ -36,6 +36,21 @@ where
     }
 }
 
+/// `on_condition` when a conditional write's condition failed (the item
+/// exists, or changed); the fallback mapping otherwise.
+pub(crate) fn condition_or<E, R>(err: SdkError<E, R>, on_condition: StoreError) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let code = err.as_service_error().and_then(ProvideErrorMetadata::code);
+    if code == Some("ConditionalCheckFailedException") {
+        on_condition
+    } else {
+        store_error(err)
+    }
+}
+
 /// Whether the transaction item at `index` failed its condition.
 pub(crate) fn condition_failed_at(reasons: &[CancellationReason], index: usize) -> bool {
     reasons

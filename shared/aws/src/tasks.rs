@@ -17,7 +17,7 @@ use taskgate_domain::task::{EventData, TaskEvent, TaskId};
 use taskgate_domain::user::UserId;
 
 use crate::DynamoStore;
-use crate::errors::{corrupt, store_error};
+use crate::errors::{condition_or, corrupt, store_error};
 use crate::tables::TASKS_BY_OWNER;
 
 fn s(value: impl Into<String>) -> AttributeValue {
@@ -76,10 +76,7 @@ impl TaskLog for DynamoStore {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| match e.as_service_error() {
-                Some(e) if e.is_conditional_check_failed_exception() => StoreError::AlreadyExists,
-                _ => store_error(e),
-            })
+            .map_err(|e| condition_or(e, StoreError::AlreadyExists))
     }
 
     async fn task_events(&self, task: &TaskId) -> StoreResult<Vec<TaskEvent>> {

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::DynamoStore;
-use crate::errors::{build_error, corrupt, store_error};
+use crate::errors::{build_error, condition_or, corrupt, store_error};
 use crate::tables::TOKENS_BY_USERNAME;
 
 /// A token record as stored. `expires_at` is epoch seconds because that is
@@ -111,10 +111,7 @@ impl TokenStore for DynamoStore {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| match e.as_service_error() {
-                Some(e) if e.is_conditional_check_failed_exception() => StoreError::AlreadyExists,
-                _ => store_error(e),
-            })
+            .map_err(|e| condition_or(e, StoreError::AlreadyExists))
     }
 
     async fn get_token(&self, jti: &TokenId) -> StoreResult<Option<TokenRecord>> {

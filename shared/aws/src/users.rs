@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::DynamoStore;
-use crate::errors::{build_error, condition_failed_at, corrupt, store_error};
+use crate::errors::{build_error, condition_failed_at, condition_or, corrupt, store_error};
 
 /// Key of the admin counter. `#` is not allowed in usernames, so it can never
 /// collide with an account.
@@ -199,10 +199,7 @@ impl UserStore for DynamoStore {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| match e.as_service_error() {
-                Some(e) if e.is_conditional_check_failed_exception() => StoreError::AlreadyExists,
-                _ => store_error(e),
-            })
+            .map_err(|e| condition_or(e, StoreError::AlreadyExists))
     }
 
     async fn get_user(&self, username: &Username) -> StoreResult<Option<User>> {
@@ -296,10 +293,7 @@ impl UserStore for DynamoStore {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| match e.as_service_error() {
-                Some(e) if e.is_conditional_check_failed_exception() => StoreError::Conflict,
-                _ => store_error(e),
-            })
+            .map_err(|e| condition_or(e, StoreError::Conflict))
     }
 
     async fn delete_user(&self, user: &User) -> StoreResult<()> {
@@ -332,10 +326,7 @@ impl UserStore for DynamoStore {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| match e.as_service_error() {
-                Some(e) if e.is_conditional_check_failed_exception() => StoreError::Conflict,
-                _ => store_error(e),
-            })
+            .map_err(|e| condition_or(e, StoreError::Conflict))
     }
 
     async fn count_admins(&self) -> StoreResult<u64> {

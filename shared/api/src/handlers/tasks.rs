@@ -5,8 +5,6 @@
 //! task. A task id that does not exist is 404 for everyone; one the caller
 //! may not see is 403.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::StatusCode;
 use serde::Serialize;
 use taskgate_domain::permission::{self, Actor};
@@ -16,7 +14,10 @@ use taskgate_domain::user::{InvalidValue, Username};
 
 use crate::auth::require_session;
 use crate::problem::ApiError;
-use crate::request::{Fields, as_number, as_str, json_object, message, path_param, query, string};
+use crate::request::{
+    Fields, as_number, as_str, cursor, json_object, message, next_cursor, page_size, path_param,
+    query, string,
+};
 use crate::response::{EventView, TaskView, created_with_status, json};
 use crate::state::AppState;
 use crate::{Request, Response};
@@ -117,9 +118,6 @@ struct TaskList<'a> {
     next: Option<String>,
 }
 
-const DEFAULT_PAGE_SIZE: usize = 50;
-const MAX_PAGE_SIZE: usize = 100;
-
 pub(crate) async fn list(state: &AppState, request: &Request) -> Result<Response, ApiError> {
     let session = require_session(state, request).await?;
     let actor = session.actor();
@@ -128,30 +126,9 @@ pub(crate) async fn list(state: &AppState, request: &Request) -> Result<Response
         .get("status")
         .map(|raw| Status::parse(raw).map_err(|e| ApiError::invalid("status", e.0)))
         .transpose()?;
-    let limit = match params.get("limit") {
-        None => DEFAULT_PAGE_SIZE,
-        Some(raw) => raw
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
-            .ok_or_else(|| {
-                ApiError::invalid(
-                    "limit",
-                    format!("must be a whole number from 1 to {MAX_PAGE_SIZE}"),
-                )
-            })?,
-    };
-    let mut after = match params.get("cursor") {
-        None => None,
-        Some(raw) => Some(
-            URL_SAFE_NO_PAD
-                .decode(raw)
-                .ok()
-                .and_then(|bytes| String::from_utf8(bytes).ok())
-                .and_then(|id| TaskId::parse(&id).ok())
-                .ok_or_else(|| ApiError::invalid("cursor", "is not a cursor this API returned"))?,
-        ),
-    };
+    let limit = page_size(&params)?;
+    // The cursor is the id of the last task of the previous page.
+    let mut after = cursor(&params, |id| TaskId::parse(id).ok())?;
     let owner = match params.get("owner") {
         None => session.user,
         Some(raw) => {
@@ -206,7 +183,7 @@ pub(crate) async fn list(state: &AppState, request: &Request) -> Result<Response
         StatusCode::OK,
         &TaskList {
             items: tasks.iter().map(TaskView::of).collect(),
-            next: next.map(|id| URL_SAFE_NO_PAD.encode(id.to_string())),
+            next: next.map(next_cursor),
         },
     ))
 }

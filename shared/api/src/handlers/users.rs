@@ -5,8 +5,6 @@
 //! depend on the body, so a caller who may not act learns nothing from
 //! validation errors.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::StatusCode;
 use serde::Serialize;
 use taskgate_domain::password::Password;
@@ -16,7 +14,10 @@ use taskgate_domain::user::{Email, Level, Profile, User, UserChanges, Username};
 
 use crate::auth::{optional_session, require_session};
 use crate::problem::ApiError;
-use crate::request::{Fields, as_str, checked, json_object, message, path_param, query, string};
+use crate::request::{
+    Fields, as_str, checked, cursor, json_object, message, next_cursor, page_size, path_param,
+    query, string,
+};
 use crate::response::{UserView, created, json, no_content};
 use crate::state::AppState;
 use crate::{Request, Response};
@@ -85,47 +86,21 @@ struct UserList<'a> {
     next: Option<String>,
 }
 
-/// Page size of `GET /users` unless `?limit=` says otherwise (1 to 100).
-const DEFAULT_PAGE_SIZE: usize = 50;
-const MAX_PAGE_SIZE: usize = 100;
-
 pub(crate) async fn list(state: &AppState, request: &Request) -> Result<Response, ApiError> {
     let session = require_session(state, request).await?;
     permission::may_list_users(&session.actor())?;
 
     let params = query(request, &["limit", "cursor"])?;
-    let limit = match params.get("limit") {
-        None => DEFAULT_PAGE_SIZE,
-        Some(raw) => raw
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
-            .ok_or_else(|| {
-                ApiError::invalid(
-                    "limit",
-                    format!("must be a whole number from 1 to {MAX_PAGE_SIZE}"),
-                )
-            })?,
-    };
-    // The cursor is the last username of the previous page, opaque to clients.
-    let after = match params.get("cursor") {
-        None => None,
-        Some(raw) => Some(
-            URL_SAFE_NO_PAD
-                .decode(raw)
-                .ok()
-                .and_then(|bytes| String::from_utf8(bytes).ok())
-                .and_then(|name| Username::parse(&name).ok())
-                .ok_or_else(|| ApiError::invalid("cursor", "is not a cursor this API returned"))?,
-        ),
-    };
+    let limit = page_size(&params)?;
+    // The cursor is the last username of the previous page.
+    let after = cursor(&params, |name| Username::parse(name).ok())?;
 
     let page = state.store.list_users(after.as_ref(), limit).await?;
     Ok(json(
         StatusCode::OK,
         &UserList {
             items: page.items.iter().map(UserView::from).collect(),
-            next: page.next.map(|u| URL_SAFE_NO_PAD.encode(u.as_str())),
+            next: page.next.map(next_cursor),
         },
     ))
 }
