@@ -24,10 +24,16 @@ async fn audit_verify_catches_edits_to_the_dynamodb_log() {
             .await;
         ids.push(id);
     }
+    // A zero-second delay may finish before `started` is recorded (the
+    // recorder then skips it), so count the events the API reports.
+    let mut events = 0;
+    for id in &ids {
+        events += app.task_events(&admin, id).await.len();
+    }
     let store = app.store().await;
     let report = taskgate::audit::verify_log(store.as_ref()).await.unwrap();
     assert!(report.is_sound(), "{:?}", report.violations);
-    assert_eq!((report.tasks, report.events), (2, 6));
+    assert_eq!((report.tasks, report.events), (2, events));
 
     let StoreConfig::DynamoDb { endpoint, tables } = &app.config.store else {
         unreachable!()
@@ -62,7 +68,7 @@ async fn audit_verify_catches_edits_to_the_dynamodb_log() {
         .send()
         .await
         .unwrap();
-    // Remove the second task's `started` event.
+    // Remove the second task's second event (a gap before its outcome).
     client
         .delete_item()
         .table_name(&tables.task_events)

@@ -155,6 +155,11 @@ impl LocalEngine {
             }
             match task.kind {
                 TaskKind::Delay => {
+                    // A crash between `created` and the start leaves it pending.
+                    self.inner
+                        .recorder
+                        .started(&id, Some(format!("local:{id}")))
+                        .await?;
                     self.spawn(task);
                     recovery.resumed += 1;
                 }
@@ -275,8 +280,16 @@ impl Workflow for LocalEngine {
                 "the server is shutting down".into(),
             ));
         }
+        // `started` is recorded before the run begins, so a task that ends at
+        // once still reads created → started → outcome.
+        let execution = format!("local:{}", task.id);
+        self.inner
+            .recorder
+            .started(&task.id, Some(execution.clone()))
+            .await
+            .map_err(|e| WorkflowError::Unavailable(e.to_string()))?;
         self.spawn(task.clone());
-        Ok(format!("local:{}", task.id))
+        Ok(execution)
     }
 
     async fn stop(&self, task: &TaskId) -> Result<(), WorkflowError> {
