@@ -6,7 +6,9 @@
 #      machine (statelint, asl-validator);
 #   2. starts DynamoDB Local and moto's Step Functions API for the whole run
 #      and stops them at the end;
-#   3. runs every crate's tests in one cargo invocation, with the end-to-end
+#   3. checks the kit for `sam local` (compose file schema; the setup script
+#      against DynamoDB Local and moto);
+#   4. runs every crate's tests in one cargo invocation, with the end-to-end
 #      tests on the embedded store and on DynamoDB Local.
 # Extra arguments go to `cargo test` (e.g. tests/run.sh -- token_attacks).
 set -euo pipefail
@@ -34,6 +36,15 @@ TASKGATE_TEST_DYNAMODB_ENDPOINT=$(infra/local/dynamodb-local.sh start "$state")
 TASKGATE_TEST_SFN_ENDPOINT=$(infra/local/moto-server.sh start "$state")
 export TASKGATE_TEST_DYNAMODB_ENDPOINT TASKGATE_TEST_SFN_ENDPOINT
 echo "DynamoDB Local at $TASKGATE_TEST_DYNAMODB_ENDPOINT, moto at $TASKGATE_TEST_SFN_ENDPOINT"
+
+echo "== local AWS kit for sam local (compose schema; setup script against DynamoDB Local and moto, twice)"
+"$tools/venv/bin/python" infra/local/check-compose.py "$tools" infra/local/docker-compose.yml
+for _ in 1 2; do
+  TASKGATE_DYNAMODB_ENDPOINT=$TASKGATE_TEST_DYNAMODB_ENDPOINT \
+  TASKGATE_SECRETSMANAGER_ENDPOINT=$TASKGATE_TEST_SFN_ENDPOINT \
+  TASKGATE_STEPFUNCTIONS_ENDPOINT=$TASKGATE_TEST_SFN_ENDPOINT \
+    python3 infra/local/sam-local-setup.py
+done
 
 echo "== cargo test"
 cargo test --workspace --locked "$@"

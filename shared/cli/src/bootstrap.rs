@@ -33,7 +33,7 @@ fn generate_password(username: &Username) -> Password {
     }
 }
 
-pub(crate) async fn ensure_first_admin(
+pub async fn ensure_first_admin(
     state: &AppState,
     username: &Username,
     configured_password: Option<&SecretString>,

@@ -15,7 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
-mod bootstrap;
+pub mod bootstrap;
 pub mod config;
 mod data_dir;
 mod http;

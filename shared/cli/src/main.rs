@@ -22,6 +22,14 @@ struct Cli {
 enum Command {
     /// Run the API as a local HTTPS server (configured by TASKGATE_* variables; see README).
     Serve,
+    /// Create the first admin in the configured store if it has no admin (as
+    /// `serve` does at start): for a deployment, point TASKGATE_STORE=dynamodb and
+    /// the TASKGATE_*_TABLE names at the stack's tables. Prints a generated
+    /// password once unless TASKGATE_ADMIN_PASSWORD is set.
+    CreateAdmin,
+    /// Create the DynamoDB tables if they are missing (TASKGATE_DYNAMODB_ENDPOINT
+    /// for DynamoDB Local, else AWS; names from TASKGATE_*_TABLE).
+    CreateTables,
     /// Check the task event log of the configured store, or replay one task.
     Audit {
         #[command(subcommand)]
@@ -76,6 +84,8 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Serve => runtime.block_on(serve()),
+        Command::CreateTables => runtime.block_on(create_tables()),
+        Command::CreateAdmin => runtime.block_on(create_admin()),
         Command::Audit { command } => return runtime.block_on(audit(command)),
         Command::JsWorker { .. } => unreachable!("handled above"),
     };
@@ -196,4 +206,52 @@ async fn run_audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+async fn create_tables() -> anyhow::Result<()> {
+    let endpoint = std::env::var("TASKGATE_DYNAMODB_ENDPOINT")
+        .ok()
+        .filter(|e| !e.is_empty());
+    let tables = taskgate_aws::TableNames::from_env();
+    let sdk = taskgate_aws::load_sdk_config(endpoint.as_deref()).await;
+    let client = taskgate_aws::dynamodb_client(&sdk, endpoint.as_deref());
+    taskgate_aws::ensure_tables(&client, &tables).await?;
+    for table in [&tables.users, &tables.tokens, &tables.task_events] {
+        println!("table {table} is ready");
+    }
+    Ok(())
+}
+
+async fn create_admin() -> anyhow::Result<()> {
+    let config = ServeConfig::from_env()?;
+    let store = taskgate::store::open(&config, taskgate::store::Purpose::Audit).await?;
+    // The state is only used to hash the password; its signing key is never used.
+    let mut key = [0u8; 64];
+    rand::fill(&mut key);
+    let state = taskgate_api::AppState::new(
+        store,
+        &secrecy::SecretSlice::from(key.to_vec()),
+        config.api.clone(),
+    )?;
+    match taskgate::bootstrap::ensure_first_admin(
+        &state,
+        &config.admin_username,
+        config.admin_password.as_ref(),
+    )
+    .await?
+    {
+        None => println!("an admin already exists; nothing was created"),
+        Some(admin) => match &admin.generated_password {
+            Some(password) => println!(
+                "created the admin {}\n  password: {}\nThis password is shown only once.",
+                admin.username,
+                password.expose_secret()
+            ),
+            None => println!(
+                "created the admin {} with the password from TASKGATE_ADMIN_PASSWORD",
+                admin.username
+            ),
+        },
+    }
+    Ok(())
 }

@@ -22,8 +22,9 @@
 //! `TASKGATE_TASK_EVENTS_TABLE`), `TASKGATE_JWT_SECRET_ARN`,
 //! `TASKGATE_STATE_MACHINE_ARN` (the functions that start and stop tasks),
 //! and the shared settings of `taskgate_api::Settings`.
-//! `TASKGATE_DYNAMODB_ENDPOINT` and `TASKGATE_STEPFUNCTIONS_ENDPOINT` point
-//! the functions at local services under `sam local start-api`.
+//! `TASKGATE_DYNAMODB_ENDPOINT`, `TASKGATE_STEPFUNCTIONS_ENDPOINT` and
+//! `TASKGATE_SECRETSMANAGER_ENDPOINT` point the functions at local stand-ins
+//! under `sam local start-api` (empty on AWS).
 #![forbid(unsafe_code)]
 
 use std::convert::Infallible;
@@ -176,7 +177,11 @@ pub async fn cold_start() -> anyhow::Result<AppState> {
 async fn jwt_secret(sdk: &aws_config::SdkConfig) -> anyhow::Result<SecretSlice<u8>> {
     let arn = std::env::var("TASKGATE_JWT_SECRET_ARN")
         .context("TASKGATE_JWT_SECRET_ARN is not set; the SAM template sets it")?;
-    let client = aws_sdk_secretsmanager::Client::new(sdk);
+    let mut config = aws_sdk_secretsmanager::config::Builder::from(sdk);
+    if let Some(endpoint) = env_endpoint("TASKGATE_SECRETSMANAGER_ENDPOINT") {
+        config = config.endpoint_url(endpoint);
+    }
+    let client = aws_sdk_secretsmanager::Client::from_conf(config.build());
     let output = client
         .get_secret_value()
         .secret_id(&arn)
