@@ -47,4 +47,7 @@ for _ in 1 2; do
 done
 
 echo "== cargo test"
+# The function binaries themselves (debug), for the tests that run them as
+# Lambda does (tests/e2e/lambda_runtime.rs).
+cargo build --workspace --bins --locked
 cargo test --workspace --locked "$@"

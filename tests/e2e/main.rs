@@ -7,6 +7,7 @@ mod auth;
 mod bad_input;
 mod infra;
 mod lambda;
+mod lambda_runtime;
 mod matrix;
 mod server;
 mod sfn;

@@ -83,6 +83,10 @@ fn runtime_stopped(e: lambda_runtime::Error) -> anyhow::Error {
 pub fn run(endpoint: Endpoint) -> ExitCode {
     bootstrap(async move {
         let state = Arc::new(cold_start().await?);
+        tracing::info!(
+            function = endpoint.function_name(),
+            "cold start complete: settings, clients and signing key loaded"
+        );
         lambda_http::run(service(endpoint, state))
             .await
             .map_err(runtime_stopped)
@@ -93,6 +97,10 @@ pub fn run(endpoint: Endpoint) -> ExitCode {
 pub fn run_record_step() -> ExitCode {
     bootstrap(async {
         let recorder = Arc::new(recorder().await);
+        tracing::info!(
+            function = "step-record",
+            "cold start complete: settings and clients loaded"
+        );
         let handler = lambda_runtime::service_fn(move |event: LambdaEvent<steps::RecordInput>| {
             let recorder = Arc::clone(&recorder);
             async move { steps::record(&recorder, event.payload).await }
@@ -111,6 +119,10 @@ pub fn run_js_step(
         let settings = Settings::from_env()?;
         let runner = make_runner(settings.tasks.js.clone())?;
         let recorder = Arc::new(recorder().await);
+        tracing::info!(
+            function = "step-js",
+            "cold start complete: settings, clients and sandbox ready"
+        );
         let handler = lambda_runtime::service_fn(move |event: LambdaEvent<steps::JsInput>| {
             let (recorder, runner) = (Arc::clone(&recorder), Arc::clone(&runner));
             async move {
