@@ -70,6 +70,14 @@ pub enum TaskKind {
 }
 
 impl TaskKind {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        match raw {
+            "delay" => Ok(Self::Delay),
+            "js" => Ok(Self::Js),
+            _ => Err(InvalidValue(r#"must be "delay" or "js""#.into())),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Delay => "delay",
@@ -191,6 +199,16 @@ pub enum Status {
 impl Status {
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
     }
 
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {

@@ -10,7 +10,7 @@ use serde::Serialize;
 use taskgate_domain::permission::{self, Actor};
 use taskgate_domain::recorder::Recorded;
 use taskgate_domain::task::{Status, Task, TaskError, TaskEvent, TaskId, TaskKind, TaskSpec};
-use taskgate_domain::user::{InvalidValue, Username};
+use taskgate_domain::user::Username;
 
 use crate::auth::require_session;
 use crate::problem::ApiError;
@@ -43,14 +43,6 @@ async fn visible_task(
     Ok((task, events))
 }
 
-fn parse_kind(raw: &str) -> Result<TaskKind, InvalidValue> {
-    match raw {
-        "delay" => Ok(TaskKind::Delay),
-        "js" => Ok(TaskKind::Js),
-        _ => Err(InvalidValue(r#"must be "delay" or "js""#.into())),
-    }
-}
-
 pub(crate) async fn start(state: &AppState, request: &Request) -> Result<Response, ApiError> {
     let session = require_session(state, request).await?;
     let actor = session.actor();
@@ -59,12 +51,12 @@ pub(crate) async fn start(state: &AppState, request: &Request) -> Result<Respons
     if let Some(kind) = fields
         .peek("type")
         .and_then(|v| v.as_str())
-        .and_then(|t| parse_kind(t).ok())
+        .and_then(|t| TaskKind::parse(t).ok())
     {
         permission::may_start_task(&actor, kind)?;
     }
     let limits = &state.settings.tasks;
-    let spec = match fields.required("type", string(parse_kind)) {
+    let spec = match fields.required("type", string(TaskKind::parse)) {
         Some(TaskKind::Delay) => {
             fields.reject("code", "belongs to js tasks only");
             fields.required("seconds", |v| {
@@ -212,10 +204,7 @@ pub(crate) async fn cancel(state: &AppState, request: &Request) -> Result<Respon
             kind: "task-finished",
             detail: format!(
                 "the task already ended ({}); there is nothing to cancel",
-                serde_json::to_value(task.status)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default()
+                task.status.as_str()
             ),
         }),
         Recorded::Missing => Err(no_such_task(&task.id.to_string())),
