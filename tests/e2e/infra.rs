@@ -285,3 +285,67 @@ fn the_template_tables_match_the_adapter() {
         }
     }
 }
+
+/// The strings inside a resource value: a plain string, a `!Sub` template,
+/// or the items of a list of those (`!Ref` / `!GetAtt` name resources).
+fn resource_patterns(value: &Value) -> Vec<String> {
+    match value {
+        Value::String(text) => vec![text.clone()],
+        Value::Sequence(items) => items.iter().flat_map(resource_patterns).collect(),
+        Value::Tagged(tagged) if tagged.tag == "!Sub" => resource_patterns(&tagged.value),
+        _ => vec![],
+    }
+}
+
+#[test]
+fn every_function_has_its_own_role_and_no_policy_uses_wildcards() {
+    let template = template();
+    let functions = resources_of_type(&template, "AWS::Serverless::Function");
+    let roles = resources_of_type(&template, "AWS::IAM::Role");
+    let mut used = BTreeSet::new();
+    for (name, function) in &functions {
+        let properties = &function["Properties"];
+        assert!(
+            properties["Policies"].is_null(),
+            "{name} uses SAM policies (and with them SAM's managed log policy on *)"
+        );
+        let role = match &properties["Role"] {
+            Value::Tagged(tagged) if tagged.tag == "!GetAtt" => tagged
+                .value
+                .as_str()
+                .unwrap()
+                .trim_end_matches(".Arn")
+                .to_owned(),
+            other => panic!("{name} has no role of its own: {other:?}"),
+        };
+        assert!(
+            roles.iter().any(|(r, _)| *r == role),
+            "{name}'s role {role} is not in the template"
+        );
+        assert!(
+            used.insert(role.clone()),
+            "{role} is shared by several functions"
+        );
+    }
+    assert_eq!(used.len(), roles.len(), "roles no function uses");
+    for (name, role) in &roles {
+        for policy in role["Properties"]["Policies"].as_sequence().unwrap() {
+            for statement in policy["PolicyDocument"]["Statement"].as_sequence().unwrap() {
+                let actions: Vec<String> = resource_patterns(&statement["Action"]);
+                for action in &actions {
+                    assert!(!action.contains('*'), "{name}: wildcard action {action}");
+                }
+                for resource in resource_patterns(&statement["Resource"]) {
+                    // Execution ARNs end in the task id, unknown in advance.
+                    let executions = resource.contains(":execution:")
+                        && resource.ends_with(":*")
+                        && actions == ["states:StopExecution"];
+                    assert!(
+                        !resource.contains('*') || executions,
+                        "{name}: wildcard resource {resource} for {actions:?}"
+                    );
+                }
+            }
+        }
+    }
+}
