@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{login, serve};
+use common::{serve, token};
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "operator passphrase for audits";
@@ -58,20 +58,7 @@ async fn make_history(data_dir: &Path) -> Vec<String> {
     );
     let client = reqwest::Client::new();
     let base = running.url.clone();
-    assert_eq!(
-        login(&client, &base, "admin", PASSWORD).await,
-        reqwest::StatusCode::OK
-    );
-    let token: Value = client
-        .post(format!("{base}/auth"))
-        .json(&json!({"username": "admin", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["token"].as_str().unwrap().to_owned();
+    let token = token(&client, &base, "admin", PASSWORD).await;
     let mut ids = Vec::new();
     for body in [
         json!({"type": "delay", "seconds": 0}),

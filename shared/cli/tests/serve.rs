@@ -130,16 +130,7 @@ async fn passwords_and_tokens_never_reach_the_logs() {
     );
     let client = reqwest::Client::new();
     let base = running.url.clone();
-    let response: Value = client
-        .post(format!("{base}/auth"))
-        .json(&json!({"username": "admin", "password": admin_password}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = response["token"].as_str().unwrap().to_owned();
+    let token = common::token(&client, &base, "admin", admin_password).await;
     let new_password = "a brand new user passphrase";
     let wrong_password = "a wrong guess at the passphrase";
     let created = client

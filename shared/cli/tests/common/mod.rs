@@ -130,3 +130,20 @@ pub async fn login(
         .unwrap()
         .status()
 }
+
+/// Logs in and returns the token; panics unless it works.
+pub async fn token(client: &reqwest::Client, base: &str, username: &str, password: &str) -> String {
+    let response: serde_json::Value = client
+        .post(format!("{base}/auth"))
+        .json(&json!({"username": username, "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    response["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("login as {username} failed: {response}"))
+        .to_owned()
+}
