@@ -14,7 +14,7 @@ use taskgate_aws::workflow::StepFunctionsWorkflow;
 use taskgate_domain::password::PasswordHash;
 use taskgate_domain::ports::Workflow;
 use taskgate_domain::recorder::Recorder;
-use taskgate_domain::task::{Task, TaskLimits, TaskSpec};
+use taskgate_domain::task::{EventData, Status, Task, TaskLimits, TaskSpec};
 use taskgate_domain::user::{Level, User, Username};
 
 fn endpoint() -> String {
@@ -99,8 +99,9 @@ async fn state_machine(name: &str) -> (aws_sdk_sfn::Client, String) {
     (client, created.state_machine_arn().to_owned())
 }
 
-/// A delay task as the API creates it (due `seconds` from now).
-async fn delay_task(seconds: f64) -> Task {
+/// A delay task as the API creates it (due `seconds` from now), with the
+/// recorder that keeps its log.
+async fn delay_task(seconds: f64) -> (Recorder, Task) {
     let store = std::sync::Arc::new(taskgate_embedded::EmbeddedStore::in_memory().unwrap());
     let hash = PasswordHash::parse(
         "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3V7s8wPDxVyEkXmz4jtoTrhpgXT4x3rKxhWFSmsHCGc",
@@ -114,7 +115,21 @@ async fn delay_task(seconds: f64) -> Task {
         None,
     );
     let spec = TaskSpec::delay(seconds, &TaskLimits::default()).unwrap();
-    Recorder::new(store).create(&spec, &owner).await.unwrap().0
+    let recorder = Recorder::new(store);
+    let task = recorder.create(&spec, &owner).await.unwrap().0;
+    (recorder, task)
+}
+
+/// The execution recorded by the task's `started` event(s).
+async fn recorded_executions(recorder: &Recorder, task: &Task) -> Vec<Option<String>> {
+    let (_, events) = recorder.load(&task.id).await.unwrap().unwrap();
+    events
+        .into_iter()
+        .filter_map(|event| match event.data {
+            EventData::Started { execution } => Some(execution),
+            _ => None,
+        })
+        .collect()
 }
 
 fn unique(prefix: &str) -> String {
@@ -148,13 +163,15 @@ async fn wait_for(
 async fn a_delay_execution_waits_until_due_then_records_and_succeeds() {
     let name = unique("delay");
     let (client, arn) = state_machine(&name).await;
-    let workflow = StepFunctionsWorkflow::new(client.clone(), &arn);
-    let task = delay_task(2.0).await;
-    let execution = workflow.start(&task).await.unwrap();
+    let (recorder, task) = delay_task(2.0).await;
+    let workflow = StepFunctionsWorkflow::new(client.clone(), &arn, recorder.clone());
+    let started = workflow.start(&task).await.unwrap();
+    assert_eq!(started.status, Status::Running);
+    let execution = workflow.execution_arn(&task.id);
     assert_eq!(
-        execution,
-        workflow.execution_arn(&task.id),
-        "the execution is named by the task id"
+        recorded_executions(&recorder, &task).await,
+        vec![Some(execution.clone())],
+        "`started` names the execution, which is named by the task id"
     );
     assert_eq!(
         workflow.status(&task.id).await.unwrap(),
@@ -209,11 +226,19 @@ async fn a_delay_execution_waits_until_due_then_records_and_succeeds() {
 async fn stopping_aborts_a_waiting_execution_and_starting_twice_starts_once() {
     let name = unique("stop");
     let (client, arn) = state_machine(&name).await;
-    let workflow = StepFunctionsWorkflow::new(client.clone(), &arn);
-    let task = delay_task(3600.0).await;
+    let (recorder, task) = delay_task(3600.0).await;
+    let workflow = StepFunctionsWorkflow::new(client.clone(), &arn, recorder.clone());
     let first = workflow.start(&task).await.unwrap();
     let second = workflow.start(&task).await.unwrap();
-    assert_eq!(first, second);
+    assert_eq!(
+        (first.status, second.status),
+        (Status::Running, Status::Running)
+    );
+    assert_eq!(
+        recorded_executions(&recorder, &task).await,
+        vec![Some(workflow.execution_arn(&task.id))],
+        "the second start records nothing more"
+    );
     let executions = client
         .list_executions()
         .state_machine_arn(&arn)
@@ -235,5 +260,5 @@ async fn stopping_aborts_a_waiting_execution_and_starting_twice_starts_once() {
     )
     .await;
     // Stopping an execution that never existed is not an error either.
-    workflow.stop(&delay_task(1.0).await.id).await.unwrap();
+    workflow.stop(&delay_task(1.0).await.1.id).await.unwrap();
 }

@@ -157,7 +157,7 @@ struct NoWorkflow;
 
 #[async_trait]
 impl Workflow for NoWorkflow {
-    async fn start(&self, _task: &Task) -> Result<String, WorkflowError> {
+    async fn start(&self, _task: &Task) -> Result<Task, WorkflowError> {
         Err(WorkflowError::Other(
             "no workflow engine is configured here".into(),
         ))

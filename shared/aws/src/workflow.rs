@@ -12,12 +12,14 @@ use aws_sdk_sfn::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_sfn::types::ExecutionStatus;
 use serde::Serialize;
 use taskgate_domain::ports::{Workflow, WorkflowError};
+use taskgate_domain::recorder::Recorder;
 use taskgate_domain::task::{Task, TaskId};
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct StepFunctionsWorkflow {
     client: Client,
     state_machine_arn: String,
+    recorder: Recorder,
 }
 
 /// The execution input. Field names are the state machine's contract.
@@ -53,10 +55,12 @@ where
 }
 
 impl StepFunctionsWorkflow {
-    pub fn new(client: Client, state_machine_arn: impl Into<String>) -> Self {
+    /// `recorder` writes the `started` event into the task log.
+    pub fn new(client: Client, state_machine_arn: impl Into<String>, recorder: Recorder) -> Self {
         Self {
             client,
             state_machine_arn: state_machine_arn.into(),
+            recorder,
         }
     }
 
@@ -92,14 +96,14 @@ impl StepFunctionsWorkflow {
 
 #[async_trait]
 impl Workflow for StepFunctionsWorkflow {
-    async fn start(&self, task: &Task) -> Result<String, WorkflowError> {
+    async fn start(&self, task: &Task) -> Result<Task, WorkflowError> {
         let input = Input {
             task_id: task.id.to_string(),
             kind: task.kind.as_str(),
             due_at: task.due_at.map(taskgate_domain::timestamp::format),
         };
         let input = serde_json::to_string(&input).expect("the input always serialises");
-        match self
+        let execution = match self
             .client
             .start_execution()
             .state_machine_arn(&self.state_machine_arn)
@@ -108,16 +112,24 @@ impl Workflow for StepFunctionsWorkflow {
             .send()
             .await
         {
-            Ok(output) => Ok(output.execution_arn().to_owned()),
+            Ok(output) => output.execution_arn().to_owned(),
             // Same name, same input: an earlier attempt already started it.
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|e| e.is_execution_already_exists()) =>
             {
-                Ok(self.execution_arn(&task.id))
+                self.execution_arn(&task.id)
             }
-            Err(e) => Err(workflow_error(e)),
-        }
+            Err(e) => return Err(workflow_error(e)),
+        };
+        // The execution reaches its first step only after this; should an
+        // outcome still land first, the recorder skips `started`.
+        self.recorder
+            .started(&task.id, Some(execution))
+            .await
+            .map_err(|e| WorkflowError::Unavailable(e.to_string()))?
+            .into_task()
+            .ok_or_else(|| WorkflowError::Other(format!("there is no task {}", task.id)))
     }
 
     async fn stop(&self, task: &TaskId) -> Result<(), WorkflowError> {

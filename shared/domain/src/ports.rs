@@ -148,12 +148,13 @@ pub enum WorkflowError {
 }
 
 /// Runs tasks: Step Functions on AWS, an in-process engine locally. The
-/// engine records the outcome in the task log itself.
+/// engine records `started` and, later, the outcome in the task log itself.
 #[async_trait]
 pub trait Workflow: Send + Sync {
-    /// Starts running `task` (just created). Returns the execution's id.
-    /// Starting a task that was already started is not an error.
-    async fn start(&self, task: &Task) -> Result<String, WorkflowError>;
+    /// Starts running `task` (just created) and records `started` with the
+    /// execution's id, before the run can record an outcome. Returns the task
+    /// as it stands afterwards. Starting a task twice starts it once.
+    async fn start(&self, task: &Task) -> Result<Task, WorkflowError>;
 
     /// Stops the run of `task`, if it is still going. Called after the
     /// `cancelled` event is recorded; stopping a finished run is not an error.

@@ -26,6 +26,16 @@ pub enum Recorded {
     Missing,
 }
 
+impl Recorded {
+    /// The task as it stands, unless it does not exist.
+    pub fn into_task(self) -> Option<Task> {
+        match self {
+            Self::Appended(task) | Self::Unchanged(task) => Some(task),
+            Self::Missing => None,
+        }
+    }
+}
+
 /// Appends to task logs on behalf of the API, the workflow engines and the
 /// step functions.
 #[derive(Clone)]

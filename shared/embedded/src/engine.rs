@@ -274,7 +274,7 @@ impl Inner {
 
 #[async_trait]
 impl Workflow for LocalEngine {
-    async fn start(&self, task: &Task) -> Result<String, WorkflowError> {
+    async fn start(&self, task: &Task) -> Result<Task, WorkflowError> {
         if self.inner.shutdown.is_cancelled() {
             return Err(WorkflowError::Unavailable(
                 "the server is shutting down".into(),
@@ -282,14 +282,16 @@ impl Workflow for LocalEngine {
         }
         // `started` is recorded before the run begins, so a task that ends at
         // once still reads created → started → outcome.
-        let execution = format!("local:{}", task.id);
-        self.inner
+        let started = self
+            .inner
             .recorder
-            .started(&task.id, Some(execution.clone()))
+            .started(&task.id, Some(format!("local:{}", task.id)))
             .await
-            .map_err(|e| WorkflowError::Unavailable(e.to_string()))?;
-        self.spawn(task.clone());
-        Ok(execution)
+            .map_err(|e| WorkflowError::Unavailable(e.to_string()))?
+            .into_task()
+            .ok_or_else(|| WorkflowError::Other(format!("there is no task {}", task.id)))?;
+        self.spawn(started.clone());
+        Ok(started)
     }
 
     async fn stop(&self, task: &TaskId) -> Result<(), WorkflowError> {

@@ -180,7 +180,8 @@ pub async fn cold_start() -> anyhow::Result<AppState> {
     if let Some(arn) = env_endpoint("TASKGATE_STATE_MACHINE_ARN") {
         let endpoint = env_endpoint("TASKGATE_STEPFUNCTIONS_ENDPOINT");
         let sfn = taskgate_aws::sfn_client(&sdk, endpoint.as_deref());
-        state = state.with_workflow(Arc::new(StepFunctionsWorkflow::new(sfn, arn)));
+        let workflow = StepFunctionsWorkflow::new(sfn, arn, state.recorder.clone());
+        state = state.with_workflow(Arc::new(workflow));
     }
     Ok(state)
 }

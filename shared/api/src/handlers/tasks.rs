@@ -76,7 +76,7 @@ pub(crate) async fn start(state: &AppState, request: &Request) -> Result<Respons
 
     let (task, _) = state.recorder.create(&spec, &session.user).await?;
     let task = match state.workflow.start(&task).await {
-        Ok(execution) => state.recorder.started(&task.id, Some(execution)).await?,
+        Ok(task) => task,
         Err(e) => {
             // The task exists and cannot run: it fails now, visibly, rather
             // than staying pending forever.
@@ -85,15 +85,14 @@ pub(crate) async fn start(state: &AppState, request: &Request) -> Result<Respons
                 "workflow-unavailable",
                 "the task could not be started; try again later",
             );
-            state.recorder.failed(&task.id, error, Vec::new()).await?
-        }
-    };
-    let task = match task {
-        Recorded::Appended(task) | Recorded::Unchanged(task) => task,
-        Recorded::Missing => {
-            return Err(ApiError::Internal(
-                "a task vanished right after it was created".into(),
-            ));
+            state
+                .recorder
+                .failed(&task.id, error, Vec::new())
+                .await?
+                .into_task()
+                .ok_or_else(|| {
+                    ApiError::Internal("a task vanished right after it was created".into())
+                })?
         }
     };
     tracing::info!(task = %task.id, kind = task.kind.as_str(), owner = %task.owner, "task started");
