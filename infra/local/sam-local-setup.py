@@ -50,7 +50,12 @@ def call(endpoint, service, target, body):
 
 def create_tables():
     env = dict(os.environ, TASKGATE_DYNAMODB_ENDPOINT=DYNAMODB)
-    for name in ("TASKGATE_USERS_TABLE", "TASKGATE_TOKENS_TABLE", "TASKGATE_TASK_EVENTS_TABLE"):
+    for name in (
+        "TASKGATE_USERS_TABLE",
+        "TASKGATE_TOKENS_TABLE",
+        "TASKGATE_TASK_EVENTS_TABLE",
+        "TASKGATE_SECURITY_TABLE",
+    ):
         env[name] = ENV[name]
     subprocess.run(["cargo", "run", "--quiet", "--", "create-tables"], cwd=ROOT, env=env, check=True)
 

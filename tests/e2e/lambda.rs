@@ -42,6 +42,7 @@ const FIXTURES: &[(&str, u16)] = &[
     ("tasks-get", 200),
     ("tasks-events", 200),
     ("tasks-cancel", 200),
+    ("audit-list", 200),
     ("auth-logout", 204),
 ];
 

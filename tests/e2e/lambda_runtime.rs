@@ -200,6 +200,7 @@ async fn a_function_binary_cold_starts_once_and_serves_many_invocations() {
         .env("TASKGATE_USERS_TABLE", &tables.users)
         .env("TASKGATE_TOKENS_TABLE", &tables.tokens)
         .env("TASKGATE_TASK_EVENTS_TABLE", &tables.task_events)
+        .env("TASKGATE_SECURITY_TABLE", &tables.security)
         .env("TASKGATE_JWT_SECRET_ARN", &secret)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -47,6 +47,10 @@ pub enum ApiError {
     /// 422: well-formed, but these fields are wrong.
     #[error("invalid fields")]
     Invalid(Vec<FieldError>),
+    /// 429: too many failed logins for this username (or device); try again
+    /// after `retry_after` seconds.
+    #[error("too many failed logins; try again in {retry_after} s")]
+    LoginLocked { retry_after: u64 },
     /// 503: a dependency (the store) is down or throttling. The cause is logged.
     #[error("service unavailable: {0}")]
     Unavailable(String),
@@ -74,6 +78,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::LoginLocked { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -91,6 +96,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => "payload-too-large",
             Self::UnsupportedMediaType(_) => "unsupported-media-type",
             Self::Invalid(_) => "invalid-field",
+            Self::LoginLocked { .. } => "login-locked",
             Self::Unavailable(_) => "service-unavailable",
             Self::Internal(_) => "internal-error",
         }
@@ -107,6 +113,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => "Payload too large",
             Self::UnsupportedMediaType(_) => "Unsupported media type",
             Self::Invalid(_) => "Invalid fields",
+            Self::LoginLocked { .. } => "Too many failed logins",
             Self::Unavailable(_) => "Service unavailable",
             Self::Internal(_) => "Internal server error",
         }
@@ -177,6 +184,9 @@ impl ApiError {
             }
             Self::Unavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Self::LoginLocked { retry_after } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
             }
             _ => {}
         }

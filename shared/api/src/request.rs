@@ -26,6 +26,13 @@ pub struct PathParams(pub HashMap<String, String>);
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String);
 
+impl RequestId {
+    /// A fresh id, for transports that have none of their own.
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::new_v4().simple().to_string())
+    }
+}
+
 impl PathParams {
     pub fn of(request: &Request) -> Option<&Self> {
         request.extensions().get::<Self>()

@@ -10,7 +10,7 @@ use std::time::Instant;
 use http::{HeaderValue, Method, header};
 use tracing::Instrument as _;
 
-use crate::handlers::{auth, root, tasks, users};
+use crate::handlers::{audit, auth, root, tasks, users};
 use crate::problem::ApiError;
 use crate::request::RequestId;
 use crate::state::AppState;
@@ -32,6 +32,7 @@ pub enum Endpoint {
     TasksGet,
     TasksCancel,
     TasksEvents,
+    AuditList,
 }
 
 impl Endpoint {
@@ -49,6 +50,7 @@ impl Endpoint {
         Self::TasksGet,
         Self::TasksCancel,
         Self::TasksEvents,
+        Self::AuditList,
     ];
 
     /// The Lambda function (and `functions/` crate, and binary) serving it.
@@ -67,6 +69,7 @@ impl Endpoint {
             Self::TasksGet => "tasks-get",
             Self::TasksCancel => "tasks-cancel",
             Self::TasksEvents => "tasks-events",
+            Self::AuditList => "audit-list",
         }
     }
 
@@ -111,6 +114,7 @@ pub const ROUTES: &[Route] = &[
     route(Method::GET, "/tasks/{id}", Endpoint::TasksGet),
     route(Method::POST, "/tasks/{id}/cancel", Endpoint::TasksCancel),
     route(Method::GET, "/tasks/{id}/events", Endpoint::TasksEvents),
+    route(Method::GET, "/audit", Endpoint::AuditList),
 ];
 
 async fn dispatch(
@@ -132,6 +136,7 @@ async fn dispatch(
         Endpoint::TasksGet => tasks::get(state, request).await,
         Endpoint::TasksCancel => tasks::cancel(state, request).await,
         Endpoint::TasksEvents => tasks::events(state, request).await,
+        Endpoint::AuditList => audit::list(state, request).await,
     }
 }
 
@@ -141,12 +146,12 @@ async fn dispatch(
 /// and, if it has one, a [`RequestId`] on the request. Every response gets
 /// `X-Request-Id` and `Cache-Control: no-store` (responses are per-user and
 /// may hold tokens); every request gets one log line without headers or body.
-pub async fn handle(state: &AppState, endpoint: Endpoint, request: Request) -> Response {
+pub async fn handle(state: &AppState, endpoint: Endpoint, mut request: Request) -> Response {
     let request_id = request
-        .extensions()
-        .get::<RequestId>()
-        .map(|id| id.0.clone())
-        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        .extensions_mut()
+        .get_or_insert_with(RequestId::generate)
+        .0
+        .clone();
     let span = tracing::info_span!("request", request_id = %request_id, endpoint = endpoint.function_name());
     async {
         let started = Instant::now();

@@ -11,11 +11,14 @@ use taskgate_domain::password::{Password, PasswordHash, PasswordHasher};
 use taskgate_domain::permission::Registration;
 use taskgate_domain::ports::{Store, Workflow, WorkflowError};
 use taskgate_domain::recorder::Recorder;
+use taskgate_domain::security::{LoginThrottle, SecurityEvent};
 use taskgate_domain::task::{JsLimits, Task, TaskId, TaskLimits};
 use taskgate_domain::token::TokenKeys;
 use tokio::sync::Semaphore;
 
+use crate::Request;
 use crate::problem::ApiError;
+use crate::request::RequestId;
 
 /// Settings shared by the local server and the Lambda functions.
 #[derive(Clone, Debug, PartialEq)]
@@ -37,6 +40,11 @@ pub struct Settings {
     /// `TASKGATE_MAX_CONCURRENT_SCRIPTS`: scripts run at once (default 2);
     /// more wait their turn.
     pub max_concurrent_scripts: usize,
+    /// Brute-force protection of `POST /auth`: `TASKGATE_LOGIN_FREE_FAILURES`
+    /// (default 5), `TASKGATE_LOGIN_BACKOFF_SECONDS` (1),
+    /// `TASKGATE_LOGIN_MAX_LOCK_SECONDS` (900), `TASKGATE_LOGIN_FORGET_SECONDS`
+    /// (86400). See [`LoginThrottle`].
+    pub login: LoginThrottle,
 }
 
 impl Default for Settings {
@@ -48,6 +56,7 @@ impl Default for Settings {
             max_concurrent_hashes: std::thread::available_parallelism().map_or(2, usize::from),
             tasks: TaskLimits::default(),
             max_concurrent_scripts: 2,
+            login: LoginThrottle::default(),
         }
     }
 }
@@ -108,6 +117,29 @@ impl Settings {
         };
         let max_concurrent_scripts = number(&lookup, "TASKGATE_MAX_CONCURRENT_SCRIPTS", 1..=64)?
             .map_or(defaults.max_concurrent_scripts, |n| n as usize);
+        let seconds = |name, range, default| {
+            number(&lookup, name, range).map(|n| n.map_or(default, Duration::from_secs))
+        };
+        let login = LoginThrottle {
+            free_failures: number(&lookup, "TASKGATE_LOGIN_FREE_FAILURES", 1..=1000)?
+                .map_or(defaults.login.free_failures, |n| n as u32),
+            backoff: seconds(
+                "TASKGATE_LOGIN_BACKOFF_SECONDS",
+                1..=3600,
+                defaults.login.backoff,
+            )?,
+            max_lock: seconds(
+                "TASKGATE_LOGIN_MAX_LOCK_SECONDS",
+                1..=24 * 3600,
+                defaults.login.max_lock,
+            )?,
+            // At most a week: DynamoDB's TTL drops counters after eight days.
+            forget_after: seconds(
+                "TASKGATE_LOGIN_FORGET_SECONDS",
+                60..=7 * 24 * 3600,
+                defaults.login.forget_after,
+            )?,
+        };
         Ok(Self {
             registration,
             token_ttl,
@@ -115,6 +147,7 @@ impl Settings {
             max_concurrent_hashes,
             tasks,
             max_concurrent_scripts,
+            login,
         })
     }
 }
@@ -202,18 +235,27 @@ impl AppState {
         self
     }
 
-    /// Hashes a new password off the async threads, at most
-    /// `max_concurrent_hashes` at a time.
-    pub async fn hash_password(&self, password: Password) -> Result<PasswordHash, ApiError> {
+    /// Runs `work` with the hasher off the async threads, at most
+    /// `max_concurrent_hashes` at a time (each takes 19 MiB and a core).
+    async fn with_hasher<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&PasswordHasher) -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
         let _permit = self
             .hashing
             .acquire()
             .await
             .expect("the semaphore is never closed");
         let hasher = Arc::clone(&self.hasher);
-        tokio::task::spawn_blocking(move || hasher.hash(&password))
+        tokio::task::spawn_blocking(move || work(&hasher))
             .await
-            .map_err(|e| ApiError::Internal(format!("hashing task failed: {e}")))?
+            .map_err(|e| ApiError::Internal(format!("hashing task failed: {e}")))
+    }
+
+    /// Hashes a new password.
+    pub async fn hash_password(&self, password: Password) -> Result<PasswordHash, ApiError> {
+        self.with_hasher(move |hasher| hasher.hash(&password))
+            .await?
             .map_err(|e| ApiError::Internal(e.to_string()))
     }
 
@@ -224,15 +266,23 @@ impl AppState {
         candidate: SecretString,
         hash: Option<PasswordHash>,
     ) -> Result<bool, ApiError> {
-        let _permit = self
-            .hashing
-            .acquire()
+        self.with_hasher(move |hasher| hasher.verify(candidate.expose_secret(), hash.as_ref()))
             .await
-            .expect("the semaphore is never closed");
-        let hasher = Arc::clone(&self.hasher);
-        tokio::task::spawn_blocking(move || hasher.verify(candidate.expose_secret(), hash.as_ref()))
-            .await
-            .map_err(|e| ApiError::Internal(format!("hashing task failed: {e}")))
+    }
+
+    /// Appends `event` to the security log, tagged with the request's id.
+    /// The change it records has happened already, so a store failure here
+    /// does not fail the request: the event goes to the error log whole
+    /// (events hold no secrets), to be recovered from there.
+    pub async fn audit(&self, request: &Request, event: SecurityEvent) {
+        let event = match request.extensions().get::<RequestId>() {
+            Some(id) => event.with_request_id(&id.0),
+            None => event,
+        };
+        if let Err(e) = self.store.append_security_event(&event).await {
+            let event = serde_json::to_string(&event).unwrap_or_default();
+            tracing::error!(error = %e, event, "could not append to the security log");
+        }
     }
 }
 

@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 mod errors;
+mod security;
 pub mod tables;
 mod tasks;
 mod tokens;

@@ -22,32 +22,41 @@ pub struct TableNames {
     pub users: String,
     pub tokens: String,
     pub task_events: String,
+    pub security: String,
 }
 
 impl TableNames {
     pub const USERS_ENV: &'static str = "TASKGATE_USERS_TABLE";
     pub const TOKENS_ENV: &'static str = "TASKGATE_TOKENS_TABLE";
     pub const TASK_EVENTS_ENV: &'static str = "TASKGATE_TASK_EVENTS_TABLE";
+    pub const SECURITY_ENV: &'static str = "TASKGATE_SECURITY_TABLE";
 
-    /// `<prefix>-users`, `<prefix>-tokens`, `<prefix>-task-events`.
+    /// `<prefix>-users`, `<prefix>-tokens`, `<prefix>-task-events`, `<prefix>-security`.
     pub fn with_prefix(prefix: &str) -> Self {
         Self {
             users: format!("{prefix}-users"),
             tokens: format!("{prefix}-tokens"),
             task_events: format!("{prefix}-task-events"),
+            security: format!("{prefix}-security"),
         }
     }
 
-    /// Names from `TASKGATE_USERS_TABLE`, `TASKGATE_TOKENS_TABLE` and
-    /// `TASKGATE_TASK_EVENTS_TABLE` (read through `lookup`), defaulting to
-    /// the `taskgate-` prefixed names.
+    /// Names from `TASKGATE_USERS_TABLE`, `TASKGATE_TOKENS_TABLE`,
+    /// `TASKGATE_TASK_EVENTS_TABLE` and `TASKGATE_SECURITY_TABLE` (read
+    /// through `lookup`), defaulting to the `taskgate-` prefixed names.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
         let defaults = Self::with_prefix("taskgate");
         Self {
             users: lookup(Self::USERS_ENV).unwrap_or(defaults.users),
             tokens: lookup(Self::TOKENS_ENV).unwrap_or(defaults.tokens),
             task_events: lookup(Self::TASK_EVENTS_ENV).unwrap_or(defaults.task_events),
+            security: lookup(Self::SECURITY_ENV).unwrap_or(defaults.security),
         }
+    }
+
+    /// Every table name, in the order of [`table_specs`].
+    pub fn all(&self) -> [&str; 4] {
+        [&self.users, &self.tokens, &self.task_events, &self.security]
     }
 
     pub fn from_env() -> Self {
@@ -137,6 +146,16 @@ pub fn table_specs(names: &TableNames) -> Vec<TableSpec> {
                 projection: ProjectionType::KeysOnly,
             }],
             ttl_attribute: None,
+        },
+        // The security log (`pk` = "audit", `sk` = event id) and the
+        // login-attempt counters (`pk` = "login#<key>", `sk` = "-").
+        TableSpec {
+            logical_name: "SecurityTable",
+            name: names.security.clone(),
+            hash_key: string_key("pk"),
+            range_key: Some(string_key("sk")),
+            indexes: vec![],
+            ttl_attribute: Some("expires_at"),
         },
     ]
 }

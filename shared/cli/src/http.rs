@@ -51,12 +51,8 @@ pub(crate) fn router(state: Arc<AppState>) -> axum::Router {
     })
 }
 
-fn request_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
-}
-
 fn problem(error: ApiError) -> Response {
-    let id = request_id();
+    let id = RequestId::generate().0;
     let mut response = error.to_response(&id);
     finish_headers(&mut response, &id);
     response.map(Body::from).into_response()
@@ -85,7 +81,7 @@ async fn serve(
         }
     };
     parts.extensions.insert(PathParams(params));
-    parts.extensions.insert(RequestId(request_id()));
+    parts.extensions.insert(RequestId::generate());
     let request = http::Request::from_parts(parts, body);
     taskgate_api::handle(&state, endpoint, request)
         .await

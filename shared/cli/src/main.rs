@@ -216,7 +216,7 @@ async fn create_tables() -> anyhow::Result<()> {
     let sdk = taskgate_aws::load_sdk_config(endpoint.as_deref()).await;
     let client = taskgate_aws::dynamodb_client(&sdk, endpoint.as_deref());
     taskgate_aws::ensure_tables(&client, &tables).await?;
-    for table in [&tables.users, &tables.tokens, &tables.task_events] {
+    for table in tables.all() {
         println!("table {table} is ready");
     }
     Ok(())

@@ -18,6 +18,7 @@
 //!   into state, and [`task::verify`], which checks a log's invariants.
 //! - [`recorder`]: appending to a task's log (conditional on the next seq,
 //!   retried after a lost race), shared by the API, the engines and the steps.
+//! - [`security`]: the security audit log's events and the login throttle.
 //! - [`ports`]: the narrow traits the adapters implement: stores, the task
 //!   log, the workflow engine and the JavaScript runner.
 #![forbid(unsafe_code)]
@@ -26,6 +27,7 @@ pub mod password;
 pub mod permission;
 pub mod ports;
 pub mod recorder;
+pub mod security;
 pub mod task;
 pub mod timestamp;
 pub mod token;

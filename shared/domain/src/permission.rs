@@ -102,6 +102,15 @@ pub fn may_list_users(actor: &Actor) -> Decision {
     }
 }
 
+/// Reading the security audit log: admins only.
+pub fn may_read_security_log(actor: &Actor) -> Decision {
+    if actor.is_admin() {
+        Ok(())
+    } else {
+        Err(Denied::Forbidden("only admins can read the security log"))
+    }
+}
+
 /// Reading a user: yourself, or anyone if you are an admin. A plain user gets
 /// the same answer whether or not the other account exists.
 pub fn may_view_user(actor: &Actor, target: &Username) -> Decision {

@@ -6,6 +6,9 @@
 
 use async_trait::async_trait;
 
+#[cfg(doc)]
+use crate::security::LoginKey;
+use crate::security::{LoginAttempts, SecurityEvent};
 use crate::task::{Task, TaskError, TaskEvent, TaskId};
 use crate::token::{TokenId, TokenRecord};
 use crate::user::{User, UserId, Username};
@@ -133,10 +136,42 @@ pub trait TaskLog: Send + Sync {
     ) -> StoreResult<Page<TaskEvent, (TaskId, u64)>>;
 }
 
-/// All the storage ports one backend provides, as one object the HTTP layer holds.
-pub trait Store: UserStore + TokenStore + SessionStore + TaskLog {}
+/// The security audit log and the login-attempt counters.
+#[async_trait]
+pub trait SecurityStore: Send + Sync {
+    /// The failures counted for a login key (see [`LoginKey::as_key`]).
+    async fn login_attempts(&self, key: &str) -> StoreResult<Option<LoginAttempts>>;
 
-impl<T: UserStore + TokenStore + SessionStore + TaskLog> Store for T {}
+    /// Stores `next` for `key` if what is stored is still `seen` (same
+    /// failure count, or none stored when `seen` is `None`); `Conflict`
+    /// otherwise, and nothing is written. Concurrent attempts thus each
+    /// count once.
+    async fn put_login_attempts(
+        &self,
+        key: &str,
+        seen: Option<&LoginAttempts>,
+        next: &LoginAttempts,
+    ) -> StoreResult<()>;
+
+    /// Forgets the failures of `key` (after a successful login).
+    async fn clear_login_attempts(&self, key: &str) -> StoreResult<()>;
+
+    /// Appends `event` to the security log. Events are never changed or
+    /// removed; an id that exists already is `AlreadyExists`.
+    async fn append_security_event(&self, event: &SecurityEvent) -> StoreResult<()>;
+
+    /// The log newest first, starting after the event with id `after`.
+    async fn security_events(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Page<SecurityEvent, String>>;
+}
+
+/// All the storage ports one backend provides, as one object the HTTP layer holds.
+pub trait Store: UserStore + TokenStore + SessionStore + TaskLog + SecurityStore {}
+
+impl<T: UserStore + TokenStore + SessionStore + TaskLog + SecurityStore> Store for T {}
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkflowError {

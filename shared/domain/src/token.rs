@@ -103,10 +103,12 @@ pub struct TokenKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    device_validation: Validation,
 }
 
 impl TokenKeys {
     pub const ISSUER: &'static str = "taskgate";
+    pub const DEVICE_ISSUER: &'static str = "taskgate/device";
     pub const ALGORITHM: Algorithm = Algorithm::HS256;
     /// HS256 keys shorter than the hash output weaken the MAC (RFC 7518 §3.2).
     pub const MIN_SECRET_BYTES: usize = 32;
@@ -124,10 +126,14 @@ impl TokenKeys {
         validation.set_issuer(&[Self::ISSUER]);
         validation.leeway = 0;
         validation.validate_exp = true;
+        // Device tokens differ by issuer, so neither kind passes for the other.
+        let mut device_validation = validation.clone();
+        device_validation.set_issuer(&[Self::DEVICE_ISSUER]);
         Ok(Self {
             encoding: EncodingKey::from_secret(bytes),
             decoding: DecodingKey::from_secret(bytes),
             validation,
+            device_validation,
         })
     }
 
@@ -156,6 +162,27 @@ impl TokenKeys {
         }
     }
 
+    /// Issues a device token: proof, shown at later logins, that this client
+    /// once logged in as `user` (docs/adr/0008). It grants nothing else.
+    pub fn issue_device(&self, user: &User, ttl: Duration) -> (SecretString, TokenId) {
+        let issued_at = crate::now().replace_millisecond(0).expect("0 ms is valid");
+        let device = TokenId::new();
+        let claims = Claims {
+            iss: Self::DEVICE_ISSUER.to_owned(),
+            sub: user.username.to_string(),
+            uid: user.user_id.to_string(),
+            jti: device.to_string(),
+            iat: issued_at.unix_timestamp(),
+            exp: (issued_at + ttl).unix_timestamp(),
+        };
+        (self.sign(&claims).into(), device)
+    }
+
+    /// Checks a device token like [`Self::verify`] checks a bearer token.
+    pub fn verify_device(&self, token: &str) -> Result<VerifiedClaims, TokenError> {
+        self.decode(token, &self.device_validation)
+    }
+
     /// Signs arbitrary claims. Only `issue` should need this outside tests.
     pub fn sign(&self, claims: &Claims) -> String {
         jsonwebtoken::encode(&Header::new(Self::ALGORITHM), claims, &self.encoding)
@@ -164,11 +191,16 @@ impl TokenKeys {
 
     /// Checks signature, algorithm, issuer and expiry, and returns the claims.
     pub fn verify(&self, token: &str) -> Result<VerifiedClaims, TokenError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| match e.kind() {
+        self.decode(token, &self.validation)
+    }
+
+    fn decode(&self, token: &str, validation: &Validation) -> Result<VerifiedClaims, TokenError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, validation).map_err(
+            |e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
                 _ => TokenError::Invalid,
-            })?;
+            },
+        )?;
         let claims = data.claims;
         Ok(VerifiedClaims {
             username: Username::parse(&claims.sub).map_err(|_| TokenError::Invalid)?,
@@ -208,6 +240,23 @@ mod tests {
             None,
             None,
         )
+    }
+
+    #[test]
+    fn device_tokens_and_bearer_tokens_never_pass_for_each_other() {
+        let keys = keys(&[7; 32]);
+        let (device, id) = keys.issue_device(&user(), Duration::from_secs(60));
+        let claims = keys.verify_device(device.expose_secret()).unwrap();
+        assert_eq!((claims.jti, claims.username), (id, user().username));
+        assert_eq!(
+            keys.verify(device.expose_secret()),
+            Err(TokenError::Invalid)
+        );
+        let bearer = keys.issue(&user(), Duration::from_secs(60));
+        assert_eq!(
+            keys.verify_device(bearer.token.expose_secret()),
+            Err(TokenError::Invalid)
+        );
     }
 
     #[test]

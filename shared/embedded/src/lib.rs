@@ -21,6 +21,7 @@
 
 pub mod engine;
 mod schema;
+mod security;
 mod tasks;
 mod tokens;
 mod users;

@@ -34,6 +34,21 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (task_id, seq)
      ) STRICT;
      CREATE INDEX task_events_by_owner ON task_events (owner_id, task_id) WHERE owner_id IS NOT NULL;",
+    // 3: the security audit log (append-only: triggers refuse changes) and
+    // the login-attempt counters.
+    "CREATE TABLE security_events (
+        id   TEXT PRIMARY KEY,
+        item TEXT NOT NULL
+     ) STRICT;
+     CREATE TRIGGER security_events_no_update BEFORE UPDATE ON security_events
+     BEGIN SELECT RAISE(ABORT, 'the security log is append-only'); END;
+     CREATE TRIGGER security_events_no_delete BEFORE DELETE ON security_events
+     BEGIN SELECT RAISE(ABORT, 'the security log is append-only'); END;
+     CREATE TABLE login_attempts (
+        key      TEXT PRIMARY KEY,
+        failures INTEGER NOT NULL,
+        last_at  TEXT NOT NULL
+     ) STRICT;",
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> StoreResult<()> {

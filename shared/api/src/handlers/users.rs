@@ -10,6 +10,7 @@ use serde::Serialize;
 use taskgate_domain::password::Password;
 use taskgate_domain::permission;
 use taskgate_domain::ports::StoreError;
+use taskgate_domain::security::{SecurityEvent, SecurityKind};
 use taskgate_domain::user::{Email, Level, Profile, User, UserChanges, Username};
 
 use crate::auth::{optional_session, require_session};
@@ -34,6 +35,15 @@ fn no_such_user(username: &str) -> ApiError {
 fn target(request: &Request) -> Result<Username, ApiError> {
     let raw = path_param(request, "username")?;
     Username::parse(raw).map_err(|_| no_such_user(raw))
+}
+
+/// The stored user named `target`, or 404.
+async fn stored_user(state: &AppState, target: &Username) -> Result<User, ApiError> {
+    state
+        .store
+        .get_user(target)
+        .await?
+        .ok_or_else(|| no_such_user(target.as_str()))
 }
 
 fn parse_profile(value: &serde_json::Value) -> Result<Profile, String> {
@@ -73,7 +83,11 @@ pub(crate) async fn create(state: &AppState, request: &Request) -> Result<Respon
         }
         Err(e) => return Err(e.into()),
     }
-    tracing::info!(username = %user.username, level = %user.level, by = ?actor.map(|a| a.username.to_string()), "user created");
+    let by = actor.as_ref().map(|a| &a.username);
+    let event = SecurityEvent::new(SecurityKind::UserCreated, by, user.username.as_str())
+        .with("level", user.level.as_str());
+    state.audit(request, event).await;
+    tracing::info!(username = %user.username, level = %user.level, by = ?by.map(Username::as_str), "user created");
     Ok(created(
         &format!("/users/{}", user.username),
         &UserView::from(&user),
@@ -113,11 +127,7 @@ pub(crate) async fn get(state: &AppState, request: &Request) -> Result<Response,
     let user = if target == session.user.username {
         session.user
     } else {
-        state
-            .store
-            .get_user(&target)
-            .await?
-            .ok_or_else(|| no_such_user(target.as_str()))?
+        stored_user(state, &target).await?
     };
     Ok(json(StatusCode::OK, &UserView::from(&user)))
 }
@@ -141,6 +151,15 @@ pub(crate) async fn update(state: &AppState, request: &Request) -> Result<Respon
     fields.finish()?;
 
     let password_changed = password.is_some();
+    let named: Vec<&str> = [
+        ("password", password_changed),
+        ("level", level.is_some()),
+        ("email", email.is_some()),
+        ("profile", profile.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, given)| given.then_some(name))
+    .collect();
     let changes = UserChanges {
         password_hash: match password {
             Some(password) => Some(state.hash_password(password).await?),
@@ -152,11 +171,7 @@ pub(crate) async fn update(state: &AppState, request: &Request) -> Result<Respon
     };
 
     for _ in 0..ATTEMPTS {
-        let current = state
-            .store
-            .get_user(&target)
-            .await?
-            .ok_or_else(|| no_such_user(target.as_str()))?;
+        let current = stored_user(state, &target).await?;
         let new_level = level.filter(|l| *l != current.level);
         permission::may_edit_user(&actor, &target, new_level)?;
         let Some(next) = changes.apply_to(&current) else {
@@ -164,13 +179,31 @@ pub(crate) async fn update(state: &AppState, request: &Request) -> Result<Respon
         };
         match state.store.update_user(&current, &next).await {
             Ok(()) => {
+                let mut event = SecurityEvent::new(
+                    SecurityKind::UserUpdated,
+                    Some(&actor.username),
+                    target.as_str(),
+                )
+                .with("fields", named);
+                if let Some(level) = new_level {
+                    event = event.with("level", level.as_str());
+                }
                 if password_changed {
                     // Other sessions end with the old password; the caller's
                     // own session survives a change of their own password.
                     let keep = (actor.username == target).then_some(&session.token.jti);
-                    let revoked = state.store.delete_user_tokens(&target, keep).await?;
+                    let revoked = state.store.delete_user_tokens(&target, keep).await;
+                    let revoked = match revoked {
+                        Ok(revoked) => revoked,
+                        Err(e) => {
+                            state.audit(request, event).await;
+                            return Err(e.into());
+                        }
+                    };
+                    event = event.with("tokens_revoked", revoked);
                     tracing::info!(username = %target, revoked, "password changed, tokens revoked");
                 }
+                state.audit(request, event).await;
                 tracing::info!(username = %target, by = %actor.username, "user updated");
                 return Ok(json(StatusCode::OK, &UserView::from(&next)));
             }
@@ -189,11 +222,7 @@ pub(crate) async fn delete(state: &AppState, request: &Request) -> Result<Respon
 
     let mut deleted = false;
     for _ in 0..ATTEMPTS {
-        let current = state
-            .store
-            .get_user(&target)
-            .await?
-            .ok_or_else(|| no_such_user(target.as_str()))?;
+        let current = stored_user(state, &target).await?;
         match state.store.delete_user(&current).await {
             Ok(()) => {
                 deleted = true;
@@ -209,8 +238,17 @@ pub(crate) async fn delete(state: &AppState, request: &Request) -> Result<Respon
     tracing::info!(username = %target, by = %actor.username, "user deleted");
     // Every token of the deleted user already fails (the user is gone); this
     // removes the records too. If it fails, TTL removes them later.
-    if let Err(e) = state.store.delete_user_tokens(&target, None).await {
-        tracing::warn!(username = %target, error = %e, "could not delete the tokens of a deleted user");
+    let mut event = SecurityEvent::new(
+        SecurityKind::UserDeleted,
+        Some(&actor.username),
+        target.as_str(),
+    );
+    match state.store.delete_user_tokens(&target, None).await {
+        Ok(revoked) => event = event.with("tokens_revoked", revoked),
+        Err(e) => {
+            tracing::warn!(username = %target, error = %e, "could not delete the tokens of a deleted user");
+        }
     }
+    state.audit(request, event).await;
     Ok(no_content())
 }
