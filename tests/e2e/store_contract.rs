@@ -8,6 +8,7 @@ use std::time::Duration;
 use taskgate_domain::password::PasswordHash;
 use taskgate_domain::ports::{Store, StoreError};
 use taskgate_domain::recorder::{Recorded, Recorder};
+use taskgate_domain::security::{LoginAttempts, SecurityEvent, SecurityKind};
 use taskgate_domain::task::{
     EventData, Status, TaskError, TaskEvent, TaskId, TaskLimits, TaskSpec,
 };
@@ -92,6 +93,9 @@ contract!(
     cancel_and_completion_racing_record_one_terminal_event,
     owner_listing_is_newest_first_and_pages,
     a_scan_visits_every_event_once,
+    login_attempts_change_only_from_what_was_seen,
+    racing_login_attempts_each_count_once,
+    security_events_append_once_and_list_newest_first,
 );
 
 /// A valid PHC string; stores never look inside it.
@@ -541,4 +545,108 @@ async fn a_scan_visits_every_event_once(store: Arc<dyn Store>) {
     }
     assert_eq!(seen.len(), expected.len(), "{seen:?}");
     assert_eq!(seen.into_iter().collect::<BTreeSet<_>>(), expected);
+}
+
+fn attempts(failures: u32) -> LoginAttempts {
+    LoginAttempts {
+        failures,
+        last_at: taskgate_domain::now(),
+    }
+}
+
+async fn login_attempts_change_only_from_what_was_seen(store: Arc<dyn Store>) {
+    let key = "user:alice";
+    assert_eq!(store.login_attempts(key).await.unwrap(), None);
+    let first = attempts(1);
+    store.put_login_attempts(key, None, &first).await.unwrap();
+    assert_eq!(
+        store.login_attempts(key).await.unwrap(),
+        Some(first.clone())
+    );
+    // Writing as if nothing were stored, or from a stale count, changes nothing.
+    assert!(matches!(
+        store.put_login_attempts(key, None, &attempts(1)).await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(matches!(
+        store
+            .put_login_attempts(key, Some(&attempts(3)), &attempts(4))
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    let second = attempts(2);
+    store
+        .put_login_attempts(key, Some(&first), &second)
+        .await
+        .unwrap();
+    assert_eq!(store.login_attempts(key).await.unwrap(), Some(second));
+    // Keys are independent; clearing forgets one key only.
+    store
+        .put_login_attempts("device:x", None, &attempts(1))
+        .await
+        .unwrap();
+    store.clear_login_attempts(key).await.unwrap();
+    assert_eq!(store.login_attempts(key).await.unwrap(), None);
+    assert!(store.login_attempts("device:x").await.unwrap().is_some());
+    store.clear_login_attempts("user:never-seen").await.unwrap();
+}
+
+async fn racing_login_attempts_each_count_once(store: Arc<dyn Store>) {
+    let key = "user:bob";
+    let mut racers = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        racers.spawn(async move {
+            loop {
+                let seen = store.login_attempts(key).await.unwrap();
+                let next = attempts(seen.as_ref().map_or(0, |s| s.failures) + 1);
+                match store.put_login_attempts(key, seen.as_ref(), &next).await {
+                    Ok(()) => return next.failures,
+                    Err(StoreError::Conflict) => continue,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        });
+    }
+    let mut counts = racers.join_all().await;
+    counts.sort();
+    assert_eq!(counts, (1..=8).collect::<Vec<_>>());
+    assert_eq!(
+        store.login_attempts(key).await.unwrap().unwrap().failures,
+        8
+    );
+}
+
+async fn security_events_append_once_and_list_newest_first(store: Arc<dyn Store>) {
+    let admin = name("admin");
+    let mut written = Vec::new();
+    for i in 0..7 {
+        let event = SecurityEvent::new(SecurityKind::UserCreated, Some(&admin), format!("user{i}"))
+            .with_request_id("req-1")
+            .with("level", "user");
+        store.append_security_event(&event).await.unwrap();
+        written.push(event);
+        // UUID v7 ids order by millisecond.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(matches!(
+        store.append_security_event(&written[3]).await,
+        Err(StoreError::AlreadyExists)
+    ));
+    let mut read = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.security_events(after.as_deref(), 3).await.unwrap();
+        assert!(page.items.len() <= 3);
+        read.extend(page.items);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    written.reverse();
+    assert_eq!(
+        read, written,
+        "every event once, exactly as written, newest first"
+    );
 }

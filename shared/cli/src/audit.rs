@@ -4,13 +4,15 @@
 //! and checks each task's invariants (`taskgate_domain::task::verify`): seq
 //! without gaps from 1, `created` first, at most one terminal event and
 //! nothing after it, and an unbroken hash chain. `replay` shows one task's
-//! events and the state they fold to, now or at a given time.
+//! events and the state they fold to, now or at a given time. `security`
+//! prints the security log.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 use taskgate_api::response::{EventView, TaskView};
-use taskgate_domain::ports::{StoreResult, TaskLog};
+use taskgate_domain::ports::{SecurityStore, StoreResult, TaskLog};
+use taskgate_domain::security::{SecurityEvent, SecurityKind};
 use taskgate_domain::task::{TaskEvent, TaskId, Violation, events_until, fold, verify};
 use time::OffsetDateTime;
 
@@ -109,6 +111,48 @@ impl Loaded {
             state: self.state.as_ref().map(|task| TaskView::at(task, self.at)),
             events: self.events.iter().map(EventView::from).collect(),
             violations: self.violations.iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
+/// Which security events `taskgate audit security` prints.
+#[derive(Debug, Default)]
+pub struct SecurityFilter {
+    /// Only events whose subject is this (lower-case) name.
+    pub subject: Option<String>,
+    /// Only these kinds; empty means all.
+    pub kinds: Vec<SecurityKind>,
+}
+
+impl SecurityFilter {
+    fn matches(&self, event: &SecurityEvent) -> bool {
+        self.subject.as_ref().is_none_or(|s| *s == event.subject)
+            && (self.kinds.is_empty() || self.kinds.contains(&event.kind))
+    }
+}
+
+/// Walks the security log newest first, handing each event that passes
+/// `filter` to `print`, at most `limit` of them. Returns how many it printed.
+pub async fn security_events(
+    store: &dyn SecurityStore,
+    filter: &SecurityFilter,
+    limit: Option<usize>,
+    mut print: impl FnMut(&SecurityEvent) -> std::io::Result<()>,
+) -> anyhow::Result<usize> {
+    let mut printed = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.security_events(after.as_deref(), 500).await?;
+        for event in page.items.iter().filter(|e| filter.matches(e)) {
+            if limit.is_some_and(|limit| printed >= limit) {
+                return Ok(printed);
+            }
+            print(event)?;
+            printed += 1;
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(printed),
         }
     }
 }

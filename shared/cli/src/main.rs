@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
 use taskgate::{ServeConfig, server};
+use taskgate_domain::security::SecurityKind;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -30,7 +31,8 @@ enum Command {
     /// Create the DynamoDB tables if they are missing (TASKGATE_DYNAMODB_ENDPOINT
     /// for DynamoDB Local, else AWS; names from TASKGATE_*_TABLE).
     CreateTables,
-    /// Check the task event log of the configured store, or replay one task.
+    /// Check the task event log of the configured store, replay one task, or
+    /// read the security log.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
@@ -58,6 +60,26 @@ enum AuditCommand {
         #[arg(long)]
         at: Option<String>,
     },
+    /// Print the security log (logins, lockouts, account and token changes),
+    /// newest first, one JSON object per line.
+    Security {
+        /// Only events about this username (logins as typed, accounts changed).
+        #[arg(long)]
+        subject: Option<String>,
+        /// Only events of this kind, e.g. login-failed (may be repeated).
+        #[arg(long, value_parser = parse_kind)]
+        kind: Vec<SecurityKind>,
+        /// Stop after this many events (after filtering); default: all.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+}
+
+fn parse_kind(raw: &str) -> Result<SecurityKind, String> {
+    SecurityKind::parse(raw).ok_or_else(|| {
+        let known: Vec<&str> = SecurityKind::ALL.iter().map(|k| k.as_str()).collect();
+        format!("known kinds: {}", known.join(", "))
+    })
 }
 
 /// Exit status when the audit could not run (as opposed to finding problems).
@@ -204,6 +226,26 @@ async fn run_audit(command: AuditCommand) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        AuditCommand::Security {
+            subject,
+            kind,
+            limit,
+        } => {
+            let filter = taskgate::audit::SecurityFilter {
+                subject: subject.map(|s| s.to_lowercase()),
+                kinds: kind,
+            };
+            let mut out = std::io::stdout().lock();
+            let printed =
+                taskgate::audit::security_events(store.as_ref(), &filter, limit, |event| {
+                    use std::io::Write as _;
+                    let line = serde_json::to_string(event).expect("an event always serialises");
+                    writeln!(out, "{line}")
+                })
+                .await?;
+            eprintln!("{printed} events");
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -203,3 +203,86 @@ fn auditing_a_missing_store_says_so_and_creates_nothing() {
         "the audit created a database"
     );
 }
+
+/// `taskgate audit security` prints the security log newest first, one JSON
+/// object per line, and filters by subject and kind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_security_prints_the_security_log() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let running = serve(
+        data_dir.path(),
+        &[
+            ("TASKGATE_TLS", "off"),
+            ("TASKGATE_ADMIN_PASSWORD", PASSWORD),
+            ("TASKGATE_LOGIN_FREE_FAILURES", "2"),
+        ],
+    );
+    let client = reqwest::Client::new();
+    let base = running.url.clone();
+    for _ in 0..3 {
+        let status = client
+            .post(format!("{base}/auth"))
+            .json(&json!({"username": "mallory", "password": "guessing, guessing"}))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_ne!(status, 200);
+    }
+    token(&client, &base, "admin", PASSWORD).await;
+    running.stop();
+
+    let lines = |stdout: &str| -> Vec<Value> {
+        stdout
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    };
+    let (code, stdout, stderr) = audit(data_dir.path(), &["security"]);
+    assert_eq!(code, 0, "{stderr}");
+    let kinds: Vec<String> = lines(&stdout)
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["kind"].as_str().unwrap(),
+                e["subject"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "login-succeeded admin",
+            "login-locked mallory",
+            "login-failed mallory",
+            "login-failed mallory"
+        ]
+    );
+    assert!(
+        !stdout.contains(PASSWORD) && !stdout.contains("guessing"),
+        "{stdout}"
+    );
+
+    let (code, stdout, _) = audit(
+        data_dir.path(),
+        &[
+            "security",
+            "--subject",
+            "Mallory",
+            "--kind",
+            "login-failed",
+            "--limit",
+            "1",
+        ],
+    );
+    assert_eq!(code, 0);
+    let events = lines(&stdout);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["kind"], "login-failed");
+    assert_eq!(events[0]["detail"]["failures"], 2, "the newest first");
+
+    let (code, _, stderr) = audit(data_dir.path(), &["security", "--kind", "login"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("login-failed"), "{stderr}");
+}
