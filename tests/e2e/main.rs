@@ -9,6 +9,7 @@ mod infra;
 mod lambda;
 mod lambda_runtime;
 mod matrix;
+mod openapi;
 mod security;
 mod server;
 mod sfn;

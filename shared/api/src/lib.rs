@@ -17,6 +17,7 @@
 
 pub mod auth;
 mod handlers;
+pub mod openapi;
 pub mod problem;
 pub mod request;
 pub mod response;

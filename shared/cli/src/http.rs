@@ -4,6 +4,9 @@
 //! reads the body (stopping at the size limit) and hands an
 //! `http::Request<Bytes>` to `taskgate_api::handle`, exactly as the Lambda
 //! adapter does.
+//!
+//! Besides the API, the local server serves its OpenAPI document at
+//! `/openapi.json` and a human-readable page of it at `/docs` (see [`docs`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -16,6 +19,8 @@ use http::Method;
 use taskgate_api::request::{PathParams, RequestId};
 use taskgate_api::routes::finish_headers;
 use taskgate_api::{ApiError, AppState, Endpoint, ROUTES};
+
+mod docs;
 
 pub(crate) fn router(state: Arc<AppState>) -> axum::Router {
     let mut by_path: BTreeMap<&'static str, Vec<(Method, Endpoint)>> = BTreeMap::new();
@@ -42,6 +47,7 @@ pub(crate) fn router(state: Arc<AppState>) -> axum::Router {
         });
         router = router.route(path, method_router);
     }
+    router = docs::routes(router);
     router.fallback(|request: Request| async move {
         problem(ApiError::NotFound(format!(
             "there is no route {} {}",

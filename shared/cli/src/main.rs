@@ -37,6 +37,9 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Print the API's OpenAPI 3.1 document (as served at /openapi.json; kept
+    /// in docs/openapi.json).
+    Openapi,
     /// Run one script from stdin in the sandbox (started by the server itself).
     #[command(hide = true)]
     JsWorker {
@@ -91,6 +94,10 @@ fn main() -> ExitCode {
         // No logging, no runtime: the worker limits itself and runs one script.
         return taskgate_js::worker::main();
     }
+    if let Command::Openapi = cli.command {
+        print!("{}", taskgate_api::openapi::document_json());
+        return ExitCode::SUCCESS;
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("TASKGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
@@ -109,7 +116,7 @@ fn main() -> ExitCode {
         Command::CreateTables => runtime.block_on(create_tables()),
         Command::CreateAdmin => runtime.block_on(create_admin()),
         Command::Audit { command } => return runtime.block_on(audit(command)),
-        Command::JsWorker { .. } => unreachable!("handled above"),
+        Command::JsWorker { .. } | Command::Openapi => unreachable!("handled above"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,88 @@
+//! `GET /openapi.json` (the API's OpenAPI 3.1 document) and `GET /docs`
+//! (Swagger UI for it). Every asset of the page is compiled into the binary
+//! (`utoipa-swagger-ui`'s vendored build), and the online validator badge is
+//! off, so the page works with no internet access.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Path;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use http::{HeaderValue, StatusCode, header};
+use taskgate_api::ApiError;
+use taskgate_api::request::RequestId;
+use taskgate_api::routes::finish_headers;
+use utoipa_swagger_ui::Config;
+
+pub(super) fn routes(router: Router) -> Router {
+    let document: Arc<str> = taskgate_api::openapi::document_json().into();
+    let config = Arc::new(
+        Config::from("/openapi.json")
+            .validator_url("none")
+            .try_it_out_enabled(true)
+            .persist_authorization(false),
+    );
+    let index_config = Arc::clone(&config);
+    router
+        .route(
+            "/openapi.json",
+            get(move || {
+                let document = Arc::clone(&document);
+                async move {
+                    respond(
+                        StatusCode::OK,
+                        "application/json",
+                        document.as_bytes().to_vec(),
+                    )
+                }
+            }),
+        )
+        // The page's assets are relative to it, so it lives at /docs/.
+        .route("/docs", get(|| async { Redirect::permanent("/docs/") }))
+        .route(
+            "/docs/",
+            get(move || {
+                let config = Arc::clone(&index_config);
+                async move { asset("", config) }
+            }),
+        )
+        .route(
+            "/docs/{*file}",
+            get(move |Path(file): Path<String>| {
+                let config = Arc::clone(&config);
+                async move { asset(&file, config) }
+            }),
+        )
+}
+
+fn asset(file: &str, config: Arc<Config<'static>>) -> Response {
+    match utoipa_swagger_ui::serve(file, config) {
+        Ok(Some(found)) => {
+            let mut response = respond(
+                StatusCode::OK,
+                &found.content_type,
+                found.bytes.into_owned(),
+            );
+            if found.gzpipped {
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            }
+            response
+        }
+        Ok(None) => super::problem(ApiError::NotFound(format!("there is no file /docs/{file}"))),
+        Err(e) => super::problem(ApiError::Internal(format!("swagger ui: {e}"))),
+    }
+}
+
+fn respond(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response {
+    let mut response = http::Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, content_type)
+        .body(bytes::Bytes::from(body))
+        .expect("a static response is always valid");
+    finish_headers(&mut response, &RequestId::generate().0);
+    response.map(Body::from).into_response()
+}
