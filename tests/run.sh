@@ -9,7 +9,9 @@
 #   3. checks the kit for `sam local` (compose file schema; the setup script
 #      against DynamoDB Local and moto);
 #   4. runs every crate's tests in one cargo invocation, with the end-to-end
-#      tests on the embedded store and on DynamoDB Local.
+#      tests on the embedded store and on DynamoDB Local;
+#   5. fuzzes the running server from its OpenAPI document (schemathesis),
+#      on the embedded store and on DynamoDB Local.
 # Extra arguments go to `cargo test` (e.g. tests/run.sh -- token_attacks).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,3 +53,7 @@ echo "== cargo test"
 # Lambda does (tests/e2e/lambda_runtime.rs).
 cargo build --workspace --bins --locked
 cargo test --workspace --locked "$@"
+
+echo "== API fuzzing from the OpenAPI document (schemathesis; embedded store, then DynamoDB Local)"
+tests/schemathesis.sh --max-examples 25
+tests/schemathesis.sh --max-examples 10 --dynamodb "$TASKGATE_TEST_DYNAMODB_ENDPOINT"

