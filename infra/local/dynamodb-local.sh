@@ -6,7 +6,9 @@
 #   infra/local/dynamodb-local.sh stop  STATE_DIR
 #
 # STATE_DIR holds the pid and the log. Data is in memory and shared by all
-# credentials and regions (-sharedDb), so any client sees the same tables.
+# credentials and regions (-sharedDb), so any client sees the same tables;
+# with DYNAMODB_LOCAL_DATA_DIR set, it is kept in that directory instead and
+# survives a stop and start (the fault drill relies on this).
 # Without PORT a free port is chosen.
 set -euo pipefail
 here=$(dirname "$0")
@@ -25,9 +27,14 @@ start)
   [ -n "$jar_dir" ] || { echo "DynamoDB Local is not installed under $tools" >&2; exit 1; }
   command -v java >/dev/null || { echo "java (17) is needed to run DynamoDB Local" >&2; exit 1; }
   # Client-side JIT and the serial GC start the JVM faster on small machines.
+  storage=(-inMemory)
+  if [ -n "${DYNAMODB_LOCAL_DATA_DIR:-}" ]; then
+    mkdir -p "$DYNAMODB_LOCAL_DATA_DIR"
+    storage=(-dbPath "$DYNAMODB_LOCAL_DATA_DIR")
+  fi
   java -XX:TieredStopAtLevel=1 -XX:+UseSerialGC \
     -Djava.library.path="$jar_dir/DynamoDBLocal_lib" \
-    -jar "$jar_dir/DynamoDBLocal.jar" -inMemory -sharedDb -port "$port" \
+    -jar "$jar_dir/DynamoDBLocal.jar" "${storage[@]}" -sharedDb -port "$port" \
     >"$state/dynamodb-local.log" 2>&1 &
   echo $! >"$state/dynamodb-local.pid"
   endpoint="http://127.0.0.1:$port"

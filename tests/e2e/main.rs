@@ -5,6 +5,7 @@
 mod audit;
 mod auth;
 mod bad_input;
+mod faults;
 mod infra;
 mod lambda;
 mod lambda_runtime;

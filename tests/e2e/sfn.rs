@@ -262,3 +262,65 @@ async fn stopping_aborts_a_waiting_execution_and_starting_twice_starts_once() {
     // Stopping an execution that never existed is not an error either.
     workflow.stop(&delay_task(1.0).await.1.id).await.unwrap();
 }
+
+/// When Step Functions refuses to start the execution, `POST /tasks` still
+/// answers (202, with the task) and the task has failed with
+/// `workflow-unavailable`: it is never left pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_whose_execution_cannot_start_fails_at_once() {
+    use secrecy::{ExposeSecret, SecretSlice};
+    use std::sync::Arc;
+    use taskgate_api::{AppState, Endpoint, Settings};
+
+    let endpoint = endpoint();
+    let sdk = taskgate_aws::load_sdk_config(Some(&endpoint)).await;
+    let client = taskgate_aws::sfn_client(&sdk, Some(&endpoint));
+    let store = Arc::new(taskgate_embedded::EmbeddedStore::in_memory().unwrap());
+    let state = AppState::new(
+        store.clone(),
+        &SecretSlice::from(vec![3u8; 64]),
+        Settings::default(),
+    )
+    .unwrap();
+    let missing = "arn:aws:states:us-east-1:123456789012:stateMachine:no-such-machine";
+    let workflow = StepFunctionsWorkflow::new(client, missing, state.recorder.clone());
+    let state = state.with_workflow(Arc::new(workflow));
+
+    let hash = PasswordHash::parse(
+        "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3V7s8wPDxVyEkXmz4jtoTrhpgXT4x3rKxhWFSmsHCGc",
+    )
+    .unwrap();
+    let alice = User::new(
+        Username::parse("alice").unwrap(),
+        hash,
+        Level::User,
+        None,
+        None,
+    );
+    taskgate_domain::ports::UserStore::insert_user(store.as_ref(), &alice)
+        .await
+        .unwrap();
+    let issued = state.keys.issue(&alice, Duration::from_secs(60));
+    taskgate_domain::ports::TokenStore::insert_token(store.as_ref(), &issued.record)
+        .await
+        .unwrap();
+
+    let request = http::Request::builder()
+        .method("POST")
+        .uri("/tasks")
+        .header("content-type", "application/json")
+        .header(
+            "authorization",
+            format!("Bearer {}", issued.token.expose_secret()),
+        )
+        .body(r#"{"type":"delay","seconds":1}"#.as_bytes().to_vec().into())
+        .unwrap();
+    let response = taskgate_api::handle(&state, Endpoint::TasksStart, request).await;
+    assert_eq!(response.status(), 202);
+    let task: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+    assert_eq!(task["status"], "failed", "{task}");
+    assert_eq!(task["error"]["code"], "workflow-unavailable", "{task}");
+    let id = taskgate_domain::task::TaskId::parse(task["id"].as_str().unwrap()).unwrap();
+    let (stored, _) = state.recorder.load(&id).await.unwrap().unwrap();
+    assert_eq!(stored.status, Status::Failed);
+}

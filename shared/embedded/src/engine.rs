@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use taskgate_domain::ports::{JsRunner, StoreResult, Workflow, WorkflowError};
-use taskgate_domain::recorder::Recorder;
+use taskgate_domain::recorder::{Recorded, Recorder};
 use taskgate_domain::task::{Task, TaskError, TaskEvent, TaskId, TaskKind, fold};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
@@ -94,10 +94,12 @@ pub struct Recovery {
     pub interrupted: usize,
 }
 
-/// How often a run retries recording its outcome when the store fails, and
-/// the first pause between tries (doubling).
-const RECORD_ATTEMPTS: u32 = 5;
+/// When the store fails, recording an outcome is retried until it works (or
+/// the server shuts down; `recover` then finishes the job at the next start),
+/// pausing from `RECORD_BACKOFF`, doubling, up to `RECORD_MAX_PAUSE`. So a
+/// store outage delays outcomes but never leaves a task unfinished.
 const RECORD_BACKOFF: Duration = Duration::from_millis(200);
+const RECORD_MAX_PAUSE: Duration = Duration::from_secs(10);
 
 struct Inner {
     recorder: Recorder,
@@ -244,30 +246,45 @@ impl Inner {
                 }
             }
         };
+        match outcome {
+            Outcome::Stopped => {}
+            Outcome::Succeeded(result, logs) => {
+                self.record_until_done(&id, || {
+                    self.recorder.succeeded(&id, result.clone(), logs.clone())
+                })
+                .await
+            }
+            Outcome::Failed(error, logs) => {
+                self.record_until_done(&id, || {
+                    self.recorder.failed(&id, error.clone(), logs.clone())
+                })
+                .await
+            }
+        }
+    }
+
+    /// Runs `record` until the store takes it, or the server shuts down.
+    async fn record_until_done<F, Fut>(&self, id: &TaskId, record: F)
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = StoreResult<Recorded>>,
+    {
         let mut pause = RECORD_BACKOFF;
-        for attempt in 1..=RECORD_ATTEMPTS {
-            let recorded = match &outcome {
-                Outcome::Stopped => return,
-                Outcome::Succeeded(result, logs) => {
-                    self.recorder
-                        .succeeded(&id, result.clone(), logs.clone())
-                        .await
-                }
-                Outcome::Failed(error, logs) => {
-                    self.recorder.failed(&id, error.clone(), logs.clone()).await
-                }
-            };
-            match recorded {
+        for attempt in 1.. {
+            match record().await {
                 Ok(_) => return,
-                Err(e) if attempt < RECORD_ATTEMPTS => {
-                    tracing::warn!(task = %id, error = %e, attempt, "could not record a task's outcome; retrying");
-                    tokio::time::sleep(pause).await;
-                    pause *= 2;
-                }
                 Err(e) => {
-                    tracing::error!(task = %id, error = %e, "could not record a task's outcome; it will be recovered at the next start");
+                    tracing::warn!(task = %id, error = %e, attempt, "could not record a task's outcome; retrying");
                 }
             }
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = self.shutdown.cancelled() => {
+                    tracing::error!(task = %id, "shutting down before a task's outcome was recorded; it will be recovered at the next start");
+                    return;
+                }
+            }
+            pause = (pause * 2).min(RECORD_MAX_PAUSE);
         }
     }
 }
@@ -282,14 +299,35 @@ impl Workflow for LocalEngine {
         }
         // `started` is recorded before the run begins, so a task that ends at
         // once still reads created → started → outcome.
-        let started = self
+        let started = match self
             .inner
             .recorder
             .started(&task.id, Some(format!("local:{}", task.id)))
             .await
-            .map_err(|e| WorkflowError::Unavailable(e.to_string()))?
-            .into_task()
-            .ok_or_else(|| WorkflowError::Other(format!("there is no task {}", task.id)))?;
+        {
+            Ok(recorded) => recorded
+                .into_task()
+                .ok_or_else(|| WorkflowError::Other(format!("there is no task {}", task.id)))?,
+            Err(e) => {
+                // The store failed between `created` and `started`. The task
+                // must not stay pending: it fails as soon as the store is
+                // back (the caller may well record that first).
+                let inner = Arc::clone(&self.inner);
+                let id = task.id;
+                self.inner.tracker.spawn(async move {
+                    let error = TaskError::new(
+                        "workflow-unavailable",
+                        "the task could not be started; try again later",
+                    );
+                    inner
+                        .record_until_done(&id, || {
+                            inner.recorder.failed(&id, error.clone(), Vec::new())
+                        })
+                        .await;
+                });
+                return Err(WorkflowError::Unavailable(e.to_string()));
+            }
+        };
         self.spawn(started.clone());
         Ok(started)
     }
