@@ -110,8 +110,11 @@ status=0
 run() {
   local name=$1; shift
   echo "== schemathesis: $name (max $max_examples examples per operation, seed $seed)"
-  if ! "$st" run "${common[@]}" --report junit,ndjson \
-      --report-junit-path "$reports/$name.xml" --report-ndjson-path "$reports/$name.ndjson" "$@"; then
+  # From the run's own directory: schemathesis and hypothesis keep caches
+  # (.schemathesis/, .hypothesis/) in the working directory, and runs must
+  # neither share nor leave them.
+  if ! (cd "$work" && "$st" run "${common[@]}" --report junit,ndjson \
+      --report-junit-path "$reports/$name.xml" --report-ndjson-path "$reports/$name.ndjson" "$@"); then
     status=1
   fi
 }
