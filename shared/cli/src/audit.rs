@@ -7,8 +7,6 @@
 //! events and the state they fold to, now or at a given time. `security`
 //! prints the security log.
 
-use std::collections::BTreeMap;
-
 use serde::Serialize;
 use taskgate_api::response::{EventView, TaskView};
 use taskgate_domain::ports::{SecurityStore, StoreResult, TaskLog};
@@ -30,29 +28,9 @@ impl Report {
     }
 }
 
-/// Every event of the log, grouped by task and in seq order.
-async fn all_events(log: &dyn TaskLog) -> StoreResult<BTreeMap<TaskId, Vec<TaskEvent>>> {
-    let mut by_task: BTreeMap<TaskId, Vec<TaskEvent>> = BTreeMap::new();
-    let mut after = None;
-    loop {
-        let page = log.scan_events(after.as_ref(), 1000).await?;
-        for event in page.items {
-            by_task.entry(event.task_id).or_default().push(event);
-        }
-        match page.next {
-            Some(next) => after = Some(next),
-            None => break,
-        }
-    }
-    for events in by_task.values_mut() {
-        events.sort_by_key(|e| e.seq);
-    }
-    Ok(by_task)
-}
-
 /// Replays the whole log and reports every broken invariant.
 pub async fn verify_log(log: &dyn TaskLog) -> StoreResult<Report> {
-    let by_task = all_events(log).await?;
+    let by_task = log.events_by_task().await?;
     let mut report = Report {
         tasks: by_task.len(),
         ..Report::default()

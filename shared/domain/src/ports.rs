@@ -4,6 +4,8 @@
 //! (`taskgate-aws`); one contract test suite (`tests/e2e/store_contract.rs`)
 //! holds both to the behaviour described on each method.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 
 #[cfg(doc)]
@@ -134,6 +136,27 @@ pub trait TaskLog: Send + Sync {
         after: Option<&(TaskId, u64)>,
         limit: usize,
     ) -> StoreResult<Page<TaskEvent, (TaskId, u64)>>;
+
+    /// The whole log, scanned page by page, grouped by task and in seq order
+    /// within each task. For audits and recovery.
+    async fn events_by_task(&self) -> StoreResult<BTreeMap<TaskId, Vec<TaskEvent>>> {
+        let mut by_task: BTreeMap<TaskId, Vec<TaskEvent>> = BTreeMap::new();
+        let mut after = None;
+        loop {
+            let page = self.scan_events(after.as_ref(), 1000).await?;
+            for event in page.items {
+                by_task.entry(event.task_id).or_default().push(event);
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        for events in by_task.values_mut() {
+            events.sort_by_key(|e| e.seq);
+        }
+        Ok(by_task)
+    }
 }
 
 /// The security audit log and the login-attempt counters.

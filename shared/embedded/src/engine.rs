@@ -21,7 +21,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use taskgate_domain::ports::{JsRunner, StoreResult, Workflow, WorkflowError};
 use taskgate_domain::recorder::{Recorded, Recorder};
-use taskgate_domain::task::{Task, TaskError, TaskEvent, TaskId, TaskKind, fold};
+use taskgate_domain::task::{Task, TaskError, TaskId, TaskKind, fold};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -132,22 +132,9 @@ impl LocalEngine {
 
     /// Finds the tasks a previous run left unfinished and resumes or ends them.
     pub async fn recover(&self) -> StoreResult<Recovery> {
-        let log = self.inner.recorder.log();
-        let mut by_task: HashMap<TaskId, Vec<TaskEvent>> = HashMap::new();
-        let mut after = None;
-        loop {
-            let page = log.scan_events(after.as_ref(), 500).await?;
-            for event in page.items {
-                by_task.entry(event.task_id).or_default().push(event);
-            }
-            match page.next {
-                Some(next) => after = Some(next),
-                None => break,
-            }
-        }
+        let by_task = self.inner.recorder.log().events_by_task().await?;
         let mut recovery = Recovery::default();
-        for (id, mut events) in by_task {
-            events.sort_by_key(|e| e.seq);
+        for (id, events) in by_task {
             let Ok(task) = fold(&events) else {
                 tracing::error!(task = %id, "cannot recover a task whose log is broken; run taskgate audit verify");
                 continue;
