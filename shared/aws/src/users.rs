@@ -98,6 +98,13 @@ fn n(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
+/// A conditional write of one user item, built once and sent alone or in a
+/// transaction with the admin counter ([`DynamoStore::write_user`]).
+enum UserWrite {
+    Put(Put),
+    Delete(Delete),
+}
+
 impl DynamoStore {
     pub(crate) fn user_key(username: &str) -> HashMap<String, AttributeValue> {
         HashMap::from([("username".to_owned(), s(username))])
@@ -121,13 +128,49 @@ impl DynamoStore {
             .build())
     }
 
-    /// Runs a two-item transaction: the user write first, the counter second.
-    async fn write_with_admin_count(
+    /// Sends one conditional write of a user item. When it changes the number
+    /// of admins by `delta`, it goes in a transaction with the counter (the
+    /// user write first); otherwise it goes alone, at half the cost. A failed
+    /// condition on the user item is `user_condition_failed`.
+    async fn write_user(
         &self,
-        user_write: TransactWriteItem,
+        write: UserWrite,
         delta: i64,
         user_condition_failed: StoreError,
     ) -> StoreResult<()> {
+        if delta == 0 {
+            let sent = match write {
+                UserWrite::Put(put) => self
+                    .client
+                    .put_item()
+                    .table_name(put.table_name())
+                    .set_item(Some(put.item().clone()))
+                    .set_condition_expression(put.condition_expression().map(str::to_owned))
+                    .set_expression_attribute_names(put.expression_attribute_names().cloned())
+                    .set_expression_attribute_values(put.expression_attribute_values().cloned())
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| condition_or(e, user_condition_failed)),
+                UserWrite::Delete(delete) => self
+                    .client
+                    .delete_item()
+                    .table_name(delete.table_name())
+                    .set_key(Some(delete.key().clone()))
+                    .set_condition_expression(delete.condition_expression().map(str::to_owned))
+                    .set_expression_attribute_names(delete.expression_attribute_names().cloned())
+                    .set_expression_attribute_values(delete.expression_attribute_values().cloned())
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| condition_or(e, user_condition_failed)),
+            };
+            return sent;
+        }
+        let user_write = match write {
+            UserWrite::Put(put) => TransactWriteItem::builder().put(put).build(),
+            UserWrite::Delete(delete) => TransactWriteItem::builder().delete(delete).build(),
+        };
         let result = self
             .client
             .transact_write_items()
@@ -182,24 +225,12 @@ impl UserStore for DynamoStore {
         let put = Put::builder()
             .table_name(&self.tables.users)
             .set_item(Some(to_item(user)?))
-            .condition_expression("attribute_not_exists(username)");
-        if user.is_admin() {
-            let put = TransactWriteItem::builder()
-                .put(put.build().map_err(build_error)?)
-                .build();
-            return self
-                .write_with_admin_count(put, 1, StoreError::AlreadyExists)
-                .await;
-        }
-        self.client
-            .put_item()
-            .table_name(&self.tables.users)
-            .set_item(Some(to_item(user)?))
             .condition_expression("attribute_not_exists(username)")
-            .send()
+            .build()
+            .map_err(build_error)?;
+        let delta = i64::from(user.is_admin());
+        self.write_user(UserWrite::Put(put), delta, StoreError::AlreadyExists)
             .await
-            .map(|_| ())
-            .map_err(|e| condition_or(e, StoreError::AlreadyExists))
     }
 
     async fn get_user(&self, username: &Username) -> StoreResult<Option<User>> {
@@ -258,42 +289,22 @@ impl UserStore for DynamoStore {
     }
 
     async fn update_user(&self, current: &User, next: &User) -> StoreResult<()> {
-        const CONDITION: &str = "user_id = :uid AND #lvl = :lvl AND version = :ver";
         let values: HashMap<String, AttributeValue> = Self::unchanged_condition(current)
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
             .chain([(":ver".to_owned(), n(current.version))])
             .collect();
-        let delta = match (current.is_admin(), next.is_admin()) {
-            (true, false) => -1,
-            (false, true) => 1,
-            _ => 0,
-        };
-        if delta != 0 {
-            let put = Put::builder()
-                .table_name(&self.tables.users)
-                .set_item(Some(to_item(next)?))
-                .condition_expression(CONDITION)
-                .expression_attribute_names("#lvl", "level")
-                .set_expression_attribute_values(Some(values))
-                .build()
-                .map_err(build_error)?;
-            let put = TransactWriteItem::builder().put(put).build();
-            return self
-                .write_with_admin_count(put, delta, StoreError::Conflict)
-                .await;
-        }
-        self.client
-            .put_item()
+        let put = Put::builder()
             .table_name(&self.tables.users)
             .set_item(Some(to_item(next)?))
-            .condition_expression(CONDITION)
+            .condition_expression("user_id = :uid AND #lvl = :lvl AND version = :ver")
             .expression_attribute_names("#lvl", "level")
             .set_expression_attribute_values(Some(values))
-            .send()
+            .build()
+            .map_err(build_error)?;
+        let delta = i64::from(next.is_admin()) - i64::from(current.is_admin());
+        self.write_user(UserWrite::Put(put), delta, StoreError::Conflict)
             .await
-            .map(|_| ())
-            .map_err(|e| condition_or(e, StoreError::Conflict))
     }
 
     async fn delete_user(&self, user: &User) -> StoreResult<()> {
@@ -301,32 +312,17 @@ impl UserStore for DynamoStore {
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
             .collect();
-        let condition = "user_id = :uid AND #lvl = :lvl";
-        if user.is_admin() {
-            let delete = Delete::builder()
-                .table_name(&self.tables.users)
-                .set_key(Some(Self::user_key(user.username.as_str())))
-                .condition_expression(condition)
-                .expression_attribute_names("#lvl", "level")
-                .set_expression_attribute_values(Some(values))
-                .build()
-                .map_err(build_error)?;
-            let delete = TransactWriteItem::builder().delete(delete).build();
-            return self
-                .write_with_admin_count(delete, -1, StoreError::Conflict)
-                .await;
-        }
-        self.client
-            .delete_item()
+        let delete = Delete::builder()
             .table_name(&self.tables.users)
             .set_key(Some(Self::user_key(user.username.as_str())))
-            .condition_expression(condition)
+            .condition_expression("user_id = :uid AND #lvl = :lvl")
             .expression_attribute_names("#lvl", "level")
             .set_expression_attribute_values(Some(values))
-            .send()
+            .build()
+            .map_err(build_error)?;
+        let delta = -i64::from(user.is_admin());
+        self.write_user(UserWrite::Delete(delete), delta, StoreError::Conflict)
             .await
-            .map(|_| ())
-            .map_err(|e| condition_or(e, StoreError::Conflict))
     }
 
     async fn count_admins(&self) -> StoreResult<u64> {
