@@ -97,6 +97,19 @@ pub(crate) fn sql(e: rusqlite::Error) -> StoreError {
     }
 }
 
+/// Runs an `INSERT … ON CONFLICT … DO NOTHING`: `AlreadyExists` when the
+/// key was taken, and then nothing is written.
+pub(crate) fn insert_new(
+    conn: &Connection,
+    statement: &str,
+    params: impl rusqlite::Params,
+) -> StoreResult<()> {
+    match conn.execute(statement, params).map_err(sql)? {
+        0 => Err(StoreError::AlreadyExists),
+        _ => Ok(()),
+    }
+}
+
 /// A stored item that no longer parses is corruption, not a client error.
 pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Other(format!("stored {what} does not parse: {e}"))

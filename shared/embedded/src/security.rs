@@ -7,7 +7,7 @@ use taskgate_domain::ports::{Page, SecurityStore, StoreError, StoreResult};
 use taskgate_domain::security::{LoginAttempts, SecurityEvent};
 use taskgate_domain::timestamp;
 
-use crate::{EmbeddedStore, corrupt, sql};
+use crate::{EmbeddedStore, corrupt, insert_new, sql};
 
 #[async_trait]
 impl SecurityStore for EmbeddedStore {
@@ -79,18 +79,11 @@ impl SecurityStore for EmbeddedStore {
         let id = event.id.clone();
         let item = serde_json::to_string(event).expect("a SecurityEvent always serialises");
         self.with_conn(move |conn| {
-            let inserted = conn
-                .execute(
-                    "INSERT INTO security_events (id, item) VALUES (?1, ?2)
-                     ON CONFLICT (id) DO NOTHING",
-                    params![id, item],
-                )
-                .map_err(sql)?;
-            if inserted == 1 {
-                Ok(())
-            } else {
-                Err(StoreError::AlreadyExists)
-            }
+            insert_new(
+                conn,
+                "INSERT INTO security_events (id, item) VALUES (?1, ?2) ON CONFLICT (id) DO NOTHING",
+                params![id, item],
+            )
         })
         .await
     }

@@ -3,11 +3,11 @@
 
 use async_trait::async_trait;
 use rusqlite::params;
-use taskgate_domain::ports::{Page, StoreError, StoreResult, TaskLog};
+use taskgate_domain::ports::{Page, StoreResult, TaskLog};
 use taskgate_domain::task::{EventData, TaskEvent, TaskId};
 use taskgate_domain::user::UserId;
 
-use crate::{EmbeddedStore, corrupt, sql};
+use crate::{EmbeddedStore, corrupt, insert_new, sql};
 
 fn from_json(item: &str) -> StoreResult<TaskEvent> {
     serde_json::from_str(item).map_err(|e| corrupt("task event", e))
@@ -23,17 +23,12 @@ impl TaskLog for EmbeddedStore {
         let item = serde_json::to_string(event).expect("an event always serialises");
         let (task_id, seq) = (event.task_id.to_string(), event.seq as i64);
         self.with_conn(move |conn| {
-            let inserted = conn
-                .execute(
-                    "INSERT INTO task_events (task_id, seq, owner_id, item) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (task_id, seq) DO NOTHING",
-                    params![task_id, seq, owner_id, item],
-                )
-                .map_err(sql)?;
-            if inserted == 0 {
-                return Err(StoreError::AlreadyExists);
-            }
-            Ok(())
+            insert_new(
+                conn,
+                "INSERT INTO task_events (task_id, seq, owner_id, item) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (task_id, seq) DO NOTHING",
+                params![task_id, seq, owner_id, item],
+            )
         })
         .await
     }

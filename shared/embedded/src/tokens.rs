@@ -2,11 +2,11 @@
 
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
-use taskgate_domain::ports::{SessionStore, StoreError, StoreResult, TokenStore};
+use taskgate_domain::ports::{SessionStore, StoreResult, TokenStore};
 use taskgate_domain::token::{TokenId, TokenRecord};
 use taskgate_domain::user::{User, Username};
 
-use crate::{EmbeddedStore, corrupt, sql};
+use crate::{EmbeddedStore, corrupt, insert_new, sql};
 
 /// Expired records are purged this long after expiry, the way DynamoDB's TTL
 /// deletes them some time after. Until then `get_token` still returns them
@@ -22,21 +22,17 @@ impl TokenStore for EmbeddedStore {
             let cutoff = time::OffsetDateTime::now_utc().unix_timestamp() - PURGE_AFTER_SECONDS;
             tx.execute("DELETE FROM tokens WHERE expires_at < ?1", [cutoff])
                 .map_err(sql)?;
-            let inserted = tx
-                .execute(
-                    "INSERT INTO tokens (jti, username, expires_at, item) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (jti) DO NOTHING",
-                    params![
-                        token.jti.to_string(),
-                        token.username.as_str(),
-                        token.expires_at.unix_timestamp(),
-                        serde_json::to_string(&token).expect("a TokenRecord always serialises"),
-                    ],
-                )
-                .map_err(sql)?;
-            if inserted == 0 {
-                return Err(StoreError::AlreadyExists);
-            }
+            insert_new(
+                &tx,
+                "INSERT INTO tokens (jti, username, expires_at, item) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (jti) DO NOTHING",
+                params![
+                    token.jti.to_string(),
+                    token.username.as_str(),
+                    token.expires_at.unix_timestamp(),
+                    serde_json::to_string(&token).expect("a TokenRecord always serialises"),
+                ],
+            )?;
             tx.commit().map_err(sql)
         })
         .await

@@ -5,7 +5,7 @@ use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 use taskgate_domain::ports::{Page, StoreError, StoreResult, UserStore};
 use taskgate_domain::user::{Level, User, Username};
 
-use crate::{EmbeddedStore, corrupt, sql};
+use crate::{EmbeddedStore, corrupt, insert_new, sql};
 
 fn to_json(user: &User) -> String {
     serde_json::to_string(user).expect("a User always serialises")
@@ -46,23 +46,18 @@ impl UserStore for EmbeddedStore {
     async fn insert_user(&self, user: &User) -> StoreResult<()> {
         let user = user.clone();
         self.with_conn(move |conn| {
-            let inserted = conn
-                .execute(
-                    "INSERT INTO users (username, user_id, level, version, item)
-                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (username) DO NOTHING",
-                    params![
-                        user.username.as_str(),
-                        user.user_id.to_string(),
-                        user.level.as_str(),
-                        user.version as i64,
-                        to_json(&user)
-                    ],
-                )
-                .map_err(sql)?;
-            if inserted == 0 {
-                return Err(StoreError::AlreadyExists);
-            }
-            Ok(())
+            insert_new(
+                conn,
+                "INSERT INTO users (username, user_id, level, version, item)
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (username) DO NOTHING",
+                params![
+                    user.username.as_str(),
+                    user.user_id.to_string(),
+                    user.level.as_str(),
+                    user.version as i64,
+                    to_json(&user)
+                ],
+            )
         })
         .await
     }
