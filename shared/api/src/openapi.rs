@@ -13,8 +13,9 @@
 //! operations, marked deprecated.
 
 use http::Method;
-use utoipa::openapi::path::{Operation, PathItem};
+use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::openapi::{Deprecated, OpenApi as Document};
 use utoipa::{Modify, OpenApi, ToSchema};
 
@@ -403,8 +404,6 @@ struct Problem {
     responses(
         (status = 200, description = "Hello, with `user` when a token was sent", body = Hello,
             example = json!({"message": "Hello World", "user": {"username": "alice", "level": "user", "created_at": "2026-11-21T18:25:03.053Z", "updated_at": "2026-11-21T18:25:03.053Z"}})),
-        (status = 401, description = "`unauthenticated`: the token sent is not valid", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`service-unavailable`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[allow(dead_code)]
@@ -428,13 +427,10 @@ fn root() {}
         (status = 400, description = "`malformed-request`: the body is not a JSON object or form", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`unauthenticated`: the username or password is wrong (the same answer for both)", body = Problem, content_type = "application/problem+json",
             example = json!({"type": "urn:taskgate:problem:unauthenticated", "title": "Authentication required", "status": 401, "detail": "the username or password is wrong", "request_id": "3f1c0c7e2b8a4e0f9d6a5b4c3d2e1f00"})),
-        (status = 413, description = "`payload-too-large`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid-field`: a field is missing, unknown or not a string", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`login-locked`: too many failed logins; retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds until the lock ends")),
             example = json!({"type": "urn:taskgate:problem:login-locked", "title": "Too many failed logins", "status": 429, "detail": "too many failed logins; try again in 4 s", "request_id": "3f1c0c7e2b8a4e0f9d6a5b4c3d2e1f00"})),
-        (status = 503, description = "`service-unavailable`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[allow(dead_code)]
@@ -446,8 +442,6 @@ fn auth_login() {}
     security(("bearer" = [])),
     responses(
         (status = 204, description = "The token no longer works"),
-        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`service-unavailable`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[allow(dead_code)]
@@ -464,15 +458,10 @@ fn auth_logout() {}
     responses(
         (status = 201, description = "Created", body = User,
             headers(("Location" = String, description = "`/users/{username}`"))),
-        (status = 400, description = "`malformed-request`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`: not an admin (and registration closed), or a non-admin asking for `admin`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`username-taken`", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`payload-too-large`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid-field`: every bad field is listed", body = Problem, content_type = "application/problem+json",
             example = json!({"type": "urn:taskgate:problem:invalid-field", "title": "Invalid fields", "status": 422, "detail": "invalid value for: password", "errors": [{"field": "password", "message": "must be at least 15 characters long"}], "request_id": "3f1c0c7e2b8a4e0f9d6a5b4c3d2e1f00"})),
-        (status = 503, description = "`service-unavailable`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[allow(dead_code)]
@@ -488,11 +477,8 @@ fn users_create() {}
     ),
     responses(
         (status = 200, description = "A page of users", body = UserPage),
-        (status = 400, description = "`malformed-request`: a query parameter given twice", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`: not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid-field`: a bad `limit` or `cursor`, or an unknown parameter", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`service-unavailable`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[allow(dead_code)]
@@ -505,10 +491,8 @@ fn users_list() {}
     params(("username" = String, Path)),
     responses(
         (status = 200, description = "The user", body = User),
-        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`: another user, and not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not-found`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`service-unavailable`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[allow(dead_code)]
@@ -524,15 +508,10 @@ fn users_get() {}
         example = json!({"email": null, "profile": {"team": "red"}})),
     responses(
         (status = 200, description = "The user as it now is", body = User),
-        (status = 400, description = "`malformed-request`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not-found`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`last-admin` (demoting the last admin) or `edit-conflict`", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`payload-too-large`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid-field`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`service-unavailable`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[allow(dead_code)]
@@ -546,11 +525,9 @@ fn users_update() {}
     params(("username" = String, Path)),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not-found`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`last-admin` or `edit-conflict`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`service-unavailable`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[allow(dead_code)]
@@ -571,13 +548,8 @@ fn users_delete() {}
         (status = 202, description = "Started (or, if the workflow engine is down, already failed with `workflow-unavailable`)", body = Task,
             headers(("Location" = String, description = "`/tasks/{id}`")),
             example = json!({"id": "019a8f3c-5d2e-7b41-9c0a-3e5f7a9b1c2d", "type": "delay", "status": "running", "owner": "alice", "created_at": "2026-11-21T18:25:03.053Z", "updated_at": "2026-11-21T18:25:03.061Z", "progress": 0.0, "seconds": 5.0, "due_at": "2026-11-21T18:25:08.053Z"})),
-        (status = 400, description = "`malformed-request`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`: a script, and not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`payload-too-large`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid-field`: unknown type, seconds out of range, code too large…", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`service-unavailable`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[allow(dead_code)]
@@ -595,12 +567,9 @@ fn tasks_start() {}
     ),
     responses(
         (status = 200, description = "A page of tasks", body = TaskPage),
-        (status = 400, description = "`malformed-request`: a query parameter given twice", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`: another owner, and not allowed to see their tasks", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not-found`: no such owner", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid-field`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`service-unavailable`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[allow(dead_code)]
@@ -614,10 +583,8 @@ fn tasks_list() {}
     responses(
         (status = 200, description = "The task", body = Task,
             example = json!({"id": "019a8f3c-5d2e-7b41-9c0a-3e5f7a9b1c2d", "type": "js", "status": "succeeded", "owner": "admin", "created_at": "2026-11-21T18:25:03.053Z", "updated_at": "2026-11-21T18:25:03.180Z", "result": [2, 4, 6], "logs": ["hi"]})),
-        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`: the task exists and is not yours to see", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not-found`: no such task", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`service-unavailable`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[allow(dead_code)]
@@ -630,11 +597,9 @@ fn tasks_get() {}
     params(("id" = String, Path, description = "The task id")),
     responses(
         (status = 200, description = "Cancelled", body = Task),
-        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not-found`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`task-finished`: it had already ended", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`service-unavailable`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[allow(dead_code)]
@@ -647,10 +612,8 @@ fn tasks_cancel() {}
     params(("id" = String, Path, description = "The task id")),
     responses(
         (status = 200, description = "Every event", body = TaskEventList),
-        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not-found`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`service-unavailable`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[allow(dead_code)]
@@ -666,11 +629,8 @@ fn tasks_events() {}
     ),
     responses(
         (status = 200, description = "A page of events", body = SecurityEventPage),
-        (status = 400, description = "`malformed-request`: a query parameter given twice", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`: not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid-field`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`service-unavailable`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[allow(dead_code)]
@@ -741,11 +701,82 @@ pub fn operation<'d>(doc: &'d Document, method: &Method, path: &str) -> Option<&
     }
 }
 
-/// The document: the annotated operations, plus a deprecated copy for each
-/// compatibility route, taken from the canonical route of its endpoint.
+/// A problem+json response.
+fn problem(description: &str) -> RefOr<Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/problem+json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build()
+        .into()
+}
+
+/// Adds the problems that come from the shared request path rather than
+/// from one handler ([`crate::routes::handle`], [`crate::request`],
+/// [`crate::auth`]), unless the operation describes them itself: 401 (any
+/// route refuses a bad token), 503 (any route needs the store), and for
+/// operations with a body or query parameters, 400, and with a body, 413
+/// and 415.
+fn add_shared_problems(op: &mut Operation) {
+    let has_query = op
+        .parameters
+        .iter()
+        .flatten()
+        .any(|p| matches!(p, RefOr::T(p) if p.parameter_in == ParameterIn::Query));
+    let has_body = op.request_body.is_some();
+    let mut shared = vec![
+        (
+            "401",
+            "`unauthenticated`: no valid token where one is needed, or any invalid token",
+        ),
+        (
+            "503",
+            "`service-unavailable`: the store is down or throttling (`Retry-After: 1`)",
+        ),
+    ];
+    if has_body {
+        shared.extend([
+            ("400", "`malformed-request`: the body is empty, not JSON or not an object, nested too deeply, or a field is given twice"),
+            ("413", "`payload-too-large`: the body is over `TASKGATE_MAX_BODY_BYTES`"),
+            ("415", "`unsupported-media-type`: no JSON content type"),
+        ]);
+    } else if has_query {
+        shared.push((
+            "400",
+            "`malformed-request`: a query parameter is given twice",
+        ));
+    }
+    for (status, description) in shared {
+        op.responses
+            .responses
+            .entry(status.to_owned())
+            .or_insert_with(|| problem(description));
+    }
+}
+
+/// The document: the annotated operations with the problems every request
+/// path shares, plus a deprecated copy for each compatibility route, taken
+/// from the canonical route of its endpoint.
 pub fn document() -> Document {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    for item in doc.paths.paths.values_mut() {
+        for method in [
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ] {
+            if let Some(op) = operation_mut(item, &method) {
+                add_shared_problems(op);
+            }
+        }
+    }
     for route in ROUTES {
         if operation(&doc, &route.method, route.path).is_some() {
             continue;
