@@ -14,6 +14,7 @@
 
 use http::Method;
 use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::openapi::{Deprecated, OpenApi as Document};
@@ -57,13 +58,35 @@ struct LoginResponse {
     device_token: String,
 }
 
-#[derive(ToSchema)]
-#[serde(rename_all = "lowercase")]
-#[allow(dead_code)]
-enum Level {
-    Admin,
-    User,
+/// A string schema whose values are exactly the domain's spellings, so the
+/// document cannot drift from the code.
+macro_rules! domain_enum {
+    ($(#[doc = $doc:literal])* $name:ident = $values:expr) => {
+        $(#[doc = $doc])*
+        struct $name;
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some($values))
+                    .into()
+            }
+        }
+
+        impl ToSchema for $name {}
+    };
 }
+
+domain_enum!(Level = taskgate_domain::user::Level::ALL.map(|l| l.as_str()));
+domain_enum!(TaskType = taskgate_domain::task::TaskKind::ALL.map(|k| k.as_str()));
+domain_enum!(TaskStatus = taskgate_domain::task::Status::ALL.map(|s| s.as_str()));
+domain_enum!(EventType = taskgate_domain::task::EventData::TYPE_NAMES);
+domain_enum!(
+    SecurityKind = taskgate_domain::security::SecurityKind::ALL
+        .iter()
+        .map(|k| k.as_str())
+);
 
 /// A username: 3–32 of `a-z 0-9 . _ -`, starting with a letter or digit;
 /// case-insensitive (stored lower-case).
@@ -162,25 +185,6 @@ struct Hello {
     user: Option<User>,
 }
 
-#[derive(ToSchema)]
-#[serde(rename_all = "lowercase")]
-#[allow(dead_code)]
-enum TaskType {
-    Delay,
-    Js,
-}
-
-#[derive(ToSchema)]
-#[serde(rename_all = "lowercase")]
-#[allow(dead_code)]
-enum TaskStatus {
-    Pending,
-    Running,
-    Succeeded,
-    Failed,
-    Cancelled,
-}
-
 /// Start a delay: succeeds with result 0 after `seconds`.
 #[derive(ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -270,17 +274,6 @@ struct TaskPage {
     next: Option<String>,
 }
 
-#[derive(ToSchema)]
-#[serde(rename_all = "lowercase")]
-#[allow(dead_code)]
-enum EventType {
-    Created,
-    Started,
-    Succeeded,
-    Failed,
-    Cancelled,
-}
-
 /// One event of a task's append-only, hash-chained log.
 #[derive(ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -309,19 +302,6 @@ struct TaskEvent {
 #[allow(dead_code)]
 struct TaskEventList {
     items: Vec<TaskEvent>,
-}
-
-#[derive(ToSchema)]
-#[serde(rename_all = "kebab-case")]
-#[allow(dead_code)]
-enum SecurityKind {
-    LoginSucceeded,
-    LoginFailed,
-    LoginLocked,
-    UserCreated,
-    UserUpdated,
-    UserDeleted,
-    TokenRevoked,
 }
 
 /// One entry of the security audit log. Never holds a password or token.

@@ -70,6 +70,8 @@ pub enum TaskKind {
 }
 
 impl TaskKind {
+    pub const ALL: [TaskKind; 2] = [Self::Delay, Self::Js];
+
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
         match raw {
             "delay" => Ok(Self::Delay),
@@ -197,6 +199,14 @@ pub enum Status {
 }
 
 impl Status {
+    pub const ALL: [Status; 5] = [
+        Self::Pending,
+        Self::Running,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Cancelled,
+    ];
+
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
     }
@@ -285,6 +295,10 @@ pub enum EventData {
 }
 
 impl EventData {
+    /// Every [`Self::type_name`], in the order events come.
+    pub const TYPE_NAMES: [&'static str; 5] =
+        ["created", "started", "succeeded", "failed", "cancelled"];
+
     pub fn is_terminal(&self) -> bool {
         matches!(
             self,
@@ -661,6 +675,24 @@ mod tests {
             result: serde_json::json!(0),
             logs: vec![],
         }
+    }
+
+    #[test]
+    fn type_names_lists_every_event_type_in_order() {
+        let names: Vec<&str> = [
+            created(TaskId::new()).data,
+            EventData::Started { execution: None },
+            succeeded(),
+            EventData::Failed {
+                error: TaskError::new("script-error", "x"),
+                logs: Vec::new(),
+            },
+            EventData::Cancelled { by: owner() },
+        ]
+        .iter()
+        .map(EventData::type_name)
+        .collect();
+        assert_eq!(names, EventData::TYPE_NAMES);
     }
 
     #[test]

@@ -79,6 +79,8 @@ pub enum Level {
 }
 
 impl Level {
+    pub const ALL: [Level; 2] = [Self::Admin, Self::User];
+
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
         match raw {
             "admin" => Ok(Self::Admin),
