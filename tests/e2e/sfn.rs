@@ -11,11 +11,10 @@ use std::time::{Duration, Instant};
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEventType, StateMachineType};
 use serde_json::json;
 use taskgate_aws::workflow::StepFunctionsWorkflow;
-use taskgate_domain::password::PasswordHash;
 use taskgate_domain::ports::Workflow;
 use taskgate_domain::recorder::Recorder;
 use taskgate_domain::task::{EventData, Status, Task, TaskLimits, TaskSpec};
-use taskgate_domain::user::{Level, User, Username};
+use taskgate_domain::user::Level;
 
 fn endpoint() -> String {
     std::env::var("TASKGATE_TEST_SFN_ENDPOINT").unwrap_or_else(|_| {
@@ -103,17 +102,7 @@ async fn state_machine(name: &str) -> (aws_sdk_sfn::Client, String) {
 /// recorder that keeps its log.
 async fn delay_task(seconds: f64) -> (Recorder, Task) {
     let store = std::sync::Arc::new(taskgate_embedded::EmbeddedStore::in_memory().unwrap());
-    let hash = PasswordHash::parse(
-        "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3V7s8wPDxVyEkXmz4jtoTrhpgXT4x3rKxhWFSmsHCGc",
-    )
-    .unwrap();
-    let owner = User::new(
-        Username::parse("alice").unwrap(),
-        hash,
-        Level::User,
-        None,
-        None,
-    );
+    let owner = taskgate_e2e::fixture_user("alice", Level::User);
     let spec = TaskSpec::delay(seconds, &TaskLimits::default()).unwrap();
     let recorder = Recorder::new(store);
     let task = recorder.create(&spec, &owner).await.unwrap().0;
@@ -286,17 +275,7 @@ async fn a_task_whose_execution_cannot_start_fails_at_once() {
     let workflow = StepFunctionsWorkflow::new(client, missing, state.recorder.clone());
     let state = state.with_workflow(Arc::new(workflow));
 
-    let hash = PasswordHash::parse(
-        "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3V7s8wPDxVyEkXmz4jtoTrhpgXT4x3rKxhWFSmsHCGc",
-    )
-    .unwrap();
-    let alice = User::new(
-        Username::parse("alice").unwrap(),
-        hash,
-        Level::User,
-        None,
-        None,
-    );
+    let alice = taskgate_e2e::fixture_user("alice", Level::User);
     taskgate_domain::ports::UserStore::insert_user(store.as_ref(), &alice)
         .await
         .unwrap();

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use taskgate_domain::password::PasswordHash;
 use taskgate_domain::recorder::Recorder;
 use taskgate_domain::task::{JsLimits, Status, Task, TaskLimits, TaskSpec};
 use taskgate_domain::user::{Level, User, Username};
@@ -20,17 +19,7 @@ fn recorder() -> Recorder {
 }
 
 fn admin() -> User {
-    let hash = PasswordHash::parse(
-        "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3V7s8wPDxVyEkXmz4jtoTrhpgXT4x3rKxhWFSmsHCGc",
-    )
-    .unwrap();
-    User::new(
-        Username::parse("admin").unwrap(),
-        hash,
-        Level::Admin,
-        None,
-        None,
-    )
+    taskgate_e2e::fixture_user("admin", Level::Admin)
 }
 
 async fn script(recorder: &Recorder, code: &str) -> Task {

@@ -5,7 +5,6 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use taskgate_domain::password::PasswordHash;
 use taskgate_domain::ports::{Store, StoreError};
 use taskgate_domain::recorder::{Recorded, Recorder};
 use taskgate_domain::security::{LoginAttempts, SecurityEvent, SecurityKind};
@@ -98,20 +97,12 @@ contract!(
     security_events_append_once_and_list_newest_first,
 );
 
-/// A valid PHC string; stores never look inside it.
-fn hash() -> PasswordHash {
-    PasswordHash::parse(
-        "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3V7s8wPDxVyEkXmz4jtoTrhpgXT4x3rKxhWFSmsHCGc",
-    )
-    .unwrap()
-}
-
 fn name(raw: &str) -> Username {
     Username::parse(raw).unwrap()
 }
 
 fn user(username: &str, level: Level) -> User {
-    User::new(name(username), hash(), level, None, None)
+    taskgate_e2e::fixture_user(username, level)
 }
 
 fn token_for(user: &User) -> TokenRecord {

@@ -18,7 +18,8 @@ use serde_json::{Value, json};
 use taskgate::{ServeConfig, Server, StoreConfig};
 use taskgate_api::Settings;
 use taskgate_aws::TableNames;
-use taskgate_domain::user::Username;
+use taskgate_domain::password::PasswordHash;
+use taskgate_domain::user::{Level, User, Username};
 use tempfile::TempDir;
 
 pub use serde_json;
@@ -37,6 +38,22 @@ pub enum Backend {
 pub const PASSWORD: &str = "correct horse battery staple";
 /// The first admin's password in every test app.
 pub const ADMIN_PASSWORD: &str = "first operator of this test app";
+
+/// A user record for tests that go straight to a store or the domain, with
+/// a valid PHC hash that was never computed (nothing here checks it).
+pub fn fixture_user(username: &str, level: Level) -> User {
+    let hash = PasswordHash::parse(
+        "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3V7s8wPDxVyEkXmz4jtoTrhpgXT4x3rKxhWFSmsHCGc",
+    )
+    .expect("a valid PHC string");
+    User::new(
+        Username::parse(username).expect("a valid username"),
+        hash,
+        level,
+        None,
+        None,
+    )
+}
 
 /// Runs one `async fn(Backend)` as a test on each store:
 /// `on_each_backend!(login_works);` gives `embedded::login_works` and
