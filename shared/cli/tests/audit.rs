@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{serve, token};
+use common::{login, serve, token};
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "operator passphrase for audits";
@@ -220,13 +220,7 @@ async fn audit_security_prints_the_security_log() {
     let client = reqwest::Client::new();
     let base = running.url.clone();
     for _ in 0..3 {
-        let status = client
-            .post(format!("{base}/auth"))
-            .json(&json!({"username": "mallory", "password": "guessing, guessing"}))
-            .send()
-            .await
-            .unwrap()
-            .status();
+        let status = login(&client, &base, "mallory", "guessing, guessing").await;
         assert_ne!(status, 200);
     }
     token(&client, &base, "admin", PASSWORD).await;

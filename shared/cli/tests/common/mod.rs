@@ -116,29 +116,34 @@ pub fn https_client(data_dir: &Path, port: u16) -> reqwest::Client {
         .unwrap()
 }
 
-pub async fn login(
+async fn post_login(
     client: &reqwest::Client,
     base: &str,
     username: &str,
     password: &str,
-) -> reqwest::StatusCode {
+) -> reqwest::Response {
     client
         .post(format!("{base}/auth"))
         .json(&json!({"username": username, "password": password}))
         .send()
         .await
         .unwrap()
-        .status()
+}
+
+/// Tries to log in; returns the status.
+pub async fn login(
+    client: &reqwest::Client,
+    base: &str,
+    username: &str,
+    password: &str,
+) -> reqwest::StatusCode {
+    post_login(client, base, username, password).await.status()
 }
 
 /// Logs in and returns the token; panics unless it works.
 pub async fn token(client: &reqwest::Client, base: &str, username: &str, password: &str) -> String {
-    let response: serde_json::Value = client
-        .post(format!("{base}/auth"))
-        .json(&json!({"username": username, "password": password}))
-        .send()
+    let response: serde_json::Value = post_login(client, base, username, password)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
