@@ -7,7 +7,7 @@ use taskgate_domain::ports::{Page, SecurityStore, StoreError, StoreResult};
 use taskgate_domain::security::{LoginAttempts, SecurityEvent};
 use taskgate_domain::timestamp;
 
-use crate::{EmbeddedStore, corrupt, insert_new, sql};
+use crate::{EmbeddedStore, corrupt, insert_new, page_of, sql};
 
 #[async_trait]
 impl SecurityStore for EmbeddedStore {
@@ -102,7 +102,7 @@ impl SecurityStore for EmbeddedStore {
                      ORDER BY id DESC LIMIT ?2",
                 )
                 .map_err(sql)?;
-            let mut items = statement
+            let items = statement
                 .query_map(params![after, limit as i64 + 1], |row| {
                     row.get::<_, String>(0)
                 })
@@ -113,13 +113,7 @@ impl SecurityStore for EmbeddedStore {
                         .map_err(|e| corrupt("security event", e))
                 })
                 .collect::<StoreResult<Vec<_>>>()?;
-            let next = if items.len() > limit {
-                items.truncate(limit);
-                items.last().map(|e| e.id.clone())
-            } else {
-                None
-            };
-            Ok(Page { items, next })
+            Ok(page_of(items, limit, |e| e.id.clone()))
         })
         .await
     }

@@ -7,7 +7,7 @@ use taskgate_domain::ports::{Page, StoreResult, TaskLog};
 use taskgate_domain::task::{EventData, TaskEvent, TaskId};
 use taskgate_domain::user::UserId;
 
-use crate::{EmbeddedStore, corrupt, insert_new, sql};
+use crate::{EmbeddedStore, corrupt, insert_new, page_of, sql};
 
 fn from_json(item: &str) -> StoreResult<TaskEvent> {
     serde_json::from_str(item).map_err(|e| corrupt("task event", e))
@@ -74,13 +74,7 @@ impl TaskLog for EmbeddedStore {
                 let id = row.map_err(sql)?;
                 items.push(TaskId::parse(&id).map_err(|e| corrupt("task id", e))?);
             }
-            let next = if items.len() > limit {
-                items.truncate(limit);
-                items.last().copied()
-            } else {
-                None
-            };
-            Ok(Page { items, next })
+            Ok(page_of(items, limit, |id| *id))
         })
         .await
     }
@@ -110,13 +104,7 @@ impl TaskLog for EmbeddedStore {
             for row in rows {
                 items.push(from_json(&row.map_err(sql)?)?);
             }
-            let next = if items.len() > limit {
-                items.truncate(limit);
-                items.last().map(|e| (e.task_id, e.seq))
-            } else {
-                None
-            };
-            Ok(Page { items, next })
+            Ok(page_of(items, limit, |e| (e.task_id, e.seq)))
         })
         .await
     }

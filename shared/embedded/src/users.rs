@@ -5,7 +5,7 @@ use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 use taskgate_domain::ports::{Page, StoreError, StoreResult, UserStore};
 use taskgate_domain::user::{Level, User, Username};
 
-use crate::{EmbeddedStore, corrupt, insert_new, sql};
+use crate::{EmbeddedStore, corrupt, insert_new, page_of, sql};
 
 fn to_json(user: &User) -> String {
     serde_json::to_string(user).expect("a User always serialises")
@@ -100,13 +100,7 @@ impl UserStore for EmbeddedStore {
             for row in rows {
                 items.push(from_json(&row.map_err(sql)?)?);
             }
-            let next = if items.len() > limit {
-                items.truncate(limit);
-                items.last().map(|u| u.username.clone())
-            } else {
-                None
-            };
-            Ok(Page { items, next })
+            Ok(page_of(items, limit, |u| u.username.clone()))
         })
         .await
     }
