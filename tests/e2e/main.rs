@@ -9,6 +9,7 @@ mod faults;
 mod infra;
 mod lambda;
 mod lambda_runtime;
+mod limits;
 mod matrix;
 mod openapi;
 mod security;

@@ -166,6 +166,7 @@ impl TestApp {
             store,
             admin_username: Username::parse("admin").unwrap(),
             admin_password: Some(ADMIN_PASSWORD.to_owned().into()),
+            max_requests_in_flight: 256,
             api: Settings {
                 max_concurrent_hashes: 4,
                 ..Settings::default()

@@ -116,7 +116,9 @@ struct Password(String);
 #[allow(dead_code)]
 struct Email(String);
 
-/// Free-form JSON object, at most 16 KiB and 16 levels deep.
+/// Free-form JSON object, at most `TASKGATE_MAX_PROFILE_BYTES` (default
+/// 16384) bytes as compact JSON and `TASKGATE_MAX_PROFILE_DEPTH` (default 16)
+/// levels deep, counting the profile object itself.
 #[derive(ToSchema)]
 #[schema(value_type = Object, example = json!({"team": "blue", "languages": ["rust", "js"]}))]
 #[allow(dead_code)]
@@ -715,12 +717,12 @@ fn add_shared_problems(op: &mut Operation) {
         ),
         (
             "503",
-            "`service-unavailable`: the store is down or throttling (`Retry-After: 1`)",
+            "`service-unavailable`: the store is down or throttling; `server-busy`: the local server is already handling `TASKGATE_MAX_REQUESTS_IN_FLIGHT` requests (both with `Retry-After: 1`)",
         ),
     ];
     if has_body {
         shared.extend([
-            ("400", "`malformed-request`: the body is empty, not JSON or not an object, nested too deeply, or a field is given twice"),
+            ("400", "`malformed-request`: the body is empty, not JSON or not an object, nested deeper than `TASKGATE_MAX_JSON_DEPTH` (default 32) levels, or a field is given twice"),
             ("413", "`payload-too-large`: the body is over `TASKGATE_MAX_BODY_BYTES`"),
             ("415", "`unsupported-media-type`: no JSON content type"),
         ]);

@@ -54,6 +54,10 @@ pub enum ApiError {
     /// 503: a dependency (the store) is down or throttling. The cause is logged.
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// 503: the local server is already handling `limit` requests
+    /// (`TASKGATE_MAX_REQUESTS_IN_FLIGHT`); this one was refused unread.
+    #[error("the server is handling {limit} requests already; try again shortly")]
+    Busy { limit: usize },
     /// 500: a bug or an unexpected reply. The cause is logged.
     #[error("internal error: {0}")]
     Internal(String),
@@ -79,7 +83,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::LoginLocked { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -98,6 +102,7 @@ impl ApiError {
             Self::Invalid(_) => "invalid-field",
             Self::LoginLocked { .. } => "login-locked",
             Self::Unavailable(_) => "service-unavailable",
+            Self::Busy { .. } => "server-busy",
             Self::Internal(_) => "internal-error",
         }
     }
@@ -115,6 +120,7 @@ impl ApiError {
             Self::Invalid(_) => "Invalid fields",
             Self::LoginLocked { .. } => "Too many failed logins",
             Self::Unavailable(_) => "Service unavailable",
+            Self::Busy { .. } => "Server busy",
             Self::Internal(_) => "Internal server error",
         }
     }
@@ -145,8 +151,13 @@ impl ApiError {
     /// reporting an error can quote it.
     pub fn to_response(&self, request_id: &str) -> Response {
         let status = self.status();
-        if status.is_server_error() {
-            tracing::error!(request_id, error = %self, "request failed");
+        match self {
+            // Load shedding is the server working as configured, not a fault.
+            Self::Busy { .. } => tracing::warn!(request_id, error = %self, "request refused"),
+            _ if status.is_server_error() => {
+                tracing::error!(request_id, error = %self, "request failed");
+            }
+            _ => {}
         }
         let body = Problem {
             r#type: format!("urn:taskgate:problem:{}", self.slug()),
@@ -182,7 +193,7 @@ impl ApiError {
                     headers.insert(header::ALLOW, value);
                 }
             }
-            Self::Unavailable(_) => {
+            Self::Unavailable(_) | Self::Busy { .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             Self::LoginLocked { retry_after } => {

@@ -11,7 +11,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::header;
 use serde_json::{Map, Value};
-use taskgate_domain::user::InvalidValue;
+use taskgate_domain::user::{InvalidValue, json_depth};
 
 use crate::Request;
 use crate::problem::{ApiError, FieldError};
@@ -87,9 +87,25 @@ fn non_empty_body(request: &Request) -> Result<&[u8], ApiError> {
     Ok(body)
 }
 
-fn parse_json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::Malformed(format!("the request body is not valid JSON: {e}")))?;
+/// Parses a JSON object nested at most `max_depth` levels deep (the object
+/// itself is level 1). `max_depth` is at most serde_json's own limit (128),
+/// past which parsing stops before the depth can be measured.
+fn parse_json_object(body: &[u8], max_depth: usize) -> Result<Map<String, Value>, ApiError> {
+    let too_deep = || {
+        ApiError::Malformed(format!(
+            "the request body is nested too deeply; at most {max_depth} levels of objects and arrays are allowed"
+        ))
+    };
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        if e.to_string().starts_with("recursion limit exceeded") {
+            too_deep()
+        } else {
+            ApiError::Malformed(format!("the request body is not valid JSON: {e}"))
+        }
+    })?;
+    if json_depth(&value) > max_depth {
+        return Err(too_deep());
+    }
     match value {
         Value::Object(map) => Ok(map),
         _ => Err(ApiError::Malformed(
@@ -98,10 +114,11 @@ fn parse_json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
-/// The body as a JSON object. Requires a JSON content type.
-pub fn json_object(request: &Request) -> Result<Map<String, Value>, ApiError> {
+/// The body as a JSON object, nested at most `max_depth` levels deep.
+/// Requires a JSON content type.
+pub fn json_object(request: &Request, max_depth: usize) -> Result<Map<String, Value>, ApiError> {
     match body_format(request)? {
-        BodyFormat::Json => parse_json_object(non_empty_body(request)?),
+        BodyFormat::Json => parse_json_object(non_empty_body(request)?, max_depth),
         BodyFormat::Form => Err(ApiError::UnsupportedMediaType(
             "this endpoint takes application/json".into(),
         )),
@@ -110,9 +127,12 @@ pub fn json_object(request: &Request) -> Result<Map<String, Value>, ApiError> {
 
 /// The body as a JSON object, from JSON or from a form
 /// (`application/x-www-form-urlencoded`, every value a string).
-pub fn json_or_form_object(request: &Request) -> Result<Map<String, Value>, ApiError> {
+pub fn json_or_form_object(
+    request: &Request,
+    max_depth: usize,
+) -> Result<Map<String, Value>, ApiError> {
     match body_format(request)? {
-        BodyFormat::Json => parse_json_object(non_empty_body(request)?),
+        BodyFormat::Json => parse_json_object(non_empty_body(request)?, max_depth),
         BodyFormat::Form => {
             let pairs = form_pairs(non_empty_body(request)?)?;
             let mut map = Map::new();

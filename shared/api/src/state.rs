@@ -14,6 +14,7 @@ use taskgate_domain::recorder::Recorder;
 use taskgate_domain::security::{LoginThrottle, SecurityEvent};
 use taskgate_domain::task::{JsLimits, Task, TaskId, TaskLimits};
 use taskgate_domain::token::TokenKeys;
+use taskgate_domain::user::ProfileLimits;
 use tokio::sync::Semaphore;
 
 use crate::Request;
@@ -29,6 +30,14 @@ pub struct Settings {
     pub token_ttl: Duration,
     /// `TASKGATE_MAX_BODY_BYTES`: largest accepted request body, default 64 KiB.
     pub max_body_bytes: usize,
+    /// `TASKGATE_MAX_JSON_DEPTH`: deepest nesting of objects and arrays in a
+    /// JSON body, the body object itself being depth 1 (default 32, at most
+    /// 128).
+    pub max_json_depth: usize,
+    /// The largest profile a client may send: `TASKGATE_MAX_PROFILE_BYTES`
+    /// (default 16384, at most the body limit and 256 KiB) and
+    /// `TASKGATE_MAX_PROFILE_DEPTH` (default 16, less than the JSON depth).
+    pub profile: ProfileLimits,
     /// `TASKGATE_MAX_CONCURRENT_HASHES`: password hashes computed at once
     /// (each takes 19 MiB and a core for tens of milliseconds), default: the
     /// number of CPUs. Further requests wait their turn.
@@ -53,6 +62,8 @@ impl Default for Settings {
             registration: Registration::AdminOnly,
             token_ttl: Duration::from_secs(3600),
             max_body_bytes: 64 * 1024,
+            max_json_depth: 32,
+            profile: ProfileLimits::default(),
             max_concurrent_hashes: std::thread::available_parallelism().map_or(2, usize::from),
             tasks: TaskLimits::default(),
             max_concurrent_scripts: 2,
@@ -60,6 +71,10 @@ impl Default for Settings {
         }
     }
 }
+
+/// The deepest `TASKGATE_MAX_JSON_DEPTH` may go: serde_json refuses to
+/// parse deeper (its guard against stack overflow).
+pub const MAX_JSON_DEPTH: u64 = 128;
 
 /// A setting that is present but unusable. Start-up stops with this message.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +106,28 @@ impl Settings {
             .map_or(defaults.token_ttl, Duration::from_secs);
         let max_body_bytes = number(&lookup, "TASKGATE_MAX_BODY_BYTES", 1024..=10 * 1024 * 1024)?
             .map_or(defaults.max_body_bytes, |n| n as usize);
+        let max_json_depth = number(&lookup, "TASKGATE_MAX_JSON_DEPTH", 2..=MAX_JSON_DEPTH)?
+            .map_or(defaults.max_json_depth, |n| n as usize);
+        // A profile sits inside the body, one level down; a DynamoDB item
+        // (the whole user) holds at most 400 KB.
+        let profile = ProfileLimits {
+            max_bytes: number(
+                &lookup,
+                "TASKGATE_MAX_PROFILE_BYTES",
+                2..=max_body_bytes.min(256 * 1024) as u64,
+            )?
+            .map_or(defaults.profile.max_bytes.min(max_body_bytes), |n| {
+                n as usize
+            }),
+            max_depth: number(
+                &lookup,
+                "TASKGATE_MAX_PROFILE_DEPTH",
+                1..=max_json_depth as u64 - 1,
+            )?
+            .map_or(defaults.profile.max_depth.min(max_json_depth - 1), |n| {
+                n as usize
+            }),
+        };
         let max_concurrent_hashes = number(&lookup, "TASKGATE_MAX_CONCURRENT_HASHES", 1..=256)?
             .map_or(defaults.max_concurrent_hashes, |n| n as usize);
         let js_defaults = &defaults.tasks.js;
@@ -144,6 +181,8 @@ impl Settings {
             registration,
             token_ttl,
             max_body_bytes,
+            max_json_depth,
+            profile,
             max_concurrent_hashes,
             tasks,
             max_concurrent_scripts,
@@ -152,7 +191,9 @@ impl Settings {
     }
 }
 
-fn number(
+/// The whole number in `name`, if set; an error naming the variable if it is
+/// not a number within `range`.
+pub fn number(
     lookup: &impl Fn(&str) -> Option<String>,
     name: &'static str,
     range: std::ops::RangeInclusive<u64>,
@@ -181,8 +222,40 @@ pub struct AppState {
     pub workflow: Arc<dyn Workflow>,
     pub keys: TokenKeys,
     pub settings: Settings,
+    hashing: HashPool,
+}
+
+/// The password hasher behind a bound: at most `slots` hashes at a time, each
+/// on a blocking thread (a hash takes 19 MiB and a core for tens of
+/// milliseconds). Callers beyond the bound wait their turn, so a burst of
+/// logins queues rather than exhausting memory or starving the async threads.
+struct HashPool {
     hasher: Arc<PasswordHasher>,
-    hashing: Semaphore,
+    slots: Semaphore,
+}
+
+impl HashPool {
+    fn new(hasher: PasswordHasher, slots: usize) -> Self {
+        Self {
+            hasher: Arc::new(hasher),
+            slots: Semaphore::new(slots),
+        }
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&PasswordHasher) -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        let hasher = Arc::clone(&self.hasher);
+        tokio::task::spawn_blocking(move || work(&hasher))
+            .await
+            .map_err(|e| ApiError::Internal(format!("hashing task failed: {e}")))
+    }
 }
 
 /// The workflow of a process that runs no tasks (e.g. the users functions).
@@ -223,9 +296,8 @@ impl AppState {
             workflow: Arc::new(NoWorkflow),
             store,
             keys,
-            hashing: Semaphore::new(settings.max_concurrent_hashes),
+            hashing: HashPool::new(hasher, settings.max_concurrent_hashes),
             settings,
-            hasher: Arc::new(hasher),
         })
     }
 
@@ -235,26 +307,10 @@ impl AppState {
         self
     }
 
-    /// Runs `work` with the hasher off the async threads, at most
-    /// `max_concurrent_hashes` at a time (each takes 19 MiB and a core).
-    async fn with_hasher<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&PasswordHasher) -> T + Send + 'static,
-    ) -> Result<T, ApiError> {
-        let _permit = self
-            .hashing
-            .acquire()
-            .await
-            .expect("the semaphore is never closed");
-        let hasher = Arc::clone(&self.hasher);
-        tokio::task::spawn_blocking(move || work(&hasher))
-            .await
-            .map_err(|e| ApiError::Internal(format!("hashing task failed: {e}")))
-    }
-
-    /// Hashes a new password.
+    /// Hashes a new password (at most `max_concurrent_hashes` at a time).
     pub async fn hash_password(&self, password: Password) -> Result<PasswordHash, ApiError> {
-        self.with_hasher(move |hasher| hasher.hash(&password))
+        self.hashing
+            .run(move |hasher| hasher.hash(&password))
             .await?
             .map_err(|e| ApiError::Internal(e.to_string()))
     }
@@ -266,7 +322,8 @@ impl AppState {
         candidate: SecretString,
         hash: Option<PasswordHash>,
     ) -> Result<bool, ApiError> {
-        self.with_hasher(move |hasher| hasher.verify(candidate.expose_secret(), hash.as_ref()))
+        self.hashing
+            .run(move |hasher| hasher.verify(candidate.expose_secret(), hash.as_ref()))
             .await
     }
 
@@ -312,5 +369,65 @@ mod tests {
         assert_eq!(e.name, "TASKGATE_REGISTRATION");
         let e = settings(&[("TASKGATE_TOKEN_TTL_SECONDS", "5")]).unwrap_err();
         assert!(e.to_string().contains("60 to 604800"), "{e}");
+    }
+
+    /// Eight hashes at once through a pool of two: every one is computed, and
+    /// never more than two at the same moment.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hashes_beyond_the_limit_wait_their_turn() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let pool = Arc::new(HashPool::new(PasswordHasher::new().unwrap(), 2));
+        let running = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let mut hashes = tokio::task::JoinSet::new();
+        for n in 0..8 {
+            let (pool, running, peak) = (pool.clone(), running.clone(), peak.clone());
+            hashes.spawn(async move {
+                pool.run(move |hasher| {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(now, Ordering::SeqCst);
+                    let password = Password::parse(&format!("passphrase number {n}"), None);
+                    let hash = hasher.hash(&password.unwrap());
+                    // Long enough that all eight callers are waiting meanwhile.
+                    std::thread::sleep(Duration::from_millis(50));
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    hash.is_ok()
+                })
+                .await
+                .unwrap()
+            });
+        }
+        let hashed = hashes.join_all().await;
+        assert_eq!(hashed, vec![true; 8]);
+        assert_eq!(peak.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn profile_limits_fit_inside_the_body_limits() {
+        let s = settings(&[
+            ("TASKGATE_MAX_BODY_BYTES", "4096"),
+            ("TASKGATE_MAX_JSON_DEPTH", "8"),
+        ])
+        .unwrap();
+        // The defaults shrink to fit the body.
+        assert_eq!(s.profile.max_bytes, 4096);
+        assert_eq!(s.profile.max_depth, 7);
+
+        let e = settings(&[
+            ("TASKGATE_MAX_BODY_BYTES", "4096"),
+            ("TASKGATE_MAX_PROFILE_BYTES", "8192"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.name, "TASKGATE_MAX_PROFILE_BYTES");
+        assert!(e.to_string().contains("2 to 4096"), "{e}");
+
+        let e = settings(&[
+            ("TASKGATE_MAX_JSON_DEPTH", "8"),
+            ("TASKGATE_MAX_PROFILE_DEPTH", "8"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.name, "TASKGATE_MAX_PROFILE_DEPTH");
+        let e = settings(&[("TASKGATE_MAX_JSON_DEPTH", "129")]).unwrap_err();
+        assert!(e.to_string().contains("2 to 128"), "{e}");
     }
 }

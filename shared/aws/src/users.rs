@@ -81,7 +81,7 @@ pub(crate) fn from_item(item: HashMap<String, AttributeValue>) -> StoreResult<Us
             .as_deref()
             .map(|json| {
                 let value = serde_json::from_str(json).map_err(|e| bad(&e))?;
-                Profile::parse(value).map_err(|e| bad(&e))
+                Profile::from_stored(value).map_err(|e| bad(&e))
             })
             .transpose()?,
         version: item.version,

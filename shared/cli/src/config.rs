@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use secrecy::SecretString;
 use taskgate_api::Settings;
-use taskgate_api::state::ConfigError;
+use taskgate_api::state::{ConfigError, number};
 use taskgate_aws::TableNames;
 use taskgate_domain::user::Username;
 use taskgate_js::WorkerCommand;
@@ -27,6 +27,8 @@ pub enum StoreConfig {
     },
 }
 
+const DEFAULT_MAX_REQUESTS_IN_FLIGHT: usize = 256;
+
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
     /// `TASKGATE_ADDR`, default `127.0.0.1:8443`.
@@ -42,6 +44,10 @@ pub struct ServeConfig {
     pub admin_username: Username,
     /// `TASKGATE_ADMIN_PASSWORD`; generated and printed once when unset.
     pub admin_password: Option<SecretString>,
+    /// `TASKGATE_MAX_REQUESTS_IN_FLIGHT`: requests handled at once, default
+    /// 256. Further requests get 503 `server-busy` before their body is read,
+    /// so bodies in memory never exceed this many times the body limit.
+    pub max_requests_in_flight: usize,
     /// Settings shared with the Lambda functions.
     pub api: Settings,
     /// How to start a JavaScript worker: this binary with `js-worker`.
@@ -103,6 +109,9 @@ impl ServeConfig {
             name: "the taskgate binary",
             message: format!("cannot find its own path to start script workers: {e}"),
         })?;
+        let max_requests_in_flight =
+            number(&lookup, "TASKGATE_MAX_REQUESTS_IN_FLIGHT", 1..=65_536)?
+                .map_or(DEFAULT_MAX_REQUESTS_IN_FLIGHT, |n| n as usize);
         Ok(Self {
             addr,
             tls,
@@ -110,6 +119,7 @@ impl ServeConfig {
             store,
             admin_username,
             admin_password,
+            max_requests_in_flight,
             api: Settings::from_lookup(lookup)?,
             js_worker,
         })

@@ -7,22 +7,28 @@
 //!
 //! Besides the API, the local server serves its OpenAPI document at
 //! `/openapi.json` and a human-readable page of it at `/docs` (see [`docs`]).
+//!
+//! At most `max_in_flight` requests are handled at once; the next one gets
+//! 503 `server-busy` at once, before its body is read. Together with the
+//! body limit this bounds the memory a burst of requests can take.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, Request};
+use axum::extract::{Path, Request, State};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter};
 use http::Method;
 use taskgate_api::request::{PathParams, RequestId};
 use taskgate_api::routes::finish_headers;
 use taskgate_api::{ApiError, AppState, Endpoint, ROUTES};
+use tokio::sync::Semaphore;
 
 mod docs;
 
-pub(crate) fn router(state: Arc<AppState>) -> axum::Router {
+pub(crate) fn router(state: Arc<AppState>, max_in_flight: usize) -> axum::Router {
     let mut by_path: BTreeMap<&'static str, Vec<(Method, Endpoint)>> = BTreeMap::new();
     for route in ROUTES {
         by_path
@@ -48,13 +54,43 @@ pub(crate) fn router(state: Arc<AppState>) -> axum::Router {
         router = router.route(path, method_router);
     }
     router = docs::routes(router);
-    router.fallback(|request: Request| async move {
-        problem(ApiError::NotFound(format!(
-            "there is no route {} {}",
-            request.method(),
-            request.uri().path()
-        )))
-    })
+    router
+        .fallback(|request: Request| async move {
+            problem(ApiError::NotFound(format!(
+                "there is no route {} {}",
+                request.method(),
+                request.uri().path()
+            )))
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            InFlight {
+                slots: Arc::new(Semaphore::new(max_in_flight)),
+                limit: max_in_flight,
+            },
+            limit_in_flight,
+        ))
+}
+
+#[derive(Clone)]
+struct InFlight {
+    slots: Arc<Semaphore>,
+    limit: usize,
+}
+
+/// Refuses a request with 503 `server-busy` while `limit` others are being
+/// handled. Responses are whole buffers, so a request's slot is free again
+/// as soon as its handler returns.
+async fn limit_in_flight(
+    State(in_flight): State<InFlight>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match in_flight.slots.try_acquire() {
+        Ok(_slot) => next.run(request).await,
+        Err(_) => problem(ApiError::Busy {
+            limit: in_flight.limit,
+        }),
+    }
 }
 
 fn problem(error: ApiError) -> Response {

@@ -143,36 +143,63 @@ impl From<Email> for String {
     }
 }
 
-/// A free-form JSON object attached to a user, capped in size and depth so a
-/// profile can never become a storage or parsing problem.
+/// How large a profile a client may send: `TASKGATE_MAX_PROFILE_BYTES` and
+/// `TASKGATE_MAX_PROFILE_DEPTH`. Capped so a profile can never become a
+/// storage or parsing problem (a DynamoDB item holds at most 400 KB).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProfileLimits {
+    /// Largest profile, in bytes of compact JSON (default 16 KiB).
+    pub max_bytes: usize,
+    /// Deepest nesting of objects and arrays, the profile object itself
+    /// being depth 1 (default 16).
+    pub max_depth: usize,
+}
+
+impl Default for ProfileLimits {
+    fn default() -> Self {
+        Self {
+            max_bytes: 16 * 1024,
+            max_depth: 16,
+        }
+    }
+}
+
+/// A free-form JSON object attached to a user.
+///
+/// A profile from a client is checked against [`ProfileLimits`] by
+/// [`Profile::parse`]; one read back from a store only has to be an object
+/// ([`Profile::from_stored`], also what deserialising does), so lowering the
+/// limits never makes a stored user unreadable.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "serde_json::Value", into = "serde_json::Value")]
 pub struct Profile(serde_json::Map<String, serde_json::Value>);
 
 impl Profile {
-    /// Maximum size of the profile serialised as compact JSON.
-    pub const MAX_BYTES: usize = 16 * 1024;
-    /// Maximum nesting of objects and arrays (the profile object itself is depth 1).
-    pub const MAX_DEPTH: usize = 16;
-
-    pub fn parse(value: serde_json::Value) -> Result<Self, InvalidValue> {
-        let serde_json::Value::Object(map) = value else {
-            return Err(InvalidValue("must be a JSON object".into()));
-        };
-        let profile = Self(map);
-        if profile.to_json().len() > Self::MAX_BYTES {
+    /// A profile a client sent: a JSON object within `limits`.
+    pub fn parse(value: serde_json::Value, limits: &ProfileLimits) -> Result<Self, InvalidValue> {
+        let profile = Self::from_stored(value)?;
+        let bytes = profile.to_json().len();
+        if bytes > limits.max_bytes {
             return Err(InvalidValue(format!(
-                "must be at most {} bytes as JSON",
-                Self::MAX_BYTES
+                "must be at most {} bytes as JSON, not {bytes}",
+                limits.max_bytes
             )));
         }
-        if depth(&serde_json::Value::Object(profile.0.clone())) > Self::MAX_DEPTH {
+        if json_depth(&serde_json::Value::Object(profile.0.clone())) > limits.max_depth {
             return Err(InvalidValue(format!(
                 "must be nested at most {} levels deep",
-                Self::MAX_DEPTH
+                limits.max_depth
             )));
         }
         Ok(profile)
+    }
+
+    /// A profile read back from a store: any JSON object.
+    pub fn from_stored(value: serde_json::Value) -> Result<Self, InvalidValue> {
+        match value {
+            serde_json::Value::Object(map) => Ok(Self(map)),
+            _ => Err(InvalidValue("must be a JSON object".into())),
+        }
     }
 
     /// Compact JSON text of the profile.
@@ -185,10 +212,12 @@ impl Profile {
     }
 }
 
-fn depth(value: &serde_json::Value) -> usize {
+/// How deeply `value` nests objects and arrays: 0 for a scalar, 1 for `{}`
+/// or `[1]`, 2 for `{"a": []}`.
+pub fn json_depth(value: &serde_json::Value) -> usize {
     match value {
-        serde_json::Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
-        serde_json::Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+        serde_json::Value::Array(items) => 1 + items.iter().map(json_depth).max().unwrap_or(0),
+        serde_json::Value::Object(map) => 1 + map.values().map(json_depth).max().unwrap_or(0),
         _ => 0,
     }
 }
@@ -196,7 +225,7 @@ fn depth(value: &serde_json::Value) -> usize {
 impl TryFrom<serde_json::Value> for Profile {
     type Error = InvalidValue;
     fn try_from(value: serde_json::Value) -> Result<Self, Self::Error> {
-        Self::parse(value)
+        Self::from_stored(value)
     }
 }
 
@@ -352,16 +381,47 @@ mod tests {
         }
     }
 
-    #[test]
-    fn profiles_must_be_small_shallow_objects() {
-        assert!(Profile::parse(serde_json::json!({"a": [1, {"b": null}]})).is_ok());
-        assert!(Profile::parse(serde_json::json!([1])).is_err());
-        assert!(Profile::parse(serde_json::json!({"a": "x".repeat(Profile::MAX_BYTES)})).is_err());
+    /// `{"deep": [[...[1]...]]}`, `depth` levels deep in all.
+    fn profile_of_depth(depth: usize) -> serde_json::Value {
         let mut deep = serde_json::json!(1);
-        for _ in 0..Profile::MAX_DEPTH {
+        for _ in 1..depth {
             deep = serde_json::json!([deep]);
         }
-        assert!(Profile::parse(serde_json::json!({ "deep": deep })).is_err());
+        serde_json::json!({ "deep": deep })
+    }
+
+    #[test]
+    fn profiles_must_be_objects_within_the_limits() {
+        let limits = ProfileLimits::default();
+        assert!(Profile::parse(serde_json::json!({"a": [1, {"b": null}]}), &limits).is_ok());
+        assert!(Profile::parse(serde_json::json!([1]), &limits).is_err());
+
+        // `{"a":"…"}` is 8 bytes of JSON around the string.
+        let sized = |n: usize| serde_json::json!({"a": "x".repeat(n - 8)});
+        assert!(Profile::parse(sized(limits.max_bytes), &limits).is_ok());
+        let too_big = Profile::parse(sized(limits.max_bytes + 1), &limits).unwrap_err();
+        assert_eq!(too_big.0, "must be at most 16384 bytes as JSON, not 16385");
+
+        assert_eq!(
+            json_depth(&profile_of_depth(limits.max_depth)),
+            limits.max_depth
+        );
+        assert!(Profile::parse(profile_of_depth(limits.max_depth), &limits).is_ok());
+        let too_deep = Profile::parse(profile_of_depth(limits.max_depth + 1), &limits).unwrap_err();
+        assert_eq!(too_deep.0, "must be nested at most 16 levels deep");
+    }
+
+    #[test]
+    fn stored_profiles_over_todays_limits_still_read_back() {
+        let tight = ProfileLimits {
+            max_bytes: 16,
+            max_depth: 2,
+        };
+        let stored = profile_of_depth(5);
+        assert!(Profile::parse(stored.clone(), &tight).is_err());
+        let read: Profile = serde_json::from_value(stored.clone()).unwrap();
+        assert_eq!(serde_json::Value::from(read), stored);
+        assert!(serde_json::from_value::<Profile>(serde_json::json!([1])).is_err());
     }
 
     #[test]

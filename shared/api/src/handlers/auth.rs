@@ -91,7 +91,7 @@ async fn count_attempt(
 
 pub(crate) async fn login(state: &AppState, request: &Request) -> Result<Response, ApiError> {
     let mut fields = Fields::new(
-        json_or_form_object(request)?,
+        json_or_form_object(request, state.settings.max_json_depth)?,
         &["username", "password", "device_token"],
     );
     let typed = fields.required("username", any_string);

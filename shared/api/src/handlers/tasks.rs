@@ -46,7 +46,10 @@ async fn visible_task(
 pub(crate) async fn start(state: &AppState, request: &Request) -> Result<Response, ApiError> {
     let session = require_session(state, request).await?;
     let actor = session.actor();
-    let mut fields = Fields::new(json_object(request)?, &["type", "seconds", "code"]);
+    let mut fields = Fields::new(
+        json_object(request, state.settings.max_json_depth)?,
+        &["type", "seconds", "code"],
+    );
     // The kind decides who may start the task, before the rest is checked.
     if let Some(kind) = fields
         .peek("type")

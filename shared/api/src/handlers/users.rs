@@ -46,8 +46,11 @@ async fn stored_user(state: &AppState, target: &Username) -> Result<User, ApiErr
         .ok_or_else(|| no_such_user(target.as_str()))
 }
 
-fn parse_profile(value: &serde_json::Value) -> Result<Profile, String> {
-    Profile::parse(value.clone()).map_err(message)
+/// Reads a `profile` field within the configured limits.
+fn profile_field(
+    state: &AppState,
+) -> impl FnOnce(&serde_json::Value) -> Result<Profile, String> + '_ {
+    |value| Profile::parse(value.clone(), &state.settings.profile).map_err(message)
 }
 
 pub(crate) async fn create(state: &AppState, request: &Request) -> Result<Response, ApiError> {
@@ -57,7 +60,7 @@ pub(crate) async fn create(state: &AppState, request: &Request) -> Result<Respon
     permission::may_create_any_user(actor.as_ref(), registration)?;
 
     let mut fields = Fields::new(
-        json_object(request)?,
+        json_object(request, state.settings.max_json_depth)?,
         &["username", "password", "level", "email", "profile"],
     );
     let username = fields.required("username", string(Username::parse));
@@ -66,7 +69,7 @@ pub(crate) async fn create(state: &AppState, request: &Request) -> Result<Respon
     });
     let level = fields.optional("level", string(Level::parse));
     let email = fields.optional("email", string(Email::parse));
-    let profile = fields.optional("profile", parse_profile);
+    let profile = fields.optional("profile", profile_field(state));
     fields.finish()?;
     let level = level.unwrap_or(Level::User);
     permission::may_create_user(actor.as_ref(), level, registration)?;
@@ -139,7 +142,7 @@ pub(crate) async fn update(state: &AppState, request: &Request) -> Result<Respon
     permission::may_edit_user(&actor, &target, None)?;
 
     let mut fields = Fields::new(
-        json_object(request)?,
+        json_object(request, state.settings.max_json_depth)?,
         &["password", "level", "email", "profile"],
     );
     let password = fields.optional("password", |v| {
@@ -147,7 +150,7 @@ pub(crate) async fn update(state: &AppState, request: &Request) -> Result<Respon
     });
     let level = fields.optional("level", string(Level::parse));
     let email = fields.nullable("email", string(Email::parse));
-    let profile = fields.nullable("profile", parse_profile);
+    let profile = fields.nullable("profile", profile_field(state));
     fields.finish()?;
 
     let password_changed = password.is_some();

@@ -1,0 +1,355 @@
+//! Limits under load: every size and concurrency bound is a setting, and
+//! reaching one gives the client a clear answer (a problem naming the limit,
+//! or a wait) and never a 500 or a change to stored data.
+//!
+//! How much memory a burst takes is measured, not asserted here:
+//! `tests/bench/burst.py`, results in `docs/benchmarks/burst.md`.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use taskgate_domain::user::ProfileLimits;
+use taskgate_e2e::{
+    ADMIN_PASSWORD, Backend, PASSWORD, TestApp, assert_problem, on_each_backend,
+    processes_mentioning, status_and_json,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+on_each_backend!(size_limits_are_settings_with_their_own_errors);
+
+const LONG: Duration = Duration::from_secs(30);
+
+/// The `errors` of a 422, as (field, message) pairs.
+async fn field_errors(response: reqwest::Response) -> Vec<(String, String)> {
+    let body = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid-field").await;
+    body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["field"].as_str().unwrap().to_owned(),
+                e["message"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// A profile `{"bio":"xx…"}` of exactly `bytes` bytes of compact JSON.
+fn profile_of_size(bytes: usize) -> Value {
+    json!({"bio": "x".repeat(bytes - r#"{"bio":""}"#.len())})
+}
+
+/// Each size limit, set low: the largest value allowed passes, one more is
+/// refused with the problem that names the limit, and nothing refused is
+/// stored.
+async fn size_limits_are_settings_with_their_own_errors(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |config| {
+        config.api.max_body_bytes = 2048;
+        config.api.max_json_depth = 4;
+        config.api.profile = ProfileLimits {
+            max_bytes: 64,
+            max_depth: 2,
+        };
+        config.api.tasks.max_code_bytes = 100;
+    })
+    .await;
+    let admin = app.admin_token().await;
+    let post_raw = |body: Vec<u8>| {
+        app.request(Method::POST, "/users", Some(&admin))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+
+    // Body size (TASKGATE_MAX_BODY_BYTES): JSON padded with spaces to the byte.
+    let padded = |username: &str, size: usize| {
+        let mut body = json!({"username": username, "password": PASSWORD}).to_string();
+        body.push_str(&" ".repeat(size - body.len()));
+        body.into_bytes()
+    };
+    let response = post_raw(padded("at-limit", 2048)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let response = post_raw(padded("over-limit", 2049)).await.unwrap();
+    let problem =
+        assert_problem(response, StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large").await;
+    assert_eq!(
+        problem["detail"],
+        "the request body is larger than 2048 bytes"
+    );
+
+    // JSON depth (TASKGATE_MAX_JSON_DEPTH = 4): depth 4 is parsed (and then
+    // refused for its profile), depth 5 is not parsed at all.
+    let depth_4 = json!({"username": "deep", "password": PASSWORD, "profile": {"a": {"b": [1]}}});
+    let errors = field_errors(
+        app.send_json(Method::POST, "/users", Some(&admin), &depth_4)
+            .await,
+    )
+    .await;
+    assert_eq!(
+        errors,
+        vec![(
+            "profile".to_owned(),
+            "must be nested at most 2 levels deep".to_owned()
+        )]
+    );
+    let depth_5 = json!({"username": "deep", "password": PASSWORD, "profile": {"a": {"b": [[1]]}}});
+    let response = app
+        .send_json(Method::POST, "/users", Some(&admin), &depth_5)
+        .await;
+    let problem = assert_problem(response, StatusCode::BAD_REQUEST, "malformed-request").await;
+    assert_eq!(
+        problem["detail"],
+        "the request body is nested too deeply; at most 4 levels of objects and arrays are allowed"
+    );
+    // Past serde_json's own limit (128) the answer is the same.
+    let response = post_raw(format!("{}{}", "[".repeat(200), "]".repeat(200)).into_bytes())
+        .await
+        .unwrap();
+    let problem = assert_problem(response, StatusCode::BAD_REQUEST, "malformed-request").await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("at most 4 levels"),
+        "{problem}"
+    );
+
+    // Profile size (TASKGATE_MAX_PROFILE_BYTES = 64), on create and on edit.
+    let user = |username: &str, profile: Value| json!({"username": username, "password": PASSWORD, "profile": profile});
+    let response = app
+        .send_json(
+            Method::POST,
+            "/users",
+            Some(&admin),
+            &user("carol", profile_of_size(64)),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let response = app
+        .send_json(
+            Method::POST,
+            "/users",
+            Some(&admin),
+            &user("dave", profile_of_size(65)),
+        )
+        .await;
+    assert_eq!(
+        field_errors(response).await,
+        vec![(
+            "profile".to_owned(),
+            "must be at most 64 bytes as JSON, not 65".to_owned()
+        )]
+    );
+    let response = app
+        .send_json(
+            Method::PATCH,
+            "/users/carol",
+            Some(&admin),
+            &json!({"profile": profile_of_size(65)}),
+        )
+        .await;
+    assert_eq!(field_errors(response).await[0].0, "profile");
+    let (status, carol) = status_and_json(app.get("/users/carol", Some(&admin)).await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        carol["profile"],
+        profile_of_size(64),
+        "the refused edit changed nothing"
+    );
+
+    // Code size (TASKGATE_MAX_CODE_BYTES = 100).
+    let script =
+        |bytes: usize| json!({"type": "js", "code": format!("{};", " ".repeat(bytes - 2)) + "1"});
+    let response = app
+        .send_json(Method::POST, "/tasks", Some(&admin), &script(100))
+        .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let response = app
+        .send_json(Method::POST, "/tasks", Some(&admin), &script(101))
+        .await;
+    let errors = field_errors(response).await;
+    assert_eq!(errors[0].0, "code", "{errors:?}");
+    assert!(errors[0].1.contains("100"), "{errors:?}");
+    let (_, tasks) = status_and_json(app.get("/tasks", Some(&admin)).await).await;
+    assert_eq!(tasks["items"].as_array().unwrap().len(), 1, "{tasks}");
+
+    // Only what was accepted is stored.
+    let mut names: Vec<String> = app
+        .all_users(&admin)
+        .await
+        .iter()
+        .map(|u| u["username"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["admin", "at-limit", "carol"]);
+}
+
+/// The default JSON depth (32) holds too: 33 levels are refused unparsed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_json_depth_is_32() {
+    let app = TestApp::spawn(Backend::Embedded).await;
+    let admin = app.admin_token().await;
+    // The body object is level 1, so its e-mail adds `depth - 1` levels.
+    let nested = |depth: usize| {
+        let mut value = json!(1);
+        for _ in 1..depth {
+            value = json!([value]);
+        }
+        json!({"username": "deep", "password": PASSWORD, "email": value})
+    };
+    // 32 levels parse, and then the e-mail is refused as not a string.
+    let response = app
+        .send_json(Method::POST, "/users", Some(&admin), &nested(32))
+        .await;
+    assert_eq!(field_errors(response).await[0].0, "email");
+    let response = app
+        .send_json(Method::POST, "/users", Some(&admin), &nested(33))
+        .await;
+    let problem = assert_problem(response, StatusCode::BAD_REQUEST, "malformed-request").await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("at most 32 levels"),
+        "{problem}"
+    );
+}
+
+/// With one hashing slot, a burst of logins by twelve users queues: every
+/// login succeeds.
+/// (That no more than one hash runs at a time is checked where it is
+/// enforced, in `taskgate-api`'s `hashes_beyond_the_limit_wait_their_turn`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_logins_waits_for_the_hashing_slot() {
+    let app = TestApp::spawn_with(Backend::Embedded, |config| {
+        config.api.max_concurrent_hashes = 1;
+    })
+    .await;
+    let admin = app.admin_token().await;
+    let names: Vec<String> = (0..12).map(|n| format!("user{n}")).collect();
+    for name in &names {
+        app.create_user(&admin, name, "user").await;
+    }
+    let mut logins = tokio::task::JoinSet::new();
+    for name in &names {
+        let login = json!({"username": name, "password": PASSWORD});
+        logins.spawn(app.request(Method::POST, "/auth", None).json(&login).send());
+    }
+    let mut tokens = HashSet::new();
+    for response in logins.join_all().await {
+        let (status, body) = status_and_json(response.unwrap()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        tokens.insert(body["token"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(tokens.len(), 12, "every login got its own token");
+}
+
+/// With one script slot, three scripts started together run one after the
+/// other: never two worker processes at once, and all three succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_beyond_the_worker_limit_wait_their_turn() {
+    let app = TestApp::spawn_with(Backend::Embedded, |config| {
+        config.api.max_concurrent_scripts = 1;
+    })
+    .await;
+    let admin = app.admin_token().await;
+    // Busy for 600 ms of wall time, then 42.
+    let code = "const t = Date.now(); while (Date.now() - t < 600) {} 42";
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let task = app
+            .start_task(&admin, json!({"type": "js", "code": code}))
+            .await;
+        ids.push(task["id"].as_str().unwrap().to_owned());
+    }
+    // Watch the workers (each names its task on its command line) until all
+    // three tasks are finished.
+    let mut seen = HashSet::new();
+    let mut most_at_once = 0;
+    let deadline = tokio::time::Instant::now() + LONG;
+    loop {
+        let running: Vec<&String> = ids
+            .iter()
+            .filter(|id| !processes_mentioning(&format!("--task={id}")).is_empty())
+            .collect();
+        most_at_once = most_at_once.max(running.len());
+        seen.extend(running.into_iter().cloned());
+        let mut finished = 0;
+        for id in &ids {
+            let (_, task) =
+                status_and_json(app.get(&format!("/tasks/{id}"), Some(&admin)).await).await;
+            if task["status"] != "running" && task["status"] != "pending" {
+                assert_eq!(
+                    (task["status"].clone(), task["result"].clone()),
+                    (json!("succeeded"), json!(42)),
+                    "{task}"
+                );
+                finished += 1;
+            }
+        }
+        if finished == ids.len() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the scripts did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen.len(), 3, "every script ran in a worker");
+    assert_eq!(most_at_once, 1, "never more than one worker at a time");
+}
+
+/// With room for one request in flight, a second request while the first is
+/// still sending its body gets 503 `server-busy` with `Retry-After` at once;
+/// when the first finishes, the server serves again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_beyond_the_in_flight_limit_get_server_busy() {
+    let app = TestApp::spawn_with(Backend::Embedded, |config| {
+        config.max_requests_in_flight = 1;
+    })
+    .await;
+    // A request whose body is still on its way holds the one slot.
+    let body = json!({"username": "admin", "password": ADMIN_PASSWORD}).to_string();
+    let mut slow = tokio::net::TcpStream::connect(app.server().local_addr())
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /auth HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    slow.write_all(&body.as_bytes()[..5]).await.unwrap();
+
+    // Until the server has read those headers, a request may still get in.
+    let mut busy = None;
+    for _ in 0..100 {
+        let response = app.get("/openapi.json", None).await;
+        if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+            busy = Some(response);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let busy = busy.expect("a second request was refused while the first held the slot");
+    assert_eq!(busy.headers()["retry-after"], "1");
+    let problem = assert_problem(busy, StatusCode::SERVICE_UNAVAILABLE, "server-busy").await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("1 requests"),
+        "{problem}"
+    );
+
+    // The held request completes normally once its body arrives...
+    slow.write_all(&body.as_bytes()[5..]).await.unwrap();
+    let mut answer = String::new();
+    slow.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // ...and frees the slot.
+    assert_eq!(
+        app.get("/openapi.json", None).await.status(),
+        StatusCode::OK
+    );
+}
