@@ -11,25 +11,17 @@ ROUNDS logins of each kind, interleaved, and prints the medians and the
 Results are recorded in docs/benchmarks/login-timing.md.
 """
 import json
-import os
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
 
+from local_server import default_binary, serve
+
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 200
-BINARY = sys.argv[2] if len(sys.argv) > 2 else "target/debug/taskgate"
+BINARY = sys.argv[2] if len(sys.argv) > 2 else default_binary()
 PASSWORD = "benchmark operator passphrase"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def login(base, username, password):
@@ -45,38 +37,18 @@ def login(base, username, password):
 
 
 def main():
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryDirectory() as data_dir:
-        env = dict(os.environ, TASKGATE_ADDR=f"127.0.0.1:{port}", TASKGATE_TLS="off",
-                   TASKGATE_STORE="memory", TASKGATE_DATA_DIR=data_dir,
-                   TASKGATE_ADMIN_PASSWORD=PASSWORD, TASKGATE_LOG="warn")
-        server = subprocess.Popen([BINARY, "serve"], env=env, stderr=subprocess.DEVNULL)
-        try:
-            for _ in range(300):
-                if server.poll() is not None:
-                    sys.exit(f"taskgate exited with status {server.returncode}")
-                try:
-                    urllib.request.urlopen(base + "/")
-                    break
-                except OSError:
-                    time.sleep(0.1)
-            else:
-                sys.exit("taskgate did not answer within 30 s")
-            assert login(base, "admin", PASSWORD)[0] == 200, "the admin cannot log in"
-            samples = {"unknown username": [], "wrong password": [], "right password": []}
-            for _ in range(ROUNDS):
-                for kind, (user, password) in {
-                    "unknown username": ("nobody-at-all", PASSWORD),
-                    "wrong password": ("admin", "not the right passphrase"),
-                    "right password": ("admin", PASSWORD),
-                }.items():
-                    status, ms = login(base, user, password)
-                    assert status == (200 if kind == "right password" else 401), (kind, status)
-                    samples[kind].append(ms)
-        finally:
-            server.terminate()
-            server.wait()
+    with serve(BINARY, PASSWORD, TASKGATE_STORE="memory") as (base, _):
+        assert login(base, "admin", PASSWORD)[0] == 200, "the admin cannot log in"
+        samples = {"unknown username": [], "wrong password": [], "right password": []}
+        for _ in range(ROUNDS):
+            for kind, (user, password) in {
+                "unknown username": ("nobody-at-all", PASSWORD),
+                "wrong password": ("admin", "not the right passphrase"),
+                "right password": ("admin", PASSWORD),
+            }.items():
+                status, ms = login(base, user, password)
+                assert status == (200 if kind == "right password" else 401), (kind, status)
+                samples[kind].append(ms)
     print(f"| login ({ROUNDS} each, interleaved) | median ms | p90 ms |")
     print("|---|---|---|")
     for kind, values in samples.items():

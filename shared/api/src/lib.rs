@@ -13,10 +13,13 @@
 //! - [`state`]: `AppState` (stores, keys, hasher, settings), built once per
 //!   process or cold start, and `Settings` read from the environment.
 //! - `handlers`: one module per resource, one function per endpoint.
-#![forbid(unsafe_code)]
+//! - [`memory`]: keeps glibc from hoarding the memory of password hashes.
+// The one exception is `memory`, which sets a glibc allocator tunable.
+#![deny(unsafe_code)]
 
 pub mod auth;
 mod handlers;
+pub mod memory;
 pub mod openapi;
 pub mod problem;
 pub mod request;

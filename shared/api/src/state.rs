@@ -236,6 +236,10 @@ struct HashPool {
 
 impl HashPool {
     fn new(hasher: PasswordHasher, slots: usize) -> Self {
+        // Without this, every hash's 19 MiB would stay in the process.
+        if !crate::memory::return_large_blocks_when_freed() {
+            tracing::debug!("not glibc: the allocator is left as it is");
+        }
         Self {
             hasher: Arc::new(hasher),
             slots: Semaphore::new(slots),
