@@ -29,6 +29,7 @@ pub struct Settings {
     /// `TASKGATE_TOKEN_TTL_SECONDS`: token lifetime, 60 s to 7 days, default 3600.
     pub token_ttl: Duration,
     /// `TASKGATE_MAX_BODY_BYTES`: largest accepted request body, default 64 KiB.
+    /// The local server stops reading a body once it passes this.
     pub max_body_bytes: usize,
     /// `TASKGATE_MAX_JSON_DEPTH`: deepest nesting of objects and arrays in a
     /// JSON body, the body object itself being depth 1 (default 32, at most
