@@ -176,13 +176,19 @@ async fn audit_replay_shows_a_tasks_state_now_and_at_a_past_time() {
     assert_eq!(replay["state"]["status"], "succeeded");
     assert_eq!(replay["state"]["result"], 3);
     assert_eq!(replay["events"].as_array().unwrap().len(), 3);
-    let created_at = replay["events"][0]["at"].as_str().unwrap().to_owned();
 
-    let (code, stdout, _) = audit(dir.path(), &["replay", &ids[2], "--at", &created_at]);
+    // The 0.2 s delay as it was when it started: `created` and `started` may
+    // share a millisecond, but its outcome came 200 ms later.
+    let (code, stdout, _) = audit(dir.path(), &["replay", &ids[1]]);
+    assert_eq!(code, 0);
+    let delay: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(delay["state"]["status"], "succeeded", "{delay}");
+    let started_at = delay["events"][1]["at"].as_str().unwrap().to_owned();
+    let (code, stdout, _) = audit(dir.path(), &["replay", &ids[1], "--at", &started_at]);
     assert_eq!(code, 0);
     let then: Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(then["state"]["status"], "pending", "{then}");
-    assert_eq!(then["events"].as_array().unwrap().len(), 1);
+    assert_eq!(then["state"]["status"], "running", "{then}");
+    assert_eq!(then["events"].as_array().unwrap().len(), 2, "{then}");
 
     let (code, _, stderr) = audit(dir.path(), &["replay", "not-a-task"]);
     assert_eq!(code, 2);
