@@ -16,8 +16,9 @@
 #   tests/schemathesis.sh --dynamodb http://127.0.0.1:8000
 #
 # Needs the schemathesis venv from infra/local/install-tools.sh and a built
-# `taskgate` (cargo build). Reports go to $SCHEMATHESIS_REPORTS (default: a
-# temporary directory, printed at the end).
+# `taskgate` (cargo build). Reports go to $SCHEMATHESIS_REPORTS if set;
+# otherwise to a temporary directory that is removed after a clean run and
+# kept (with the server's log and data) after a failed one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -129,6 +130,10 @@ if grep -q '"level":"ERROR"\|panicked' "$work/server.log"; then
   grep '"level":"ERROR"\|panicked\| ERROR ' "$work/server.log" | head -20 >&2
   status=1
 fi
-echo "reports: $reports"
-[ -n "${SCHEMATHESIS_REPORTS:-}" ] || { keep_work=1; echo "(kept: $work)"; }
+if [ -n "${SCHEMATHESIS_REPORTS:-}" ]; then
+  echo "reports: $reports"
+elif [ $status -ne 0 ]; then
+  keep_work=1
+  echo "reports, server log and data kept in $work"
+fi
 exit $status
