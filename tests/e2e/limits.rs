@@ -353,3 +353,44 @@ async fn requests_beyond_the_in_flight_limit_get_server_busy() {
         StatusCode::OK
     );
 }
+
+/// A body that stops arriving gets 408 `request-timeout` after
+/// `TASKGATE_BODY_TIMEOUT_SECONDS`, which frees its in-flight slot: a slow
+/// sender cannot hold the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stops_arriving_gets_request_timeout() {
+    let app = TestApp::spawn_with(Backend::Embedded, |config| {
+        config.max_requests_in_flight = 1;
+        config.body_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let mut slow = tokio::net::TcpStream::connect(app.server().local_addr())
+        .await
+        .unwrap();
+    slow.write_all(
+        b"POST /auth HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"user",
+    )
+    .await
+    .unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(LONG, slow.read_to_string(&mut answer))
+        .await
+        .expect("the server answered and closed")
+        .unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/problem+json"),
+        "{head}"
+    );
+    let problem: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(problem["type"], "urn:taskgate:problem:request-timeout");
+    assert_eq!(
+        problem["detail"],
+        "the request body did not arrive within 1 s"
+    );
+    // The slot is free again.
+    let response = app.try_login("admin", ADMIN_PASSWORD).await;
+    assert_eq!(response.status(), StatusCode::OK);
+}

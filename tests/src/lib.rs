@@ -167,6 +167,7 @@ impl TestApp {
             admin_username: Username::parse("admin").unwrap(),
             admin_password: Some(ADMIN_PASSWORD.to_owned().into()),
             max_requests_in_flight: 256,
+            body_timeout: std::time::Duration::from_secs(30),
             api: Settings {
                 max_concurrent_hashes: 4,
                 ..Settings::default()

@@ -701,8 +701,8 @@ fn problem(description: &str) -> RefOr<Response> {
 /// from one handler ([`crate::routes::handle`], [`crate::request`],
 /// [`crate::auth`]), unless the operation describes them itself: 401 (any
 /// route refuses a bad token), 503 (any route needs the store), and for
-/// operations with a body or query parameters, 400, and with a body, 413
-/// and 415.
+/// operations with a body or query parameters, 400, and with a body, 408,
+/// 413 and 415.
 fn add_shared_problems(op: &mut Operation) {
     let has_query = op
         .parameters
@@ -723,6 +723,7 @@ fn add_shared_problems(op: &mut Operation) {
     if has_body {
         shared.extend([
             ("400", "`malformed-request`: the body is empty, not JSON or not an object, nested deeper than `TASKGATE_MAX_JSON_DEPTH` (default 32) levels, or a field is given twice"),
+            ("408", "`request-timeout` (local server): the body did not arrive within `TASKGATE_BODY_TIMEOUT_SECONDS`"),
             ("413", "`payload-too-large`: the body is over `TASKGATE_MAX_BODY_BYTES`"),
             ("415", "`unsupported-media-type`: no JSON content type"),
         ]);

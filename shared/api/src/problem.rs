@@ -38,6 +38,10 @@ pub enum ApiError {
     /// 409, with a slug saying which conflict (`username-taken`, `last-admin`...).
     #[error("{detail}")]
     Conflict { kind: &'static str, detail: String },
+    /// 408: the local server waited `seconds` for the body
+    /// (`TASKGATE_BODY_TIMEOUT_SECONDS`).
+    #[error("the request body did not arrive within {seconds} s")]
+    RequestTimeout { seconds: u64 },
     /// 413.
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
@@ -79,6 +83,7 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -97,6 +102,7 @@ impl ApiError {
             Self::NotFound(_) => "not-found",
             Self::MethodNotAllowed { .. } => "method-not-allowed",
             Self::Conflict { kind, .. } => kind,
+            Self::RequestTimeout { .. } => "request-timeout",
             Self::PayloadTooLarge { .. } => "payload-too-large",
             Self::UnsupportedMediaType(_) => "unsupported-media-type",
             Self::Invalid(_) => "invalid-field",
@@ -115,6 +121,7 @@ impl ApiError {
             Self::NotFound(_) => "Not found",
             Self::MethodNotAllowed { .. } => "Method not allowed",
             Self::Conflict { .. } => "Conflict",
+            Self::RequestTimeout { .. } => "Request timeout",
             Self::PayloadTooLarge { .. } => "Payload too large",
             Self::UnsupportedMediaType(_) => "Unsupported media type",
             Self::Invalid(_) => "Invalid fields",

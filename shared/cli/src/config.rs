@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use secrecy::SecretString;
 use taskgate_api::Settings;
@@ -28,6 +29,7 @@ pub enum StoreConfig {
 }
 
 const DEFAULT_MAX_REQUESTS_IN_FLIGHT: usize = 256;
+const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
@@ -48,6 +50,10 @@ pub struct ServeConfig {
     /// 256. Further requests get 503 `server-busy` before their body is read,
     /// so bodies in memory never exceed this many times the body limit.
     pub max_requests_in_flight: usize,
+    /// `TASKGATE_BODY_TIMEOUT_SECONDS`: how long a request's body may take
+    /// to arrive, default 30 s; then 408 `request-timeout`, and its
+    /// in-flight slot is free again.
+    pub body_timeout: Duration,
     /// Settings shared with the Lambda functions.
     pub api: Settings,
     /// How to start a JavaScript worker: this binary with `js-worker`.
@@ -112,6 +118,8 @@ impl ServeConfig {
         let max_requests_in_flight =
             number(&lookup, "TASKGATE_MAX_REQUESTS_IN_FLIGHT", 1..=65_536)?
                 .map_or(DEFAULT_MAX_REQUESTS_IN_FLIGHT, |n| n as usize);
+        let body_timeout = number(&lookup, "TASKGATE_BODY_TIMEOUT_SECONDS", 1..=3600)?
+            .map_or(DEFAULT_BODY_TIMEOUT, Duration::from_secs);
         Ok(Self {
             addr,
             tls,
@@ -120,6 +128,7 @@ impl ServeConfig {
             admin_username,
             admin_password,
             max_requests_in_flight,
+            body_timeout,
             api: Settings::from_lookup(lookup)?,
             js_worker,
         })

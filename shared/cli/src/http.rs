@@ -8,12 +8,14 @@
 //! Besides the API, the local server serves its OpenAPI document at
 //! `/openapi.json` and a human-readable page of it at `/docs` (see [`docs`]).
 //!
-//! At most `max_in_flight` requests are handled at once; the next one gets
-//! 503 `server-busy` at once, before its body is read. Together with the
-//! body limit this bounds the memory a burst of requests can take.
+//! At most `TASKGATE_MAX_REQUESTS_IN_FLIGHT` requests are handled at once;
+//! the next one gets 503 `server-busy` at once, before its body is read.
+//! Together with the body limit this bounds the memory a burst of requests
+//! can take; the body timeout keeps slow senders from holding the slots.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
@@ -26,9 +28,13 @@ use taskgate_api::routes::finish_headers;
 use taskgate_api::{ApiError, AppState, Endpoint, ROUTES};
 use tokio::sync::Semaphore;
 
+use crate::ServeConfig;
+
 mod docs;
 
-pub(crate) fn router(state: Arc<AppState>, max_in_flight: usize) -> axum::Router {
+pub(crate) fn router(state: Arc<AppState>, config: &ServeConfig) -> axum::Router {
+    let max_in_flight = config.max_requests_in_flight;
+    let body_timeout = config.body_timeout;
     let mut by_path: BTreeMap<&'static str, Vec<(Method, Endpoint)>> = BTreeMap::new();
     for route in ROUTES {
         by_path
@@ -44,7 +50,7 @@ pub(crate) fn router(state: Arc<AppState>, max_in_flight: usize) -> axum::Router
             let state = Arc::clone(&state);
             let filter = MethodFilter::try_from(method).expect("route methods are standard");
             method_router = method_router.on(filter, move |params, request| {
-                serve(state, endpoint, params, request)
+                serve(state, endpoint, body_timeout, params, request)
             });
         }
         method_router = method_router.fallback(move || {
@@ -103,14 +109,21 @@ fn problem(error: ApiError) -> Response {
 async fn serve(
     state: Arc<AppState>,
     endpoint: Endpoint,
+    body_timeout: Duration,
     Path(params): Path<HashMap<String, String>>,
     request: Request,
 ) -> Response {
     let (mut parts, body) = request.into_parts();
     let limit = state.settings.max_body_bytes;
-    let body = match axum::body::to_bytes(body, limit).await {
-        Ok(bytes) => bytes,
-        Err(e) => {
+    let read = tokio::time::timeout(body_timeout, axum::body::to_bytes(body, limit)).await;
+    let body = match read {
+        Ok(Ok(bytes)) => bytes,
+        Err(_elapsed) => {
+            return problem(ApiError::RequestTimeout {
+                seconds: body_timeout.as_secs(),
+            });
+        }
+        Ok(Err(e)) => {
             // `to_bytes` fails either at the limit or when the client's body
             // stream breaks; only the first is the client's size problem.
             let too_large = std::error::Error::source(&e)

@@ -155,7 +155,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
         .with_context(|| format!("cannot listen on {}", config.addr))?;
     listener.set_nonblocking(true)?;
     let local_addr = listener.local_addr()?;
-    let app = crate::http::router(state, config.max_requests_in_flight).into_make_service();
+    let app = crate::http::router(state, &config).into_make_service();
     let handle = Handle::new();
     let task = if config.tls {
         let tls = tls_config(&config.data_dir, local_addr).await?;
