@@ -105,6 +105,10 @@ fn bad_settings_stop_the_server_with_a_message_naming_the_variable() {
         ("TASKGATE_TOKEN_TTL_SECONDS", "0"),
         ("TASKGATE_REGISTRATION", "public"),
         ("TASKGATE_ADMIN_PASSWORD", "short"),
+        ("TASKGATE_MAX_REQUESTS_IN_FLIGHT", "0"),
+        ("TASKGATE_BODY_TIMEOUT_SECONDS", "forever"),
+        ("TASKGATE_MAX_JSON_DEPTH", "1000"),
+        ("TASKGATE_MAX_PROFILE_BYTES", "1048576"),
     ] {
         let output = taskgate(dir.path(), &[(name, value)]).output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
