@@ -185,7 +185,7 @@ impl Profile {
                 limits.max_bytes
             )));
         }
-        if json_depth(&serde_json::Value::Object(profile.0.clone())) > limits.max_depth {
+        if object_depth(&profile.0) > limits.max_depth {
             return Err(InvalidValue(format!(
                 "must be nested at most {} levels deep",
                 limits.max_depth
@@ -217,9 +217,14 @@ impl Profile {
 pub fn json_depth(value: &serde_json::Value) -> usize {
     match value {
         serde_json::Value::Array(items) => 1 + items.iter().map(json_depth).max().unwrap_or(0),
-        serde_json::Value::Object(map) => 1 + map.values().map(json_depth).max().unwrap_or(0),
+        serde_json::Value::Object(map) => object_depth(map),
         _ => 0,
     }
+}
+
+/// [`json_depth`] of an object, without wrapping it in a `Value`.
+fn object_depth(map: &serde_json::Map<String, serde_json::Value>) -> usize {
+    1 + map.values().map(json_depth).max().unwrap_or(0)
 }
 
 impl TryFrom<serde_json::Value> for Profile {
