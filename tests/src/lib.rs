@@ -15,7 +15,7 @@ use std::sync::Once;
 
 use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
-use taskgate::{ServeConfig, Server, StoreConfig};
+use taskgate::{ServeConfig, Server, StoreConfig, config};
 use taskgate_api::Settings;
 use taskgate_aws::TableNames;
 use taskgate_domain::password::PasswordHash;
@@ -166,8 +166,8 @@ impl TestApp {
             store,
             admin_username: Username::parse("admin").unwrap(),
             admin_password: Some(ADMIN_PASSWORD.to_owned().into()),
-            max_requests_in_flight: 256,
-            body_timeout: std::time::Duration::from_secs(30),
+            max_requests_in_flight: config::DEFAULT_MAX_REQUESTS_IN_FLIGHT,
+            body_timeout: config::DEFAULT_BODY_TIMEOUT,
             api: Settings {
                 max_concurrent_hashes: 4,
                 ..Settings::default()

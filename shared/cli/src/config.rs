@@ -28,8 +28,10 @@ pub enum StoreConfig {
     },
 }
 
-const DEFAULT_MAX_REQUESTS_IN_FLIGHT: usize = 256;
-const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default of `TASKGATE_MAX_REQUESTS_IN_FLIGHT`.
+pub const DEFAULT_MAX_REQUESTS_IN_FLIGHT: usize = 256;
+/// Default of `TASKGATE_BODY_TIMEOUT_SECONDS`.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
