@@ -303,6 +303,23 @@ async fn scripts_beyond_the_worker_limit_wait_their_turn() {
     assert_eq!(most_at_once, 1, "never more than one worker at a time");
 }
 
+/// Opens a connection and sends an admin login whose body stops after five
+/// bytes. Returns the connection and the rest of the body.
+async fn admin_login_cut_short(app: &TestApp) -> (tokio::net::TcpStream, Vec<u8>) {
+    let body = json!({"username": "admin", "password": ADMIN_PASSWORD}).to_string();
+    let mut connection = tokio::net::TcpStream::connect(app.server().local_addr())
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /auth HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    connection.write_all(head.as_bytes()).await.unwrap();
+    let (sent, rest) = body.as_bytes().split_at(5);
+    connection.write_all(sent).await.unwrap();
+    (connection, rest.to_vec())
+}
+
 /// With room for one request in flight, a second request while the first is
 /// still sending its body gets 503 `server-busy` with `Retry-After` at once;
 /// when the first finishes, the server serves again.
@@ -313,16 +330,7 @@ async fn requests_beyond_the_in_flight_limit_get_server_busy() {
     })
     .await;
     // A request whose body is still on its way holds the one slot.
-    let body = json!({"username": "admin", "password": ADMIN_PASSWORD}).to_string();
-    let mut slow = tokio::net::TcpStream::connect(app.server().local_addr())
-        .await
-        .unwrap();
-    let head = format!(
-        "POST /auth HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
-    slow.write_all(head.as_bytes()).await.unwrap();
-    slow.write_all(&body.as_bytes()[..5]).await.unwrap();
+    let (mut slow, rest) = admin_login_cut_short(&app).await;
 
     // Until the server has read those headers, a request may still get in.
     let mut busy = None;
@@ -343,7 +351,7 @@ async fn requests_beyond_the_in_flight_limit_get_server_busy() {
     );
 
     // The held request completes normally once its body arrives...
-    slow.write_all(&body.as_bytes()[5..]).await.unwrap();
+    slow.write_all(&rest).await.unwrap();
     let mut answer = String::new();
     slow.read_to_string(&mut answer).await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
@@ -364,14 +372,7 @@ async fn a_body_that_stops_arriving_gets_request_timeout() {
         config.body_timeout = Duration::from_secs(1);
     })
     .await;
-    let mut slow = tokio::net::TcpStream::connect(app.server().local_addr())
-        .await
-        .unwrap();
-    slow.write_all(
-        b"POST /auth HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"user",
-    )
-    .await
-    .unwrap();
+    let (mut slow, _never_sent) = admin_login_cut_short(&app).await;
     let mut answer = String::new();
     tokio::time::timeout(LONG, slow.read_to_string(&mut answer))
         .await
