@@ -3,6 +3,7 @@
 //! (`utoipa-swagger-ui`'s vendored build), and the online validator badge is
 //! off, so the page works with no internet access.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::Router;
@@ -10,6 +11,7 @@ use axum::body::Body;
 use axum::extract::Path;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
+use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use taskgate_api::ApiError;
 use taskgate_api::request::RequestId;
@@ -17,7 +19,8 @@ use taskgate_api::routes::finish_headers;
 use utoipa_swagger_ui::Config;
 
 pub(super) fn routes(router: Router) -> Router {
-    let document: Arc<str> = taskgate_api::openapi::document_json().into();
+    // Built once; each response shares the same bytes.
+    let document = Bytes::from(taskgate_api::openapi::document_json());
     let config = Arc::new(
         Config::from("/openapi.json")
             .validator_url("none")
@@ -29,14 +32,8 @@ pub(super) fn routes(router: Router) -> Router {
         .route(
             "/openapi.json",
             get(move || {
-                let document = Arc::clone(&document);
-                async move {
-                    respond(
-                        StatusCode::OK,
-                        "application/json",
-                        document.as_bytes().to_vec(),
-                    )
-                }
+                let document = document.clone();
+                async move { respond(StatusCode::OK, "application/json", document) }
             }),
         )
         // The page's assets are relative to it, so it lives at /docs/.
@@ -63,7 +60,11 @@ fn asset(file: &str, config: Arc<Config<'static>>) -> Response {
             let mut response = respond(
                 StatusCode::OK,
                 &found.content_type,
-                found.bytes.into_owned(),
+                // The vendored assets are compiled in: served without a copy.
+                match found.bytes {
+                    Cow::Borrowed(bytes) => Bytes::from_static(bytes),
+                    Cow::Owned(bytes) => Bytes::from(bytes),
+                },
             );
             if found.gzpipped {
                 response
@@ -77,11 +78,11 @@ fn asset(file: &str, config: Arc<Config<'static>>) -> Response {
     }
 }
 
-fn respond(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response {
+fn respond(status: StatusCode, content_type: &str, body: Bytes) -> Response {
     let mut response = http::Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, content_type)
-        .body(bytes::Bytes::from(body))
+        .body(body)
         .expect("a static response is always valid");
     finish_headers(&mut response, &RequestId::generate().0);
     response.map(Body::from).into_response()
