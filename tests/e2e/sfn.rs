@@ -259,7 +259,8 @@ async fn stopping_aborts_a_waiting_execution_and_starting_twice_starts_once() {
 async fn a_task_whose_execution_cannot_start_fails_at_once() {
     use secrecy::{ExposeSecret, SecretSlice};
     use std::sync::Arc;
-    use taskgate_api::{AppState, Endpoint, Settings};
+    use taskgate_api::{AppState, Settings};
+    use tower::ServiceExt as _;
 
     let endpoint = endpoint();
     let sdk = taskgate_aws::load_sdk_config(Some(&endpoint)).await;
@@ -292,11 +293,18 @@ async fn a_task_whose_execution_cannot_start_fails_at_once() {
             "authorization",
             format!("Bearer {}", issued.token.expose_secret()),
         )
-        .body(r#"{"type":"delay","seconds":1}"#.as_bytes().to_vec().into())
+        .body(axum::body::Body::from(r#"{"type":"delay","seconds":1}"#))
         .unwrap();
-    let response = taskgate_api::handle(&state, Endpoint::TasksStart, request).await;
+    let state = Arc::new(state);
+    let response = taskgate_api::app(Arc::clone(&state))
+        .oneshot(request)
+        .await
+        .unwrap();
     assert_eq!(response.status(), 202);
-    let task: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let task: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(task["status"], "failed", "{task}");
     assert_eq!(task["error"]["code"], "workflow-unavailable", "{task}");
     let id = taskgate_domain::task::TaskId::parse(task["id"].as_str().unwrap()).unwrap();

@@ -8,12 +8,11 @@
 //! caller's level is the user's *current* level, so a demotion takes effect
 //! on the next request.
 
-use http::header;
+use http::{HeaderMap, header};
 use taskgate_domain::permission::Actor;
 use taskgate_domain::token::{TokenError, TokenRecord};
 use taskgate_domain::user::User;
 
-use crate::Request;
 use crate::problem::ApiError;
 use crate::state::AppState;
 
@@ -39,8 +38,8 @@ fn unauthenticated(why: &str) -> ApiError {
 }
 
 /// The bearer token, if the request sends an `Authorization` header.
-fn bearer_token(request: &Request) -> Result<Option<&str>, ApiError> {
-    let Some(value) = request.headers().get(header::AUTHORIZATION) else {
+fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
     let malformed = || unauthenticated("the Authorization header must be \"Bearer <token>\"");
@@ -54,12 +53,10 @@ fn bearer_token(request: &Request) -> Result<Option<&str>, ApiError> {
 }
 
 /// The session of a request that may be anonymous. `Ok(None)` only when no
-/// `Authorization` header was sent at all.
-pub async fn optional_session(
-    state: &AppState,
-    request: &Request,
-) -> Result<Option<Session>, ApiError> {
-    let Some(token) = bearer_token(request)? else {
+/// `Authorization` header was sent at all. Handlers take a [`Session`] or an
+/// `Option<Session>` as an extractor ([`crate::extract`]), which calls this.
+pub async fn session(state: &AppState, headers: &HeaderMap) -> Result<Option<Session>, ApiError> {
+    let Some(token) = bearer_token(headers)? else {
         return Ok(None);
     };
     let claims = state.keys.verify(token).map_err(|e| match e {
@@ -85,9 +82,7 @@ pub async fn optional_session(
     }))
 }
 
-/// The session of a request that must be authenticated.
-pub async fn require_session(state: &AppState, request: &Request) -> Result<Session, ApiError> {
-    optional_session(state, request).await?.ok_or_else(|| {
-        unauthenticated("this endpoint needs a token: send Authorization: Bearer <token>")
-    })
+/// The 401 of a route that needs a token and got none.
+pub fn token_required() -> ApiError {
+    unauthenticated("this endpoint needs a token: send Authorization: Bearer <token>")
 }

@@ -1,23 +1,32 @@
 //! # HTTP layer
 //!
-//! Everything between an HTTP request and the domain, shared by every Lambda
-//! function and by the local server. Handlers take an `http::Request<Bytes>`
-//! and return an `http::Response<Bytes>`, so the same code runs under
-//! `lambda_http` and under axum.
+//! The application every transport serves: one axum `Router`
+//! ([`app::app`]), served by the local server over TLS and by every HTTP
+//! Lambda through `lambda_http`, so path parameters, request ids and bodies
+//! reach handlers the same way on both.
 //!
-//! - [`routes`]: the one route table (method, path, endpoint, Lambda function
-//!   name) and [`routes::handle`], the entry point every transport calls.
+//! - [`app`]: the router (the one list of endpoints), the middleware every
+//!   request passes (request id, log line, standard headers), the
+//!   compatibility aliases and the local server's body timeout.
+//! - [`extract`]: what handlers declare in their signatures: the session,
+//!   typed bodies and query strings, the request id.
 //! - [`problem`]: `ApiError`, the single error type, and its problem+json form.
 //! - [`request`]: body and query parsing into domain types, with per-field errors.
+//! - [`response`]: the JSON views of resources and the `Created` response.
 //! - [`auth`]: bearer-token authentication against the stores.
+//! - [`openapi`]: the OpenAPI document, derived from the router and types.
+//! - [`routes`]: method, path and Lambda function of every route, derived
+//!   from the document.
 //! - [`state`]: `AppState` (stores, keys, hasher, settings), built once per
 //!   process or cold start, and `Settings` read from the environment.
-//! - `handlers`: one module per resource, one function per endpoint.
+//! - `handlers`: one module per resource, one annotated function per endpoint.
 //! - [`memory`]: keeps glibc from hoarding the memory of password hashes.
 // The one exception is `memory`, which sets a glibc allocator tunable.
 #![deny(unsafe_code)]
 
+pub mod app;
 pub mod auth;
+pub mod extract;
 mod handlers;
 pub mod memory;
 pub mod openapi;
@@ -27,11 +36,7 @@ pub mod response;
 pub mod routes;
 pub mod state;
 
+pub use app::app;
+pub use extract::{RequestId, SharedState};
 pub use problem::ApiError;
-pub use routes::{Endpoint, ROUTES, Route, handle};
 pub use state::{AppState, Settings};
-
-/// The request type every handler takes.
-pub type Request = http::Request<bytes::Bytes>;
-/// The response type every handler returns.
-pub type Response = http::Response<bytes::Bytes>;

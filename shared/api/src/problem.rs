@@ -4,17 +4,23 @@
 //! (`urn:taskgate:problem:<slug>`). Internal causes of 5xx errors are logged
 //! with the request id and never sent to the client.
 
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 use taskgate_domain::permission::Denied;
 use taskgate_domain::ports::StoreError;
+use utoipa::ToSchema;
 
-use crate::Response;
+use crate::extract::RequestId;
 
 /// One invalid field of a 422.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct FieldError {
+    #[schema(example = "password")]
     pub field: String,
+    #[schema(example = "must be at least 15 characters long")]
     pub message: String,
 }
 
@@ -32,9 +38,9 @@ pub enum ApiError {
     /// 404.
     #[error("{0}")]
     NotFound(String),
-    /// 405, with the methods the path does accept.
-    #[error("this path does not accept that method")]
-    MethodNotAllowed { allow: Vec<http::Method> },
+    /// 405; the `Allow` header lists the methods the path does accept.
+    #[error("this path does not accept {method}; the Allow header lists the methods it does")]
+    MethodNotAllowed { method: http::Method },
     /// 409, with a slug saying which conflict (`username-taken`, `last-admin`...).
     #[error("{detail}")]
     Conflict { kind: &'static str, detail: String },
@@ -146,10 +152,6 @@ impl ApiError {
                 let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
                 format!("invalid value for: {}", fields.join(", "))
             }
-            Self::MethodNotAllowed { allow } => {
-                let allow: Vec<&str> = allow.iter().map(http::Method::as_str).collect();
-                format!("this path accepts {}", allow.join(", "))
-            }
             other => other.to_string(),
         }
     }
@@ -168,23 +170,21 @@ impl ApiError {
         }
         let body = Problem {
             r#type: format!("urn:taskgate:problem:{}", self.slug()),
-            title: self.title(),
+            title: self.title().to_owned(),
             status: status.as_u16(),
             detail: self.detail(),
             errors: match self {
-                Self::Invalid(errors) => Some(errors),
+                Self::Invalid(errors) => Some(errors.clone()),
                 _ => None,
             },
-            request_id,
+            request_id: request_id.to_owned(),
         };
         let mut response = http::Response::builder()
             .status(status)
             .header(header::CONTENT_TYPE, "application/problem+json")
-            .body(
-                serde_json::to_vec(&body)
-                    .expect("a problem always serialises")
-                    .into(),
-            )
+            .body(Body::from(
+                serde_json::to_vec(&body).expect("a problem always serialises"),
+            ))
             .expect("a problem response is always valid");
         let headers = response.headers_mut();
         match self {
@@ -193,12 +193,6 @@ impl ApiError {
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static(r#"Bearer realm="taskgate""#),
                 );
-            }
-            Self::MethodNotAllowed { allow } => {
-                let allow: Vec<&str> = allow.iter().map(http::Method::as_str).collect();
-                if let Ok(value) = HeaderValue::from_str(&allow.join(", ")) {
-                    headers.insert(header::ALLOW, value);
-                }
             }
             Self::Unavailable(_) | Self::Busy { .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -212,15 +206,35 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+impl IntoResponse for ApiError {
+    /// The problem for the request being served ([`RequestId::current`]).
+    fn into_response(self) -> Response {
+        self.to_response(&RequestId::current().0)
+    }
+}
+
+/// Every error: RFC 9457 problem details.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Problem {
+    /// `urn:taskgate:problem:<slug>`, stable: match on it.
+    #[schema(
+        pattern = "^urn:taskgate:problem:[a-z-]+$",
+        example = "urn:taskgate:problem:invalid-field"
+    )]
     r#type: String,
-    title: &'static str,
+    #[schema(example = "Invalid fields")]
+    title: String,
+    #[schema(minimum = 400, maximum = 599, example = 422)]
     status: u16,
+    #[schema(example = "invalid value for: password")]
     detail: String,
+    /// 422 only: every invalid field.
     #[serde(skip_serializing_if = "Option::is_none")]
-    errors: Option<&'a Vec<FieldError>>,
-    request_id: &'a str,
+    errors: Option<Vec<FieldError>>,
+    /// Quote it when reporting a problem: it finds the request's log lines.
+    #[schema(example = "3f1c0c7e2b8a4e0f9d6a5b4c3d2e1f00")]
+    request_id: String,
 }
 
 impl From<StoreError> for ApiError {

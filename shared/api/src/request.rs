@@ -1,5 +1,6 @@
-//! Reading requests: content types, bodies, query strings and path
-//! parameters, with errors that say exactly what is wrong.
+//! Reading requests: content types, bodies and query strings, with errors
+//! that say exactly what is wrong. The extractors in [`crate::extract`] are
+//! built on these.
 //!
 //! Bodies are parsed in two steps: bytes to a JSON object (400 if that is
 //! impossible, 415 for a wrong content type), then object to domain values
@@ -9,43 +10,11 @@ use std::collections::HashMap;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use http::header;
+use http::{HeaderMap, header};
 use serde_json::{Map, Value};
 use taskgate_domain::user::{InvalidValue, json_depth};
 
-use crate::Request;
 use crate::problem::{ApiError, FieldError};
-
-/// Path parameters (`{username}` in `/users/{username}`), put on the request
-/// as an extension by the transport (the local router or API Gateway).
-#[derive(Clone, Debug, Default)]
-pub struct PathParams(pub HashMap<String, String>);
-
-/// The id of this request, set by the transport (Lambda's request id, or one
-/// the local server generates). Appears in every log line and error body.
-#[derive(Clone, Debug)]
-pub struct RequestId(pub String);
-
-impl RequestId {
-    /// A fresh id, for transports that have none of their own.
-    pub fn generate() -> Self {
-        Self(uuid::Uuid::new_v4().simple().to_string())
-    }
-}
-
-impl PathParams {
-    pub fn of(request: &Request) -> Option<&Self> {
-        request.extensions().get::<Self>()
-    }
-}
-
-/// A path parameter the route table guarantees exists.
-pub fn path_param<'r>(request: &'r Request, name: &str) -> Result<&'r str, ApiError> {
-    PathParams::of(request)
-        .and_then(|params| params.0.get(name))
-        .map(String::as_str)
-        .ok_or_else(|| ApiError::Internal(format!("route has no path parameter {name}")))
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum BodyFormat {
@@ -53,8 +22,8 @@ enum BodyFormat {
     Form,
 }
 
-fn body_format(request: &Request) -> Result<BodyFormat, ApiError> {
-    let Some(value) = request.headers().get(header::CONTENT_TYPE) else {
+fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Err(ApiError::UnsupportedMediaType(
             "send a Content-Type header: application/json".into(),
         ));
@@ -77,8 +46,7 @@ fn body_format(request: &Request) -> Result<BodyFormat, ApiError> {
     }
 }
 
-fn non_empty_body(request: &Request) -> Result<&[u8], ApiError> {
-    let body = request.body().as_ref();
+fn non_empty_body(body: &[u8]) -> Result<&[u8], ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::Malformed(
             "the request body is empty; send a JSON object".into(),
@@ -114,27 +82,22 @@ fn parse_json_object(body: &[u8], max_depth: usize) -> Result<Map<String, Value>
     }
 }
 
-/// The body as a JSON object, nested at most `max_depth` levels deep.
-/// Requires a JSON content type.
-pub fn json_object(request: &Request, max_depth: usize) -> Result<Map<String, Value>, ApiError> {
-    match body_format(request)? {
-        BodyFormat::Json => parse_json_object(non_empty_body(request)?, max_depth),
-        BodyFormat::Form => Err(ApiError::UnsupportedMediaType(
-            "this endpoint takes application/json".into(),
-        )),
-    }
-}
-
-/// The body as a JSON object, from JSON or from a form
-/// (`application/x-www-form-urlencoded`, every value a string).
-pub fn json_or_form_object(
-    request: &Request,
+/// The body as a JSON object, nested at most `max_depth` levels deep; with
+/// `form`, also from `application/x-www-form-urlencoded` (every value a
+/// string). Anything else is 415.
+pub fn object(
+    headers: &HeaderMap,
+    body: &[u8],
+    form: bool,
     max_depth: usize,
 ) -> Result<Map<String, Value>, ApiError> {
-    match body_format(request)? {
-        BodyFormat::Json => parse_json_object(non_empty_body(request)?, max_depth),
+    match body_format(headers)? {
+        BodyFormat::Json => parse_json_object(non_empty_body(body)?, max_depth),
+        BodyFormat::Form if !form => Err(ApiError::UnsupportedMediaType(
+            "this endpoint takes application/json".into(),
+        )),
         BodyFormat::Form => {
-            let pairs = form_pairs(non_empty_body(request)?)?;
+            let pairs = form_pairs(non_empty_body(body)?)?;
             let mut map = Map::new();
             for (name, value) in pairs {
                 if map.insert(name.clone(), Value::String(value)).is_some() {
@@ -155,8 +118,7 @@ fn form_pairs(raw: &[u8]) -> Result<Vec<(String, String)>, ApiError> {
 
 /// The query string as name → value. Every name must be one of `allowed`
 /// (422 otherwise) and appear once (400 otherwise).
-pub fn query(request: &Request, allowed: &[&str]) -> Result<HashMap<String, String>, ApiError> {
-    let raw = request.uri().query().unwrap_or("");
+pub fn query(raw: &str, allowed: &[&str]) -> Result<HashMap<String, String>, ApiError> {
     let mut params = HashMap::new();
     let mut errors = Vec::new();
     for (name, value) in form_pairs(raw.as_bytes())? {
@@ -200,10 +162,10 @@ pub fn page_size(params: &HashMap<String, String>) -> Result<usize, ApiError> {
 /// Where a listing continues: `?cursor=`, an opaque token this API handed
 /// out as `next` (the base64url of the last item's key).
 pub fn cursor<T>(
-    params: &HashMap<String, String>,
+    raw: Option<&str>,
     parse: impl FnOnce(&str) -> Option<T>,
 ) -> Result<Option<T>, ApiError> {
-    let Some(raw) = params.get("cursor") else {
+    let Some(raw) = raw else {
         return Ok(None);
     };
     URL_SAFE_NO_PAD

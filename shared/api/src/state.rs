@@ -17,9 +17,8 @@ use taskgate_domain::token::TokenKeys;
 use taskgate_domain::user::ProfileLimits;
 use tokio::sync::Semaphore;
 
-use crate::Request;
+use crate::extract::RequestId;
 use crate::problem::ApiError;
-use crate::request::RequestId;
 
 /// Settings shared by the local server and the Lambda functions.
 #[derive(Clone, Debug, PartialEq)]
@@ -336,11 +335,8 @@ impl AppState {
     /// The change it records has happened already, so a store failure here
     /// does not fail the request: the event goes to the error log whole
     /// (events hold no secrets), to be recovered from there.
-    pub async fn audit(&self, request: &Request, event: SecurityEvent) {
-        let event = match request.extensions().get::<RequestId>() {
-            Some(id) => event.with_request_id(&id.0),
-            None => event,
-        };
+    pub async fn audit(&self, request_id: &RequestId, event: SecurityEvent) {
+        let event = event.with_request_id(&request_id.0);
         if let Err(e) = self.store.append_security_event(&event).await {
             let event = serde_json::to_string(&event).unwrap_or_default();
             tracing::error!(error = %e, event, "could not append to the security log");

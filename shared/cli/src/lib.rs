@@ -24,4 +24,4 @@ pub mod store;
 
 pub use bootstrap::FirstAdmin;
 pub use config::{ServeConfig, StoreConfig};
-pub use server::{Server, start};
+pub use server::{Server, start, start_with_routes};

@@ -124,6 +124,12 @@ async fn tls_config(dir: &Path, addr: SocketAddr) -> anyhow::Result<RustlsConfig
 /// Opens the store, creates the first admin if there is none, binds and
 /// starts serving. Returns once the server accepts connections.
 pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
+    start_with_routes(config, axum::Router::new()).await
+}
+
+/// [`start`], serving `extra` routes beside the API (tests use it to reach
+/// what the API does not route yet, e.g. a WebSocket echo).
+pub async fn start_with_routes(config: ServeConfig, extra: axum::Router) -> anyhow::Result<Server> {
     data_dir::create(&config.data_dir)?;
     let store = crate::store::open(&config, crate::store::Purpose::Serve).await?;
     let secret = jwt_secret(&config.data_dir)?;
@@ -155,7 +161,7 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
         .with_context(|| format!("cannot listen on {}", config.addr))?;
     listener.set_nonblocking(true)?;
     let local_addr = listener.local_addr()?;
-    let app = crate::http::router(state, &config).into_make_service();
+    let app = crate::http::router(state, &config, extra).into_make_service();
     let handle = Handle::new();
     let task = if config.tls {
         let tls = tls_config(&config.data_dir, local_addr).await?;

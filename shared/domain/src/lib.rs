@@ -19,6 +19,8 @@
 //! - [`recorder`]: appending to a task's log (conditional on the next seq,
 //!   retried after a lost race), shared by the API, the engines and the steps.
 //! - [`security`]: the security audit log's events and the login throttle.
+//! - `schema` (feature `openapi`): the OpenAPI schemas of the value types,
+//!   built from the same constants their `parse` functions check.
 //! - [`ports`]: the narrow traits the adapters implement: stores, the task
 //!   log, the workflow engine and the JavaScript runner.
 #![forbid(unsafe_code)]
@@ -27,6 +29,8 @@ pub mod password;
 pub mod permission;
 pub mod ports;
 pub mod recorder;
+#[cfg(feature = "openapi")]
+pub mod schema;
 pub mod security;
 pub mod task;
 pub mod timestamp;

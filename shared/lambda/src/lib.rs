@@ -1,18 +1,21 @@
 //! # Lambda bootstrap
 //!
-//! The one `main` every function in `functions/` calls:
+//! The one `main` every HTTP function in `functions/` calls:
 //!
 //! ```no_run
 //! fn main() -> std::process::ExitCode {
-//!     taskgate_lambda::run(taskgate_lambda::Endpoint::UsersGet)
+//!     taskgate_lambda::run_http()
 //! }
 //! ```
 //!
 //! Per cold start, [`cold_start`] reads the configuration, builds the AWS
 //! clients and fetches the JWT signing secret from Secrets Manager, once.
-//! Per invocation, [`handle_event`] turns the API Gateway request into the
-//! `http::Request<Bytes>` the shared handlers take (path parameters and the
-//! Lambda request id as extensions) and the response back.
+//! Every HTTP function serves the whole application ([`taskgate_api::app`])
+//! through `lambda_http`, which turns each API Gateway event into a request
+//! for the router and its response back ([`service`]): path parameters are
+//! matched by the router from the request's path, exactly as on the local
+//! server. Which routes reach a function is API Gateway's choice
+//! (infra/template.yaml), and its role allows only what those routes need.
 //!
 //! The task steps the state machine invokes are bootstrapped the same way:
 //! [`run_record_step`] and [`run_js_step`] (see [`steps`]).
@@ -27,24 +30,19 @@
 //! under `sam local start-api` (empty on AWS).
 #![forbid(unsafe_code)]
 
-use std::convert::Infallible;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use bytes::Bytes;
+use lambda_http::RequestExt;
 use lambda_http::lambda_runtime::{self, LambdaEvent};
-use lambda_http::{Body, RequestExt, Service, service_fn};
 use secrecy::SecretSlice;
-use taskgate_api::request::{PathParams, RequestId};
-use taskgate_api::{AppState, Settings};
+use taskgate_api::{AppState, RequestId, Settings};
 use taskgate_aws::workflow::StepFunctionsWorkflow;
 use taskgate_aws::{DynamoStore, TableNames};
 use taskgate_domain::ports::JsRunner;
 use taskgate_domain::recorder::Recorder;
 use taskgate_domain::task::JsLimits;
-
-pub use taskgate_api::Endpoint;
 
 pub mod steps;
 
@@ -79,15 +77,12 @@ fn runtime_stopped(e: lambda_runtime::Error) -> anyhow::Error {
     anyhow::anyhow!("the Lambda runtime stopped: {e}")
 }
 
-/// Runs the Lambda function for `endpoint` until the runtime stops it.
-pub fn run(endpoint: Endpoint) -> ExitCode {
+/// Runs an HTTP function until the runtime stops it.
+pub fn run_http() -> ExitCode {
     bootstrap(async move {
         let state = Arc::new(cold_start().await?);
-        tracing::info!(
-            function = endpoint.function_name(),
-            "cold start complete: settings, clients and signing key loaded"
-        );
-        lambda_http::run(service(endpoint, state))
+        tracing::info!("cold start complete: settings, clients and signing key loaded");
+        lambda_http::run(service(state))
             .await
             .map_err(runtime_stopped)
     })
@@ -208,59 +203,18 @@ async fn jwt_secret(sdk: &aws_config::SdkConfig) -> anyhow::Result<SecretSlice<u
     Ok(SecretSlice::from(secret.as_bytes().to_vec()))
 }
 
-/// The `tower::Service` `lambda_http::run` drives, for one endpoint.
-pub fn service(
-    endpoint: Endpoint,
-    state: Arc<AppState>,
-) -> impl Service<
-    lambda_http::Request,
-    Response = lambda_http::Response<Body>,
-    Error = Infallible,
-    Future: Send,
-> + Clone {
-    service_fn(move |request: lambda_http::Request| {
-        let state = Arc::clone(&state);
-        async move { Ok(handle_event(&state, endpoint, request).await) }
-    })
-}
-
-/// One invocation: API Gateway request in, API Gateway response out.
-pub async fn handle_event(
-    state: &AppState,
-    endpoint: Endpoint,
-    request: lambda_http::Request,
-) -> lambda_http::Response<Body> {
-    let params = PathParams(
-        request
-            .path_parameters()
-            .iter()
-            .map(|(name, value)| (name.to_owned(), value.to_owned()))
-            .collect(),
-    );
-    let request_id = request
-        .lambda_context_ref()
-        .map(|context| RequestId(context.request_id.clone()));
-    let (mut parts, body) = request.into_parts();
-    let body = match body {
-        Body::Empty => Bytes::new(),
-        Body::Text(text) => Bytes::from(text),
-        Body::Binary(bytes) => Bytes::from(bytes),
-        _ => Bytes::new(),
-    };
-    parts.extensions.insert(params);
-    if let Some(request_id) = request_id {
-        parts.extensions.insert(request_id);
-    }
-    let response =
-        taskgate_api::handle(state, endpoint, http::Request::from_parts(parts, body)).await;
-    response.map(|body| {
-        if body.is_empty() {
-            Body::Empty
-        } else {
-            match String::from_utf8(body.to_vec()) {
-                Ok(text) => Body::Text(text),
-                Err(e) => Body::Binary(e.into_bytes()),
+/// The service `lambda_http::run` drives: the application, with Lambda's
+/// request id as the request's id (in logs, error bodies, `X-Request-Id`).
+pub fn service(state: Arc<AppState>) -> axum::Router {
+    taskgate_api::app(state).layer(axum::middleware::map_request(
+        |mut request: axum::extract::Request| async move {
+            if let Some(id) = request
+                .lambda_context_ref()
+                .map(|context| RequestId(context.request_id.clone()))
+            {
+                request.extensions_mut().insert(id);
             }
-        }
-    })
+            request
+        },
+    ))
 }

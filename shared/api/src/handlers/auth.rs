@@ -8,6 +8,9 @@
 
 use std::time::Duration;
 
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
@@ -15,25 +18,67 @@ use taskgate_domain::ports::StoreError;
 use taskgate_domain::security::{Admission, LoginAttempts, LoginKey, SecurityEvent, SecurityKind};
 use taskgate_domain::user::Username;
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 
-use crate::auth::require_session;
-use crate::problem::ApiError;
-use crate::request::{Fields, any_string, checked, json_or_form_object};
-use crate::response::{json, no_content, timestamp};
+use crate::auth::Session;
+use crate::extract::{Body, BodyContext, FromBody, RequestId, SharedState};
+use crate::problem::{ApiError, Problem};
+use crate::request::{Fields, any_string, checked};
+use crate::response::timestamp;
 use crate::state::AppState;
-use crate::{Request, Response};
 
 /// How long a device token lets its holder skip other people's lockouts.
 const DEVICE_TOKEN_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
 /// Compare-and-set rounds before a contended login key answers 429.
 const COUNT_ATTEMPTS: usize = 5;
 
-#[derive(Serialize)]
-struct LoginResponse<'a> {
+/// `POST /auth` body (JSON or `application/x-www-form-urlencoded`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Login {
+    /// The username, any case.
+    #[schema(example = "alice")]
+    username: String,
+    #[schema(value_type = String, example = "correct horse battery staple")]
+    password: SecretString,
+    /// The `device_token` of an earlier successful login as this user: failed
+    /// logins then count against this device only, so others' failures
+    /// cannot lock it out.
+    device_token: Option<String>,
+}
+
+impl FromBody for Login {
+    const FIELDS: &'static [&'static str] = &["username", "password", "device_token"];
+    const FORM: bool = true;
+
+    /// Any strings: a name that cannot exist is refused like a wrong password.
+    fn from_fields(mut fields: Fields, _: &BodyContext<'_>) -> Result<Self, ApiError> {
+        let username = fields.required("username", any_string);
+        let password = fields.required("password", |v| any_string(v).map(SecretString::from));
+        let device_token = fields.optional("device_token", any_string);
+        fields.finish()?;
+        Ok(Self {
+            username: checked(username),
+            password: checked(password),
+            device_token,
+        })
+    }
+}
+
+/// A successful login.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LoginResponse<'a> {
+    /// Send as `Authorization: Bearer <token>`.
     token: &'a str,
+    #[schema(pattern = "^Bearer$", example = "Bearer")]
     token_type: &'static str,
+    #[schema(format = DateTime)]
     expires_at: String,
+    /// Seconds until `expires_at`.
+    #[schema(minimum = 60)]
     expires_in: u64,
+    /// Keep it and send it with later logins (see `Login`).
     device_token: &'a str,
 }
 
@@ -89,27 +134,53 @@ async fn count_attempt(
     Ok(Err(taskgate_domain::now() + Duration::from_secs(1)))
 }
 
-pub(crate) async fn login(state: &AppState, request: &Request) -> Result<Response, ApiError> {
-    let mut fields = Fields::new(
-        json_or_form_object(request, state.settings.max_json_depth)?,
-        &["username", "password", "device_token"],
-    );
-    let typed = fields.required("username", any_string);
-    let password = fields.required("password", |v| any_string(v).map(SecretString::from));
-    let device_token = fields.optional("device_token", any_string);
-    fields.finish()?;
-    let (typed, password) = (checked(typed), checked(password));
+#[utoipa::path(
+    post, path = "/auth", tag = "auth", operation_id = "auth-login",
+    summary = "Log in",
+    description = "Checks the username and password and returns a bearer token. After \
+        `TASKGATE_LOGIN_FREE_FAILURES` failures in a row, each further failure locks the \
+        username (or device) for 1 s, 2 s, 4 s … up to `TASKGATE_LOGIN_MAX_LOCK_SECONDS`: \
+        429 until then, whatever the password and whether or not the user exists.",
+    security(()),
+    request_body(content(
+        (Login = "application/json", example = json!({"username": "alice", "password": "correct horse battery staple"})),
+        (Login = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "Logged in", body = LoginResponse,
+            example = json!({"token": "eyJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJ0YXNrZ2F0ZSJ9.c2ln", "token_type": "Bearer", "expires_at": "2026-11-21T19:25:03.000Z", "expires_in": 3600, "device_token": "eyJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJ0YXNrZ2F0ZS9kZXZpY2UifQ.c2ln"})),
+        (status = 400, description = "`malformed-request`: the body is not a JSON object or form", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthenticated`: the username or password is wrong (the same answer for both)", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "urn:taskgate:problem:unauthenticated", "title": "Authentication required", "status": 401, "detail": "the username or password is wrong", "request_id": "3f1c0c7e2b8a4e0f9d6a5b4c3d2e1f00"})),
+        (status = 422, description = "`invalid-field`: a field is missing, unknown or not a string", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`login-locked`: too many failed logins; retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds until the lock ends")),
+            example = json!({"type": "urn:taskgate:problem:login-locked", "title": "Too many failed logins", "status": 429, "detail": "too many failed logins; try again in 4 s", "request_id": "3f1c0c7e2b8a4e0f9d6a5b4c3d2e1f00"})),
+    )
+)]
+pub(crate) async fn login(
+    State(state): State<SharedState>,
+    request_id: RequestId,
+    Body(login): Body<Login>,
+) -> Result<Response, ApiError> {
+    let Login {
+        username: typed,
+        password,
+        device_token,
+    } = login;
 
     let Ok(username) = Username::parse(&typed) else {
         // No such account can exist: the same work and answer as a wrong
         // password, and nothing to count.
         state.verify_password(password, None).await?;
         let event = SecurityEvent::new(SecurityKind::LoginFailed, None, typed);
-        state.audit(request, event.with("via", "username")).await;
+        state
+            .audit(&request_id, event.with("via", "username"))
+            .await;
         return Err(bad_credentials());
     };
-    let key = login_key(state, &username, device_token.as_deref());
-    let attempts = match count_attempt(state, &key).await? {
+    let key = login_key(&state, &username, device_token.as_deref());
+    let attempts = match count_attempt(&state, &key).await? {
         Ok(attempts) => attempts,
         Err(until) => {
             let wait = (until - taskgate_domain::now()).as_seconds_f64().ceil();
@@ -117,7 +188,7 @@ pub(crate) async fn login(state: &AppState, request: &Request) -> Result<Respons
             let event = SecurityEvent::new(SecurityKind::LoginLocked, None, username.as_str())
                 .with("via", via(&key))
                 .with("retry_after", retry_after);
-            state.audit(request, event).await;
+            state.audit(&request_id, event).await;
             tracing::info!(outcome = "locked", retry_after, "login");
             return Err(ApiError::LoginLocked { retry_after });
         }
@@ -133,7 +204,7 @@ pub(crate) async fn login(state: &AppState, request: &Request) -> Result<Respons
         if let Some(until) = state.settings.login.locked_until(&attempts) {
             event = event.with("locked_until", timestamp(until));
         }
-        state.audit(request, event).await;
+        state.audit(&request_id, event).await;
         tracing::info!(outcome = "failure", "login");
         return Err(bad_credentials());
     };
@@ -146,22 +217,31 @@ pub(crate) async fn login(state: &AppState, request: &Request) -> Result<Respons
         .with("via", via(&key))
         .with("jti", issued.record.jti.to_string())
         .with("device", device.to_string());
-    state.audit(request, event).await;
+    state.audit(&request_id, event).await;
     tracing::info!(outcome = "success", username = %user.username, jti = %issued.record.jti, "login");
-    Ok(json(
-        StatusCode::OK,
-        &LoginResponse {
-            token: issued.token.expose_secret(),
-            token_type: "Bearer",
-            expires_at: timestamp(issued.record.expires_at),
-            expires_in: state.settings.token_ttl.as_secs(),
-            device_token: device_token.expose_secret(),
-        },
-    ))
+    Ok(Json(LoginResponse {
+        token: issued.token.expose_secret(),
+        token_type: "Bearer",
+        expires_at: timestamp(issued.record.expires_at),
+        expires_in: state.settings.token_ttl.as_secs(),
+        device_token: device_token.expose_secret(),
+    })
+    .into_response())
 }
 
-pub(crate) async fn logout(state: &AppState, request: &Request) -> Result<Response, ApiError> {
-    let session = require_session(state, request).await?;
+#[utoipa::path(
+    delete, path = "/auth", tag = "auth", operation_id = "auth-logout",
+    summary = "Log out: revoke the token used",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "The token no longer works"),
+    )
+)]
+pub(crate) async fn logout(
+    State(state): State<SharedState>,
+    request_id: RequestId,
+    session: Session,
+) -> Result<StatusCode, ApiError> {
     state.store.delete_token(&session.token.jti).await?;
     let username = &session.user.username;
     let event = SecurityEvent::new(
@@ -170,7 +250,7 @@ pub(crate) async fn logout(state: &AppState, request: &Request) -> Result<Respon
         username.as_str(),
     )
     .with("jti", session.token.jti.to_string());
-    state.audit(request, event).await;
+    state.audit(&request_id, event).await;
     tracing::info!(username = %username, jti = %session.token.jti, "logout");
-    Ok(no_content())
+    Ok(StatusCode::NO_CONTENT)
 }

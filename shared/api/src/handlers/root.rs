@@ -1,28 +1,37 @@
 //! `GET /`: a greeting, and the caller's own account when a token is sent.
 
-use http::StatusCode;
+use axum::Json;
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use utoipa::ToSchema;
 
-use crate::auth::optional_session;
-use crate::problem::ApiError;
-use crate::response::{UserView, json};
-use crate::state::AppState;
-use crate::{Request, Response};
+use crate::auth::Session;
+use crate::response::UserView;
 
-#[derive(Serialize)]
-struct Hello<'a> {
+/// `GET /` answer.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Hello<'a> {
+    #[schema(pattern = "^Hello World$", example = "Hello World")]
     message: &'static str,
+    /// The caller, when a token was sent.
     #[serde(skip_serializing_if = "Option::is_none")]
     user: Option<UserView<'a>>,
 }
 
-pub(crate) async fn hello(state: &AppState, request: &Request) -> Result<Response, ApiError> {
-    let session = optional_session(state, request).await?;
-    Ok(json(
-        StatusCode::OK,
-        &Hello {
-            message: "Hello World",
-            user: session.as_ref().map(|s| UserView::from(&s.user)),
-        },
-    ))
+#[utoipa::path(
+    get, path = "/", tag = "general", operation_id = "root",
+    summary = "Greeting, and the caller's account when a token is sent",
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Hello, with `user` when a token was sent", body = Hello,
+            example = json!({"message": "Hello World", "user": {"username": "alice", "level": "user", "created_at": "2026-11-21T18:25:03.053Z", "updated_at": "2026-11-21T18:25:03.053Z"}})),
+    )
+)]
+pub(crate) async fn hello(session: Option<Session>) -> Response {
+    Json(Hello {
+        message: "Hello World",
+        user: session.as_ref().map(|s| UserView::from(&s.user)),
+    })
+    .into_response()
 }

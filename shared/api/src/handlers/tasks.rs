@@ -5,78 +5,129 @@
 //! task. A task id that does not exist is 404 for everyone; one the caller
 //! may not see is 403.
 
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{FromRequestParts, State};
+use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use serde::Serialize;
+use http::request::Parts;
 use taskgate_domain::permission::{self, Actor};
 use taskgate_domain::recorder::Recorded;
 use taskgate_domain::task::{Status, Task, TaskError, TaskEvent, TaskId, TaskKind, TaskSpec};
 use taskgate_domain::user::Username;
+use utoipa::IntoParams;
 
-use crate::auth::require_session;
-use crate::problem::ApiError;
-use crate::request::{
-    Fields, as_number, as_str, cursor, json_object, message, next_cursor, page_size, path_param,
-    query, string,
-};
-use crate::response::{EventView, TaskView, created_with_status, json};
+use crate::auth::Session;
+use crate::extract::{Body, BodyContext, FromBody, FromQuery, Params, SharedState};
+use crate::handlers::PageQuery;
+use crate::problem::{ApiError, Problem};
+use crate::request::{Fields, as_number, as_str, checked, message, next_cursor, string};
+use crate::response::{Created, EventView, List, Page, TaskView};
 use crate::state::AppState;
-use crate::{Request, Response};
 
 fn no_such_task(raw: &str) -> ApiError {
     ApiError::NotFound(format!("there is no task {raw:?}"))
 }
 
-/// The task of the path, visible to `actor`, with its events.
+/// The `{id}` of the path. An id that cannot be valid cannot exist: 404.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct TaskPath {
+    /// The task id.
+    #[param(value_type = String)]
+    id: TaskId,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for TaskPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|e| ApiError::Internal(format!("route without a task id: {e}")))?;
+        let id = TaskId::parse(&raw).map_err(|_| no_such_task(&raw))?;
+        Ok(Self { id })
+    }
+}
+
+/// The task `id`, visible to `actor`, with its events.
 async fn visible_task(
     state: &AppState,
-    request: &Request,
+    id: &TaskId,
     actor: &Actor,
 ) -> Result<(Task, Vec<TaskEvent>), ApiError> {
-    let raw = path_param(request, "id")?;
-    let id = TaskId::parse(raw).map_err(|_| no_such_task(raw))?;
     let (task, events) = state
         .recorder
-        .load(&id)
+        .load(id)
         .await?
-        .ok_or_else(|| no_such_task(raw))?;
+        .ok_or_else(|| no_such_task(&id.to_string()))?;
     permission::may_see_task(actor, &task)?;
     Ok((task, events))
 }
 
-pub(crate) async fn start(state: &AppState, request: &Request) -> Result<Response, ApiError> {
-    let session = require_session(state, request).await?;
-    let actor = session.actor();
-    let mut fields = Fields::new(
-        json_object(request, state.settings.max_json_depth)?,
-        &["type", "seconds", "code"],
-    );
-    // The kind decides who may start the task, before the rest is checked.
-    if let Some(kind) = fields
-        .peek("type")
-        .and_then(|v| v.as_str())
-        .and_then(|t| TaskKind::parse(t).ok())
-    {
-        permission::may_start_task(&actor, kind)?;
-    }
-    let limits = &state.settings.tasks;
-    let spec = match fields.required("type", string(TaskKind::parse)) {
-        Some(TaskKind::Delay) => {
-            fields.reject("code", "belongs to js tasks only");
-            fields.required("seconds", |v| {
-                TaskSpec::delay(as_number(v)?, limits).map_err(message)
-            })
-        }
-        Some(TaskKind::Js) => {
-            fields.reject("seconds", "belongs to delay tasks only");
-            fields.required("code", |v| {
-                TaskSpec::js(as_str(v)?, limits).map_err(message)
-            })
-        }
-        None => None,
-    };
-    fields.finish()?;
-    let spec = crate::request::checked(spec);
+/// What a `POST /tasks` body asks for.
+pub(crate) struct StartTask(TaskSpec);
 
+impl FromBody for StartTask {
+    const FIELDS: &'static [&'static str] = &["type", "seconds", "code"];
+
+    fn from_fields(mut fields: Fields, context: &BodyContext<'_>) -> Result<Self, ApiError> {
+        // The kind decides who may start the task, before the rest is checked.
+        if let Some((kind, session)) = fields
+            .peek("type")
+            .and_then(|v| v.as_str())
+            .and_then(|t| TaskKind::parse(t).ok())
+            .zip(context.session)
+        {
+            permission::may_start_task(&session.actor(), kind)?;
+        }
+        let limits = &context.state.settings.tasks;
+        let spec = match fields.required("type", string(TaskKind::parse)) {
+            Some(TaskKind::Delay) => {
+                fields.reject("code", "belongs to js tasks only");
+                fields.required("seconds", |v| {
+                    TaskSpec::delay(as_number(v)?, limits).map_err(message)
+                })
+            }
+            Some(TaskKind::Js) => {
+                fields.reject("seconds", "belongs to delay tasks only");
+                fields.required("code", |v| {
+                    TaskSpec::js(as_str(v)?, limits).map_err(message)
+                })
+            }
+            None => None,
+        };
+        fields.finish()?;
+        Ok(Self(checked(spec)))
+    }
+}
+
+#[utoipa::path(
+    post, path = "/tasks", tag = "tasks", operation_id = "tasks-start",
+    summary = "Start a task",
+    description = "Any user may start a `delay`; only admins a `js` script. Answers at once; \
+        poll `GET /tasks/{id}` until the status is `succeeded`, `failed` or `cancelled`.",
+    security(("bearer" = [])),
+    request_body(content = TaskSpec, content_type = "application/json",
+        examples(
+            ("delay" = (value = json!({"type": "delay", "seconds": 5}))),
+            ("js" = (value = json!({"type": "js", "code": "console.log('hi'); [1, 2, 3].map(x => x * 2)"}))),
+        )),
+    responses(
+        (status = 202, description = "Started (or, if the workflow engine is down, already failed with `workflow-unavailable`)", body = TaskView,
+            headers(("Location" = String, description = "`/tasks/{id}`")),
+            example = json!({"id": "019a8f3c-5d2e-7b41-9c0a-3e5f7a9b1c2d", "type": "delay", "status": "running", "owner": "alice", "created_at": "2026-11-21T18:25:03.053Z", "updated_at": "2026-11-21T18:25:03.061Z", "progress": 0.0, "seconds": 5.0, "due_at": "2026-11-21T18:25:08.053Z"})),
+        (status = 403, description = "`forbidden`: a script, and not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid-field`: unknown type, seconds out of range, code too large…", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn start(
+    State(state): State<SharedState>,
+    session: Session,
+    Body(StartTask(spec)): Body<StartTask>,
+) -> Result<Response, ApiError> {
     let (task, _) = state.recorder.create(&spec, &session.user).await?;
     let task = match state.workflow.start(&task).await {
         Ok(task) => task,
@@ -99,34 +150,79 @@ pub(crate) async fn start(state: &AppState, request: &Request) -> Result<Respons
         }
     };
     tracing::info!(task = %task.id, kind = task.kind.as_str(), owner = %task.owner, "task started");
-    Ok(created_with_status(
-        StatusCode::ACCEPTED,
-        &format!("/tasks/{}", task.id),
-        &TaskView::of(&task),
-    ))
+    Ok(Created {
+        status: StatusCode::ACCEPTED,
+        location: format!("/tasks/{}", task.id),
+        body: TaskView::of(&task),
+    }
+    .into_response())
 }
 
-#[derive(Serialize)]
-struct TaskList<'a> {
-    items: Vec<TaskView<'a>>,
-    next: Option<String>,
+/// `GET /tasks` parameters.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct TaskQuery {
+    /// Only tasks with this status.
+    status: Option<Status>,
+    /// Admins: a plain user's tasks (default: your own).
+    #[param(value_type = Option<String>)]
+    owner: Option<Username>,
+    /// `limit` and `cursor`, documented by [`PageQuery`] itself.
+    #[param(ignore)]
+    page: PageQuery,
 }
 
-pub(crate) async fn list(state: &AppState, request: &Request) -> Result<Response, ApiError> {
-    let session = require_session(state, request).await?;
+impl FromQuery for TaskQuery {
+    const NAMES: &'static [&'static str] = &["status", "owner", "limit", "cursor"];
+
+    fn from_params(params: HashMap<String, String>) -> Result<Self, ApiError> {
+        let status = params
+            .get("status")
+            .map(|raw| Status::parse(raw).map_err(|e| ApiError::invalid("status", e.0)))
+            .transpose()?;
+        let page = PageQuery::from_map(&params)?;
+        let owner = params
+            .get("owner")
+            .map(|raw| Username::parse(raw).map_err(|e| ApiError::invalid("owner", e.0)))
+            .transpose()?;
+        Ok(Self {
+            status,
+            owner,
+            page,
+        })
+    }
+}
+
+#[utoipa::path(
+    get, path = "/tasks", tag = "tasks", operation_id = "tasks-list",
+    summary = "List tasks, newest first",
+    security(("bearer" = [])),
+    params(TaskQuery, PageQuery),
+    responses(
+        (status = 200, description = "A page of tasks", body = Page<TaskView>),
+        (status = 403, description = "`forbidden`: another owner, and not allowed to see their tasks", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not-found`: no such owner", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid-field`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn list(
+    State(state): State<SharedState>,
+    session: Session,
+    Params(query): Params<TaskQuery>,
+) -> Result<Response, ApiError> {
     let actor = session.actor();
-    let params = query(request, &["status", "owner", "limit", "cursor"])?;
-    let status = params
-        .get("status")
-        .map(|raw| Status::parse(raw).map_err(|e| ApiError::invalid("status", e.0)))
-        .transpose()?;
-    let limit = page_size(&params)?;
+    let TaskQuery {
+        status,
+        owner,
+        page: paging,
+    } = query;
+    let limit = paging.limit;
     // The cursor is the id of the last task of the previous page.
-    let mut after = cursor(&params, |id| TaskId::parse(id).ok())?;
-    let owner = match params.get("owner") {
+    let mut after = paging.cursor(|id| TaskId::parse(id).ok())?;
+    let owner = match owner {
         None => session.user,
-        Some(raw) => {
-            let name = Username::parse(raw).map_err(|e| ApiError::invalid("owner", e.0))?;
+        Some(name) => {
+            let raw = name.as_str();
             if name == session.user.username {
                 session.user
             } else {
@@ -173,25 +269,53 @@ pub(crate) async fn list(state: &AppState, request: &Request) -> Result<Response
             None => break,
         }
     }
-    Ok(json(
-        StatusCode::OK,
-        &TaskList {
-            items: tasks.iter().map(TaskView::of).collect(),
-            next: next.map(next_cursor),
-        },
-    ))
+    Ok(Json(Page {
+        items: tasks.iter().map(TaskView::of).collect(),
+        next: next.map(next_cursor),
+    })
+    .into_response())
 }
 
-pub(crate) async fn get(state: &AppState, request: &Request) -> Result<Response, ApiError> {
-    let session = require_session(state, request).await?;
-    let (task, _) = visible_task(state, request, &session.actor()).await?;
-    Ok(json(StatusCode::OK, &TaskView::of(&task)))
+#[utoipa::path(
+    get, path = "/tasks/{id}", tag = "tasks", operation_id = "tasks-get",
+    summary = "A task's status, and its result once done",
+    security(("bearer" = [])),
+    params(TaskPath),
+    responses(
+        (status = 200, description = "The task", body = TaskView,
+            example = json!({"id": "019a8f3c-5d2e-7b41-9c0a-3e5f7a9b1c2d", "type": "js", "status": "succeeded", "owner": "admin", "created_at": "2026-11-21T18:25:03.053Z", "updated_at": "2026-11-21T18:25:03.180Z", "result": [2, 4, 6], "logs": ["hi"]})),
+        (status = 403, description = "`forbidden`: the task exists and is not yours to see", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not-found`: no such task", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn get(
+    State(state): State<SharedState>,
+    session: Session,
+    TaskPath { id }: TaskPath,
+) -> Result<Response, ApiError> {
+    let (task, _) = visible_task(&state, &id, &session.actor()).await?;
+    Ok(Json(TaskView::of(&task)).into_response())
 }
 
-pub(crate) async fn cancel(state: &AppState, request: &Request) -> Result<Response, ApiError> {
-    let session = require_session(state, request).await?;
+#[utoipa::path(
+    post, path = "/tasks/{id}/cancel", tag = "tasks", operation_id = "tasks-cancel",
+    summary = "Cancel a task",
+    security(("bearer" = [])),
+    params(TaskPath),
+    responses(
+        (status = 200, description = "Cancelled", body = TaskView),
+        (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not-found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`task-finished`: it had already ended", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn cancel(
+    State(state): State<SharedState>,
+    session: Session,
+    TaskPath { id }: TaskPath,
+) -> Result<Response, ApiError> {
     let actor = session.actor();
-    let (task, _) = visible_task(state, request, &actor).await?;
+    let (task, _) = visible_task(&state, &id, &actor).await?;
     match state.recorder.cancelled(&task.id, &actor.username).await? {
         Recorded::Appended(task) => {
             if let Err(e) = state.workflow.stop(&task.id).await {
@@ -200,7 +324,7 @@ pub(crate) async fn cancel(state: &AppState, request: &Request) -> Result<Respon
                 tracing::warn!(task = %task.id, error = %e, "could not stop a cancelled task's run");
             }
             tracing::info!(task = %task.id, by = %actor.username, "task cancelled");
-            Ok(json(StatusCode::OK, &TaskView::of(&task)))
+            Ok(Json(TaskView::of(&task)).into_response())
         }
         Recorded::Unchanged(task) => Err(ApiError::Conflict {
             kind: "task-finished",
@@ -213,18 +337,25 @@ pub(crate) async fn cancel(state: &AppState, request: &Request) -> Result<Respon
     }
 }
 
-#[derive(Serialize)]
-struct EventList<'a> {
-    items: Vec<EventView<'a>>,
-}
-
-pub(crate) async fn events(state: &AppState, request: &Request) -> Result<Response, ApiError> {
-    let session = require_session(state, request).await?;
-    let (_, events) = visible_task(state, request, &session.actor()).await?;
-    Ok(json(
-        StatusCode::OK,
-        &EventList {
-            items: events.iter().map(EventView::from).collect(),
-        },
-    ))
+#[utoipa::path(
+    get, path = "/tasks/{id}/events", tag = "tasks", operation_id = "tasks-events",
+    summary = "A task's event log, in order",
+    security(("bearer" = [])),
+    params(TaskPath),
+    responses(
+        (status = 200, description = "Every event", body = List<EventView>),
+        (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not-found`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn events(
+    State(state): State<SharedState>,
+    session: Session,
+    TaskPath { id }: TaskPath,
+) -> Result<Response, ApiError> {
+    let (_, events) = visible_task(&state, &id, &session.actor()).await?;
+    Ok(Json(List {
+        items: events.iter().map(EventView::from).collect(),
+    })
+    .into_response())
 }

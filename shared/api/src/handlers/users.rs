@@ -5,23 +5,25 @@
 //! depend on the body, so a caller who may not act learns nothing from
 //! validation errors.
 
+use axum::Json;
+use axum::extract::{FromRequestParts, State};
+use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use serde::Serialize;
+use http::request::Parts;
 use taskgate_domain::password::Password;
 use taskgate_domain::permission;
 use taskgate_domain::ports::StoreError;
 use taskgate_domain::security::{SecurityEvent, SecurityKind};
 use taskgate_domain::user::{Email, Level, Profile, User, UserChanges, Username};
+use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::{optional_session, require_session};
-use crate::problem::ApiError;
-use crate::request::{
-    Fields, as_str, checked, cursor, json_object, message, next_cursor, page_size, path_param,
-    query, string,
-};
-use crate::response::{UserView, created, json, no_content};
+use crate::auth::Session;
+use crate::extract::{Body, BodyContext, FromBody, Params, RequestId, SharedState};
+use crate::handlers::PageQuery;
+use crate::problem::{ApiError, Problem};
+use crate::request::{Fields, as_str, checked, message, next_cursor, string};
+use crate::response::{Created, Page, UserView};
 use crate::state::AppState;
-use crate::{Request, Response};
 
 /// How often an edit or delete re-reads and retries after losing a race
 /// with a concurrent change to the same user.
@@ -32,9 +34,25 @@ fn no_such_user(username: &str) -> ApiError {
 }
 
 /// The `{username}` of the path. A name that cannot be valid cannot exist.
-fn target(request: &Request) -> Result<Username, ApiError> {
-    let raw = path_param(request, "username")?;
-    Username::parse(raw).map_err(|_| no_such_user(raw))
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct UserPath {
+    /// The username, any case.
+    #[param(value_type = String)]
+    username: Username,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for UserPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|e| ApiError::Internal(format!("route without a username: {e}")))?;
+        let username = Username::parse(&raw).map_err(|_| no_such_user(&raw))?;
+        Ok(Self { username })
+    }
 }
 
 /// The stored user named `target`, or 404.
@@ -53,29 +71,73 @@ fn profile_field(
     |value| Profile::parse(value.clone(), &state.settings.profile).map_err(message)
 }
 
-pub(crate) async fn create(state: &AppState, request: &Request) -> Result<Response, ApiError> {
-    let session = optional_session(state, request).await?;
+/// `POST /users` body.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewUser {
+    username: Username,
+    password: Password,
+    /// Default `user`. Only admins may create admins; open sign-up creates `user` only.
+    level: Option<Level>,
+    email: Option<Email>,
+    profile: Option<Profile>,
+}
+
+impl FromBody for NewUser {
+    const FIELDS: &'static [&'static str] = &["username", "password", "level", "email", "profile"];
+
+    fn from_fields(mut fields: Fields, context: &BodyContext<'_>) -> Result<Self, ApiError> {
+        let username = fields.required("username", string(Username::parse));
+        let password = fields.required("password", |v| {
+            Password::parse(as_str(v)?, username.as_ref()).map_err(message)
+        });
+        let level = fields.optional("level", string(Level::parse));
+        let email = fields.optional("email", string(Email::parse));
+        let profile = fields.optional("profile", profile_field(context.state));
+        fields.finish()?;
+        Ok(Self {
+            username: checked(username),
+            password: checked(password),
+            level,
+            email,
+            profile,
+        })
+    }
+}
+
+#[utoipa::path(
+    post, path = "/users", tag = "users", operation_id = "users-create",
+    summary = "Create a user",
+    description = "Admins create users of any level. With `TASKGATE_REGISTRATION=open`, anyone \
+        may sign up without a token, as level `user` only.",
+    security(("bearer" = []), ()),
+    request_body(content = NewUser, content_type = "application/json",
+        example = json!({"username": "alice", "password": "correct horse battery staple", "email": "alice@example.com", "profile": {"team": "blue"}})),
+    responses(
+        (status = 201, description = "Created", body = UserView,
+            headers(("Location" = String, description = "`/users/{username}`"))),
+        (status = 403, description = "`forbidden`: not an admin (and registration closed), or a non-admin asking for `admin`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`username-taken`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid-field`: every bad field is listed", body = Problem, content_type = "application/problem+json",
+            example = json!({"type": "urn:taskgate:problem:invalid-field", "title": "Invalid fields", "status": 422, "detail": "invalid value for: password", "errors": [{"field": "password", "message": "must be at least 15 characters long"}], "request_id": "3f1c0c7e2b8a4e0f9d6a5b4c3d2e1f00"})),
+    )
+)]
+pub(crate) async fn create(
+    State(state): State<SharedState>,
+    request_id: RequestId,
+    session: Option<Session>,
+    body: Result<Body<NewUser>, ApiError>,
+) -> Result<Response, ApiError> {
     let actor = session.as_ref().map(|s| s.actor());
     let registration = state.settings.registration;
+    // Who may create users at all is decided before the body is looked at.
     permission::may_create_any_user(actor.as_ref(), registration)?;
-
-    let mut fields = Fields::new(
-        json_object(request, state.settings.max_json_depth)?,
-        &["username", "password", "level", "email", "profile"],
-    );
-    let username = fields.required("username", string(Username::parse));
-    let password = fields.required("password", |v| {
-        Password::parse(as_str(v)?, username.as_ref()).map_err(message)
-    });
-    let level = fields.optional("level", string(Level::parse));
-    let email = fields.optional("email", string(Email::parse));
-    let profile = fields.optional("profile", profile_field(state));
-    fields.finish()?;
-    let level = level.unwrap_or(Level::User);
+    let Body(new) = body?;
+    let level = new.level.unwrap_or(Level::User);
     permission::may_create_user(actor.as_ref(), level, registration)?;
 
-    let hash = state.hash_password(checked(password)).await?;
-    let user = User::new(checked(username), hash, level, email, profile);
+    let hash = state.hash_password(new.password).await?;
+    let user = User::new(new.username, hash, level, new.email, new.profile);
     match state.store.insert_user(&user).await {
         Ok(()) => {}
         Err(StoreError::AlreadyExists) => {
@@ -89,69 +151,140 @@ pub(crate) async fn create(state: &AppState, request: &Request) -> Result<Respon
     let by = actor.as_ref().map(|a| &a.username);
     let event = SecurityEvent::new(SecurityKind::UserCreated, by, user.username.as_str())
         .with("level", user.level.as_str());
-    state.audit(request, event).await;
+    state.audit(&request_id, event).await;
     tracing::info!(username = %user.username, level = %user.level, by = ?by.map(Username::as_str), "user created");
-    Ok(created(
-        &format!("/users/{}", user.username),
-        &UserView::from(&user),
-    ))
+    Ok(Created {
+        status: StatusCode::CREATED,
+        location: format!("/users/{}", user.username),
+        body: UserView::from(&user),
+    }
+    .into_response())
 }
 
-#[derive(Serialize)]
-struct UserList<'a> {
-    items: Vec<UserView<'a>>,
-    next: Option<String>,
-}
-
-pub(crate) async fn list(state: &AppState, request: &Request) -> Result<Response, ApiError> {
-    let session = require_session(state, request).await?;
+#[utoipa::path(
+    get, path = "/users", tag = "users", operation_id = "users-list",
+    summary = "List users (admins), in username order",
+    security(("bearer" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of users", body = Page<UserView>),
+        (status = 403, description = "`forbidden`: not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid-field`: a bad `limit` or `cursor`, or an unknown parameter", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn list(
+    State(state): State<SharedState>,
+    session: Session,
+    query: Result<Params<PageQuery>, ApiError>,
+) -> Result<Response, ApiError> {
     permission::may_list_users(&session.actor())?;
-
-    let params = query(request, &["limit", "cursor"])?;
-    let limit = page_size(&params)?;
+    let Params(query) = query?;
     // The cursor is the last username of the previous page.
-    let after = cursor(&params, |name| Username::parse(name).ok())?;
+    let after = query.cursor(|name| Username::parse(name).ok())?;
 
-    let page = state.store.list_users(after.as_ref(), limit).await?;
-    Ok(json(
-        StatusCode::OK,
-        &UserList {
-            items: page.items.iter().map(UserView::from).collect(),
-            next: page.next.map(next_cursor),
-        },
-    ))
+    let page = state.store.list_users(after.as_ref(), query.limit).await?;
+    Ok(Json(Page {
+        items: page.items.iter().map(UserView::from).collect(),
+        next: page.next.map(next_cursor),
+    })
+    .into_response())
 }
 
-pub(crate) async fn get(state: &AppState, request: &Request) -> Result<Response, ApiError> {
-    let session = require_session(state, request).await?;
-    let target = target(request)?;
+#[utoipa::path(
+    get, path = "/users/{username}", tag = "users", operation_id = "users-get",
+    summary = "Read a user (yourself, or anyone as an admin)",
+    security(("bearer" = [])),
+    params(UserPath),
+    responses(
+        (status = 200, description = "The user", body = UserView),
+        (status = 403, description = "`forbidden`: another user, and not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not-found`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn get(
+    State(state): State<SharedState>,
+    session: Session,
+    UserPath { username: target }: UserPath,
+) -> Result<Response, ApiError> {
     permission::may_view_user(&session.actor(), &target)?;
 
     let user = if target == session.user.username {
         session.user
     } else {
-        stored_user(state, &target).await?
+        stored_user(&state, &target).await?
     };
-    Ok(json(StatusCode::OK, &UserView::from(&user)))
+    Ok(Json(UserView::from(&user)).into_response())
 }
 
-pub(crate) async fn update(state: &AppState, request: &Request) -> Result<Response, ApiError> {
-    let session = require_session(state, request).await?;
-    let actor = session.actor();
-    let target = target(request)?;
-    permission::may_edit_user(&actor, &target, None)?;
+/// `PATCH /users/{username}` body: any of the fields; `null` clears `email`
+/// or `profile`. A user may not change their own level.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UserEdit {
+    password: Option<Password>,
+    level: Option<Level>,
+    #[schema(nullable)]
+    email: Option<Option<Email>>,
+    #[schema(nullable)]
+    profile: Option<Option<Profile>>,
+}
 
-    let mut fields = Fields::new(
-        json_object(request, state.settings.max_json_depth)?,
-        &["password", "level", "email", "profile"],
-    );
-    let password = fields.optional("password", |v| {
-        Password::parse(as_str(v)?, Some(&target)).map_err(message)
-    });
-    let level = fields.optional("level", string(Level::parse));
-    let email = fields.nullable("email", string(Email::parse));
-    let profile = fields.nullable("profile", profile_field(state));
-    fields.finish()?;
+impl FromBody for UserEdit {
+    const FIELDS: &'static [&'static str] = &["password", "level", "email", "profile"];
+
+    fn from_fields(mut fields: Fields, context: &BodyContext<'_>) -> Result<Self, ApiError> {
+        // A path that is no username never gets here: the handler's path
+        // extractor answered 404 first.
+        let target = context
+            .path("username")
+            .and_then(|raw| Username::parse(raw).ok());
+        let password = fields.optional("password", |v| {
+            Password::parse(as_str(v)?, target.as_ref()).map_err(message)
+        });
+        let level = fields.optional("level", string(Level::parse));
+        let email = fields.nullable("email", string(Email::parse));
+        let profile = fields.nullable("profile", profile_field(context.state));
+        fields.finish()?;
+        Ok(Self {
+            password,
+            level,
+            email,
+            profile,
+        })
+    }
+}
+
+#[utoipa::path(
+    patch, path = "/users/{username}", tag = "users", operation_id = "users-update",
+    summary = "Edit a user (yourself, or anyone as an admin; never your own level)",
+    description = "A password change revokes the user's other tokens.",
+    security(("bearer" = [])),
+    params(UserPath),
+    request_body(content = UserEdit, content_type = "application/json",
+        example = json!({"email": null, "profile": {"team": "red"}})),
+    responses(
+        (status = 200, description = "The user as it now is", body = UserView),
+        (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not-found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`last-admin` (demoting the last admin) or `edit-conflict`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid-field`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn update(
+    State(state): State<SharedState>,
+    request_id: RequestId,
+    session: Session,
+    UserPath { username: target }: UserPath,
+    body: Result<Body<UserEdit>, ApiError>,
+) -> Result<Response, ApiError> {
+    let actor = session.actor();
+    permission::may_edit_user(&actor, &target, None)?;
+    let Body(UserEdit {
+        password,
+        level,
+        email,
+        profile,
+    }) = body?;
 
     let password_changed = password.is_some();
     let named: Vec<&str> = [
@@ -174,11 +307,11 @@ pub(crate) async fn update(state: &AppState, request: &Request) -> Result<Respon
     };
 
     for _ in 0..ATTEMPTS {
-        let current = stored_user(state, &target).await?;
+        let current = stored_user(&state, &target).await?;
         let new_level = level.filter(|l| *l != current.level);
         permission::may_edit_user(&actor, &target, new_level)?;
         let Some(next) = changes.apply_to(&current) else {
-            return Ok(json(StatusCode::OK, &UserView::from(&current)));
+            return Ok(Json(UserView::from(&current)).into_response());
         };
         match state.store.update_user(&current, &next).await {
             Ok(()) => {
@@ -199,16 +332,16 @@ pub(crate) async fn update(state: &AppState, request: &Request) -> Result<Respon
                     let revoked = match revoked {
                         Ok(revoked) => revoked,
                         Err(e) => {
-                            state.audit(request, event).await;
+                            state.audit(&request_id, event).await;
                             return Err(e.into());
                         }
                     };
                     event = event.with("tokens_revoked", revoked);
                     tracing::info!(username = %target, revoked, "password changed, tokens revoked");
                 }
-                state.audit(request, event).await;
+                state.audit(&request_id, event).await;
                 tracing::info!(username = %target, by = %actor.username, "user updated");
-                return Ok(json(StatusCode::OK, &UserView::from(&next)));
+                return Ok(Json(UserView::from(&next)).into_response());
             }
             Err(StoreError::Conflict) => continue,
             Err(e) => return Err(e.into()),
@@ -217,15 +350,31 @@ pub(crate) async fn update(state: &AppState, request: &Request) -> Result<Respon
     Err(StoreError::Conflict.into())
 }
 
-pub(crate) async fn delete(state: &AppState, request: &Request) -> Result<Response, ApiError> {
-    let session = require_session(state, request).await?;
+#[utoipa::path(
+    delete, path = "/users/{username}", tag = "users", operation_id = "users-delete",
+    summary = "Delete a user (admins; yourself when registration is open)",
+    description = "Every token of the user stops working at once.",
+    security(("bearer" = [])),
+    params(UserPath),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not-found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`last-admin` or `edit-conflict`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn delete(
+    State(state): State<SharedState>,
+    request_id: RequestId,
+    session: Session,
+    UserPath { username: target }: UserPath,
+) -> Result<StatusCode, ApiError> {
     let actor = session.actor();
-    let target = target(request)?;
     permission::may_delete_user(&actor, &target, state.settings.registration)?;
 
     let mut deleted = false;
     for _ in 0..ATTEMPTS {
-        let current = stored_user(state, &target).await?;
+        let current = stored_user(&state, &target).await?;
         match state.store.delete_user(&current).await {
             Ok(()) => {
                 deleted = true;
@@ -252,6 +401,6 @@ pub(crate) async fn delete(state: &AppState, request: &Request) -> Result<Respon
             tracing::warn!(username = %target, error = %e, "could not delete the tokens of a deleted user");
         }
     }
-    state.audit(request, event).await;
-    Ok(no_content())
+    state.audit(&request_id, event).await;
+    Ok(StatusCode::NO_CONTENT)
 }

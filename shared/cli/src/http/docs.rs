@@ -13,9 +13,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
-use taskgate_api::ApiError;
-use taskgate_api::request::RequestId;
-use taskgate_api::routes::finish_headers;
+use taskgate_api::app::{finish_headers, problem};
+use taskgate_api::{ApiError, RequestId};
 use utoipa_swagger_ui::Config;
 
 pub(super) fn routes(router: Router) -> Router {
@@ -73,8 +72,8 @@ fn asset(file: &str, config: Arc<Config<'static>>) -> Response {
             }
             response
         }
-        Ok(None) => super::problem(ApiError::NotFound(format!("there is no file /docs/{file}"))),
-        Err(e) => super::problem(ApiError::Internal(format!("swagger ui: {e}"))),
+        Ok(None) => problem(ApiError::NotFound(format!("there is no file /docs/{file}"))),
+        Err(e) => problem(ApiError::Internal(format!("swagger ui: {e}"))),
     }
 }
 

@@ -1,0 +1,306 @@
+//! The application: one axum [`Router`] that every transport serves, the
+//! local server over TLS and each HTTP Lambda through `lambda_http`.
+//!
+//! [`api`] is the one list of endpoints: each line routes a handler and, via
+//! its `#[utoipa::path]` annotation, documents it, so the router and the
+//! OpenAPI document cannot drift apart. The deprecated `/user…` routes are
+//! rewritten to their `/users…` counterparts before routing ([`ALIASES`]), so
+//! they run the same handlers with the same rules.
+//!
+//! Every response carries `X-Request-Id`, `Cache-Control: no-store`
+//! (responses are per-user and may hold tokens) and `X-Content-Type-Options:
+//! nosniff`; every request gets one log line, without headers or body.
+
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, Method, Uri, header};
+use tracing::Instrument as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::extract::{RequestId, SharedState};
+use crate::handlers::{audit, auth, root, tasks, users};
+use crate::problem::ApiError;
+
+/// Every endpoint, with its documentation.
+pub fn api() -> OpenApiRouter<SharedState> {
+    OpenApiRouter::new()
+        .routes(routes!(root::hello))
+        .routes(routes!(auth::login, auth::logout))
+        .routes(routes!(users::create, users::list))
+        .routes(routes!(users::get, users::update, users::delete))
+        .routes(routes!(tasks::start, tasks::list))
+        .routes(routes!(tasks::get))
+        .routes(routes!(tasks::cancel))
+        .routes(routes!(tasks::events))
+        .routes(routes!(audit::list))
+}
+
+/// The application for `state`: the API with its fallbacks, request ids,
+/// logging and standard headers, behind the alias rewrite.
+pub fn app(state: SharedState) -> Router {
+    let (api, _) = api().split_for_parts();
+    let api = api
+        .fallback(|method: Method, uri: Uri| async move {
+            ApiError::NotFound(format!("there is no route {method} {}", uri.path()))
+        })
+        .method_not_allowed_fallback(|method: Method| async move {
+            ApiError::MethodNotAllowed { method }
+        })
+        .layer(axum::middleware::from_fn(request_context))
+        .with_state(state);
+    Router::new()
+        .fallback_service(api)
+        .layer(axum::middleware::from_fn(rewrite_aliases))
+}
+
+/// Gives the request its id (the transport's, e.g. Lambda's, or a fresh
+/// one), serves it in a span carrying that id and the route, logs the
+/// outcome and adds the headers every response carries.
+async fn request_context(mut request: Request, next: Next) -> Response {
+    let id = request
+        .extensions()
+        .get::<RequestId>()
+        .cloned()
+        .unwrap_or_else(RequestId::generate);
+    request.extensions_mut().insert(id.clone());
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "-".to_owned(), |path| path.as_str().to_owned());
+    let method = request.method().clone();
+    let span = tracing::info_span!("request", request_id = %id.0, route);
+    let started = Instant::now();
+    let mut response = id
+        .clone()
+        .scope(next.run(request))
+        .instrument(span.clone())
+        .await;
+    finish_headers(&mut response, &id.0);
+    span.in_scope(|| {
+        tracing::info!(
+            method = %method,
+            status = response.status().as_u16(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "request"
+        );
+    });
+    response
+}
+
+/// The headers every response carries, errors made outside a request's
+/// scope (the in-flight limit, [`problem`]) included.
+pub fn finish_headers<B>(response: &mut http::Response<B>, request_id: &str) {
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        headers.insert("x-request-id", value);
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+}
+
+/// The problem response for an error met before a request reached the
+/// application (refused by a transport's own limits), with a fresh id.
+pub fn problem(error: ApiError) -> Response {
+    let id = RequestId::generate();
+    let mut response = error.to_response(&id.0);
+    finish_headers(&mut response, &id.0);
+    response
+}
+
+/// A compatibility route: `method path` is served as `canonical`.
+#[derive(Clone, Debug)]
+pub struct Alias {
+    pub method: Method,
+    pub path: &'static str,
+    pub canonical_method: Method,
+    pub canonical_path: &'static str,
+}
+
+/// The compatibility routes of the contract: same handlers, same rules.
+pub static ALIASES: [Alias; 4] = [
+    alias(Method::POST, "/user", Method::POST, "/users"),
+    alias(
+        Method::GET,
+        "/user/{username}",
+        Method::GET,
+        "/users/{username}",
+    ),
+    alias(
+        Method::PUT,
+        "/user/{username}",
+        Method::PATCH,
+        "/users/{username}",
+    ),
+    alias(
+        Method::DELETE,
+        "/user/{username}",
+        Method::DELETE,
+        "/users/{username}",
+    ),
+];
+
+const fn alias(
+    method: Method,
+    path: &'static str,
+    canonical_method: Method,
+    canonical_path: &'static str,
+) -> Alias {
+    Alias {
+        method,
+        path,
+        canonical_method,
+        canonical_path,
+    }
+}
+
+/// The values of `template`'s `{parameters}` in `path`, if it matches.
+fn match_template<'p>(template: &str, path: &'p str) -> Option<Vec<&'p str>> {
+    let (mut want, mut got) = (template.split('/'), path.split('/'));
+    let mut values = Vec::new();
+    loop {
+        match (want.next(), got.next()) {
+            (None, None) => return Some(values),
+            (Some(w), Some(g)) if w.starts_with('{') && !g.is_empty() => values.push(g),
+            (Some(w), Some(g)) if w == g => {}
+            _ => return None,
+        }
+    }
+}
+
+/// `template` with its parameters filled in order.
+fn fill_template(template: &str, mut values: impl Iterator<Item = String>) -> String {
+    template
+        .split('/')
+        .map(|part| {
+            if part.starts_with('{') {
+                values.next().unwrap_or_default()
+            } else {
+                part.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Serves each [`ALIASES`] route as its canonical route; any other method on
+/// an alias path is 405 with the alias methods in `Allow`.
+async fn rewrite_aliases(mut request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    let mut allowed = Vec::new();
+    for alias in &ALIASES {
+        let Some(values) = match_template(alias.path, &path) else {
+            continue;
+        };
+        if alias.method != *request.method() {
+            allowed.push(alias.method.as_str());
+            continue;
+        }
+        let mut target = fill_template(alias.canonical_path, values.into_iter().map(str::to_owned));
+        if let Some(query) = request.uri().query() {
+            target = format!("{target}?{query}");
+        }
+        if let Ok(uri) = target.parse::<Uri>() {
+            *request.uri_mut() = uri;
+            *request.method_mut() = alias.canonical_method.clone();
+        }
+        return next.run(request).await;
+    }
+    if allowed.is_empty() {
+        return next.run(request).await;
+    }
+    let mut response = problem(ApiError::MethodNotAllowed {
+        method: request.method().clone(),
+    });
+    if let Ok(allow) = HeaderValue::from_str(&allowed.join(",")) {
+        response.headers_mut().insert(header::ALLOW, allow);
+    }
+    response.into_response()
+}
+
+/// The local server's body timeout: a body that has not fully arrived
+/// `timeout` after the request began is refused with 408 when a handler
+/// reads it, which frees the request's in-flight slot.
+pub fn limit_body_time(router: Router, timeout: Duration) -> Router {
+    router.layer(axum::middleware::map_request(move |request: Request| {
+        std::future::ready(request.map(|body| {
+            axum::body::Body::new(TimedBody {
+                body: tower_http::timeout::TimeoutBody::new(timeout, body),
+                seconds: timeout.as_secs(),
+            })
+        }))
+    }))
+}
+
+/// Raised by a body that stopped arriving ([`limit_body_time`]).
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within {seconds} s")]
+pub struct BodyTimedOut {
+    pub seconds: u64,
+}
+
+pin_project_lite::pin_project! {
+    /// A [`TimeoutBody`](tower_http::timeout::TimeoutBody) whose error says
+    /// how long it waited.
+    struct TimedBody {
+        #[pin]
+        body: tower_http::timeout::TimeoutBody<axum::body::Body>,
+        seconds: u64,
+    }
+}
+
+impl http_body::Body for TimedBody {
+    type Data = bytes::Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let seconds = *this.seconds;
+        this.body.poll_frame(cx).map_err(|e| {
+            if e.is::<tower_http::timeout::TimeoutError>() {
+                Box::new(BodyTimedOut { seconds }) as Self::Error
+            } else {
+                e
+            }
+        })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alias_templates_match_whole_segments() {
+        assert_eq!(match_template("/user", "/user"), Some(vec![]));
+        assert_eq!(
+            match_template("/user/{username}", "/user/alice"),
+            Some(vec!["alice"])
+        );
+        assert_eq!(match_template("/user/{username}", "/user/"), None);
+        assert_eq!(match_template("/user/{username}", "/user/a/b"), None);
+        assert_eq!(match_template("/user", "/users"), None);
+        assert_eq!(
+            fill_template("/users/{username}", ["alice".to_owned()].into_iter()),
+            "/users/alice"
+        );
+    }
+}
