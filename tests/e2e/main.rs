@@ -17,6 +17,7 @@ mod server;
 mod sfn;
 mod steps;
 mod store_contract;
+mod streaming;
 mod task_matrix;
 mod tasks;
 mod token_attacks;

@@ -138,6 +138,8 @@ pub struct TestApp {
     pub client: Client,
     base_url: String,
     server: Option<Server>,
+    /// Routes served beside the API (see [`TestApp::spawn_serving`]).
+    extra_routes: axum::Router,
     // Dropped last: the server's files live here.
     pub data_dir: TempDir,
 }
@@ -150,6 +152,16 @@ impl TestApp {
 
     /// A server whose configuration `configure` may change first.
     pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut ServeConfig)) -> Self {
+        Self::spawn_serving(backend, configure, axum::Router::new()).await
+    }
+
+    /// A server that also serves `extra_routes` (test-only routes) beside
+    /// the API, behind the same layers.
+    pub async fn spawn_serving(
+        backend: Backend,
+        configure: impl FnOnce(&mut ServeConfig),
+        extra_routes: axum::Router,
+    ) -> Self {
         init_logging();
         let data_dir = tempfile::tempdir().expect("a temporary directory");
         let store = match backend {
@@ -181,6 +193,7 @@ impl TestApp {
             client: Client::new(),
             base_url: String::new(),
             server: None,
+            extra_routes,
             data_dir,
         };
         app.start().await;
@@ -188,7 +201,7 @@ impl TestApp {
     }
 
     async fn start(&mut self) {
-        let server = taskgate::start(self.config.clone())
+        let server = taskgate::start_with_routes(self.config.clone(), self.extra_routes.clone())
             .await
             .expect("the test server starts");
         self.base_url = server.url();
