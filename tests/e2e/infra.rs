@@ -1,6 +1,8 @@
 //! The infrastructure agrees with the code: the SAM template declares exactly
-//! the routes of the route table, each on the function crate that serves its
-//! endpoint, and the tables the DynamoDB adapter expects.
+//! the routes of the router, each on the function deployed for it (the HTTP
+//! functions are generated from the routes, see
+//! [`the_http_functions_are_generated_from_the_routes`]), and the tables the
+//! DynamoDB adapter expects.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -31,7 +33,103 @@ fn resources_of_type<'a>(template: &'a Value, kind: &str) -> Vec<(&'a str, &'a V
         .collect()
 }
 
-/// (method, path, function binary) for every HttpApi event in the template.
+/// The program every HTTP function runs (`functions/http-api`).
+const HTTP_BINARY: &str = "http-api";
+
+/// `users-get` → `UsersGet`: a function's name as a CloudFormation logical id.
+fn logical_id(function: &str) -> String {
+    function
+        .split(['-', '/', '{', '}'])
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let mut chars = part.chars();
+            let first = chars.next().unwrap().to_ascii_uppercase();
+            std::iter::once(first).chain(chars).collect::<String>()
+        })
+        .collect()
+}
+
+/// The template's text between the generated-block markers, and where it is.
+const BEGIN: &str = "  # BEGIN GENERATED HTTP FUNCTIONS\n";
+const END: &str = "  # END GENERATED HTTP FUNCTIONS\n";
+
+/// The function and log group of every HTTP function, from the routes.
+fn generated_http_functions() -> String {
+    let routes = routes();
+    let mut text = String::new();
+    for function in functions() {
+        let id = logical_id(&function);
+        text.push_str(&format!(
+            "  {id}Function:
+    Type: AWS::Serverless::Function
+    Metadata:
+      BuildMethod: rust-cargolambda
+      BuildProperties:
+        Binary: {HTTP_BINARY}
+    Properties:
+      CodeUri: ../functions/{HTTP_BINARY}
+      LoggingConfig:
+        LogFormat: JSON
+        LogGroup: !Ref {id}Logs
+      Role: !GetAtt {id}Role.Arn
+      Events:
+"
+        ));
+        for route in routes.iter().filter(|r| r.function == function) {
+            let method = route.method.as_str();
+            let event = logical_id(&format!(
+                "{}-{}",
+                method.to_ascii_lowercase(),
+                if route.path == "/" { "root" } else { &route.path }
+            ));
+            text.push_str(&format!(
+                "        {event}:
+          Type: HttpApi
+          Properties:
+            ApiId: !Ref Api
+            Method: {method}
+            Path: {path}
+",
+                path = route.path
+            ));
+        }
+        text.push_str(&format!(
+            "
+  {id}Logs:
+    Type: AWS::Logs::LogGroup
+    Properties:
+      RetentionInDays: !Ref LogRetentionDays
+
+"
+        ));
+    }
+    text
+}
+
+/// Adding a route needs no hand-written function block: the HTTP functions
+/// of the template are generated from the routes. Run with
+/// `TASKGATE_UPDATE_TEMPLATE=1` to write them after changing the routes.
+#[test]
+fn the_http_functions_are_generated_from_the_routes() {
+    let path = repo().join("infra/template.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let start = text.find(BEGIN).expect("the template has the BEGIN marker") + BEGIN.len();
+    let end = text.find(END).expect("the template has the END marker");
+    let generated = generated_http_functions();
+    if std::env::var_os("TASKGATE_UPDATE_TEMPLATE").is_some() {
+        let updated = format!("{}{generated}{}", &text[..start], &text[end..]);
+        std::fs::write(&path, updated).unwrap();
+        return;
+    }
+    assert!(
+        text[start..end] == generated,
+        "infra/template.yaml's HTTP functions are not those of the routes; regenerate them with\n  \
+         TASKGATE_UPDATE_TEMPLATE=1 cargo test -p taskgate-e2e --test e2e infra::\n\
+         (and give a new function its role by hand)"
+    );
+}
+
+/// (method, path, function) for every HttpApi event in the template.
 fn template_routes(template: &Value) -> BTreeSet<(String, String, String)> {
     let mut routes = BTreeSet::new();
     for (name, function) in resources_of_type(template, "AWS::Serverless::Function") {
@@ -56,10 +154,11 @@ fn template_routes(template: &Value) -> BTreeSet<(String, String, String)> {
                 continue;
             }
             let properties = &event["Properties"];
+            assert_eq!(binary, HTTP_BINARY, "{name} serves HTTP with another program");
             routes.insert((
                 properties["Method"].as_str().unwrap().to_uppercase(),
                 properties["Path"].as_str().unwrap().to_owned(),
-                binary.to_owned(),
+                name.to_owned(),
             ));
         }
     }
@@ -67,57 +166,50 @@ fn template_routes(template: &Value) -> BTreeSet<(String, String, String)> {
 }
 
 #[test]
-fn the_template_declares_exactly_the_route_table() {
+fn the_template_declares_exactly_the_routes_of_the_router() {
     let declared = template_routes(&template());
     let expected: BTreeSet<(String, String, String)> = routes()
         .into_iter()
-        .map(|r| (r.method.to_string(), r.path, r.function))
+        .map(|r| {
+            let function = format!("{}Function", logical_id(&r.function));
+            (r.method.to_string(), r.path, function)
+        })
         .collect();
     let missing: Vec<_> = expected.difference(&declared).collect();
     let extra: Vec<_> = declared.difference(&expected).collect();
     assert!(
         missing.is_empty() && extra.is_empty(),
-        "missing from the template: {missing:?}\nnot in the route table: {extra:?}"
+        "missing from the template: {missing:?}\nnot routes of the router: {extra:?}"
     );
 }
 
 #[test]
-fn every_endpoint_has_a_function_crate_whose_main_serves_it() {
-    let mut crates: BTreeSet<String> = std::fs::read_dir(repo().join("functions"))
+fn the_function_crates_are_the_http_program_and_the_steps() {
+    let crates: BTreeSet<String> = std::fs::read_dir(repo().join("functions"))
         .unwrap()
         .map(|entry| entry.unwrap().file_name().into_string().unwrap())
         .collect();
-    for name in functions() {
-        let name = name.as_str();
-        assert!(crates.remove(name), "no functions/{name} for its routes");
-        let dir = repo().join("functions").join(name);
-        let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    let mut expected: BTreeSet<String> = taskgate_lambda::steps::STEP_FUNCTIONS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    expected.insert(HTTP_BINARY.to_owned());
+    assert_eq!(crates, expected);
+    for name in &crates {
+        let manifest =
+            std::fs::read_to_string(repo().join("functions").join(name).join("Cargo.toml"))
+                .unwrap();
         assert!(
             manifest.contains(&format!("name = \"{name}\"")),
             "functions/{name}/Cargo.toml names another package"
         );
-        let main = std::fs::read_to_string(dir.join("src/main.rs")).unwrap();
-        assert!(
-            main.contains("taskgate_lambda::run_http()"),
-            "functions/{name}/src/main.rs does not serve the application"
-        );
     }
-    for step in taskgate_lambda::steps::STEP_FUNCTIONS {
-        assert!(
-            crates.remove(*step),
-            "no functions/{step} for the state machine step"
-        );
-        let manifest =
-            std::fs::read_to_string(repo().join("functions").join(step).join("Cargo.toml"))
-                .unwrap();
-        assert!(
-            manifest.contains(&format!("name = \"{step}\"")),
-            "functions/{step}/Cargo.toml names another package"
-        );
-    }
+    let main =
+        std::fs::read_to_string(repo().join("functions").join(HTTP_BINARY).join("src/main.rs"))
+            .unwrap();
     assert!(
-        crates.is_empty(),
-        "function crates that are neither an endpoint nor a step: {crates:?}"
+        main.contains("taskgate_lambda::run_http()"),
+        "functions/{HTTP_BINARY}/src/main.rs does not serve the application"
     );
 }
 

@@ -184,7 +184,7 @@ async fn a_function_binary_cold_starts_once_and_serves_many_invocations() {
             .unwrap()
             .push_back((id.clone(), login_event(id)));
     }
-    let mut child = tokio::process::Command::new(function_binary("auth-login"))
+    let mut child = tokio::process::Command::new(function_binary("http-api"))
         .env_clear()
         .env("AWS_LAMBDA_RUNTIME_API", runtime_addr.to_string())
         .env("AWS_LAMBDA_FUNCTION_NAME", "auth-login")
