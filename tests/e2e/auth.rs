@@ -2,9 +2,13 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
 use taskgate_e2e::{
     ADMIN_PASSWORD, Backend, PASSWORD, TestApp, assert_problem, on_each_backend, status_and_json,
 };
+
+use taskgate_domain::clock::ManualClock;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -17,7 +21,33 @@ on_each_backend!(
     usernames_log_in_case_insensitively,
     logout_revokes_only_the_token_used,
     logout_needs_a_token,
+    a_token_stops_working_when_its_lifetime_has_passed,
 );
+
+/// With the server's clock under the test's control: a token works through
+/// its last second and is refused as expired after it, with no sleeping.
+async fn a_token_stops_working_when_its_lifetime_has_passed(backend: Backend) {
+    let clock = Arc::new(ManualClock::new(taskgate_domain::now()));
+    let app = TestApp::spawn_with(backend, |config| {
+        config.api.token_ttl = Duration::from_secs(120);
+        config.clock = clock.clone();
+    })
+    .await;
+    let token = app.admin_token().await;
+    clock.advance(Duration::from_secs(119));
+    assert_eq!(app.get("/", Some(&token)).await.status(), StatusCode::OK);
+    clock.advance(Duration::from_secs(2));
+    let problem = assert_problem(
+        app.get("/", Some(&token)).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    )
+    .await;
+    assert_eq!(problem["detail"], "the token has expired; log in again");
+    // A new login starts a new lifetime.
+    let fresh = app.admin_token().await;
+    assert_eq!(app.get("/", Some(&fresh)).await.status(), StatusCode::OK);
+}
 
 async fn root_says_hello_without_a_token(backend: Backend) {
     let app = TestApp::spawn(backend).await;

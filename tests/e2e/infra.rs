@@ -80,7 +80,11 @@ fn generated_http_functions() -> String {
             let event = logical_id(&format!(
                 "{}-{}",
                 method.to_ascii_lowercase(),
-                if route.path == "/" { "root" } else { &route.path }
+                if route.path == "/" {
+                    "root"
+                } else {
+                    &route.path
+                }
             ));
             text.push_str(&format!(
                 "        {event}:
@@ -154,7 +158,10 @@ fn template_routes(template: &Value) -> BTreeSet<(String, String, String)> {
                 continue;
             }
             let properties = &event["Properties"];
-            assert_eq!(binary, HTTP_BINARY, "{name} serves HTTP with another program");
+            assert_eq!(
+                binary, HTTP_BINARY,
+                "{name} serves HTTP with another program"
+            );
             routes.insert((
                 properties["Method"].as_str().unwrap().to_uppercase(),
                 properties["Path"].as_str().unwrap().to_owned(),
@@ -204,9 +211,13 @@ fn the_function_crates_are_the_http_program_and_the_steps() {
             "functions/{name}/Cargo.toml names another package"
         );
     }
-    let main =
-        std::fs::read_to_string(repo().join("functions").join(HTTP_BINARY).join("src/main.rs"))
-            .unwrap();
+    let main = std::fs::read_to_string(
+        repo()
+            .join("functions")
+            .join(HTTP_BINARY)
+            .join("src/main.rs"),
+    )
+    .unwrap();
     assert!(
         main.contains("taskgate_lambda::run_http()"),
         "functions/{HTTP_BINARY}/src/main.rs does not serve the application"

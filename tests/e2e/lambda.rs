@@ -76,7 +76,9 @@ async fn add_user(state: &AppState, name: &str, password: &str, level: Level) ->
 }
 
 async fn token_for(state: &AppState, user: &User) -> String {
-    let issued = state.keys.issue(user, std::time::Duration::from_secs(600));
+    let issued = state
+        .keys
+        .issue(user, std::time::Duration::from_secs(600), state.clock.now());
     state.store.insert_token(&issued.record).await.unwrap();
     issued.token.expose_secret().to_owned()
 }

@@ -1,9 +1,11 @@
 //! Brute-force protection on `POST /auth` and the security audit log.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use taskgate_domain::clock::{Clock, ManualClock, SystemClock};
 use taskgate_domain::security::LoginThrottle;
 use taskgate_e2e::{
     ADMIN_PASSWORD, Backend, PASSWORD, TestApp, assert_problem, on_each_backend, status_and_json,
@@ -21,6 +23,16 @@ on_each_backend!(
 
 /// A server whose logins lock after `free` failures, for `backoff` at first.
 async fn app_with_throttle(backend: Backend, free: u32, backoff: Duration) -> TestApp {
+    app_with_throttle_and_clock(backend, free, backoff, Arc::new(SystemClock)).await
+}
+
+/// The same, telling the time by `clock`.
+async fn app_with_throttle_and_clock(
+    backend: Backend,
+    free: u32,
+    backoff: Duration,
+    clock: Arc<dyn Clock>,
+) -> TestApp {
     TestApp::spawn_with(backend, |config| {
         config.api.login = LoginThrottle {
             free_failures: free,
@@ -28,6 +40,7 @@ async fn app_with_throttle(backend: Backend, free: u32, backoff: Duration) -> Te
             max_lock: Duration::from_secs(3600),
             ..LoginThrottle::default()
         };
+        config.clock = clock;
     })
     .await
 }
@@ -82,8 +95,11 @@ async fn repeated_failures_lock_a_username_whether_or_not_it_exists(backend: Bac
     app.login("admin", ADMIN_PASSWORD).await;
 }
 
+/// Time is the server's manual clock here: the test moves it on instead of
+/// sleeping through the locks.
 async fn a_lock_ends_and_grows_with_each_further_failure(backend: Backend) {
-    let app = app_with_throttle(backend, 2, Duration::from_secs(1)).await;
+    let clock = Arc::new(ManualClock::new(taskgate_domain::now()));
+    let app = app_with_throttle_and_clock(backend, 2, Duration::from_secs(1), clock.clone()).await;
     let admin = app.admin_token().await;
     app.create_user(&admin, "alice", "user").await;
     for _ in 0..2 {
@@ -91,13 +107,16 @@ async fn a_lock_ends_and_grows_with_each_further_failure(backend: Backend) {
     }
     let (first, _) = assert_locked(app.try_login("alice", PASSWORD).await).await;
     assert_eq!(first, 1);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Not yet: a lock holds until its end.
+    clock.advance(Duration::from_millis(900));
+    assert_locked(app.try_login("alice", PASSWORD).await).await;
+    clock.advance(Duration::from_millis(200));
     // The lock has ended; this failure locks for twice as long.
     let response = app.try_login("alice", "wrong password, third time").await;
     assert_problem(response, StatusCode::UNAUTHORIZED, "unauthenticated").await;
     let (second, _) = assert_locked(app.try_login("alice", PASSWORD).await).await;
     assert_eq!(second, 2);
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    clock.advance(Duration::from_millis(2100));
     app.login("alice", PASSWORD).await;
 }
 

@@ -280,7 +280,9 @@ async fn a_task_whose_execution_cannot_start_fails_at_once() {
     taskgate_domain::ports::UserStore::insert_user(store.as_ref(), &alice)
         .await
         .unwrap();
-    let issued = state.keys.issue(&alice, Duration::from_secs(60));
+    let issued = state
+        .keys
+        .issue(&alice, Duration::from_secs(60), state.clock.now());
     taskgate_domain::ports::TokenStore::insert_token(store.as_ref(), &issued.record)
         .await
         .unwrap();

@@ -69,7 +69,11 @@ async fn a_streamed_body_of_several_mib_comes_back_whole_in_chunks() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     // No Content-Length: the answer is streamed (chunked), not buffered.
-    assert!(response.content_length().is_none(), "{:?}", response.headers());
+    assert!(
+        response.content_length().is_none(),
+        "{:?}",
+        response.headers()
+    );
 
     let mut response = response;
     let (mut received, mut chunks, mut hash) = (0, 0, Sha256::new());
@@ -85,12 +89,8 @@ async fn a_streamed_body_of_several_mib_comes_back_whole_in_chunks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tls_server_upgrades_to_a_websocket_that_echoes() {
-    let app = TestApp::spawn_serving(
-        Backend::Embedded,
-        |config| config.tls = true,
-        test_routes(),
-    )
-    .await;
+    let app =
+        TestApp::spawn_serving(Backend::Embedded, |config| config.tls = true, test_routes()).await;
     let cert = std::fs::read(app.data_dir.path().join(taskgate::server::TLS_CERT_FILE)).unwrap();
     let mut roots = rustls::RootCertStore::empty();
     for der in CertificateDer::pem_slice_iter(&cert) {
@@ -118,10 +118,7 @@ async fn the_tls_server_upgrades_to_a_websocket_that_echoes() {
     assert_eq!(answer.status(), StatusCode::SWITCHING_PROTOCOLS);
 
     for text in ["hello", "ünïcödé", ""] {
-        socket
-            .send(tungstenite::Message::text(text))
-            .await
-            .unwrap();
+        socket.send(tungstenite::Message::text(text)).await.unwrap();
         let echoed = socket.next().await.unwrap().unwrap();
         assert_eq!(echoed, tungstenite::Message::text(text));
     }

@@ -185,6 +185,7 @@ impl TestApp {
                 ..Settings::default()
             },
             js_worker: js_worker(),
+            clock: std::sync::Arc::new(taskgate_domain::clock::SystemClock),
         };
         configure(&mut config);
         let mut app = Self {

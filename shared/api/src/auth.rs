@@ -59,7 +59,8 @@ pub async fn session(state: &AppState, headers: &HeaderMap) -> Result<Option<Ses
     let Some(token) = bearer_token(headers)? else {
         return Ok(None);
     };
-    let claims = state.keys.verify(token).map_err(|e| match e {
+    let now = state.clock.now();
+    let claims = state.keys.verify(token, now).map_err(|e| match e {
         TokenError::Expired => unauthenticated("the token has expired; log in again"),
         TokenError::Invalid => unauthenticated("the token is not valid"),
     })?;
@@ -70,7 +71,7 @@ pub async fn session(state: &AppState, headers: &HeaderMap) -> Result<Option<Ses
     let record = record
         .filter(|r| r.user_id == claims.user_id && r.username == claims.username)
         .ok_or_else(|| unauthenticated("the token has been revoked; log in again"))?;
-    if record.is_expired(taskgate_domain::now()) {
+    if record.is_expired(now) {
         return Err(unauthenticated("the token has expired; log in again"));
     }
     let user = user

@@ -17,8 +17,9 @@
 //! - [`openapi`]: the OpenAPI document, derived from the router and types.
 //! - [`routes`]: method, path and Lambda function of every route, derived
 //!   from the document.
-//! - [`state`]: `AppState` (stores, keys, hasher, settings), built once per
-//!   process or cold start, and `Settings` read from the environment.
+//! - [`state`]: `AppState` (stores, clock, keys, hasher, settings), built
+//!   once per process or cold start.
+//! - [`settings`]: `Settings` read from `TASKGATE_*` variables by clap.
 //! - `handlers`: one module per resource, one annotated function per endpoint.
 //! - [`memory`]: keeps glibc from hoarding the memory of password hashes.
 // The one exception is `memory`, which sets a glibc allocator tunable.
@@ -34,6 +35,7 @@ pub mod problem;
 pub mod request;
 pub mod response;
 pub mod routes;
+pub mod settings;
 pub mod state;
 
 pub use app::app;

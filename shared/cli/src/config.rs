@@ -1,15 +1,18 @@
 //! Settings of `taskgate serve`, from the environment (see README,
-//! "Configuration"). Every value is checked at start-up, and a bad one stops
-//! the server with a message naming the variable.
+//! "Configuration"), read by clap like the shared settings
+//! ([`taskgate_api::settings`]). Every value is checked at start-up, and a
+//! bad one stops the server with a message naming the variable.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use clap::Args;
 use secrecy::SecretString;
-use taskgate_api::Settings;
-use taskgate_api::state::{ConfigError, number};
+use taskgate_api::settings::{ConfigError, NotOneOf, Settings, SettingsArgs, from_lookup, whole};
 use taskgate_aws::TableNames;
+use taskgate_domain::clock::{Clock, SystemClock};
 use taskgate_domain::user::Username;
 use taskgate_js::WorkerCommand;
 
@@ -60,6 +63,82 @@ pub struct ServeConfig {
     pub api: Settings,
     /// How to start a JavaScript worker: this binary with `js-worker`.
     pub js_worker: WorkerCommand,
+    /// Where "now" comes from: the system clock (tests pass a manual one).
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The variables of `serve` (beside the shared [`SettingsArgs`]), read by
+/// clap: each one's name, form and bounds in one place.
+#[derive(Args, Clone, Debug)]
+struct ServeArgs {
+    /// Listen address.
+    #[arg(long, env = "TASKGATE_ADDR", value_parser = address)]
+    addr: Option<SocketAddr>,
+    /// `on`: HTTPS with the data directory's certificate; `off`: plain HTTP.
+    #[arg(long, env = "TASKGATE_TLS", value_parser = on_off)]
+    tls: Option<bool>,
+    /// Database, JWT signing key, TLS certificate and key.
+    #[arg(long, env = "TASKGATE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// `embedded`, `memory` or `dynamodb`.
+    #[arg(long, env = "TASKGATE_STORE", value_parser = store_kind)]
+    store: Option<StoreKind>,
+    /// With `dynamodb`: DynamoDB Local's URL; unset means AWS itself.
+    #[arg(long, env = "TASKGATE_DYNAMODB_ENDPOINT")]
+    dynamodb_endpoint: Option<String>,
+    /// The first admin, created when no admin exists.
+    #[arg(long, env = "TASKGATE_ADMIN_USERNAME", value_parser = username)]
+    admin_username: Option<Username>,
+    /// That admin's password; generated and printed once when unset.
+    #[arg(long, env = "TASKGATE_ADMIN_PASSWORD", hide_env_values = true)]
+    admin_password: Option<String>,
+    /// Requests handled at once.
+    #[arg(long, env = "TASKGATE_MAX_REQUESTS_IN_FLIGHT", value_parser = whole(1, 65_536))]
+    max_requests_in_flight: Option<u64>,
+    /// Seconds a request body may take to arrive.
+    #[arg(long, env = "TASKGATE_BODY_TIMEOUT_SECONDS", value_parser = whole(1, 3600))]
+    body_timeout_seconds: Option<u64>,
+    #[command(flatten)]
+    api: SettingsArgs,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum StoreKind {
+    Embedded,
+    Memory,
+    DynamoDb,
+}
+
+fn address(raw: &str) -> Result<SocketAddr, String> {
+    raw.parse()
+        .map_err(|_| format!("must be an address like 127.0.0.1:8443, not {raw:?}"))
+}
+
+fn on_off(raw: &str) -> Result<bool, NotOneOf> {
+    match raw {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(NotOneOf {
+            expected: "\"on\" or \"off\"",
+            raw: raw.to_owned(),
+        }),
+    }
+}
+
+fn store_kind(raw: &str) -> Result<StoreKind, NotOneOf> {
+    match raw {
+        "embedded" => Ok(StoreKind::Embedded),
+        "memory" => Ok(StoreKind::Memory),
+        "dynamodb" => Ok(StoreKind::DynamoDb),
+        _ => Err(NotOneOf {
+            expected: "\"embedded\", \"memory\" or \"dynamodb\"",
+            raw: raw.to_owned(),
+        }),
+    }
+}
+
+fn username(raw: &str) -> Result<Username, String> {
+    Username::parse(raw).map_err(|e| e.to_string())
 }
 
 impl ServeConfig {
@@ -68,71 +147,41 @@ impl ServeConfig {
     }
 
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let addr = match lookup("TASKGATE_ADDR") {
-            None => SocketAddr::from(([127, 0, 0, 1], 8443)),
-            Some(raw) => raw.parse().map_err(|_| ConfigError {
-                name: "TASKGATE_ADDR",
-                message: format!("must be an address like 127.0.0.1:8443, not {raw:?}"),
-            })?,
-        };
-        let tls = match lookup("TASKGATE_TLS").as_deref() {
-            None | Some("on") => true,
-            Some("off") => false,
-            Some(other) => {
-                return Err(ConfigError {
-                    name: "TASKGATE_TLS",
-                    message: format!("must be \"on\" or \"off\", not {other:?}"),
-                });
-            }
-        };
-        let data_dir = lookup("TASKGATE_DATA_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(".taskgate"));
-        let endpoint = lookup("TASKGATE_DYNAMODB_ENDPOINT").filter(|e| !e.is_empty());
-        let store = match lookup("TASKGATE_STORE").as_deref() {
-            None | Some("embedded") => StoreConfig::Embedded,
-            Some("memory") => StoreConfig::Memory,
-            Some("dynamodb") => StoreConfig::DynamoDb {
-                endpoint,
+        let args: ServeArgs = from_lookup(&lookup)?;
+        let store = match args.store.unwrap_or(StoreKind::Embedded) {
+            StoreKind::Embedded => StoreConfig::Embedded,
+            StoreKind::Memory => StoreConfig::Memory,
+            StoreKind::DynamoDb => StoreConfig::DynamoDb {
+                endpoint: args.dynamodb_endpoint.filter(|e| !e.is_empty()),
                 tables: TableNames::from_lookup(&lookup),
             },
-            Some(other) => {
-                return Err(ConfigError {
-                    name: "TASKGATE_STORE",
-                    message: format!(
-                        "must be \"embedded\", \"memory\" or \"dynamodb\", not {other:?}"
-                    ),
-                });
-            }
         };
-        let admin_username = match lookup("TASKGATE_ADMIN_USERNAME") {
-            None => Username::parse("admin").expect("\"admin\" is a valid username"),
-            Some(raw) => Username::parse(&raw).map_err(|e| ConfigError {
-                name: "TASKGATE_ADMIN_USERNAME",
-                message: e.to_string(),
-            })?,
-        };
-        let admin_password = lookup("TASKGATE_ADMIN_PASSWORD").map(SecretString::from);
-        let js_worker = WorkerCommand::current_exe(&["js-worker"]).map_err(|e| ConfigError {
-            name: "the taskgate binary",
-            message: format!("cannot find its own path to start script workers: {e}"),
+        let js_worker = WorkerCommand::current_exe(&["js-worker"]).map_err(|e| {
+            ConfigError::new(
+                "the taskgate binary",
+                format!("cannot find its own path to start script workers: {e}"),
+            )
         })?;
-        let max_requests_in_flight =
-            number(&lookup, "TASKGATE_MAX_REQUESTS_IN_FLIGHT", 1..=65_536)?
-                .map_or(DEFAULT_MAX_REQUESTS_IN_FLIGHT, |n| n as usize);
-        let body_timeout = number(&lookup, "TASKGATE_BODY_TIMEOUT_SECONDS", 1..=3600)?
-            .map_or(DEFAULT_BODY_TIMEOUT, Duration::from_secs);
         Ok(Self {
-            addr,
-            tls,
-            data_dir,
+            addr: args
+                .addr
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8443))),
+            tls: args.tls.unwrap_or(true),
+            data_dir: args.data_dir.unwrap_or_else(|| PathBuf::from(".taskgate")),
             store,
-            admin_username,
-            admin_password,
-            max_requests_in_flight,
-            body_timeout,
-            api: Settings::from_lookup(lookup)?,
+            admin_username: args.admin_username.unwrap_or_else(|| {
+                Username::parse("admin").expect("\"admin\" is a valid username")
+            }),
+            admin_password: args.admin_password.map(SecretString::from),
+            max_requests_in_flight: args
+                .max_requests_in_flight
+                .map_or(DEFAULT_MAX_REQUESTS_IN_FLIGHT, |n| n as usize),
+            body_timeout: args
+                .body_timeout_seconds
+                .map_or(DEFAULT_BODY_TIMEOUT, Duration::from_secs),
+            api: Settings::from_args(args.api)?,
             js_worker,
+            clock: Arc::new(SystemClock),
         })
     }
 }

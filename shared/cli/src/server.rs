@@ -13,7 +13,7 @@ use base64::engine::general_purpose::STANDARD;
 use secrecy::SecretSlice;
 use taskgate_api::AppState;
 use taskgate_domain::recorder::Recorder;
-use taskgate_embedded::engine::{LocalEngine, SystemClock};
+use taskgate_embedded::engine::LocalEngine;
 use taskgate_js::ProcessRunner;
 use tokio::task::JoinHandle;
 
@@ -139,12 +139,14 @@ pub async fn start_with_routes(config: ServeConfig, extra: axum::Router) -> anyh
         config.api.max_concurrent_scripts,
     );
     let engine = LocalEngine::new(
-        Recorder::new(store.clone()),
+        Recorder::with_clock(store.clone(), config.clock.clone()),
         Arc::new(runner),
-        Arc::new(SystemClock),
+        config.clock.clone(),
     );
     let state = Arc::new(
-        AppState::new(store, &secret, config.api.clone())?.with_workflow(Arc::new(engine.clone())),
+        AppState::new(store, &secret, config.api.clone())?
+            .with_clock(config.clock.clone())
+            .with_workflow(Arc::new(engine.clone())),
     );
     let first_admin = ensure_first_admin(
         &state,

@@ -9,6 +9,8 @@
 //! - [`user`]: `Username`, `Level`, `Email`, `Profile`, `UserId` and the `User` record.
 //!   Every newtype has a `parse` that returns `Result`, so an invalid value
 //!   cannot exist past the edge.
+//! - [`clock`]: where "now" comes from, injected wherever a rule depends on
+//!   it, so tests control time instead of sleeping.
 //! - [`password`]: the password policy (NIST SP 800-63B: length, not
 //!   composition) and argon2id hashing with OWASP's parameters.
 //! - [`token`]: JWT issuing and verification (HS256 only) and the stored
@@ -25,6 +27,7 @@
 //!   log, the workflow engine and the JavaScript runner.
 #![forbid(unsafe_code)]
 
+pub mod clock;
 pub mod password;
 pub mod permission;
 pub mod ports;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::clock::{Clock, SystemClock};
 use crate::ports::{StoreError, StoreResult, TaskLog};
 use crate::task::{EventData, Task, TaskError, TaskEvent, TaskId, TaskSpec, fold};
 use crate::user::{User, Username};
@@ -41,6 +42,7 @@ impl Recorded {
 #[derive(Clone)]
 pub struct Recorder {
     log: Arc<dyn TaskLog>,
+    clock: Arc<dyn Clock>,
 }
 
 fn broken(e: impl std::fmt::Display) -> StoreError {
@@ -48,8 +50,19 @@ fn broken(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl Recorder {
+    /// A recorder that timestamps events by the system clock.
     pub fn new(log: Arc<dyn TaskLog>) -> Self {
-        Self { log }
+        Self::with_clock(log, Arc::new(SystemClock))
+    }
+
+    /// A recorder that timestamps events (and computes due times) by `clock`.
+    pub fn with_clock(log: Arc<dyn TaskLog>, clock: Arc<dyn Clock>) -> Self {
+        Self { log, clock }
+    }
+
+    /// The clock events are timestamped by.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     pub fn log(&self) -> &Arc<dyn TaskLog> {
@@ -58,7 +71,7 @@ impl Recorder {
 
     /// Records a new task: its `created` event, seq 1.
     pub async fn create(&self, spec: &TaskSpec, owner: &User) -> StoreResult<(Task, TaskEvent)> {
-        let at = crate::now();
+        let at = self.clock.now();
         let (seconds, code, due_at) = match spec {
             TaskSpec::Delay { seconds } => (
                 Some(*seconds),
@@ -112,7 +125,7 @@ impl Recorder {
                 return Ok(Recorded::Unchanged(task));
             };
             let last = events.last().expect("a loaded task has events");
-            let event = last.next(crate::now().max(last.at), actor.cloned(), data);
+            let event = last.next(self.clock.now().max(last.at), actor.cloned(), data);
             match self.log.append_event(&event).await {
                 Ok(()) => {
                     let mut events = events;

@@ -125,7 +125,9 @@ impl TokenKeys {
         validation.set_required_spec_claims(&["exp", "iat", "sub", "iss", "jti"]);
         validation.set_issuer(&[Self::ISSUER]);
         validation.leeway = 0;
-        validation.validate_exp = true;
+        // Expiry is checked against the injected clock (`decode`), not the
+        // library's reading of the system time.
+        validation.validate_exp = false;
         // Device tokens differ by issuer, so neither kind passes for the other.
         let mut device_validation = validation.clone();
         device_validation.set_issuer(&[Self::DEVICE_ISSUER]);
@@ -137,9 +139,9 @@ impl TokenKeys {
         })
     }
 
-    /// Issues a token for `user` valid for `ttl` from now.
-    pub fn issue(&self, user: &User, ttl: Duration) -> IssuedToken {
-        let issued_at = crate::now().replace_millisecond(0).expect("0 ms is valid");
+    /// Issues a token for `user` valid for `ttl` from `now`.
+    pub fn issue(&self, user: &User, ttl: Duration, now: OffsetDateTime) -> IssuedToken {
+        let issued_at = now.replace_millisecond(0).expect("0 ms is valid");
         let expires_at = issued_at + ttl;
         let record = TokenRecord {
             jti: TokenId::new(),
@@ -164,8 +166,13 @@ impl TokenKeys {
 
     /// Issues a device token: proof, shown at later logins, that this client
     /// once logged in as `user` (docs/adr/0008). It grants nothing else.
-    pub fn issue_device(&self, user: &User, ttl: Duration) -> (SecretString, TokenId) {
-        let issued_at = crate::now().replace_millisecond(0).expect("0 ms is valid");
+    pub fn issue_device(
+        &self,
+        user: &User,
+        ttl: Duration,
+        now: OffsetDateTime,
+    ) -> (SecretString, TokenId) {
+        let issued_at = now.replace_millisecond(0).expect("0 ms is valid");
         let device = TokenId::new();
         let claims = Claims {
             iss: Self::DEVICE_ISSUER.to_owned(),
@@ -179,8 +186,12 @@ impl TokenKeys {
     }
 
     /// Checks a device token like [`Self::verify`] checks a bearer token.
-    pub fn verify_device(&self, token: &str) -> Result<VerifiedClaims, TokenError> {
-        self.decode(token, &self.device_validation)
+    pub fn verify_device(
+        &self,
+        token: &str,
+        now: OffsetDateTime,
+    ) -> Result<VerifiedClaims, TokenError> {
+        self.decode(token, &self.device_validation, now)
     }
 
     /// Signs arbitrary claims. Only `issue` should need this outside tests.
@@ -189,12 +200,18 @@ impl TokenKeys {
             .expect("HMAC signing of serialisable claims cannot fail")
     }
 
-    /// Checks signature, algorithm, issuer and expiry, and returns the claims.
-    pub fn verify(&self, token: &str) -> Result<VerifiedClaims, TokenError> {
-        self.decode(token, &self.validation)
+    /// Checks signature, algorithm, issuer and expiry (at `now`), and
+    /// returns the claims.
+    pub fn verify(&self, token: &str, now: OffsetDateTime) -> Result<VerifiedClaims, TokenError> {
+        self.decode(token, &self.validation, now)
     }
 
-    fn decode(&self, token: &str, validation: &Validation) -> Result<VerifiedClaims, TokenError> {
+    fn decode(
+        &self,
+        token: &str,
+        validation: &Validation,
+        now: OffsetDateTime,
+    ) -> Result<VerifiedClaims, TokenError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, validation).map_err(
             |e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
@@ -202,6 +219,10 @@ impl TokenKeys {
             },
         )?;
         let claims = data.claims;
+        // Valid through its `exp` second, as with no leeway in jsonwebtoken.
+        if claims.exp < now.unix_timestamp() {
+            return Err(TokenError::Expired);
+        }
         Ok(VerifiedClaims {
             username: Username::parse(&claims.sub).map_err(|_| TokenError::Invalid)?,
             user_id: UserId::parse(&claims.uid).map_err(|_| TokenError::Invalid)?,
@@ -245,16 +266,18 @@ mod tests {
     #[test]
     fn device_tokens_and_bearer_tokens_never_pass_for_each_other() {
         let keys = keys(&[7; 32]);
-        let (device, id) = keys.issue_device(&user(), Duration::from_secs(60));
-        let claims = keys.verify_device(device.expose_secret()).unwrap();
+        let (device, id) = keys.issue_device(&user(), Duration::from_secs(60), crate::now());
+        let claims = keys
+            .verify_device(device.expose_secret(), crate::now())
+            .unwrap();
         assert_eq!((claims.jti, claims.username), (id, user().username));
         assert_eq!(
-            keys.verify(device.expose_secret()),
+            keys.verify(device.expose_secret(), crate::now()),
             Err(TokenError::Invalid)
         );
-        let bearer = keys.issue(&user(), Duration::from_secs(60));
+        let bearer = keys.issue(&user(), Duration::from_secs(60), crate::now());
         assert_eq!(
-            keys.verify_device(bearer.token.expose_secret()),
+            keys.verify_device(bearer.token.expose_secret(), crate::now()),
             Err(TokenError::Invalid)
         );
     }
@@ -262,8 +285,10 @@ mod tests {
     #[test]
     fn an_issued_token_verifies_and_names_its_record() {
         let keys = keys(&[7; 32]);
-        let issued = keys.issue(&user(), Duration::from_secs(60));
-        let claims = keys.verify(issued.token.expose_secret()).unwrap();
+        let issued = keys.issue(&user(), Duration::from_secs(60), crate::now());
+        let claims = keys
+            .verify(issued.token.expose_secret(), crate::now())
+            .unwrap();
         assert_eq!(claims.jti, issued.record.jti);
         assert_eq!(claims.user_id, issued.record.user_id);
         assert_eq!(claims.username.as_str(), "alice");
@@ -271,9 +296,9 @@ mod tests {
 
     #[test]
     fn a_token_signed_with_another_key_is_invalid() {
-        let issued = keys(&[7; 32]).issue(&user(), Duration::from_secs(60));
+        let issued = keys(&[7; 32]).issue(&user(), Duration::from_secs(60), crate::now());
         assert_eq!(
-            keys(&[8; 32]).verify(issued.token.expose_secret()),
+            keys(&[8; 32]).verify(issued.token.expose_secret(), crate::now()),
             Err(TokenError::Invalid)
         );
     }
@@ -295,6 +320,25 @@ mod tests {
             iat: now - 120,
             exp: now - 60,
         });
-        assert_eq!(keys.verify(&token), Err(TokenError::Expired));
+        assert_eq!(
+            keys.verify(&token, OffsetDateTime::now_utc()),
+            Err(TokenError::Expired)
+        );
+    }
+
+    /// Expiry follows the clock the caller passes: valid through the second
+    /// it expires in, expired from the next.
+    #[test]
+    fn a_token_expires_when_the_given_clock_passes_its_lifetime() {
+        let keys = keys(&[7; 32]);
+        let issued_at = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let issued = keys.issue(&user(), Duration::from_secs(60), issued_at);
+        let token = issued.token.expose_secret();
+        let at = |seconds: u64| issued_at + Duration::from_secs(seconds);
+        assert!(keys.verify(token, at(0)).is_ok());
+        assert!(keys.verify(token, at(60)).is_ok());
+        assert_eq!(keys.verify(token, at(61)), Err(TokenError::Expired));
+        assert!(issued.record.is_expired(at(61)));
+        assert!(!issued.record.is_expired(at(59)));
     }
 }

@@ -22,68 +22,11 @@ use async_trait::async_trait;
 use taskgate_domain::ports::{JsRunner, StoreResult, Workflow, WorkflowError};
 use taskgate_domain::recorder::{Recorded, Recorder};
 use taskgate_domain::task::{Task, TaskError, TaskId, TaskKind, fold};
-use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Time, as the engine sees it. The system clock in production; a manual one
-/// in tests, so a day-long delay can be tested without waiting a day.
-#[async_trait]
-pub trait Clock: Send + Sync {
-    fn now(&self) -> OffsetDateTime;
-    /// Returns once `now() >= at`.
-    async fn sleep_until(&self, at: OffsetDateTime);
-}
-
-pub struct SystemClock;
-
-#[async_trait]
-impl Clock for SystemClock {
-    fn now(&self) -> OffsetDateTime {
-        taskgate_domain::now()
-    }
-
-    async fn sleep_until(&self, at: OffsetDateTime) {
-        loop {
-            let remaining = at - self.now();
-            if remaining <= time::Duration::ZERO {
-                return;
-            }
-            // Re-check at least every minute, so a changed wall clock is noticed.
-            let step = remaining.unsigned_abs().min(Duration::from_secs(60));
-            tokio::time::sleep(step).await;
-        }
-    }
-}
-
-/// A clock that only moves when told to.
-pub struct ManualClock {
-    now: tokio::sync::watch::Sender<OffsetDateTime>,
-}
-
-impl ManualClock {
-    pub fn new(start: OffsetDateTime) -> Self {
-        Self {
-            now: tokio::sync::watch::Sender::new(start),
-        }
-    }
-
-    pub fn advance(&self, by: Duration) {
-        self.now.send_modify(|now| *now += by);
-    }
-}
-
-#[async_trait]
-impl Clock for ManualClock {
-    fn now(&self) -> OffsetDateTime {
-        *self.now.borrow()
-    }
-
-    async fn sleep_until(&self, at: OffsetDateTime) {
-        let mut now = self.now.subscribe();
-        let _ = now.wait_for(|now| *now >= at).await;
-    }
-}
+// The engine waits on the same injected clock as the rest of the system.
+pub use taskgate_domain::clock::{Clock, ManualClock, SystemClock};
 
 /// What [`LocalEngine::recover`] did.
 #[derive(Debug, Default, PartialEq, Eq)]

@@ -91,7 +91,7 @@ fn bad_credentials() -> ApiError {
 /// Whose failures this attempt counts against.
 fn login_key(state: &AppState, username: &Username, device_token: Option<&str>) -> LoginKey {
     device_token
-        .and_then(|token| state.keys.verify_device(token).ok())
+        .and_then(|token| state.keys.verify_device(token, state.clock.now()).ok())
         .filter(|claims| claims.username == *username)
         .map_or_else(
             || LoginKey::Username(username.clone()),
@@ -114,7 +114,7 @@ async fn count_attempt(
     let key = key.as_key();
     for _ in 0..COUNT_ATTEMPTS {
         let stored = state.store.login_attempts(&key).await?;
-        let now = taskgate_domain::now();
+        let now = state.clock.now();
         match state.settings.login.admit(stored.clone(), now) {
             Admission::Locked { until } => return Ok(Err(until)),
             Admission::Allowed { next } => {
@@ -131,7 +131,7 @@ async fn count_attempt(
         }
     }
     // Lost the race every time: many attempts at once on one key.
-    Ok(Err(taskgate_domain::now() + Duration::from_secs(1)))
+    Ok(Err(state.clock.now() + Duration::from_secs(1)))
 }
 
 #[utoipa::path(
@@ -183,7 +183,7 @@ pub(crate) async fn login(
     let attempts = match count_attempt(&state, &key).await? {
         Ok(attempts) => attempts,
         Err(until) => {
-            let wait = (until - taskgate_domain::now()).as_seconds_f64().ceil();
+            let wait = (until - state.clock.now()).as_seconds_f64().ceil();
             let retry_after = (wait as u64).max(1);
             let event = SecurityEvent::new(SecurityKind::LoginLocked, None, username.as_str())
                 .with("via", via(&key))
@@ -210,9 +210,10 @@ pub(crate) async fn login(
     };
     state.store.clear_login_attempts(&key.as_key()).await?;
 
-    let issued = state.keys.issue(&user, state.settings.token_ttl);
+    let now = state.clock.now();
+    let issued = state.keys.issue(&user, state.settings.token_ttl, now);
     state.store.insert_token(&issued.record).await?;
-    let (device_token, device) = state.keys.issue_device(&user, DEVICE_TOKEN_TTL);
+    let (device_token, device) = state.keys.issue_device(&user, DEVICE_TOKEN_TTL, now);
     let event = SecurityEvent::new(SecurityKind::LoginSucceeded, None, user.username.as_str())
         .with("via", via(&key))
         .with("jti", issued.record.jti.to_string())

@@ -153,7 +153,7 @@ pub(crate) async fn start(
     Ok(Created {
         status: StatusCode::ACCEPTED,
         location: format!("/tasks/{}", task.id),
-        body: TaskView::of(&task),
+        body: TaskView::at(&task, state.clock.now()),
     }
     .into_response())
 }
@@ -270,7 +270,10 @@ pub(crate) async fn list(
         }
     }
     Ok(Json(Page {
-        items: tasks.iter().map(TaskView::of).collect(),
+        items: tasks
+            .iter()
+            .map(|task| TaskView::at(task, state.clock.now()))
+            .collect(),
         next: next.map(next_cursor),
     })
     .into_response())
@@ -294,7 +297,7 @@ pub(crate) async fn get(
     TaskPath { id }: TaskPath,
 ) -> Result<Response, ApiError> {
     let (task, _) = visible_task(&state, &id, &session.actor()).await?;
-    Ok(Json(TaskView::of(&task)).into_response())
+    Ok(Json(TaskView::at(&task, state.clock.now())).into_response())
 }
 
 #[utoipa::path(
@@ -324,7 +327,7 @@ pub(crate) async fn cancel(
                 tracing::warn!(task = %task.id, error = %e, "could not stop a cancelled task's run");
             }
             tracing::info!(task = %task.id, by = %actor.username, "task cancelled");
-            Ok(Json(TaskView::of(&task)).into_response())
+            Ok(Json(TaskView::at(&task, state.clock.now())).into_response())
         }
         Recorded::Unchanged(task) => Err(ApiError::Conflict {
             kind: "task-finished",
