@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 use taskgate_domain::permission::Denied;
-use taskgate_domain::ports::StoreError;
+use taskgate_domain::ports::{Cause, Chain, StoreError};
 use utoipa::ToSchema;
 
 use crate::extract::RequestId;
@@ -61,19 +61,25 @@ pub enum ApiError {
     /// after `retry_after` seconds.
     #[error("too many failed logins; try again in {retry_after} s")]
     LoginLocked { retry_after: u64 },
-    /// 503: a dependency (the store) is down or throttling. The cause is logged.
-    #[error("service unavailable: {0}")]
-    Unavailable(String),
+    /// 503: a dependency (the store) is down or throttling. The cause is
+    /// logged, never sent.
+    #[error("a service Taskgate depends on is unavailable")]
+    Unavailable(#[source] Cause),
     /// 503: the local server is already handling `limit` requests
     /// (`TASKGATE_MAX_REQUESTS_IN_FLIGHT`); this one was refused unread.
     #[error("the server is handling {limit} requests already; try again shortly")]
     Busy { limit: usize },
-    /// 500: a bug or an unexpected reply. The cause is logged.
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// 500: a bug or an unexpected reply. The cause is logged, never sent.
+    #[error("internal error")]
+    Internal(#[source] Cause),
 }
 
 impl ApiError {
+    /// A 500 caused by `cause` (a message or an error, kept as the source).
+    pub fn internal(cause: impl Into<Cause>) -> Self {
+        Self::Internal(cause.into())
+    }
+
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Invalid(vec![FieldError {
             field: field.into(),
@@ -164,7 +170,7 @@ impl ApiError {
             // Load shedding is the server working as configured, not a fault.
             Self::Busy { .. } => tracing::warn!(request_id, error = %self, "request refused"),
             _ if status.is_server_error() => {
-                tracing::error!(request_id, error = %self, "request failed");
+                tracing::error!(request_id, error = %Chain(self), "request failed");
             }
             _ => {}
         }
@@ -242,7 +248,7 @@ impl From<StoreError> for ApiError {
     /// specific to them (`AlreadyExists` on create is `username-taken`) first.
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(cause) => Self::Unavailable(cause),
+            StoreError::Unavailable(_) => Self::Unavailable(Box::new(e)),
             StoreError::LastAdmin => Self::Conflict {
                 kind: "last-admin",
                 detail: "this is the last admin account; it cannot be deleted or demoted".into(),
@@ -252,7 +258,7 @@ impl From<StoreError> for ApiError {
                 detail: "the item was changed by another request at the same time; try again"
                     .into(),
             },
-            StoreError::AlreadyExists | StoreError::Other(_) => Self::Internal(e.to_string()),
+            StoreError::AlreadyExists | StoreError::Other(_) => Self::Internal(Box::new(e)),
         }
     }
 }

@@ -64,7 +64,7 @@ impl HashPool {
         let hasher = Arc::clone(&self.hasher);
         tokio::task::spawn_blocking(move || work(&hasher))
             .await
-            .map_err(|e| ApiError::Internal(format!("hashing task failed: {e}")))
+            .map_err(|e| ApiError::internal(format!("hashing task failed: {e}")))
     }
 }
 
@@ -127,7 +127,7 @@ impl AppState {
         self.hashing
             .run(move |hasher| hasher.hash(&password))
             .await?
-            .map_err(|e| ApiError::Internal(e.to_string()))
+            .map_err(ApiError::internal)
     }
 
     /// Checks a login password; with no hash (unknown user) does the same

@@ -25,14 +25,14 @@ where
     let detail = DisplayErrorContext(&err).to_string();
     match &err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            StoreError::Unavailable(detail)
+            StoreError::unavailable(detail)
         }
         SdkError::ServiceError(service)
             if RETRYABLE_CODES.contains(&service.err().code().unwrap_or("")) =>
         {
-            StoreError::Unavailable(detail)
+            StoreError::unavailable(detail)
         }
-        _ => StoreError::Other(detail),
+        _ => StoreError::other(detail),
     }
 }
 
@@ -61,10 +61,10 @@ pub(crate) fn condition_failed_at(reasons: &[CancellationReason], index: usize) 
 
 /// A request this adapter built is invalid: a programming error, reported as `Other`.
 pub(crate) fn build_error(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Other(format!("invalid DynamoDB request: {e}"))
+    StoreError::other(format!("invalid DynamoDB request: {e}"))
 }
 
 /// A stored item that does not parse back into a domain value.
 pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Other(format!("stored {what} does not parse: {e}"))
+    StoreError::other(format!("stored {what} does not parse: {e}"))
 }

@@ -232,7 +232,7 @@ async fn wait_until_active(client: &Client, table: &str) -> StoreResult<()> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Err(StoreError::Unavailable(format!(
+    Err(StoreError::unavailable(format!(
         "table {table} did not become active within a minute"
     )))
 }

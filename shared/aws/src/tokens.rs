@@ -78,8 +78,8 @@ impl DynamoStore {
                     tokio::time::sleep(Duration::from_millis(50 << attempt.min(5))).await;
                 }
                 if attempt == BATCH_RETRIES {
-                    return Err(StoreError::Unavailable(
-                        "DynamoDB kept token deletions unprocessed".into(),
+                    return Err(StoreError::unavailable(
+                        "DynamoDB kept token deletions unprocessed",
                     ));
                 }
                 let output = self
@@ -224,8 +224,8 @@ impl SessionStore for DynamoStore {
                 return Ok((token, user));
             }
         }
-        Err(StoreError::Unavailable(
-            "DynamoDB kept the session lookup unprocessed".into(),
+        Err(StoreError::unavailable(
+            "DynamoDB kept the session lookup unprocessed",
         ))
     }
 }

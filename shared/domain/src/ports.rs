@@ -28,11 +28,42 @@ pub enum StoreError {
     #[error("the last admin account cannot be removed or demoted")]
     LastAdmin,
     /// The backing service did not answer in time or refused service.
-    #[error("the store is unavailable: {0}")]
-    Unavailable(String),
+    #[error("the store is unavailable")]
+    Unavailable(#[source] Cause),
     /// Anything else: a stored item that does not parse, an unexpected reply.
-    #[error("store error: {0}")]
-    Other(String),
+    #[error("the store failed")]
+    Other(#[source] Cause),
+}
+
+/// What lies under an error: kept as a source, for the log, never flattened
+/// into the error's own text (and never shown to clients).
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+impl StoreError {
+    /// The store cannot serve now (503 to clients, try again).
+    pub fn unavailable(cause: impl Into<Cause>) -> Self {
+        Self::Unavailable(cause.into())
+    }
+
+    /// Anything else that went wrong (500 to clients).
+    pub fn other(cause: impl Into<Cause>) -> Self {
+        Self::Other(cause.into())
+    }
+}
+
+/// An error and every source under it, `: `-separated, for log lines.
+pub struct Chain<'e>(pub &'e (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -46,7 +46,7 @@ pub struct Recorder {
 }
 
 fn broken(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Other(format!("task log is broken: {e}"))
+    StoreError::other(format!("task log is broken: {e}"))
 }
 
 impl Recorder {
@@ -136,7 +136,7 @@ impl Recorder {
                 Err(e) => return Err(e),
             }
         }
-        Err(StoreError::Unavailable(format!(
+        Err(StoreError::unavailable(format!(
             "task {id}: lost the race to append {ATTEMPTS} times"
         )))
     }

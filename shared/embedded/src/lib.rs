@@ -43,7 +43,7 @@ impl EmbeddedStore {
     /// Opens (creating if needed) the database file at `path`.
     pub fn open(path: &Path) -> StoreResult<Self> {
         let conn = Connection::open(path).map_err(|e| {
-            StoreError::Other(format!("cannot open database {}: {e}", path.display()))
+            StoreError::other(format!("cannot open database {}: {e}", path.display()))
         })?;
         // WAL lets readers in other processes (taskgate audit) work while the
         // server writes; FULL sync keeps a committed write across a crash.
@@ -82,7 +82,7 @@ impl EmbeddedStore {
             f(&mut guard)
         })
         .await
-        .map_err(|e| StoreError::Other(format!("store task failed: {e}")))?
+        .map_err(|e| StoreError::other(format!("store task failed: {e}")))?
     }
 }
 
@@ -91,9 +91,9 @@ impl EmbeddedStore {
 pub(crate) fn sql(e: rusqlite::Error) -> StoreError {
     match e.sqlite_error_code() {
         Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
-            StoreError::Unavailable(e.to_string())
+            StoreError::unavailable(e)
         }
-        _ => StoreError::Other(e.to_string()),
+        _ => StoreError::other(e),
     }
 }
 
@@ -128,5 +128,5 @@ pub(crate) fn page_of<T, C>(
 
 /// A stored item that no longer parses is corruption, not a client error.
 pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Other(format!("stored {what} does not parse: {e}"))
+    StoreError::other(format!("stored {what} does not parse: {e}"))
 }

@@ -60,7 +60,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> StoreResult<()> {
         .map_err(sql)?;
     let current = usize::try_from(current).unwrap_or(usize::MAX);
     if current > MIGRATIONS.len() {
-        return Err(StoreError::Other(format!(
+        return Err(StoreError::other(format!(
             "the database has schema version {current}, newer than this build knows ({}); \
              use a newer taskgate",
             MIGRATIONS.len()

@@ -46,7 +46,7 @@ impl<S: Send + Sync> FromRequestParts<S> for TaskPath {
         let axum::extract::Path(raw) =
             axum::extract::Path::<String>::from_request_parts(parts, state)
                 .await
-                .map_err(|e| ApiError::Internal(format!("route without a task id: {e}")))?;
+                .map_err(|e| ApiError::internal(format!("route without a task id: {e}")))?;
         let id = TaskId::parse(&raw).map_err(|_| no_such_task(&raw))?;
         Ok(Self { id })
     }
@@ -144,9 +144,7 @@ pub(crate) async fn start(
                 .failed(&task.id, error, Vec::new())
                 .await?
                 .into_task()
-                .ok_or_else(|| {
-                    ApiError::Internal("a task vanished right after it was created".into())
-                })?
+                .ok_or_else(|| ApiError::internal("a task vanished right after it was created"))?
         }
     };
     tracing::info!(task = %task.id, kind = task.kind.as_str(), owner = %task.owner, "task started");

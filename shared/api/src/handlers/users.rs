@@ -49,7 +49,7 @@ impl<S: Send + Sync> FromRequestParts<S> for UserPath {
         let axum::extract::Path(raw) =
             axum::extract::Path::<String>::from_request_parts(parts, state)
                 .await
-                .map_err(|e| ApiError::Internal(format!("route without a username: {e}")))?;
+                .map_err(|e| ApiError::internal(format!("route without a username: {e}")))?;
         let username = Username::parse(&raw).map_err(|_| no_such_user(&raw))?;
         Ok(Self { username })
     }

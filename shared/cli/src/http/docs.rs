@@ -73,7 +73,7 @@ fn asset(file: &str, config: Arc<Config<'static>>) -> Response {
             response
         }
         Ok(None) => problem(ApiError::NotFound(format!("there is no file /docs/{file}"))),
-        Err(e) => problem(ApiError::Internal(format!("swagger ui: {e}"))),
+        Err(e) => problem(ApiError::internal(format!("swagger ui: {e}"))),
     }
 }
 
