@@ -225,21 +225,24 @@ async fn rewrite_aliases(mut request: Request, next: Next) -> Response {
     response.into_response()
 }
 
-/// The local server's body timeout: a body that has not fully arrived
-/// `timeout` after the request began is refused with 408 when a handler
-/// reads it, which frees the request's in-flight slot.
+/// The local server's body timeout: a body must have arrived whole within
+/// `timeout` of a handler starting to read it, or the read fails with 408
+/// (`request-timeout`), which frees the request's in-flight slot. A deadline
+/// for the whole body, not for each piece: a sender dripping a byte at a
+/// time cannot hold a slot for longer than `timeout` either.
 pub fn limit_body_time(router: Router, timeout: Duration) -> Router {
     router.layer(axum::middleware::map_request(move |request: Request| {
         std::future::ready(request.map(|body| {
             axum::body::Body::new(TimedBody {
-                body: tower_http::timeout::TimeoutBody::new(timeout, body),
-                seconds: timeout.as_secs(),
+                body,
+                timeout,
+                deadline: None,
             })
         }))
     }))
 }
 
-/// Raised by a body that stopped arriving ([`limit_body_time`]).
+/// Raised by a body that did not arrive in time ([`limit_body_time`]).
 #[derive(Debug, thiserror::Error)]
 #[error("the request body did not arrive within {seconds} s")]
 pub struct BodyTimedOut {
@@ -247,12 +250,14 @@ pub struct BodyTimedOut {
 }
 
 pin_project_lite::pin_project! {
-    /// A [`TimeoutBody`](tower_http::timeout::TimeoutBody) whose error says
-    /// how long it waited.
+    /// A body that fails with [`BodyTimedOut`] once `timeout` has passed
+    /// since it was first read.
     struct TimedBody {
         #[pin]
-        body: tower_http::timeout::TimeoutBody<axum::body::Body>,
-        seconds: u64,
+        body: axum::body::Body,
+        timeout: Duration,
+        #[pin]
+        deadline: Option<tokio::time::Sleep>,
     }
 }
 
@@ -264,15 +269,17 @@ impl http_body::Body for TimedBody {
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
-        let seconds = *this.seconds;
-        this.body.poll_frame(cx).map_err(|e| {
-            if e.is::<tower_http::timeout::TimeoutError>() {
-                Box::new(BodyTimedOut { seconds }) as Self::Error
-            } else {
-                e
-            }
-        })
+        let mut this = self.project();
+        if this.deadline.is_none() {
+            this.deadline.set(Some(tokio::time::sleep(*this.timeout)));
+        }
+        if let Some(deadline) = this.deadline.as_mut().as_pin_mut()
+            && deadline.poll(cx).is_ready()
+        {
+            let seconds = this.timeout.as_secs();
+            return std::task::Poll::Ready(Some(Err(Box::new(BodyTimedOut { seconds }))));
+        }
+        this.body.poll_frame(cx).map_err(Into::into)
     }
 
     fn is_end_stream(&self) -> bool {

@@ -15,12 +15,15 @@
 
 use http::Method;
 use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
+use utoipa::openapi::schema::Schema;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::openapi::{Deprecated, OpenApi as Document};
 use utoipa::{Modify, OpenApi};
 
 use crate::app::{ALIASES, api};
+use crate::settings::Settings;
+use taskgate_domain::task::TaskLimits;
 
 struct BearerAuth;
 
@@ -188,9 +191,37 @@ pub const METHODS: [Method; 5] = [
     Method::DELETE,
 ];
 
-/// The document as served at `/openapi.json` and kept in `docs/openapi.json`.
+/// The document with the default settings, as kept in `docs/openapi.json`.
 pub fn document_json() -> String {
-    let mut text = serde_json::to_string_pretty(&document()).expect("the document serialises");
+    document_json_for(&Settings::default())
+}
+
+/// The document as a server with `settings` serves it at `/openapi.json`:
+/// the bounds that are settings (the longest delay) are this server's.
+pub fn document_json_for(settings: &Settings) -> String {
+    let mut document = document();
+    let seconds = document
+        .components
+        .as_mut()
+        .and_then(|components| components.schemas.get_mut("NewTask"))
+        .and_then(|task| match task {
+            RefOr::T(Schema::OneOf(kinds)) => kinds.items.first_mut(),
+            _ => None,
+        })
+        .and_then(|delay| match delay {
+            RefOr::T(Schema::Object(delay)) => delay.properties.get_mut("seconds"),
+            _ => None,
+        });
+    let Some(RefOr::T(Schema::Object(seconds))) = seconds else {
+        panic!("the delay body has its seconds");
+    };
+    let max = settings.tasks.max_delay_seconds;
+    seconds.maximum = Some(utoipa::Number::Float(max));
+    seconds.description = Some(format!(
+        "0 up to `TASKGATE_MAX_DELAY_SECONDS`: {max} on this server (default {})",
+        TaskLimits::default().max_delay_seconds
+    ));
+    let mut text = serde_json::to_string_pretty(&document).expect("the document serialises");
     text.push('\n');
     text
 }
@@ -198,6 +229,17 @@ pub fn document_json() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_served_document_states_the_servers_own_limits() {
+        let mut settings = Settings::default();
+        settings.tasks.max_delay_seconds = 600.0;
+        let json: serde_json::Value = serde_json::from_str(&document_json_for(&settings)).unwrap();
+        let seconds =
+            &json["components"]["schemas"]["NewTask"]["oneOf"][0]["properties"]["seconds"];
+        assert_eq!(seconds["maximum"], 600.0);
+        assert_eq!(seconds["minimum"], 0);
+    }
 
     #[test]
     fn every_operation_documents_its_errors_as_problems() {

@@ -33,7 +33,7 @@ pub(crate) fn router(
     extra: axum::Router,
 ) -> axum::Router {
     let max_in_flight = config.max_requests_in_flight;
-    let app = docs::routes(taskgate_api::app(state)).merge(extra);
+    let app = docs::routes(taskgate_api::app(state), &config.api).merge(extra);
     limit_body_time(app, config.body_timeout).layer(axum::middleware::from_fn_with_state(
         InFlight {
             slots: Arc::new(Semaphore::new(max_in_flight)),

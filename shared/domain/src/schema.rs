@@ -178,9 +178,11 @@ schema!(
                 "code",
                 string()
                     .description(Some(
-                        "JavaScript, at most `TASKGATE_MAX_CODE_BYTES` (default 32768) bytes",
+                        "JavaScript, not blank, at most `TASKGATE_MAX_CODE_BYTES` (default \
+                         32768) bytes of UTF-8",
                     ))
                     .min_length(Some(1))
+                    .pattern(Some(r"\S"))
                     .examples(["[1, 2, 3].map(x => x * 2)"]),
             )
             .description(Some(

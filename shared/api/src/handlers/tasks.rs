@@ -163,7 +163,7 @@ pub(crate) struct TaskQuery {
     /// Only tasks with this status.
     status: Option<Status>,
     /// Admins: a plain user's tasks (default: your own).
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<Username>)]
     owner: Option<Username>,
     /// `limit` and `cursor`, documented by [`PageQuery`] itself.
     #[param(ignore)]

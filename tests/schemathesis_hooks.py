@@ -1,0 +1,98 @@
+"""Schemathesis hooks for tests/schemathesis.sh: the rules of the Taskgate API
+that no OpenAPI schema can state, and nothing else.
+
+The document states every rule a schema can (bounds, lengths, patterns,
+enums); schemathesis then checks both directions (`--checks all`): data the
+document allows must not be refused for its shape, and data it forbids must
+be refused. A few rules cannot be written as a schema (docs/fuzzing.md lists
+them with the reason). A failure caused only by one of them is dropped here,
+recognised by the server's own problem+json answer (the field and its
+message), so a refusal for any other reason still fails the run.
+"""
+
+import json
+import os
+import unicodedata
+
+import schemathesis
+from schemathesis.openapi.checks import RejectedPositiveData
+
+# (field, start of the message) of the 422s that only inexpressible rules give.
+INEXPRESSIBLE_FIELD_ERRORS = [
+    # The password policy beyond its length: the username, breached lists.
+    ("password", "must not contain the username"),
+    ("password", "is too easy to guess"),
+    # Sizes in bytes of UTF-8 or of compact JSON, and nesting depth.
+    ("code", "must be at most"),
+    ("profile", "must be at most"),
+    ("profile", "must be nested at most"),
+    # A cursor is opaque: only the API's own `next` values are cursors.
+    ("cursor", "is not a cursor this API returned"),
+    # RFC 5321/5322 addresses as the server's parser reads them.
+    ("email", "must be a valid e-mail address"),
+]
+
+
+def _problem(response):
+    try:
+        return json.loads(response.content)
+    except (ValueError, TypeError):
+        return {}
+
+
+def _only_inexpressible(problem, case):
+    errors = problem.get("errors") or []
+    return bool(errors) and all(_inexpressible(error, case) for error in errors)
+
+
+def _inexpressible(error, case):
+    field, message = error.get("field"), error.get("message", "")
+    if any(field == f and message.startswith(m) for f, m in INEXPRESSIBLE_FIELD_ERRORS):
+        return True
+    # A password length counted after normalisation (see below).
+    return (
+        field == "password"
+        and message.startswith(("must be at least", "must be at most"))
+        and _password_length_changes_under_nfkc(case)
+    )
+
+
+def _password_length_changes_under_nfkc(case):
+    """The policy counts characters after NFKC normalisation (so that
+    look-alike forms are one password); a schema counts them as sent."""
+    body = case.body if isinstance(case.body, dict) else {}
+    password = body.get("password")
+    if not isinstance(password, str):
+        return False
+    return len(unicodedata.normalize("NFKC", password)) != len(password)
+
+
+def _dropped(reason):
+    """Notes why a failure was excused, one line each, in the file named by
+    $TASKGATE_FUZZ_EXCUSED (tests/schemathesis.sh prints a tally)."""
+    path = os.environ.get("TASKGATE_FUZZ_EXCUSED")
+    if path:
+        with open(path, "a", encoding="utf-8") as log:
+            log.write(reason + "\n")
+    return False
+
+
+@schemathesis.hook
+def filter_failure(context, failure, case, response):
+    """Keep every failure except those only an inexpressible rule explains."""
+    if isinstance(failure, RejectedPositiveData):
+        # The whole body over TASKGATE_MAX_BODY_BYTES: a size in bytes.
+        if response.status_code == 413:
+            return _dropped("413 body over TASKGATE_MAX_BODY_BYTES")
+        problem = _problem(response)
+        if response.status_code == 422 and _only_inexpressible(problem, case):
+            fields = sorted(
+                f"{e.get('field')}: {e.get('message', '')[:40]}" for e in problem["errors"]
+            )
+            return _dropped("422 " + "; ".join(fields))
+        return True
+    # A password under 15 characters as sent that NFKC normalisation makes
+    # long enough is rightly accepted, though the schema's minLength refuses it.
+    if response.status_code < 300 and _password_length_changes_under_nfkc(case):
+        return _dropped("accepted: password long enough after NFKC")
+    return True
