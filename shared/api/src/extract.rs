@@ -101,6 +101,16 @@ impl FromRequestParts<SharedState> for Session {
     }
 }
 
+/// The value of a route's one path parameter, as sent (the typed path
+/// extractors of the resource modules parse it).
+pub async fn path_value(parts: &mut Parts) -> Result<String, ApiError> {
+    let axum::extract::Path(raw) =
+        <axum::extract::Path<String> as FromRequestParts<()>>::from_request_parts(parts, &())
+            .await
+            .map_err(|e| ApiError::internal(format!("no path parameter on this route: {e}")))?;
+    Ok(raw)
+}
+
 /// A request body type: how its JSON object becomes `Self`.
 pub trait FromBody: Sized {
     /// The field names it may have; any other is a 422.

@@ -19,7 +19,7 @@ use taskgate_domain::user::Username;
 use utoipa::IntoParams;
 
 use crate::auth::Session;
-use crate::extract::{Body, BodyContext, FromBody, FromQuery, Params, SharedState};
+use crate::extract::{Body, BodyContext, FromBody, FromQuery, Params, SharedState, path_value};
 use crate::handlers::PageQuery;
 use crate::problem::{ApiError, Problem};
 use crate::request::{Fields, as_number, as_str, checked, message, next_cursor, string};
@@ -42,11 +42,8 @@ pub(crate) struct TaskPath {
 impl<S: Send + Sync> FromRequestParts<S> for TaskPath {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let axum::extract::Path(raw) =
-            axum::extract::Path::<String>::from_request_parts(parts, state)
-                .await
-                .map_err(|e| ApiError::internal(format!("route without a task id: {e}")))?;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let raw = path_value(parts).await?;
         let id = TaskId::parse(&raw).map_err(|_| no_such_task(&raw))?;
         Ok(Self { id })
     }

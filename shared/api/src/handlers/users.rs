@@ -18,7 +18,7 @@ use taskgate_domain::user::{Email, Level, Profile, User, UserChanges, Username};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Session;
-use crate::extract::{Body, BodyContext, FromBody, Params, RequestId, SharedState};
+use crate::extract::{Body, BodyContext, FromBody, Params, RequestId, SharedState, path_value};
 use crate::handlers::PageQuery;
 use crate::problem::{ApiError, Problem};
 use crate::request::{Fields, as_str, checked, message, next_cursor, string};
@@ -45,11 +45,8 @@ pub(crate) struct UserPath {
 impl<S: Send + Sync> FromRequestParts<S> for UserPath {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let axum::extract::Path(raw) =
-            axum::extract::Path::<String>::from_request_parts(parts, state)
-                .await
-                .map_err(|e| ApiError::internal(format!("route without a username: {e}")))?;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let raw = path_value(parts).await?;
         let username = Username::parse(&raw).map_err(|_| no_such_user(&raw))?;
         Ok(Self { username })
     }
