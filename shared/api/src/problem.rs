@@ -268,6 +268,7 @@ impl From<Denied> for ApiError {
         match denied {
             Denied::Unauthenticated(why) => Self::Unauthenticated(why.into()),
             Denied::Forbidden(why) => Self::Forbidden(why.into()),
+            Denied::NotFound(why) => Self::NotFound(why.into()),
         }
     }
 }

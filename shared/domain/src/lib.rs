@@ -18,6 +18,8 @@
 //! - [`permission`]: the Users rows of the permission matrix as plain functions.
 //! - [`task`]: tasks, their hash-chained event log, the fold that turns events
 //!   into state, and [`task::verify`], which checks a log's invariants.
+//! - [`project`]: projects, members and work items: value types, their
+//!   hash-chained logs and folds, who may do what, listing filters.
 //! - [`recorder`]: appending to a task's log (conditional on the next seq,
 //!   retried after a lost race), shared by the API, the engines and the steps.
 //! - [`security`]: the security audit log's events and the login throttle.
@@ -31,6 +33,7 @@ pub mod clock;
 pub mod password;
 pub mod permission;
 pub mod ports;
+pub mod project;
 pub mod recorder;
 #[cfg(feature = "openapi")]
 pub mod schema;

@@ -60,6 +60,10 @@ pub enum Denied {
     /// The caller is known and not allowed.
     #[error("{0}")]
     Forbidden(&'static str),
+    /// The caller may not even learn that the thing exists (a project they
+    /// are not a member of): answered as if it did not.
+    #[error("{0}")]
+    NotFound(&'static str),
 }
 
 pub type Decision = Result<(), Denied>;
