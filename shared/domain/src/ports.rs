@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 
+use crate::project::listing::{ItemFilter, Position, Sort};
+use crate::project::log::{Item, ItemEntry, Project, ProjectEntry};
+use crate::project::{ItemId, ProjectId};
 #[cfg(doc)]
 use crate::security::LoginKey;
 use crate::security::{LoginAttempts, SecurityEvent};
@@ -224,6 +227,89 @@ pub trait SecurityStore: Send + Sync {
 
 /// All the storage ports one backend provides, as one object the HTTP layer holds.
 pub trait Store: UserStore + TokenStore + SessionStore + TaskLog + SecurityStore {}
+
+/// Which projects' items a listing covers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ItemScope {
+    /// One project (`GET /projects/{id}/items`).
+    Project(ProjectId),
+    /// Every project `UserId` is a member of (`GET /items`).
+    MemberOf(UserId),
+}
+
+/// One page of an item listing: which items, in which order, from where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ItemQuery {
+    pub scope: ItemScope,
+    pub filter: ItemFilter,
+    pub sort: Sort,
+    /// "Today" in the caller's time zone, for the `due` filter.
+    pub today: jiff::civil::Date,
+    /// The position of the previous page's last item.
+    pub after: Option<Position>,
+    pub limit: usize,
+}
+
+/// Projects, their members and their work items. Every change is an entry
+/// of a hash-chained log written in one transaction with the current-state
+/// row it produces (the fold of the log so far), so queries read rows,
+/// history reads logs, and an audit can rebuild each row from its log.
+///
+/// Not yet part of [`Store`]: the embedded store implements it; the
+/// DynamoDB adapter follows (issue 10 in progress).
+#[async_trait]
+pub trait ProjectStore: Send + Sync {
+    /// Appends `entry` to its project's log and stores `project` (the fold
+    /// after it) as the project's row, atomically. `Conflict` if the log
+    /// already has an entry with that seq: another change got there first.
+    async fn append_project(&self, entry: &ProjectEntry, project: &Project) -> StoreResult<()>;
+
+    /// The project's row, deleted or not (callers hide deleted ones).
+    async fn get_project(&self, id: &ProjectId) -> StoreResult<Option<Project>>;
+
+    /// The project's log, in seq order.
+    async fn project_log(&self, id: &ProjectId) -> StoreResult<Vec<ProjectEntry>>;
+
+    /// Up to `limit` live projects `member` belongs to, by id after `after`.
+    async fn member_projects(
+        &self,
+        member: &UserId,
+        after: Option<&ProjectId>,
+        limit: usize,
+    ) -> StoreResult<Page<Project, ProjectId>>;
+
+    /// Up to `limit` live projects of anyone, by id after `after`.
+    async fn all_projects(
+        &self,
+        after: Option<&ProjectId>,
+        limit: usize,
+    ) -> StoreResult<Page<Project, ProjectId>>;
+
+    /// The live projects `owner` owns (such a user may not be deleted).
+    async fn owned_projects(&self, owner: &Username) -> StoreResult<Vec<ProjectId>>;
+
+    /// Appends `entry` to its item's log and stores `item` (the fold after
+    /// it) as the item's row, atomically. `Conflict` as for projects.
+    async fn append_item(&self, entry: &ItemEntry, item: &Item) -> StoreResult<()>;
+
+    /// The item's row, deleted or not.
+    async fn get_item(&self, id: &ItemId) -> StoreResult<Option<Item>>;
+
+    /// The item's log, in seq order.
+    async fn item_log(&self, id: &ItemId) -> StoreResult<Vec<ItemEntry>>;
+
+    /// One page of the live items `query` selects, in its order. Every item
+    /// is on exactly one page of a full walk, however items are added
+    /// meanwhile (added ones appear on a later page or not at all).
+    async fn list_items(&self, query: &ItemQuery) -> StoreResult<Page<Item, Position>>;
+
+    /// The live items of `project` assigned to `username`.
+    async fn assigned_items(
+        &self,
+        project: &ProjectId,
+        username: &Username,
+    ) -> StoreResult<Vec<Item>>;
+}
 
 impl<T: UserStore + TokenStore + SessionStore + TaskLog + SecurityStore> Store for T {}
 

@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod engine;
+pub mod projects;
 mod schema;
 mod security;
 mod tasks;

@@ -49,6 +49,62 @@ const MIGRATIONS: &[&str] = &[
         failures INTEGER NOT NULL,
         last_at  TEXT NOT NULL
      ) STRICT;",
+    // 4: projects, members and work items. Each has an append-only log
+    // (triggers refuse changes) and a current-state row written in the same
+    // transaction; the row's columns are the ones listings filter and sort
+    // by, each listing served by an index (docs/access-patterns.md).
+    "CREATE TABLE project_log (
+        project_id TEXT NOT NULL,
+        seq        INTEGER NOT NULL,
+        entry      TEXT NOT NULL,
+        PRIMARY KEY (project_id, seq)
+     ) STRICT;
+     CREATE TRIGGER project_log_no_update BEFORE UPDATE ON project_log
+     BEGIN SELECT RAISE(ABORT, 'the project log is append-only'); END;
+     CREATE TRIGGER project_log_no_delete BEFORE DELETE ON project_log
+     BEGIN SELECT RAISE(ABORT, 'the project log is append-only'); END;
+     CREATE TABLE projects (
+        project_id TEXT PRIMARY KEY,
+        version    INTEGER NOT NULL,
+        owner      TEXT NOT NULL,
+        deleted    INTEGER NOT NULL,
+        row        TEXT NOT NULL
+     ) STRICT;
+     CREATE INDEX projects_by_owner ON projects (owner) WHERE deleted = 0;
+     CREATE INDEX projects_live ON projects (project_id) WHERE deleted = 0;
+     CREATE TABLE project_members (
+        project_id TEXT NOT NULL,
+        username   TEXT NOT NULL,
+        user_id    TEXT NOT NULL,
+        PRIMARY KEY (project_id, username)
+     ) STRICT;
+     CREATE INDEX project_members_by_user ON project_members (user_id, project_id);
+     CREATE TABLE item_log (
+        item_id TEXT NOT NULL,
+        seq     INTEGER NOT NULL,
+        entry   TEXT NOT NULL,
+        PRIMARY KEY (item_id, seq)
+     ) STRICT;
+     CREATE TRIGGER item_log_no_update BEFORE UPDATE ON item_log
+     BEGIN SELECT RAISE(ABORT, 'the item log is append-only'); END;
+     CREATE TRIGGER item_log_no_delete BEFORE DELETE ON item_log
+     BEGIN SELECT RAISE(ABORT, 'the item log is append-only'); END;
+     CREATE TABLE items (
+        item_id     TEXT PRIMARY KEY,
+        project_id  TEXT NOT NULL,
+        version     INTEGER NOT NULL,
+        status_rank INTEGER NOT NULL,
+        due_missing INTEGER NOT NULL,
+        due_key     TEXT NOT NULL,
+        assignee    TEXT,
+        created_at  TEXT NOT NULL,
+        deleted     INTEGER NOT NULL,
+        row         TEXT NOT NULL
+     ) STRICT;
+     CREATE INDEX items_by_created ON items (project_id, created_at, item_id) WHERE deleted = 0;
+     CREATE INDEX items_by_status ON items (project_id, status_rank, item_id) WHERE deleted = 0;
+     CREATE INDEX items_by_due ON items (project_id, due_missing, due_key, item_id) WHERE deleted = 0;
+     CREATE INDEX items_by_assignee ON items (assignee, project_id, due_missing, due_key, item_id) WHERE deleted = 0;",
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> StoreResult<()> {

@@ -247,23 +247,28 @@ pub type ProjectEntry = Entry<ProjectId, ProjectChange>;
 pub type ItemEntry = Entry<ItemId, ItemChange>;
 
 /// A project member.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     pub username: Username,
     pub user_id: UserId,
     pub role: ProjectRole,
+    #[serde(with = "crate::timestamp")]
     pub added_at: OffsetDateTime,
 }
 
-/// A project as it stands: the fold of its log.
-#[derive(Clone, Debug, PartialEq)]
+/// A project as it stands: the fold of its log. Stores keep it as the
+/// project's current-state row (serialised whole), written with each entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Project {
     pub id: ProjectId,
     pub name: ProjectName,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<Description>,
     pub owner: Username,
     pub members: BTreeMap<Username, Member>,
+    #[serde(with = "crate::timestamp")]
     pub created_at: OffsetDateTime,
+    #[serde(with = "crate::timestamp")]
     pub updated_at: OffsetDateTime,
     /// The seq of the last entry.
     pub version: u64,
@@ -358,18 +363,24 @@ impl Project {
     }
 }
 
-/// A work item as it stands: the fold of its log.
-#[derive(Clone, Debug, PartialEq)]
+/// A work item as it stands: the fold of its log. Stores keep it as the
+/// item's current-state row (serialised whole), written with each entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Item {
     pub id: ItemId,
     pub project_id: ProjectId,
     pub title: Title,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<Description>,
     pub status: ItemStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub due_date: Option<DueDate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assignee: Option<Username>,
     pub created_by: Username,
+    #[serde(with = "crate::timestamp")]
     pub created_at: OffsetDateTime,
+    #[serde(with = "crate::timestamp")]
     pub updated_at: OffsetDateTime,
     /// The seq of the last entry: grows by one with every change (the ETag).
     pub version: u64,

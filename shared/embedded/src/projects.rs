@@ -1,0 +1,392 @@
+//! `ProjectStore` on SQLite. Each change appends to a log table (its primary
+//! key (id, seq) makes the append conditional) and replaces the row it
+//! produces, in one `IMMEDIATE` transaction. Listings are keyset-paginated
+//! queries that the `items_by_*` indexes serve (see the query-plan test).
+
+use async_trait::async_trait;
+use rusqlite::types::Value as Sql;
+use rusqlite::{Connection, params};
+use taskgate_domain::ports::{ItemQuery, ItemScope, Page, ProjectStore, StoreError, StoreResult};
+use taskgate_domain::project::listing::{Assignee, Due, Position, SortKey, Value};
+use taskgate_domain::project::log::{Item, ItemEntry, Project, ProjectEntry};
+use taskgate_domain::project::{ItemId, ItemStatus, ProjectId};
+use taskgate_domain::user::{UserId, Username};
+
+use crate::{EmbeddedStore, corrupt, page_of, sql};
+
+fn status_rank(status: ItemStatus) -> i64 {
+    ItemStatus::ALL
+        .iter()
+        .position(|s| *s == status)
+        .expect("every status is in ALL") as i64
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("rows and entries always serialise")
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> StoreResult<T> {
+    serde_json::from_str(text).map_err(|e| corrupt(what, e))
+}
+
+/// Appends a log entry (`Conflict` if its seq is taken) and runs `write`
+/// for the row, in one transaction.
+fn append(
+    conn: &mut Connection,
+    log_insert: &str,
+    log_params: impl rusqlite::Params,
+    write: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>,
+) -> StoreResult<()> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(sql)?;
+    if tx.execute(log_insert, log_params).map_err(sql)? == 0 {
+        return Err(StoreError::Conflict);
+    }
+    write(&tx).map_err(sql)?;
+    tx.commit().map_err(sql)
+}
+
+fn rows<T: serde::de::DeserializeOwned>(
+    conn: &Connection,
+    what: &str,
+    statement: &str,
+    params: impl rusqlite::Params,
+) -> StoreResult<Vec<T>> {
+    let mut statement = conn.prepare_cached(statement).map_err(sql)?;
+    let texts = statement
+        .query_map(params, |row| row.get::<_, String>(0))
+        .map_err(sql)?;
+    texts
+        .map(|text| from_json(what, &text.map_err(sql)?))
+        .collect()
+}
+
+/// The `WHERE` and `ORDER BY` of an item listing, with its parameters.
+fn item_listing(query: &ItemQuery) -> (String, Vec<Sql>) {
+    let mut clauses = vec!["deleted = 0".to_owned()];
+    let mut values: Vec<Sql> = Vec::new();
+    let mut bind = |value: Sql| {
+        values.push(value);
+        format!("?{}", values.len())
+    };
+    match &query.scope {
+        ItemScope::Project(id) => {
+            clauses.push(format!("project_id = {}", bind(id.to_string().into())))
+        }
+        ItemScope::MemberOf(user) => clauses.push(format!(
+            "project_id IN (SELECT project_id FROM project_members WHERE user_id = {})",
+            bind(user.to_string().into())
+        )),
+    }
+    if let Some(statuses) = &query.filter.statuses {
+        let ranks: Vec<String> = statuses
+            .iter()
+            .map(|s| bind(status_rank(*s).into()))
+            .collect();
+        clauses.push(format!("status_rank IN ({})", ranks.join(", ")));
+    }
+    if let Some(due) = query.filter.due {
+        let today = bind(query.today.to_string().into());
+        clauses.push(match due {
+            Due::Overdue => format!(
+                "due_missing = 0 AND due_key < {today} AND status_rank <> {}",
+                status_rank(ItemStatus::Completed)
+            ),
+            Due::Today => format!("due_missing = 0 AND due_key = {today}"),
+            Due::Future => format!("due_missing = 0 AND due_key > {today}"),
+        });
+    }
+    match &query.filter.assignee {
+        None => {}
+        Some(Assignee::Nobody) => clauses.push("assignee IS NULL".into()),
+        Some(Assignee::Named(name)) => {
+            clauses.push(format!("assignee = {}", bind(name.to_string().into())))
+        }
+    }
+    let (dir, cmp) = if query.sort.descending {
+        (" DESC", "<")
+    } else {
+        ("", ">")
+    };
+    if let Some(after) = &query.after {
+        let id = bind(after.id.to_string().into());
+        let clause = match after.value {
+            Value::CreatedAt(at) => {
+                let at = bind(taskgate_domain::timestamp::format(at).into());
+                format!("(created_at, item_id) {cmp} ({at}, {id})")
+            }
+            Value::Status(status) => {
+                let rank = bind(status_rank(status).into());
+                format!("(status_rank, item_id) {cmp} ({rank}, {id})")
+            }
+            // Undated items come last in either direction.
+            Value::Due(None) => format!("due_missing = 1 AND item_id {cmp} {id}"),
+            Value::Due(Some(date)) => {
+                let date = bind(date.to_string().into());
+                format!(
+                    "(due_missing = 1 OR (due_missing = 0 AND (due_key, item_id) {cmp} ({date}, {id})))"
+                )
+            }
+        };
+        clauses.push(clause);
+    }
+    // Undated items last in either direction: `due_missing` always ascends.
+    let order = match query.sort.key {
+        SortKey::DueDate => format!("due_missing, due_key{dir}, item_id{dir}"),
+        SortKey::Status => format!("status_rank{dir}, item_id{dir}"),
+        SortKey::CreatedAt => format!("created_at{dir}, item_id{dir}"),
+    };
+    let limit = bind((query.limit as i64 + 1).into());
+    (
+        format!(
+            "SELECT row FROM items WHERE {} ORDER BY {order} LIMIT {limit}",
+            clauses.join(" AND ")
+        ),
+        values,
+    )
+}
+
+#[async_trait]
+impl ProjectStore for EmbeddedStore {
+    async fn append_project(&self, entry: &ProjectEntry, project: &Project) -> StoreResult<()> {
+        let (id, seq, entry) = (entry.stream.to_string(), entry.seq as i64, to_json(entry));
+        let project = project.clone();
+        self.with_conn(move |conn| {
+            append(
+                conn,
+                "INSERT INTO project_log (project_id, seq, entry) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (project_id, seq) DO NOTHING",
+                params![id, seq, entry],
+                |tx| {
+                    tx.execute(
+                        "INSERT INTO projects (project_id, version, owner, deleted, row)
+                         VALUES (?1, ?2, ?3, ?4, ?5)
+                         ON CONFLICT (project_id) DO UPDATE SET version = excluded.version,
+                           owner = excluded.owner, deleted = excluded.deleted, row = excluded.row",
+                        params![
+                            id,
+                            project.version as i64,
+                            project.owner.as_str(),
+                            project.deleted,
+                            to_json(&project)
+                        ],
+                    )?;
+                    // Membership rows serve "my projects"; a deleted project
+                    // has none, so it is listed nowhere.
+                    tx.execute("DELETE FROM project_members WHERE project_id = ?1", [&id])?;
+                    if !project.deleted {
+                        let mut insert = tx.prepare_cached(
+                            "INSERT INTO project_members (project_id, username, user_id)
+                             VALUES (?1, ?2, ?3)",
+                        )?;
+                        for member in project.members.values() {
+                            insert.execute(params![
+                                id,
+                                member.username.as_str(),
+                                member.user_id.to_string()
+                            ])?;
+                        }
+                    }
+                    Ok(())
+                },
+            )
+        })
+        .await
+    }
+
+    async fn get_project(&self, id: &ProjectId) -> StoreResult<Option<Project>> {
+        let id = id.to_string();
+        self.with_conn(move |conn| {
+            rows(
+                conn,
+                "project",
+                "SELECT row FROM projects WHERE project_id = ?1",
+                [id],
+            )
+            .map(|found| found.into_iter().next())
+        })
+        .await
+    }
+
+    async fn project_log(&self, id: &ProjectId) -> StoreResult<Vec<ProjectEntry>> {
+        let id = id.to_string();
+        self.with_conn(move |conn| {
+            rows(
+                conn,
+                "project log entry",
+                "SELECT entry FROM project_log WHERE project_id = ?1 ORDER BY seq",
+                [id],
+            )
+        })
+        .await
+    }
+
+    async fn member_projects(
+        &self,
+        member: &UserId,
+        after: Option<&ProjectId>,
+        limit: usize,
+    ) -> StoreResult<Page<Project, ProjectId>> {
+        let (member, after) = (member.to_string(), after.map(ToString::to_string));
+        self.with_conn(move |conn| {
+            let found: Vec<Project> = rows(
+                conn,
+                "project",
+                "SELECT p.row FROM project_members m JOIN projects p USING (project_id)
+                 WHERE m.user_id = ?1 AND (?2 IS NULL OR m.project_id > ?2)
+                 ORDER BY m.project_id LIMIT ?3",
+                params![member, after, limit as i64 + 1],
+            )?;
+            Ok(page_of(found, limit, |p| p.id))
+        })
+        .await
+    }
+
+    async fn all_projects(
+        &self,
+        after: Option<&ProjectId>,
+        limit: usize,
+    ) -> StoreResult<Page<Project, ProjectId>> {
+        let after = after.map(ToString::to_string);
+        self.with_conn(move |conn| {
+            let found: Vec<Project> = rows(
+                conn,
+                "project",
+                "SELECT row FROM projects WHERE deleted = 0 AND (?1 IS NULL OR project_id > ?1)
+                 ORDER BY project_id LIMIT ?2",
+                params![after, limit as i64 + 1],
+            )?;
+            Ok(page_of(found, limit, |p| p.id))
+        })
+        .await
+    }
+
+    async fn owned_projects(&self, owner: &Username) -> StoreResult<Vec<ProjectId>> {
+        let owner = owner.to_string();
+        self.with_conn(move |conn| {
+            let mut statement = conn
+                .prepare_cached(
+                    "SELECT project_id FROM projects WHERE owner = ?1 AND deleted = 0
+                     ORDER BY project_id",
+                )
+                .map_err(sql)?;
+            let ids = statement
+                .query_map([owner], |row| row.get::<_, String>(0))
+                .map_err(sql)?;
+            ids.map(|id| ProjectId::parse(&id.map_err(sql)?).map_err(|e| corrupt("project id", e)))
+                .collect()
+        })
+        .await
+    }
+
+    async fn append_item(&self, entry: &ItemEntry, item: &Item) -> StoreResult<()> {
+        let (id, seq, entry) = (entry.stream.to_string(), entry.seq as i64, to_json(entry));
+        let item = item.clone();
+        self.with_conn(move |conn| {
+            append(
+                conn,
+                "INSERT INTO item_log (item_id, seq, entry) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (item_id, seq) DO NOTHING",
+                params![id, seq, entry],
+                |tx| {
+                    tx.execute(
+                        "INSERT INTO items (item_id, project_id, version, status_rank, due_missing,
+                           due_key, assignee, created_at, deleted, row)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                         ON CONFLICT (item_id) DO UPDATE SET version = excluded.version,
+                           status_rank = excluded.status_rank, due_missing = excluded.due_missing,
+                           due_key = excluded.due_key, assignee = excluded.assignee,
+                           deleted = excluded.deleted, row = excluded.row",
+                        params![
+                            id,
+                            item.project_id.to_string(),
+                            item.version as i64,
+                            status_rank(item.status),
+                            item.due_date.is_none(),
+                            item.due_date.map(|d| d.to_string()).unwrap_or_default(),
+                            item.assignee.as_ref().map(Username::as_str),
+                            taskgate_domain::timestamp::format(item.created_at),
+                            item.deleted,
+                            to_json(&item)
+                        ],
+                    )?;
+                    Ok(())
+                },
+            )
+        })
+        .await
+    }
+
+    async fn get_item(&self, id: &ItemId) -> StoreResult<Option<Item>> {
+        let id = id.to_string();
+        self.with_conn(move |conn| {
+            rows(
+                conn,
+                "item",
+                "SELECT row FROM items WHERE item_id = ?1",
+                [id],
+            )
+            .map(|found| found.into_iter().next())
+        })
+        .await
+    }
+
+    async fn item_log(&self, id: &ItemId) -> StoreResult<Vec<ItemEntry>> {
+        let id = id.to_string();
+        self.with_conn(move |conn| {
+            rows(
+                conn,
+                "item log entry",
+                "SELECT entry FROM item_log WHERE item_id = ?1 ORDER BY seq",
+                [id],
+            )
+        })
+        .await
+    }
+
+    async fn list_items(&self, query: &ItemQuery) -> StoreResult<Page<Item, Position>> {
+        let (statement, values) = item_listing(query);
+        let (sort, limit) = (query.sort, query.limit);
+        self.with_conn(move |conn| {
+            let found: Vec<Item> =
+                rows(conn, "item", &statement, rusqlite::params_from_iter(values))?;
+            Ok(page_of(found, limit, |item| sort.position(item)))
+        })
+        .await
+    }
+
+    async fn assigned_items(
+        &self,
+        project: &ProjectId,
+        username: &Username,
+    ) -> StoreResult<Vec<Item>> {
+        let (project, username) = (project.to_string(), username.to_string());
+        self.with_conn(move |conn| {
+            rows(
+                conn,
+                "item",
+                "SELECT row FROM items WHERE assignee = ?1 AND project_id = ?2 AND deleted = 0
+                 ORDER BY item_id",
+                params![username, project],
+            )
+        })
+        .await
+    }
+}
+
+/// The plan SQLite picks for a listing: for the query-plan test and
+/// docs/access-patterns.md.
+pub fn explain_listing(store: &EmbeddedStore, query: &ItemQuery) -> StoreResult<Vec<String>> {
+    let (statement, values) = item_listing(query);
+    let conn = store.conn.lock().unwrap_or_else(|p| p.into_inner());
+    let mut explain = conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {statement}"))
+        .map_err(sql)?;
+    let details = explain
+        .query_map(rusqlite::params_from_iter(values), |row| {
+            row.get::<_, String>(3)
+        })
+        .map_err(sql)?;
+    details.map(|d| d.map_err(sql)).collect()
+}
