@@ -174,6 +174,7 @@ mod tests {
             created_at: now,
             updated_at: now,
             version: 3,
+            hash: String::new(),
             deleted: false,
         };
         World {

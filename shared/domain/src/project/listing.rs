@@ -273,6 +273,7 @@ mod tests {
             created_at: at(n),
             updated_at: at(n),
             version: 1,
+            hash: String::new(),
             deleted: false,
         }
     }

@@ -64,6 +64,19 @@ impl<Id: Serialize + Clone, Change: Serialize> Entry<Id, Change> {
         )
     }
 
+    /// The entry that follows the one with `seq` and `hash` (what a
+    /// current-state row remembers of its last entry).
+    pub fn after(
+        stream: Id,
+        seq: u64,
+        hash: &str,
+        at: OffsetDateTime,
+        actor: Option<Username>,
+        change: Change,
+    ) -> Self {
+        Self::sealed(stream, seq + 1, at, actor, change, hash.to_owned())
+    }
+
     fn sealed(
         stream: Id,
         seq: u64,
@@ -272,6 +285,8 @@ pub struct Project {
     pub updated_at: OffsetDateTime,
     /// The seq of the last entry.
     pub version: u64,
+    /// The hash of the last entry: the next one chains to it.
+    pub hash: String,
     pub deleted: bool,
 }
 
@@ -306,6 +321,7 @@ impl Project {
             created_at: first.at,
             updated_at: first.at,
             version: first.seq,
+            hash: first.hash.clone(),
             deleted: false,
         };
         for entry in rest {
@@ -355,6 +371,7 @@ impl Project {
         }
         self.updated_at = entry.at;
         self.version = entry.seq;
+        self.hash = entry.hash.clone();
     }
 
     /// `username`'s role here, if a member.
@@ -384,6 +401,8 @@ pub struct Item {
     pub updated_at: OffsetDateTime,
     /// The seq of the last entry: grows by one with every change (the ETag).
     pub version: u64,
+    /// The hash of the last entry: the next one chains to it.
+    pub hash: String,
     pub deleted: bool,
 }
 
@@ -416,6 +435,7 @@ impl Item {
             created_at: first.at,
             updated_at: first.at,
             version: first.seq,
+            hash: first.hash.clone(),
             deleted: false,
         };
         for entry in rest {
@@ -449,6 +469,7 @@ impl Item {
         }
         self.updated_at = entry.at;
         self.version = entry.seq;
+        self.hash = entry.hash.clone();
     }
 }
 

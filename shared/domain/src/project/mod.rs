@@ -6,6 +6,8 @@
 //! - [`log`]: the hash-chained event logs (one per project for the project
 //!   and its members, one per item) and the folds that turn them into state;
 //! - [`access`]: who may do what, as functions walked cell by cell by tests;
+//! - [`commands`]: deciding the entry a change appends, guarding the
+//!   project's state (the owner stays, assignees are members, `If-Match`);
 //! - [`listing`]: the filters and sorts of item listings, and "today" in a
 //!   time zone.
 
@@ -18,6 +20,7 @@ use uuid::Uuid;
 use crate::user::InvalidValue;
 
 pub mod access;
+pub mod commands;
 pub mod listing;
 pub mod log;
 
