@@ -55,6 +55,8 @@ def create_tables():
         "TASKGATE_TOKENS_TABLE",
         "TASKGATE_TASK_EVENTS_TABLE",
         "TASKGATE_SECURITY_TABLE",
+        "TASKGATE_PROJECTS_TABLE",
+        "TASKGATE_PROJECT_LOG_TABLE",
     ):
         env[name] = ENV[name]
     subprocess.run(["cargo", "run", "--quiet", "--", "create-tables"], cwd=ROOT, env=env, check=True)

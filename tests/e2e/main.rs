@@ -12,6 +12,7 @@ mod lambda_runtime;
 mod limits;
 mod matrix;
 mod openapi;
+mod project_store;
 mod security;
 mod server;
 mod sfn;

@@ -23,6 +23,8 @@ pub struct TableNames {
     pub tokens: String,
     pub task_events: String,
     pub security: String,
+    pub projects: String,
+    pub project_log: String,
 }
 
 impl TableNames {
@@ -30,14 +32,19 @@ impl TableNames {
     pub const TOKENS_ENV: &'static str = "TASKGATE_TOKENS_TABLE";
     pub const TASK_EVENTS_ENV: &'static str = "TASKGATE_TASK_EVENTS_TABLE";
     pub const SECURITY_ENV: &'static str = "TASKGATE_SECURITY_TABLE";
+    pub const PROJECTS_ENV: &'static str = "TASKGATE_PROJECTS_TABLE";
+    pub const PROJECT_LOG_ENV: &'static str = "TASKGATE_PROJECT_LOG_TABLE";
 
-    /// `<prefix>-users`, `<prefix>-tokens`, `<prefix>-task-events`, `<prefix>-security`.
+    /// `<prefix>-users`, `<prefix>-tokens`, `<prefix>-task-events`,
+    /// `<prefix>-security`, `<prefix>-projects`, `<prefix>-project-log`.
     pub fn with_prefix(prefix: &str) -> Self {
         Self {
             users: format!("{prefix}-users"),
             tokens: format!("{prefix}-tokens"),
             task_events: format!("{prefix}-task-events"),
             security: format!("{prefix}-security"),
+            projects: format!("{prefix}-projects"),
+            project_log: format!("{prefix}-project-log"),
         }
     }
 
@@ -51,12 +58,21 @@ impl TableNames {
             tokens: lookup(Self::TOKENS_ENV).unwrap_or(defaults.tokens),
             task_events: lookup(Self::TASK_EVENTS_ENV).unwrap_or(defaults.task_events),
             security: lookup(Self::SECURITY_ENV).unwrap_or(defaults.security),
+            projects: lookup(Self::PROJECTS_ENV).unwrap_or(defaults.projects),
+            project_log: lookup(Self::PROJECT_LOG_ENV).unwrap_or(defaults.project_log),
         }
     }
 
     /// Every table name, in the order of [`table_specs`].
-    pub fn all(&self) -> [&str; 4] {
-        [&self.users, &self.tokens, &self.task_events, &self.security]
+    pub fn all(&self) -> [&str; 6] {
+        [
+            &self.users,
+            &self.tokens,
+            &self.task_events,
+            &self.security,
+            &self.projects,
+            &self.project_log,
+        ]
     }
 
     pub fn from_env() -> Self {
@@ -69,6 +85,16 @@ pub const TOKENS_BY_USERNAME: &str = "by-username";
 /// Index of the TaskEvents table by owner; only `created` events carry
 /// `owner_id`, so it lists each task once.
 pub const TASKS_BY_OWNER: &str = "by-owner";
+
+/// Indexes of the Projects table (docs/access-patterns.md). Each key
+/// attribute is set only on the rows the index serves (live ones), so the
+/// indexes are sparse.
+pub const PROJECTS_BY_OWNER: &str = "by-owner";
+pub const PROJECTS_LIVE: &str = "live";
+pub const ITEMS_BY_CREATED: &str = "items-by-created";
+pub const ITEMS_BY_STATUS: &str = "items-by-status";
+pub const ITEMS_BY_DUE: &str = "items-by-due";
+pub const ITEMS_BY_ASSIGNEE: &str = "items-by-assignee";
 
 /// A key attribute: its name and scalar type.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -157,7 +183,45 @@ pub fn table_specs(names: &TableNames) -> Vec<TableSpec> {
             indexes: vec![],
             ttl_attribute: Some("expires_at"),
         },
+        // Project rows (`pk` = "project#<id>", `sk` = "row"), membership
+        // rows (`pk` = "member#<user id>", `sk` = "project#<id>") and item
+        // rows (`pk` = "item#<id>", `sk` = "row"): every current-state row
+        // of projects, with the indexes their listings query.
+        TableSpec {
+            logical_name: "ProjectsTable",
+            name: names.projects.clone(),
+            hash_key: string_key("pk"),
+            range_key: Some(string_key("sk")),
+            indexes: vec![
+                index(PROJECTS_BY_OWNER, "owner_live", "pk"),
+                index(PROJECTS_LIVE, "live", "pk"),
+                index(ITEMS_BY_CREATED, "item_project", "created_key"),
+                index(ITEMS_BY_STATUS, "item_project", "status_key"),
+                index(ITEMS_BY_DUE, "item_project", "due_key"),
+                index(ITEMS_BY_ASSIGNEE, "assignee_key", "created_key"),
+            ],
+            ttl_attribute: None,
+        },
+        // The logs of projects and items: `stream` = "project#<id>" or
+        // "item#<id>", `seq` from 1; append-only (conditional puts).
+        TableSpec {
+            logical_name: "ProjectLogTable",
+            name: names.project_log.clone(),
+            hash_key: string_key("stream"),
+            range_key: Some(number_key("seq")),
+            indexes: vec![],
+            ttl_attribute: None,
+        },
     ]
+}
+
+const fn index(name: &'static str, hash: &'static str, range: &'static str) -> IndexSpec {
+    IndexSpec {
+        name,
+        hash_key: string_key(hash),
+        range_key: Some(string_key(range)),
+        projection: ProjectionType::All,
+    }
 }
 
 /// Creates every table that does not exist yet (on-demand capacity, TTL where

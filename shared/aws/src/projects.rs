@@ -1,0 +1,695 @@
+//! `ProjectStore` on DynamoDB: the ProjectLog table (one item per log
+//! entry, key (`stream`, `seq`)) and the Projects table (current-state rows
+//! of projects, memberships and items, with sparse indexes for listings).
+//!
+//! A change is one TransactWriteItems: the log entry, conditional on
+//! `attribute_not_exists(stream)` (its seq is free), and the row,
+//! conditional on still being at the previous version; membership rows
+//! follow the project's members in the same transaction. A lost race is
+//! `Conflict`.
+//!
+//! Listings are Queries on the index of their sort order (never a Scan),
+//! with the other filters as a FilterExpression, reading at most
+//! [`READ_BUDGET`] items per project per page: a page may hold fewer items
+//! than asked, and its cursor then points where reading stopped. The access
+//! patterns and their costs are in docs/access-patterns.md.
+
+use std::collections::{HashMap, HashSet};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+use taskgate_domain::ports::{ItemQuery, ItemScope, Page, ProjectStore, StoreError, StoreResult};
+use taskgate_domain::project::listing::{Assignee, Due, Position, SortKey, Value};
+use taskgate_domain::project::log::{Item, ItemEntry, Project, ProjectEntry};
+use taskgate_domain::project::{DueDate, ItemId, ItemStatus, ProjectId};
+use taskgate_domain::user::{UserId, Username};
+use time::OffsetDateTime;
+
+use crate::DynamoStore;
+use crate::errors::{build_error, condition_failed_at, corrupt, store_error};
+use crate::tables::{
+    ITEMS_BY_ASSIGNEE, ITEMS_BY_CREATED, ITEMS_BY_DUE, ITEMS_BY_STATUS, PROJECTS_BY_OWNER,
+    PROJECTS_LIVE,
+};
+
+/// Items read (before filtering) per project for one page, at most.
+pub const READ_BUDGET: usize = 500;
+
+type Row = HashMap<String, AttributeValue>;
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn project_key(id: &ProjectId) -> String {
+    format!("project#{id}")
+}
+
+fn item_key(id: &ItemId) -> String {
+    format!("item#{id}")
+}
+
+fn member_key(user: &UserId) -> String {
+    format!("member#{user}")
+}
+
+fn status_rank(status: ItemStatus) -> usize {
+    ItemStatus::ALL
+        .iter()
+        .position(|s| *s == status)
+        .expect("every status is in ALL")
+}
+
+fn created_key(at: OffsetDateTime, id: &ItemId) -> String {
+    format!("{}#{id}", taskgate_domain::timestamp::format(at))
+}
+
+fn status_key(status: ItemStatus, id: &ItemId) -> String {
+    format!("{}#{id}", status_rank(status))
+}
+
+/// `0#<date>#<id>` for dated items, `1##<id>` for undated ones (which sort
+/// after every date).
+fn due_key(due: Option<DueDate>, id: &ItemId) -> String {
+    match due {
+        Some(date) => format!("0#{date}#{id}"),
+        None => format!("1##{id}"),
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("rows and entries always serialise")
+}
+
+fn from_row<T: serde::de::DeserializeOwned>(
+    what: &str,
+    row: &Row,
+    attribute: &str,
+) -> StoreResult<T> {
+    match row.get(attribute) {
+        Some(AttributeValue::S(text)) => serde_json::from_str(text).map_err(|e| corrupt(what, e)),
+        _ => Err(corrupt(what, format!("no {attribute} attribute"))),
+    }
+}
+
+fn log_put(table: &str, stream: String, seq: u64, entry: String) -> StoreResult<TransactWriteItem> {
+    let put = Put::builder()
+        .table_name(table)
+        .set_item(Some(HashMap::from([
+            ("stream".to_owned(), s(stream)),
+            ("seq".to_owned(), n(seq)),
+            ("entry".to_owned(), s(entry)),
+        ])))
+        // `stream` is a reserved word in expressions.
+        .condition_expression("attribute_not_exists(#stream)")
+        .expression_attribute_names("#stream", "stream")
+        .build()
+        .map_err(build_error)?;
+    Ok(TransactWriteItem::builder().put(put).build())
+}
+
+/// The row put, conditional on the stored row being at `seq - 1` (or absent
+/// for a creation).
+fn row_put(table: &str, row: Row, seq: u64) -> StoreResult<TransactWriteItem> {
+    let put = Put::builder()
+        .table_name(table)
+        .set_item(Some(row))
+        .condition_expression("attribute_not_exists(pk) OR version = :previous")
+        .expression_attribute_values(":previous", n(seq - 1))
+        .build()
+        .map_err(build_error)?;
+    Ok(TransactWriteItem::builder().put(put).build())
+}
+
+fn project_row(project: &Project) -> Row {
+    let mut row = HashMap::from([
+        ("pk".to_owned(), s(project_key(&project.id))),
+        ("sk".to_owned(), s("row")),
+        ("version".to_owned(), n(project.version)),
+        ("row".to_owned(), s(json(project))),
+    ]);
+    if !project.deleted {
+        row.insert("owner_live".to_owned(), s(project.owner.as_str()));
+        row.insert("live".to_owned(), s("project"));
+    }
+    row
+}
+
+fn item_row(item: &Item) -> Row {
+    let mut row = HashMap::from([
+        ("pk".to_owned(), s(item_key(&item.id))),
+        ("sk".to_owned(), s("row")),
+        ("version".to_owned(), n(item.version)),
+        ("row".to_owned(), s(json(item))),
+    ]);
+    if !item.deleted {
+        row.extend([
+            ("item_project".to_owned(), s(item.project_id.to_string())),
+            (
+                "created_key".to_owned(),
+                s(created_key(item.created_at, &item.id)),
+            ),
+            (
+                "status_key".to_owned(),
+                s(status_key(item.status, &item.id)),
+            ),
+            ("due_key".to_owned(), s(due_key(item.due_date, &item.id))),
+            ("status_rank".to_owned(), n(status_rank(item.status))),
+            (
+                "due_missing".to_owned(),
+                n(u8::from(item.due_date.is_none())),
+            ),
+        ]);
+        if let Some(date) = item.due_date {
+            row.insert("due_date".to_owned(), s(date.to_string()));
+        }
+        if let Some(assignee) = &item.assignee {
+            row.insert("assignee".to_owned(), s(assignee.as_str()));
+            row.insert(
+                "assignee_key".to_owned(),
+                s(format!("{}#{assignee}", item.project_id)),
+            );
+        }
+    }
+    row
+}
+
+/// The membership rows a project has: none once deleted.
+fn memberships(project: &Project) -> HashSet<UserId> {
+    if project.deleted {
+        return HashSet::new();
+    }
+    project.members.values().map(|m| m.user_id).collect()
+}
+
+/// Where a page stopped: the position of the item with these index keys.
+fn position_of(sort_key: SortKey, descending: bool, row: &Row) -> StoreResult<Position> {
+    let attribute = match sort_key {
+        SortKey::CreatedAt => "created_key",
+        SortKey::Status => "status_key",
+        SortKey::DueDate => "due_key",
+    };
+    let Some(AttributeValue::S(key)) = row.get(attribute) else {
+        return Err(corrupt("item index key", format!("no {attribute}")));
+    };
+    let bad = || corrupt("item index key", key.clone());
+    let (head, id) = key.rsplit_once('#').ok_or_else(bad)?;
+    let id = ItemId::parse(id).map_err(|_| bad())?;
+    let value = match sort_key {
+        SortKey::CreatedAt => {
+            Value::CreatedAt(taskgate_domain::timestamp::parse(head).map_err(|_| bad())?)
+        }
+        SortKey::Status => {
+            let rank: usize = head.parse().map_err(|_| bad())?;
+            Value::Status(*ItemStatus::ALL.get(rank).ok_or_else(bad)?)
+        }
+        SortKey::DueDate => match head.split_once('#').ok_or_else(bad)? {
+            ("1", _) => Value::Due(None),
+            (_, date) => Value::Due(Some(DueDate::parse(date).map_err(|_| bad())?)),
+        },
+    };
+    Ok(Position {
+        descending,
+        value,
+        id,
+    })
+}
+
+/// The index keys of an item at `position` (an exclusive start key).
+fn start_key(project: &ProjectId, position: &Position) -> Row {
+    let (attribute, value) = match position.value {
+        Value::CreatedAt(at) => ("created_key", created_key(at, &position.id)),
+        Value::Status(status) => ("status_key", status_key(status, &position.id)),
+        Value::Due(due) => ("due_key", due_key(due, &position.id)),
+    };
+    HashMap::from([
+        ("item_project".to_owned(), s(project.to_string())),
+        (attribute.to_owned(), s(value)),
+        ("pk".to_owned(), s(item_key(&position.id))),
+        ("sk".to_owned(), s("row")),
+    ])
+}
+
+/// What one project contributes to a page: the matching items read, in
+/// order, and where reading stopped if the budget ran out first.
+struct Source {
+    items: Vec<(Position, Item)>,
+    stopped: Option<Position>,
+}
+
+impl DynamoStore {
+    /// Runs the transaction; a failed condition on any of the first two
+    /// items (the log entry, the row) is a lost race.
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> StoreResult<()> {
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                // Lost: the entry's seq or the row's version was taken, or
+                // another transaction was writing the same items.
+                let lost = match e.as_service_error() {
+                    Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
+                        let reasons = cancelled.cancellation_reasons();
+                        condition_failed_at(reasons, 0)
+                            || condition_failed_at(reasons, 1)
+                            || reasons
+                                .iter()
+                                .any(|r| r.code() == Some("TransactionConflict"))
+                    }
+                    _ => false,
+                };
+                if lost {
+                    Err(StoreError::Conflict)
+                } else {
+                    Err(store_error(e))
+                }
+            }
+        }
+    }
+
+    async fn get_row(&self, pk: String) -> StoreResult<Option<Row>> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.tables.projects)
+            .key("pk", s(pk))
+            .key("sk", s("row"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(output.item)
+    }
+
+    async fn log(&self, stream: String) -> StoreResult<Vec<Row>> {
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.tables.project_log)
+            .key_condition_expression("#stream = :s")
+            .expression_attribute_names("#stream", "stream")
+            .expression_attribute_values(":s", s(stream))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        let mut rows = Vec::new();
+        while let Some(row) = pages.next().await {
+            rows.push(row.map_err(store_error)?);
+        }
+        Ok(rows)
+    }
+
+    /// The projects named by `ids`, live ones only, in the order given.
+    async fn live_projects(&self, ids: Vec<ProjectId>) -> StoreResult<Vec<Project>> {
+        let mut projects = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(project) = self.get_project(&id).await?
+                && !project.deleted
+            {
+                projects.push(project);
+            }
+        }
+        Ok(projects)
+    }
+
+    /// Reads one project's items for a page (see [`Source`]).
+    async fn source(&self, project: &ProjectId, query: &ItemQuery) -> StoreResult<Source> {
+        let sort = query.sort;
+        // Undated items come last in either direction; descending by due
+        // date reads the dated ones, then the undated ones.
+        let phases: Vec<Option<&str>> = match sort.key {
+            SortKey::DueDate if sort.descending => match query.after.map(|p| p.value) {
+                Some(Value::Due(None)) => vec![Some("1#")],
+                _ => vec![Some("0#"), Some("1#")],
+            },
+            _ => vec![None],
+        };
+        let (index, attribute) = match sort.key {
+            SortKey::CreatedAt => (ITEMS_BY_CREATED, "created_key"),
+            SortKey::Status => (ITEMS_BY_STATUS, "status_key"),
+            SortKey::DueDate => (ITEMS_BY_DUE, "due_key"),
+        };
+        let (filter, mut values) = filter_expression(query);
+        values.insert(":p".to_owned(), s(project.to_string()));
+        let mut items = Vec::new();
+        let mut read = 0;
+        for (phase, prefix) in phases.iter().enumerate() {
+            let mut start = match (phase, &query.after) {
+                (0, Some(after)) => Some(start_key(project, after)),
+                _ => None,
+            };
+            let mut condition = "item_project = :p".to_owned();
+            let mut values = values.clone();
+            if let Some(prefix) = prefix {
+                condition.push_str(&format!(" AND begins_with({attribute}, :prefix)"));
+                values.insert(":prefix".to_owned(), s(*prefix));
+            }
+            loop {
+                if read >= READ_BUDGET || items.len() > query.limit {
+                    break;
+                }
+                let output = self
+                    .client
+                    .query()
+                    .table_name(&self.tables.projects)
+                    .index_name(index)
+                    .key_condition_expression(&condition)
+                    .set_filter_expression(filter.clone())
+                    .set_expression_attribute_values(Some(values.clone()))
+                    .scan_index_forward(!sort.descending)
+                    .set_exclusive_start_key(start.take())
+                    .limit((READ_BUDGET - read).min(query.limit * 4 + 10) as i32)
+                    .send()
+                    .await
+                    .map_err(store_error)?;
+                read += output.scanned_count() as usize;
+                for row in output.items() {
+                    let item: Item = from_row("item", row, "row")?;
+                    items.push((sort.position(&item), item));
+                }
+                match output.last_evaluated_key {
+                    // The key names the index keys of the last item read.
+                    Some(key) if read >= READ_BUDGET && items.len() <= query.limit => {
+                        return Ok(Source {
+                            items,
+                            stopped: Some(position_of(sort.key, sort.descending, &key)?),
+                        });
+                    }
+                    Some(key) => start = Some(key),
+                    None => break,
+                }
+            }
+        }
+        Ok(Source {
+            items,
+            stopped: None,
+        })
+    }
+}
+
+/// The FilterExpression of a listing's filters, with its values.
+fn filter_expression(query: &ItemQuery) -> (Option<String>, Row) {
+    let mut clauses = Vec::new();
+    let mut values = HashMap::new();
+    if let Some(statuses) = &query.filter.statuses {
+        let names: Vec<String> = statuses
+            .iter()
+            .enumerate()
+            .map(|(i, status)| {
+                values.insert(format!(":s{i}"), n(status_rank(*status)));
+                format!(":s{i}")
+            })
+            .collect();
+        clauses.push(format!("status_rank IN ({})", names.join(", ")));
+    }
+    if let Some(due) = query.filter.due {
+        values.insert(":today".to_owned(), s(query.today.to_string()));
+        clauses.push(match due {
+            Due::Overdue => {
+                values.insert(
+                    ":completed".to_owned(),
+                    n(status_rank(ItemStatus::Completed)),
+                );
+                "due_date < :today AND status_rank <> :completed".to_owned()
+            }
+            Due::Today => "due_date = :today".to_owned(),
+            Due::Future => "due_date > :today".to_owned(),
+        });
+    }
+    match &query.filter.assignee {
+        None => {}
+        Some(Assignee::Nobody) => clauses.push("attribute_not_exists(assignee)".to_owned()),
+        Some(Assignee::Named(name)) => {
+            values.insert(":assignee".to_owned(), s(name.as_str()));
+            clauses.push("assignee = :assignee".to_owned());
+        }
+    }
+    ((!clauses.is_empty()).then(|| clauses.join(" AND ")), values)
+}
+
+#[async_trait]
+impl ProjectStore for DynamoStore {
+    async fn append_project(&self, entry: &ProjectEntry, project: &Project) -> StoreResult<()> {
+        let before = match self.get_row(project_key(&project.id)).await? {
+            Some(row) => memberships(&from_row::<Project>("project", &row, "row")?),
+            None => HashSet::new(),
+        };
+        let after = memberships(project);
+        let mut items = vec![
+            log_put(
+                &self.tables.project_log,
+                project_key(&entry.stream),
+                entry.seq,
+                json(entry),
+            )?,
+            row_put(&self.tables.projects, project_row(project), entry.seq)?,
+        ];
+        for user in after.difference(&before) {
+            let put = Put::builder()
+                .table_name(&self.tables.projects)
+                .set_item(Some(HashMap::from([
+                    ("pk".to_owned(), s(member_key(user))),
+                    ("sk".to_owned(), s(project_key(&project.id))),
+                    ("project_id".to_owned(), s(project.id.to_string())),
+                ])))
+                .build()
+                .map_err(build_error)?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        for user in before.difference(&after) {
+            let delete = Delete::builder()
+                .table_name(&self.tables.projects)
+                .key("pk", s(member_key(user)))
+                .key("sk", s(project_key(&project.id)))
+                .build()
+                .map_err(build_error)?;
+            items.push(TransactWriteItem::builder().delete(delete).build());
+        }
+        self.transact(items).await
+    }
+
+    async fn get_project(&self, id: &ProjectId) -> StoreResult<Option<Project>> {
+        self.get_row(project_key(id))
+            .await?
+            .map(|row| from_row("project", &row, "row"))
+            .transpose()
+    }
+
+    async fn project_log(&self, id: &ProjectId) -> StoreResult<Vec<ProjectEntry>> {
+        self.log(project_key(id))
+            .await?
+            .iter()
+            .map(|row| from_row("project log entry", row, "entry"))
+            .collect()
+    }
+
+    async fn member_projects(
+        &self,
+        member: &UserId,
+        after: Option<&ProjectId>,
+        limit: usize,
+    ) -> StoreResult<Page<Project, ProjectId>> {
+        let mut ids = Vec::new();
+        let mut start = after.map(|id| {
+            HashMap::from([
+                ("pk".to_owned(), s(member_key(member))),
+                ("sk".to_owned(), s(project_key(id))),
+            ])
+        });
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.tables.projects)
+                .key_condition_expression("pk = :m")
+                .expression_attribute_values(":m", s(member_key(member)))
+                .set_exclusive_start_key(start.take())
+                .limit((limit + 1 - ids.len()) as i32)
+                .send()
+                .await
+                .map_err(store_error)?;
+            for row in output.items() {
+                let Some(AttributeValue::S(id)) = row.get("project_id") else {
+                    return Err(corrupt("membership", "no project_id"));
+                };
+                ids.push(ProjectId::parse(id).map_err(|e| corrupt("membership", e))?);
+            }
+            match output.last_evaluated_key {
+                Some(key) if ids.len() <= limit => start = Some(key),
+                _ => break,
+            }
+        }
+        let more = ids.len() > limit;
+        ids.truncate(limit);
+        let next = more.then(|| *ids.last().expect("a full page has a last id"));
+        Ok(Page {
+            items: self.live_projects(ids).await?,
+            next,
+        })
+    }
+
+    async fn all_projects(
+        &self,
+        after: Option<&ProjectId>,
+        limit: usize,
+    ) -> StoreResult<Page<Project, ProjectId>> {
+        let start = after.map(|id| {
+            HashMap::from([
+                ("live".to_owned(), s("project")),
+                ("pk".to_owned(), s(project_key(id))),
+                ("sk".to_owned(), s("row")),
+            ])
+        });
+        let output = self
+            .client
+            .query()
+            .table_name(&self.tables.projects)
+            .index_name(PROJECTS_LIVE)
+            .key_condition_expression("live = :l")
+            .expression_attribute_values(":l", s("project"))
+            .set_exclusive_start_key(start)
+            .limit(limit as i32 + 1)
+            .send()
+            .await
+            .map_err(store_error)?;
+        let mut projects: Vec<Project> = output
+            .items()
+            .iter()
+            .map(|row| from_row("project", row, "row"))
+            .collect::<StoreResult<_>>()?;
+        let more = projects.len() > limit;
+        projects.truncate(limit);
+        let next = more.then(|| projects.last().expect("a full page has a last").id);
+        Ok(Page {
+            items: projects,
+            next,
+        })
+    }
+
+    async fn owned_projects(&self, owner: &Username) -> StoreResult<Vec<ProjectId>> {
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.tables.projects)
+            .index_name(PROJECTS_BY_OWNER)
+            .key_condition_expression("owner_live = :o")
+            .expression_attribute_values(":o", s(owner.as_str()))
+            .into_paginator()
+            .items()
+            .send();
+        let mut ids = Vec::new();
+        while let Some(row) = pages.next().await {
+            let project: Project = from_row("project", &row.map_err(store_error)?, "row")?;
+            ids.push(project.id);
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    async fn append_item(&self, entry: &ItemEntry, item: &Item) -> StoreResult<()> {
+        self.transact(vec![
+            log_put(
+                &self.tables.project_log,
+                item_key(&entry.stream),
+                entry.seq,
+                json(entry),
+            )?,
+            row_put(&self.tables.projects, item_row(item), entry.seq)?,
+        ])
+        .await
+    }
+
+    async fn get_item(&self, id: &ItemId) -> StoreResult<Option<Item>> {
+        self.get_row(item_key(id))
+            .await?
+            .map(|row| from_row("item", &row, "row"))
+            .transpose()
+    }
+
+    async fn item_log(&self, id: &ItemId) -> StoreResult<Vec<ItemEntry>> {
+        self.log(item_key(id))
+            .await?
+            .iter()
+            .map(|row| from_row("item log entry", row, "entry"))
+            .collect()
+    }
+
+    async fn list_items(&self, query: &ItemQuery) -> StoreResult<Page<Item, Position>> {
+        let projects = match &query.scope {
+            ItemScope::Project(id) => vec![*id],
+            ItemScope::MemberOf(user) => {
+                let mut ids = Vec::new();
+                let mut after = None;
+                loop {
+                    let page = self.member_projects(user, after.as_ref(), 100).await?;
+                    ids.extend(page.items.iter().map(|p| p.id));
+                    match page.next {
+                        Some(next) => after = Some(next),
+                        None => break,
+                    }
+                }
+                ids
+            }
+        };
+        let mut found: Vec<(Position, Item)> = Vec::new();
+        let mut cut: Option<Position> = None;
+        for project in &projects {
+            let source = self.source(project, query).await?;
+            found.extend(source.items);
+            if let Some(stopped) = source.stopped {
+                cut = Some(cut.map_or(stopped, |cut| cut.min(stopped)));
+            }
+        }
+        found.sort_by_key(|(position, _)| *position);
+        // Beyond where a project stopped reading, its items are unknown:
+        // the page ends there.
+        if let Some(cut) = cut {
+            found.retain(|(position, _)| *position <= cut);
+        }
+        if found.len() > query.limit {
+            found.truncate(query.limit);
+            let next = found.last().map(|(position, _)| *position);
+            return Ok(Page {
+                items: found.into_iter().map(|(_, item)| item).collect(),
+                next,
+            });
+        }
+        Ok(Page {
+            items: found.into_iter().map(|(_, item)| item).collect(),
+            next: cut,
+        })
+    }
+
+    async fn assigned_items(
+        &self,
+        project: &ProjectId,
+        username: &Username,
+    ) -> StoreResult<Vec<Item>> {
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.tables.projects)
+            .index_name(ITEMS_BY_ASSIGNEE)
+            .key_condition_expression("assignee_key = :a")
+            .expression_attribute_values(":a", s(format!("{project}#{username}")))
+            .into_paginator()
+            .items()
+            .send();
+        let mut items = Vec::new();
+        while let Some(row) = pages.next().await {
+            items.push(from_row("item", &row.map_err(store_error)?, "row")?);
+        }
+        Ok(items)
+    }
+}
