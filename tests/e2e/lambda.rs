@@ -43,6 +43,14 @@ const FIXTURES: &[(&str, u16)] = &[
     ("tasks-get", 200),
     ("tasks-events", 200),
     ("tasks-cancel", 200),
+    ("projects-create", 201),
+    ("projects-list", 200),
+    ("projects-get", 200),
+    ("projects-update", 200),
+    ("members-put", 201),
+    ("members-list", 200),
+    ("members-delete", 204),
+    ("projects-delete", 204),
     ("audit-list", 200),
     ("auth-logout", 204),
 ];
@@ -187,8 +195,14 @@ async fn each_function_answers_its_api_gateway_events() {
             );
             let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
             assert!(body.is_object(), "{name}: {body}");
-            if *name == "tasks-start" {
-                placeholders.set("task_id", body["id"].as_str().unwrap().to_owned());
+            match *name {
+                "tasks-start" => {
+                    placeholders.set("task_id", body["id"].as_str().unwrap().to_owned())
+                }
+                "projects-create" => {
+                    placeholders.set("project_id", body["id"].as_str().unwrap().to_owned())
+                }
+                _ => {}
             }
         }
     }

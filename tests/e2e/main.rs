@@ -13,6 +13,7 @@ mod limits;
 mod matrix;
 mod openapi;
 mod project_store;
+mod projects;
 mod security;
 mod server;
 mod sfn;

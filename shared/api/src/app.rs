@@ -23,7 +23,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::extract::{RequestId, SharedState};
-use crate::handlers::{audit, auth, root, tasks, users};
+use crate::handlers::{audit, auth, projects, root, tasks, users};
 use crate::problem::ApiError;
 
 /// Every endpoint, with its documentation.
@@ -38,6 +38,10 @@ pub fn api() -> OpenApiRouter<SharedState> {
         .routes(routes!(tasks::cancel))
         .routes(routes!(tasks::events))
         .routes(routes!(audit::list))
+        .routes(routes!(projects::create, projects::list))
+        .routes(routes!(projects::get, projects::update, projects::delete))
+        .routes(routes!(projects::members))
+        .routes(routes!(projects::put_member, projects::remove_member))
 }
 
 /// The application for `state`: the API with its fallbacks, request ids,

@@ -111,6 +111,18 @@ pub async fn path_value(parts: &mut Parts) -> Result<String, ApiError> {
     Ok(raw)
 }
 
+/// The values of a route's path parameters, by name, as sent.
+pub async fn path_values(parts: &mut Parts) -> Result<HashMap<String, String>, ApiError> {
+    let axum::extract::Path(values) =
+        <axum::extract::Path<HashMap<String, String>> as FromRequestParts<()>>::from_request_parts(
+            parts,
+            &(),
+        )
+        .await
+        .map_err(|e| ApiError::internal(format!("no path parameters on this route: {e}")))?;
+    Ok(values)
+}
+
 /// A request body type: how its JSON object becomes `Self`.
 pub trait FromBody: Sized {
     /// The field names it may have; any other is a 422.

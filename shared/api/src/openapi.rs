@@ -58,6 +58,7 @@ impl Modify for BearerAuth {
         (name = "users", description = "Accounts; `/user…` are deprecated aliases"),
         (name = "tasks", description = "Delays and scripts"),
         (name = "audit", description = "The security audit log"),
+        (name = "projects", description = "Projects, their members and work items"),
     )
 )]
 struct ApiDoc;

@@ -44,6 +44,9 @@ pub enum ApiError {
     /// 409, with a slug saying which conflict (`username-taken`, `last-admin`...).
     #[error("{detail}")]
     Conflict { kind: &'static str, detail: String },
+    /// 412: `If-Match` named another version than the current one.
+    #[error("{0}")]
+    PreconditionFailed(String),
     /// 408: the local server waited `seconds` for the body
     /// (`TASKGATE_BODY_TIMEOUT_SECONDS`).
     #[error("the request body did not arrive within {seconds} s")]
@@ -96,6 +99,7 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -115,6 +119,7 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => "method-not-allowed",
             Self::Conflict { kind, .. } => kind,
             Self::RequestTimeout { .. } => "request-timeout",
+            Self::PreconditionFailed(_) => "precondition-failed",
             Self::PayloadTooLarge { .. } => "payload-too-large",
             Self::UnsupportedMediaType(_) => "unsupported-media-type",
             Self::Invalid(_) => "invalid-field",
@@ -134,6 +139,7 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => "Method not allowed",
             Self::Conflict { .. } => "Conflict",
             Self::RequestTimeout { .. } => "Request timeout",
+            Self::PreconditionFailed(_) => "Precondition failed",
             Self::PayloadTooLarge { .. } => "Payload too large",
             Self::UnsupportedMediaType(_) => "Unsupported media type",
             Self::Invalid(_) => "Invalid fields",

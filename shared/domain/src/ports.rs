@@ -226,7 +226,10 @@ pub trait SecurityStore: Send + Sync {
 }
 
 /// All the storage ports one backend provides, as one object the HTTP layer holds.
-pub trait Store: UserStore + TokenStore + SessionStore + TaskLog + SecurityStore {}
+pub trait Store:
+    UserStore + TokenStore + SessionStore + TaskLog + SecurityStore + ProjectStore
+{
+}
 
 /// Which projects' items a listing covers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -254,9 +257,6 @@ pub struct ItemQuery {
 /// of a hash-chained log written in one transaction with the current-state
 /// row it produces (the fold of the log so far), so queries read rows,
 /// history reads logs, and an audit can rebuild each row from its log.
-///
-/// Not yet part of [`Store`]: the embedded store implements it; the
-/// DynamoDB adapter follows (issue 10 in progress).
 #[async_trait]
 pub trait ProjectStore: Send + Sync {
     /// Appends `entry` to its project's log and stores `project` (the fold
@@ -311,7 +311,10 @@ pub trait ProjectStore: Send + Sync {
     ) -> StoreResult<Vec<Item>>;
 }
 
-impl<T: UserStore + TokenStore + SessionStore + TaskLog + SecurityStore> Store for T {}
+impl<T: UserStore + TokenStore + SessionStore + TaskLog + SecurityStore + ProjectStore> Store
+    for T
+{
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkflowError {

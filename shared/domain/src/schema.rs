@@ -12,6 +12,9 @@ use utoipa::openapi::{KnownFormat, RefOr};
 use utoipa::{PartialSchema, ToSchema};
 
 use crate::password::Password;
+use crate::project::{
+    Description, DueDate, ItemId, ItemStatus, ProjectId, ProjectName, ProjectRole, Title,
+};
 use crate::security::{SecurityEvent, SecurityKind};
 use crate::task::{EventData, Status, TaskError, TaskId, TaskKind, TaskSpec};
 use crate::user::{Email, Level, Profile, Username};
@@ -293,5 +296,63 @@ schema!(
         )
         .required("detail")
         .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        .into()
+);
+
+schema!(
+    ProjectId,
+    "ProjectId",
+    string().pattern(Some(UUID_PATTERN)).into()
+);
+schema!(
+    ItemId,
+    "ItemId",
+    string().pattern(Some(UUID_PATTERN)).into()
+);
+schema!(
+    ProjectRole,
+    "ProjectRole",
+    one_of_strings(ProjectRole::ALL.map(ProjectRole::as_str))
+);
+schema!(
+    ItemStatus,
+    "ItemStatus",
+    one_of_strings(ItemStatus::ALL.map(ItemStatus::as_str))
+);
+schema!(
+    ProjectName,
+    "ProjectName",
+    string()
+        .description(Some("1–200 characters, not blank"))
+        .min_length(Some(1))
+        .max_length(Some(ProjectName::MAX_CHARS))
+        .pattern(Some(r"\S"))
+        .examples(["Launch"])
+        .into()
+);
+schema!(
+    Title,
+    "Title",
+    string()
+        .description(Some("1–200 characters, not blank"))
+        .min_length(Some(1))
+        .max_length(Some(Title::MAX_CHARS))
+        .pattern(Some(r"\S"))
+        .examples(["Write the report"])
+        .into()
+);
+schema!(
+    Description,
+    "Description",
+    string().max_length(Some(Description::MAX_CHARS)).into()
+);
+schema!(
+    DueDate,
+    "DueDate",
+    string()
+        .description(Some("A calendar date that exists, YYYY-MM-DD"))
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Date)))
+        .pattern(Some(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"))
+        .examples(["2026-12-01"])
         .into()
 );

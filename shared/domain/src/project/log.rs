@@ -330,7 +330,8 @@ impl Project {
         Some(project)
     }
 
-    fn apply(&mut self, entry: &ProjectEntry) {
+    /// The project after `entry` (the next entry of its log).
+    pub fn apply(&mut self, entry: &ProjectEntry) {
         match &entry.change {
             ProjectChange::Created { .. } => {}
             ProjectChange::Updated(changes) => {
