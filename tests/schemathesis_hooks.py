@@ -30,6 +30,9 @@ INEXPRESSIBLE_FIELD_ERRORS = [
     ("cursor", "is not a cursor this API returned"),
     # RFC 5321/5322 addresses as the server's parser reads them.
     ("email", "must be a valid e-mail address"),
+    # Rules about a project's state: who its members and admins are.
+    ("owner", "must be an admin of the project"),
+    ("assignee", "must be a member of the project"),
 ]
 
 
@@ -85,7 +88,8 @@ def filter_failure(context, failure, case, response):
         if response.status_code == 413:
             return _dropped("413 body over TASKGATE_MAX_BODY_BYTES")
         problem = _problem(response)
-        if response.status_code == 422 and _only_inexpressible(problem, case):
+        # 422 for bodies; 400 `invalid-query` for item listings' parameters.
+        if response.status_code in (400, 422) and _only_inexpressible(problem, case):
             fields = sorted(
                 f"{e.get('field')}: {e.get('message', '')[:40]}" for e in problem["errors"]
             )

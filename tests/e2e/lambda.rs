@@ -50,6 +50,13 @@ const FIXTURES: &[(&str, u16)] = &[
     ("members-put", 201),
     ("members-list", 200),
     ("members-delete", 204),
+    ("items-create", 201),
+    ("items-list", 200),
+    ("items-mine", 200),
+    ("items-get", 200),
+    ("items-update", 200),
+    ("items-events", 200),
+    ("items-delete", 204),
     ("projects-delete", 204),
     ("audit-list", 200),
     ("auth-logout", 204),
@@ -201,6 +208,9 @@ async fn each_function_answers_its_api_gateway_events() {
                 }
                 "projects-create" => {
                     placeholders.set("project_id", body["id"].as_str().unwrap().to_owned())
+                }
+                "items-create" => {
+                    placeholders.set("item_id", body["id"].as_str().unwrap().to_owned())
                 }
                 _ => {}
             }

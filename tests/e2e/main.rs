@@ -7,6 +7,7 @@ mod auth;
 mod bad_input;
 mod faults;
 mod infra;
+mod items;
 mod lambda;
 mod lambda_runtime;
 mod limits;

@@ -23,7 +23,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::extract::{RequestId, SharedState};
-use crate::handlers::{audit, auth, projects, root, tasks, users};
+use crate::handlers::{audit, auth, items, projects, root, tasks, users};
 use crate::problem::ApiError;
 
 /// Every endpoint, with its documentation.
@@ -42,6 +42,10 @@ pub fn api() -> OpenApiRouter<SharedState> {
         .routes(routes!(projects::get, projects::update, projects::delete))
         .routes(routes!(projects::members))
         .routes(routes!(projects::put_member, projects::remove_member))
+        .routes(routes!(items::create, items::list))
+        .routes(routes!(items::mine))
+        .routes(routes!(items::get, items::update, items::delete))
+        .routes(routes!(items::events))
 }
 
 /// The application for `state`: the API with its fallbacks, request ids,

@@ -57,6 +57,10 @@ pub enum ApiError {
     /// 415.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// 400: these query parameters are wrong (listings whose contract
+    /// answers 400 for a bad parameter).
+    #[error("invalid query parameters")]
+    BadQuery(Vec<FieldError>),
     /// 422: well-formed, but these fields are wrong.
     #[error("invalid fields")]
     Invalid(Vec<FieldError>),
@@ -92,7 +96,7 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Malformed(_) => StatusCode::BAD_REQUEST,
+            Self::Malformed(_) | Self::BadQuery(_) => StatusCode::BAD_REQUEST,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
@@ -113,6 +117,7 @@ impl ApiError {
     pub fn slug(&self) -> &'static str {
         match self {
             Self::Malformed(_) => "malformed-request",
+            Self::BadQuery(_) => "invalid-query",
             Self::Unauthenticated(_) => "unauthenticated",
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not-found",
@@ -133,6 +138,7 @@ impl ApiError {
     fn title(&self) -> &'static str {
         match self {
             Self::Malformed(_) => "Malformed request",
+            Self::BadQuery(_) => "Invalid query parameters",
             Self::Unauthenticated(_) => "Authentication required",
             Self::Forbidden(_) => "Forbidden",
             Self::NotFound(_) => "Not found",
@@ -164,6 +170,10 @@ impl ApiError {
                 let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
                 format!("invalid value for: {}", fields.join(", "))
             }
+            Self::BadQuery(errors) => {
+                let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+                format!("invalid query parameter: {}", fields.join(", "))
+            }
             other => other.to_string(),
         }
     }
@@ -186,7 +196,7 @@ impl ApiError {
             status: status.as_u16(),
             detail: self.detail(),
             errors: match self {
-                Self::Invalid(errors) => Some(errors.clone()),
+                Self::Invalid(errors) | Self::BadQuery(errors) => Some(errors.clone()),
                 _ => None,
             },
             request_id: request_id.to_owned(),
@@ -241,7 +251,7 @@ pub struct Problem {
     status: u16,
     #[schema(example = "invalid value for: password")]
     detail: String,
-    /// 422 only: every invalid field.
+    /// 422 (fields) and 400 `invalid-query` (parameters): every one that is wrong.
     #[serde(skip_serializing_if = "Option::is_none")]
     errors: Option<Vec<FieldError>>,
     /// Quote it when reporting a problem: it finds the request's log lines.

@@ -1,0 +1,688 @@
+//! Work items: `/projects/{id}/items…` and `GET /items`.
+//!
+//! Members create, list, read and edit items; project admins and an item's
+//! creator delete it. An edit with `If-Match: "N"` applies only to version
+//! N (412 otherwise); without it, concurrent edits are applied one after the
+//! other and the history shows each. Listings filter and sort as the
+//! contract says; a bad parameter is 400 naming it.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{FromRequestParts, State};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use serde::Serialize;
+use taskgate_domain::permission::Actor;
+use taskgate_domain::ports::{ItemQuery, ItemScope, StoreError};
+use taskgate_domain::project::access::Action;
+use taskgate_domain::project::commands::{self, NewItem};
+use taskgate_domain::project::listing::{
+    Assignee, Due, ItemFilter, Position, Sort, SortKey, Value, Zone, parse_statuses,
+};
+use taskgate_domain::project::log::{Item, ItemChanges, ItemEntry};
+use taskgate_domain::project::{Description, DueDate, ItemId, ItemStatus, ProjectId, Title};
+use taskgate_domain::user::Username;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::Session;
+use crate::extract::{Body, BodyContext, FromBody, FromQuery, Params, SharedState, path_values};
+use crate::handlers::projects::{ATTEMPTS, no_such_project, project_for};
+use crate::problem::{ApiError, FieldError, Problem};
+use crate::request::{Fields, string};
+use crate::response::{List, Page, timestamp};
+use crate::state::AppState;
+
+fn no_such_item() -> ApiError {
+    ApiError::NotFound("there is no such item".into())
+}
+
+/// `{id}` and `{item_id}` of an item path.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct ItemPath {
+    /// The project id.
+    #[param(value_type = String)]
+    id: ProjectId,
+    /// The item id.
+    #[param(value_type = String)]
+    item_id: ItemId,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ItemPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let values = path_values(parts).await?;
+        let id = values
+            .get("id")
+            .and_then(|raw| ProjectId::parse(raw).ok())
+            .ok_or_else(no_such_project)?;
+        let item_id = values
+            .get("item_id")
+            .and_then(|raw| ItemId::parse(raw).ok())
+            .ok_or_else(no_such_item)?;
+        Ok(Self { id, item_id })
+    }
+}
+
+/// An item as clients see it.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Item)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ItemView<'a> {
+    #[schema(value_type = ItemId)]
+    id: String,
+    #[schema(value_type = ProjectId)]
+    project_id: String,
+    #[schema(value_type = Title)]
+    title: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Description>)]
+    description: Option<&'a str>,
+    status: ItemStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<DueDate>)]
+    due_date: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Username>)]
+    assignee: Option<&'a str>,
+    #[schema(value_type = Username)]
+    created_by: &'a str,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    updated_at: String,
+    /// Grows by one with every change; also the `ETag` (`"N"`).
+    #[schema(minimum = 1)]
+    version: u64,
+}
+
+impl<'a> From<&'a Item> for ItemView<'a> {
+    fn from(item: &'a Item) -> Self {
+        Self {
+            id: item.id.to_string(),
+            project_id: item.project_id.to_string(),
+            title: item.title.as_str(),
+            description: item.description.as_ref().map(Description::as_str),
+            status: item.status,
+            due_date: item.due_date.map(|d| d.to_string()),
+            assignee: item.assignee.as_ref().map(Username::as_str),
+            created_by: item.created_by.as_str(),
+            created_at: timestamp(item.created_at),
+            updated_at: timestamp(item.updated_at),
+            version: item.version,
+        }
+    }
+}
+
+/// The item as JSON, with its version as the `ETag`.
+fn with_etag(status: StatusCode, item: &Item) -> Response {
+    let mut response = (status, Json(ItemView::from(item))).into_response();
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", item.version)) {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    response
+}
+
+/// The item `item_id` of project `id`, if `actor` may use the project's
+/// items; deleted items and items of other projects are missing.
+async fn item_for(
+    state: &AppState,
+    actor: &Actor,
+    path: &ItemPath,
+) -> Result<(taskgate_domain::project::log::Project, Item), ApiError> {
+    let project = project_for(state, actor, &path.id, Action::UseItems).await?;
+    let item = state
+        .store
+        .get_item(&path.item_id)
+        .await?
+        .filter(|item| !item.deleted && item.project_id == project.id)
+        .ok_or_else(no_such_item)?;
+    Ok((project, item))
+}
+
+/// `POST /projects/{id}/items` body.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewItemBody {
+    title: Title,
+    description: Option<Description>,
+    /// Default `pending`.
+    status: Option<ItemStatus>,
+    due_date: Option<DueDate>,
+    /// A member of the project.
+    assignee: Option<Username>,
+}
+
+impl FromBody for NewItemBody {
+    const FIELDS: &'static [&'static str] =
+        &["title", "description", "status", "due_date", "assignee"];
+
+    fn from_fields(mut fields: Fields, _: &BodyContext<'_>) -> Result<Self, ApiError> {
+        let title = fields.required("title", string(Title::parse));
+        let description = fields.optional("description", string(Description::parse));
+        let status = fields.optional("status", string(ItemStatus::parse));
+        let due_date = fields.optional("due_date", string(DueDate::parse));
+        let assignee = fields.optional("assignee", string(Username::parse));
+        fields.finish()?;
+        Ok(Self {
+            title: crate::request::checked(title),
+            description,
+            status,
+            due_date,
+            assignee,
+        })
+    }
+}
+
+#[utoipa::path(
+    post, path = "/projects/{id}/items", tag = "projects", operation_id = "items-create",
+    summary = "Create a work item (members)",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The project id")),
+    request_body(content = NewItemBody, content_type = "application/json",
+        example = json!({"title": "Write the report", "due_date": "2026-12-01", "assignee": "mia"})),
+    responses(
+        (status = 201, description = "Created", body = ItemView,
+            headers(("Location" = String, description = "`/projects/{id}/items/{item_id}`"),
+                    ("ETag" = String, description = "`\"1\"`"))),
+        (status = 403, description = "`forbidden`: not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not-found`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid-field`: e.g. an assignee who is not a member", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn create(
+    State(state): State<SharedState>,
+    session: Session,
+    crate::handlers::projects::ProjectPath { id }: crate::handlers::projects::ProjectPath,
+    body: Result<Body<NewItemBody>, ApiError>,
+) -> Result<Response, ApiError> {
+    let actor = session.actor();
+    let project = project_for(&state, &actor, &id, Action::UseItems).await?;
+    let Body(new) = body?;
+    let entry = commands::create_item(
+        &project,
+        &actor,
+        NewItem {
+            title: new.title,
+            description: new.description,
+            status: new.status,
+            due_date: new.due_date,
+            assignee: new.assignee,
+        },
+        state.clock.now(),
+    )?;
+    let item = Item::fold(std::slice::from_ref(&entry))
+        .ok_or_else(|| ApiError::internal("a new item's log does not fold"))?;
+    state.store.append_item(&entry, &item).await?;
+    let mut response = with_etag(StatusCode::CREATED, &item);
+    if let Ok(location) = HeaderValue::from_str(&format!("/projects/{id}/items/{}", item.id)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// Listing parameters (`GET /projects/{id}/items`, `GET /items`), parsed;
+/// `assignee=me` is resolved once the caller is known.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ItemListing {
+    /// One or more of `pending`, `in_progress`, `completed`, comma-separated.
+    #[param(value_type = Option<String>, pattern = "^(pending|in_progress|completed)(,(pending|in_progress|completed))*$")]
+    status: Option<String>,
+    /// `overdue`, `today` or `future`, relative to today in `tz`.
+    #[param(value_type = Option<String>, pattern = "^(overdue|today|future)$")]
+    due: Option<Due>,
+    /// An IANA time zone such as `Europe/Paris` (default `UTC`).
+    #[param(value_type = Option<String>, min_length = 1)]
+    tz: Zone,
+    /// A username, `me` or `none`.
+    #[param(value_type = Option<String>, pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{2,31}$")]
+    assignee: Option<String>,
+    /// `due_date`, `status` or `created_at`, with `-` for descending
+    /// (default `-created_at`).
+    #[param(value_type = Option<String>, pattern = "^-?(due_date|status|created_at)$")]
+    sort: Sort,
+    /// Page size, default 50.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    limit: usize,
+    /// `next` of the previous page.
+    #[param(min_length = 1)]
+    cursor: Option<String>,
+}
+
+fn bad(field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::BadQuery(vec![FieldError {
+        field: field.to_owned(),
+        message: message.into(),
+    }])
+}
+
+impl FromQuery for ItemListing {
+    const NAMES: &'static [&'static str] =
+        &["status", "due", "tz", "assignee", "sort", "limit", "cursor"];
+
+    fn from_params(params: HashMap<String, String>) -> Result<Self, ApiError> {
+        let status = params.get("status").cloned();
+        if let Some(raw) = &status {
+            parse_statuses(raw).map_err(|e| bad("status", e.0))?;
+        }
+        let due = params
+            .get("due")
+            .map(|raw| Due::parse(raw).map_err(|e| bad("due", e.0)))
+            .transpose()?;
+        let tz = params
+            .get("tz")
+            .map(|raw| Zone::parse(raw).map_err(|e| bad("tz", e.0)))
+            .transpose()?
+            .unwrap_or_default();
+        let sort = params
+            .get("sort")
+            .map(|raw| Sort::parse(raw).map_err(|e| bad("sort", e.0)))
+            .transpose()?
+            .unwrap_or_default();
+        let limit = match params.get("limit") {
+            None => 50,
+            Some(raw) => raw
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=100).contains(n))
+                .ok_or_else(|| bad("limit", "must be a whole number from 1 to 100"))?,
+        };
+        Ok(Self {
+            status,
+            due,
+            tz,
+            assignee: params.get("assignee").cloned(),
+            sort,
+            limit,
+            cursor: params.get("cursor").cloned(),
+        })
+    }
+}
+
+/// A cursor: the sort it belongs to and the position after which the next
+/// page starts, base64url.
+fn encode_cursor(position: &Position) -> String {
+    let value = match position.value {
+        Value::CreatedAt(at) => format!("c:{}", timestamp(at)),
+        Value::Status(status) => format!("s:{}", status.as_str()),
+        Value::Due(Some(date)) => format!("d:{date}"),
+        Value::Due(None) => "d:".to_owned(),
+    };
+    let direction = if position.descending { "-" } else { "+" };
+    URL_SAFE_NO_PAD.encode(format!("{direction}{value}|{}", position.id))
+}
+
+fn decode_cursor(raw: &str, sort: Sort) -> Option<Position> {
+    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(raw).ok()?).ok()?;
+    let (head, id) = text.rsplit_once('|')?;
+    let (direction, value) = head.split_at_checked(1)?;
+    if (direction == "-") != sort.descending {
+        return None;
+    }
+    let (kind, value) = value.split_once(':')?;
+    let value = match (kind, sort.key) {
+        ("c", SortKey::CreatedAt) => {
+            Value::CreatedAt(taskgate_domain::timestamp::parse(value).ok()?)
+        }
+        ("s", SortKey::Status) => Value::Status(ItemStatus::parse(value).ok()?),
+        ("d", SortKey::DueDate) if value.is_empty() => Value::Due(None),
+        ("d", SortKey::DueDate) => Value::Due(Some(DueDate::parse(value).ok()?)),
+        _ => return None,
+    };
+    Some(Position {
+        descending: sort.descending,
+        value,
+        id: ItemId::parse(id).ok()?,
+    })
+}
+
+/// One page of the items `scope` holds, as the listing asks.
+async fn list_page(
+    state: &AppState,
+    actor: &Actor,
+    scope: ItemScope,
+    listing: ItemListing,
+) -> Result<Response, ApiError> {
+    let filter = ItemFilter {
+        statuses: listing
+            .status
+            .as_deref()
+            .map(parse_statuses)
+            .transpose()
+            .map_err(|e| bad("status", e.0))?,
+        due: listing.due,
+        assignee: listing
+            .assignee
+            .as_deref()
+            .map(|raw| Assignee::parse(raw, &actor.username))
+            .transpose()
+            .map_err(|e| bad("assignee", e.0))?,
+    };
+    let after = listing
+        .cursor
+        .as_deref()
+        .map(|raw| {
+            decode_cursor(raw, listing.sort)
+                .ok_or_else(|| bad("cursor", "is not a cursor this API returned for this sort"))
+        })
+        .transpose()?;
+    let page = state
+        .store
+        .list_items(&ItemQuery {
+            scope,
+            filter,
+            sort: listing.sort,
+            today: listing.tz.today(state.clock.now()),
+            after,
+            limit: listing.limit,
+        })
+        .await?;
+    Ok(Json(Page {
+        items: page.items.iter().map(ItemView::from).collect(),
+        next: page.next.as_ref().map(encode_cursor),
+    })
+    .into_response())
+}
+
+#[utoipa::path(
+    get, path = "/projects/{id}/items", tag = "projects", operation_id = "items-list",
+    summary = "A project's items, filtered and sorted (members)",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The project id"), ItemListing),
+    responses(
+        (status = 200, description = "A page of items", body = Page<ItemView>),
+        (status = 400, description = "`invalid-query`: a bad parameter, named in `errors`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not-found`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn list(
+    State(state): State<SharedState>,
+    session: Session,
+    crate::handlers::projects::ProjectPath { id }: crate::handlers::projects::ProjectPath,
+    query: Result<Params<ItemListing>, ApiError>,
+) -> Result<Response, ApiError> {
+    let actor = session.actor();
+    project_for(&state, &actor, &id, Action::UseItems).await?;
+    let Params(listing) = query.map_err(as_bad_query)?;
+    list_page(&state, &actor, ItemScope::Project(id), listing).await
+}
+
+#[utoipa::path(
+    get, path = "/items", tag = "projects", operation_id = "items-mine",
+    summary = "Items across every project you are a member of, filtered and sorted",
+    security(("bearer" = [])),
+    params(ItemListing),
+    responses(
+        (status = 200, description = "A page of items", body = Page<ItemView>),
+        (status = 400, description = "`invalid-query`: a bad parameter, named in `errors`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn mine(
+    State(state): State<SharedState>,
+    session: Session,
+    query: Result<Params<ItemListing>, ApiError>,
+) -> Result<Response, ApiError> {
+    let actor = session.actor();
+    let Params(listing) = query.map_err(as_bad_query)?;
+    list_page(&state, &actor, ItemScope::MemberOf(actor.user_id), listing).await
+}
+
+/// The contract answers every bad listing parameter with 400, unknown
+/// ones included (the shared query parser says 422 for those).
+fn as_bad_query(error: ApiError) -> ApiError {
+    match error {
+        ApiError::Invalid(errors) => ApiError::BadQuery(errors),
+        other => other,
+    }
+}
+
+#[utoipa::path(
+    get, path = "/projects/{id}/items/{item_id}", tag = "projects", operation_id = "items-get",
+    summary = "An item (members), with its version as the ETag",
+    security(("bearer" = [])),
+    params(ItemPath),
+    responses(
+        (status = 200, description = "The item", body = ItemView,
+            headers(("ETag" = String, description = "`\"N\"`, N the item's version"))),
+        (status = 403, description = "`forbidden`: not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not-found`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn get(
+    State(state): State<SharedState>,
+    session: Session,
+    path: ItemPath,
+) -> Result<Response, ApiError> {
+    let (_, item) = item_for(&state, &session.actor(), &path).await?;
+    Ok(with_etag(StatusCode::OK, &item))
+}
+
+/// `PATCH /projects/{id}/items/{item_id}` body: any of the fields; `null`
+/// clears `description`, `due_date` or `assignee`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ItemEdit {
+    title: Option<Title>,
+    #[schema(nullable)]
+    description: Option<Option<Description>>,
+    status: Option<ItemStatus>,
+    #[schema(nullable)]
+    due_date: Option<Option<DueDate>>,
+    #[schema(nullable)]
+    assignee: Option<Option<Username>>,
+}
+
+impl FromBody for ItemEdit {
+    const FIELDS: &'static [&'static str] =
+        &["title", "description", "status", "due_date", "assignee"];
+
+    fn from_fields(mut fields: Fields, _: &BodyContext<'_>) -> Result<Self, ApiError> {
+        let title = fields.optional("title", string(Title::parse));
+        let description = fields.nullable("description", string(Description::parse));
+        let status = fields.optional("status", string(ItemStatus::parse));
+        let due_date = fields.nullable("due_date", string(DueDate::parse));
+        let assignee = fields.nullable("assignee", string(Username::parse));
+        fields.finish()?;
+        Ok(Self {
+            title,
+            description,
+            status,
+            due_date,
+            assignee,
+        })
+    }
+}
+
+/// `If-Match: "N"` (or `W/"N"`): the version the edit was made against.
+/// Anything else names no version there is: the edit cannot apply.
+fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let raw = value.to_str().unwrap_or("").trim();
+    let raw = raw.strip_prefix("W/").unwrap_or(raw);
+    raw.strip_prefix('"')
+        .and_then(|r| r.strip_suffix('"'))
+        .and_then(|n| n.parse::<u64>().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::PreconditionFailed(format!(
+                "If-Match {raw:?} is not a version of this item (send the ETag, e.g. \"3\")"
+            ))
+        })
+}
+
+/// Appends what `decide` makes of the current item, re-reading after a
+/// lost race (an `If-Match` edit then fails its check: 412).
+async fn change_item(
+    state: &AppState,
+    actor: &Actor,
+    path: &ItemPath,
+    decide: impl Fn(
+        &taskgate_domain::project::log::Project,
+        &Item,
+    ) -> Result<Option<ItemEntry>, ApiError>,
+) -> Result<Item, ApiError> {
+    for _ in 0..ATTEMPTS {
+        let (project, item) = item_for(state, actor, path).await?;
+        let Some(entry) = decide(&project, &item)? else {
+            return Ok(item);
+        };
+        let mut next = item.clone();
+        next.apply(&entry);
+        match state.store.append_item(&entry, &next).await {
+            Ok(()) => return Ok(next),
+            Err(StoreError::Conflict) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(StoreError::Conflict.into())
+}
+
+#[utoipa::path(
+    patch, path = "/projects/{id}/items/{item_id}", tag = "projects", operation_id = "items-update",
+    summary = "Edit an item (members); with If-Match only if it is still that version",
+    security(("bearer" = [])),
+    params(ItemPath,
+        ("If-Match" = Option<String>, Header, description = "The item's ETag (`\"N\"`): apply only to version N")),
+    request_body(content = ItemEdit, content_type = "application/json",
+        example = json!({"status": "in_progress", "assignee": null})),
+    responses(
+        (status = 200, description = "The item as it now is", body = ItemView,
+            headers(("ETag" = String, description = "`\"N\"`"))),
+        (status = 403, description = "`forbidden`: not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not-found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`edit-conflict`", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`precondition-failed`: the item changed since that version; nothing was changed", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid-field`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn update(
+    State(state): State<SharedState>,
+    session: Session,
+    path: ItemPath,
+    headers: HeaderMap,
+    body: Result<Body<ItemEdit>, ApiError>,
+) -> Result<Response, ApiError> {
+    let actor = session.actor();
+    item_for(&state, &actor, &path).await?;
+    let Body(edit) = body?;
+    let expected = if_match(&headers)?;
+    let changes = ItemChanges {
+        title: edit.title,
+        description: edit.description,
+        status: edit.status,
+        due_date: edit.due_date,
+        assignee: edit.assignee,
+    };
+    let item = change_item(&state, &actor, &path, |project, item| {
+        Ok(commands::edit_item(
+            project,
+            item,
+            &actor,
+            changes.clone(),
+            expected,
+            state.clock.now(),
+        )?)
+    })
+    .await?;
+    Ok(with_etag(StatusCode::OK, &item))
+}
+
+#[utoipa::path(
+    delete, path = "/projects/{id}/items/{item_id}", tag = "projects", operation_id = "items-delete",
+    summary = "Delete an item (project admins; its creator)",
+    security(("bearer" = [])),
+    params(ItemPath),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not-found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`edit-conflict`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn delete(
+    State(state): State<SharedState>,
+    session: Session,
+    path: ItemPath,
+) -> Result<StatusCode, ApiError> {
+    let actor = session.actor();
+    change_item(&state, &actor, &path, |project, item| {
+        taskgate_domain::project::access::may(
+            Some(&actor),
+            project,
+            Action::DeleteItem {
+                created_by: &item.created_by,
+            },
+        )?;
+        Ok(Some(commands::delete_item(item, &actor, state.clock.now())))
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(
+    get, path = "/projects/{id}/items/{item_id}/events", tag = "projects", operation_id = "items-events",
+    summary = "An item's history, in order, hash-chained (members)",
+    security(("bearer" = [])),
+    params(ItemPath),
+    responses(
+        (status = 200, description = "Every event", body = List<ItemEventView>),
+        (status = 403, description = "`forbidden`: not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not-found`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn events(
+    State(state): State<SharedState>,
+    session: Session,
+    path: ItemPath,
+) -> Result<Response, ApiError> {
+    item_for(&state, &session.actor(), &path).await?;
+    let log = state.store.item_log(&path.item_id).await?;
+    Ok(Json(List {
+        items: log.iter().map(ItemEventView::from).collect(),
+    })
+    .into_response())
+}
+
+/// One event of an item's history.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ItemEvent)]
+pub(crate) struct ItemEventView<'a> {
+    #[schema(minimum = 1)]
+    seq: u64,
+    #[schema(format = DateTime)]
+    at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Username>)]
+    actor: Option<&'a str>,
+    /// `{"type": "created" | "updated" | "deleted", "data": {...}}`:
+    /// `updated` carries the changed fields (`null`: cleared).
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    change: &'a taskgate_domain::project::log::ItemChange,
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    hash: &'a str,
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    prev_hash: &'a str,
+}
+
+impl<'a> From<&'a ItemEntry> for ItemEventView<'a> {
+    fn from(entry: &'a ItemEntry) -> Self {
+        Self {
+            seq: entry.seq,
+            at: timestamp(entry.at),
+            actor: entry.actor.as_ref().map(Username::as_str),
+            change: &entry.change,
+            hash: &entry.hash,
+            prev_hash: &entry.prev_hash,
+        }
+    }
+}

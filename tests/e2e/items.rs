@@ -1,0 +1,481 @@
+//! Work items through the API, on both stores: their life and history,
+//! `If-Match` and concurrent edits, assignees and what removing a member
+//! does, listings with filters, sorts and time zones, bad parameters, and
+//! the permission matrix for items walked cell by cell.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use taskgate_e2e::{Backend, TestApp, assert_problem, on_each_backend, status_and_json};
+
+on_each_backend!(
+    an_item_lives_and_its_history_shows_every_change,
+    if_match_lets_one_of_two_concurrent_edits_win,
+    assignees_are_members_and_leaving_unassigns,
+    listings_filter_sort_and_refuse_bad_parameters,
+    the_item_matrix_cell_by_cell,
+);
+
+struct Team {
+    app: TestApp,
+    admin: String,
+    olga: String,
+    adam: String,
+    mia: String,
+    nina: String,
+}
+
+async fn team(backend: Backend) -> Team {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin_token().await;
+    let olga = app.user_with_token(&admin, "olga", "user").await;
+    let adam = app.user_with_token(&admin, "adam", "user").await;
+    let mia = app.user_with_token(&admin, "mia", "user").await;
+    let nina = app.user_with_token(&admin, "nina", "user").await;
+    Team {
+        app,
+        admin,
+        olga,
+        adam,
+        mia,
+        nina,
+    }
+}
+
+impl Team {
+    /// A project of olga's with adam as an admin and mia as a member.
+    async fn project(&self) -> String {
+        let (status, project) = status_and_json(
+            self.app
+                .send_json(
+                    Method::POST,
+                    "/projects",
+                    Some(&self.olga),
+                    &json!({"name": "Launch"}),
+                )
+                .await,
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{project}");
+        let id = project["id"].as_str().unwrap().to_owned();
+        for (who, role) in [("adam", "admin"), ("mia", "member")] {
+            let response = self
+                .app
+                .send_json(
+                    Method::PUT,
+                    &format!("/projects/{id}/members/{who}"),
+                    Some(&self.olga),
+                    &json!({"role": role}),
+                )
+                .await;
+            assert_eq!(response.status(), StatusCode::CREATED);
+        }
+        id
+    }
+
+    /// Creates an item as `token`; returns its path and body.
+    async fn item(&self, token: &str, project: &str, body: Value) -> (String, Value) {
+        let response = self
+            .app
+            .send_json(
+                Method::POST,
+                &format!("/projects/{project}/items"),
+                Some(token),
+                &body,
+            )
+            .await;
+        let location = response
+            .headers()
+            .get("location")
+            .map(|l| l.to_str().unwrap().to_owned());
+        let (status, item) = status_and_json(response).await;
+        assert_eq!(status, StatusCode::CREATED, "{item}");
+        (location.expect("a Location"), item)
+    }
+}
+
+fn etag(response: &reqwest::Response) -> String {
+    response.headers()["etag"].to_str().unwrap().to_owned()
+}
+
+async fn an_item_lives_and_its_history_shows_every_change(backend: Backend) {
+    let team = team(backend).await;
+    let app = &team.app;
+    let project = team.project().await;
+    let (path, item) = team
+        .item(
+            &team.mia,
+            &project,
+            json!({"title": "Write the report", "due_date": "2026-12-01"}),
+        )
+        .await;
+    assert_eq!(item["status"], "pending");
+    assert_eq!(item["version"], 1);
+    assert_eq!(item["created_by"], "mia");
+    assert_eq!(
+        path,
+        format!("/projects/{project}/items/{}", item["id"].as_str().unwrap())
+    );
+
+    let read = app.get(&path, Some(&team.olga)).await;
+    assert_eq!(etag(&read), "\"1\"");
+    let edit = app
+        .request(Method::PATCH, &path, Some(&team.olga))
+        .header("if-match", "\"1\"")
+        .json(&json!({"status": "in_progress", "due_date": null}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(etag(&edit), "\"2\"");
+    let (status, edited) = status_and_json(edit).await;
+    assert_eq!(status, StatusCode::OK, "{edited}");
+    assert_eq!(edited["status"], "in_progress");
+    assert!(edited.get("due_date").is_none());
+
+    // A stale If-Match changes nothing.
+    let stale = app
+        .request(Method::PATCH, &path, Some(&team.mia))
+        .header("if-match", "\"1\"")
+        .json(&json!({"title": "Too late"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(
+        stale,
+        StatusCode::PRECONDITION_FAILED,
+        "precondition-failed",
+    )
+    .await;
+    // Bad input changes nothing either.
+    for body in [
+        json!({"due_date": "2026-02-30"}),
+        json!({"status": "done"}),
+        json!({"title": ""}),
+        json!({"priority": 1}),
+    ] {
+        assert_problem(
+            app.send_json(Method::PATCH, &path, Some(&team.mia), &body)
+                .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-field",
+        )
+        .await;
+    }
+    let (_, now) = status_and_json(app.get(&path, Some(&team.mia)).await).await;
+    assert_eq!(now, edited);
+
+    let (status, history) =
+        status_and_json(app.get(&format!("{path}/events"), Some(&team.mia)).await).await;
+    assert_eq!(status, StatusCode::OK);
+    let events = history["items"].as_array().unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["created", "updated"]);
+    assert_eq!(
+        events[1]["data"],
+        json!({"status": "in_progress", "due_date": null})
+    );
+    assert_eq!(events[1]["actor"], "olga");
+    assert_eq!(events[1]["prev_hash"], events[0]["hash"]);
+
+    assert_eq!(
+        app.delete(&path, Some(&team.mia)).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_problem(
+        app.get(&path, Some(&team.mia)).await,
+        StatusCode::NOT_FOUND,
+        "not-found",
+    )
+    .await;
+}
+
+async fn if_match_lets_one_of_two_concurrent_edits_win(backend: Backend) {
+    let team = team(backend).await;
+    let app = &team.app;
+    let project = team.project().await;
+    let (path, _) = team
+        .item(&team.mia, &project, json!({"title": "Shared"}))
+        .await;
+    let edit = |title: &'static str, token: &str, if_match: Option<&'static str>| {
+        let mut request = app
+            .request(Method::PATCH, &path, Some(token))
+            .json(&json!({"title": title}));
+        if let Some(version) = if_match {
+            request = request.header("if-match", version);
+        }
+        request.send()
+    };
+    // Both made against version 1: exactly one lands.
+    let (a, b) = tokio::join!(
+        edit("from mia", &team.mia, Some("\"1\"")),
+        edit("from olga", &team.olga, Some("\"1\""))
+    );
+    let mut statuses = vec![a.unwrap().status().as_u16(), b.unwrap().status().as_u16()];
+    statuses.sort();
+    assert_eq!(statuses, [200, 412]);
+    // Without If-Match both apply, in some order, and the history has both.
+    let (a, b) = tokio::join!(
+        edit("first", &team.mia, None),
+        edit("second", &team.olga, None)
+    );
+    assert_eq!(
+        (a.unwrap().status(), b.unwrap().status()),
+        (StatusCode::OK, StatusCode::OK)
+    );
+    let (_, history) =
+        status_and_json(app.get(&format!("{path}/events"), Some(&team.mia)).await).await;
+    let titles: Vec<&str> = history["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["data"]["title"].as_str())
+        .collect();
+    assert_eq!(titles.len(), 4, "{history}");
+    let (_, item) = status_and_json(app.get(&path, Some(&team.mia)).await).await;
+    assert_eq!(item["version"], 4);
+    assert_eq!(item["title"], *titles.last().unwrap());
+}
+
+async fn assignees_are_members_and_leaving_unassigns(backend: Backend) {
+    let team = team(backend).await;
+    let app = &team.app;
+    let project = team.project().await;
+    let problem = assert_problem(
+        app.send_json(
+            Method::POST,
+            &format!("/projects/{project}/items"),
+            Some(&team.olga),
+            &json!({"title": "For nina", "assignee": "nina"}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-field",
+    )
+    .await;
+    assert_eq!(problem["errors"][0]["field"], "assignee");
+    let (path, _) = team
+        .item(
+            &team.olga,
+            &project,
+            json!({"title": "For mia", "assignee": "mia"}),
+        )
+        .await;
+    assert_eq!(
+        app.delete(
+            &format!("/projects/{project}/members/mia"),
+            Some(&team.olga)
+        )
+        .await
+        .status(),
+        StatusCode::NO_CONTENT
+    );
+    let (_, item) = status_and_json(app.get(&path, Some(&team.olga)).await).await;
+    assert!(item.get("assignee").is_none(), "{item}");
+    let (_, history) =
+        status_and_json(app.get(&format!("{path}/events"), Some(&team.olga)).await).await;
+    let last = history["items"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["type"], "updated");
+    assert_eq!(last["data"], json!({"assignee": null}));
+    assert_eq!(last["actor"], "olga");
+}
+
+async fn listings_filter_sort_and_refuse_bad_parameters(backend: Backend) {
+    let team = team(backend).await;
+    let app = &team.app;
+    let project = team.project().await;
+    let other = team.project().await;
+    for (title, status, due, assignee) in [
+        ("late, mine", "pending", Some("2000-01-01"), Some("mia")),
+        ("late, done", "completed", Some("2000-01-02"), Some("mia")),
+        ("later", "in_progress", Some("2999-12-31"), None),
+        ("someday", "pending", None, Some("adam")),
+    ] {
+        let mut body = json!({"title": title, "status": status});
+        if let Some(due) = due {
+            body["due_date"] = json!(due);
+        }
+        if let Some(assignee) = assignee {
+            body["assignee"] = json!(assignee);
+        }
+        team.item(&team.olga, &project, body).await;
+    }
+    team.item(
+        &team.olga,
+        &other,
+        json!({"title": "elsewhere", "assignee": "mia", "due_date": "2000-01-03"}),
+    )
+    .await;
+    let titles = |path: String, token: String| async move {
+        let (status, page) = status_and_json(app.get(&path, Some(&token)).await).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {page}");
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["title"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let base = format!("/projects/{project}/items");
+    assert_eq!(
+        titles(
+            format!("{base}?due=overdue&assignee=me&sort=due_date&tz=Pacific/Kiritimati"),
+            team.mia.clone()
+        )
+        .await,
+        ["late, mine"]
+    );
+    assert_eq!(
+        titles(format!("{base}?sort=due_date"), team.mia.clone()).await,
+        ["late, mine", "late, done", "later", "someday"]
+    );
+    assert_eq!(
+        titles(format!("{base}?sort=-due_date"), team.mia.clone()).await,
+        ["later", "late, done", "late, mine", "someday"]
+    );
+    assert_eq!(
+        titles(
+            format!("{base}?status=pending,in_progress&sort=status"),
+            team.mia.clone()
+        )
+        .await,
+        ["late, mine", "someday", "later"]
+    );
+    assert_eq!(
+        titles(format!("{base}?assignee=none"), team.mia.clone()).await,
+        ["later"]
+    );
+    // Across every project mia is in, overdue first.
+    assert_eq!(
+        titles(
+            "/items?assignee=me&due=overdue&sort=due_date".into(),
+            team.mia.clone()
+        )
+        .await,
+        ["late, mine", "elsewhere"]
+    );
+    // Pages of one: every item once.
+    let mut seen = Vec::new();
+    let mut path = format!("{base}?limit=1&sort=status");
+    loop {
+        let (_, page) = status_and_json(app.get(&path, Some(&team.mia)).await).await;
+        seen.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["title"].as_str().unwrap().to_owned()),
+        );
+        match page["next"].as_str() {
+            Some(cursor) => path = format!("{base}?limit=1&sort=status&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 4, "{seen:?}");
+    // A bad value of any parameter is 400 naming it.
+    for (query, parameter) in [
+        ("status=done", "status"),
+        ("due=yesterday", "due"),
+        ("tz=Mars/Olympus", "tz"),
+        ("assignee=not%20a%20name", "assignee"),
+        ("sort=title", "sort"),
+        ("limit=0", "limit"),
+        ("cursor=bm9wZQ", "cursor"),
+        ("colour=red", "colour"),
+    ] {
+        let problem = assert_problem(
+            app.get(&format!("{base}?{query}"), Some(&team.mia)).await,
+            StatusCode::BAD_REQUEST,
+            "invalid-query",
+        )
+        .await;
+        assert_eq!(
+            problem["errors"][0]["field"], parameter,
+            "{query}: {problem}"
+        );
+    }
+}
+
+/// Each row: an item request (on a fresh project and item, the item created
+/// by mia) and the status per column: owner, project admin, member (mia),
+/// non-member, global admin, anonymous.
+async fn the_item_matrix_cell_by_cell(backend: Backend) {
+    let team = team(backend).await;
+    let app = &team.app;
+    type Request = (Method, &'static str, Option<Value>);
+    let rows: [(&str, Request, [u16; 6]); 7] = [
+        (
+            "create",
+            (Method::POST, "/items", Some(json!({"title": "t"}))),
+            [201, 201, 201, 404, 403, 401],
+        ),
+        (
+            "list",
+            (Method::GET, "/items", None),
+            [200, 200, 200, 404, 403, 401],
+        ),
+        (
+            "read",
+            (Method::GET, "/items/{item}", None),
+            [200, 200, 200, 404, 403, 401],
+        ),
+        (
+            "history",
+            (Method::GET, "/items/{item}/events", None),
+            [200, 200, 200, 404, 403, 401],
+        ),
+        (
+            "edit",
+            (
+                Method::PATCH,
+                "/items/{item}",
+                Some(json!({"status": "completed"})),
+            ),
+            [200, 200, 200, 404, 403, 401],
+        ),
+        (
+            "delete mia's item",
+            (Method::DELETE, "/items/{item}", None),
+            [204, 204, 204, 404, 403, 401],
+        ),
+        (
+            "delete adam's item",
+            (Method::DELETE, "/items/{adams}", None),
+            [204, 204, 403, 404, 403, 401],
+        ),
+    ];
+    let callers = [
+        ("olga", Some(&team.olga)),
+        ("adam", Some(&team.adam)),
+        ("mia", Some(&team.mia)),
+        ("nina", Some(&team.nina)),
+        ("admin", Some(&team.admin)),
+        ("anonymous", None),
+    ];
+    for (what, (method, suffix, body), expected) in &rows {
+        for (column, (who, token)) in callers.iter().enumerate() {
+            let project = team.project().await;
+            let (_, item) = team
+                .item(&team.mia, &project, json!({"title": "mia's"}))
+                .await;
+            let (_, adams) = team
+                .item(&team.adam, &project, json!({"title": "adam's"}))
+                .await;
+            let path = format!(
+                "/projects/{project}{}",
+                suffix
+                    .replace("{item}", item["id"].as_str().unwrap())
+                    .replace("{adams}", adams["id"].as_str().unwrap())
+            );
+            let mut request = app.request(method.clone(), &path, token.map(String::as_str));
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(
+                response.status().as_u16(),
+                expected[column],
+                "{what} by {who}: {}",
+                response.text().await.unwrap()
+            );
+        }
+    }
+}
