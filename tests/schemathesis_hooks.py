@@ -33,6 +33,8 @@ INEXPRESSIBLE_FIELD_ERRORS = [
     # Rules about a project's state: who its members and admins are.
     ("owner", "must be an admin of the project"),
     ("assignee", "must be a member of the project"),
+    # Time zones: the set of names is the zone database's, not a pattern.
+    ("tz", "must be an IANA time zone"),
 ]
 
 
@@ -88,12 +90,16 @@ def filter_failure(context, failure, case, response):
         if response.status_code == 413:
             return _dropped("413 body over TASKGATE_MAX_BODY_BYTES")
         problem = _problem(response)
+        # An If-Match of the right form naming another version than the
+        # item's current one: the item's state, not the request's shape.
+        if response.status_code == 412 and problem.get("type", "").endswith(":precondition-failed"):
+            return _dropped("412 If-Match names another version")
         # 422 for bodies; 400 `invalid-query` for item listings' parameters.
         if response.status_code in (400, 422) and _only_inexpressible(problem, case):
             fields = sorted(
                 f"{e.get('field')}: {e.get('message', '')[:40]}" for e in problem["errors"]
             )
-            return _dropped("422 " + "; ".join(fields))
+            return _dropped(f"{response.status_code} " + "; ".join(fields))
         return True
     # A password under 15 characters as sent that NFKC normalisation makes
     # long enough is rightly accepted, though the schema's minLength refuses it.

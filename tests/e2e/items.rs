@@ -13,7 +13,72 @@ on_each_backend!(
     assignees_are_members_and_leaving_unassigns,
     listings_filter_sort_and_refuse_bad_parameters,
     the_item_matrix_cell_by_cell,
+    deleting_a_user_needs_their_projects_handed_over_and_unassigns_them,
 );
+
+async fn deleting_a_user_needs_their_projects_handed_over_and_unassigns_them(backend: Backend) {
+    let team = team(backend).await;
+    let app = &team.app;
+    let project = team.project().await;
+    let (path, _) = team
+        .item(
+            &team.olga,
+            &project,
+            json!({"title": "For mia", "assignee": "mia"}),
+        )
+        .await;
+    let problem = assert_problem(
+        app.delete("/users/olga", Some(&team.admin)).await,
+        StatusCode::CONFLICT,
+        "owns-projects",
+    )
+    .await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains(&project),
+        "{problem}"
+    );
+
+    assert_eq!(
+        app.delete("/users/mia", Some(&team.admin)).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let (_, members) = status_and_json(
+        app.get(&format!("/projects/{project}/members"), Some(&team.olga))
+            .await,
+    )
+    .await;
+    let names: Vec<&str> = members["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["adam", "olga"]);
+    let (_, item) = status_and_json(app.get(&path, Some(&team.olga)).await).await;
+    assert!(item.get("assignee").is_none(), "{item}");
+    let (_, history) =
+        status_and_json(app.get(&format!("{path}/events"), Some(&team.olga)).await).await;
+    let last = history["items"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last["type"].as_str(), last["actor"].as_str()),
+        (Some("updated"), Some("admin"))
+    );
+
+    // Once olga hands the project over, she can go.
+    let response = app
+        .send_json(
+            Method::PATCH,
+            &format!("/projects/{project}"),
+            Some(&team.olga),
+            &json!({"owner": "adam"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        app.delete("/users/olga", Some(&team.admin)).await.status(),
+        StatusCode::NO_CONTENT
+    );
+}
 
 struct Team {
     app: TestApp,

@@ -238,7 +238,7 @@ pub(crate) struct ItemListing {
     #[param(value_type = Option<String>, pattern = "^(overdue|today|future)$")]
     due: Option<Due>,
     /// An IANA time zone such as `Europe/Paris` (default `UTC`).
-    #[param(value_type = Option<String>, min_length = 1)]
+    #[param(value_type = Option<String>, pattern = "^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$")]
     tz: Zone,
     /// A username, `me` or `none`.
     #[param(value_type = Option<String>, pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{2,31}$")]
@@ -501,7 +501,7 @@ impl FromBody for ItemEdit {
 }
 
 /// `If-Match: "N"` (or `W/"N"`): the version the edit was made against.
-/// Anything else names no version there is: the edit cannot apply.
+/// Anything else is not an ETag this API sends: 400.
 fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else {
         return Ok(None);
@@ -513,8 +513,8 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
         .and_then(|n| n.parse::<u64>().ok())
         .map(Some)
         .ok_or_else(|| {
-            ApiError::PreconditionFailed(format!(
-                "If-Match {raw:?} is not a version of this item (send the ETag, e.g. \"3\")"
+            ApiError::Malformed(format!(
+                "If-Match {raw:?} is not an ETag this API sends; send the item's ETag, e.g. \"3\""
             ))
         })
 }
@@ -551,7 +551,7 @@ async fn change_item(
     summary = "Edit an item (members); with If-Match only if it is still that version",
     security(("bearer" = [])),
     params(ItemPath,
-        ("If-Match" = Option<String>, Header, description = "The item's ETag (`\"N\"`): apply only to version N")),
+        ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(W/)?"[0-9]+"$"#, description = "The item's ETag (`\"N\"`): apply only to version N")),
     request_body(content = ItemEdit, content_type = "application/json",
         example = json!({"status": "in_progress", "assignee": null})),
     responses(

@@ -20,10 +20,13 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::Session;
 use crate::extract::{Body, BodyContext, FromBody, Params, RequestId, SharedState, path_value};
 use crate::handlers::PageQuery;
+use crate::handlers::projects::{change_project, unassign_all};
 use crate::problem::{ApiError, Problem};
 use crate::request::{Fields, as_str, checked, message, next_cursor, string};
 use crate::response::{Created, Page, UserView};
 use crate::state::AppState;
+use taskgate_domain::project::access::Action;
+use taskgate_domain::project::commands;
 
 /// How often an edit or delete re-reads and retries after losing a race
 /// with a concurrent change to the same user.
@@ -357,7 +360,7 @@ pub(crate) async fn update(
         (status = 204, description = "Deleted"),
         (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not-found`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`last-admin` or `edit-conflict`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`last-admin`, `owns-projects` (transfer them first) or `edit-conflict`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn delete(
@@ -368,21 +371,65 @@ pub(crate) async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let actor = session.actor();
     permission::may_delete_user(&actor, &target, state.settings.registration)?;
+    // An owner hands their projects over first: a project always has one.
+    let owned = state.store.owned_projects(&target).await?;
+    if !owned.is_empty() {
+        let ids: Vec<String> = owned.iter().map(ToString::to_string).collect();
+        return Err(ApiError::Conflict {
+            kind: "owns-projects",
+            detail: format!(
+                "{target} owns projects {}; transfer their ownership (PATCH /projects/{{id}} {{\"owner\"}}) first",
+                ids.join(", ")
+            ),
+        });
+    }
 
-    let mut deleted = false;
+    let mut deleted = None;
     for _ in 0..ATTEMPTS {
         let current = stored_user(&state, &target).await?;
         match state.store.delete_user(&current).await {
             Ok(()) => {
-                deleted = true;
+                deleted = Some(current);
                 break;
             }
             Err(StoreError::Conflict) => continue,
             Err(e) => return Err(e.into()),
         }
     }
-    if !deleted {
+    let Some(deleted) = deleted else {
         return Err(StoreError::Conflict.into());
+    };
+    // They leave every project they were in, and their items there are
+    // unassigned: each change recorded in its log.
+    let mut done = std::collections::HashSet::new();
+    loop {
+        let page = state
+            .store
+            .member_projects(&deleted.user_id, None, 100)
+            .await?;
+        let fresh: Vec<_> = page.items.iter().filter(|p| done.insert(p.id)).collect();
+        if fresh.is_empty() {
+            break;
+        }
+        for project in fresh {
+            let removal = change_project(
+                &state,
+                &actor,
+                &project.id,
+                Action::RemoveMember { username: &target },
+                |project| {
+                    let entry =
+                        commands::remove_member(project, &actor, &target, state.clock.now())?;
+                    Ok(((), Some(entry)))
+                },
+            )
+            .await;
+            match removal {
+                Ok(_) | Err(ApiError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+            unassign_all(&state, Some(&actor), &project.id, &target).await?;
+        }
     }
     tracing::info!(username = %target, by = %actor.username, "user deleted");
     // Every token of the deleted user already fails (the user is gone); this
