@@ -149,6 +149,13 @@ async fn an_append_writes_its_row_and_a_second_writer_of_the_same_seq_loses(stor
     let log = store.item_log(&item.id).await.unwrap();
     assert_eq!(row, Item::fold(&log).unwrap());
     assert_eq!((row.title.as_str(), row.version), ("ours", 2));
+    // The audit's view of every log holds the same entries.
+    let logs = store.all_logs().await.unwrap();
+    assert_eq!(logs.items[&item.id], log);
+    assert_eq!(
+        logs.projects[&project.id],
+        store.project_log(&project.id).await.unwrap()
+    );
     assert!(taskgate_domain::project::log::verify_item(&log).is_empty());
 }
 

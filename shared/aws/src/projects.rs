@@ -19,7 +19,9 @@ use std::collections::{HashMap, HashSet};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
-use taskgate_domain::ports::{ItemQuery, ItemScope, Page, ProjectStore, StoreError, StoreResult};
+use taskgate_domain::ports::{
+    ItemQuery, ItemScope, Page, ProjectLogs, ProjectStore, StoreError, StoreResult,
+};
 use taskgate_domain::project::listing::{Assignee, Due, Position, SortKey, Value};
 use taskgate_domain::project::log::{Item, ItemEntry, Project, ProjectEntry};
 use taskgate_domain::project::{DueDate, ItemId, ItemStatus, ProjectId};
@@ -669,6 +671,38 @@ impl ProjectStore for DynamoStore {
             items: found.into_iter().map(|(_, item)| item).collect(),
             next: cut,
         })
+    }
+
+    async fn all_logs(&self) -> StoreResult<ProjectLogs> {
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&self.tables.project_log)
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        let mut logs = ProjectLogs::default();
+        while let Some(row) = pages.next().await {
+            let row = row.map_err(store_error)?;
+            let Some(AttributeValue::S(stream)) = row.get("stream") else {
+                return Err(corrupt("log entry", "no stream"));
+            };
+            if stream.starts_with("project#") {
+                let entry: ProjectEntry = from_row("project log entry", &row, "entry")?;
+                logs.projects.entry(entry.stream).or_default().push(entry);
+            } else {
+                let entry: ItemEntry = from_row("item log entry", &row, "entry")?;
+                logs.items.entry(entry.stream).or_default().push(entry);
+            }
+        }
+        for log in logs.projects.values_mut() {
+            log.sort_by_key(|e| e.seq);
+        }
+        for log in logs.items.values_mut() {
+            log.sort_by_key(|e| e.seq);
+        }
+        Ok(logs)
     }
 
     async fn assigned_items(

@@ -309,6 +309,17 @@ pub trait ProjectStore: Send + Sync {
         project: &ProjectId,
         username: &Username,
     ) -> StoreResult<Vec<Item>>;
+
+    /// Every project's and item's log, each in seq order: for audits only
+    /// (it reads everything; on DynamoDB a Scan of the log table).
+    async fn all_logs(&self) -> StoreResult<ProjectLogs>;
+}
+
+/// Every log of projects and items, by id.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ProjectLogs {
+    pub projects: BTreeMap<ProjectId, Vec<ProjectEntry>>,
+    pub items: BTreeMap<ItemId, Vec<ItemEntry>>,
 }
 
 impl<T: UserStore + TokenStore + SessionStore + TaskLog + SecurityStore + ProjectStore> Store

@@ -6,7 +6,9 @@
 use async_trait::async_trait;
 use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, params};
-use taskgate_domain::ports::{ItemQuery, ItemScope, Page, ProjectStore, StoreError, StoreResult};
+use taskgate_domain::ports::{
+    ItemQuery, ItemScope, Page, ProjectLogs, ProjectStore, StoreError, StoreResult,
+};
 use taskgate_domain::project::listing::{Assignee, Due, Position, SortKey, Value};
 use taskgate_domain::project::log::{Item, ItemEntry, Project, ProjectEntry};
 use taskgate_domain::project::{ItemId, ItemStatus, ProjectId};
@@ -356,6 +358,28 @@ impl ProjectStore for EmbeddedStore {
         .await
     }
 
+    async fn all_logs(&self) -> StoreResult<ProjectLogs> {
+        self.with_conn(|conn| {
+            let projects: Vec<ProjectEntry> = rows(
+                conn,
+                "project log entry",
+                "SELECT entry FROM project_log ORDER BY project_id, seq",
+                [],
+            )?;
+            let items: Vec<ItemEntry> = rows(
+                conn,
+                "item log entry",
+                "SELECT entry FROM item_log ORDER BY item_id, seq",
+                [],
+            )?;
+            Ok(ProjectLogs {
+                projects: grouped(projects),
+                items: grouped(items),
+            })
+        })
+        .await
+    }
+
     async fn assigned_items(
         &self,
         project: &ProjectId,
@@ -373,6 +397,19 @@ impl ProjectStore for EmbeddedStore {
         })
         .await
     }
+}
+
+/// Groups entries (read in stream, seq order) by stream.
+fn grouped<Id: Ord + Copy, Change>(
+    entries: Vec<taskgate_domain::project::log::Entry<Id, Change>>,
+) -> std::collections::BTreeMap<Id, Vec<taskgate_domain::project::log::Entry<Id, Change>>> {
+    let mut logs = std::collections::BTreeMap::new();
+    for entry in entries {
+        logs.entry(entry.stream)
+            .or_insert_with(Vec::new)
+            .push(entry);
+    }
+    logs
 }
 
 /// The plan SQLite picks for a listing: for the query-plan test and
