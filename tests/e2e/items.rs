@@ -5,7 +5,9 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use taskgate_e2e::{Backend, TestApp, assert_problem, on_each_backend, status_and_json};
+use taskgate_e2e::{Backend, assert_problem, on_each_backend, status_and_json};
+
+use crate::projects::{Team, team};
 
 on_each_backend!(
     an_item_lives_and_its_history_shows_every_change,
@@ -80,63 +82,7 @@ async fn deleting_a_user_needs_their_projects_handed_over_and_unassigns_them(bac
     );
 }
 
-struct Team {
-    app: TestApp,
-    admin: String,
-    olga: String,
-    adam: String,
-    mia: String,
-    nina: String,
-}
-
-async fn team(backend: Backend) -> Team {
-    let app = TestApp::spawn(backend).await;
-    let admin = app.admin_token().await;
-    let olga = app.user_with_token(&admin, "olga", "user").await;
-    let adam = app.user_with_token(&admin, "adam", "user").await;
-    let mia = app.user_with_token(&admin, "mia", "user").await;
-    let nina = app.user_with_token(&admin, "nina", "user").await;
-    Team {
-        app,
-        admin,
-        olga,
-        adam,
-        mia,
-        nina,
-    }
-}
-
 impl Team {
-    /// A project of olga's with adam as an admin and mia as a member.
-    async fn project(&self) -> String {
-        let (status, project) = status_and_json(
-            self.app
-                .send_json(
-                    Method::POST,
-                    "/projects",
-                    Some(&self.olga),
-                    &json!({"name": "Launch"}),
-                )
-                .await,
-        )
-        .await;
-        assert_eq!(status, StatusCode::CREATED, "{project}");
-        let id = project["id"].as_str().unwrap().to_owned();
-        for (who, role) in [("adam", "admin"), ("mia", "member")] {
-            let response = self
-                .app
-                .send_json(
-                    Method::PUT,
-                    &format!("/projects/{id}/members/{who}"),
-                    Some(&self.olga),
-                    &json!({"role": role}),
-                )
-                .await;
-            assert_eq!(response.status(), StatusCode::CREATED);
-        }
-        id
-    }
-
     /// Creates an item as `token`; returns its path and body.
     async fn item(&self, token: &str, project: &str, body: Value) -> (String, Value) {
         let response = self

@@ -15,17 +15,18 @@ on_each_backend!(
 );
 
 /// A server with olga (owner), adam (project admin), mia (member), nina
-/// (no member) and the global admin, and their tokens.
-struct Team {
-    app: TestApp,
-    admin: String,
-    olga: String,
-    adam: String,
-    mia: String,
-    nina: String,
+/// (no member) and the global admin, and their tokens. Shared with the
+/// items tests.
+pub(crate) struct Team {
+    pub app: TestApp,
+    pub admin: String,
+    pub olga: String,
+    pub adam: String,
+    pub mia: String,
+    pub nina: String,
 }
 
-async fn team(backend: Backend) -> Team {
+pub(crate) async fn team(backend: Backend) -> Team {
     let app = TestApp::spawn(backend).await;
     let admin = app.admin_token().await;
     let olga = app.user_with_token(&admin, "olga", "user").await;
@@ -44,7 +45,7 @@ async fn team(backend: Backend) -> Team {
 
 impl Team {
     /// A project of olga's with adam as an admin and mia as a member.
-    async fn project(&self) -> String {
+    pub(crate) async fn project(&self) -> String {
         let (status, project) = status_and_json(
             self.app
                 .send_json(

@@ -30,7 +30,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Session;
 use crate::extract::{Body, BodyContext, FromBody, FromQuery, Params, SharedState, path_values};
-use crate::handlers::projects::{ATTEMPTS, no_such_project, project_for};
+use crate::handlers::projects::{ATTEMPTS, project_for, project_id};
 use crate::problem::{ApiError, FieldError, Problem};
 use crate::request::{Fields, string};
 use crate::response::{List, Page, timestamp};
@@ -57,10 +57,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ItemPath {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let values = path_values(parts).await?;
-        let id = values
-            .get("id")
-            .and_then(|raw| ProjectId::parse(raw).ok())
-            .ok_or_else(no_such_project)?;
+        let id = project_id(&values)?;
         let item_id = values
             .get("item_id")
             .and_then(|raw| ItemId::parse(raw).ok())

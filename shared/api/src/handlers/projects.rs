@@ -47,15 +47,19 @@ pub(crate) struct ProjectPath {
     pub id: ProjectId,
 }
 
+/// The project id of a path's `{id}`; one that cannot be valid is missing.
+pub(crate) fn project_id(values: &HashMap<String, String>) -> Result<ProjectId, ApiError> {
+    values
+        .get("id")
+        .and_then(|raw| ProjectId::parse(raw).ok())
+        .ok_or_else(no_such_project)
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for ProjectPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let values = path_values(parts).await?;
-        let id = values
-            .get("id")
-            .and_then(|raw| ProjectId::parse(raw).ok())
-            .ok_or_else(no_such_project)?;
+        let id = project_id(&path_values(parts).await?)?;
         Ok(Self { id })
     }
 }
@@ -77,10 +81,7 @@ impl<S: Send + Sync> FromRequestParts<S> for MemberPath {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let values = path_values(parts).await?;
-        let id = values
-            .get("id")
-            .and_then(|raw| ProjectId::parse(raw).ok())
-            .ok_or_else(no_such_project)?;
+        let id = project_id(&values)?;
         let raw = values.get("username").map(String::as_str).unwrap_or("");
         let username = Username::parse(raw)
             .map_err(|_| ApiError::NotFound(format!("{raw:?} is not a member of this project")))?;
