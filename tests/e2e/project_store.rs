@@ -344,3 +344,53 @@ async fn all_items(store: &Store, project: ProjectId) -> Vec<Item> {
         }
     }
 }
+
+/// DynamoDB reads at most a budget of items per project for one page: with
+/// a selective filter a page may hold fewer items than asked, and its
+/// cursor says where reading stopped, so the walk still sees every match
+/// once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_pages_end_early_on_the_read_budget_and_miss_nothing() {
+    let endpoint = dynamodb_endpoint();
+    let sdk = taskgate_aws::load_sdk_config(Some(&endpoint)).await;
+    let client = taskgate_aws::dynamodb_client(&sdk, Some(&endpoint));
+    let tables = unique_tables();
+    taskgate_aws::ensure_tables(&client, &tables).await.unwrap();
+    let store: Store = Arc::new(taskgate_aws::DynamoStore::new(client, tables).with_read_budget(4));
+    let project = project(&store, ("olga", UserId::new()), &[("mia", UserId::new())]).await;
+    let mut expected = Vec::new();
+    for n in 1..=30 {
+        let assignee = (n % 7 == 0).then_some("mia");
+        let item = add_item(&store, project.id, n, ItemStatus::Pending, None, assignee).await;
+        if assignee.is_some() {
+            expected.push(item.id);
+        }
+    }
+    let sort = Sort::parse("created_at").unwrap();
+    let mut walked = Vec::new();
+    let mut after = None;
+    let mut short_pages = 0;
+    loop {
+        let page = store
+            .list_items(&ItemQuery {
+                scope: ItemScope::Project(project.id),
+                filter: filter(None, None, Some("mia"), &name("olga")),
+                sort,
+                today: Zone::utc().today(at(0)),
+                after,
+                limit: 2,
+            })
+            .await
+            .unwrap();
+        if page.items.len() < 2 && page.next.is_some() {
+            short_pages += 1;
+        }
+        walked.extend(page.items.iter().map(|i| i.id));
+        match page.next {
+            Some(position) => after = Some(position),
+            None => break,
+        }
+    }
+    assert_eq!(walked, expected);
+    assert!(short_pages > 0, "no page ended early on the budget");
+}

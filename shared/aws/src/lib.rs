@@ -42,11 +42,24 @@ pub use tables::{TableNames, ensure_tables};
 pub struct DynamoStore {
     client: Client,
     tables: TableNames,
+    /// Items an item listing reads per project per page, at most.
+    read_budget: usize,
 }
 
 impl DynamoStore {
     pub fn new(client: Client, tables: TableNames) -> Self {
-        Self { client, tables }
+        Self {
+            client,
+            tables,
+            read_budget: projects::READ_BUDGET,
+        }
+    }
+
+    /// The same store with another read budget for item listings (tests use
+    /// a small one to see pages end early).
+    pub fn with_read_budget(mut self, items: usize) -> Self {
+        self.read_budget = items.max(1);
+        self
     }
 
     pub fn client(&self) -> &Client {

@@ -35,7 +35,8 @@ use crate::tables::{
     PROJECTS_LIVE,
 };
 
-/// Items read (before filtering) per project for one page, at most.
+/// Items read (before filtering) per project for one page, at most (the
+/// default of [`DynamoStore::with_read_budget`]).
 pub const READ_BUDGET: usize = 500;
 
 type Row = HashMap<String, AttributeValue>;
@@ -358,7 +359,7 @@ impl DynamoStore {
                 values.insert(":prefix".to_owned(), s(*prefix));
             }
             loop {
-                if read >= READ_BUDGET || items.len() > query.limit {
+                if read >= self.read_budget || items.len() > query.limit {
                     break;
                 }
                 let output = self
@@ -371,7 +372,7 @@ impl DynamoStore {
                     .set_expression_attribute_values(Some(values.clone()))
                     .scan_index_forward(!sort.descending)
                     .set_exclusive_start_key(start.take())
-                    .limit((READ_BUDGET - read).min(query.limit * 4 + 10) as i32)
+                    .limit((self.read_budget - read).min(query.limit * 4 + 10) as i32)
                     .send()
                     .await
                     .map_err(store_error)?;
@@ -382,7 +383,7 @@ impl DynamoStore {
                 }
                 match output.last_evaluated_key {
                     // The key names the index keys of the last item read.
-                    Some(key) if read >= READ_BUDGET && items.len() <= query.limit => {
+                    Some(key) if read >= self.read_budget && items.len() <= query.limit => {
                         return Ok(Source {
                             items,
                             stopped: Some(position_of(sort.key, sort.descending, &key)?),
