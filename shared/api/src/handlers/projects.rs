@@ -572,6 +572,13 @@ pub(crate) async fn remove_member(
     let action = Action::RemoveMember {
         username: &username,
     };
+    // Refuse first (404, 409) without touching anything; then unassign
+    // their items, remove them, and sweep once more for items assigned in
+    // between. Unassigning first keeps a retry after a failure useful: the
+    // member is only gone once their items are free.
+    let project = project_for(&state, &actor, &id, action).await?;
+    commands::remove_member(&project, &actor, &username, state.clock.now())?;
+    unassign_all(&state, Some(&actor), &id, &username).await?;
     change_project(&state, &actor, &id, action, |project| {
         let entry = commands::remove_member(project, &actor, &username, state.clock.now())?;
         Ok(((), Some(entry)))

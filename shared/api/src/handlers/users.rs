@@ -412,6 +412,7 @@ pub(crate) async fn delete(
             break;
         }
         for project in fresh {
+            unassign_all(&state, Some(&actor), &project.id, &target).await?;
             let removal = change_project(
                 &state,
                 &actor,
