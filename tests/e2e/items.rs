@@ -7,7 +7,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use taskgate_e2e::{Backend, assert_problem, on_each_backend, status_and_json};
 
-use crate::projects::{Team, team};
+use taskgate_e2e::TestApp;
+
+use crate::projects::{Team, team, team_on};
 
 on_each_backend!(
     an_item_lives_and_its_history_shows_every_change,
@@ -16,7 +18,48 @@ on_each_backend!(
     listings_filter_sort_and_refuse_bad_parameters,
     the_item_matrix_cell_by_cell,
     deleting_a_user_needs_their_projects_handed_over_and_unassigns_them,
+    today_follows_the_time_zone_across_the_date_line,
 );
+
+/// With the server's clock at 2026-12-01T12:00:00Z it is already 2 December
+/// in Kiritimati (UTC+14) and still 1 December in Pago Pago (UTC-11): an
+/// item due on 1 December is due today in one and overdue in the other.
+async fn today_follows_the_time_zone_across_the_date_line(backend: Backend) {
+    let noon = time::OffsetDateTime::from_unix_timestamp(1_796_126_400).unwrap();
+    let clock = std::sync::Arc::new(taskgate_domain::clock::ManualClock::new(noon));
+    let app = TestApp::spawn_with(backend, |config| {
+        config.clock = clock.clone();
+        // Tokens outlive the day the clock moves on.
+        config.api.token_ttl = std::time::Duration::from_secs(3 * 24 * 3600);
+    })
+    .await;
+    let team = team_on(app).await;
+    let project = team.project().await;
+    team.item(
+        &team.olga,
+        &project,
+        json!({"title": "First of December", "due_date": "2026-12-01"}),
+    )
+    .await;
+    let count = |query: &'static str| {
+        let path = format!("/projects/{project}/items?{query}");
+        let app = &team.app;
+        let token = team.mia.clone();
+        async move {
+            let (status, page) = status_and_json(app.get(&path, Some(&token)).await).await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+            page["items"].as_array().unwrap().len()
+        }
+    };
+    assert_eq!(count("due=today&tz=Pacific/Pago_Pago").await, 1);
+    assert_eq!(count("due=overdue&tz=Pacific/Pago_Pago").await, 0);
+    assert_eq!(count("due=today&tz=Pacific/Kiritimati").await, 0);
+    assert_eq!(count("due=overdue&tz=Pacific/Kiritimati").await, 1);
+    assert_eq!(count("due=today").await, 1);
+    // A day later it is overdue everywhere.
+    clock.advance(std::time::Duration::from_secs(24 * 3600));
+    assert_eq!(count("due=overdue&tz=Pacific/Pago_Pago").await, 1);
+}
 
 async fn deleting_a_user_needs_their_projects_handed_over_and_unassigns_them(backend: Backend) {
     let team = team(backend).await;

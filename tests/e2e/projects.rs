@@ -27,7 +27,11 @@ pub(crate) struct Team {
 }
 
 pub(crate) async fn team(backend: Backend) -> Team {
-    let app = TestApp::spawn(backend).await;
+    team_on(TestApp::spawn(backend).await).await
+}
+
+/// [`team`] on a server the caller started (e.g. with a manual clock).
+pub(crate) async fn team_on(app: TestApp) -> Team {
     let admin = app.admin_token().await;
     let olga = app.user_with_token(&admin, "olga", "user").await;
     let adam = app.user_with_token(&admin, "adam", "user").await;
