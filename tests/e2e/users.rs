@@ -19,7 +19,144 @@ on_each_backend!(
     listing_pages_through_every_user_once,
     open_registration_lets_anyone_sign_up_as_a_user,
     closed_registration_refuses_anonymous_sign_up,
+    emails_are_unique_in_any_case_and_log_in,
 );
+
+/// E-mail addresses are unique regardless of case, on create and on edit;
+/// a user logs in with theirs (JSON or form) as with the username; an
+/// address is free again once its user changed it or is gone.
+async fn emails_are_unique_in_any_case_and_log_in(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin_token().await;
+    let create = |name: &'static str, email: &'static str| {
+        let (app, admin) = (&app, admin.clone());
+        async move {
+            app.send_json(
+                Method::POST,
+                "/users",
+                Some(&admin),
+                &json!({"username": name, "password": PASSWORD, "email": email}),
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        create("alice", "Alice@Example.com").await.status(),
+        StatusCode::CREATED
+    );
+    assert_problem(
+        create("bob", "alice@example.COM").await,
+        StatusCode::CONFLICT,
+        "email-taken",
+    )
+    .await;
+    assert_eq!(
+        create("bob", "bob@example.com").await.status(),
+        StatusCode::CREATED
+    );
+    let edit = |name: &'static str, email: &'static str| {
+        let (app, admin) = (&app, admin.clone());
+        async move {
+            app.send_json(
+                Method::PATCH,
+                &format!("/users/{name}"),
+                Some(&admin),
+                &json!({"email": email}),
+            )
+            .await
+        }
+    };
+    assert_problem(
+        edit("bob", "ALICE@example.com").await,
+        StatusCode::CONFLICT,
+        "email-taken",
+    )
+    .await;
+    let (_, bob) = status_and_json(app.get("/users/bob", Some(&admin)).await).await;
+    assert_eq!(
+        bob["email"], "bob@example.com",
+        "a refused edit changes nothing"
+    );
+    // Another spelling of one's own address is fine.
+    assert_eq!(
+        edit("alice", "alice@EXAMPLE.com").await.status(),
+        StatusCode::OK
+    );
+
+    // Logging in with the address, in any case, JSON or form.
+    let login = app
+        .send_json(
+            Method::POST,
+            "/auth",
+            None,
+            &json!({"email": "ALICE@example.com", "password": PASSWORD}),
+        )
+        .await;
+    let (status, body) = status_and_json(login).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, me) = status_and_json(app.get("/", Some(body["token"].as_str().unwrap())).await).await;
+    assert_eq!(me["user"]["username"], "alice");
+    let form = app
+        .request(Method::POST, "/auth", None)
+        .form(&[("email", "bob@example.com"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), StatusCode::OK);
+    // An unknown address and a wrong password answer alike.
+    let unknown = app
+        .send_json(
+            Method::POST,
+            "/auth",
+            None,
+            &json!({"email": "nobody@example.com", "password": PASSWORD}),
+        )
+        .await;
+    let (_, unknown) = status_and_json(unknown).await;
+    let wrong = app
+        .send_json(
+            Method::POST,
+            "/auth",
+            None,
+            &json!({"email": "bob@example.com", "password": "not the right passphrase"}),
+        )
+        .await;
+    let (_, mut wrong) = status_and_json(wrong).await;
+    let mut unknown = unknown;
+    unknown.as_object_mut().unwrap().remove("request_id");
+    wrong.as_object_mut().unwrap().remove("request_id");
+    assert_eq!(unknown, wrong);
+    assert_problem(
+        app.send_json(
+            Method::POST,
+            "/auth",
+            None,
+            &json!({"username": "bob", "email": "bob@example.com", "password": PASSWORD}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-field",
+    )
+    .await;
+
+    // Released addresses are free again: changed away, or their user gone.
+    assert_eq!(
+        edit("bob", "robert@example.com").await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        create("carol", "BOB@example.com").await.status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        app.delete("/users/alice", Some(&admin)).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        create("dave", "alice@example.com").await.status(),
+        StatusCode::CREATED
+    );
+}
 
 async fn admins_create_read_edit_and_delete_users(backend: Backend) {
     let app = TestApp::spawn(backend).await;

@@ -265,6 +265,10 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(_) => Self::Unavailable(Box::new(e)),
+            StoreError::EmailTaken => Self::Conflict {
+                kind: "email-taken",
+                detail: "that e-mail address belongs to another user".into(),
+            },
             StoreError::LastAdmin => Self::Conflict {
                 kind: "last-admin",
                 detail: "this is the last admin account; it cannot be deleted or demoted".into(),

@@ -25,6 +25,8 @@ use crate::errors::{build_error, condition_failed_at, condition_or, corrupt, sto
 /// Key of the admin counter. `#` is not allowed in usernames, so it can never
 /// collide with an account.
 const ADMINS_KEY: &str = "#admins";
+/// Items that reserve an e-mail address start with this (see `claim_key`).
+const CLAIM_PREFIX: &str = "#email#";
 
 /// A user as stored: flat strings and numbers. The profile is kept as JSON
 /// text so that it reads back exactly as written.
@@ -136,9 +138,10 @@ impl DynamoStore {
         &self,
         write: UserWrite,
         delta: i64,
+        claims: Vec<TransactWriteItem>,
         user_condition_failed: StoreError,
     ) -> StoreResult<()> {
-        if delta == 0 {
+        if delta == 0 && claims.is_empty() {
             let sent = match write {
                 UserWrite::Put(put) => self
                     .client
@@ -171,11 +174,16 @@ impl DynamoStore {
             UserWrite::Put(put) => TransactWriteItem::builder().put(put).build(),
             UserWrite::Delete(delete) => TransactWriteItem::builder().delete(delete).build(),
         };
+        let mut items = vec![user_write];
+        if delta != 0 {
+            items.push(self.admin_count_change(delta)?);
+        }
+        let counter = (delta != 0).then_some(1);
+        items.extend(claims);
         let result = self
             .client
             .transact_write_items()
-            .transact_items(user_write)
-            .transact_items(self.admin_count_change(delta)?)
+            .set_transact_items(Some(items))
             .send()
             .await;
         match result {
@@ -201,13 +209,109 @@ impl DynamoStore {
                     Err(StoreError::Conflict)
                 } else if condition_failed_at(reasons, 0) {
                     Err(user_condition_failed)
-                } else if condition_failed_at(reasons, 1) {
+                } else if counter.is_some_and(|i| condition_failed_at(reasons, i)) {
                     Err(StoreError::LastAdmin)
+                } else if (0..reasons.len()).any(|i| condition_failed_at(reasons, i)) {
+                    // An e-mail claim: the address is another user's.
+                    Err(StoreError::EmailTaken)
                 } else {
                     Err(store_error(result.unwrap_err()))
                 }
             }
             Err(e) => Err(store_error(e)),
+        }
+    }
+
+    /// The claim item that reserves an e-mail address for one user
+    /// (`username` = `#email#<address in lower case>`, `owner` = the user).
+    fn claim_key(email: &Email) -> HashMap<String, AttributeValue> {
+        Self::user_key(&format!("{CLAIM_PREFIX}{}", email.key()))
+    }
+
+    /// Claims `email` for `owner`: fails if another user holds it.
+    fn claim(&self, email: &Email, owner: &Username) -> StoreResult<TransactWriteItem> {
+        let mut item = Self::claim_key(email);
+        item.insert("owner".to_owned(), s(owner.as_str()));
+        let put = Put::builder()
+            .table_name(&self.tables.users)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(username) OR #owner = :owner")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", s(owner.as_str()))
+            .build()
+            .map_err(build_error)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// Releases `owner`'s claim on `email` (nothing if it is not theirs).
+    fn release(&self, email: &Email, owner: &Username) -> StoreResult<TransactWriteItem> {
+        let delete = Delete::builder()
+            .table_name(&self.tables.users)
+            .set_key(Some(Self::claim_key(email)))
+            .condition_expression("attribute_not_exists(username) OR #owner = :owner")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", s(owner.as_str()))
+            .build()
+            .map_err(build_error)?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
+    }
+
+    /// The claim changes that go with replacing `current` by `next`.
+    fn claims_for(
+        &self,
+        current: Option<&User>,
+        next: Option<&User>,
+    ) -> StoreResult<Vec<TransactWriteItem>> {
+        let key = |user: Option<&User>| user.and_then(|u| u.email.as_ref()).map(Email::key);
+        if key(current) == key(next) {
+            return Ok(Vec::new());
+        }
+        let mut items = Vec::new();
+        if let Some(user) = current
+            && let Some(email) = &user.email
+        {
+            items.push(self.release(email, &user.username)?);
+        }
+        if let Some(user) = next
+            && let Some(email) = &user.email
+        {
+            items.push(self.claim(email, &user.username)?);
+        }
+        Ok(items)
+    }
+
+    /// Claims the address of every user who has one and no claim yet (users
+    /// written before addresses were claimed); an address two users share
+    /// stays with the first. Returns how many claims it made.
+    pub async fn backfill_email_claims(&self) -> StoreResult<usize> {
+        let mut made = 0;
+        let mut after = None;
+        loop {
+            let page = self.list_users(after.as_ref(), 100).await?;
+            for user in &page.items {
+                let Some(email) = &user.email else { continue };
+                let mut item = Self::claim_key(email);
+                item.insert("owner".to_owned(), s(user.username.as_str()));
+                let claimed = self
+                    .client
+                    .put_item()
+                    .table_name(&self.tables.users)
+                    .set_item(Some(item))
+                    .condition_expression("attribute_not_exists(username)")
+                    .send()
+                    .await;
+                match claimed {
+                    Ok(_) => made += 1,
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+                    Err(e) => return Err(store_error(e)),
+                }
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(made),
+            }
         }
     }
 
@@ -229,8 +333,36 @@ impl UserStore for DynamoStore {
             .build()
             .map_err(build_error)?;
         let delta = i64::from(user.is_admin());
-        self.write_user(UserWrite::Put(put), delta, StoreError::AlreadyExists)
+        let claims = self.claims_for(None, Some(user))?;
+        self.write_user(
+            UserWrite::Put(put),
+            delta,
+            claims,
+            StoreError::AlreadyExists,
+        )
+        .await
+    }
+
+    async fn get_user_by_email(&self, email: &Email) -> StoreResult<Option<User>> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.tables.users)
+            .set_key(Some(Self::claim_key(email)))
+            .consistent_read(true)
+            .send()
             .await
+            .map_err(store_error)?;
+        let Some(AttributeValue::S(owner)) = output.item.as_ref().and_then(|i| i.get("owner"))
+        else {
+            return Ok(None);
+        };
+        let owner = Username::parse(owner).map_err(|e| corrupt("e-mail claim", e))?;
+        // The claim and the user are written together; check anyway.
+        Ok(self
+            .get_user(&owner)
+            .await?
+            .filter(|user| user.email.as_ref().map(Email::key) == Some(email.key())))
     }
 
     async fn get_user(&self, username: &Username) -> StoreResult<Option<User>> {
@@ -266,9 +398,9 @@ impl UserStore for DynamoStore {
                 .await
                 .map_err(store_error)?;
             for item in output.items.unwrap_or_default() {
-                let is_counter =
-                    matches!(item.get("username"), Some(AttributeValue::S(k)) if k == ADMINS_KEY);
-                if !is_counter {
+                // The admin counter and e-mail claims share the table.
+                let is_user = !matches!(item.get("username"), Some(AttributeValue::S(k)) if k.starts_with('#'));
+                if is_user {
                     items.push(from_item(item)?);
                 }
             }
@@ -303,7 +435,8 @@ impl UserStore for DynamoStore {
             .build()
             .map_err(build_error)?;
         let delta = i64::from(next.is_admin()) - i64::from(current.is_admin());
-        self.write_user(UserWrite::Put(put), delta, StoreError::Conflict)
+        let claims = self.claims_for(Some(current), Some(next))?;
+        self.write_user(UserWrite::Put(put), delta, claims, StoreError::Conflict)
             .await
     }
 
@@ -321,8 +454,14 @@ impl UserStore for DynamoStore {
             .build()
             .map_err(build_error)?;
         let delta = -i64::from(user.is_admin());
-        self.write_user(UserWrite::Delete(delete), delta, StoreError::Conflict)
-            .await
+        let claims = self.claims_for(Some(user), None)?;
+        self.write_user(
+            UserWrite::Delete(delete),
+            delta,
+            claims,
+            StoreError::Conflict,
+        )
+        .await
     }
 
     async fn count_admins(&self) -> StoreResult<u64> {

@@ -29,7 +29,8 @@ enum Command {
     /// password once unless TASKGATE_ADMIN_PASSWORD is set.
     CreateAdmin,
     /// Create the DynamoDB tables if they are missing (TASKGATE_DYNAMODB_ENDPOINT
-    /// for DynamoDB Local, else AWS; names from TASKGATE_*_TABLE).
+    /// for DynamoDB Local, else AWS; names from TASKGATE_*_TABLE), and claim
+    /// the e-mail addresses of users written before addresses were unique.
     CreateTables,
     /// Check the task event log of the configured store, replay one task, or
     /// read the security log.
@@ -305,6 +306,13 @@ async fn create_tables() -> anyhow::Result<()> {
     taskgate_aws::ensure_tables(&client, &tables).await?;
     for table in tables.all() {
         println!("table {table} is ready");
+    }
+    // Users written before e-mail addresses were claimed get their claims.
+    let claimed = taskgate_aws::DynamoStore::new(client, tables)
+        .backfill_email_claims()
+        .await?;
+    if claimed > 0 {
+        println!("claimed the e-mail addresses of {claimed} existing users");
     }
     Ok(())
 }

@@ -16,7 +16,7 @@ use crate::security::LoginKey;
 use crate::security::{LoginAttempts, SecurityEvent};
 use crate::task::{Task, TaskError, TaskEvent, TaskId};
 use crate::token::{TokenId, TokenRecord};
-use crate::user::{User, UserId, Username};
+use crate::user::{Email, User, UserId, Username};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -27,6 +27,9 @@ pub enum StoreError {
     /// version or identity no longer matches). Re-read and decide again.
     #[error("the item changed or disappeared since it was read")]
     Conflict,
+    /// Another user has this e-mail address (compared case-insensitively).
+    #[error("the e-mail address belongs to another user")]
+    EmailTaken,
     /// The change would leave no admin account.
     #[error("the last admin account cannot be removed or demoted")]
     LastAdmin,
@@ -81,11 +84,15 @@ pub struct Page<T, C> {
 
 #[async_trait]
 pub trait UserStore: Send + Sync {
-    /// Stores a new user. `AlreadyExists` if the username is taken.
+    /// Stores a new user. `AlreadyExists` if the username is taken,
+    /// `EmailTaken` if another user has the e-mail address (in any case).
     async fn insert_user(&self, user: &User) -> StoreResult<()>;
 
     /// The user with this username, if any (strongly consistent).
     async fn get_user(&self, username: &Username) -> StoreResult<Option<User>>;
+
+    /// The user with this e-mail address, in any case, if any.
+    async fn get_user_by_email(&self, email: &Email) -> StoreResult<Option<User>>;
 
     /// Up to `limit` users whose usernames come after `after` in the store's
     /// listing order. Every user appears on exactly one page of a full walk
@@ -99,7 +106,7 @@ pub trait UserStore: Send + Sync {
     /// Replaces `current` with `next` (same username, `next.version` =
     /// `current.version + 1`). `Conflict` if the stored user is not exactly
     /// `current`'s identity and version; `LastAdmin` if `next` demotes the
-    /// only admin.
+    /// only admin; `EmailTaken` if `next`'s address is another user's.
     async fn update_user(&self, current: &User, next: &User) -> StoreResult<()>;
 
     /// Deletes `user` if the stored user still has its `user_id` and level.

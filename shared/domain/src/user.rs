@@ -111,6 +111,12 @@ pub struct Email(String);
 impl Email {
     pub const MAX_LEN: usize = 254;
 
+    /// What makes two addresses the same account's: the address in lower
+    /// case (`Alice@Example.com` and `alice@example.com` are one).
+    pub fn key(&self) -> String {
+        self.0.to_lowercase()
+    }
+
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
         if raw.len() > Self::MAX_LEN {
             return Err(InvalidValue(format!(

@@ -104,7 +104,15 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX items_by_created ON items (project_id, created_at, item_id) WHERE deleted = 0;
      CREATE INDEX items_by_status ON items (project_id, status_rank, item_id) WHERE deleted = 0;
      CREATE INDEX items_by_due ON items (project_id, due_missing, due_key, item_id) WHERE deleted = 0;
-     CREATE INDEX items_by_assignee ON items (assignee, project_id, due_missing, due_key, item_id) WHERE deleted = 0;",
+     CREATE INDEX items_by_assignee ON items (assignee, project_id, due_missing, due_key, item_id) WHERE deleted = 0;
+     -- E-mail addresses are unique regardless of case. Of addresses that
+     -- older versions let two users share, the first user's is kept as the
+     -- claim; the others keep their address but no claim.
+     ALTER TABLE users ADD COLUMN email_key TEXT;
+     UPDATE users SET email_key = lower(json_extract(item, '$.email'))
+      WHERE rowid IN (SELECT min(rowid) FROM users WHERE json_extract(item, '$.email') IS NOT NULL
+                      GROUP BY lower(json_extract(item, '$.email')));
+     CREATE UNIQUE INDEX users_by_email ON users (email_key);",
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> StoreResult<()> {

@@ -3,9 +3,9 @@
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 use taskgate_domain::ports::{Page, StoreError, StoreResult, UserStore};
-use taskgate_domain::user::{Level, User, Username};
+use taskgate_domain::user::{Email, Level, User, Username};
 
-use crate::{EmbeddedStore, corrupt, insert_new, page_of, sql};
+use crate::{EmbeddedStore, corrupt, page_of, sql};
 
 fn to_json(user: &User) -> String {
     serde_json::to_string(user).expect("a User always serialises")
@@ -41,23 +41,48 @@ fn stored_state(
     .map_err(sql)
 }
 
+/// `EmailTaken` for a write that hit the unique e-mail index.
+fn email_or(e: rusqlite::Error) -> StoreError {
+    let taken = matches!(
+        &e,
+        rusqlite::Error::SqliteFailure(failure, Some(message))
+            if failure.code == rusqlite::ErrorCode::ConstraintViolation
+                && message.contains("users.email_key")
+    );
+    if taken {
+        StoreError::EmailTaken
+    } else {
+        sql(e)
+    }
+}
+
+fn email_key(user: &User) -> Option<String> {
+    user.email.as_ref().map(Email::key)
+}
+
 #[async_trait]
 impl UserStore for EmbeddedStore {
     async fn insert_user(&self, user: &User) -> StoreResult<()> {
         let user = user.clone();
         self.with_conn(move |conn| {
-            insert_new(
-                conn,
-                "INSERT INTO users (username, user_id, level, version, item)
-                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (username) DO NOTHING",
-                params![
-                    user.username.as_str(),
-                    user.user_id.to_string(),
-                    user.level.as_str(),
-                    user.version as i64,
-                    to_json(&user)
-                ],
-            )
+            let inserted = conn
+                .execute(
+                    "INSERT INTO users (username, user_id, level, version, item, email_key)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (username) DO NOTHING",
+                    params![
+                        user.username.as_str(),
+                        user.user_id.to_string(),
+                        user.level.as_str(),
+                        user.version as i64,
+                        to_json(&user),
+                        email_key(&user)
+                    ],
+                )
+                .map_err(email_or)?;
+            if inserted == 0 {
+                return Err(StoreError::AlreadyExists);
+            }
+            Ok(())
         })
         .await
     }
@@ -69,6 +94,22 @@ impl UserStore for EmbeddedStore {
                 .query_row(
                     "SELECT item FROM users WHERE username = ?1",
                     [username.as_str()],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(sql)?;
+            item.as_deref().map(from_json).transpose()
+        })
+        .await
+    }
+
+    async fn get_user_by_email(&self, email: &Email) -> StoreResult<Option<User>> {
+        let key = email.key();
+        self.with_conn(move |conn| {
+            let item: Option<String> = conn
+                .query_row(
+                    "SELECT item FROM users WHERE email_key = ?1",
+                    [key],
                     |row| row.get(0),
                 )
                 .optional()
@@ -123,15 +164,17 @@ impl UserStore for EmbeddedStore {
                 return Err(StoreError::LastAdmin);
             }
             tx.execute(
-                "UPDATE users SET level = ?2, version = ?3, item = ?4 WHERE username = ?1",
+                "UPDATE users SET level = ?2, version = ?3, item = ?4, email_key = ?5
+                 WHERE username = ?1",
                 params![
                     next.username.as_str(),
                     next.level.as_str(),
                     next.version as i64,
-                    to_json(&next)
+                    to_json(&next),
+                    email_key(&next)
                 ],
             )
-            .map_err(sql)?;
+            .map_err(email_or)?;
             tx.commit().map_err(sql)
         })
         .await

@@ -36,9 +36,12 @@ const COUNT_ATTEMPTS: usize = 5;
 #[derive(ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Login {
-    /// The username, any case.
+    /// The username, any case (or give `email` instead).
     #[schema(example = "alice")]
-    username: String,
+    username: Option<String>,
+    /// The account's e-mail address, any case, in place of `username`.
+    #[schema(example = "alice@example.com")]
+    email: Option<String>,
     #[schema(value_type = String, example = "correct horse battery staple")]
     password: SecretString,
     /// The `device_token` of an earlier successful login as this user: failed
@@ -48,17 +51,28 @@ pub(crate) struct Login {
 }
 
 impl FromBody for Login {
-    const FIELDS: &'static [&'static str] = &["username", "password", "device_token"];
+    const FIELDS: &'static [&'static str] = &["username", "email", "password", "device_token"];
     const FORM: bool = true;
 
     /// Any strings: a name that cannot exist is refused like a wrong password.
+    /// Exactly one of `username` and `email`.
     fn from_fields(mut fields: Fields, _: &BodyContext<'_>) -> Result<Self, ApiError> {
-        let username = fields.required("username", any_string);
+        let email = fields.optional("email", any_string);
+        let username = if email.is_some() {
+            fields.reject(
+                "username",
+                "give the username or the e-mail address, not both",
+            );
+            None
+        } else {
+            fields.required("username", any_string)
+        };
         let password = fields.required("password", |v| any_string(v).map(SecretString::from));
         let device_token = fields.optional("device_token", any_string);
         fields.finish()?;
         Ok(Self {
-            username: checked(username),
+            username,
+            email,
             password: checked(password),
             device_token,
         })
@@ -164,10 +178,32 @@ pub(crate) async fn login(
     Body(login): Body<Login>,
 ) -> Result<Response, ApiError> {
     let Login {
-        username: typed,
+        username,
+        email,
         password,
         device_token,
     } = login;
+    // An e-mail address names the account it belongs to, if any; one that
+    // belongs to nobody is refused like an unknown username.
+    let typed = match (username, email) {
+        (Some(username), _) => username,
+        (None, Some(email)) => {
+            let owner = match taskgate_domain::user::Email::parse(&email) {
+                Ok(email) => state.store.get_user_by_email(&email).await?,
+                Err(_) => None,
+            };
+            match owner {
+                Some(user) => user.username.as_str().to_owned(),
+                None => {
+                    state.verify_password(password, None).await?;
+                    let event = SecurityEvent::new(SecurityKind::LoginFailed, None, email);
+                    state.audit(&request_id, event.with("via", "email")).await;
+                    return Err(bad_credentials());
+                }
+            }
+        }
+        (None, None) => return Err(ApiError::invalid("username", "is required")),
+    };
 
     let Ok(username) = Username::parse(&typed) else {
         // No such account can exist: the same work and answer as a wrong
