@@ -306,6 +306,19 @@ async fn assignees_are_members_and_leaving_unassigns(backend: Backend) {
     )
     .await;
     assert_eq!(problem["errors"][0]["field"], "assignee");
+    // Nor anyone who is no user at all.
+    assert_problem(
+        app.send_json(
+            Method::POST,
+            &format!("/projects/{project}/items"),
+            Some(&team.olga),
+            &json!({"title": "For a ghost", "assignee": "ghost"}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-field",
+    )
+    .await;
     let (path, _) = team
         .item(
             &team.olga,

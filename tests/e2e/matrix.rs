@@ -417,6 +417,10 @@ async fn walk(app: TestApp, rows: Vec<Row>) {
             if let Some(name) = body.get_mut("username") {
                 *name = json!(format!("newcomer{i}"));
             }
+            // Addresses are unique too: each row uses its own.
+            if let Some(email) = body.get_mut("email") {
+                *email = json!(format!("row{i}-{}", email.as_str().unwrap()));
+            }
             body
         });
 
