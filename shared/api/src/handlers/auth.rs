@@ -32,23 +32,59 @@ const DEVICE_TOKEN_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
 /// Compare-and-set rounds before a contended login key answers 429.
 const COUNT_ATTEMPTS: usize = 5;
 
-/// `POST /auth` body (JSON or `application/x-www-form-urlencoded`).
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
+/// `POST /auth` body (JSON or `application/x-www-form-urlencoded`): the
+/// username or the e-mail address (one of them), and the password.
 pub(crate) struct Login {
-    /// The username, any case (or give `email` instead).
-    #[schema(example = "alice")]
     username: Option<String>,
-    /// The account's e-mail address, any case, in place of `username`.
-    #[schema(example = "alice@example.com")]
     email: Option<String>,
-    #[schema(value_type = String, example = "correct horse battery staple")]
     password: SecretString,
-    /// The `device_token` of an earlier successful login as this user: failed
-    /// logins then count against this device only, so others' failures
-    /// cannot lock it out.
     device_token: Option<String>,
 }
+
+/// The two shapes of a login body, by username or by e-mail address.
+impl utoipa::PartialSchema for Login {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{
+            AdditionalProperties, ObjectBuilder, OneOfBuilder, SchemaType, Type,
+        };
+        let string = || ObjectBuilder::new().schema_type(Type::String);
+        let by = |field: &str, description: &str, example: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .property(
+                    field,
+                    string().description(Some(description)).examples([example]),
+                )
+                .required(field)
+                .property(
+                    "password",
+                    string().examples(["correct horse battery staple"]),
+                )
+                .required("password")
+                .property(
+                    "device_token",
+                    ObjectBuilder::new()
+                        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+                        .description(Some(
+                            "The `device_token` of an earlier successful login as this user: \
+                         failed logins then count against this device only, so others' \
+                         failures cannot lock it out",
+                        )),
+                )
+                .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        };
+        OneOfBuilder::new()
+            .item(by("username", "The username, any case", "alice"))
+            .item(by(
+                "email",
+                "The account's e-mail address, any case",
+                "alice@example.com",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for Login {}
 
 impl FromBody for Login {
     const FIELDS: &'static [&'static str] = &["username", "email", "password", "device_token"];
