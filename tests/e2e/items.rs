@@ -466,7 +466,6 @@ async fn listings_filter_sort_and_refuse_bad_parameters(backend: Backend) {
 /// non-member, global admin, anonymous.
 async fn the_item_matrix_cell_by_cell(backend: Backend) {
     let team = team(backend).await;
-    let app = &team.app;
     type Request = (Method, &'static str, Option<Value>);
     let rows: [(&str, Request, [u16; 6]); 7] = [
         (
@@ -509,16 +508,8 @@ async fn the_item_matrix_cell_by_cell(backend: Backend) {
             [204, 204, 403, 404, 403, 401],
         ),
     ];
-    let callers = [
-        ("olga", Some(&team.olga)),
-        ("adam", Some(&team.adam)),
-        ("mia", Some(&team.mia)),
-        ("nina", Some(&team.nina)),
-        ("admin", Some(&team.admin)),
-        ("anonymous", None),
-    ];
     for (what, (method, suffix, body), expected) in &rows {
-        for (column, (who, token)) in callers.iter().enumerate() {
+        for (column, (who, token)) in team.callers().into_iter().enumerate() {
             let project = team.project().await;
             let (_, item) = team
                 .item(&team.mia, &project, json!({"title": "mia's"}))
@@ -532,17 +523,9 @@ async fn the_item_matrix_cell_by_cell(backend: Backend) {
                     .replace("{item}", item["id"].as_str().unwrap())
                     .replace("{adams}", adams["id"].as_str().unwrap())
             );
-            let mut request = app.request(method.clone(), &path, token.map(String::as_str));
-            if let Some(body) = body {
-                request = request.json(body);
-            }
-            let response = request.send().await.unwrap();
-            assert_eq!(
-                response.status().as_u16(),
-                expected[column],
-                "{what} by {who}: {}",
-                response.text().await.unwrap()
-            );
+            let cell = format!("{what} by {who}");
+            team.expect(method, &path, token, body.as_ref(), expected[column], &cell)
+                .await;
         }
     }
 }

@@ -48,6 +48,42 @@ pub(crate) async fn team_on(app: TestApp) -> Team {
 }
 
 impl Team {
+    /// The columns of the permission matrices: owner, project admin,
+    /// member, non-member, global admin, anonymous.
+    pub(crate) fn callers(&self) -> [(&'static str, Option<&str>); 6] {
+        [
+            ("olga", Some(self.olga.as_str())),
+            ("adam", Some(self.adam.as_str())),
+            ("mia", Some(self.mia.as_str())),
+            ("nina", Some(self.nina.as_str())),
+            ("admin", Some(self.admin.as_str())),
+            ("anonymous", None),
+        ]
+    }
+
+    /// Sends one matrix cell's request and checks its status.
+    pub(crate) async fn expect(
+        &self,
+        method: &Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+        status: u16,
+        cell: &str,
+    ) {
+        let mut request = self.app.request(method.clone(), path, token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(
+            response.status().as_u16(),
+            status,
+            "{cell}: {}",
+            response.text().await.unwrap()
+        );
+    }
+
     /// A project of olga's with adam as an admin and mia as a member.
     pub(crate) async fn project(&self) -> String {
         let (status, project) = status_and_json(
@@ -309,7 +345,6 @@ async fn ownership_goes_only_to_a_project_admin(backend: Backend) {
 /// admin, member, non-member, global admin, anonymous.
 async fn the_project_matrix_cell_by_cell(backend: Backend) {
     let team = team(backend).await;
-    let app = &team.app;
     type Request = (Method, &'static str, Option<Value>);
     let rows: [(&str, Request, [u16; 6]); 9] = [
         (
@@ -363,29 +398,13 @@ async fn the_project_matrix_cell_by_cell(backend: Backend) {
             [409, 204, 204, 404, 404, 401],
         ),
     ];
-    let callers = [
-        ("olga", Some(&team.olga)),
-        ("adam", Some(&team.adam)),
-        ("mia", Some(&team.mia)),
-        ("nina", Some(&team.nina)),
-        ("admin", Some(&team.admin)),
-        ("anonymous", None),
-    ];
     for (what, (method, suffix, body), expected) in &rows {
-        for (column, (who, token)) in callers.iter().enumerate() {
+        for (column, (who, token)) in team.callers().into_iter().enumerate() {
             let id = team.project().await;
             let path = format!("/projects/{id}{}", suffix.replace("{me}", who));
-            let mut request = app.request(method.clone(), &path, token.map(String::as_str));
-            if let Some(body) = body {
-                request = request.json(body);
-            }
-            let response = request.send().await.unwrap();
-            assert_eq!(
-                response.status().as_u16(),
-                expected[column],
-                "{what} by {who}: {}",
-                response.text().await.unwrap()
-            );
+            let cell = format!("{what} by {who}");
+            team.expect(method, &path, token, body.as_ref(), expected[column], &cell)
+                .await;
         }
     }
 }
