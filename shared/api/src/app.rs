@@ -53,6 +53,9 @@ pub fn api() -> OpenApiRouter<SharedState> {
 pub fn app(state: SharedState) -> Router {
     let (api, _) = api().split_for_parts();
     let api = api
+        // Real-time updates: a WebSocket, so outside the OpenAPI document
+        // (docs/API.md describes it). On AWS the WebSocket API serves them.
+        .route("/ws", axum::routing::get(crate::realtime::socket::upgrade))
         .fallback(|method: Method, uri: Uri| async move {
             ApiError::NotFound(format!("there is no route {method} {}", uri.path()))
         })

@@ -59,6 +59,18 @@ pub async fn session(state: &AppState, headers: &HeaderMap) -> Result<Option<Ses
     let Some(token) = bearer_token(headers)? else {
         return Ok(None);
     };
+    authenticate(state, token).await.map(Some)
+}
+
+/// The token sent as `Authorization: Bearer <token>`, if any (`Err` when
+/// the header is there but malformed).
+pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    bearer_token(headers)
+}
+
+/// The session `token` opens, after every check (a WebSocket sends its
+/// token in the query instead of a header, and re-checks it while open).
+pub async fn authenticate(state: &AppState, token: &str) -> Result<Session, ApiError> {
     let now = state.clock.now();
     let claims = state.keys.verify(token, now).map_err(|e| match e {
         TokenError::Expired => unauthenticated("the token has expired; log in again"),
@@ -77,10 +89,10 @@ pub async fn session(state: &AppState, headers: &HeaderMap) -> Result<Option<Ses
     let user = user
         .filter(|u| u.user_id == claims.user_id)
         .ok_or_else(|| unauthenticated("the account this token belongs to no longer exists"))?;
-    Ok(Some(Session {
+    Ok(Session {
         user,
         token: record,
-    }))
+    })
 }
 
 /// The 401 of a route that needs a token and got none.

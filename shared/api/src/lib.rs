@@ -32,6 +32,7 @@ mod handlers;
 pub mod memory;
 pub mod openapi;
 pub mod problem;
+pub mod realtime;
 pub mod request;
 pub mod response;
 pub mod routes;

@@ -68,6 +68,13 @@ pub enum ApiError {
     /// after `retry_after` seconds.
     #[error("too many failed logins; try again in {retry_after} s")]
     LoginLocked { retry_after: u64 },
+    /// 429: the user has `limit` WebSockets open already
+    /// (`TASKGATE_WS_MAX_CONNECTIONS_PER_USER`).
+    #[error("you have {limit} real-time connections open already; close one first")]
+    TooManyConnections { limit: usize },
+    /// 426: a plain request to an endpoint that only speaks WebSocket.
+    #[error("this endpoint upgrades to a WebSocket; send Connection: Upgrade and Upgrade: websocket")]
+    UpgradeRequired,
     /// 503: a dependency (the store) is down or throttling. The cause is
     /// logged, never sent.
     #[error("a service Taskgate depends on is unavailable")]
@@ -107,7 +114,10 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::LoginLocked { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::LoginLocked { .. } | Self::TooManyConnections { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            Self::UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
             Self::Unavailable(_) | Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -129,6 +139,8 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => "unsupported-media-type",
             Self::Invalid(_) => "invalid-field",
             Self::LoginLocked { .. } => "login-locked",
+            Self::TooManyConnections { .. } => "too-many-connections",
+            Self::UpgradeRequired => "upgrade-required",
             Self::Unavailable(_) => "service-unavailable",
             Self::Busy { .. } => "server-busy",
             Self::Internal(_) => "internal-error",
@@ -150,6 +162,8 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => "Unsupported media type",
             Self::Invalid(_) => "Invalid fields",
             Self::LoginLocked { .. } => "Too many failed logins",
+            Self::TooManyConnections { .. } => "Too many connections",
+            Self::UpgradeRequired => "Upgrade required",
             Self::Unavailable(_) => "Service unavailable",
             Self::Busy { .. } => "Server busy",
             Self::Internal(_) => "Internal server error",

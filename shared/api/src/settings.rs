@@ -51,6 +51,37 @@ pub struct Settings {
     /// `TASKGATE_LOGIN_MAX_LOCK_SECONDS` (900), `TASKGATE_LOGIN_FORGET_SECONDS`
     /// (86400). See [`LoginThrottle`].
     pub login: LoginThrottle,
+    /// Real-time updates over WebSocket ([`RealtimeLimits`]).
+    pub realtime: RealtimeLimits,
+}
+
+/// Bounds of the WebSocket endpoint (`GET /ws`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RealtimeLimits {
+    /// `TASKGATE_WS_MAX_CONNECTIONS_PER_USER` (default 16): open sockets per
+    /// user; one more is refused with 429 `too-many-connections`.
+    pub max_connections_per_user: usize,
+    /// `TASKGATE_WS_MAX_SUBSCRIPTIONS` (default 64): topics one socket may
+    /// follow; one more is answered with an `error` (400).
+    pub max_subscriptions: usize,
+    /// `TASKGATE_WS_BUFFER_EVENTS` (default 256): events held for a socket
+    /// that reads slower than they come; a socket that falls further behind
+    /// is closed (1008) and should reconnect with `after`.
+    pub buffer_events: usize,
+    /// `TASKGATE_WS_PING_SECONDS` (default 30): an idle socket is pinged this
+    /// often, and closed when nothing came back for two intervals.
+    pub ping_interval: Duration,
+}
+
+impl Default for RealtimeLimits {
+    fn default() -> Self {
+        Self {
+            max_connections_per_user: 16,
+            max_subscriptions: 64,
+            buffer_events: 256,
+            ping_interval: Duration::from_secs(30),
+        }
+    }
 }
 
 impl Default for Settings {
@@ -65,6 +96,7 @@ impl Default for Settings {
             tasks: TaskLimits::default(),
             max_concurrent_scripts: 2,
             login: LoginThrottle::default(),
+            realtime: RealtimeLimits::default(),
         }
     }
 }
@@ -193,6 +225,18 @@ pub struct SettingsArgs {
     /// DynamoDB's TTL drops counters after eight days).
     #[arg(long, env = "TASKGATE_LOGIN_FORGET_SECONDS", value_parser = whole(60, 7 * 24 * 3600))]
     pub login_forget_seconds: Option<u64>,
+
+    #[arg(long, env = "TASKGATE_WS_MAX_CONNECTIONS_PER_USER", value_parser = whole(1, 10_000))]
+    pub ws_max_connections_per_user: Option<u64>,
+
+    #[arg(long, env = "TASKGATE_WS_MAX_SUBSCRIPTIONS", value_parser = whole(1, 10_000))]
+    pub ws_max_subscriptions: Option<u64>,
+
+    #[arg(long, env = "TASKGATE_WS_BUFFER_EVENTS", value_parser = whole(16, 65_536))]
+    pub ws_buffer_events: Option<u64>,
+
+    #[arg(long, env = "TASKGATE_WS_PING_SECONDS", value_parser = whole(1, 3600))]
+    pub ws_ping_seconds: Option<u64>,
 }
 
 /// `value` must be at most `max`, another setting's bound.
@@ -296,6 +340,18 @@ impl Settings {
                 backoff: seconds(args.login_backoff_seconds, defaults.login.backoff),
                 max_lock: seconds(args.login_max_lock_seconds, defaults.login.max_lock),
                 forget_after: seconds(args.login_forget_seconds, defaults.login.forget_after),
+            },
+            realtime: RealtimeLimits {
+                max_connections_per_user: args
+                    .ws_max_connections_per_user
+                    .map_or(defaults.realtime.max_connections_per_user, |n| n as usize),
+                max_subscriptions: args
+                    .ws_max_subscriptions
+                    .map_or(defaults.realtime.max_subscriptions, |n| n as usize),
+                buffer_events: args
+                    .ws_buffer_events
+                    .map_or(defaults.realtime.buffer_events, |n| n as usize),
+                ping_interval: seconds(args.ws_ping_seconds, defaults.realtime.ping_interval),
             },
         })
     }

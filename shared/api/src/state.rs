@@ -1,5 +1,9 @@
 //! `AppState`: what every handler needs, built once per process (or Lambda
 //! cold start) and shared by every request.
+//!
+//! Handlers store project and item changes through [`AppState::append_project`]
+//! and [`AppState::append_item`] (never the store's methods directly), so
+//! that every change reaches real-time subscribers.
 
 use std::sync::Arc;
 
@@ -7,7 +11,8 @@ use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use taskgate_domain::clock::{Clock, SystemClock};
 use taskgate_domain::password::{Password, PasswordHash, PasswordHasher};
-use taskgate_domain::ports::{Store, Workflow, WorkflowError};
+use taskgate_domain::ports::{Store, StoreResult, Workflow, WorkflowError};
+use taskgate_domain::project::log::{Item, ItemEntry, Project, ProjectEntry};
 use taskgate_domain::recorder::Recorder;
 use taskgate_domain::security::SecurityEvent;
 use taskgate_domain::task::{Task, TaskId};
@@ -15,6 +20,7 @@ use taskgate_domain::token::TokenKeys;
 use tokio::sync::Semaphore;
 
 use crate::extract::RequestId;
+use crate::realtime::hub::Hub;
 use crate::problem::ApiError;
 pub use crate::settings::{ConfigError, Settings};
 
@@ -22,6 +28,8 @@ pub use crate::settings::{ConfigError, Settings};
 /// the token keys, the password hasher and the settings.
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    /// Where stored changes are published for real-time subscribers.
+    pub hub: Arc<Hub>,
     /// Where "now" comes from for token expiry, login locks and task times.
     pub clock: Arc<dyn Clock>,
     pub recorder: Recorder,
@@ -98,8 +106,10 @@ impl AppState {
         let hasher = PasswordHasher::new()
             .map_err(|e| ConfigError::new("password hasher", e.to_string()))?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let hub = Arc::new(Hub::new(settings.realtime.buffer_events));
         Ok(Self {
-            recorder: Recorder::with_clock(store.clone(), clock.clone()),
+            recorder: Recorder::with_clock(store.clone(), clock.clone()).observed_by(hub.clone()),
+            hub,
             workflow: Arc::new(NoWorkflow),
             clock,
             store,
@@ -111,9 +121,36 @@ impl AppState {
 
     /// Tells the time by `clock` (tests pass a manual one).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.recorder = Recorder::with_clock(self.store.clone(), clock.clone());
+        self.recorder =
+            Recorder::with_clock(self.store.clone(), clock.clone()).observed_by(self.hub.clone());
         self.clock = clock;
         self
+    }
+
+    /// A recorder like the API's own, for an engine that runs tasks in this
+    /// process: what it records is published to the same hub.
+    pub fn recorder(&self) -> Recorder {
+        self.recorder.clone()
+    }
+
+    /// Stores a project entry and the project it produces
+    /// ([`ProjectStore::append_project`]), then publishes it.
+    pub async fn append_project(
+        &self,
+        entry: &ProjectEntry,
+        before: Option<&Project>,
+        after: &Project,
+    ) -> StoreResult<()> {
+        let position = self.store.append_project(entry, after).await?;
+        self.hub.project_appended(position, entry, before, after);
+        Ok(())
+    }
+
+    /// Stores an item entry and the item it produces, then publishes it.
+    pub async fn append_item(&self, entry: &ItemEntry, item: &Item) -> StoreResult<()> {
+        let position = self.store.append_item(entry, item).await?;
+        self.hub.item_appended(position, entry, item);
+        Ok(())
     }
 
     /// The engine that runs tasks (without one, starting a task fails it).

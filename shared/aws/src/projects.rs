@@ -18,9 +18,10 @@ use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 use taskgate_domain::ports::{
-    ItemQuery, ItemScope, Page, ProjectLogs, ProjectStore, StoreError, StoreResult,
+    FeedChange, FeedEntry, ItemQuery, ItemScope, Page, ProjectLogs, ProjectStore, StoreError,
+    StoreResult,
 };
 use taskgate_domain::project::listing::{Assignee, Due, Position, SortKey, Value};
 use taskgate_domain::project::log::{Item, ItemEntry, Project, ProjectEntry};
@@ -31,8 +32,8 @@ use time::OffsetDateTime;
 use crate::DynamoStore;
 use crate::errors::{build_error, condition_failed_at, corrupt, store_error};
 use crate::tables::{
-    ITEMS_BY_ASSIGNEE, ITEMS_BY_CREATED, ITEMS_BY_DUE, ITEMS_BY_STATUS, PROJECTS_BY_OWNER,
-    PROJECTS_LIVE,
+    FEED_KEY, FEED_POSITION, ITEMS_BY_ASSIGNEE, ITEMS_BY_CREATED, ITEMS_BY_DUE, ITEMS_BY_STATUS,
+    PROJECT_FEED, PROJECTS_BY_OWNER, PROJECTS_LIVE,
 };
 
 /// Items read (before filtering) per project for one page, at most (the
@@ -100,13 +101,23 @@ fn from_row<T: serde::de::DeserializeOwned>(
     }
 }
 
-fn log_put(table: &str, stream: String, seq: u64, entry: String) -> StoreResult<TransactWriteItem> {
+/// The log entry's put, at `position` of `project`'s feed (the feed index's
+/// keys).
+fn log_put(
+    table: &str,
+    stream: String,
+    seq: u64,
+    entry: String,
+    (project, position): (&ProjectId, u64),
+) -> StoreResult<TransactWriteItem> {
     let put = Put::builder()
         .table_name(table)
         .set_item(Some(HashMap::from([
             ("stream".to_owned(), s(stream)),
             ("seq".to_owned(), n(seq)),
             ("entry".to_owned(), s(entry)),
+            (FEED_KEY.to_owned(), s(project.to_string())),
+            (FEED_POSITION.to_owned(), n(position)),
         ])))
         // `stream` is a reserved word in expressions.
         .condition_expression("attribute_not_exists(#stream)")
@@ -114,6 +125,31 @@ fn log_put(table: &str, stream: String, seq: u64, entry: String) -> StoreResult<
         .build()
         .map_err(build_error)?;
     Ok(TransactWriteItem::builder().put(put).build())
+}
+
+/// Moves `project`'s feed head from `position - 1` to `position`: two
+/// appends to one project's logs cannot take the same position, and a
+/// position is only ever taken once every earlier one is.
+fn feed_update(table: &str, project: &ProjectId, position: u64) -> StoreResult<TransactWriteItem> {
+    let update = Update::builder()
+        .table_name(table)
+        .key("pk", s(project_key(project)))
+        .key("sk", s("feed"))
+        .update_expression("SET head = :position")
+        .condition_expression(if position == 1 {
+            "attribute_not_exists(head)"
+        } else {
+            "head = :previous"
+        })
+        .expression_attribute_values(":position", n(position));
+    let update = if position == 1 {
+        update
+    } else {
+        update.expression_attribute_values(":previous", n(position - 1))
+    };
+    Ok(TransactWriteItem::builder()
+        .update(update.build().map_err(build_error)?)
+        .build())
 }
 
 /// The row put, conditional on the stored row being at `seq - 1` (or absent
@@ -245,10 +281,24 @@ struct Source {
     stopped: Option<Position>,
 }
 
+/// Why a transaction did not land.
+enum Lost {
+    /// The entry's seq or the row's version was taken (or another
+    /// transaction was writing the same items): re-read and decide again.
+    Race,
+    /// Only the feed head moved: take the next position and try again.
+    Feed,
+    Failed(StoreError),
+}
+
+/// How often an append retries after losing only the feed position (each
+/// loss means another change of the project committed meanwhile).
+const FEED_ATTEMPTS: usize = 32;
+
 impl DynamoStore {
-    /// Runs the transaction; a failed condition on any of the first two
-    /// items (the log entry, the row) is a lost race.
-    async fn transact(&self, items: Vec<TransactWriteItem>) -> StoreResult<()> {
+    /// Runs the transaction whose first three items are the log entry, the
+    /// row and the feed update ([`feed_update`]).
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), Lost> {
         match self
             .client
             .transact_write_items()
@@ -257,27 +307,115 @@ impl DynamoStore {
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) => {
-                // Lost: the entry's seq or the row's version was taken, or
-                // another transaction was writing the same items.
-                let lost = match e.as_service_error() {
-                    Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
-                        let reasons = cancelled.cancellation_reasons();
-                        condition_failed_at(reasons, 0)
-                            || condition_failed_at(reasons, 1)
-                            || reasons
-                                .iter()
-                                .any(|r| r.code() == Some("TransactionConflict"))
+            Err(e) => match e.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
+                    let reasons = cancelled.cancellation_reasons();
+                    if condition_failed_at(reasons, 0)
+                        || condition_failed_at(reasons, 1)
+                        || reasons
+                            .iter()
+                            .any(|r| r.code() == Some("TransactionConflict"))
+                    {
+                        Err(Lost::Race)
+                    } else if condition_failed_at(reasons, 2) {
+                        Err(Lost::Feed)
+                    } else {
+                        Err(Lost::Failed(store_error(e)))
                     }
-                    _ => false,
-                };
-                if lost {
-                    Err(StoreError::Conflict)
-                } else {
-                    Err(store_error(e))
                 }
+                _ => Err(Lost::Failed(store_error(e))),
+            },
+        }
+    }
+
+    /// Up to `limit` entries of `project`'s feed after `after`, as the feed
+    /// index has them.
+    async fn read_feed(
+        &self,
+        project: &ProjectId,
+        after: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<FeedEntry>> {
+        let mut found = Vec::new();
+        let mut start = None;
+        while found.len() < limit {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.tables.project_log)
+                .index_name(PROJECT_FEED)
+                .key_condition_expression(format!("{FEED_KEY} = :p AND {FEED_POSITION} > :after"))
+                .expression_attribute_values(":p", s(project.to_string()))
+                .expression_attribute_values(":after", n(after))
+                .set_exclusive_start_key(start.take())
+                .limit((limit - found.len()) as i32)
+                .send()
+                .await
+                .map_err(store_error)?;
+            for row in output.items() {
+                let position = match row.get(FEED_POSITION) {
+                    Some(AttributeValue::N(p)) => {
+                        p.parse().map_err(|e| corrupt("feed position", e))?
+                    }
+                    _ => return Err(corrupt("feed entry", "no position")),
+                };
+                let change = match row.get("stream") {
+                    Some(AttributeValue::S(stream)) if stream.starts_with("project#") => {
+                        FeedChange::Project(from_row("project log entry", row, "entry")?)
+                    }
+                    Some(AttributeValue::S(_)) => {
+                        FeedChange::Item(from_row("item log entry", row, "entry")?)
+                    }
+                    _ => return Err(corrupt("feed entry", "no stream")),
+                };
+                found.push(FeedEntry { position, change });
+            }
+            match output.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => break,
             }
         }
+        Ok(found)
+    }
+
+    /// The last position taken in `project`'s feed (0 when none is).
+    async fn feed_head(&self, project: &ProjectId) -> StoreResult<u64> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.tables.projects)
+            .key("pk", s(project_key(project)))
+            .key("sk", s("feed"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(store_error)?;
+        match output.item.as_ref().and_then(|row| row.get("head")) {
+            None => Ok(0),
+            Some(AttributeValue::N(head)) => head.parse().map_err(|e| corrupt("feed head", e)),
+            Some(_) => Err(corrupt("feed head", "not a number")),
+        }
+    }
+
+    /// Appends at the next position of `project`'s feed: `build(position)`
+    /// gives the transaction (entry, row, feed update, then the rest).
+    async fn append_fed(
+        &self,
+        project: &ProjectId,
+        build: impl Fn(u64) -> StoreResult<Vec<TransactWriteItem>>,
+    ) -> StoreResult<u64> {
+        for _ in 0..FEED_ATTEMPTS {
+            let position = self.feed_head(project).await? + 1;
+            match self.transact(build(position)?).await {
+                Ok(()) => return Ok(position),
+                Err(Lost::Feed) => continue,
+                Err(Lost::Race) => return Err(StoreError::Conflict),
+                Err(Lost::Failed(e)) => return Err(e),
+            }
+        }
+        Err(StoreError::unavailable(format!(
+            "project {project}: lost the race for a feed position {FEED_ATTEMPTS} times"
+        )))
     }
 
     async fn get_row(&self, pk: String) -> StoreResult<Option<Row>> {
@@ -441,24 +579,17 @@ fn filter_expression(query: &ItemQuery) -> (Option<String>, Row) {
     ((!clauses.is_empty()).then(|| clauses.join(" AND ")), values)
 }
 
-#[async_trait]
-impl ProjectStore for DynamoStore {
-    async fn append_project(&self, entry: &ProjectEntry, project: &Project) -> StoreResult<()> {
-        let before = match self.get_row(project_key(&project.id)).await? {
-            Some(row) => memberships(&from_row::<Project>("project", &row, "row")?),
-            None => HashSet::new(),
-        };
-        let after = memberships(project);
-        let mut items = vec![
-            log_put(
-                &self.tables.project_log,
-                project_key(&entry.stream),
-                entry.seq,
-                json(entry),
-            )?,
-            row_put(&self.tables.projects, project_row(project), entry.seq)?,
-        ];
-        for user in after.difference(&before) {
+impl DynamoStore {
+    /// The membership rows to add and remove when a project's members go
+    /// from `before` to `after`.
+    fn membership_changes(
+        &self,
+        project: &Project,
+        before: &HashSet<UserId>,
+        after: &HashSet<UserId>,
+    ) -> StoreResult<Vec<TransactWriteItem>> {
+        let mut items = Vec::new();
+        for user in after.difference(before) {
             let put = Put::builder()
                 .table_name(&self.tables.projects)
                 .set_item(Some(HashMap::from([
@@ -470,7 +601,7 @@ impl ProjectStore for DynamoStore {
                 .map_err(build_error)?;
             items.push(TransactWriteItem::builder().put(put).build());
         }
-        for user in before.difference(&after) {
+        for user in before.difference(after) {
             let delete = Delete::builder()
                 .table_name(&self.tables.projects)
                 .key("pk", s(member_key(user)))
@@ -479,7 +610,34 @@ impl ProjectStore for DynamoStore {
                 .map_err(build_error)?;
             items.push(TransactWriteItem::builder().delete(delete).build());
         }
-        self.transact(items).await
+        Ok(items)
+    }
+}
+
+#[async_trait]
+impl ProjectStore for DynamoStore {
+    async fn append_project(&self, entry: &ProjectEntry, project: &Project) -> StoreResult<u64> {
+        let before = match self.get_row(project_key(&project.id)).await? {
+            Some(row) => memberships(&from_row::<Project>("project", &row, "row")?),
+            None => HashSet::new(),
+        };
+        let after = memberships(project);
+        self.append_fed(&project.id, |position| {
+            let mut items = vec![
+                log_put(
+                    &self.tables.project_log,
+                    project_key(&entry.stream),
+                    entry.seq,
+                    json(entry),
+                    (&project.id, position),
+                )?,
+                row_put(&self.tables.projects, project_row(project), entry.seq)?,
+                feed_update(&self.tables.projects, &project.id, position)?,
+            ];
+            items.extend(self.membership_changes(project, &before, &after)?);
+            Ok(items)
+        })
+        .await
     }
 
     async fn get_project(&self, id: &ProjectId) -> StoreResult<Option<Project>> {
@@ -600,17 +758,49 @@ impl ProjectStore for DynamoStore {
         Ok(ids)
     }
 
-    async fn append_item(&self, entry: &ItemEntry, item: &Item) -> StoreResult<()> {
-        self.transact(vec![
-            log_put(
-                &self.tables.project_log,
-                item_key(&entry.stream),
-                entry.seq,
-                json(entry),
-            )?,
-            row_put(&self.tables.projects, item_row(item), entry.seq)?,
-        ])
+    async fn append_item(&self, entry: &ItemEntry, item: &Item) -> StoreResult<u64> {
+        let project = &item.project_id;
+        self.append_fed(project, |position| {
+            Ok(vec![
+                log_put(
+                    &self.tables.project_log,
+                    item_key(&entry.stream),
+                    entry.seq,
+                    json(entry),
+                    (project, position),
+                )?,
+                row_put(&self.tables.projects, item_row(item), entry.seq)?,
+                feed_update(&self.tables.projects, project, position)?,
+            ])
+        })
         .await
+    }
+
+    async fn project_feed(
+        &self,
+        project: &ProjectId,
+        after: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<FeedEntry>> {
+        // The feed index is eventually consistent; the head (read strongly)
+        // says how many entries there must be, so a read that comes back
+        // short is a lagging index, read again.
+        let head = self.feed_head(project).await?;
+        let wanted = (head.saturating_sub(after) as usize).min(limit);
+        let mut found = Vec::new();
+        for attempt in 0..FEED_ATTEMPTS {
+            found = self.read_feed(project, after, limit).await?;
+            if found.len() >= wanted {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10 << attempt.min(5))).await;
+        }
+        if found.len() < wanted {
+            return Err(StoreError::unavailable(format!(
+                "project {project}: the feed index is behind its head ({head})"
+            )));
+        }
+        Ok(found)
     }
 
     async fn get_item(&self, id: &ItemId) -> StoreResult<Option<Item>> {

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    AttributeDefinition, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
+    GlobalSecondaryIndexUpdate, IndexStatus, KeySchemaElement, KeyType, Projection,
     ProjectionType, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
 };
 use taskgate_domain::ports::{StoreError, StoreResult};
@@ -95,6 +96,11 @@ pub const ITEMS_BY_CREATED: &str = "items-by-created";
 pub const ITEMS_BY_STATUS: &str = "items-by-status";
 pub const ITEMS_BY_DUE: &str = "items-by-due";
 pub const ITEMS_BY_ASSIGNEE: &str = "items-by-assignee";
+/// On the ProjectLog table: every entry of a project's logs by its position
+/// in the project's feed (`feed_project`, `feed`).
+pub const PROJECT_FEED: &str = "project-feed";
+pub const FEED_KEY: &str = "feed_project";
+pub const FEED_POSITION: &str = "feed";
 
 /// A key attribute: its name and scalar type.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -203,13 +209,20 @@ pub fn table_specs(names: &TableNames) -> Vec<TableSpec> {
             ttl_attribute: None,
         },
         // The logs of projects and items: `stream` = "project#<id>" or
-        // "item#<id>", `seq` from 1; append-only (conditional puts).
+        // "item#<id>", `seq` from 1; append-only (conditional puts). Each
+        // entry also has its position in its project's feed (the head is
+        // the Projects table's `pk` = "project#<id>", `sk` = "feed" row).
         TableSpec {
             logical_name: "ProjectLogTable",
             name: names.project_log.clone(),
             hash_key: string_key("stream"),
             range_key: Some(number_key("seq")),
-            indexes: vec![],
+            indexes: vec![IndexSpec {
+                name: PROJECT_FEED,
+                hash_key: string_key(FEED_KEY),
+                range_key: Some(number_key(FEED_POSITION)),
+                projection: ProjectionType::All,
+            }],
             ttl_attribute: None,
         },
     ]
@@ -236,7 +249,20 @@ pub async fn ensure_tables(client: &Client, names: &TableNames) -> StoreResult<(
 
 async fn ensure_table(client: &Client, spec: &TableSpec) -> StoreResult<()> {
     match client.describe_table().table_name(&spec.name).send().await {
-        Ok(_) => return wait_until_active(client, &spec.name).await,
+        Ok(described) => {
+            wait_until_active(client, &spec.name).await?;
+            let existing: Vec<&str> = described
+                .table()
+                .map(|t| t.global_secondary_indexes())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|i| i.index_name())
+                .collect();
+            for index in spec.indexes.iter().filter(|i| !existing.contains(&i.name)) {
+                add_index(client, spec, index).await?;
+            }
+            return Ok(());
+        }
         Err(e)
             if e.as_service_error()
                 .is_some_and(|e| e.is_resource_not_found_exception()) => {}
@@ -280,6 +306,64 @@ async fn ensure_table(client: &Client, spec: &TableSpec) -> StoreResult<()> {
         }
     }
     Ok(())
+}
+
+/// Adds an index that a newer version introduced to a table made by an
+/// older one (DynamoDB backfills it), and waits until it serves.
+async fn add_index(client: &Client, spec: &TableSpec, index: &IndexSpec) -> StoreResult<()> {
+    tracing::info!(table = %spec.name, index = index.name, "adding a DynamoDB index");
+    let create = CreateGlobalSecondaryIndexAction::builder()
+        .index_name(index.name)
+        .set_key_schema(Some(key_schema(&index.hash_key, index.range_key.as_ref())?))
+        .projection(
+            Projection::builder()
+                .projection_type(index.projection.clone())
+                .build(),
+        )
+        .build()
+        .map_err(build_error)?;
+    let added = client
+        .update_table()
+        .table_name(&spec.name)
+        .set_attribute_definitions(Some(attribute_definitions(spec)?))
+        .global_secondary_index_updates(
+            GlobalSecondaryIndexUpdate::builder().create(create).build(),
+        )
+        .send()
+        .await;
+    match added {
+        Ok(_) => {}
+        // Another process is adding it.
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_resource_in_use_exception()) => {}
+        Err(e) => return Err(store_error(e)),
+    }
+    for _ in 0..600 {
+        let described = client
+            .describe_table()
+            .table_name(&spec.name)
+            .send()
+            .await
+            .map_err(store_error)?;
+        let active = described
+            .table()
+            .map(|t| t.global_secondary_indexes())
+            .unwrap_or_default()
+            .iter()
+            .any(|i| {
+                i.index_name() == Some(index.name)
+                    && i.index_status() == Some(&IndexStatus::Active)
+            });
+        if active {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(StoreError::unavailable(format!(
+        "index {} of table {} did not become active within two minutes",
+        index.name, spec.name
+    )))
 }
 
 async fn wait_until_active(client: &Client, table: &str) -> StoreResult<()> {

@@ -12,7 +12,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use secrecy::SecretSlice;
 use taskgate_api::AppState;
-use taskgate_domain::recorder::Recorder;
 use taskgate_embedded::engine::LocalEngine;
 use taskgate_js::ProcessRunner;
 use tokio::task::JoinHandle;
@@ -138,16 +137,11 @@ pub async fn start_with_routes(config: ServeConfig, extra: axum::Router) -> anyh
         config.api.tasks.js.clone(),
         config.api.max_concurrent_scripts,
     );
-    let engine = LocalEngine::new(
-        Recorder::with_clock(store.clone(), config.clock.clone()),
-        Arc::new(runner),
-        config.clock.clone(),
-    );
-    let state = Arc::new(
-        AppState::new(store, &secret, config.api.clone())?
-            .with_clock(config.clock.clone())
-            .with_workflow(Arc::new(engine.clone())),
-    );
+    let state = AppState::new(store, &secret, config.api.clone())?.with_clock(config.clock.clone());
+    // The engine records through the API's recorder, so what it records
+    // reaches real-time subscribers too.
+    let engine = LocalEngine::new(state.recorder(), Arc::new(runner), config.clock.clone());
+    let state = Arc::new(state.with_workflow(Arc::new(engine.clone())));
     let first_admin = ensure_first_admin(
         &state,
         &config.admin_username,

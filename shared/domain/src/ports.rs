@@ -269,7 +269,9 @@ pub trait ProjectStore: Send + Sync {
     /// Appends `entry` to its project's log and stores `project` (the fold
     /// after it) as the project's row, atomically. `Conflict` if the log
     /// already has an entry with that seq: another change got there first.
-    async fn append_project(&self, entry: &ProjectEntry, project: &Project) -> StoreResult<()>;
+    /// Returns the entry's position in the project's feed
+    /// ([`ProjectStore::project_feed`]).
+    async fn append_project(&self, entry: &ProjectEntry, project: &Project) -> StoreResult<u64>;
 
     /// The project's row, deleted or not (callers hide deleted ones).
     async fn get_project(&self, id: &ProjectId) -> StoreResult<Option<Project>>;
@@ -297,7 +299,21 @@ pub trait ProjectStore: Send + Sync {
 
     /// Appends `entry` to its item's log and stores `item` (the fold after
     /// it) as the item's row, atomically. `Conflict` as for projects.
-    async fn append_item(&self, entry: &ItemEntry, item: &Item) -> StoreResult<()>;
+    /// Returns the entry's position in the project's feed.
+    async fn append_item(&self, entry: &ItemEntry, item: &Item) -> StoreResult<u64>;
+
+    /// The project's feed: every entry of its own log and of its items'
+    /// logs, each at the position its append was given, in one order
+    /// (positions 1, 2, 3, … with no gaps, assigned in the order the appends
+    /// committed). Up to `limit` entries after position `after`; an append
+    /// that has returned is always included (read-your-writes). Real-time
+    /// subscribers replay from it.
+    async fn project_feed(
+        &self,
+        project: &ProjectId,
+        after: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<FeedEntry>>;
 
     /// The item's row, deleted or not.
     async fn get_item(&self, id: &ItemId) -> StoreResult<Option<Item>>;
@@ -320,6 +336,21 @@ pub trait ProjectStore: Send + Sync {
     /// Every project's and item's log, each in seq order: for audits only
     /// (it reads everything; on DynamoDB a Scan of the log table).
     async fn all_logs(&self) -> StoreResult<ProjectLogs>;
+}
+
+/// An entry of a project's feed ([`ProjectStore::project_feed`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeedEntry {
+    /// 1 for the first entry appended after feeds existed, then +1 each.
+    pub position: u64,
+    pub change: FeedChange,
+}
+
+/// Which log a feed entry belongs to.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FeedChange {
+    Project(ProjectEntry),
+    Item(ItemEntry),
 }
 
 /// Every log of projects and items, by id.

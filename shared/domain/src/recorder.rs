@@ -37,12 +37,19 @@ impl Recorded {
     }
 }
 
+/// Told of every event a [`Recorder`] appends, once it is stored, with the
+/// task as it stands after it (the local server's real-time hub).
+pub trait Observer: Send + Sync {
+    fn appended(&self, task: &Task, event: &TaskEvent);
+}
+
 /// Appends to task logs on behalf of the API, the workflow engines and the
 /// step functions.
 #[derive(Clone)]
 pub struct Recorder {
     log: Arc<dyn TaskLog>,
     clock: Arc<dyn Clock>,
+    observer: Option<Arc<dyn Observer>>,
 }
 
 fn broken(e: impl std::fmt::Display) -> StoreError {
@@ -57,7 +64,23 @@ impl Recorder {
 
     /// A recorder that timestamps events (and computes due times) by `clock`.
     pub fn with_clock(log: Arc<dyn TaskLog>, clock: Arc<dyn Clock>) -> Self {
-        Self { log, clock }
+        Self {
+            log,
+            clock,
+            observer: None,
+        }
+    }
+
+    /// The same recorder, telling `observer` of every event it appends.
+    pub fn observed_by(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    fn tell(&self, task: &Task, event: &TaskEvent) {
+        if let Some(observer) = &self.observer {
+            observer.appended(task, event);
+        }
     }
 
     /// The clock events are timestamped by.
@@ -96,6 +119,7 @@ impl Recorder {
         );
         self.log.append_event(&event).await?;
         let task = fold(std::slice::from_ref(&event)).map_err(broken)?;
+        self.tell(&task, &event);
         Ok((task, event))
     }
 
@@ -129,8 +153,10 @@ impl Recorder {
             match self.log.append_event(&event).await {
                 Ok(()) => {
                     let mut events = events;
-                    events.push(event);
-                    return Ok(Recorded::Appended(fold(&events).map_err(broken)?));
+                    events.push(event.clone());
+                    let task = fold(&events).map_err(broken)?;
+                    self.tell(&task, &event);
+                    return Ok(Recorded::Appended(task));
                 }
                 Err(StoreError::AlreadyExists) => continue,
                 Err(e) => return Err(e),

@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, params};
 use taskgate_domain::ports::{
-    ItemQuery, ItemScope, Page, ProjectLogs, ProjectStore, StoreError, StoreResult,
+    FeedChange, FeedEntry, ItemQuery, ItemScope, Page, ProjectLogs, ProjectStore, StoreError,
+    StoreResult,
 };
 use taskgate_domain::project::listing::{Assignee, Due, Position, SortKey, Value};
 use taskgate_domain::project::log::{Item, ItemEntry, Project, ProjectEntry};
@@ -31,14 +32,16 @@ fn from_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> StoreRes
     serde_json::from_str(text).map_err(|e| corrupt(what, e))
 }
 
-/// Appends a log entry (`Conflict` if its seq is taken) and runs `write`
-/// for the row, in one transaction.
+/// Appends a log entry (`Conflict` if its seq is taken), runs `write` for
+/// the row and gives the entry the next position of `project`'s feed, in
+/// one transaction. Returns that position.
 fn append(
     conn: &mut Connection,
     log_insert: &str,
     log_params: impl rusqlite::Params,
+    feed: (&str, Option<&str>, i64),
     write: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>,
-) -> StoreResult<()> {
+) -> StoreResult<u64> {
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(sql)?;
@@ -46,7 +49,19 @@ fn append(
         return Err(StoreError::Conflict);
     }
     write(&tx).map_err(sql)?;
-    tx.commit().map_err(sql)
+    let (project, item, seq) = feed;
+    let position: i64 = tx
+        .query_row(
+            "INSERT INTO project_feed (project_id, position, item_id, seq)
+             SELECT ?1, coalesce(max(position), 0) + 1, ?2, ?3
+               FROM project_feed WHERE project_id = ?1
+             RETURNING position",
+            params![project, item, seq],
+            |row| row.get(0),
+        )
+        .map_err(sql)?;
+    tx.commit().map_err(sql)?;
+    Ok(position as u64)
 }
 
 fn rows<T: serde::de::DeserializeOwned>(
@@ -151,7 +166,7 @@ fn item_listing(query: &ItemQuery) -> (String, Vec<Sql>) {
 
 #[async_trait]
 impl ProjectStore for EmbeddedStore {
-    async fn append_project(&self, entry: &ProjectEntry, project: &Project) -> StoreResult<()> {
+    async fn append_project(&self, entry: &ProjectEntry, project: &Project) -> StoreResult<u64> {
         let (id, seq, entry) = (entry.stream.to_string(), entry.seq as i64, to_json(entry));
         let project = project.clone();
         self.with_conn(move |conn| {
@@ -160,6 +175,7 @@ impl ProjectStore for EmbeddedStore {
                 "INSERT INTO project_log (project_id, seq, entry) VALUES (?1, ?2, ?3)
                  ON CONFLICT (project_id, seq) DO NOTHING",
                 params![id, seq, entry],
+                (&id, None, seq),
                 |tx| {
                     tx.execute(
                         "INSERT INTO projects (project_id, version, owner, deleted, row)
@@ -282,15 +298,17 @@ impl ProjectStore for EmbeddedStore {
         .await
     }
 
-    async fn append_item(&self, entry: &ItemEntry, item: &Item) -> StoreResult<()> {
+    async fn append_item(&self, entry: &ItemEntry, item: &Item) -> StoreResult<u64> {
         let (id, seq, entry) = (entry.stream.to_string(), entry.seq as i64, to_json(entry));
         let item = item.clone();
+        let project = item.project_id.to_string();
         self.with_conn(move |conn| {
             append(
                 conn,
                 "INSERT INTO item_log (item_id, seq, entry) VALUES (?1, ?2, ?3)
                  ON CONFLICT (item_id, seq) DO NOTHING",
                 params![id, seq, entry],
+                (&project, Some(&id), seq),
                 |tx| {
                     tx.execute(
                         "INSERT INTO items (item_id, project_id, version, status_rank, due_missing,
@@ -343,6 +361,55 @@ impl ProjectStore for EmbeddedStore {
                 "SELECT entry FROM item_log WHERE item_id = ?1 ORDER BY seq",
                 [id],
             )
+        })
+        .await
+    }
+
+    async fn project_feed(
+        &self,
+        project: &ProjectId,
+        after: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<FeedEntry>> {
+        let project = project.to_string();
+        self.with_conn(move |conn| {
+            let mut statement = conn
+                .prepare_cached(
+                    "SELECT f.position, f.item_id IS NULL, coalesce(i.entry, p.entry)
+                       FROM project_feed f
+                       LEFT JOIN item_log i ON i.item_id = f.item_id AND i.seq = f.seq
+                       LEFT JOIN project_log p
+                         ON f.item_id IS NULL AND p.project_id = f.project_id AND p.seq = f.seq
+                      WHERE f.project_id = ?1 AND f.position > ?2
+                      ORDER BY f.position LIMIT ?3",
+                )
+                .map_err(sql)?;
+            let found = statement
+                .query_map(params![project, after as i64, limit as i64], |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, bool>(1)?,
+                        row.get::<_, Option<String>>(2)?,
+                    ))
+                })
+                .map_err(sql)?;
+            found
+                .map(|found| {
+                    let (position, of_project, entry) = found.map_err(sql)?;
+                    let entry = entry.ok_or_else(|| {
+                        corrupt("project feed", format!("position {position} has no entry"))
+                    })?;
+                    let change = if of_project {
+                        FeedChange::Project(from_json("project log entry", &entry)?)
+                    } else {
+                        FeedChange::Item(from_json("item log entry", &entry)?)
+                    };
+                    Ok(FeedEntry {
+                        position: position as u64,
+                        change,
+                    })
+                })
+                .collect()
         })
         .await
     }

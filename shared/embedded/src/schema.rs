@@ -113,6 +113,29 @@ const MIGRATIONS: &[&str] = &[
       WHERE rowid IN (SELECT min(rowid) FROM users WHERE json_extract(item, '$.email') IS NOT NULL
                       GROUP BY lower(json_extract(item, '$.email')));
      CREATE UNIQUE INDEX users_by_email ON users (email_key);",
+    // 5: each project's feed: every entry of the project's log and of its
+    // items' logs, numbered in commit order (real-time replay reads it).
+    // Entries written before it existed are numbered by time.
+    "CREATE TABLE project_feed (
+        project_id TEXT NOT NULL,
+        position   INTEGER NOT NULL,
+        item_id    TEXT,
+        seq        INTEGER NOT NULL,
+        PRIMARY KEY (project_id, position)
+     ) STRICT, WITHOUT ROWID;
+     CREATE TRIGGER project_feed_no_update BEFORE UPDATE ON project_feed
+     BEGIN SELECT RAISE(ABORT, 'the project feed is append-only'); END;
+     CREATE TRIGGER project_feed_no_delete BEFORE DELETE ON project_feed
+     BEGIN SELECT RAISE(ABORT, 'the project feed is append-only'); END;
+     INSERT INTO project_feed (project_id, position, item_id, seq)
+     SELECT project_id,
+            row_number() OVER (PARTITION BY project_id ORDER BY at, item_id NULLS FIRST, seq),
+            item_id, seq
+       FROM (SELECT project_id, NULL AS item_id, seq, json_extract(entry, '$.at') AS at
+               FROM project_log
+             UNION ALL
+             SELECT i.project_id, l.item_id, l.seq, json_extract(l.entry, '$.at')
+               FROM item_log l JOIN items i USING (item_id));",
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> StoreResult<()> {

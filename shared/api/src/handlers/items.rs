@@ -215,7 +215,7 @@ pub(crate) async fn create(
     )?;
     let item = Item::fold(std::slice::from_ref(&entry))
         .ok_or_else(|| ApiError::internal("a new item's log does not fold"))?;
-    state.store.append_item(&entry, &item).await?;
+    state.append_item(&entry, &item).await?;
     let mut response = with_etag(StatusCode::CREATED, &item);
     if let Ok(location) = HeaderValue::from_str(&format!("/projects/{id}/items/{}", item.id)) {
         response.headers_mut().insert(header::LOCATION, location);
@@ -534,7 +534,7 @@ async fn change_item(
         };
         let mut next = item.clone();
         next.apply(&entry);
-        match state.store.append_item(&entry, &next).await {
+        match state.append_item(&entry, &next).await {
             Ok(()) => return Ok(next),
             Err(StoreError::Conflict) => continue,
             Err(e) => return Err(e.into()),

@@ -226,7 +226,7 @@ pub(crate) async fn create(
     let entry = commands::create_project(&actor, new.name, new.description, state.clock.now());
     let project = Project::fold(std::slice::from_ref(&entry))
         .ok_or_else(|| ApiError::internal("a new project's log does not fold"))?;
-    state.store.append_project(&entry, &project).await?;
+    state.append_project(&entry, None, &project).await?;
     tracing::info!(project = %project.id, owner = %actor.username, "project created");
     Ok(Created {
         status: StatusCode::CREATED,
@@ -373,7 +373,7 @@ pub(crate) async fn change_project<T>(
         };
         let mut next = project.clone();
         next.apply(&entry);
-        match state.store.append_project(&entry, &next).await {
+        match state.append_project(&entry, Some(&project), &next).await {
             Ok(()) => return Ok((outcome, next)),
             Err(StoreError::Conflict) => continue,
             Err(e) => return Err(e.into()),
@@ -604,7 +604,7 @@ pub(crate) async fn unassign_all(
             };
             let mut next = item.clone();
             next.apply(&entry);
-            match state.store.append_item(&entry, &next).await {
+            match state.append_item(&entry, &next).await {
                 Ok(()) => break,
                 Err(StoreError::Conflict) if attempt + 1 < ATTEMPTS => {
                     match state.store.get_item(&item.id).await? {

@@ -1,0 +1,149 @@
+//! The JSON a server sends on a real-time socket, the same locally and from
+//! the AWS fan-out. Each event carries its kind, the actor, the time and the
+//! new state, rendered for the receiving user (a project's `role` is theirs).
+
+use serde_json::{Map, Value, json};
+use taskgate_domain::permission::Actor;
+use taskgate_domain::project::log::{Item, ItemChange, ItemEntry, Project, ProjectChange, ProjectEntry};
+use taskgate_domain::task::{Task, TaskEvent};
+use taskgate_domain::user::Username;
+use time::OffsetDateTime;
+
+use super::Topic;
+use crate::handlers::items::ItemView;
+use crate::handlers::projects::{MemberView, ProjectView};
+use crate::response::TaskView;
+
+/// `{"type": "subscribed", "topic": T}`.
+pub fn subscribed(topic: &Topic) -> String {
+    json!({"type": "subscribed", "topic": topic.to_string()}).to_string()
+}
+
+/// `{"type": "unsubscribed", "topic": T}`.
+pub fn unsubscribed(topic: &Topic) -> String {
+    json!({"type": "unsubscribed", "topic": topic.to_string()}).to_string()
+}
+
+/// `{"type": "error", "topic"?: T, "status": N, "detail": "..."}`.
+pub fn error(topic: Option<&Topic>, status: u16, detail: &str) -> String {
+    let mut message = json!({"type": "error", "status": status, "detail": detail});
+    if let Some(topic) = topic {
+        message["topic"] = json!(topic.to_string());
+    }
+    message.to_string()
+}
+
+fn event(
+    topic: &Topic,
+    seq: Option<u64>,
+    kind: &str,
+    actor: Option<&Username>,
+    at: OffsetDateTime,
+    state: (&str, Value),
+    extra: Option<(&str, Value)>,
+) -> String {
+    let mut body = Map::new();
+    body.insert("kind".into(), json!(kind));
+    if let Some(actor) = actor {
+        body.insert("actor".into(), json!(actor.as_str()));
+    }
+    body.insert("at".into(), json!(taskgate_domain::timestamp::format(at)));
+    body.insert(state.0.into(), state.1);
+    if let Some((name, value)) = extra {
+        body.insert(name.into(), value);
+    }
+    let mut message = json!({"type": "event", "topic": topic.to_string(), "event": body});
+    if let Some(seq) = seq {
+        message["seq"] = json!(seq);
+    }
+    message.to_string()
+}
+
+fn to_value(value: impl serde::Serialize) -> Value {
+    serde_json::to_value(value).expect("views always serialise")
+}
+
+/// The event of a project entry at `position`, for `viewer`. `before` is
+/// the project before the entry (it names a removed member's role).
+pub fn project_event(
+    topic: &Topic,
+    position: u64,
+    entry: &ProjectEntry,
+    before: Option<&Project>,
+    after: &Project,
+    viewer: &Actor,
+) -> String {
+    let project = || ("project", to_value(ProjectView::of(after, viewer)));
+    let member = |project: Option<&Project>, username: &Username| {
+        let member = project
+            .and_then(|p| p.members.get(username))
+            .map_or_else(|| json!({"username": username.as_str()}), |m| to_value(MemberView::from(m)));
+        ("member", member)
+    };
+    let (kind, state) = match &entry.change {
+        ProjectChange::Created { .. } | ProjectChange::Updated(_) => ("project.updated", project()),
+        ProjectChange::Deleted {} => ("project.deleted", project()),
+        ProjectChange::MemberAdded { username, .. } => ("member.added", member(Some(after), username)),
+        ProjectChange::MemberUpdated { username, .. } => {
+            ("member.updated", member(Some(after), username))
+        }
+        ProjectChange::MemberRemoved { username } => ("member.removed", member(before, username)),
+    };
+    event(
+        topic,
+        Some(position),
+        kind,
+        entry.actor.as_ref(),
+        entry.at,
+        state,
+        None,
+    )
+}
+
+/// The event of an item entry at `position`.
+pub fn item_event(topic: &Topic, position: u64, entry: &ItemEntry, item: &Item) -> String {
+    let kind = match entry.change {
+        ItemChange::Created { .. } => "item.created",
+        ItemChange::Updated(_) => "item.updated",
+        ItemChange::Deleted {} => "item.deleted",
+    };
+    event(
+        topic,
+        Some(position),
+        kind,
+        entry.actor.as_ref(),
+        entry.at,
+        ("item", to_value(ItemView::from(item))),
+        None,
+    )
+}
+
+/// `task.updated` for a task log event (`change` names the event: `created`,
+/// `started`, `succeeded`, `failed`, `cancelled`), with the task as it
+/// stood after it, its progress as of `now`.
+pub fn task_event(topic: &Topic, event: &TaskEvent, task: &Task, now: OffsetDateTime) -> String {
+    let change = to_value(&event.data)["type"].clone();
+    self::event(
+        topic,
+        Some(event.seq),
+        "task.updated",
+        event.actor.as_ref(),
+        event.at,
+        ("task", to_value(TaskView::at(task, now))),
+        Some(("change", change)),
+    )
+}
+
+/// `task.updated` with a running delay's progress as of `now` (no `seq`:
+/// it is not an entry of the log).
+pub fn task_progress(topic: &Topic, task: &Task, now: OffsetDateTime) -> String {
+    event(
+        topic,
+        None,
+        "task.updated",
+        None,
+        now,
+        ("task", to_value(TaskView::at(task, now))),
+        Some(("change", json!("progress"))),
+    )
+}

@@ -1,0 +1,813 @@
+//! One WebSocket connection (`GET /ws`).
+//!
+//! The token is checked before the upgrade (401 otherwise) and then every
+//! [`SESSION_CHECK`]: a revoked or expired token, or a deleted user, closes
+//! the socket with 4401. Each subscription is checked like the matching GET
+//! when it is made, and again on every event (a member removed from a
+//! project gets an `error` for the topic and nothing more from it).
+//!
+//! Ordering: live events come from the hub; each subscription remembers the
+//! last `seq` it delivered, skips what it has already sent and, when a live
+//! event skips ahead (two writers published out of commit order, or the
+//! subscription replayed up to a point), reads what is missing from the
+//! store first. Replay with `after` reads the store after subscribing to the
+//! hub, so nothing committed around the seam is lost or sent twice.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt as _;
+use http::HeaderMap;
+use serde::Deserialize;
+use taskgate_domain::permission::{Actor, Denied, may_see_task};
+use taskgate_domain::ports::{FeedChange, FeedEntry, StoreError};
+use taskgate_domain::project::ItemId;
+use taskgate_domain::project::access::{Action, may};
+use taskgate_domain::project::log::{Item, ItemEntry, Project, ProjectEntry};
+use taskgate_domain::task::{Status, Task, TaskEvent, TaskId, TaskKind, fold};
+use tokio::time::{Instant, interval, timeout};
+use tokio_stream::StreamMap;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+
+use super::hub::{ConnectionGuard, Key, Notice};
+use super::{Topic, message};
+use crate::auth::{self, Session};
+use crate::extract::SharedState;
+use crate::problem::ApiError;
+
+/// How often an open socket's token is checked again (revocation and expiry
+/// close it within this, well inside the contract's 5 s).
+pub const SESSION_CHECK: Duration = Duration::from_secs(2);
+/// How often a running delay's subscribers are sent its progress (the
+/// contract asks for at least every 2 s).
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// How long one message may take to go out before the client is deemed gone.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest message a client may send (subscriptions are small).
+const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
+/// Entries read from a feed per round trip when replaying.
+const REPLAY_PAGE: usize = 100;
+/// The caller's newest tasks looked at, when subscribing to `tasks`, for
+/// running delays whose progress to report.
+const RUNNING_LOOKBACK: usize = 50;
+/// Close codes.
+const CLOSE_UNAUTHENTICATED: u16 = 4401;
+const CLOSE_POLICY: u16 = 1008;
+
+/// `GET /ws`: authenticates (header or `?token=`), then upgrades.
+pub async fn upgrade(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    uri: http::Uri,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    match accept(state, &headers, &uri, upgrade).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn accept(
+    state: SharedState,
+    headers: &HeaderMap,
+    uri: &http::Uri,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let token = match auth::bearer(headers)? {
+        Some(token) => token.to_owned(),
+        None => query_token(uri)?.ok_or_else(|| {
+            ApiError::Unauthenticated(
+                "this endpoint needs a token: send Authorization: Bearer <token> or ?token=<token>"
+                    .into(),
+            )
+        })?,
+    };
+    let session = auth::authenticate(&state, &token).await?;
+    let upgrade = upgrade.map_err(|_| ApiError::UpgradeRequired)?;
+    let limit = state.settings.realtime.max_connections_per_user;
+    let guard = state
+        .hub
+        .connect(session.user.user_id, limit)
+        .ok_or(ApiError::TooManyConnections { limit })?;
+    Ok(upgrade
+        .max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE)
+        .on_upgrade(move |socket| async move {
+            let mut connection = Connection {
+                state,
+                token,
+                session,
+                subscriptions: HashMap::new(),
+                streams: StreamMap::new(),
+                _guard: guard,
+            };
+            connection.run(socket).await;
+            connection.unsubscribe_all();
+        }))
+}
+
+/// The `token` query parameter, if any.
+fn query_token(uri: &http::Uri) -> Result<Option<String>, ApiError> {
+    let Some(query) = uri.query() else {
+        return Ok(None);
+    };
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
+        .map_err(|_| ApiError::Malformed("the query string does not parse".into()))?;
+    Ok(pairs.into_iter().find(|(k, _)| k == "token").map(|(_, v)| v))
+}
+
+/// What a client sends.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+enum ClientMessage {
+    Subscribe { topic: String, after: Option<u64> },
+    Unsubscribe { topic: String },
+}
+
+/// What one subscription remembers.
+enum Subscription {
+    Project {
+        /// The project as of the last event delivered (permissions are
+        /// checked against it).
+        project: Project,
+        /// The feed position last delivered; `None` until the first event
+        /// when subscribed without `after`.
+        last: Option<u64>,
+    },
+    Task {
+        task: Task,
+        last: u64,
+    },
+    Tasks {
+        /// The last seq delivered per unfinished task.
+        last: HashMap<TaskId, u64>,
+        /// Running delays, for progress.
+        running: HashMap<TaskId, Task>,
+    },
+}
+
+/// Why a connection ends.
+enum End {
+    /// The client left or stopped answering: nothing more to send.
+    Gone,
+    /// Close with this code and reason.
+    Close(u16, String),
+}
+
+struct Connection {
+    state: SharedState,
+    /// Kept to check again while the socket is open; never logged.
+    token: String,
+    session: Session,
+    subscriptions: HashMap<Topic, Subscription>,
+    streams: StreamMap<Topic, BroadcastStream<Arc<Notice>>>,
+    _guard: ConnectionGuard,
+}
+
+/// An error message's status for a store failure.
+fn store_status(e: &StoreError) -> (u16, String) {
+    tracing::warn!(error = %taskgate_domain::ports::Chain(e), "real-time: store failed");
+    (
+        503,
+        "a service Taskgate depends on is unavailable; try again shortly".into(),
+    )
+}
+
+fn denied(denied: Denied) -> (u16, String) {
+    match denied {
+        Denied::Unauthenticated(why) => (401, why.into()),
+        Denied::Forbidden(why) => (403, why.into()),
+        Denied::NotFound(why) => (404, why.into()),
+    }
+}
+
+impl Connection {
+    fn actor(&self) -> Actor {
+        self.session.actor()
+    }
+
+    fn key(&self, topic: &Topic) -> Key {
+        match topic {
+            Topic::Project(id) => Key::Project(*id),
+            Topic::Task(id) => Key::Task(*id),
+            Topic::Tasks => Key::Owner(self.session.user.user_id),
+        }
+    }
+
+    async fn run(&mut self, mut socket: WebSocket) {
+        let now = Instant::now();
+        let mut check = interval(SESSION_CHECK);
+        let mut progress = interval(PROGRESS_EVERY);
+        let ping_every = self.state.settings.realtime.ping_interval;
+        let mut ping = tokio::time::interval_at(now + ping_every, ping_every);
+        check.reset();
+        let mut heard = now;
+        let end = loop {
+            let outgoing = tokio::select! {
+                incoming = socket.recv() => match incoming {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break End::Gone,
+                    Some(Ok(Message::Text(text))) => {
+                        heard = Instant::now();
+                        self.on_message(text.as_str()).await
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        heard = Instant::now();
+                        vec![message::error(None, 400, "send JSON text frames, not binary ones")]
+                    }
+                    Some(Ok(_)) => {
+                        heard = Instant::now();
+                        continue;
+                    }
+                },
+                Some((topic, notice)) = self.streams.next(), if !self.streams.is_empty() => {
+                    match notice {
+                        Ok(notice) => self.on_notice(topic, &notice).await,
+                        Err(BroadcastStreamRecvError::Lagged(missed)) => break End::Close(
+                            CLOSE_POLICY,
+                            format!("too slow: {missed} events of {topic} were dropped; reconnect with after"),
+                        ),
+                    }
+                }
+                _ = check.tick() => match auth::authenticate(&self.state, &self.token).await {
+                    Ok(session) => {
+                        self.session = session;
+                        continue;
+                    }
+                    Err(ApiError::Unauthenticated(why)) => break End::Close(CLOSE_UNAUTHENTICATED, why),
+                    // The store is down: keep the socket; check again later.
+                    Err(_) => continue,
+                },
+                _ = progress.tick() => self.progress(),
+                _ = ping.tick() => {
+                    if heard.elapsed() > ping_every * 2 {
+                        break End::Gone;
+                    }
+                    if send(&mut socket, Message::Ping(Default::default())).await.is_err() {
+                        break End::Gone;
+                    }
+                    continue;
+                }
+            };
+            for text in outgoing {
+                if send(&mut socket, Message::Text(text.into())).await.is_err() {
+                    return;
+                }
+            }
+        };
+        if let End::Close(code, reason) = end {
+            // Reasons are at most 123 bytes.
+            let mut reason = reason;
+            while reason.len() > 123 {
+                reason.pop();
+            }
+            let frame = CloseFrame {
+                code,
+                reason: reason.into(),
+            };
+            let _ = timeout(Duration::from_secs(1), socket.send(Message::Close(Some(frame)))).await;
+        }
+    }
+
+    fn unsubscribe_all(&mut self) {
+        let topics: Vec<Topic> = self.subscriptions.keys().copied().collect();
+        for topic in topics {
+            self.drop_subscription(&topic);
+        }
+    }
+
+    fn drop_subscription(&mut self, topic: &Topic) {
+        self.subscriptions.remove(topic);
+        self.streams.remove(topic);
+        self.state.hub.release(&self.key(topic));
+    }
+
+    async fn on_message(&mut self, text: &str) -> Vec<String> {
+        let parsed: ClientMessage = match serde_json::from_str(text) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                return vec![message::error(
+                    None,
+                    400,
+                    &format!(
+                        "bad message ({e}); send {{\"type\": \"subscribe\", \"topic\": ..., \"after\"?: N}} or {{\"type\": \"unsubscribe\", \"topic\": ...}}"
+                    ),
+                )];
+            }
+        };
+        match parsed {
+            ClientMessage::Subscribe { topic, after } => {
+                let topic = match Topic::parse(&topic) {
+                    Ok(topic) => topic,
+                    Err(detail) => return vec![message::error(None, 400, &detail)],
+                };
+                match self.subscribe(topic, after).await {
+                    Ok(messages) => messages,
+                    Err((status, detail)) => vec![message::error(Some(&topic), status, &detail)],
+                }
+            }
+            ClientMessage::Unsubscribe { topic } => {
+                let topic = match Topic::parse(&topic) {
+                    Ok(topic) => topic,
+                    Err(detail) => return vec![message::error(None, 400, &detail)],
+                };
+                if !self.subscriptions.contains_key(&topic) {
+                    return vec![message::error(
+                        Some(&topic),
+                        400,
+                        "not subscribed to this topic",
+                    )];
+                }
+                self.drop_subscription(&topic);
+                vec![message::unsubscribed(&topic)]
+            }
+        }
+    }
+
+    async fn subscribe(
+        &mut self,
+        topic: Topic,
+        after: Option<u64>,
+    ) -> Result<Vec<String>, (u16, String)> {
+        if self.subscriptions.contains_key(&topic) {
+            return Err((
+                400,
+                "already subscribed to this topic; unsubscribe first".into(),
+            ));
+        }
+        let limit = self.state.settings.realtime.max_subscriptions;
+        if self.subscriptions.len() >= limit {
+            return Err((
+                400,
+                format!("at most {limit} subscriptions per connection; unsubscribe from one first"),
+            ));
+        }
+        let actor = self.actor();
+        // Check first, then listen, then read what came before: whatever is
+        // stored from here on is either read below or arrives live.
+        let subscription = match topic {
+            Topic::Project(id) => {
+                let project = self
+                    .state
+                    .store
+                    .get_project(&id)
+                    .await
+                    .map_err(|e| store_status(&e))?
+                    .ok_or((404, "there is no such project".to_owned()))?;
+                may(Some(&actor), &project, Action::View).map_err(denied)?;
+                Subscription::Project {
+                    project,
+                    last: after,
+                }
+            }
+            Topic::Task(id) => {
+                let (task, events) = self.load_task(&id).await?;
+                may_see_task(&actor, &task).map_err(denied)?;
+                let last = events.last().map_or(0, |e| e.seq);
+                Subscription::Task {
+                    task,
+                    last: after.map_or(last, |a| a.min(last)),
+                }
+            }
+            Topic::Tasks => {
+                if after.is_some() {
+                    return Err((
+                        400,
+                        "after is not supported for tasks (each task has its own log); \
+                         subscribe to task:{id} with after to resume one"
+                            .into(),
+                    ));
+                }
+                Subscription::Tasks {
+                    last: HashMap::new(),
+                    running: HashMap::new(),
+                }
+            }
+        };
+        let receiver = self.state.hub.subscribe(self.key(&topic));
+        self.streams.insert(topic, BroadcastStream::new(receiver));
+        self.subscriptions.insert(topic, subscription);
+        let mut messages = vec![message::subscribed(&topic)];
+        let replayed = match topic {
+            Topic::Project(_) if after.is_some() => self.replay_project(&topic, None).await,
+            Topic::Task(id) if after.is_some() => self.replay_task(&topic, &id, None).await,
+            Topic::Task(_) => Ok(vec![]),
+            Topic::Tasks => self.find_running().await.map(|()| vec![]),
+            Topic::Project(_) => Ok(vec![]),
+        };
+        match replayed {
+            Ok(replayed) => messages.extend(replayed),
+            Err(e) => {
+                self.drop_subscription(&topic);
+                return Err(e);
+            }
+        }
+        Ok(messages)
+    }
+
+    async fn load_task(&self, id: &TaskId) -> Result<(Task, Vec<TaskEvent>), (u16, String)> {
+        self.state
+            .recorder
+            .load(id)
+            .await
+            .map_err(|e| store_status(&e))?
+            .ok_or((404, "there is no such task".to_owned()))
+    }
+
+    /// The running delays among the caller's newest tasks.
+    async fn find_running(&mut self) -> Result<(), (u16, String)> {
+        let user = self.session.user.user_id;
+        let page = self
+            .state
+            .store
+            .owner_tasks(&user, None, RUNNING_LOOKBACK)
+            .await
+            .map_err(|e| store_status(&e))?;
+        let mut found = HashMap::new();
+        for id in page.items {
+            if let Ok((task, events)) = self.load_task(&id).await
+                && is_running_delay(&task)
+            {
+                found.insert(id, (task, events.last().map_or(0, |e| e.seq)));
+            }
+        }
+        if let Some(Subscription::Tasks { last, running }) =
+            self.subscriptions.get_mut(&Topic::Tasks)
+        {
+            for (id, (task, seq)) in found {
+                last.insert(id, seq);
+                running.insert(id, task);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a project's feed from the subscription's last position up to
+    /// `until` (exclusive; `None`: to the end) and renders it.
+    async fn replay_project(
+        &mut self,
+        topic: &Topic,
+        until: Option<u64>,
+    ) -> Result<Vec<String>, (u16, String)> {
+        let Topic::Project(id) = *topic else {
+            return Ok(vec![]);
+        };
+        let mut messages = Vec::new();
+        let mut folds = Folds::default();
+        loop {
+            let Some(Subscription::Project { last, .. }) = self.subscriptions.get(topic) else {
+                return Ok(messages);
+            };
+            let from = last.unwrap_or(0);
+            let wanted = match until {
+                Some(until) if until <= from + 1 => return Ok(messages),
+                Some(until) => ((until - from - 1) as usize).min(REPLAY_PAGE),
+                None => REPLAY_PAGE,
+            };
+            let page = self
+                .state
+                .store
+                .project_feed(&id, from, wanted)
+                .await
+                .map_err(|e| store_status(&e))?;
+            if page.is_empty() {
+                return Ok(messages);
+            }
+            for entry in page {
+                let rendered = folds.render(&self.state, entry).await?;
+                messages.extend(self.deliver_project(topic, rendered));
+                if !self.subscriptions.contains_key(topic) {
+                    return Ok(messages);
+                }
+            }
+        }
+    }
+
+    /// Sends a task's events from the subscription's last seq up to `until`
+    /// (exclusive; `None`: all).
+    async fn replay_task(
+        &mut self,
+        topic: &Topic,
+        id: &TaskId,
+        until: Option<u64>,
+    ) -> Result<Vec<String>, (u16, String)> {
+        let (_, events) = self.load_task(id).await?;
+        let now = self.state.clock.now();
+        let mut messages = Vec::new();
+        for (index, event) in events.iter().enumerate() {
+            if until.is_some_and(|until| event.seq >= until) {
+                break;
+            }
+            let task = fold(&events[..=index])
+                .map_err(|e| store_status(&StoreError::other(e.to_string())))?;
+            messages.extend(self.deliver_task(topic, event, &task, now));
+        }
+        Ok(messages)
+    }
+
+    /// A project event for this subscriber, or the error that ends the
+    /// subscription when they may no longer see the project.
+    fn deliver_project(&mut self, topic: &Topic, rendered: Rendered) -> Vec<String> {
+        let actor = self.actor();
+        let Some(Subscription::Project { project, last }) = self.subscriptions.get_mut(topic)
+        else {
+            return vec![];
+        };
+        let position = rendered.position();
+        if last.is_some_and(|last| position <= last) {
+            return vec![];
+        }
+        *last = Some(position);
+        match rendered {
+            Rendered::Project {
+                position,
+                entry,
+                before,
+                after,
+            } => {
+                *project = after.clone();
+                match may(Some(&actor), &after, Action::View) {
+                    Ok(()) => vec![message::project_event(
+                        topic,
+                        position,
+                        &entry,
+                        before.as_ref(),
+                        &after,
+                        &actor,
+                    )],
+                    Err(_) => {
+                        let mut messages = Vec::new();
+                        let detail = if after.deleted {
+                            messages.push(message::project_event(
+                                topic,
+                                position,
+                                &entry,
+                                before.as_ref(),
+                                &after,
+                                &actor,
+                            ));
+                            "the project was deleted"
+                        } else {
+                            "you are no longer a member of this project"
+                        };
+                        messages.push(message::error(Some(topic), 404, detail));
+                        self.drop_subscription(topic);
+                        messages
+                    }
+                }
+            }
+            Rendered::Item {
+                position,
+                entry,
+                item,
+            } => {
+                // Global admins who are not members see the project, not
+                // its items (as over HTTP).
+                if may(Some(&actor), project, Action::UseItems).is_err() {
+                    return vec![];
+                }
+                vec![message::item_event(topic, position, &entry, &item)]
+            }
+        }
+    }
+
+    /// A task event for this subscriber (checked like `GET /tasks/{id}`).
+    fn deliver_task(
+        &mut self,
+        topic: &Topic,
+        event: &TaskEvent,
+        task: &Task,
+        now: time::OffsetDateTime,
+    ) -> Vec<String> {
+        let actor = self.actor();
+        match self.subscriptions.get_mut(topic) {
+            Some(Subscription::Task { task: known, last }) => {
+                if event.seq <= *last {
+                    return vec![];
+                }
+                if let Err(denied_) = may_see_task(&actor, task) {
+                    let (status, detail) = denied(denied_);
+                    self.drop_subscription(topic);
+                    return vec![message::error(Some(topic), status, &detail)];
+                }
+                *last = event.seq;
+                *known = task.clone();
+                vec![message::task_event(topic, event, task, now)]
+            }
+            Some(Subscription::Tasks { last, running }) => {
+                let seen = last.get(&task.id).copied().unwrap_or(0);
+                if event.seq <= seen {
+                    return vec![];
+                }
+                if task.status.is_terminal() {
+                    last.remove(&task.id);
+                    running.remove(&task.id);
+                } else {
+                    last.insert(task.id, event.seq);
+                    if is_running_delay(task) {
+                        running.insert(task.id, task.clone());
+                    }
+                }
+                vec![message::task_event(topic, event, task, now)]
+            }
+            _ => vec![],
+        }
+    }
+
+    async fn on_notice(&mut self, topic: Topic, notice: &Notice) -> Vec<String> {
+        let mut messages = Vec::new();
+        match notice {
+            Notice::Project { position, .. } | Notice::Item { position, .. } => {
+                let gap = match self.subscriptions.get(&topic) {
+                    Some(Subscription::Project {
+                        last: Some(last), ..
+                    }) => *position > last + 1,
+                    _ => false,
+                };
+                if gap {
+                    match self.replay_project(&topic, Some(*position)).await {
+                        Ok(filled) => messages.extend(filled),
+                        Err((status, detail)) => {
+                            messages.push(message::error(Some(&topic), status, &detail));
+                            self.drop_subscription(&topic);
+                            return messages;
+                        }
+                    }
+                }
+                let rendered = match notice {
+                    Notice::Project {
+                        position,
+                        entry,
+                        before,
+                        after,
+                    } => Rendered::Project {
+                        position: *position,
+                        entry: entry.clone(),
+                        before: before.clone(),
+                        after: after.clone(),
+                    },
+                    Notice::Item {
+                        position,
+                        entry,
+                        item,
+                    } => Rendered::Item {
+                        position: *position,
+                        entry: entry.clone(),
+                        item: item.clone(),
+                    },
+                    Notice::Task { .. } => unreachable!("matched above"),
+                };
+                messages.extend(self.deliver_project(&topic, rendered));
+            }
+            Notice::Task { event, task } => {
+                let now = self.state.clock.now();
+                let behind = match self.subscriptions.get(&topic) {
+                    Some(Subscription::Task { last, .. }) => event.seq > last + 1,
+                    Some(Subscription::Tasks { last, .. }) => {
+                        last.get(&task.id).is_some_and(|seen| event.seq > seen + 1)
+                    }
+                    _ => false,
+                };
+                if behind {
+                    match self.replay_task(&topic, &task.id, Some(event.seq)).await {
+                        Ok(filled) => messages.extend(filled),
+                        Err((status, detail)) => {
+                            messages.push(message::error(Some(&topic), status, &detail));
+                            self.drop_subscription(&topic);
+                            return messages;
+                        }
+                    }
+                }
+                messages.extend(self.deliver_task(&topic, event, task, now));
+            }
+        }
+        messages
+    }
+
+    /// Progress of every running delay this connection follows.
+    fn progress(&mut self) -> Vec<String> {
+        let now = self.state.clock.now();
+        let mut messages = Vec::new();
+        for (topic, subscription) in &self.subscriptions {
+            match subscription {
+                Subscription::Task { task, .. } if is_running_delay(task) => {
+                    messages.push(message::task_progress(topic, task, now));
+                }
+                Subscription::Tasks { running, .. } => {
+                    messages.extend(
+                        running
+                            .values()
+                            .map(|task| message::task_progress(topic, task, now)),
+                    );
+                }
+                _ => {}
+            }
+        }
+        messages
+    }
+}
+
+fn is_running_delay(task: &Task) -> bool {
+    task.kind == TaskKind::Delay && task.status == Status::Running
+}
+
+async fn send(socket: &mut WebSocket, message: Message) -> Result<(), ()> {
+    match timeout(SEND_TIMEOUT, socket.send(message)).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
+    }
+}
+
+/// A feed entry with the states it produced.
+enum Rendered {
+    Project {
+        position: u64,
+        entry: ProjectEntry,
+        before: Option<Project>,
+        after: Project,
+    },
+    Item {
+        position: u64,
+        entry: ItemEntry,
+        item: Item,
+    },
+}
+
+impl Rendered {
+    fn position(&self) -> u64 {
+        match self {
+            Self::Project { position, .. } | Self::Item { position, .. } => *position,
+        }
+    }
+}
+
+/// The logs a replay has read, to fold the state after each entry.
+#[derive(Default)]
+struct Folds {
+    project: Option<Vec<ProjectEntry>>,
+    items: HashMap<ItemId, Vec<ItemEntry>>,
+}
+
+impl Folds {
+    async fn render(
+        &mut self,
+        state: &SharedState,
+        entry: FeedEntry,
+    ) -> Result<Rendered, (u16, String)> {
+        let broken = |what: &str| store_status(&StoreError::other(format!("{what} does not fold")));
+        match entry.change {
+            FeedChange::Project(entry_) => {
+                if self
+                    .project
+                    .as_ref()
+                    .is_none_or(|log| log.len() < entry_.seq as usize)
+                {
+                    let log = state
+                        .store
+                        .project_log(&entry_.stream)
+                        .await
+                        .map_err(|e| store_status(&e))?;
+                    self.project = Some(log);
+                }
+                let log = self.project.as_deref().unwrap_or_default();
+                let upto = (entry_.seq as usize).min(log.len());
+                let after = Project::fold(&log[..upto]).ok_or_else(|| broken("a project log"))?;
+                let before = Project::fold(&log[..upto.saturating_sub(1)]);
+                Ok(Rendered::Project {
+                    position: entry.position,
+                    entry: entry_,
+                    before,
+                    after,
+                })
+            }
+            FeedChange::Item(entry_) => {
+                if self
+                    .items
+                    .get(&entry_.stream)
+                    .is_none_or(|log| log.len() < entry_.seq as usize)
+                {
+                    let log = state
+                        .store
+                        .item_log(&entry_.stream)
+                        .await
+                        .map_err(|e| store_status(&e))?;
+                    self.items.insert(entry_.stream, log);
+                }
+                let log = self.items.get(&entry_.stream).map_or(&[][..], Vec::as_slice);
+                let upto = (entry_.seq as usize).min(log.len());
+                let item = Item::fold(&log[..upto]).ok_or_else(|| broken("an item log"))?;
+                Ok(Rendered::Item {
+                    position: entry.position,
+                    entry: entry_,
+                    item,
+                })
+            }
+        }
+    }
+}
