@@ -15,6 +15,7 @@ mod matrix;
 mod openapi;
 mod project_store;
 mod projects;
+mod realtime;
 mod security;
 mod server;
 mod sfn;

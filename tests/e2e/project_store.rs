@@ -7,7 +7,7 @@
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
-use taskgate_domain::ports::{ItemQuery, ItemScope, ProjectStore, StoreError};
+use taskgate_domain::ports::{FeedChange, ItemQuery, ItemScope, ProjectStore, StoreError};
 use taskgate_domain::project::listing::{Assignee, Due, ItemFilter, Sort, Zone};
 use taskgate_domain::project::log::{
     Entry, Item, ItemChange, ItemChanges, ItemEntry, Project, ProjectChange, ProjectEntry,
@@ -52,6 +52,7 @@ contract!(
     an_append_writes_its_row_and_a_second_writer_of_the_same_seq_loses,
     members_see_their_projects_and_owners_are_known,
     listings_match_the_reference_for_every_filter_and_sort,
+    the_feed_numbers_every_change_of_a_project_once_and_in_commit_order,
 );
 
 fn name(raw: &str) -> Username {
@@ -393,4 +394,78 @@ async fn dynamodb_pages_end_early_on_the_read_budget_and_miss_nothing() {
     }
     assert_eq!(walked, expected);
     assert!(short_pages > 0, "no page ended early on the budget");
+}
+
+async fn the_feed_numbers_every_change_of_a_project_once_and_in_commit_order(store: Store) {
+    let owner = UserId::new();
+    // Creation and one member: positions 1 and 2, read back at once.
+    let project = project(&store, ("olga", owner), &[("mia", UserId::new())]).await;
+    let feed = store.project_feed(&project.id, 0, 100).await.unwrap();
+    let positions: Vec<u64> = feed.iter().map(|e| e.position).collect();
+    assert_eq!(positions, [1, 2]);
+    assert!(matches!(&feed[0].change, FeedChange::Project(e) if e.seq == 1));
+    assert!(matches!(&feed[1].change, FeedChange::Project(e) if e.seq == 2));
+
+    // Items created and edited concurrently by eight writers: every append
+    // returns its own position, and the feed lists each entry exactly once
+    // at that position, positions 3.. with no gap.
+    let writers = (0..8).map(|n| {
+        let store = store.clone();
+        let project = project.id;
+        tokio::spawn(async move {
+            let item = add_item(&store, project, n, ItemStatus::Pending, None, None).await;
+            let log = store.item_log(&item.id).await.unwrap();
+            let edit = log[0].next(
+                at(n + 10),
+                Some(name("mia")),
+                ItemChange::Updated(ItemChanges {
+                    status: Some(ItemStatus::Completed),
+                    ..ItemChanges::default()
+                }),
+            );
+            let next = Item::fold(&[log[0].clone(), edit.clone()]).unwrap();
+            let position = store.append_item(&edit, &next).await.unwrap();
+            (item.id, position)
+        })
+    });
+    let mut edits = Vec::new();
+    for writer in writers {
+        edits.push(writer.await.unwrap());
+    }
+    let feed = store.project_feed(&project.id, 0, 100).await.unwrap();
+    let positions: Vec<u64> = feed.iter().map(|e| e.position).collect();
+    assert_eq!(positions, (1..=18).collect::<Vec<_>>());
+    for (item, position) in &edits {
+        let entry = &feed[*position as usize - 1];
+        assert!(
+            matches!(&entry.change, FeedChange::Item(e) if e.stream == *item && e.seq == 2),
+            "position {position} is not the edit of {item}: {entry:?}"
+        );
+    }
+    // Each item's creation comes before its edit.
+    for (item, edit_position) in &edits {
+        let created = feed
+            .iter()
+            .find(|e| matches!(&e.change, FeedChange::Item(x) if x.stream == *item && x.seq == 1))
+            .unwrap();
+        assert!(created.position < *edit_position);
+    }
+    // Reading after a position, a page at a time.
+    let page = store.project_feed(&project.id, 5, 4).await.unwrap();
+    assert_eq!(
+        page.iter().map(|e| e.position).collect::<Vec<_>>(),
+        [6, 7, 8, 9]
+    );
+    assert!(
+        store
+            .project_feed(&project.id, 18, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Another project's feed is its own.
+    let other = self::project(&store, ("olga", owner), &[]).await;
+    let feed = store.project_feed(&other.id, 0, 100).await.unwrap();
+    assert_eq!(feed.len(), 1);
+    assert_eq!(feed[0].position, 1);
 }

@@ -73,7 +73,9 @@ pub enum ApiError {
     #[error("you have {limit} real-time connections open already; close one first")]
     TooManyConnections { limit: usize },
     /// 426: a plain request to an endpoint that only speaks WebSocket.
-    #[error("this endpoint upgrades to a WebSocket; send Connection: Upgrade and Upgrade: websocket")]
+    #[error(
+        "this endpoint upgrades to a WebSocket; send Connection: Upgrade and Upgrade: websocket"
+    )]
     UpgradeRequired,
     /// 503: a dependency (the store) is down or throttling. The cause is
     /// logged, never sent.

@@ -20,8 +20,8 @@ use taskgate_domain::token::TokenKeys;
 use tokio::sync::Semaphore;
 
 use crate::extract::RequestId;
-use crate::realtime::hub::Hub;
 use crate::problem::ApiError;
+use crate::realtime::hub::Hub;
 pub use crate::settings::{ConfigError, Settings};
 
 /// What handlers share: the stores, the task recorder and workflow engine,

@@ -9,8 +9,8 @@ use std::time::Duration;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
-    GlobalSecondaryIndexUpdate, IndexStatus, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
+    GlobalSecondaryIndexUpdate, IndexStatus, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType, TableStatus, TimeToLiveSpecification,
 };
 use taskgate_domain::ports::{StoreError, StoreResult};
 
@@ -352,8 +352,7 @@ async fn add_index(client: &Client, spec: &TableSpec, index: &IndexSpec) -> Stor
             .unwrap_or_default()
             .iter()
             .any(|i| {
-                i.index_name() == Some(index.name)
-                    && i.index_status() == Some(&IndexStatus::Active)
+                i.index_name() == Some(index.name) && i.index_status() == Some(&IndexStatus::Active)
             });
         if active {
             return Ok(());

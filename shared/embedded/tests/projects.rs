@@ -134,7 +134,7 @@ async fn a_version_3_database_upgrades_with_nothing_lost() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
 
     let users = store.list_users(None, 10).await.unwrap().items;
     let names: Vec<&str> = users.iter().map(|u| u.username.as_str()).collect();

@@ -190,7 +190,11 @@ pub struct ConnectionGuard {
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        let mut connections = self.hub.connections.lock().unwrap_or_else(|p| p.into_inner());
+        let mut connections = self
+            .hub
+            .connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if let Some(open) = connections.get_mut(&self.user) {
             *open -= 1;
             if *open == 0 {

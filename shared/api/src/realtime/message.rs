@@ -4,7 +4,9 @@
 
 use serde_json::{Map, Value, json};
 use taskgate_domain::permission::Actor;
-use taskgate_domain::project::log::{Item, ItemChange, ItemEntry, Project, ProjectChange, ProjectEntry};
+use taskgate_domain::project::log::{
+    Item, ItemChange, ItemEntry, Project, ProjectChange, ProjectEntry,
+};
 use taskgate_domain::task::{Task, TaskEvent};
 use taskgate_domain::user::Username;
 use time::OffsetDateTime;
@@ -75,15 +77,18 @@ pub fn project_event(
 ) -> String {
     let project = || ("project", to_value(ProjectView::of(after, viewer)));
     let member = |project: Option<&Project>, username: &Username| {
-        let member = project
-            .and_then(|p| p.members.get(username))
-            .map_or_else(|| json!({"username": username.as_str()}), |m| to_value(MemberView::from(m)));
+        let member = project.and_then(|p| p.members.get(username)).map_or_else(
+            || json!({"username": username.as_str()}),
+            |m| to_value(MemberView::from(m)),
+        );
         ("member", member)
     };
     let (kind, state) = match &entry.change {
         ProjectChange::Created { .. } | ProjectChange::Updated(_) => ("project.updated", project()),
         ProjectChange::Deleted {} => ("project.deleted", project()),
-        ProjectChange::MemberAdded { username, .. } => ("member.added", member(Some(after), username)),
+        ProjectChange::MemberAdded { username, .. } => {
+            ("member.added", member(Some(after), username))
+        }
         ProjectChange::MemberUpdated { username, .. } => {
             ("member.updated", member(Some(after), username))
         }

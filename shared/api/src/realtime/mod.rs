@@ -78,8 +78,16 @@ mod tests {
 
     #[test]
     fn bad_topics_say_what_is_wrong() {
-        assert!(Topic::parse("project:nope").unwrap_err().contains("not valid"));
+        assert!(
+            Topic::parse("project:nope")
+                .unwrap_err()
+                .contains("not valid")
+        );
         assert!(Topic::parse("items").unwrap_err().contains("unknown topic"));
-        assert!(Topic::parse("tasks:x").unwrap_err().contains("unknown topic"));
+        assert!(
+            Topic::parse("tasks:x")
+                .unwrap_err()
+                .contains("unknown topic")
+        );
     }
 }

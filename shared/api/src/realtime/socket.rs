@@ -120,7 +120,10 @@ fn query_token(uri: &http::Uri) -> Result<Option<String>, ApiError> {
     };
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
         .map_err(|_| ApiError::Malformed("the query string does not parse".into()))?;
-    Ok(pairs.into_iter().find(|(k, _)| k == "token").map(|(_, v)| v))
+    Ok(pairs
+        .into_iter()
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v))
 }
 
 /// What a client sends.
@@ -271,7 +274,11 @@ impl Connection {
                 code,
                 reason: reason.into(),
             };
-            let _ = timeout(Duration::from_secs(1), socket.send(Message::Close(Some(frame)))).await;
+            let _ = timeout(
+                Duration::from_secs(1),
+                socket.send(Message::Close(Some(frame))),
+            )
+            .await;
         }
     }
 
@@ -395,7 +402,33 @@ impl Connection {
         self.subscriptions.insert(topic, subscription);
         let mut messages = vec![message::subscribed(&topic)];
         let replayed = match topic {
-            Topic::Project(_) if after.is_some() => self.replay_project(&topic, None).await,
+            Topic::Project(id) if after.is_some() => {
+                let mut replayed = self.replay_project(&topic, None).await;
+                // History was shown as the subscriber may see it now; if
+                // that changed while it was read, say so now.
+                if let Ok(messages) = &mut replayed
+                    && self.subscriptions.contains_key(&topic)
+                {
+                    let current = self
+                        .state
+                        .store
+                        .get_project(&id)
+                        .await
+                        .map_err(|e| store_status(&e))?;
+                    let allowed = current
+                        .as_ref()
+                        .is_some_and(|p| may(Some(&actor), p, Action::View).is_ok());
+                    if !allowed {
+                        messages.push(message::error(
+                            Some(&topic),
+                            404,
+                            "you are no longer a member of this project",
+                        ));
+                        self.drop_subscription(&topic);
+                    }
+                }
+                replayed
+            }
             Topic::Task(id) if after.is_some() => self.replay_task(&topic, &id, None).await,
             Topic::Task(_) => Ok(vec![]),
             Topic::Tasks => self.find_running().await.map(|()| vec![]),
@@ -481,7 +514,7 @@ impl Connection {
             }
             for entry in page {
                 let rendered = folds.render(&self.state, entry).await?;
-                messages.extend(self.deliver_project(topic, rendered));
+                messages.extend(self.deliver_project(topic, rendered, until.is_none()));
                 if !self.subscriptions.contains_key(topic) {
                     return Ok(messages);
                 }
@@ -512,8 +545,11 @@ impl Connection {
     }
 
     /// A project event for this subscriber, or the error that ends the
-    /// subscription when they may no longer see the project.
-    fn deliver_project(&mut self, topic: &Topic, rendered: Rendered) -> Vec<String> {
+    /// subscription when they may no longer see the project. `history`:
+    /// the event is replayed from before the subscription, and shown as the
+    /// subscriber may see the project now (a member sees the history from
+    /// before they joined, as `GET …/events` shows it).
+    fn deliver_project(&mut self, topic: &Topic, rendered: Rendered, history: bool) -> Vec<String> {
         let actor = self.actor();
         let Some(Subscription::Project { project, last }) = self.subscriptions.get_mut(topic)
         else {
@@ -531,6 +567,16 @@ impl Connection {
                 before,
                 after,
             } => {
+                if history && !after.deleted {
+                    return vec![message::project_event(
+                        topic,
+                        position,
+                        &entry,
+                        before.as_ref(),
+                        &after,
+                        &actor,
+                    )];
+                }
                 *project = after.clone();
                 match may(Some(&actor), &after, Action::View) {
                     Ok(()) => vec![message::project_event(
@@ -663,7 +709,7 @@ impl Connection {
                     },
                     Notice::Task { .. } => unreachable!("matched above"),
                 };
-                messages.extend(self.deliver_project(&topic, rendered));
+                messages.extend(self.deliver_project(&topic, rendered, false));
             }
             Notice::Task { event, task } => {
                 let now = self.state.clock.now();
@@ -799,7 +845,10 @@ impl Folds {
                         .map_err(|e| store_status(&e))?;
                     self.items.insert(entry_.stream, log);
                 }
-                let log = self.items.get(&entry_.stream).map_or(&[][..], Vec::as_slice);
+                let log = self
+                    .items
+                    .get(&entry_.stream)
+                    .map_or(&[][..], Vec::as_slice);
                 let upto = (entry_.seq as usize).min(log.len());
                 let item = Item::fold(&log[..upto]).ok_or_else(|| broken("an item log"))?;
                 Ok(Rendered::Item {
