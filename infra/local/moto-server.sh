@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Starts or stops moto's server (PyPI moto[server], installed by
-# install-tools.sh): a real implementation of the Step Functions API that
-# runs here, used to test the Step Functions adapter.
+# install-tools.sh): real implementations of the Step Functions, Secrets
+# Manager and API Gateway management APIs that run here, used to test the
+# adapters. It runs through moto-server.py, which adds what the real-time
+# tests need (the bytes posted to each connection; 410 once one is deleted).
 #
 #   infra/local/moto-server.sh start STATE_DIR [PORT]   prints http://127.0.0.1:PORT once it answers
 #   infra/local/moto-server.sh stop  STATE_DIR
@@ -21,7 +23,7 @@ start)
   mkdir -p "$state"
   port=${3:-$(free_port)}
   tools=$("$here/install-tools.sh" | tail -n1)
-  "$tools/venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$state/moto.log" 2>&1 &
+  "$tools/venv/bin/python" "$here/moto-server.py" 127.0.0.1 "$port" >"$state/moto.log" 2>&1 &
   echo $! >"$state/moto.pid"
   endpoint="http://127.0.0.1:$port"
   wait_until_answers "moto" "$state/moto.pid" "$state/moto.log" "$endpoint/moto-api/"

@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 mod errors;
+pub mod connections;
 pub mod projects;
 mod security;
 pub mod tables;

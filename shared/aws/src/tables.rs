@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
     GlobalSecondaryIndexUpdate, IndexStatus, KeySchemaElement, KeyType, Projection, ProjectionType,
-    ScalarAttributeType, TableStatus, TimeToLiveSpecification,
+    ScalarAttributeType, StreamSpecification, StreamViewType, TableStatus, TimeToLiveSpecification,
 };
 use taskgate_domain::ports::{StoreError, StoreResult};
 
@@ -26,6 +26,9 @@ pub struct TableNames {
     pub security: String,
     pub projects: String,
     pub project_log: String,
+    /// The WebSocket API's connections (AWS only: the local server keeps
+    /// its connections in memory).
+    pub connections: String,
 }
 
 impl TableNames {
@@ -35,9 +38,11 @@ impl TableNames {
     pub const SECURITY_ENV: &'static str = "TASKGATE_SECURITY_TABLE";
     pub const PROJECTS_ENV: &'static str = "TASKGATE_PROJECTS_TABLE";
     pub const PROJECT_LOG_ENV: &'static str = "TASKGATE_PROJECT_LOG_TABLE";
+    pub const CONNECTIONS_ENV: &'static str = "TASKGATE_CONNECTIONS_TABLE";
 
     /// `<prefix>-users`, `<prefix>-tokens`, `<prefix>-task-events`,
-    /// `<prefix>-security`, `<prefix>-projects`, `<prefix>-project-log`.
+    /// `<prefix>-security`, `<prefix>-projects`, `<prefix>-project-log`,
+    /// `<prefix>-connections`.
     pub fn with_prefix(prefix: &str) -> Self {
         Self {
             users: format!("{prefix}-users"),
@@ -46,6 +51,7 @@ impl TableNames {
             security: format!("{prefix}-security"),
             projects: format!("{prefix}-projects"),
             project_log: format!("{prefix}-project-log"),
+            connections: format!("{prefix}-connections"),
         }
     }
 
@@ -61,11 +67,12 @@ impl TableNames {
             security: lookup(Self::SECURITY_ENV).unwrap_or(defaults.security),
             projects: lookup(Self::PROJECTS_ENV).unwrap_or(defaults.projects),
             project_log: lookup(Self::PROJECT_LOG_ENV).unwrap_or(defaults.project_log),
+            connections: lookup(Self::CONNECTIONS_ENV).unwrap_or(defaults.connections),
         }
     }
 
     /// Every table name, in the order of [`table_specs`].
-    pub fn all(&self) -> [&str; 6] {
+    pub fn all(&self) -> [&str; 7] {
         [
             &self.users,
             &self.tokens,
@@ -73,6 +80,7 @@ impl TableNames {
             &self.security,
             &self.projects,
             &self.project_log,
+            &self.connections,
         ]
     }
 
@@ -101,6 +109,10 @@ pub const ITEMS_BY_ASSIGNEE: &str = "items-by-assignee";
 pub const PROJECT_FEED: &str = "project-feed";
 pub const FEED_KEY: &str = "feed_project";
 pub const FEED_POSITION: &str = "feed";
+/// On the Connections table: subscriptions by what they listen to.
+pub const CONNECTIONS_BY_TOPIC: &str = "by-topic";
+/// On the Connections table: connections by user (to bound them).
+pub const CONNECTIONS_BY_USER: &str = "by-user";
 
 /// A key attribute: its name and scalar type.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -141,6 +153,9 @@ pub struct TableSpec {
     pub range_key: Option<KeyAttribute>,
     pub indexes: Vec<IndexSpec>,
     pub ttl_attribute: Option<&'static str>,
+    /// Whether the table has a stream (new images), which the real-time
+    /// fan-out reads on AWS.
+    pub stream: bool,
 }
 
 pub fn table_specs(names: &TableNames) -> Vec<TableSpec> {
@@ -152,6 +167,7 @@ pub fn table_specs(names: &TableNames) -> Vec<TableSpec> {
             range_key: None,
             indexes: vec![],
             ttl_attribute: None,
+            stream: false,
         },
         TableSpec {
             logical_name: "TokensTable",
@@ -165,6 +181,7 @@ pub fn table_specs(names: &TableNames) -> Vec<TableSpec> {
                 projection: ProjectionType::KeysOnly,
             }],
             ttl_attribute: Some("expires_at"),
+            stream: false,
         },
         TableSpec {
             logical_name: "TaskEventsTable",
@@ -178,6 +195,7 @@ pub fn table_specs(names: &TableNames) -> Vec<TableSpec> {
                 projection: ProjectionType::KeysOnly,
             }],
             ttl_attribute: None,
+            stream: true,
         },
         // The security log (`pk` = "audit", `sk` = event id) and the
         // login-attempt counters (`pk` = "login#<key>", `sk` = "-").
@@ -188,6 +206,7 @@ pub fn table_specs(names: &TableNames) -> Vec<TableSpec> {
             range_key: Some(string_key("sk")),
             indexes: vec![],
             ttl_attribute: Some("expires_at"),
+            stream: false,
         },
         // Project rows (`pk` = "project#<id>", `sk` = "row"), membership
         // rows (`pk` = "member#<user id>", `sk` = "project#<id>") and item
@@ -207,6 +226,7 @@ pub fn table_specs(names: &TableNames) -> Vec<TableSpec> {
                 index(ITEMS_BY_ASSIGNEE, "assignee_key", "created_key"),
             ],
             ttl_attribute: None,
+            stream: false,
         },
         // The logs of projects and items: `stream` = "project#<id>" or
         // "item#<id>", `seq` from 1; append-only (conditional puts). Each
@@ -224,6 +244,31 @@ pub fn table_specs(names: &TableNames) -> Vec<TableSpec> {
                 projection: ProjectionType::All,
             }],
             ttl_attribute: None,
+            stream: true,
+        },
+        // The WebSocket API's connections (`topic` = "#") and their
+        // subscriptions (`topic` = the topic), see `connections`.
+        TableSpec {
+            logical_name: "ConnectionsTable",
+            name: names.connections.clone(),
+            hash_key: string_key("connection"),
+            range_key: Some(string_key("topic")),
+            indexes: vec![
+                IndexSpec {
+                    name: CONNECTIONS_BY_TOPIC,
+                    hash_key: string_key("topic_key"),
+                    range_key: Some(string_key("connection")),
+                    projection: ProjectionType::All,
+                },
+                IndexSpec {
+                    name: CONNECTIONS_BY_USER,
+                    hash_key: string_key("user_key"),
+                    range_key: Some(string_key("connection")),
+                    projection: ProjectionType::KeysOnly,
+                },
+            ],
+            ttl_attribute: Some("expires_at"),
+            stream: false,
         },
     ]
 }
@@ -276,6 +321,7 @@ async fn ensure_table(client: &Client, spec: &TableSpec) -> StoreResult<()> {
         .set_attribute_definitions(Some(attribute_definitions(spec)?))
         .set_key_schema(Some(key_schema(&spec.hash_key, spec.range_key.as_ref())?))
         .set_global_secondary_indexes(global_indexes(spec)?)
+        .set_stream_specification(stream_specification(spec))
         .send()
         .await;
     match created {
@@ -306,6 +352,16 @@ async fn ensure_table(client: &Client, spec: &TableSpec) -> StoreResult<()> {
         }
     }
     Ok(())
+}
+
+fn stream_specification(spec: &TableSpec) -> Option<StreamSpecification> {
+    spec.stream.then(|| {
+        StreamSpecification::builder()
+            .stream_enabled(true)
+            .stream_view_type(StreamViewType::NewImage)
+            .build()
+            .expect("the stream specification is complete")
+    })
 }
 
 /// Adds an index that a newer version introduced to a table made by an

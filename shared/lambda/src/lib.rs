@@ -44,6 +44,7 @@ use taskgate_domain::ports::JsRunner;
 use taskgate_domain::recorder::Recorder;
 use taskgate_domain::task::JsLimits;
 
+pub mod realtime;
 pub mod steps;
 
 /// Runs `serve` (cold start, then the runtime loop) on a fresh runtime with
@@ -85,6 +86,75 @@ pub fn run_http() -> ExitCode {
         lambda_http::run(service(state))
             .await
             .map_err(runtime_stopped)
+    })
+}
+
+/// Runs one of the real-time functions, chosen by
+/// `TASKGATE_REALTIME_HANDLER`: `connect`, `disconnect`, `default` (the
+/// WebSocket API's routes) or `fan-out` (the streams of the log tables).
+/// See [`realtime`].
+pub fn run_realtime() -> ExitCode {
+    bootstrap(async {
+        let handler = std::env::var("TASKGATE_REALTIME_HANDLER").unwrap_or_default();
+        let realtime = Arc::new(realtime_cold_start().await?);
+        tracing::info!(function = "realtime", handler, "cold start complete");
+        match handler.as_str() {
+            "connect" | "disconnect" | "default" => {
+                let handler = lambda_runtime::service_fn(
+                    move |event: LambdaEvent<
+                        aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest,
+                    >| {
+                        let (realtime, handler) = (Arc::clone(&realtime), handler.clone());
+                        async move {
+                            Ok::<_, std::convert::Infallible>(match handler.as_str() {
+                                "connect" => realtime.connect(event.payload).await,
+                                "disconnect" => realtime.disconnect(event.payload).await,
+                                _ => realtime.message(event.payload).await,
+                            })
+                        }
+                    },
+                );
+                lambda_runtime::run(handler).await.map_err(runtime_stopped)
+            }
+            "fan-out" => {
+                let handler = lambda_runtime::service_fn(
+                    move |event: LambdaEvent<aws_lambda_events::dynamodb::Event>| {
+                        let realtime = Arc::clone(&realtime);
+                        async move {
+                            realtime.fan_out(event.payload).await;
+                            Ok::<_, std::convert::Infallible>(())
+                        }
+                    },
+                );
+                lambda_runtime::run(handler).await.map_err(runtime_stopped)
+            }
+            other => anyhow::bail!(
+                "TASKGATE_REALTIME_HANDLER is {other:?}; expected connect, disconnect, default or fan-out"
+            ),
+        }
+    })
+}
+
+/// The state of a real-time function: the application's, the Connections
+/// table, and the management API at `TASKGATE_WS_ENDPOINT`.
+pub async fn realtime_cold_start() -> anyhow::Result<realtime::Realtime> {
+    let state = Arc::new(cold_start().await?);
+    let (sdk, store) = dynamo_store().await;
+    let endpoint = env_endpoint("TASKGATE_WS_ENDPOINT")
+        .context("TASKGATE_WS_ENDPOINT is not set; the SAM template sets it")?;
+    let management = aws_sdk_apigatewaymanagement::Client::from_conf(
+        aws_sdk_apigatewaymanagement::config::Builder::from(&sdk)
+            .endpoint_url(endpoint)
+            .build(),
+    );
+    let connections = taskgate_aws::connections::Connections::new(
+        store.client().clone(),
+        store.tables().connections.clone(),
+    );
+    Ok(realtime::Realtime {
+        state,
+        connections,
+        management,
     })
 }
 

@@ -16,6 +16,7 @@
 
 pub mod hub;
 pub mod message;
+pub mod replay;
 pub mod socket;
 
 use std::fmt;

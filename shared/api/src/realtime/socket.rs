@@ -24,12 +24,10 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt as _;
 use http::HeaderMap;
-use serde::Deserialize;
-use taskgate_domain::permission::{Actor, Denied, may_see_task};
-use taskgate_domain::ports::{FeedChange, FeedEntry, StoreError};
-use taskgate_domain::project::ItemId;
+use taskgate_domain::permission::{Actor, may_see_task};
+use taskgate_domain::ports::StoreError;
 use taskgate_domain::project::access::{Action, may};
-use taskgate_domain::project::log::{Item, ItemEntry, Project, ProjectEntry};
+use taskgate_domain::project::log::Project;
 use taskgate_domain::task::{Status, Task, TaskEvent, TaskId, TaskKind, fold};
 use tokio::time::{Instant, interval, timeout};
 use tokio_stream::StreamMap;
@@ -37,6 +35,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use super::hub::{ConnectionGuard, Key, Notice};
+use super::replay::{Allowed, ClientMessage, Folds, Refusal, Rendered, authorize, store_failed};
 use super::{Topic, message};
 use crate::auth::{self, Session};
 use crate::extract::SharedState;
@@ -126,14 +125,6 @@ fn query_token(uri: &http::Uri) -> Result<Option<String>, ApiError> {
         .map(|(_, v)| v))
 }
 
-/// What a client sends.
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-enum ClientMessage {
-    Subscribe { topic: String, after: Option<u64> },
-    Unsubscribe { topic: String },
-}
-
 /// What one subscription remembers.
 enum Subscription {
     Project {
@@ -172,23 +163,6 @@ struct Connection {
     subscriptions: HashMap<Topic, Subscription>,
     streams: StreamMap<Topic, BroadcastStream<Arc<Notice>>>,
     _guard: ConnectionGuard,
-}
-
-/// An error message's status for a store failure.
-fn store_status(e: &StoreError) -> (u16, String) {
-    tracing::warn!(error = %taskgate_domain::ports::Chain(e), "real-time: store failed");
-    (
-        503,
-        "a service Taskgate depends on is unavailable; try again shortly".into(),
-    )
-}
-
-fn denied(denied: Denied) -> (u16, String) {
-    match denied {
-        Denied::Unauthenticated(why) => (401, why.into()),
-        Denied::Forbidden(why) => (403, why.into()),
-        Denied::NotFound(why) => (404, why.into()),
-    }
 }
 
 impl Connection {
@@ -296,17 +270,9 @@ impl Connection {
     }
 
     async fn on_message(&mut self, text: &str) -> Vec<String> {
-        let parsed: ClientMessage = match serde_json::from_str(text) {
+        let parsed = match ClientMessage::parse(text) {
             Ok(parsed) => parsed,
-            Err(e) => {
-                return vec![message::error(
-                    None,
-                    400,
-                    &format!(
-                        "bad message ({e}); send {{\"type\": \"subscribe\", \"topic\": ..., \"after\"?: N}} or {{\"type\": \"unsubscribe\", \"topic\": ...}}"
-                    ),
-                )];
-            }
+            Err(detail) => return vec![message::error(None, 400, &detail)],
         };
         match parsed {
             ClientMessage::Subscribe { topic, after } => {
@@ -341,7 +307,7 @@ impl Connection {
         &mut self,
         topic: Topic,
         after: Option<u64>,
-    ) -> Result<Vec<String>, (u16, String)> {
+    ) -> Result<Vec<String>, Refusal> {
         if self.subscriptions.contains_key(&topic) {
             return Err((
                 400,
@@ -358,31 +324,19 @@ impl Connection {
         let actor = self.actor();
         // Check first, then listen, then read what came before: whatever is
         // stored from here on is either read below or arrives live.
-        let subscription = match topic {
-            Topic::Project(id) => {
-                let project = self
-                    .state
-                    .store
-                    .get_project(&id)
-                    .await
-                    .map_err(|e| store_status(&e))?
-                    .ok_or((404, "there is no such project".to_owned()))?;
-                may(Some(&actor), &project, Action::View).map_err(denied)?;
-                Subscription::Project {
-                    project,
-                    last: after,
-                }
-            }
-            Topic::Task(id) => {
-                let (task, events) = self.load_task(&id).await?;
-                may_see_task(&actor, &task).map_err(denied)?;
+        let subscription = match authorize(&self.state, &actor, &topic).await? {
+            Allowed::Project(project) => Subscription::Project {
+                project,
+                last: after,
+            },
+            Allowed::Task(task, events) => {
                 let last = events.last().map_or(0, |e| e.seq);
                 Subscription::Task {
                     task,
                     last: after.map_or(last, |a| a.min(last)),
                 }
             }
-            Topic::Tasks => {
+            Allowed::Tasks => {
                 if after.is_some() {
                     return Err((
                         400,
@@ -414,7 +368,7 @@ impl Connection {
                         .store
                         .get_project(&id)
                         .await
-                        .map_err(|e| store_status(&e))?;
+                        .map_err(|e| store_failed(&e))?;
                     let allowed = current
                         .as_ref()
                         .is_some_and(|p| may(Some(&actor), p, Action::View).is_ok());
@@ -444,24 +398,24 @@ impl Connection {
         Ok(messages)
     }
 
-    async fn load_task(&self, id: &TaskId) -> Result<(Task, Vec<TaskEvent>), (u16, String)> {
+    async fn load_task(&self, id: &TaskId) -> Result<(Task, Vec<TaskEvent>), Refusal> {
         self.state
             .recorder
             .load(id)
             .await
-            .map_err(|e| store_status(&e))?
+            .map_err(|e| store_failed(&e))?
             .ok_or((404, "there is no such task".to_owned()))
     }
 
     /// The running delays among the caller's newest tasks.
-    async fn find_running(&mut self) -> Result<(), (u16, String)> {
+    async fn find_running(&mut self) -> Result<(), Refusal> {
         let user = self.session.user.user_id;
         let page = self
             .state
             .store
             .owner_tasks(&user, None, RUNNING_LOOKBACK)
             .await
-            .map_err(|e| store_status(&e))?;
+            .map_err(|e| store_failed(&e))?;
         let mut found = HashMap::new();
         for id in page.items {
             if let Ok((task, events)) = self.load_task(&id).await
@@ -487,7 +441,7 @@ impl Connection {
         &mut self,
         topic: &Topic,
         until: Option<u64>,
-    ) -> Result<Vec<String>, (u16, String)> {
+    ) -> Result<Vec<String>, Refusal> {
         let Topic::Project(id) = *topic else {
             return Ok(vec![]);
         };
@@ -508,7 +462,7 @@ impl Connection {
                 .store
                 .project_feed(&id, from, wanted)
                 .await
-                .map_err(|e| store_status(&e))?;
+                .map_err(|e| store_failed(&e))?;
             if page.is_empty() {
                 return Ok(messages);
             }
@@ -529,7 +483,7 @@ impl Connection {
         topic: &Topic,
         id: &TaskId,
         until: Option<u64>,
-    ) -> Result<Vec<String>, (u16, String)> {
+    ) -> Result<Vec<String>, Refusal> {
         let (_, events) = self.load_task(id).await?;
         let now = self.state.clock.now();
         let mut messages = Vec::new();
@@ -538,7 +492,7 @@ impl Connection {
                 break;
             }
             let task = fold(&events[..=index])
-                .map_err(|e| store_status(&StoreError::other(e.to_string())))?;
+                .map_err(|e| store_failed(&StoreError::other(e.to_string())))?;
             messages.extend(self.deliver_task(topic, event, &task, now));
         }
         Ok(messages)
@@ -638,7 +592,7 @@ impl Connection {
                     return vec![];
                 }
                 if let Err(denied_) = may_see_task(&actor, task) {
-                    let (status, detail) = denied(denied_);
+                    let (status, detail) = super::replay::denied(denied_);
                     self.drop_subscription(topic);
                     return vec![message::error(Some(topic), status, &detail)];
                 }
@@ -767,96 +721,5 @@ async fn send(socket: &mut WebSocket, message: Message) -> Result<(), ()> {
     match timeout(SEND_TIMEOUT, socket.send(message)).await {
         Ok(Ok(())) => Ok(()),
         _ => Err(()),
-    }
-}
-
-/// A feed entry with the states it produced.
-enum Rendered {
-    Project {
-        position: u64,
-        entry: ProjectEntry,
-        before: Option<Project>,
-        after: Project,
-    },
-    Item {
-        position: u64,
-        entry: ItemEntry,
-        item: Item,
-    },
-}
-
-impl Rendered {
-    fn position(&self) -> u64 {
-        match self {
-            Self::Project { position, .. } | Self::Item { position, .. } => *position,
-        }
-    }
-}
-
-/// The logs a replay has read, to fold the state after each entry.
-#[derive(Default)]
-struct Folds {
-    project: Option<Vec<ProjectEntry>>,
-    items: HashMap<ItemId, Vec<ItemEntry>>,
-}
-
-impl Folds {
-    async fn render(
-        &mut self,
-        state: &SharedState,
-        entry: FeedEntry,
-    ) -> Result<Rendered, (u16, String)> {
-        let broken = |what: &str| store_status(&StoreError::other(format!("{what} does not fold")));
-        match entry.change {
-            FeedChange::Project(entry_) => {
-                if self
-                    .project
-                    .as_ref()
-                    .is_none_or(|log| log.len() < entry_.seq as usize)
-                {
-                    let log = state
-                        .store
-                        .project_log(&entry_.stream)
-                        .await
-                        .map_err(|e| store_status(&e))?;
-                    self.project = Some(log);
-                }
-                let log = self.project.as_deref().unwrap_or_default();
-                let upto = (entry_.seq as usize).min(log.len());
-                let after = Project::fold(&log[..upto]).ok_or_else(|| broken("a project log"))?;
-                let before = Project::fold(&log[..upto.saturating_sub(1)]);
-                Ok(Rendered::Project {
-                    position: entry.position,
-                    entry: entry_,
-                    before,
-                    after,
-                })
-            }
-            FeedChange::Item(entry_) => {
-                if self
-                    .items
-                    .get(&entry_.stream)
-                    .is_none_or(|log| log.len() < entry_.seq as usize)
-                {
-                    let log = state
-                        .store
-                        .item_log(&entry_.stream)
-                        .await
-                        .map_err(|e| store_status(&e))?;
-                    self.items.insert(entry_.stream, log);
-                }
-                let log = self
-                    .items
-                    .get(&entry_.stream)
-                    .map_or(&[][..], Vec::as_slice);
-                let upto = (entry_.seq as usize).min(log.len());
-                let item = Item::fold(&log[..upto]).ok_or_else(|| broken("an item log"))?;
-                Ok(Rendered::Item {
-                    position: entry.position,
-                    entry: entry_,
-                    item,
-                })
-            }
-        }
     }
 }

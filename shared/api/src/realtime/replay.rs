@@ -1,0 +1,182 @@
+//! What the local socket and the AWS handlers share: the client's messages,
+//! the check a subscription must pass (that of the matching GET), and the
+//! states a replayed feed entry produced.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use taskgate_domain::permission::{Actor, Denied, may_see_task};
+use taskgate_domain::ports::{FeedChange, FeedEntry, StoreError};
+use taskgate_domain::project::ItemId;
+use taskgate_domain::project::access::{Action, may};
+use taskgate_domain::project::log::{Item, ItemEntry, Project, ProjectEntry};
+use taskgate_domain::task::{Task, TaskEvent};
+
+use super::Topic;
+use crate::state::AppState;
+
+/// What a client sends: `{"type": "subscribe", "topic": T, "after"?: N}` or
+/// `{"type": "unsubscribe", "topic": T}`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ClientMessage {
+    Subscribe { topic: String, after: Option<u64> },
+    Unsubscribe { topic: String },
+}
+
+impl ClientMessage {
+    /// Parses a text frame; the error is the `detail` of the answer.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        serde_json::from_str(text).map_err(|e| {
+            format!(
+                "bad message ({e}); send {{\"type\": \"subscribe\", \"topic\": ..., \"after\"?: N}} \
+                 or {{\"type\": \"unsubscribe\", \"topic\": ...}}"
+            )
+        })
+    }
+}
+
+/// A status and a detail for an `error` message.
+pub type Refusal = (u16, String);
+
+/// The refusal for a store failure (logged; the client is told to retry).
+pub fn store_failed(e: &StoreError) -> Refusal {
+    tracing::warn!(error = %taskgate_domain::ports::Chain(e), "real-time: store failed");
+    (
+        503,
+        "a service Taskgate depends on is unavailable; try again shortly".into(),
+    )
+}
+
+pub fn denied(denied: Denied) -> Refusal {
+    match denied {
+        Denied::Unauthenticated(why) => (401, why.into()),
+        Denied::Forbidden(why) => (403, why.into()),
+        Denied::NotFound(why) => (404, why.into()),
+    }
+}
+
+/// What a subscription found when it was allowed.
+pub enum Allowed {
+    Project(Project),
+    Task(Task, Vec<TaskEvent>),
+    Tasks,
+}
+
+/// Whether `actor` may subscribe to `topic`: the rule of the matching GET.
+pub async fn authorize(state: &AppState, actor: &Actor, topic: &Topic) -> Result<Allowed, Refusal> {
+    match topic {
+        Topic::Project(id) => {
+            let project = state
+                .store
+                .get_project(id)
+                .await
+                .map_err(|e| store_failed(&e))?
+                .ok_or((404, "there is no such project".to_owned()))?;
+            may(Some(actor), &project, Action::View).map_err(denied)?;
+            Ok(Allowed::Project(project))
+        }
+        Topic::Task(id) => {
+            let (task, events) = state
+                .recorder
+                .load(id)
+                .await
+                .map_err(|e| store_failed(&e))?
+                .ok_or((404, "there is no such task".to_owned()))?;
+            may_see_task(actor, &task).map_err(denied)?;
+            Ok(Allowed::Task(task, events))
+        }
+        Topic::Tasks => Ok(Allowed::Tasks),
+    }
+}
+
+/// A feed entry with the states it produced.
+pub enum Rendered {
+    Project {
+        position: u64,
+        entry: ProjectEntry,
+        before: Option<Project>,
+        after: Project,
+    },
+    Item {
+        position: u64,
+        entry: ItemEntry,
+        item: Item,
+    },
+}
+
+impl Rendered {
+    pub fn position(&self) -> u64 {
+        match self {
+            Self::Project { position, .. } | Self::Item { position, .. } => *position,
+        }
+    }
+}
+
+/// The logs a replay has read, to fold the state after each entry.
+#[derive(Default)]
+pub struct Folds {
+    project: Option<Vec<ProjectEntry>>,
+    items: HashMap<ItemId, Vec<ItemEntry>>,
+}
+
+impl Folds {
+    pub async fn render(
+        &mut self,
+        state: &AppState,
+        entry: FeedEntry,
+    ) -> Result<Rendered, Refusal> {
+        let broken = |what: &str| store_failed(&StoreError::other(format!("{what} does not fold")));
+        match entry.change {
+            FeedChange::Project(entry_) => {
+                if self
+                    .project
+                    .as_ref()
+                    .is_none_or(|log| log.len() < entry_.seq as usize)
+                {
+                    let log = state
+                        .store
+                        .project_log(&entry_.stream)
+                        .await
+                        .map_err(|e| store_failed(&e))?;
+                    self.project = Some(log);
+                }
+                let log = self.project.as_deref().unwrap_or_default();
+                let upto = (entry_.seq as usize).min(log.len());
+                let after = Project::fold(&log[..upto]).ok_or_else(|| broken("a project log"))?;
+                let before = Project::fold(&log[..upto.saturating_sub(1)]);
+                Ok(Rendered::Project {
+                    position: entry.position,
+                    entry: entry_,
+                    before,
+                    after,
+                })
+            }
+            FeedChange::Item(entry_) => {
+                if self
+                    .items
+                    .get(&entry_.stream)
+                    .is_none_or(|log| log.len() < entry_.seq as usize)
+                {
+                    let log = state
+                        .store
+                        .item_log(&entry_.stream)
+                        .await
+                        .map_err(|e| store_failed(&e))?;
+                    self.items.insert(entry_.stream, log);
+                }
+                let log = self
+                    .items
+                    .get(&entry_.stream)
+                    .map_or(&[][..], Vec::as_slice);
+                let upto = (entry_.seq as usize).min(log.len());
+                let item = Item::fold(&log[..upto]).ok_or_else(|| broken("an item log"))?;
+                Ok(Rendered::Item {
+                    position: entry.position,
+                    entry: entry_,
+                    item,
+                })
+            }
+        }
+    }
+}
