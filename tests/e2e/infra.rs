@@ -191,7 +191,7 @@ fn the_template_declares_exactly_the_routes_of_the_router() {
 }
 
 #[test]
-fn the_function_crates_are_the_http_program_and_the_steps() {
+fn the_function_crates_are_the_http_program_the_steps_and_realtime() {
     let crates: BTreeSet<String> = std::fs::read_dir(repo().join("functions"))
         .unwrap()
         .map(|entry| entry.unwrap().file_name().into_string().unwrap())
@@ -201,6 +201,7 @@ fn the_function_crates_are_the_http_program_and_the_steps() {
         .map(|s| s.to_string())
         .collect();
     expected.insert(HTTP_BINARY.to_owned());
+    expected.insert("realtime".to_owned());
     assert_eq!(crates, expected);
     for name in &crates {
         let manifest =
@@ -222,6 +223,8 @@ fn the_function_crates_are_the_http_program_and_the_steps() {
         main.contains("taskgate_lambda::run_http()"),
         "functions/{HTTP_BINARY}/src/main.rs does not serve the application"
     );
+    let main = std::fs::read_to_string(repo().join("functions/realtime/src/main.rs")).unwrap();
+    assert!(main.contains("taskgate_lambda::run_realtime()"));
 }
 
 #[test]
@@ -291,9 +294,12 @@ fn the_template_tables_match_the_adapter() {
             Some("PAY_PER_REQUEST"),
             "{ctx}: on-demand"
         );
+        // Every table of lasting data can be restored; connections last
+        // two hours at most, and are not worth a backup.
+        let ephemeral = ctx == "ConnectionsTable";
         assert_eq!(
             properties["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"].as_bool(),
-            Some(true),
+            (!ephemeral).then_some(true),
             "{ctx}: point-in-time recovery"
         );
         let key = |schema: &Value, kind: &str| {
@@ -361,6 +367,14 @@ fn the_template_tables_match_the_adapter() {
                 declared["Projection"]["ProjectionType"].as_str(),
                 Some(index.projection.as_str())
             );
+        }
+        match properties["StreamSpecification"]["StreamViewType"].as_str() {
+            Some("NEW_IMAGE") => assert!(spec.stream, "{ctx}: a stream the code does not expect"),
+            Some(other) => panic!("{ctx}: stream view {other}; the fan-out reads NEW_IMAGE"),
+            None => assert!(
+                !spec.stream,
+                "{ctx}: the fan-out needs a stream (NEW_IMAGE)"
+            ),
         }
         match spec.ttl_attribute {
             Some(attribute) => {
@@ -437,8 +451,12 @@ fn every_function_has_its_own_role_and_no_policy_uses_wildcards() {
                     let executions = resource.contains(":execution:")
                         && resource.ends_with(":*")
                         && actions == ["states:StopExecution"];
+                    // So are WebSocket connection ids.
+                    let connections = resource.ends_with("/@connections/*")
+                        && resource.matches('*').count() == 1
+                        && actions == ["execute-api:ManageConnections"];
                     assert!(
-                        !resource.contains('*') || executions,
+                        !resource.contains('*') || executions || connections,
                         "{name}: wildcard resource {resource} for {actions:?}"
                     );
                 }

@@ -16,6 +16,7 @@ mod openapi;
 mod project_store;
 mod projects;
 mod realtime;
+mod realtime_aws;
 mod security;
 mod server;
 mod sfn;

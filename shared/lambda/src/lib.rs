@@ -96,7 +96,7 @@ pub fn run_http() -> ExitCode {
 pub fn run_realtime() -> ExitCode {
     bootstrap(async {
         let handler = std::env::var("TASKGATE_REALTIME_HANDLER").unwrap_or_default();
-        let realtime = Arc::new(realtime_cold_start().await?);
+        let realtime = Arc::new(realtime_cold_start(&handler).await?);
         tracing::info!(function = "realtime", handler, "cold start complete");
         match handler.as_str() {
             "connect" | "disconnect" | "default" => {
@@ -137,9 +137,19 @@ pub fn run_realtime() -> ExitCode {
 
 /// The state of a real-time function: the application's, the Connections
 /// table, and the management API at `TASKGATE_WS_ENDPOINT`.
-pub async fn realtime_cold_start() -> anyhow::Result<realtime::Realtime> {
-    let state = Arc::new(cold_start().await?);
+///
+/// Only `$connect` verifies tokens, so only it reads the signing secret
+/// (and only its role may); the others check a connection's token by its
+/// record (`SessionStore`), and are given a throwaway key they never use.
+pub async fn realtime_cold_start(handler: &str) -> anyhow::Result<realtime::Realtime> {
     let (sdk, store) = dynamo_store().await;
+    let state = if handler == "connect" {
+        cold_start().await?
+    } else {
+        let unused = SecretSlice::from(uuid_bytes());
+        AppState::new(Arc::new(store.clone()), &unused, Settings::from_env()?)?
+    };
+    let state = Arc::new(state);
     let endpoint = env_endpoint("TASKGATE_WS_ENDPOINT")
         .context("TASKGATE_WS_ENDPOINT is not set; the SAM template sets it")?;
     let management = aws_sdk_apigatewaymanagement::Client::from_conf(
@@ -249,6 +259,14 @@ pub async fn cold_start() -> anyhow::Result<AppState> {
         state = state.with_workflow(Arc::new(workflow));
     }
     Ok(state)
+}
+
+/// 32 random bytes (a signing key nothing will ever verify with).
+fn uuid_bytes() -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(32);
+    bytes.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    bytes.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    bytes
 }
 
 /// Reads the JWT signing secret from Secrets Manager (`TASKGATE_JWT_SECRET_ARN`).
