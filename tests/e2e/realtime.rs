@@ -27,6 +27,7 @@ on_each_backend!(
     a_removed_member_gets_an_error_and_nothing_more,
     revoked_and_expired_tokens_close_the_socket_with_4401,
     limits_on_connections_and_subscriptions_answer_clearly,
+    idle_sockets_are_pinged_and_silent_ones_dropped,
 );
 
 /// How long to wait for a message that must come (not a performance bound:
@@ -757,4 +758,40 @@ async fn limits_on_connections_and_subscriptions_answer_clearly(backend: Backend
         .send(json!({"type": "subscribe", "topic": "tasks"}))
         .await;
     assert_eq!(second.next().await["status"], 400);
+}
+
+async fn idle_sockets_are_pinged_and_silent_ones_dropped(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |config| {
+        config.api.realtime.ping_interval = Duration::from_secs(1);
+    })
+    .await;
+    let admin = app.admin_token().await;
+    // A client that reads answers pings (tungstenite does, as it reads) and
+    // stays connected.
+    let mut ws = Ws::connect(&app, &admin).await;
+    let mut pings = 0;
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_millis(3500) {
+        match tokio::time::timeout(Duration::from_secs(2), ws.socket.next()).await {
+            Ok(Some(Ok(Message::Ping(_)))) => pings += 1,
+            other => panic!("expected pings only, got {other:?}"),
+        }
+    }
+    assert!(pings >= 2, "{pings} pings in 3.5 s");
+    ws.subscribe("tasks", None).await;
+
+    // A client that never answers (it does not read, so sends no pong) is
+    // dropped after two intervals.
+    let silent = Ws::connect(&app, &admin).await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let mut silent = silent;
+    let ended = loop {
+        match tokio::time::timeout(PATIENCE, silent.socket.next()).await {
+            Ok(Some(Ok(Message::Ping(_)))) => continue,
+            Ok(Some(Ok(Message::Close(_)))) | Ok(Some(Err(_))) | Ok(None) => break true,
+            Ok(Some(Ok(other))) => panic!("unexpected {other:?}"),
+            Err(_) => break false,
+        }
+    };
+    assert!(ended, "a socket that never answers is dropped");
 }
