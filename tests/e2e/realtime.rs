@@ -795,3 +795,117 @@ async fn idle_sockets_are_pinged_and_silent_ones_dropped(backend: Backend) {
     };
     assert!(ended, "a socket that never answers is dropped");
 }
+
+/// The token sent in `?token=` (or the header) appears in no log line, even
+/// at the most verbose level: the binary runs as an operator runs it, and
+/// its whole output is searched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_never_appears_in_the_logs() {
+    let exe = std::env::current_exe().unwrap();
+    let binary = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .unwrap()
+        .join("taskgate");
+    assert!(
+        binary.exists(),
+        "{} is missing: tests/run.sh builds the binaries (cargo build --workspace --bins) before testing",
+        binary.display()
+    );
+    let data = tempfile::tempdir().unwrap();
+    let password = "operator of the log test";
+    let mut child = tokio::process::Command::new(&binary)
+        .arg("serve")
+        .env("TASKGATE_ADDR", "127.0.0.1:0")
+        .env("TASKGATE_TLS", "off")
+        .env("TASKGATE_DATA_DIR", data.path())
+        .env("TASKGATE_ADMIN_PASSWORD", password)
+        .env("TASKGATE_LOG", "trace")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let collected = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (url_tx, url_rx) = tokio::sync::oneshot::channel();
+    let mut url_tx = Some(url_tx);
+    let sink = collected.clone();
+    let read_err = tokio::spawn(async move {
+        use tokio::io::AsyncBufReadExt as _;
+        let mut lines = tokio::io::BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(url) = line.strip_prefix("Taskgate is listening on ")
+                && let Some(tx) = url_tx.take()
+            {
+                let _ = tx.send(url.trim().to_owned());
+            }
+            sink.lock().unwrap().push_str(&line);
+            sink.lock().unwrap().push('\n');
+        }
+    });
+    let sink = collected.clone();
+    let read_out = tokio::spawn(async move {
+        use tokio::io::AsyncReadExt as _;
+        let mut text = String::new();
+        let mut stdout = stdout;
+        let _ = stdout.read_to_string(&mut text).await;
+        sink.lock().unwrap().push_str(&text);
+    });
+    let base = tokio::time::timeout(Duration::from_secs(30), url_rx)
+        .await
+        .expect("the server starts")
+        .unwrap();
+    let client = reqwest::Client::new();
+    let login: Value = client
+        .post(format!("{base}/auth"))
+        .json(&json!({"username": "admin", "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["token"].as_str().unwrap().to_owned();
+    let ws_base = base.replacen("http", "ws", 1);
+    // In the query, in the header, and a bad one in the query.
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("{ws_base}/ws?token={token}"))
+        .await
+        .unwrap();
+    socket
+        .send(Message::text(
+            json!({"type": "subscribe", "topic": "tasks"}).to_string(),
+        ))
+        .await
+        .unwrap();
+    socket.next().await.unwrap().unwrap();
+    socket.close(None).await.unwrap();
+    let mut request = format!("{ws_base}/ws").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    drop(socket);
+    let forged = format!("{token}x");
+    assert!(
+        tokio_tungstenite::connect_async(format!("{ws_base}/ws?token={forged}"))
+            .await
+            .is_err()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    child.kill().await.unwrap();
+    let _ = tokio::join!(read_err, read_out);
+    let logs = collected.lock().unwrap().clone();
+    assert!(
+        logs.contains("/ws") || logs.contains("request"),
+        "the server logged nothing?\n{logs}"
+    );
+    // Neither the token nor its signature (its last part) is anywhere.
+    let signature = token.rsplit('.').next().unwrap();
+    assert!(!logs.contains(&token), "the token is in the logs");
+    assert!(
+        !logs.contains(signature),
+        "the token's signature is in the logs"
+    );
+}
