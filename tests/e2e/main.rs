@@ -6,6 +6,7 @@ mod audit;
 mod auth;
 mod bad_input;
 mod faults;
+mod file_store;
 mod infra;
 mod items;
 mod lambda;

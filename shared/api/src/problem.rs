@@ -54,6 +54,9 @@ pub enum ApiError {
     /// 413.
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// 413: the user's files would pass their quota; says how far.
+    #[error("{0}")]
+    FileQuota(String),
     /// 415.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -113,7 +116,7 @@ impl ApiError {
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
-            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::PayloadTooLarge { .. } | Self::FileQuota(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::LoginLocked { .. } | Self::TooManyConnections { .. } => {
@@ -138,6 +141,7 @@ impl ApiError {
             Self::RequestTimeout { .. } => "request-timeout",
             Self::PreconditionFailed(_) => "precondition-failed",
             Self::PayloadTooLarge { .. } => "payload-too-large",
+            Self::FileQuota(_) => "quota-exceeded",
             Self::UnsupportedMediaType(_) => "unsupported-media-type",
             Self::Invalid(_) => "invalid-field",
             Self::LoginLocked { .. } => "login-locked",
@@ -161,6 +165,7 @@ impl ApiError {
             Self::RequestTimeout { .. } => "Request timeout",
             Self::PreconditionFailed(_) => "Precondition failed",
             Self::PayloadTooLarge { .. } => "Payload too large",
+            Self::FileQuota(_) => "Quota exceeded",
             Self::UnsupportedMediaType(_) => "Unsupported media type",
             Self::Invalid(_) => "Invalid fields",
             Self::LoginLocked { .. } => "Too many failed logins",
@@ -294,6 +299,9 @@ impl From<StoreError> for ApiError {
                 detail: "the item was changed by another request at the same time; try again"
                     .into(),
             },
+            StoreError::OverQuota => Self::FileQuota(
+                "your files would take more than your quota (TASKGATE_USER_QUOTA_BYTES)".into(),
+            ),
             StoreError::AlreadyExists | StoreError::Other(_) => Self::Internal(Box::new(e)),
         }
     }

@@ -21,6 +21,7 @@
 
 mod errors;
 pub mod connections;
+mod files;
 pub mod projects;
 mod security;
 pub mod tables;

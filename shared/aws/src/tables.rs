@@ -29,6 +29,8 @@ pub struct TableNames {
     /// The WebSocket API's connections (AWS only: the local server keeps
     /// its connections in memory).
     pub connections: String,
+    /// Files and uploads (their bytes are in the blob store).
+    pub files: String,
 }
 
 impl TableNames {
@@ -39,10 +41,11 @@ impl TableNames {
     pub const PROJECTS_ENV: &'static str = "TASKGATE_PROJECTS_TABLE";
     pub const PROJECT_LOG_ENV: &'static str = "TASKGATE_PROJECT_LOG_TABLE";
     pub const CONNECTIONS_ENV: &'static str = "TASKGATE_CONNECTIONS_TABLE";
+    pub const FILES_ENV: &'static str = "TASKGATE_FILES_TABLE";
 
     /// `<prefix>-users`, `<prefix>-tokens`, `<prefix>-task-events`,
     /// `<prefix>-security`, `<prefix>-projects`, `<prefix>-project-log`,
-    /// `<prefix>-connections`.
+    /// `<prefix>-connections`, `<prefix>-files`.
     pub fn with_prefix(prefix: &str) -> Self {
         Self {
             users: format!("{prefix}-users"),
@@ -52,6 +55,7 @@ impl TableNames {
             projects: format!("{prefix}-projects"),
             project_log: format!("{prefix}-project-log"),
             connections: format!("{prefix}-connections"),
+            files: format!("{prefix}-files"),
         }
     }
 
@@ -68,11 +72,12 @@ impl TableNames {
             projects: lookup(Self::PROJECTS_ENV).unwrap_or(defaults.projects),
             project_log: lookup(Self::PROJECT_LOG_ENV).unwrap_or(defaults.project_log),
             connections: lookup(Self::CONNECTIONS_ENV).unwrap_or(defaults.connections),
+            files: lookup(Self::FILES_ENV).unwrap_or(defaults.files),
         }
     }
 
     /// Every table name, in the order of [`table_specs`].
-    pub fn all(&self) -> [&str; 7] {
+    pub fn all(&self) -> [&str; 8] {
         [
             &self.users,
             &self.tokens,
@@ -81,6 +86,7 @@ impl TableNames {
             &self.projects,
             &self.project_log,
             &self.connections,
+            &self.files,
         ]
     }
 
@@ -109,6 +115,10 @@ pub const ITEMS_BY_ASSIGNEE: &str = "items-by-assignee";
 pub const PROJECT_FEED: &str = "project-feed";
 pub const FEED_KEY: &str = "feed_project";
 pub const FEED_POSITION: &str = "feed";
+/// On the Files table: a user's files, newest first.
+pub const FILES_BY_OWNER: &str = "by-owner";
+/// On the Files table: unfinished uploads by expiry (sparse).
+pub const UPLOADS_BY_EXPIRY: &str = "uploads-by-expiry";
 /// On the Connections table: subscriptions by what they listen to.
 pub const CONNECTIONS_BY_TOPIC: &str = "by-topic";
 /// On the Connections table: connections by user (to bound them).
@@ -268,6 +278,19 @@ pub fn table_specs(names: &TableNames) -> Vec<TableSpec> {
                 },
             ],
             ttl_attribute: Some("expires_at"),
+            stream: false,
+        },
+        // Files (`file_id`) and each owner's usage (`usage#<user id>`).
+        TableSpec {
+            logical_name: "FilesTable",
+            name: names.files.clone(),
+            hash_key: string_key("file_id"),
+            range_key: None,
+            indexes: vec![
+                index(FILES_BY_OWNER, "owner_id", "file_id"),
+                index(UPLOADS_BY_EXPIRY, "uploading", "expires_at"),
+            ],
+            ttl_attribute: None,
             stream: false,
         },
     ]

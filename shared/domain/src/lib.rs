@@ -30,6 +30,7 @@
 #![forbid(unsafe_code)]
 
 pub mod clock;
+pub mod file;
 pub mod password;
 pub mod permission;
 pub mod ports;

@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use time::OffsetDateTime;
 
+use crate::file::{BlobState, FileId, StoredFile};
 use crate::project::listing::{ItemFilter, Position, Sort};
 use crate::project::log::{Item, ItemEntry, Project, ProjectEntry};
 use crate::project::{ItemId, ProjectId};
@@ -33,6 +35,9 @@ pub enum StoreError {
     /// The change would leave no admin account.
     #[error("the last admin account cannot be removed or demoted")]
     LastAdmin,
+    /// The owner's files would pass their quota.
+    #[error("the owner's files would exceed their quota")]
+    OverQuota,
     /// The backing service did not answer in time or refused service.
     #[error("the store is unavailable")]
     Unavailable(#[source] Cause),
@@ -234,8 +239,130 @@ pub trait SecurityStore: Send + Sync {
 
 /// All the storage ports one backend provides, as one object the HTTP layer holds.
 pub trait Store:
-    UserStore + TokenStore + SessionStore + TaskLog + SecurityStore + ProjectStore
+    UserStore + TokenStore + SessionStore + TaskLog + SecurityStore + ProjectStore + FileStore
 {
+}
+
+/// The records of files and uploads (their bytes are a [`BlobStore`]'s).
+#[async_trait]
+pub trait FileStore: Send + Sync {
+    /// Records a new upload if the owner's files (the sizes of all of them,
+    /// finished or not) plus this one stay within `quota` bytes;
+    /// `OverQuota` otherwise, and nothing is written. Race-safe: two
+    /// uploads that each fit alone cannot both pass a quota they exceed
+    /// together.
+    async fn insert_file(&self, file: &StoredFile, quota: u64) -> StoreResult<()>;
+
+    /// The file, if it exists (strongly consistent).
+    async fn get_file(&self, id: &FileId) -> StoreResult<Option<StoredFile>>;
+
+    /// Replaces `current` with `next` (same id, `next.version` =
+    /// `current.version + 1`, same size). `Conflict` if the stored record is
+    /// not at `current.version`, and nothing is written.
+    async fn update_file(&self, current: &StoredFile, next: &StoredFile) -> StoreResult<()>;
+
+    /// Deletes the record if it is still at `file.version` (`Conflict`
+    /// otherwise); its size no longer counts against the owner's quota.
+    async fn delete_file(&self, file: &StoredFile) -> StoreResult<()>;
+
+    /// Up to `limit` files of `owner`, newest first, after `after`.
+    async fn owner_files(
+        &self,
+        owner: &UserId,
+        after: Option<&FileId>,
+        limit: usize,
+    ) -> StoreResult<Page<StoredFile, FileId>>;
+
+    /// Up to `limit` unfinished uploads that expired before `now`.
+    async fn expired_uploads(&self, now: OffsetDateTime, limit: usize)
+    -> StoreResult<Vec<StoredFile>>;
+
+    /// The bytes `owner`'s files take against their quota.
+    async fn used_bytes(&self, owner: &UserId) -> StoreResult<u64>;
+}
+
+/// Bytes as they stream.
+pub type ByteStream = std::pin::Pin<
+    Box<dyn futures_core::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send>,
+>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    /// The blob is not there (deleted, expired, never finished).
+    #[error("no such blob")]
+    Missing,
+    /// The backing service did not answer or refused service.
+    #[error("the blob store is unavailable")]
+    Unavailable(#[source] Cause),
+    #[error("the blob store failed")]
+    Other(#[source] Cause),
+}
+
+/// What an append stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Appended {
+    /// The adapter's state with the new bytes (pending until committed).
+    pub state: BlobState,
+    /// How many bytes were stored.
+    pub bytes: u64,
+    /// The body ended early (the client's connection was cut): `bytes` is
+    /// what had arrived, all of it stored.
+    pub cut: bool,
+}
+
+/// The bytes of files: a directory of the data directory locally, S3 on
+/// AWS. An upload's bytes arrive in appends; an append is pending until the
+/// caller has recorded it (its offset) and calls [`BlobStore::commit`], or
+/// drops it with [`BlobStore::rollback`] (e.g. a checksum mismatch). One
+/// contract suite holds both adapters to this.
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    /// Prepares storage for the upload `id`; the state to keep with it.
+    async fn start(&self, id: &FileId) -> Result<BlobState, BlobError>;
+
+    /// Stores what `body` yields after the `offset` bytes `state` holds, at
+    /// most `max` bytes (the caller checks lengths; the adapter stops
+    /// reading there). Every byte read from `body` is stored, also when the
+    /// body fails part-way (then `cut`). On an adapter error nothing of this
+    /// append counts.
+    async fn append(
+        &self,
+        id: &FileId,
+        state: &BlobState,
+        offset: u64,
+        body: ByteStream,
+        max: u64,
+    ) -> Result<Appended, BlobError>;
+
+    /// Makes a pending append part of the upload (it was recorded).
+    async fn commit(&self, id: &FileId, before: &BlobState, after: &BlobState)
+    -> Result<(), BlobError>;
+
+    /// Drops a pending append: the upload is as it was at `before`.
+    async fn rollback(
+        &self,
+        id: &FileId,
+        before: &BlobState,
+        pending: &BlobState,
+    ) -> Result<(), BlobError>;
+
+    /// Turns a fully arrived upload of `size` bytes into a file.
+    async fn finish(&self, id: &FileId, state: &BlobState, size: u64) -> Result<(), BlobError>;
+
+    /// Removes everything of an unfinished upload (nothing of it remains).
+    async fn abort(&self, id: &FileId, state: &BlobState) -> Result<(), BlobError>;
+
+    /// The bytes `range` (end exclusive) of a finished file of `size` bytes.
+    async fn read(
+        &self,
+        id: &FileId,
+        range: std::ops::Range<u64>,
+        size: u64,
+    ) -> Result<ByteStream, BlobError>;
+
+    /// Deletes a finished file's bytes. Deleting a missing one is not an
+    /// error.
+    async fn delete(&self, id: &FileId) -> Result<(), BlobError>;
 }
 
 /// Which projects' items a listing covers.
@@ -360,8 +487,9 @@ pub struct ProjectLogs {
     pub items: BTreeMap<ItemId, Vec<ItemEntry>>,
 }
 
-impl<T: UserStore + TokenStore + SessionStore + TaskLog + SecurityStore + ProjectStore> Store
-    for T
+impl<
+    T: UserStore + TokenStore + SessionStore + TaskLog + SecurityStore + ProjectStore + FileStore,
+> Store for T
 {
 }
 

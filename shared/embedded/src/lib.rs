@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod engine;
+mod files;
 pub mod projects;
 mod schema;
 mod security;

@@ -136,6 +136,20 @@ const MIGRATIONS: &[&str] = &[
              UNION ALL
              SELECT i.project_id, l.item_id, l.seq, json_extract(l.entry, '$.at')
                FROM item_log l JOIN items i USING (item_id));",
+    // 6: files and uploads. The record is stored whole; the columns beside
+    // it serve the quota (sum of sizes per owner), the owner's listing
+    // (newest first) and the expiry of unfinished uploads.
+    "CREATE TABLE files (
+        file_id    TEXT PRIMARY KEY,
+        owner_id   TEXT NOT NULL,
+        size       INTEGER NOT NULL,
+        uploading  INTEGER NOT NULL,
+        expires_at TEXT,
+        version    INTEGER NOT NULL,
+        item       TEXT NOT NULL
+     ) STRICT;
+     CREATE INDEX files_by_owner ON files (owner_id, file_id);
+     CREATE INDEX uploads_by_expiry ON files (expires_at) WHERE uploading = 1;",
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> StoreResult<()> {
