@@ -19,8 +19,8 @@
 //!   stop, describe one execution per task.
 #![forbid(unsafe_code)]
 
-mod errors;
 pub mod connections;
+mod errors;
 mod files;
 pub mod projects;
 mod security;

@@ -302,7 +302,9 @@ pub fn may_upload_to(actor: &Actor, file: &StoredFile) -> Decision {
         Ok(())
     } else {
         may_see_file(actor, file)?;
-        Err(Denied::Forbidden("only the uploader may append to an upload"))
+        Err(Denied::Forbidden(
+            "only the uploader may append to an upload",
+        ))
     }
 }
 
@@ -329,12 +331,11 @@ pub fn parse_upload_metadata(raw: &str) -> Result<Vec<(String, Option<String>)>,
             Some(encoded) => {
                 let bytes = base64::engine::general_purpose::STANDARD
                     .decode(encoded)
-                    .map_err(|_| {
-                        InvalidValue(format!("the value of {key:?} is not base64"))
-                    })?;
-                Some(String::from_utf8(bytes).map_err(|_| {
-                    InvalidValue(format!("the value of {key:?} is not UTF-8"))
-                })?)
+                    .map_err(|_| InvalidValue(format!("the value of {key:?} is not base64")))?;
+                Some(
+                    String::from_utf8(bytes)
+                        .map_err(|_| InvalidValue(format!("the value of {key:?} is not UTF-8")))?,
+                )
             }
             None => None,
         };
@@ -364,7 +365,9 @@ mod tests {
 
     #[test]
     fn metadata_is_parsed_as_tus_says() {
-        let parsed = parse_upload_metadata("filename d29ybGRfZG9taW5hdGlvbl9wbGFuLnBkZg==,is_confidential").unwrap();
+        let parsed =
+            parse_upload_metadata("filename d29ybGRfZG9taW5hdGlvbl9wbGFuLnBkZg==,is_confidential")
+                .unwrap();
         assert_eq!(
             parsed,
             [
@@ -383,7 +386,9 @@ mod tests {
             assert!(FileName::parse(bad).is_err(), "{bad:?}");
         }
         assert_eq!(
-            ContentType::parse("Text/CSV; charset=utf-8").unwrap().as_str(),
+            ContentType::parse("Text/CSV; charset=utf-8")
+                .unwrap()
+                .as_str(),
             "text/csv"
         );
         for bad in ["text", "text/", "/csv", "te xt/csv", "a/b/c"] {

@@ -274,8 +274,11 @@ pub trait FileStore: Send + Sync {
     ) -> StoreResult<Page<StoredFile, FileId>>;
 
     /// Up to `limit` unfinished uploads that expired before `now`.
-    async fn expired_uploads(&self, now: OffsetDateTime, limit: usize)
-    -> StoreResult<Vec<StoredFile>>;
+    async fn expired_uploads(
+        &self,
+        now: OffsetDateTime,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredFile>>;
 
     /// The bytes `owner`'s files take against their quota.
     async fn used_bytes(&self, owner: &UserId) -> StoreResult<u64>;
@@ -335,8 +338,12 @@ pub trait BlobStore: Send + Sync {
     ) -> Result<Appended, BlobError>;
 
     /// Makes a pending append part of the upload (it was recorded).
-    async fn commit(&self, id: &FileId, before: &BlobState, after: &BlobState)
-    -> Result<(), BlobError>;
+    async fn commit(
+        &self,
+        id: &FileId,
+        before: &BlobState,
+        after: &BlobState,
+    ) -> Result<(), BlobError>;
 
     /// Drops a pending append: the upload is as it was at `before`.
     async fn rollback(
@@ -487,9 +494,8 @@ pub struct ProjectLogs {
     pub items: BTreeMap<ItemId, Vec<ItemEntry>>,
 }
 
-impl<
-    T: UserStore + TokenStore + SessionStore + TaskLog + SecurityStore + ProjectStore + FileStore,
-> Store for T
+impl<T: UserStore + TokenStore + SessionStore + TaskLog + SecurityStore + ProjectStore + FileStore>
+    Store for T
 {
 }
 

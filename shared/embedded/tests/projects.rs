@@ -3,12 +3,18 @@
 //! previous schema version. The behaviours every store shares are the
 //! projects contract (tests/e2e/project_store.rs).
 
+use std::collections::HashMap;
 use std::path::Path;
 
-use taskgate_domain::ports::{ItemQuery, ItemScope, ProjectStore, TaskLog, UserStore};
+use taskgate_domain::ports::{FeedChange, ItemQuery, ItemScope, ProjectStore, TaskLog, UserStore};
 use taskgate_domain::project::listing::{Assignee, Due, ItemFilter, Sort, parse_statuses};
-use taskgate_domain::project::log::{Entry, Project, ProjectChange, ProjectEntry};
-use taskgate_domain::project::{DueDate, ProjectId, ProjectName, ProjectRole};
+use taskgate_domain::project::log::{
+    Entry, Item, ItemChange, ItemChanges, ItemEntry, Project, ProjectChange, ProjectChanges,
+    ProjectEntry,
+};
+use taskgate_domain::project::{
+    DueDate, ItemId, ItemStatus, ProjectId, ProjectName, ProjectRole, Title,
+};
 use taskgate_domain::user::{UserId, Username};
 use taskgate_embedded::EmbeddedStore;
 use time::OffsetDateTime;
@@ -160,4 +166,275 @@ async fn a_version_3_database_upgrades_with_nothing_lost() {
     let olga = UserId::new();
     let project = project(&store, ("alice", olga), &[]).await;
     assert_eq!(store.get_project(&project.id).await.unwrap(), Some(project));
+}
+
+/// Appends entries through a store and remembers each one, with its
+/// project, to say what the feeds should hold.
+#[derive(Default)]
+struct Writer {
+    projects: HashMap<ProjectId, Vec<ProjectEntry>>,
+    items: HashMap<ItemId, Vec<ItemEntry>>,
+    written: Vec<(ProjectId, FeedChange)>,
+}
+
+impl Writer {
+    /// Appends `change` to `project`'s log at `seconds` through `store`;
+    /// its feed position.
+    async fn project(
+        &mut self,
+        store: &EmbeddedStore,
+        project: ProjectId,
+        seconds: i64,
+        change: ProjectChange,
+    ) -> u64 {
+        let log = self.projects.entry(project).or_default();
+        let actor = Some(name("olga"));
+        let entry = match log.last() {
+            None => Entry::first(project, at(seconds), actor, change),
+            Some(last) => last.next(at(seconds), actor, change),
+        };
+        assert_eq!(entry.at, at(seconds), "times grow along each log");
+        log.push(entry.clone());
+        let position = store
+            .append_project(&entry, &Project::fold(log).unwrap())
+            .await
+            .unwrap();
+        self.written.push((project, FeedChange::Project(entry)));
+        position
+    }
+
+    /// Appends `change` to `item`'s log (an item of `project`) at `seconds`;
+    /// its feed position.
+    async fn item(
+        &mut self,
+        store: &EmbeddedStore,
+        project: ProjectId,
+        item: ItemId,
+        seconds: i64,
+        change: ItemChange,
+    ) -> u64 {
+        let log = self.items.entry(item).or_default();
+        let actor = Some(name("olga"));
+        let entry = match log.last() {
+            None => Entry::first(item, at(seconds), actor, change),
+            Some(last) => last.next(at(seconds), actor, change),
+        };
+        assert_eq!(entry.at, at(seconds), "times grow along each log");
+        log.push(entry.clone());
+        let position = store
+            .append_item(&entry, &Item::fold(log).unwrap())
+            .await
+            .unwrap();
+        self.written.push((project, FeedChange::Item(entry)));
+        position
+    }
+
+    /// What `project`'s feed should list after the backfill: its entries
+    /// and its items' in time order, project entries first on a tie.
+    fn expected_feed(&self, project: ProjectId) -> Vec<FeedChange> {
+        let mut feed: Vec<FeedChange> = self
+            .written
+            .iter()
+            .filter(|(p, _)| *p == project)
+            .map(|(_, change)| change.clone())
+            .collect();
+        feed.sort_by_key(|change| match change {
+            FeedChange::Project(entry) => (entry.at, 0),
+            FeedChange::Item(entry) => (entry.at, 1),
+        });
+        feed
+    }
+}
+
+fn created(name_: &str, owner_id: UserId) -> ProjectChange {
+    ProjectChange::Created {
+        name: ProjectName::parse(name_).unwrap(),
+        description: None,
+        owner: name("olga"),
+        owner_id,
+    }
+}
+
+fn renamed(name_: &str) -> ProjectChange {
+    ProjectChange::Updated(ProjectChanges {
+        name: Some(ProjectName::parse(name_).unwrap()),
+        ..ProjectChanges::default()
+    })
+}
+
+fn member_added(username: &str) -> ProjectChange {
+    ProjectChange::MemberAdded {
+        username: name(username),
+        user_id: UserId::new(),
+        role: ProjectRole::Member,
+    }
+}
+
+fn item_created(project: ProjectId, title: &str) -> ItemChange {
+    ItemChange::Created {
+        project_id: project,
+        title: Title::parse(title).unwrap(),
+        description: None,
+        status: ItemStatus::Pending,
+        due_date: None,
+        assignee: None,
+        created_by: name("olga"),
+    }
+}
+
+fn item_status(status: ItemStatus) -> ItemChange {
+    ItemChange::Updated(ItemChanges {
+        status: Some(status),
+        ..ItemChanges::default()
+    })
+}
+
+/// Migration 5 numbers the entries written before feeds existed: a
+/// version-4 database with projects and items opens with each project's
+/// feed holding every entry of its own log and of its items' logs once, at
+/// positions 1..n in time order (project entries first on a tie), and the
+/// next append takes position n + 1.
+///
+/// The version-4 database is made honestly from the current code: entries
+/// are appended through the store (which also fills `project_feed`, in
+/// commit order), then, with a raw connection, the feed's triggers and
+/// table are dropped and `user_version` set back to 4. Migration 5 only
+/// adds that table and its triggers, so what is left is exactly the
+/// version-4 schema with the same data. The entries are committed out of
+/// time order, so the positions after the upgrade are the backfill's, not
+/// the commit order the dropped table had.
+#[tokio::test]
+async fn a_version_4_database_numbers_each_project_feed_by_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("taskgate.db");
+    let store = EmbeddedStore::open(&path).unwrap();
+    let olga = UserId::new();
+    let (launch, garden) = (ProjectId::new(), ProjectId::new());
+    let (plan, slides, seeds) = (ItemId::new(), ItemId::new(), ItemId::new());
+
+    // Committed in this order; the seconds say when each entry happened.
+    let mut writer = Writer::default();
+    writer
+        .project(&store, launch, 0, created("Launch", olga))
+        .await;
+    writer
+        .project(&store, garden, 1, created("Garden", olga))
+        .await;
+    writer
+        .item(
+            &store,
+            launch,
+            plan,
+            10,
+            item_created(launch, "Write the plan"),
+        )
+        .await;
+    writer
+        .item(&store, launch, slides, 4, item_created(launch, "Slides"))
+        .await;
+    writer
+        .item(&store, garden, seeds, 6, item_created(garden, "Buy seeds"))
+        .await;
+    writer
+        .project(&store, launch, 7, renamed("Launch day"))
+        .await;
+    writer
+        .item(
+            &store,
+            launch,
+            slides,
+            12,
+            item_status(ItemStatus::InProgress),
+        )
+        .await;
+    writer
+        .item(&store, launch, plan, 14, item_status(ItemStatus::Completed))
+        .await;
+    writer.project(&store, garden, 9, member_added("mia")).await;
+    // The same time as the slides' update: the project's entry comes first.
+    writer
+        .project(&store, launch, 12, member_added("adam"))
+        .await;
+    writer
+        .item(
+            &store,
+            garden,
+            seeds,
+            11,
+            item_status(ItemStatus::InProgress),
+        )
+        .await;
+    let written = writer.written.len();
+    drop(store);
+
+    // Back to version 4.
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "DROP TRIGGER project_feed_no_update;
+             DROP TRIGGER project_feed_no_delete;
+             DROP TABLE project_feed;
+             PRAGMA user_version = 4;",
+        )
+        .unwrap();
+        let feeds: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name LIKE 'project_feed%'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(feeds, 0);
+        let entries: i64 = conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM project_log) + (SELECT count(*) FROM item_log)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(entries as usize, written);
+    }
+
+    let store = EmbeddedStore::open(&path).unwrap();
+    let version: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 5);
+
+    let mut lengths = HashMap::new();
+    for project in [launch, garden] {
+        let expected = writer.expected_feed(project);
+        let feed = store.project_feed(&project, 0, 100).await.unwrap();
+        let positions: Vec<u64> = feed.iter().map(|e| e.position).collect();
+        let n = expected.len() as u64;
+        assert_eq!(positions, (1..=n).collect::<Vec<_>>(), "{project}");
+        let changes: Vec<FeedChange> = feed.into_iter().map(|e| e.change).collect();
+        assert_eq!(changes, expected, "{project}");
+        lengths.insert(project, n);
+    }
+    assert_eq!(lengths[&launch], 7);
+    assert_eq!(lengths[&garden], 4);
+    assert_eq!(lengths.values().sum::<u64>() as usize, written);
+
+    // New entries follow on, each in its own project's feed.
+    let position = writer
+        .item(&store, launch, plan, 20, item_status(ItemStatus::Pending))
+        .await;
+    assert_eq!(position, lengths[&launch] + 1);
+    let position = writer
+        .project(&store, garden, 21, renamed("Allotment"))
+        .await;
+    assert_eq!(position, lengths[&garden] + 1);
+    for project in [launch, garden] {
+        let after = lengths[&project];
+        let feed = store.project_feed(&project, after, 100).await.unwrap();
+        assert_eq!(feed.len(), 1, "{project}");
+        assert_eq!(feed[0].position, after + 1);
+        assert_eq!(
+            Some(&feed[0].change),
+            writer.expected_feed(project).last(),
+            "{project}"
+        );
+    }
 }
