@@ -23,6 +23,9 @@ pub mod engine;
 mod files;
 pub mod projects;
 mod schema;
+
+/// The SQLite schema version (`PRAGMA user_version`) this build upgrades to.
+pub const SCHEMA_VERSION: usize = schema::VERSION;
 mod security;
 mod tasks;
 mod tokens;

@@ -5,6 +5,9 @@ use taskgate_domain::ports::{StoreError, StoreResult};
 
 use crate::sql;
 
+/// The schema version this build creates and upgrades to.
+pub const VERSION: usize = MIGRATIONS.len();
+
 /// Each entry moves the schema from version `index` to `index + 1`.
 const MIGRATIONS: &[&str] = &[
     // 1: users and tokens. Items are stored whole as JSON; the columns beside

@@ -140,7 +140,7 @@ async fn a_version_3_database_upgrades_with_nothing_lost() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 5);
+    assert_eq!(version, taskgate_embedded::SCHEMA_VERSION as i64);
 
     let users = store.list_users(None, 10).await.unwrap().items;
     let names: Vec<&str> = users.iter().map(|u| u.username.as_str()).collect();
@@ -367,13 +367,15 @@ async fn a_version_4_database_numbers_each_project_feed_by_time() {
     let written = writer.written.len();
     drop(store);
 
-    // Back to version 4.
+    // Back to version 4: what migrations 5 (the feed) and later (files)
+    // added is removed.
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
             "DROP TRIGGER project_feed_no_update;
              DROP TRIGGER project_feed_no_delete;
              DROP TABLE project_feed;
+             DROP TABLE files;
              PRAGMA user_version = 4;",
         )
         .unwrap();
@@ -400,7 +402,7 @@ async fn a_version_4_database_numbers_each_project_feed_by_time() {
         .unwrap()
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 5);
+    assert_eq!(version, taskgate_embedded::SCHEMA_VERSION as i64);
 
     let mut lengths = HashMap::new();
     for project in [launch, garden] {
