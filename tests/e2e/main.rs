@@ -5,6 +5,7 @@
 mod audit;
 mod auth;
 mod bad_input;
+mod blob_store;
 mod faults;
 mod file_store;
 mod infra;

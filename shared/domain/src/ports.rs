@@ -311,6 +311,8 @@ pub struct Appended {
     /// The body ended early (the client's connection was cut): `bytes` is
     /// what had arrived, all of it stored.
     pub cut: bool,
+    /// The body had more than `max` bytes; the rest was not read.
+    pub truncated: bool,
 }
 
 /// The bytes of files: a directory of the data directory locally, S3 on
