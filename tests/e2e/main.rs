@@ -8,6 +8,7 @@ mod bad_input;
 mod blob_store;
 mod faults;
 mod file_store;
+mod files;
 mod infra;
 mod items;
 mod lambda;

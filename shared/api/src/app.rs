@@ -56,6 +56,8 @@ pub fn app(state: SharedState) -> Router {
         // Real-time updates: a WebSocket, so outside the OpenAPI document
         // (docs/API.md describes it). On AWS the WebSocket API serves them.
         .route("/ws", axum::routing::get(crate::realtime::socket::upgrade))
+        // Files (tus): served locally; not yet in the OpenAPI document.
+        .merge(crate::handlers::files::routes())
         .fallback(|method: Method, uri: Uri| async move {
             ApiError::NotFound(format!("there is no route {method} {}", uri.path()))
         })
@@ -241,16 +243,28 @@ async fn rewrite_aliases(mut request: Request, next: Next) -> Response {
 /// (`request-timeout`), which frees the request's in-flight slot. A deadline
 /// for the whole body, not for each piece: a sender dripping a byte at a
 /// time cannot hold a slot for longer than `timeout` either.
+///
+/// Uploads are the exception (`POST`/`PATCH` under `/files`, `POST
+/// /upload`): their bodies may rightly take hours, so for them `timeout` is
+/// the longest *silence*, reset by every piece that arrives.
 pub fn limit_body_time(router: Router, timeout: Duration) -> Router {
     router.layer(axum::middleware::map_request(move |request: Request| {
+        let streamed = is_upload(request.method(), request.uri().path());
         std::future::ready(request.map(|body| {
             axum::body::Body::new(TimedBody {
                 body,
                 timeout,
+                idle: streamed,
                 deadline: None,
             })
         }))
     }))
+}
+
+/// Whether a request's body is an upload's bytes (see [`limit_body_time`]).
+fn is_upload(method: &Method, path: &str) -> bool {
+    (*method == Method::PATCH || *method == Method::POST)
+        && (path == "/files" || path.starts_with("/files/") || path == "/upload")
 }
 
 /// Raised by a body that did not arrive in time ([`limit_body_time`]).
@@ -267,6 +281,8 @@ pin_project_lite::pin_project! {
         #[pin]
         body: axum::body::Body,
         timeout: Duration,
+        // The deadline moves with every piece that arrives.
+        idle: bool,
         #[pin]
         deadline: Option<tokio::time::Sleep>,
     }
@@ -290,7 +306,15 @@ impl http_body::Body for TimedBody {
             let seconds = this.timeout.as_secs();
             return std::task::Poll::Ready(Some(Err(Box::new(BodyTimedOut { seconds }))));
         }
-        this.body.poll_frame(cx).map_err(Into::into)
+        let polled = this.body.poll_frame(cx).map_err(Into::into);
+        if *this.idle
+            && let std::task::Poll::Ready(Some(Ok(frame))) = &polled
+            && frame.data_ref().is_some_and(|data| !data.is_empty())
+            && let Some(deadline) = this.deadline.as_mut().as_pin_mut()
+        {
+            deadline.reset(tokio::time::Instant::now() + *this.timeout);
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

@@ -29,6 +29,11 @@ pub mod app;
 pub mod auth;
 pub mod extract;
 mod handlers;
+
+/// Files: what runs beside the routes (the expiry of unfinished uploads).
+pub mod files {
+    pub use crate::handlers::files::reap_expired;
+}
 pub mod memory;
 pub mod openapi;
 pub mod problem;

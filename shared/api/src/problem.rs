@@ -54,6 +54,19 @@ pub enum ApiError {
     /// 413.
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// 413: a file larger than `TASKGATE_MAX_FILE_BYTES`, or a PATCH larger
+    /// than `TASKGATE_MAX_PATCH_BYTES`; says which.
+    #[error("{0}")]
+    TooLarge(String),
+    /// 416: a `Range` outside the file.
+    #[error("{0}")]
+    RangeNotSatisfiable(String),
+    /// 423: another request is appending to this upload.
+    #[error("{0}")]
+    UploadBusy(String),
+    /// 460 (tus): the chunk's checksum does not match; it was dropped.
+    #[error("{0}")]
+    ChecksumMismatch(String),
     /// 413: the user's files would pass their quota; says how far.
     #[error("{0}")]
     FileQuota(String),
@@ -116,7 +129,14 @@ impl ApiError {
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
-            Self::PayloadTooLarge { .. } | Self::FileQuota(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::PayloadTooLarge { .. } | Self::FileQuota(_) | Self::TooLarge(_) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            Self::UploadBusy(_) => StatusCode::LOCKED,
+            Self::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
+            Self::ChecksumMismatch(_) => {
+                StatusCode::from_u16(460).expect("460 is a valid status code")
+            }
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::LoginLocked { .. } | Self::TooManyConnections { .. } => {
@@ -142,6 +162,10 @@ impl ApiError {
             Self::PreconditionFailed(_) => "precondition-failed",
             Self::PayloadTooLarge { .. } => "payload-too-large",
             Self::FileQuota(_) => "quota-exceeded",
+            Self::TooLarge(_) => "file-too-large",
+            Self::UploadBusy(_) => "upload-busy",
+            Self::RangeNotSatisfiable(_) => "range-not-satisfiable",
+            Self::ChecksumMismatch(_) => "checksum-mismatch",
             Self::UnsupportedMediaType(_) => "unsupported-media-type",
             Self::Invalid(_) => "invalid-field",
             Self::LoginLocked { .. } => "login-locked",
@@ -166,6 +190,10 @@ impl ApiError {
             Self::PreconditionFailed(_) => "Precondition failed",
             Self::PayloadTooLarge { .. } => "Payload too large",
             Self::FileQuota(_) => "Quota exceeded",
+            Self::TooLarge(_) => "Too large",
+            Self::UploadBusy(_) => "Upload busy",
+            Self::RangeNotSatisfiable(_) => "Range not satisfiable",
+            Self::ChecksumMismatch(_) => "Checksum mismatch",
             Self::UnsupportedMediaType(_) => "Unsupported media type",
             Self::Invalid(_) => "Invalid fields",
             Self::LoginLocked { .. } => "Too many failed logins",
@@ -303,6 +331,18 @@ impl From<StoreError> for ApiError {
                 "your files would take more than your quota (TASKGATE_USER_QUOTA_BYTES)".into(),
             ),
             StoreError::AlreadyExists | StoreError::Other(_) => Self::Internal(Box::new(e)),
+        }
+    }
+}
+
+impl From<taskgate_domain::ports::BlobError> for ApiError {
+    fn from(e: taskgate_domain::ports::BlobError) -> Self {
+        match e {
+            taskgate_domain::ports::BlobError::Missing => {
+                Self::NotFound("the file's content is gone".into())
+            }
+            taskgate_domain::ports::BlobError::Unavailable(_) => Self::Unavailable(Box::new(e)),
+            taskgate_domain::ports::BlobError::Other(_) => Self::Internal(Box::new(e)),
         }
     }
 }

@@ -53,6 +53,37 @@ pub struct Settings {
     pub login: LoginThrottle,
     /// Real-time updates over WebSocket ([`RealtimeLimits`]).
     pub realtime: RealtimeLimits,
+    /// Files and uploads ([`FileLimits`]).
+    pub files: FileLimits,
+}
+
+/// Bounds of files and uploads.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FileLimits {
+    /// `TASKGATE_MAX_FILE_BYTES` (default 5 GiB): the largest file; a bigger
+    /// `Upload-Length` is 413.
+    pub max_file_bytes: u64,
+    /// `TASKGATE_USER_QUOTA_BYTES` (default 20 GiB): the sizes of one user's
+    /// files together, finished or not; beyond it 413 `quota-exceeded`.
+    pub user_quota_bytes: u64,
+    /// `TASKGATE_UPLOAD_EXPIRY_SECONDS` (default 86400): how long an
+    /// unfinished upload is kept (`Upload-Expires`).
+    pub upload_expiry: Duration,
+    /// `TASKGATE_MAX_PATCH_BYTES` (default: none locally; 4 MiB on Lambda,
+    /// whose request payload cannot carry more): the largest PATCH body; a
+    /// bigger one is 413 and nothing of it is kept.
+    pub max_patch_bytes: Option<u64>,
+}
+
+impl Default for FileLimits {
+    fn default() -> Self {
+        Self {
+            max_file_bytes: 5 << 30,
+            user_quota_bytes: 20 << 30,
+            upload_expiry: Duration::from_secs(86_400),
+            max_patch_bytes: None,
+        }
+    }
 }
 
 /// Bounds of the WebSocket endpoint (`GET /ws`).
@@ -97,6 +128,7 @@ impl Default for Settings {
             max_concurrent_scripts: 2,
             login: LoginThrottle::default(),
             realtime: RealtimeLimits::default(),
+            files: FileLimits::default(),
         }
     }
 }
@@ -237,6 +269,18 @@ pub struct SettingsArgs {
 
     #[arg(long, env = "TASKGATE_WS_PING_SECONDS", value_parser = whole(1, 3600))]
     pub ws_ping_seconds: Option<u64>,
+
+    #[arg(long, env = "TASKGATE_MAX_FILE_BYTES", value_parser = whole(1, 5 << 40))]
+    pub max_file_bytes: Option<u64>,
+
+    #[arg(long, env = "TASKGATE_USER_QUOTA_BYTES", value_parser = whole(1, 1 << 50))]
+    pub user_quota_bytes: Option<u64>,
+
+    #[arg(long, env = "TASKGATE_UPLOAD_EXPIRY_SECONDS", value_parser = whole(60, 30 * 86_400))]
+    pub upload_expiry_seconds: Option<u64>,
+
+    #[arg(long, env = "TASKGATE_MAX_PATCH_BYTES", value_parser = whole(1024, 5 << 40))]
+    pub max_patch_bytes: Option<u64>,
 }
 
 /// `value` must be at most `max`, another setting's bound.
@@ -352,6 +396,14 @@ impl Settings {
                     .ws_buffer_events
                     .map_or(defaults.realtime.buffer_events, |n| n as usize),
                 ping_interval: seconds(args.ws_ping_seconds, defaults.realtime.ping_interval),
+            },
+            files: FileLimits {
+                max_file_bytes: args.max_file_bytes.unwrap_or(defaults.files.max_file_bytes),
+                user_quota_bytes: args
+                    .user_quota_bytes
+                    .unwrap_or(defaults.files.user_quota_bytes),
+                upload_expiry: seconds(args.upload_expiry_seconds, defaults.files.upload_expiry),
+                max_patch_bytes: args.max_patch_bytes.or(defaults.files.max_patch_bytes),
             },
         })
     }

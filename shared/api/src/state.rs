@@ -10,8 +10,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use taskgate_domain::clock::{Clock, SystemClock};
+use taskgate_domain::file::{BlobState, FileId};
 use taskgate_domain::password::{Password, PasswordHash, PasswordHasher};
-use taskgate_domain::ports::{Store, StoreResult, Workflow, WorkflowError};
+use taskgate_domain::ports::{
+    Appended, BlobError, BlobStore, ByteStream, Store, StoreResult, Workflow, WorkflowError,
+};
 use taskgate_domain::project::log::{Item, ItemEntry, Project, ProjectEntry};
 use taskgate_domain::recorder::Recorder;
 use taskgate_domain::security::SecurityEvent;
@@ -30,6 +33,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Where stored changes are published for real-time subscribers.
     pub hub: Arc<Hub>,
+    /// The bytes of files (the data directory locally, S3 on AWS).
+    pub blobs: Arc<dyn BlobStore>,
     /// Where "now" comes from for token expiry, login locks and task times.
     pub clock: Arc<dyn Clock>,
     pub recorder: Recorder,
@@ -76,6 +81,53 @@ impl HashPool {
     }
 }
 
+/// The blob store of a process that serves no files.
+struct NoBlobs;
+
+fn no_blobs() -> BlobError {
+    BlobError::Unavailable("no blob store is configured here".into())
+}
+
+#[async_trait]
+impl BlobStore for NoBlobs {
+    async fn start(&self, _: &FileId) -> Result<BlobState, BlobError> {
+        Err(no_blobs())
+    }
+    async fn append(
+        &self,
+        _: &FileId,
+        _: &BlobState,
+        _: u64,
+        _: ByteStream,
+        _: u64,
+    ) -> Result<Appended, BlobError> {
+        Err(no_blobs())
+    }
+    async fn commit(&self, _: &FileId, _: &BlobState, _: &BlobState) -> Result<(), BlobError> {
+        Err(no_blobs())
+    }
+    async fn rollback(&self, _: &FileId, _: &BlobState, _: &BlobState) -> Result<(), BlobError> {
+        Err(no_blobs())
+    }
+    async fn finish(&self, _: &FileId, _: &BlobState, _: u64) -> Result<(), BlobError> {
+        Err(no_blobs())
+    }
+    async fn abort(&self, _: &FileId, _: &BlobState) -> Result<(), BlobError> {
+        Err(no_blobs())
+    }
+    async fn read(
+        &self,
+        _: &FileId,
+        _: std::ops::Range<u64>,
+        _: u64,
+    ) -> Result<ByteStream, BlobError> {
+        Err(no_blobs())
+    }
+    async fn delete(&self, _: &FileId) -> Result<(), BlobError> {
+        Err(no_blobs())
+    }
+}
+
 /// The workflow of a process that runs no tasks (e.g. the users functions).
 struct NoWorkflow;
 
@@ -110,6 +162,7 @@ impl AppState {
         Ok(Self {
             recorder: Recorder::with_clock(store.clone(), clock.clone()).observed_by(hub.clone()),
             hub,
+            blobs: Arc::new(NoBlobs),
             workflow: Arc::new(NoWorkflow),
             clock,
             store,
@@ -151,6 +204,12 @@ impl AppState {
         let position = self.store.append_item(entry, item).await?;
         self.hub.item_appended(position, entry, item);
         Ok(())
+    }
+
+    /// Where file bytes go (without it, file routes answer 503).
+    pub fn with_blobs(mut self, blobs: Arc<dyn BlobStore>) -> Self {
+        self.blobs = blobs;
+        self
     }
 
     /// The engine that runs tasks (without one, starting a task fails it).

@@ -17,8 +17,11 @@
 //!   lookup (BatchGetItem over Tokens and Users).
 //! - [`workflow`]: the Step Functions workflow engine (aws-sdk-sfn): start,
 //!   stop, describe one execution per task.
+//! - [`blobs`]: the bytes of files on S3 (aws-sdk-s3): uploads as multipart
+//!   uploads, the bytes short of a part staged in an object of their own.
 #![forbid(unsafe_code)]
 
+pub mod blobs;
 pub mod connections;
 mod errors;
 mod files;
@@ -111,6 +114,24 @@ pub fn sfn_client(config: &SdkConfig, local_endpoint: Option<&str>) -> aws_sdk_s
         builder = builder.endpoint_url(endpoint);
     }
     aws_sdk_sfn::Client::from_conf(builder.build())
+}
+
+/// An S3 client from the shared configuration, pointed at `local_endpoint`
+/// (a local S3 API, addressed path-style: `http://host:port/bucket/key`)
+/// when given. Its attempts may take longer than the shared configuration's
+/// 3 s: one carries a whole 5 MiB part.
+pub fn s3_client(config: &SdkConfig, local_endpoint: Option<&str>) -> aws_sdk_s3::Client {
+    let mut builder = aws_sdk_s3::config::Builder::from(config).timeout_config(
+        TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .operation_attempt_timeout(Duration::from_secs(10))
+            .operation_timeout(Duration::from_secs(20))
+            .build(),
+    );
+    if let Some(endpoint) = local_endpoint {
+        builder = builder.endpoint_url(endpoint).force_path_style(true);
+    }
+    aws_sdk_s3::Client::from_conf(builder.build())
 }
 
 /// A DynamoDB client from the shared configuration, pointed at `local_endpoint`

@@ -17,6 +17,8 @@ use taskgate_domain::user::Username;
 use taskgate_js::WorkerCommand;
 
 /// Where data lives.
+// Built once per process: the table names' size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreConfig {
     /// SQLite file `taskgate.db` in the data directory (the default).

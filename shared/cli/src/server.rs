@@ -33,6 +33,7 @@ pub struct Server {
     handle: Handle<SocketAddr>,
     task: JoinHandle<std::io::Result<()>>,
     engine: LocalEngine,
+    state: Arc<AppState>,
     /// The admin created at this start, if the store had none.
     pub first_admin: Option<FirstAdmin>,
 }
@@ -69,6 +70,14 @@ impl Server {
     /// The task engine (to see what is running).
     pub fn engine(&self) -> &LocalEngine {
         &self.engine
+    }
+
+    /// Removes the unfinished uploads past their expiry now (the server
+    /// does it every minute by itself); how many.
+    pub async fn reap_expired_uploads(&self) -> anyhow::Result<usize> {
+        taskgate_api::files::reap_expired(&self.state)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
     }
 
     /// A clone of the shutdown handle, for signal handlers.
@@ -120,6 +129,26 @@ async fn tls_config(dir: &Path, addr: SocketAddr) -> anyhow::Result<RustlsConfig
         .with_context(|| format!("cannot load the TLS certificate {}", cert_path.display()))
 }
 
+/// Where uploads and files live, under the data directory.
+pub const FILES_DIR: &str = "files";
+
+/// How often unfinished uploads past their expiry are removed.
+const REAP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Removes unfinished uploads past `Upload-Expires`, every [`REAP_EVERY`],
+/// for as long as the server runs.
+async fn reap_expired_uploads(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(REAP_EVERY);
+    loop {
+        tick.tick().await;
+        match taskgate_api::files::reap_expired(&state).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(uploads = n, "removed expired uploads"),
+            Err(e) => tracing::warn!(error = %e, "could not remove expired uploads"),
+        }
+    }
+}
+
 /// Opens the store, creates the first admin if there is none, binds and
 /// starts serving. Returns once the server accepts connections.
 pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
@@ -137,7 +166,11 @@ pub async fn start_with_routes(config: ServeConfig, extra: axum::Router) -> anyh
         config.api.tasks.js.clone(),
         config.api.max_concurrent_scripts,
     );
-    let state = AppState::new(store, &secret, config.api.clone())?.with_clock(config.clock.clone());
+    let blobs = taskgate_embedded::blobs::DiskBlobs::open(&config.data_dir.join(FILES_DIR))
+        .with_context(|| format!("cannot use {}", config.data_dir.join(FILES_DIR).display()))?;
+    let state = AppState::new(store, &secret, config.api.clone())?
+        .with_clock(config.clock.clone())
+        .with_blobs(Arc::new(blobs));
     // The engine records through the API's recorder, so what it records
     // reaches real-time subscribers too.
     let engine = LocalEngine::new(state.recorder(), Arc::new(runner), config.clock.clone());
@@ -152,12 +185,13 @@ pub async fn start_with_routes(config: ServeConfig, extra: axum::Router) -> anyh
         .recover()
         .await
         .context("cannot resume the tasks left unfinished by the last run")?;
+    tokio::spawn(reap_expired_uploads(state.clone()));
 
     let listener = TcpListener::bind(config.addr)
         .with_context(|| format!("cannot listen on {}", config.addr))?;
     listener.set_nonblocking(true)?;
     let local_addr = listener.local_addr()?;
-    let app = crate::http::router(state, &config, extra).into_make_service();
+    let app = crate::http::router(state.clone(), &config, extra).into_make_service();
     let handle = Handle::new();
     let task = if config.tls {
         let tls = tls_config(&config.data_dir, local_addr).await?;
@@ -177,6 +211,7 @@ pub async fn start_with_routes(config: ServeConfig, extra: axum::Router) -> anyh
         handle,
         task,
         engine,
+        state,
         first_admin,
     })
 }

@@ -196,6 +196,14 @@ pub struct StoredFile {
     /// The blob adapter's state for the bytes.
     #[serde(default)]
     pub blob: BlobState,
+    /// Until when a request appending to the upload holds it (two appends
+    /// at once would write over each other).
+    #[serde(
+        default,
+        with = "crate::timestamp::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub lease_until: Option<OffsetDateTime>,
     /// The SHA-256 state after `offset` bytes (base64), while uploading.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest_state: Option<String>,
@@ -229,6 +237,7 @@ impl StoredFile {
             updated_at: now,
             expires_at: Some(expires_at),
             blob,
+            lease_until: None,
             digest_state: Some(RunningDigest::new().save()),
             version: 1,
         }

@@ -1,0 +1,1040 @@
+//! `/files`: uploads by the tus 1.0.0 protocol (extensions `creation`,
+//! `creation-with-upload`, `termination`, `expiration`, `checksum`), and the
+//! files they become: listed, read, downloaded (with `Range`), deleted.
+//!
+//! The bytes stream through ([`BlobStore`]): a PATCH is written as it
+//! arrives and never held whole, and a download is read as it is sent. A
+//! PATCH first takes the upload's lease (a conditional write), so two
+//! requests cannot append at once; then it appends, checks the chunk's
+//! checksum if one was sent, and records the new offset (with the running
+//! SHA-256 of the whole file) in a second conditional write, or rolls the
+//! append back. A connection cut mid-chunk keeps what arrived (unless a
+//! checksum was asked for, which cannot be checked on part of a chunk), so
+//! the client resumes from `HEAD`'s offset.
+//!
+//! Who: the owner; an admin for a plain user's file, except that only the
+//! uploader appends. Missing: 404; not yours: 403 (as for tasks).
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{FromRequestParts, State};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use futures_util::StreamExt as _;
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use serde::Serialize;
+use sha1::Digest as _;
+use taskgate_domain::file::{
+    ContentType, FileId, FileName, FileStatus, RunningDigest, StoredFile, may_see_file,
+    may_upload_to, parse_upload_metadata,
+};
+use taskgate_domain::permission::Actor;
+use taskgate_domain::ports::{ByteStream, StoreError};
+use taskgate_domain::user::Username;
+use time::OffsetDateTime;
+
+use crate::auth::Session;
+use crate::extract::{FromQuery, Params, SharedState, path_value};
+use crate::handlers::PageQuery;
+use crate::problem::ApiError;
+use crate::request::next_cursor;
+use crate::response::{Page, timestamp};
+use crate::state::AppState;
+
+pub(crate) const TUS_VERSION: &str = "1.0.0";
+const TUS_EXTENSIONS: &str = "creation,creation-with-upload,termination,expiration,checksum";
+const TUS_CHECKSUMS: &str = "sha1,sha256";
+const OFFSET_OCTET_STREAM: &str = "application/offset+octet-stream";
+/// How long a PATCH holds its upload. Longer than any PATCH should take; a
+/// server that died mid-PATCH frees the upload after it.
+const LEASE: Duration = Duration::from_secs(15 * 60);
+
+/// The routes of this module (not yet in the OpenAPI document: they are
+/// served by the local server; the AWS functions come with the S3 wiring).
+pub fn routes() -> axum::Router<SharedState> {
+    use axum::routing::{get, head};
+    axum::Router::new()
+        .route(
+            "/files",
+            get(list).post(create).options(
+                // A bad token is refused here too; none is needed.
+                |State(state): State<SharedState>, _: Option<Session>| async move {
+                    options_with_size(&state).await
+                },
+            ),
+        )
+        .route(
+            "/files/{id}",
+            head(head_upload).get(get_file).patch(patch).delete(delete),
+        )
+        .route("/files/{id}/content", get(content))
+}
+
+fn no_such_file(raw: &str) -> ApiError {
+    ApiError::NotFound(format!("there is no file {raw:?}"))
+}
+
+/// The `{id}` of the path. An id that cannot be valid cannot exist: 404.
+pub(crate) struct FilePath {
+    id: FileId,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for FilePath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let raw = path_value(parts).await?;
+        let id = FileId::parse(&raw).map_err(|_| no_such_file(&raw))?;
+        Ok(Self { id })
+    }
+}
+
+/// A file as clients see it.
+#[derive(Serialize)]
+pub(crate) struct FileView<'a> {
+    id: String,
+    name: &'a str,
+    content_type: &'a str,
+    size: u64,
+    offset: u64,
+    status: FileStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sha256: Option<&'a str>,
+    owner: &'a str,
+    created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<String>,
+}
+
+impl<'a> From<&'a StoredFile> for FileView<'a> {
+    fn from(file: &'a StoredFile) -> Self {
+        Self {
+            id: file.id.to_string(),
+            name: file.name.as_str(),
+            content_type: file.content_type.as_str(),
+            size: file.size,
+            offset: file.offset,
+            status: file.status,
+            sha256: file.sha256.as_deref(),
+            owner: file.owner.as_str(),
+            created_at: timestamp(file.created_at),
+            expires_at: file
+                .expires_at
+                .filter(|_| !file.is_complete())
+                .map(timestamp),
+        }
+    }
+}
+
+fn header_value(value: impl ToString) -> HeaderValue {
+    HeaderValue::from_str(&value.to_string()).expect("numbers and dates are valid header values")
+}
+
+fn http_date(at: OffsetDateTime) -> HeaderValue {
+    let system = SystemTime::UNIX_EPOCH + Duration::from_secs(at.unix_timestamp().max(0) as u64);
+    header_value(httpdate::fmt_http_date(system))
+}
+
+/// Every tus response says which protocol version it speaks; a 412 also
+/// lists the versions it would.
+fn tus(result: Result<Response, ApiError>) -> Response {
+    let mut response = match result {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    };
+    let headers = response.headers_mut();
+    headers.insert("tus-resumable", HeaderValue::from_static(TUS_VERSION));
+    if response.status() == StatusCode::PRECONDITION_FAILED {
+        response
+            .headers_mut()
+            .insert("tus-version", HeaderValue::from_static(TUS_VERSION));
+    }
+    response
+}
+
+fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, ApiError> {
+    headers
+        .get(name)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::Malformed(format!("the {name} header is not text")))
+        })
+        .transpose()
+}
+
+fn require_tus(headers: &HeaderMap) -> Result<(), ApiError> {
+    match header_str(headers, "tus-resumable")? {
+        Some(TUS_VERSION) => Ok(()),
+        Some(other) => Err(ApiError::PreconditionFailed(format!(
+            "this server speaks tus {TUS_VERSION}, not {other:?} (Tus-Resumable)"
+        ))),
+        None => Err(ApiError::PreconditionFailed(format!(
+            "send Tus-Resumable: {TUS_VERSION}"
+        ))),
+    }
+}
+
+/// A tus byte count: digits only (no sign, no spaces), at most 2^63 - 1.
+fn byte_count(headers: &HeaderMap, name: &str) -> Result<Option<u64>, ApiError> {
+    let Some(raw) = header_str(headers, name)? else {
+        return Ok(None);
+    };
+    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) || raw.len() > 19 {
+        return Err(ApiError::Malformed(format!(
+            "{name} must be a whole number of bytes, not {raw:?}"
+        )));
+    }
+    raw.parse::<u64>()
+        .ok()
+        .filter(|n| *n <= i64::MAX as u64)
+        .map(Some)
+        .ok_or_else(|| ApiError::Malformed(format!("{name} is out of range")))
+}
+
+/// `Upload-Checksum: <algorithm> <base64 digest>`.
+enum ChunkCheck {
+    Sha1(sha1::Sha1, Vec<u8>),
+    Sha256(sha2::Sha256, Vec<u8>),
+}
+
+impl ChunkCheck {
+    fn parse(headers: &HeaderMap) -> Result<Option<Self>, ApiError> {
+        let Some(raw) = header_str(headers, "upload-checksum")? else {
+            return Ok(None);
+        };
+        let bad = || {
+            ApiError::Malformed(format!(
+                "Upload-Checksum must be \"<algorithm> <base64 digest>\" with one of {TUS_CHECKSUMS}"
+            ))
+        };
+        let (algorithm, digest) = raw.trim().split_once(' ').ok_or_else(bad)?;
+        let digest = base64::engine::general_purpose::STANDARD
+            .decode(digest.trim())
+            .map_err(|_| bad())?;
+        match algorithm {
+            "sha1" if digest.len() == 20 => Ok(Some(Self::Sha1(sha1::Sha1::new(), digest))),
+            "sha256" if digest.len() == 32 => Ok(Some(Self::Sha256(sha2::Sha256::new(), digest))),
+            "sha1" | "sha256" => Err(bad()),
+            other => Err(ApiError::Malformed(format!(
+                "the checksum algorithm {other:?} is not supported; use one of {TUS_CHECKSUMS}"
+            ))),
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Self::Sha1(hasher, _) => hasher.update(bytes),
+            Self::Sha256(hasher, _) => hasher.update(bytes),
+        }
+    }
+
+    fn matches(self) -> bool {
+        match self {
+            Self::Sha1(hasher, expected) => hasher.finalize().as_slice() == expected.as_slice(),
+            Self::Sha256(hasher, expected) => hasher.finalize().as_slice() == expected.as_slice(),
+        }
+    }
+}
+
+/// What the body stream saw: the file's running digest and the chunk's
+/// checksum, fed as bytes pass to the blob store.
+struct Seen {
+    digest: RunningDigest,
+    check: Option<ChunkCheck>,
+}
+
+/// `body` as the blob port's stream, feeding `seen` as bytes pass.
+fn observed(body: Body, seen: std::sync::Arc<std::sync::Mutex<Seen>>) -> ByteStream {
+    Box::pin(body.into_data_stream().map(move |chunk| match chunk {
+        Ok(bytes) => {
+            let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+            seen.digest.update(&bytes);
+            if let Some(check) = seen.check.as_mut() {
+                check.update(&bytes);
+            }
+            Ok(bytes)
+        }
+        Err(e) => Err(std::io::Error::other(e)),
+    }))
+}
+
+/// The file `id` if `actor` may see it (404 if missing, 403 if not theirs).
+async fn visible_file(
+    state: &AppState,
+    id: &FileId,
+    actor: &Actor,
+) -> Result<StoredFile, ApiError> {
+    let file = state
+        .store
+        .get_file(id)
+        .await?
+        .filter(|f| !is_expired(state, f))
+        .ok_or_else(|| no_such_file(&id.to_string()))?;
+    may_see_file(actor, &file)?;
+    Ok(file)
+}
+
+fn is_expired(state: &AppState, file: &StoredFile) -> bool {
+    !file.is_complete() && file.expires_at.is_some_and(|at| at <= state.clock.now())
+}
+
+async fn options() -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let headers = response.headers_mut();
+    headers.insert("tus-resumable", HeaderValue::from_static(TUS_VERSION));
+    headers.insert("tus-version", HeaderValue::from_static(TUS_VERSION));
+    headers.insert("tus-extension", HeaderValue::from_static(TUS_EXTENSIONS));
+    headers.insert(
+        "tus-checksum-algorithm",
+        HeaderValue::from_static(TUS_CHECKSUMS),
+    );
+    response
+}
+
+/// `OPTIONS /files`, with `Tus-Max-Size` from the settings.
+async fn options_with_size(state: &AppState) -> Response {
+    let mut response = options().await;
+    response.headers_mut().insert(
+        "tus-max-size",
+        header_value(state.settings.files.max_file_bytes),
+    );
+    response
+}
+
+async fn create(
+    State(state): State<SharedState>,
+    session: Session,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    tus(create_upload(&state, &session, &headers, body).await)
+}
+
+async fn create_upload(
+    state: &SharedState,
+    session: &Session,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    require_tus(headers)?;
+    let limits = &state.settings.files;
+    let size = match byte_count(headers, "upload-length")? {
+        Some(size) => size,
+        None if headers.contains_key("upload-defer-length") => {
+            return Err(ApiError::Malformed(
+                "Upload-Defer-Length is not supported: send Upload-Length".into(),
+            ));
+        }
+        None => return Err(ApiError::Malformed("send Upload-Length".into())),
+    };
+    if size > limits.max_file_bytes {
+        return Err(ApiError::TooLarge(format!(
+            "the largest file is {} bytes (TASKGATE_MAX_FILE_BYTES); this one would be {size}",
+            limits.max_file_bytes
+        )));
+    }
+    let metadata = header_str(headers, "upload-metadata")?
+        .map(parse_upload_metadata)
+        .transpose()
+        .map_err(|e| ApiError::Malformed(format!("Upload-Metadata: {e}")))?
+        .unwrap_or_default();
+    let value = |key: &str| {
+        metadata
+            .iter()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| v.clone())
+    };
+    let name = match value("filename").or_else(|| value("name")) {
+        Some(raw) => {
+            FileName::parse(&raw).map_err(|e| ApiError::Malformed(format!("the filename {e}")))?
+        }
+        None => FileName::parse("upload").expect("a valid name"),
+    };
+    let content_type = match value("filetype").or_else(|| value("type")) {
+        Some(raw) => ContentType::parse(&raw)
+            .map_err(|e| ApiError::Malformed(format!("the filetype {e}")))?,
+        None => ContentType::octet_stream(),
+    };
+    // creation-with-upload: the first chunk comes with the creation.
+    let with_upload = match header_str(headers, "content-type")? {
+        Some(OFFSET_OCTET_STREAM) => true,
+        None => false,
+        Some(other) if byte_count(headers, "content-length")? == Some(0) => {
+            let _ = other;
+            false
+        }
+        Some(other) => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "a creation with data must be {OFFSET_OCTET_STREAM}, not {other:?}"
+            )));
+        }
+    };
+
+    let now = state.clock.now();
+    let mut file = StoredFile::new_upload(
+        &session.user,
+        name,
+        content_type,
+        size,
+        now,
+        now + limits.upload_expiry,
+        serde_json::Value::Null,
+    );
+    file.blob = state.blobs.start(&file.id).await?;
+    if let Err(e) = state
+        .store
+        .insert_file(&file, limits.user_quota_bytes)
+        .await
+    {
+        let _ = state.blobs.abort(&file.id, &file.blob).await;
+        return Err(match e {
+            StoreError::OverQuota => {
+                let used = state
+                    .store
+                    .used_bytes(&session.user.user_id)
+                    .await
+                    .unwrap_or(0);
+                ApiError::FileQuota(format!(
+                    "your files take {used} of your {} bytes (TASKGATE_USER_QUOTA_BYTES); this one needs {size}",
+                    limits.user_quota_bytes
+                ))
+            }
+            other => other.into(),
+        });
+    }
+    tracing::info!(file = %file.id, owner = %file.owner, size, "upload created");
+    let mut offset = None;
+    if with_upload {
+        match append(state, &session.actor(), file.clone(), headers, body, 0).await {
+            Ok(done) => offset = Some(done.offset),
+            // The upload exists; its first chunk did not make it. The
+            // client learns the offset (0) and may send it again.
+            Err(e) if matches!(e, ApiError::ChecksumMismatch(_)) => return Err(e),
+            Err(e) => {
+                tracing::warn!(file = %file.id, error = %e, "the creation's data was not kept");
+                offset = Some(0);
+            }
+        }
+    }
+    let mut response = StatusCode::CREATED.into_response();
+    let out = response.headers_mut();
+    out.insert(
+        header::LOCATION,
+        header_value(format!("/files/{}", file.id)),
+    );
+    if let Some(expires) = file.expires_at {
+        out.insert("upload-expires", http_date(expires));
+    }
+    if let Some(offset) = offset {
+        out.insert("upload-offset", header_value(offset));
+    }
+    Ok(response)
+}
+
+async fn head_upload(
+    State(state): State<SharedState>,
+    session: Session,
+    FilePath { id }: FilePath,
+) -> Response {
+    tus(head_of(&state, &session, &id).await)
+}
+
+async fn head_of(state: &AppState, session: &Session, id: &FileId) -> Result<Response, ApiError> {
+    let file = visible_file(state, id, &session.actor()).await?;
+    let mut response = StatusCode::OK.into_response();
+    let headers = response.headers_mut();
+    headers.insert("upload-offset", header_value(file.offset));
+    headers.insert("upload-length", header_value(file.size));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let encode = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    headers.insert(
+        "upload-metadata",
+        header_value(format!(
+            "filename {},filetype {}",
+            encode(file.name.as_str()),
+            encode(file.content_type.as_str())
+        )),
+    );
+    if let Some(expires) = file.expires_at.filter(|_| !file.is_complete()) {
+        headers.insert("upload-expires", http_date(expires));
+    }
+    Ok(response)
+}
+
+async fn patch(
+    State(state): State<SharedState>,
+    session: Session,
+    FilePath { id }: FilePath,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    tus(patch_upload(&state, &session, &id, &headers, body).await)
+}
+
+async fn patch_upload(
+    state: &SharedState,
+    session: &Session,
+    id: &FileId,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    require_tus(headers)?;
+    match header_str(headers, "content-type")? {
+        Some(OFFSET_OCTET_STREAM) => {}
+        other => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "a PATCH must be {OFFSET_OCTET_STREAM}, not {}",
+                other.map_or("without a Content-Type".to_owned(), |o| format!("{o:?}"))
+            )));
+        }
+    }
+    let offset = byte_count(headers, "upload-offset")?
+        .ok_or_else(|| ApiError::Malformed("send Upload-Offset".into()))?;
+    let actor = session.actor();
+    let file = visible_file(state, id, &actor).await?;
+    may_upload_to(&actor, &file)?;
+    let done = append(state, &actor, file, headers, body, offset).await?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let out = response.headers_mut();
+    out.insert("upload-offset", header_value(done.offset));
+    if let Some(expires) = done.expires_at.filter(|_| !done.is_complete()) {
+        out.insert("upload-expires", http_date(expires));
+    }
+    Ok(response)
+}
+
+/// Appends `body` at `offset` to `file` (see the module documentation);
+/// the file as it is afterwards. The work runs as a task of its own, so a
+/// client that disconnects mid-chunk does not cancel it half-way: what
+/// arrived is recorded and the lease given back.
+async fn append(
+    state: &SharedState,
+    actor: &Actor,
+    file: StoredFile,
+    headers: &HeaderMap,
+    body: Body,
+    offset: u64,
+) -> Result<StoredFile, ApiError> {
+    let (state, actor, headers) = (state.clone(), actor.clone(), headers.clone());
+    tokio::spawn(async move { append_now(&state, &actor, file, &headers, body, offset).await })
+        .await
+        .map_err(|e| ApiError::internal(format!("the append task failed: {e}")))?
+}
+
+async fn append_now(
+    state: &AppState,
+    actor: &Actor,
+    file: StoredFile,
+    headers: &HeaderMap,
+    body: Body,
+    offset: u64,
+) -> Result<StoredFile, ApiError> {
+    if file.is_complete() {
+        return if offset == file.size {
+            Ok(file)
+        } else {
+            Err(offset_mismatch(&file, offset))
+        };
+    }
+    if offset != file.offset {
+        return Err(offset_mismatch(&file, offset));
+    }
+    let check = ChunkCheck::parse(headers)?;
+    let remaining = file.size - file.offset;
+    let limit = state.settings.files.max_patch_bytes;
+    if let Some(length) = byte_count(headers, "content-length")? {
+        if length > remaining {
+            return Err(ApiError::TooLarge(format!(
+                "this chunk of {length} bytes goes past the upload's length ({remaining} bytes remain)"
+            )));
+        }
+        if let Some(limit) = limit.filter(|limit| length > *limit) {
+            return Err(ApiError::TooLarge(format!(
+                "a PATCH may carry at most {limit} bytes here (TASKGATE_MAX_PATCH_BYTES); send smaller chunks"
+            )));
+        }
+    }
+    // Take the lease: nobody else appends meanwhile.
+    let now = state.clock.now();
+    if file.lease_until.is_some_and(|until| until > now) {
+        return Err(ApiError::UploadBusy(
+            "another request is appending to this upload; try again when it is done".into(),
+        ));
+    }
+    let mut leased = file.clone();
+    leased.lease_until = Some(now + LEASE);
+    leased.version += 1;
+    match state.store.update_file(&file, &leased).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict) => {
+            return Err(ApiError::UploadBusy(
+                "another request changed this upload just now; ask HEAD for its offset".into(),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    }
+
+    let with_check = check.is_some();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Seen {
+        digest: leased.digest(),
+        check,
+    }));
+    let max = limit.map_or(remaining, |limit| limit.min(remaining));
+    let appended = match state
+        .blobs
+        .append(
+            &leased.id,
+            &leased.blob,
+            offset,
+            observed(body, seen.clone()),
+            max,
+        )
+        .await
+    {
+        Ok(appended) => appended,
+        Err(e) => {
+            release(state, &leased).await;
+            return Err(e.into());
+        }
+    };
+    let seen = std::mem::replace(
+        &mut *seen.lock().unwrap_or_else(|p| p.into_inner()),
+        Seen {
+            digest: RunningDigest::new(),
+            check: None,
+        },
+    );
+    let refused = if appended.truncated {
+        Some(if max < remaining {
+            ApiError::TooLarge(format!(
+                "a PATCH may carry at most {max} bytes here (TASKGATE_MAX_PATCH_BYTES); send smaller chunks"
+            ))
+        } else {
+            ApiError::TooLarge(format!(
+                "the chunk goes past the upload's length ({remaining} bytes remained); nothing of it was kept"
+            ))
+        })
+    } else if appended.cut && with_check {
+        Some(ApiError::Malformed(
+            "the chunk did not arrive whole, so its checksum cannot be checked; nothing of it was kept"
+                .into(),
+        ))
+    } else if let Some(check) = seen.check {
+        (!check.matches()).then(|| {
+            ApiError::ChecksumMismatch(
+                "the chunk's checksum does not match Upload-Checksum; it was dropped".into(),
+            )
+        })
+    } else {
+        None
+    };
+    if let Some(refusal) = refused {
+        if let Err(e) = state
+            .blobs
+            .rollback(&leased.id, &leased.blob, &appended.state)
+            .await
+        {
+            tracing::error!(file = %leased.id, error = %e, "could not roll an append back");
+        }
+        release(state, &leased).await;
+        return Err(refusal);
+    }
+
+    let mut next = leased.clone();
+    next.offset = offset + appended.bytes;
+    next.blob = appended.state.clone();
+    next.lease_until = None;
+    next.updated_at = state.clock.now();
+    next.version += 1;
+    let complete = next.offset == next.size;
+    if complete {
+        state
+            .blobs
+            .finish(&next.id, &next.blob, next.size)
+            .await
+            .inspect_err(
+                |e| tracing::error!(file = %next.id, error = %e, "could not finish an upload"),
+            )?;
+        next.status = FileStatus::Complete;
+        next.sha256 = Some(seen.digest.finish());
+        next.digest_state = None;
+        next.expires_at = None;
+    } else {
+        next.digest_state = Some(seen.digest.save());
+    }
+    match state.store.update_file(&leased, &next).await {
+        Ok(()) => {}
+        Err(e) => {
+            // Deleted (terminated) or changed meanwhile: what was appended
+            // does not count.
+            if !complete {
+                let _ = state
+                    .blobs
+                    .rollback(&leased.id, &leased.blob, &appended.state)
+                    .await;
+            }
+            return Err(match e {
+                StoreError::Conflict => no_such_file(&leased.id.to_string()),
+                other => other.into(),
+            });
+        }
+    }
+    if let Err(e) = state
+        .blobs
+        .commit(&next.id, &leased.blob, &appended.state)
+        .await
+    {
+        tracing::warn!(file = %next.id, error = %e, "could not tidy up after an append");
+    }
+    if complete {
+        tracing::info!(file = %next.id, size = next.size, by = %actor.username, "upload complete");
+    }
+    Ok(next)
+}
+
+/// Gives the lease back after a refused append.
+async fn release(state: &AppState, leased: &StoredFile) {
+    let mut released = leased.clone();
+    released.lease_until = None;
+    released.version += 1;
+    if let Err(e) = state.store.update_file(leased, &released).await {
+        tracing::warn!(file = %leased.id, error = %e, "could not release an upload's lease");
+    }
+}
+
+fn offset_mismatch(file: &StoredFile, offset: u64) -> ApiError {
+    ApiError::Conflict {
+        kind: "offset-mismatch",
+        detail: format!(
+            "Upload-Offset is {offset} but the upload is at {}; ask HEAD and send from there",
+            file.offset
+        ),
+    }
+}
+
+async fn delete(
+    State(state): State<SharedState>,
+    session: Session,
+    FilePath { id }: FilePath,
+) -> Response {
+    tus(delete_file(&state, &session, &id).await)
+}
+
+async fn delete_file(
+    state: &AppState,
+    session: &Session,
+    id: &FileId,
+) -> Result<Response, ApiError> {
+    let file = visible_file(state, id, &session.actor()).await?;
+    remove(state, &file).await?;
+    tracing::info!(file = %file.id, by = %session.user.username, "file deleted");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Removes a file or unfinished upload: its record, then its bytes.
+pub(crate) async fn remove(state: &AppState, file: &StoredFile) -> Result<(), ApiError> {
+    match state.store.delete_file(file).await {
+        Ok(()) => {}
+        // Changed meanwhile (e.g. a PATCH took its lease): read it again.
+        Err(StoreError::Conflict) => {
+            let Some(fresh) = state.store.get_file(&file.id).await? else {
+                return Ok(());
+            };
+            state.store.delete_file(&fresh).await?;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let removed = if file.is_complete() {
+        state.blobs.delete(&file.id).await
+    } else {
+        state.blobs.abort(&file.id, &file.blob).await
+    };
+    if let Err(e) = removed {
+        tracing::error!(file = %file.id, error = %e, "the file's record is gone but its bytes could not be removed");
+    }
+    Ok(())
+}
+
+/// Removes unfinished uploads past their expiry (nothing of them remains);
+/// how many. The local server runs it every minute.
+pub async fn reap_expired(state: &AppState) -> Result<usize, ApiError> {
+    let mut removed = 0;
+    loop {
+        let expired = state.store.expired_uploads(state.clock.now(), 100).await?;
+        if expired.is_empty() {
+            return Ok(removed);
+        }
+        for file in &expired {
+            // A PATCH holding the lease is still at work: its turn later.
+            if file
+                .lease_until
+                .is_some_and(|until| until > state.clock.now())
+            {
+                continue;
+            }
+            remove(state, file).await?;
+            removed += 1;
+        }
+        if expired.len() < 100 {
+            return Ok(removed);
+        }
+    }
+}
+
+/// `GET /files` query: `owner` besides the page.
+pub(crate) struct FileQuery {
+    owner: Option<Username>,
+    page: PageQuery,
+}
+
+impl FromQuery for FileQuery {
+    const NAMES: &'static [&'static str] = &["owner", "limit", "cursor"];
+
+    fn from_params(params: HashMap<String, String>) -> Result<Self, ApiError> {
+        let page = PageQuery::from_map(&params)?;
+        let owner = params
+            .get("owner")
+            .map(|raw| Username::parse(raw).map_err(|e| ApiError::invalid("owner", e.0)))
+            .transpose()?;
+        Ok(Self { owner, page })
+    }
+}
+
+async fn list(
+    State(state): State<SharedState>,
+    session: Session,
+    Params(query): Params<FileQuery>,
+) -> Result<Response, ApiError> {
+    let actor = session.actor();
+    let owner = match query.owner {
+        None => session.user.clone(),
+        Some(name) if name == session.user.username => session.user.clone(),
+        Some(name) => {
+            if !actor.is_admin() {
+                return Err(ApiError::Forbidden(
+                    "you can only list your own files".into(),
+                ));
+            }
+            let owner = state.store.get_user(&name).await?.ok_or_else(|| {
+                ApiError::NotFound(format!("there is no user named {:?}", name.as_str()))
+            })?;
+            if owner.level == taskgate_domain::user::Level::Admin {
+                return Err(ApiError::Forbidden(
+                    "admins cannot list other admins' files".into(),
+                ));
+            }
+            owner
+        }
+    };
+    let after = query.page.cursor(|raw| FileId::parse(raw).ok())?;
+    let page = state
+        .store
+        .owner_files(&owner.user_id, after.as_ref(), query.page.limit)
+        .await?;
+    Ok(Json(Page {
+        items: page.items.iter().map(FileView::from).collect(),
+        next: page.next.map(next_cursor),
+    })
+    .into_response())
+}
+
+async fn get_file(
+    State(state): State<SharedState>,
+    session: Session,
+    FilePath { id }: FilePath,
+) -> Result<Response, ApiError> {
+    let file = visible_file(&state, &id, &session.actor()).await?;
+    Ok(Json(FileView::from(&file)).into_response())
+}
+
+/// A single `Range: bytes=…` of a `size`-byte file: `None` for the whole
+/// file (no header, or a form this server does not serve, which RFC 9110
+/// lets it ignore); `Err` when it cannot be satisfied (416).
+fn byte_range(headers: &HeaderMap, size: u64) -> Result<Option<std::ops::Range<u64>>, ()> {
+    let Some(raw) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
+        return Ok(None);
+    };
+    let Some(spec) = raw.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return Ok(None);
+    };
+    let number = |s: &str| -> Option<u64> {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let range = match (first.trim(), last.trim()) {
+        ("", suffix) => {
+            let n = number(suffix).ok_or(())?;
+            if n == 0 || size == 0 {
+                return Err(());
+            }
+            size - n.min(size)..size
+        }
+        (start, "") => {
+            let start = number(start).ok_or(())?;
+            start..size
+        }
+        (start, end) => {
+            let (start, end) = (number(start).ok_or(())?, number(end).ok_or(())?);
+            if end < start {
+                return Ok(None);
+            }
+            start..(end + 1).min(size)
+        }
+    };
+    if range.start >= size {
+        return Err(());
+    }
+    Ok(Some(range))
+}
+
+/// `attachment; filename="…"; filename*=UTF-8''…`: an ASCII fallback and
+/// the exact name (RFC 6266).
+fn content_disposition(name: &str) -> HeaderValue {
+    let fallback: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let exact = percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC);
+    header_value(format!(
+        "attachment; filename=\"{fallback}\"; filename*=UTF-8''{exact}"
+    ))
+}
+
+async fn content(
+    State(state): State<SharedState>,
+    session: Session,
+    FilePath { id }: FilePath,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let file = visible_file(&state, &id, &session.actor()).await?;
+    if !file.is_complete() {
+        return Err(ApiError::Conflict {
+            kind: "upload-unfinished",
+            detail: format!(
+                "the upload has {} of its {} bytes; its content is served once complete",
+                file.offset, file.size
+            ),
+        });
+    }
+    let etag = format!(
+        "\"{}\"",
+        file.sha256.clone().unwrap_or_else(|| file.id.to_string())
+    );
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+    {
+        let mut response = StatusCode::NOT_MODIFIED.into_response();
+        response
+            .headers_mut()
+            .insert(header::ETAG, header_value(&etag));
+        return Ok(response);
+    }
+    // If-Range: only a matching validator keeps the range.
+    let if_range_ok = headers
+        .get(header::IF_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| v.trim() == etag);
+    let range = if if_range_ok {
+        match byte_range(&headers, file.size) {
+            Ok(range) => range,
+            Err(()) => {
+                let mut response = ApiError::RangeNotSatisfiable(format!(
+                    "the file has {} bytes; that range is outside it",
+                    file.size
+                ))
+                .into_response();
+                response.headers_mut().insert(
+                    header::CONTENT_RANGE,
+                    header_value(format!("bytes */{}", file.size)),
+                );
+                return Ok(response);
+            }
+        }
+    } else {
+        None
+    };
+    let (status, span) = match range {
+        Some(range) => (StatusCode::PARTIAL_CONTENT, range),
+        None => (StatusCode::OK, 0..file.size),
+    };
+    let stream = state.blobs.read(&file.id, span.clone(), file.size).await?;
+    let mut response = Response::new(Body::from_stream(stream));
+    *response.status_mut() = status;
+    let out = response.headers_mut();
+    out.insert(
+        header::CONTENT_TYPE,
+        header_value(file.content_type.as_str()),
+    );
+    out.insert(
+        header::CONTENT_DISPOSITION,
+        content_disposition(file.name.as_str()),
+    );
+    out.insert(header::ETAG, header_value(&etag));
+    out.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    out.insert(header::CONTENT_LENGTH, header_value(span.end - span.start));
+    if status == StatusCode::PARTIAL_CONTENT {
+        out.insert(
+            header::CONTENT_RANGE,
+            header_value(format!(
+                "bytes {}-{}/{}",
+                span.start,
+                span.end - 1,
+                file.size
+            )),
+        );
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(raw: &str, size: u64) -> Result<Option<std::ops::Range<u64>>, ()> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::RANGE, HeaderValue::from_str(raw).unwrap());
+        byte_range(&headers, size)
+    }
+
+    #[test]
+    fn ranges_are_read_as_rfc_9110_says() {
+        assert_eq!(range("bytes=0-9", 100), Ok(Some(0..10)));
+        assert_eq!(range("bytes=90-", 100), Ok(Some(90..100)));
+        assert_eq!(range("bytes=-5", 100), Ok(Some(95..100)));
+        assert_eq!(range("bytes=-500", 100), Ok(Some(0..100)));
+        assert_eq!(range("bytes=50-500", 100), Ok(Some(50..100)));
+        assert_eq!(range("bytes=100-", 100), Err(()));
+        assert_eq!(range("bytes=-0", 100), Err(()));
+        assert_eq!(range("bytes=0-1,5-6", 100), Ok(None));
+        assert_eq!(range("items=0-1", 100), Ok(None));
+        assert_eq!(range("bytes=x-1", 100), Err(()));
+    }
+
+    #[test]
+    fn names_are_safe_in_content_disposition() {
+        let value = content_disposition("naïve \"plan\".pdf");
+        assert_eq!(
+            value.to_str().unwrap(),
+            "attachment; filename=\"na_ve _plan_.pdf\"; filename*=UTF-8''na%C3%AFve%20%22plan%22%2Epdf"
+        );
+    }
+}

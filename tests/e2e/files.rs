@@ -1,0 +1,632 @@
+//! Files over HTTP, on both stores: uploads by tuspy (a stock tus client,
+//! run as its users run it) including a resume after the connection is cut
+//! mid-chunk and an abort; the protocol's rules answered as the contract
+//! says, with raw requests; downloads with `Range` and `ETag`; permissions;
+//! the quota; unfinished uploads expiring.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+use taskgate_e2e::{Backend, TestApp, assert_problem, on_each_backend, status_and_json};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+on_each_backend!(
+    a_stock_tus_client_uploads_resumes_after_a_cut_and_aborts,
+    the_protocol_rules_answer_as_the_contract_says,
+    downloads_serve_ranges_and_etags_to_whom_may_see_them,
+    quotas_sizes_and_expiry_are_enforced,
+);
+
+const MIB: usize = 1024 * 1024;
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(37).wrapping_add(seed))
+        .collect()
+}
+
+/// The tools' Python (infra/local/install-tools.sh installs tuspy there).
+fn python() -> PathBuf {
+    let tools = std::env::var_os("TASKGATE_TOOLS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME is set"))
+                .join(".cache/taskgate-tools")
+        });
+    let python = tools.join("venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: infra/local/install-tools.sh installs tuspy (tests/run.sh runs it)",
+        python.display()
+    );
+    python
+}
+
+/// Runs tuspy against `endpoint` (…/files); its JSON line and exit status.
+async fn tuspy(endpoint: &str, token: &str, file: &Path, extra: &[&str]) -> (Value, i32) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tus/tus_client.py");
+    let output = tokio::process::Command::new(python())
+        .arg(script)
+        .arg(endpoint)
+        .arg(token)
+        .arg(file)
+        .args(extra)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    let value: Value = serde_json::from_str(line).unwrap_or_else(|_| {
+        panic!(
+            "tuspy printed {stdout:?}; stderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (value, output.status.code().unwrap_or(-1))
+}
+
+/// A TCP proxy in front of the server that cuts the connection carrying
+/// the `cut_at`-th byte sent by clients (once), as a network failure would.
+struct CutProxy {
+    addr: std::net::SocketAddr,
+    cut: Arc<AtomicBool>,
+}
+
+impl CutProxy {
+    async fn start(target: std::net::SocketAddr, cut_at: u64) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let sent = Arc::new(AtomicU64::new(0));
+        let cut = Arc::new(AtomicBool::new(false));
+        let done = cut.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (sent, cut) = (sent.clone(), done.clone());
+                tokio::spawn(async move {
+                    let server = tokio::net::TcpStream::connect(target).await.unwrap();
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    let upstream = async {
+                        let mut buffer = vec![0u8; 16 * 1024];
+                        loop {
+                            let n = match client_read.read(&mut buffer).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            let before = sent.fetch_add(n as u64, Ordering::SeqCst);
+                            if !cut.load(Ordering::SeqCst) && before + n as u64 >= cut_at {
+                                // Forward up to the cut, then drop both sides.
+                                let keep = cut_at.saturating_sub(before) as usize;
+                                let _ = server_write.write_all(&buffer[..keep]).await;
+                                cut.store(true, Ordering::SeqCst);
+                                return;
+                            }
+                            if server_write.write_all(&buffer[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    };
+                    let downstream = tokio::io::copy(&mut server_read, &mut client_write);
+                    tokio::select! {
+                        _ = upstream => {}
+                        _ = downstream => {}
+                    }
+                });
+            }
+        });
+        Self { addr, cut }
+    }
+}
+
+/// A tus request to `path` with the protocol header.
+fn tus_request(app: &TestApp, method: Method, path: &str, token: &str) -> reqwest::RequestBuilder {
+    app.request(method, path, Some(token))
+        .header("tus-resumable", "1.0.0")
+}
+
+/// Creates an upload of `size` bytes; its path.
+async fn create(app: &TestApp, token: &str, size: u64) -> String {
+    let response = tus_request(app, Method::POST, "/files", token)
+        .header("upload-length", size.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    response.headers()["location"].to_str().unwrap().to_owned()
+}
+
+async fn patch(
+    app: &TestApp,
+    token: &str,
+    path: &str,
+    offset: u64,
+    bytes: Vec<u8>,
+) -> reqwest::Response {
+    tus_request(app, Method::PATCH, path, token)
+        .header("upload-offset", offset.to_string())
+        .header("content-type", "application/offset+octet-stream")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn offset_of(app: &TestApp, token: &str, path: &str) -> u64 {
+    let response = tus_request(app, Method::HEAD, path, token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "HEAD {path}");
+    response.headers()["upload-offset"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Every upload and file the server keeps on disk.
+fn kept(app: &TestApp) -> Vec<String> {
+    let root = app.data_dir.path().join(taskgate::server::FILES_DIR);
+    let mut names = Vec::new();
+    for dir in ["uploads", "done"] {
+        if let Ok(entries) = std::fs::read_dir(root.join(dir)) {
+            for entry in entries {
+                names.push(format!(
+                    "{dir}/{}",
+                    entry.unwrap().file_name().to_string_lossy()
+                ));
+            }
+        }
+    }
+    names.sort();
+    names
+}
+
+async fn a_stock_tus_client_uploads_resumes_after_a_cut_and_aborts(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin_token().await;
+    let alice = app.user_with_token(&admin, "alice", "user").await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = pattern(3 * MIB + 123, 1);
+    let path = dir.path().join("report.bin");
+    std::fs::write(&path, &data).unwrap();
+
+    // Through a proxy that cuts the connection 1.5 MiB in: mid second chunk.
+    let proxy = CutProxy::start(app.server().local_addr(), (3 * MIB / 2) as u64).await;
+    let endpoint = format!("http://{}/files", proxy.addr);
+    let (broken, status) = tuspy(&endpoint, &alice, &path, &["--chunk", &MIB.to_string()]).await;
+    assert_eq!(status, 3, "the cut must break the upload: {broken}");
+    assert!(proxy.cut.load(Ordering::SeqCst));
+    let url = broken["url"].as_str().unwrap().to_owned();
+    let location = format!("/files/{}", url.rsplit('/').next().unwrap());
+    // The server kept what arrived of the cut chunk: the offset is past the
+    // first chunk and short of the second.
+    let mut offset = 0;
+    for _ in 0..50 {
+        offset = offset_of(&app, &alice, &location).await;
+        if offset > MIB as u64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        offset > MIB as u64 && offset < 2 * MIB as u64,
+        "offset {offset}"
+    );
+
+    // tuspy resumes the same upload, directly, from that offset.
+    let resumed_url = app.url(&location);
+    let (done, status) = tuspy(
+        &app.url("/files"),
+        &alice,
+        &path,
+        &["--chunk", &MIB.to_string(), "--url", &resumed_url],
+    )
+    .await;
+    assert_eq!(status, 0, "{done}");
+    assert_eq!(done["offset"], data.len());
+    let (status, file) = status_and_json(app.get(&location, Some(&alice)).await).await;
+    assert_eq!(status, StatusCode::OK, "{file}");
+    assert_eq!(file["status"], "complete");
+    assert_eq!(file["name"], "report.bin");
+    assert_eq!(file["size"], data.len());
+    assert_eq!(file["sha256"], hex::encode(Sha256::digest(&data)));
+    let content = app.get(&format!("{location}/content"), Some(&alice)).await;
+    assert_eq!(content.status(), StatusCode::OK);
+    assert!(content.bytes().await.unwrap() == data);
+
+    // With checksums (tuspy's sha1 per chunk) as well.
+    let (checked, status) = tuspy(
+        &app.url("/files"),
+        &alice,
+        &path,
+        &["--chunk", "700000", "--checksum"],
+    )
+    .await;
+    assert_eq!(status, 0, "{checked}");
+
+    // An abort: an upload broken off, then terminated with DELETE.
+    let before = kept(&app);
+    let proxy = CutProxy::start(app.server().local_addr(), MIB as u64).await;
+    let (broken, status) = tuspy(
+        &format!("http://{}/files", proxy.addr),
+        &alice,
+        &path,
+        &["--chunk", &(2 * MIB).to_string()],
+    )
+    .await;
+    assert_eq!(status, 3, "{broken}");
+    let location = format!(
+        "/files/{}",
+        broken["url"].as_str().unwrap().rsplit('/').next().unwrap()
+    );
+    for _ in 0..50 {
+        if offset_of(&app, &alice, &location).await > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        kept(&app).len() > before.len(),
+        "the broken upload's bytes are kept for a resume"
+    );
+    let response = tus_request(&app, Method::DELETE, &location, &alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let response = tus_request(&app, Method::HEAD, &location, &alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let response = patch(&app, &alice, &location, 0, vec![1, 2, 3]).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(kept(&app), before, "nothing of the aborted upload remains");
+}
+
+async fn the_protocol_rules_answer_as_the_contract_says(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin_token().await;
+    let alice = app.user_with_token(&admin, "alice", "user").await;
+    let bob = app.user_with_token(&admin, "bob", "user").await;
+
+    let response = app
+        .request(Method::OPTIONS, "/files", None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let headers = response.headers();
+    assert_eq!(headers["tus-version"], "1.0.0");
+    let extensions = headers["tus-extension"].to_str().unwrap();
+    for extension in [
+        "creation",
+        "creation-with-upload",
+        "termination",
+        "expiration",
+        "checksum",
+    ] {
+        assert!(
+            extensions.split(',').any(|e| e == extension),
+            "{extensions}"
+        );
+    }
+    assert!(
+        headers["tus-checksum-algorithm"]
+            .to_str()
+            .unwrap()
+            .contains("sha1")
+    );
+    assert!(
+        headers["tus-max-size"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            > 0
+    );
+
+    // Tus-Resumable missing or wrong: 412 with the versions spoken.
+    for version in [None, Some("0.2.2")] {
+        let mut request = app
+            .request(Method::POST, "/files", Some(&alice))
+            .header("upload-length", "10");
+        if let Some(version) = version {
+            request = request.header("tus-resumable", version);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.headers()["tus-version"], "1.0.0");
+        assert_problem(
+            response,
+            StatusCode::PRECONDITION_FAILED,
+            "precondition-failed",
+        )
+        .await;
+    }
+    // Bad lengths and metadata: 400; nothing created.
+    for (name, value) in [
+        ("upload-length", "-1"),
+        ("upload-length", "ten"),
+        ("upload-length", "99999999999999999999999"),
+        ("upload-defer-length", "1"),
+    ] {
+        let response = tus_request(&app, Method::POST, "/files", &alice)
+            .header(name, value)
+            .send()
+            .await
+            .unwrap();
+        assert_problem(response, StatusCode::BAD_REQUEST, "malformed-request").await;
+    }
+    for metadata in ["filename !!!", "filename Lw==", "filetype dGV4dA=="] {
+        let response = tus_request(&app, Method::POST, "/files", &alice)
+            .header("upload-length", "10")
+            .header("upload-metadata", metadata)
+            .send()
+            .await
+            .unwrap();
+        assert_problem(response, StatusCode::BAD_REQUEST, "malformed-request").await;
+    }
+    let (_, listed) = status_and_json(app.get("/files", Some(&alice)).await).await;
+    assert_eq!(listed["items"], json!([]));
+
+    // creation-with-upload: the first bytes come with the creation.
+    let response = tus_request(&app, Method::POST, "/files", &alice)
+        .header("upload-length", "10")
+        .header(
+            "upload-metadata",
+            "filename bm90ZXMudHh0,filetype dGV4dC9wbGFpbg==",
+        )
+        .header("content-type", "application/offset+octet-stream")
+        .body(b"hello".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(response.headers()["upload-offset"], "5");
+    assert!(response.headers().contains_key("upload-expires"));
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with("/files/"));
+
+    // PATCH: wrong content type 415; wrong offset 409; past the length 413;
+    // a checksum that does not match 460; none of them changes the offset.
+    let response = tus_request(&app, Method::PATCH, &location, &alice)
+        .header("upload-offset", "5")
+        .header("content-type", "application/octet-stream")
+        .body(b"world".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_problem(
+        response,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported-media-type",
+    )
+    .await;
+    let response = patch(&app, &alice, &location, 3, b"world".to_vec()).await;
+    assert_problem(response, StatusCode::CONFLICT, "offset-mismatch").await;
+    let response = patch(&app, &alice, &location, 5, b"world and more".to_vec()).await;
+    assert_problem(response, StatusCode::PAYLOAD_TOO_LARGE, "file-too-large").await;
+    let response = tus_request(&app, Method::PATCH, &location, &alice)
+        .header("upload-offset", "5")
+        .header("content-type", "application/offset+octet-stream")
+        .header("upload-checksum", "sha1 Kq5sNclPz7QV2+lfQIuc6R7oRu0=")
+        .body(b"world".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 460);
+    let response = tus_request(&app, Method::PATCH, &location, &alice)
+        .header("upload-offset", "5")
+        .header("content-type", "application/offset+octet-stream")
+        .header("upload-checksum", "md5 XrY7u+Ae7tCTyyK7j1rNww==")
+        .body(b"world".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, StatusCode::BAD_REQUEST, "malformed-request").await;
+    assert_eq!(offset_of(&app, &alice, &location).await, 5);
+    // Someone else's upload: 403; an admin may look, not write.
+    let response = patch(&app, &bob, &location, 5, b"world".to_vec()).await;
+    assert_problem(response, StatusCode::FORBIDDEN, "forbidden").await;
+    assert_eq!(offset_of(&app, &admin, &location).await, 5);
+    let response = patch(&app, &admin, &location, 5, b"world".to_vec()).await;
+    assert_problem(response, StatusCode::FORBIDDEN, "forbidden").await;
+    // The right chunk, with its checksum: complete.
+    let sha1 = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        sha1_of(b"world"),
+    );
+    let response = tus_request(&app, Method::PATCH, &location, &alice)
+        .header("upload-offset", "5")
+        .header("content-type", "application/offset+octet-stream")
+        .header("upload-checksum", format!("sha1 {sha1}"))
+        .body(b"world".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(response.headers()["upload-offset"], "10");
+    assert_eq!(response.headers()["tus-resumable"], "1.0.0");
+    let (_, file) = status_and_json(app.get(&location, Some(&alice)).await).await;
+    assert_eq!(
+        (
+            file["status"].as_str(),
+            file["name"].as_str(),
+            file["content_type"].as_str()
+        ),
+        (Some("complete"), Some("notes.txt"), Some("text/plain"))
+    );
+    assert_eq!(file["sha256"], hex::encode(Sha256::digest(b"helloworld")));
+    // Unknown ids are 404, whatever their form.
+    for missing in ["/files/nope", &format!("/files/{}", uuid::Uuid::now_v7())] {
+        let response = tus_request(&app, Method::HEAD, missing, &alice)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    }
+    // No token: 401.
+    let response = app
+        .request(Method::POST, "/files", None)
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+    // Termination of a finished file deletes it.
+    let response = tus_request(&app, Method::DELETE, &location, &alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.get(&location, Some(&alice)).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert!(kept(&app).is_empty(), "{:?}", kept(&app));
+}
+
+fn sha1_of(bytes: &[u8]) -> Vec<u8> {
+    use sha1::Digest as _;
+    sha1::Sha1::digest(bytes).to_vec()
+}
+
+async fn downloads_serve_ranges_and_etags_to_whom_may_see_them(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin_token().await;
+    let alice = app.user_with_token(&admin, "alice", "user").await;
+    let bob = app.user_with_token(&admin, "bob", "user").await;
+    let data = pattern(MIB + 17, 5);
+    let location = create(&app, &alice, data.len() as u64).await;
+    let content = format!("{location}/content");
+    // Not downloadable while uploading.
+    let response = app.get(&content, Some(&alice)).await;
+    assert_problem(response, StatusCode::CONFLICT, "upload-unfinished").await;
+    let response = patch(&app, &alice, &location, 0, data.clone()).await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+
+    let whole = app.get(&content, Some(&alice)).await;
+    assert_eq!(whole.status(), StatusCode::OK);
+    let etag = whole.headers()["etag"].to_str().unwrap().to_owned();
+    assert_eq!(etag, format!("\"{}\"", hex::encode(Sha256::digest(&data))));
+    assert_eq!(whole.headers()["accept-ranges"], "bytes");
+    assert!(
+        whole.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+    assert!(whole.bytes().await.unwrap() == data);
+    for (range, span) in [
+        ("bytes=0-99", 0..100),
+        ("bytes=1000-", 1000..data.len()),
+        ("bytes=-17", data.len() - 17..data.len()),
+    ] {
+        let response = app
+            .request(Method::GET, &content, Some(&alice))
+            .header("range", range)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT, "{range}");
+        assert_eq!(
+            response.headers()["content-range"].to_str().unwrap(),
+            format!("bytes {}-{}/{}", span.start, span.end - 1, data.len())
+        );
+        assert!(response.bytes().await.unwrap() == data[span], "{range}");
+    }
+    let response = app
+        .request(Method::GET, &content, Some(&alice))
+        .header("range", format!("bytes={}-", data.len()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(
+        response.headers()["content-range"].to_str().unwrap(),
+        format!("bytes */{}", data.len())
+    );
+    let response = app
+        .request(Method::GET, &content, Some(&alice))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
+    // Who may see it: the owner, an admin (alice is a plain user), not bob.
+    assert_eq!(
+        app.get(&content, Some(&admin)).await.status(),
+        StatusCode::OK
+    );
+    let response = app.get(&content, Some(&bob)).await;
+    assert_problem(response, StatusCode::FORBIDDEN, "forbidden").await;
+    let response = app.get("/files?owner=alice", Some(&bob)).await;
+    assert_problem(response, StatusCode::FORBIDDEN, "forbidden").await;
+    let (status, listed) = status_and_json(app.get("/files?owner=alice", Some(&admin)).await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+    let (_, own) = status_and_json(app.get("/files", Some(&bob)).await).await;
+    assert_eq!(own["items"], json!([]));
+    // A client that stops reading mid-download does not hold the server.
+    let mut partial = app.get(&content, Some(&alice)).await;
+    let _ = partial.chunk().await.unwrap();
+    drop(partial);
+    assert_eq!(app.get("/", None).await.status(), StatusCode::OK);
+}
+
+async fn quotas_sizes_and_expiry_are_enforced(backend: Backend) {
+    let start = time::OffsetDateTime::now_utc();
+    let clock = Arc::new(taskgate_domain::clock::ManualClock::new(start));
+    let app = TestApp::spawn_with(backend, |config| {
+        config.clock = clock.clone();
+        config.api.token_ttl = Duration::from_secs(7 * 24 * 3600);
+        config.api.files.max_file_bytes = 1000;
+        config.api.files.user_quota_bytes = 1500;
+        config.api.files.upload_expiry = Duration::from_secs(3600);
+    })
+    .await;
+    let admin = app.admin_token().await;
+    let alice = app.user_with_token(&admin, "alice", "user").await;
+    let response = tus_request(&app, Method::POST, "/files", &alice)
+        .header("upload-length", "1001")
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(response, StatusCode::PAYLOAD_TOO_LARGE, "file-too-large").await;
+    assert!(problem["detail"].as_str().unwrap().contains("1000"));
+    let first = create(&app, &alice, 1000).await;
+    let response = tus_request(&app, Method::POST, "/files", &alice)
+        .header("upload-length", "600")
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(response, StatusCode::PAYLOAD_TOO_LARGE, "quota-exceeded").await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("1500"),
+        "{problem}"
+    );
+    let second = create(&app, &alice, 500).await;
+    let response = patch(&app, &alice, &second, 0, vec![7; 100]).await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+
+    // Past Upload-Expires, an unfinished upload is gone, bytes and all, and
+    // its bytes no longer count against the quota.
+    clock.advance(Duration::from_secs(3601));
+    let response = tus_request(&app, Method::HEAD, &second, &alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(app.server().reap_expired_uploads().await.unwrap(), 2);
+    assert!(kept(&app).is_empty(), "{:?}", kept(&app));
+    let _ = first;
+    create(&app, &alice, 1000).await;
+    create(&app, &alice, 500).await;
+}
