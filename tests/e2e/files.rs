@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
@@ -629,4 +630,215 @@ async fn quotas_sizes_and_expiry_are_enforced(backend: Backend) {
     let _ = first;
     create(&app, &alice, 1000).await;
     create(&app, &alice, 500).await;
+}
+
+/// `taskgate serve` as its own process (so its memory is its own), plain
+/// HTTP on a free port, with `password` for the first admin.
+struct ServerProcess {
+    child: tokio::process::Child,
+    base: String,
+    _data: tempfile::TempDir,
+}
+
+impl ServerProcess {
+    async fn start(password: &str) -> Self {
+        let exe = std::env::current_exe().unwrap();
+        let binary = exe
+            .parent()
+            .and_then(|d| d.parent())
+            .unwrap()
+            .join("taskgate");
+        assert!(
+            binary.exists(),
+            "{} is missing: tests/run.sh builds the binaries (cargo build --workspace --bins) first",
+            binary.display()
+        );
+        let data = tempfile::tempdir().unwrap();
+        let mut child = tokio::process::Command::new(&binary)
+            .arg("serve")
+            .env("TASKGATE_ADDR", "127.0.0.1:0")
+            .env("TASKGATE_TLS", "off")
+            .env("TASKGATE_DATA_DIR", data.path())
+            .env("TASKGATE_ADMIN_PASSWORD", password)
+            .env("TASKGATE_LOG", "warn")
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            use tokio::io::AsyncBufReadExt as _;
+            let mut lines = tokio::io::BufReader::new(stderr).lines();
+            let mut tx = Some(tx);
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(url) = line.strip_prefix("Taskgate is listening on ")
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(url.trim().to_owned());
+                }
+            }
+        });
+        let base = tokio::time::timeout(Duration::from_secs(60), rx)
+            .await
+            .expect("the server starts")
+            .unwrap();
+        Self {
+            child,
+            base,
+            _data: data,
+        }
+    }
+
+    fn status(&self, field: &str) -> u64 {
+        let pid = self.child.id().unwrap();
+        let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = text.lines().find(|l| l.starts_with(field)).unwrap();
+        line.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            * 1024
+    }
+
+    /// Bytes the process has read (files and sockets), from /proc.
+    fn read_bytes(&self) -> u64 {
+        let pid = self.child.id().unwrap();
+        let text = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap();
+        let line = text.lines().find(|l| l.starts_with("rchar:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+}
+
+/// 2 GiB up and down through the local server: its resident memory grows
+/// by less than 64 MiB (the bytes stream, never held), the content comes
+/// back whole, and a client that leaves mid-download stops the reading.
+/// Embedded store only: the store keeps the record, the bytes never pass
+/// through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gib_stream_through_in_bounded_memory() {
+    const SIZE: u64 = 2 << 30;
+    const PIECE: usize = MIB;
+    let password = "operator of the stream test";
+    let server = ServerProcess::start(password).await;
+    let client = reqwest::Client::new();
+    let login: Value = client
+        .post(format!("{}/auth", server.base))
+        .json(&json!({"username": "admin", "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["token"].as_str().unwrap().to_owned();
+    let created = client
+        .post(format!("{}/files", server.base))
+        .bearer_auth(&token)
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", SIZE.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let location = created.headers()["location"].to_str().unwrap().to_owned();
+
+    // Memory, sampled every 50 ms while the bytes go up and down.
+    let baseline = server.status("VmRSS:");
+    let peak = Arc::new(AtomicU64::new(baseline));
+    let sampling = Arc::new(AtomicBool::new(true));
+    let pid = server.child.id().unwrap();
+    let sampler = {
+        let (peak, sampling) = (peak.clone(), sampling.clone());
+        tokio::spawn(async move {
+            while sampling.load(Ordering::SeqCst) {
+                if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/status"))
+                    && let Some(line) = text.lines().find(|l| l.starts_with("VmRSS:"))
+                {
+                    let rss = line
+                        .split_whitespace()
+                        .nth(1)
+                        .unwrap()
+                        .parse::<u64>()
+                        .unwrap()
+                        * 1024;
+                    peak.fetch_max(rss, Ordering::SeqCst);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let piece = Bytes::from(pattern(PIECE, 11));
+    let mut expected = Sha256::new();
+    for _ in 0..SIZE / PIECE as u64 {
+        expected.update(&piece);
+    }
+    let expected = hex::encode(expected.finalize());
+    let body = futures_util::stream::iter((0..SIZE / PIECE as u64).map({
+        let piece = piece.clone();
+        move |_| Ok::<_, std::io::Error>(piece.clone())
+    }));
+    let patched = client
+        .patch(format!("{}{location}", server.base))
+        .bearer_auth(&token)
+        .header("tus-resumable", "1.0.0")
+        .header("upload-offset", "0")
+        .header("content-type", "application/offset+octet-stream")
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), StatusCode::NO_CONTENT);
+    let after_upload = peak.load(Ordering::SeqCst);
+
+    let mut download = client
+        .get(format!("{}{location}/content", server.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(download.status(), StatusCode::OK);
+    let (mut hash, mut received) = (Sha256::new(), 0u64);
+    while let Some(chunk) = download.chunk().await.unwrap() {
+        received += chunk.len() as u64;
+        hash.update(&chunk);
+    }
+    assert_eq!(received, SIZE);
+    assert_eq!(hex::encode(hash.finalize()), expected);
+    sampling.store(false, Ordering::SeqCst);
+    sampler.await.unwrap();
+    let peak = peak.load(Ordering::SeqCst);
+    eprintln!(
+        "RSS: {} MiB at start, {} MiB at most while uploading, {} MiB at most overall",
+        baseline >> 20,
+        after_upload >> 20,
+        peak >> 20
+    );
+    assert!(
+        peak - baseline < 64 * MIB as u64,
+        "the server grew by {} MiB moving 2 GiB",
+        (peak - baseline) >> 20
+    );
+
+    // A client that leaves after 8 MiB: the server stops reading the file.
+    let before = server.read_bytes();
+    let mut partial = client
+        .get(format!("{}{location}/content", server.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let mut got = 0;
+    while got < 8 * MIB {
+        got += partial.chunk().await.unwrap().unwrap().len();
+    }
+    drop(partial);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let read = server.read_bytes() - before;
+    assert!(
+        read < 256 * MIB as u64,
+        "the server read {} MiB of a 2 GiB file for a client that took 8 MiB and left",
+        read >> 20
+    );
 }
