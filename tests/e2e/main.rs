@@ -20,6 +20,7 @@ mod project_store;
 mod projects;
 mod realtime;
 mod realtime_aws;
+mod realtime_bounds;
 mod security;
 mod server;
 mod sfn;

@@ -7,13 +7,14 @@
 //! project gets an `error` for the topic and nothing more from it).
 //!
 //! Ordering: live events come from the hub; each subscription remembers the
-//! last `seq` it delivered, skips what it has already sent and, when a live
-//! event skips ahead (two writers published out of commit order, or the
-//! subscription replayed up to a point), reads what is missing from the
-//! store first. Replay with `after` reads the store after subscribing to the
+//! last `seq` it delivered and skips what it has already sent. A live event
+//! that skips ahead (two writers published out of commit order) is held
+//! until the ones before it arrive, which they do within microseconds; if
+//! they have not after [`GAP_WAIT`] (or too many are held), they are read
+//! from the store. Reading is the exception: it folds an item's whole log. Replay with `after` reads the store after subscribing to the
 //! hub, so nothing committed around the seam is lost or sent twice.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,6 +48,11 @@ pub const SESSION_CHECK: Duration = Duration::from_secs(2);
 /// How often a running delay's subscribers are sent its progress (the
 /// contract asks for at least every 2 s).
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// How long an event that came ahead of its turn waits for the ones before
+/// it to arrive from the hub before they are read from the store.
+const GAP_WAIT: Duration = Duration::from_millis(200);
+/// Events held waiting for a gap to close, at most (then the store is read).
+const MAX_PENDING: usize = 256;
 /// How long one message may take to go out before the client is deemed gone.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest message a client may send (subscriptions are small).
@@ -134,6 +140,10 @@ enum Subscription {
         /// The feed position last delivered; `None` until the first event
         /// when subscribed without `after`.
         last: Option<u64>,
+        /// Events that came ahead of the next position, by position.
+        pending: BTreeMap<u64, Rendered>,
+        /// Since when the next position is missing.
+        gap_since: Option<Instant>,
     },
     Task {
         task: Task,
@@ -182,6 +192,7 @@ impl Connection {
         let now = Instant::now();
         let mut check = interval(SESSION_CHECK);
         let mut progress = interval(PROGRESS_EVERY);
+        let mut gaps = interval(GAP_WAIT / 2);
         let ping_every = self.state.settings.realtime.ping_interval;
         let mut ping = tokio::time::interval_at(now + ping_every, ping_every);
         check.reset();
@@ -222,6 +233,7 @@ impl Connection {
                     Err(_) => continue,
                 },
                 _ = progress.tick() => self.progress(),
+                _ = gaps.tick() => self.fill_stale_gaps().await,
                 _ = ping.tick() => {
                     if heard.elapsed() > ping_every * 2 {
                         break End::Gone;
@@ -328,6 +340,8 @@ impl Connection {
             Allowed::Project(project) => Subscription::Project {
                 project,
                 last: after,
+                pending: BTreeMap::new(),
+                gap_since: None,
             },
             Allowed::Task(task, events) => {
                 let last = events.last().map_or(0, |e| e.seq);
@@ -505,7 +519,7 @@ impl Connection {
     /// before they joined, as `GET …/events` shows it).
     fn deliver_project(&mut self, topic: &Topic, rendered: Rendered, history: bool) -> Vec<String> {
         let actor = self.actor();
-        let Some(Subscription::Project { project, last }) = self.subscriptions.get_mut(topic)
+        let Some(Subscription::Project { project, last, .. }) = self.subscriptions.get_mut(topic)
         else {
             return vec![];
         };
@@ -620,26 +634,89 @@ impl Connection {
         }
     }
 
+    /// Delivers the held events that now follow on.
+    fn drain_pending(&mut self, topic: &Topic) -> Vec<String> {
+        let mut messages = Vec::new();
+        loop {
+            let Some(Subscription::Project {
+                last,
+                pending,
+                gap_since,
+                ..
+            }) = self.subscriptions.get_mut(topic)
+            else {
+                return messages;
+            };
+            let next = last.map_or(0, |l| l + 1);
+            // Anything at or below what was delivered is a repeat.
+            while pending.first_key_value().is_some_and(|(p, _)| *p < next) {
+                pending.pop_first();
+            }
+            match pending.first_key_value() {
+                Some((position, _)) if *position == next => {
+                    let (_, rendered) = pending.pop_first().expect("just seen");
+                    messages.extend(self.deliver_project(topic, rendered, false));
+                }
+                Some(_) => return messages,
+                None => {
+                    *gap_since = None;
+                    return messages;
+                }
+            }
+        }
+    }
+
+    /// Reads the missing positions from the store, then delivers what was
+    /// held.
+    async fn fill_gap(&mut self, topic: &Topic) -> Vec<String> {
+        let until = match self.subscriptions.get(topic) {
+            Some(Subscription::Project { pending, .. }) => pending.keys().next().copied(),
+            _ => None,
+        };
+        let Some(until) = until else {
+            return vec![];
+        };
+        let mut messages = match self.replay_project(topic, Some(until)).await {
+            Ok(filled) => filled,
+            Err((status, detail)) => {
+                self.drop_subscription(topic);
+                return vec![message::error(Some(topic), status, &detail)];
+            }
+        };
+        messages.extend(self.drain_pending(topic));
+        if let Some(Subscription::Project {
+            pending, gap_since, ..
+        }) = self.subscriptions.get_mut(topic)
+        {
+            *gap_since = (!pending.is_empty()).then(Instant::now);
+        }
+        messages
+    }
+
+    /// Fills the gaps that did not close by themselves within [`GAP_WAIT`].
+    async fn fill_stale_gaps(&mut self) -> Vec<String> {
+        let stale: Vec<Topic> = self
+            .subscriptions
+            .iter()
+            .filter_map(|(topic, subscription)| match subscription {
+                Subscription::Project {
+                    gap_since: Some(since),
+                    ..
+                } if since.elapsed() >= GAP_WAIT => Some(*topic),
+                _ => None,
+            })
+            .collect();
+        let mut messages = Vec::new();
+        for topic in stale {
+            messages.extend(self.fill_gap(&topic).await);
+        }
+        messages
+    }
+
     async fn on_notice(&mut self, topic: Topic, notice: &Notice) -> Vec<String> {
         let mut messages = Vec::new();
         match notice {
-            Notice::Project { position, .. } | Notice::Item { position, .. } => {
-                let gap = match self.subscriptions.get(&topic) {
-                    Some(Subscription::Project {
-                        last: Some(last), ..
-                    }) => *position > last + 1,
-                    _ => false,
-                };
-                if gap {
-                    match self.replay_project(&topic, Some(*position)).await {
-                        Ok(filled) => messages.extend(filled),
-                        Err((status, detail)) => {
-                            messages.push(message::error(Some(&topic), status, &detail));
-                            self.drop_subscription(&topic);
-                            return messages;
-                        }
-                    }
-                }
+            Notice::Project { .. } | Notice::Item { .. } => {
                 let rendered = match notice {
                     Notice::Project {
                         position,
@@ -663,7 +740,33 @@ impl Connection {
                     },
                     Notice::Task { .. } => unreachable!("matched above"),
                 };
+                let position = rendered.position();
+                let Some(Subscription::Project {
+                    last,
+                    pending,
+                    gap_since,
+                    ..
+                }) = self.subscriptions.get_mut(&topic)
+                else {
+                    return messages;
+                };
+                match *last {
+                    Some(last) if position <= last => return messages,
+                    // Ahead of the next: the ones between were stored first
+                    // and are on their way (publishers can overtake each
+                    // other); hold it until they come, or read them.
+                    Some(last) if position > last + 1 => {
+                        pending.insert(position, rendered);
+                        gap_since.get_or_insert_with(Instant::now);
+                        if pending.len() > MAX_PENDING {
+                            return self.fill_gap(&topic).await;
+                        }
+                        return messages;
+                    }
+                    _ => {}
+                }
                 messages.extend(self.deliver_project(&topic, rendered, false));
+                messages.extend(self.drain_pending(&topic));
             }
             Notice::Task { event, task } => {
                 let now = self.state.clock.now();
