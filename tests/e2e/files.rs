@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::StreamExt as _;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
@@ -21,6 +22,7 @@ on_each_backend!(
     the_protocol_rules_answer_as_the_contract_says,
     downloads_serve_ranges_and_etags_to_whom_may_see_them,
     quotas_sizes_and_expiry_are_enforced,
+    the_compatibility_routes_upload_export_and_abort,
 );
 
 const MIB: usize = 1024 * 1024;
@@ -840,5 +842,152 @@ async fn two_gib_stream_through_in_bounded_memory() {
         read < 256 * MIB as u64,
         "the server read {} MiB of a 2 GiB file for a client that took 8 MiB and left",
         read >> 20
+    );
+}
+
+async fn the_compatibility_routes_upload_export_and_abort(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin_token().await;
+    let alice = app.user_with_token(&admin, "alice", "user").await;
+    let bob = app.user_with_token(&admin, "bob", "user").await;
+
+    // POST /upload: multipart/form-data, field `file`.
+    let data = pattern(300_000, 9);
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(data.clone())
+            .file_name("notes.bin")
+            .mime_str("application/octet-stream")
+            .unwrap(),
+    );
+    let response = app
+        .request(Method::POST, "/upload", Some(&alice))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let (status, file) = status_and_json(response).await;
+    assert_eq!(status, StatusCode::CREATED, "{file}");
+    assert_eq!(
+        (file["name"].as_str(), file["status"].as_str()),
+        (Some("notes.bin"), Some("complete"))
+    );
+    assert_eq!(file["sha256"], hex::encode(Sha256::digest(&data)));
+    let stored = kept(&app);
+    assert_eq!(stored.len(), 1);
+
+    // POST /export streams it back.
+    let response = app
+        .send_json(
+            Method::POST,
+            "/export",
+            Some(&alice),
+            &json!({"filename": "notes.bin"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.bytes().await.unwrap() == data);
+    let response = app
+        .send_json(
+            Method::POST,
+            "/export",
+            Some(&bob),
+            &json!({"filename": "notes.bin"}),
+        )
+        .await;
+    assert_problem(response, StatusCode::NOT_FOUND, "not-found").await;
+
+    // An upload in progress, aborted from another request: the uploader
+    // is told, and nothing of it is stored.
+    let (release, hold) = tokio::sync::oneshot::channel::<()>();
+    let first = Bytes::from(pattern(MIB, 3));
+    let body = futures_util::stream::once(async move { Ok::<_, std::io::Error>(first) }).chain(
+        futures_util::stream::once(async move {
+            let _ = hold.await;
+            Ok::<_, std::io::Error>(Bytes::from_static(b"never"))
+        }),
+    );
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(body)).file_name("big.bin"),
+    );
+    let upload = {
+        // A client of its own: the server closes this connection mid-body,
+        // which must not leave a dead connection in the shared pool.
+        let request = reqwest::Client::new()
+            .post(app.url("/upload"))
+            .bearer_auth(&alice)
+            .multipart(form);
+        tokio::spawn(async move { request.send().await })
+    };
+    // It is under way once a kill finds it.
+    let mut aborted = 0;
+    for _ in 0..100 {
+        let (_, killed) = status_and_json(app.delete("/upload/kill", Some(&bob)).await).await;
+        assert_eq!(killed, json!({"aborted": 0}), "bob has no uploads");
+        let (status, killed) =
+            status_and_json(app.delete("/upload/kill", Some(&alice)).await).await;
+        assert_eq!(status, StatusCode::OK);
+        aborted = killed["aborted"].as_u64().unwrap();
+        if aborted > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(aborted, 1);
+    let answered = upload.await.unwrap();
+    drop(release);
+    if let Ok(response) = answered {
+        assert_problem(response, StatusCode::CONFLICT, "transfer-aborted").await;
+    }
+    let (_, files) = status_and_json(app.get("/files", Some(&alice)).await).await;
+    assert_eq!(files["items"].as_array().unwrap().len(), 1, "{files}");
+    for _ in 0..50 {
+        if kept(&app) == stored {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(kept(&app), stored, "nothing of the aborted upload is kept");
+
+    // A download in progress, ended from another request.
+    let big = pattern(32 * MIB, 4);
+    let location = create(&app, &alice, big.len() as u64).await;
+    assert_eq!(
+        patch(&app, &alice, &location, 0, big.clone())
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    let (_, file) = status_and_json(app.get(&location, Some(&alice)).await).await;
+    let name = file["name"].as_str().unwrap().to_owned();
+    let mut download = app
+        .send_json(
+            Method::POST,
+            "/export",
+            Some(&alice),
+            &json!({"filename": name}),
+        )
+        .await;
+    assert_eq!(download.status(), StatusCode::OK);
+    let mut received = download.chunk().await.unwrap().unwrap().len();
+    let (_, killed) = status_and_json(
+        app.request(Method::POST, "/export/kill", Some(&alice))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(killed, json!({"aborted": 1}));
+    let ended = loop {
+        match download.chunk().await {
+            Ok(Some(chunk)) => received += chunk.len(),
+            Ok(None) => break "the body ended",
+            Err(_) => break "the connection broke",
+        }
+    };
+    assert!(
+        received < big.len(),
+        "the whole file came after the kill ({ended})"
     );
 }

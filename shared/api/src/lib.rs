@@ -34,6 +34,11 @@ mod handlers;
 pub mod files {
     pub use crate::handlers::files::reap_expired;
 }
+
+/// The local server's compatibility routes (`/upload`, `/export`).
+pub mod compat {
+    pub use crate::handlers::compat::routes;
+}
 pub mod memory;
 pub mod openapi;
 pub mod problem;

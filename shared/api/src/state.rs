@@ -35,6 +35,8 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     /// The bytes of files (the data directory locally, S3 on AWS).
     pub blobs: Arc<dyn BlobStore>,
+    /// Uploads and downloads in progress on the compatibility routes.
+    pub transfers: Arc<crate::handlers::compat::Transfers>,
     /// Where "now" comes from for token expiry, login locks and task times.
     pub clock: Arc<dyn Clock>,
     pub recorder: Recorder,
@@ -163,6 +165,7 @@ impl AppState {
             recorder: Recorder::with_clock(store.clone(), clock.clone()).observed_by(hub.clone()),
             hub,
             blobs: Arc::new(NoBlobs),
+            transfers: Arc::default(),
             workflow: Arc::new(NoWorkflow),
             clock,
             store,

@@ -33,7 +33,10 @@ pub(crate) fn router(
     extra: axum::Router,
 ) -> axum::Router {
     let max_in_flight = config.max_requests_in_flight;
-    let app = docs::routes(taskgate_api::app(state), &config.api).merge(extra);
+    let compat = taskgate_api::compat::routes().with_state(state.clone());
+    let app = docs::routes(taskgate_api::app(state), &config.api)
+        .merge(compat)
+        .merge(extra);
     limit_body_time(app, config.body_timeout).layer(axum::middleware::from_fn_with_state(
         InFlight {
             slots: Arc::new(Semaphore::new(max_in_flight)),

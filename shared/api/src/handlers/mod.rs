@@ -16,6 +16,7 @@ use crate::request;
 
 pub(crate) mod audit;
 pub(crate) mod auth;
+pub(crate) mod compat;
 pub(crate) mod files;
 pub(crate) mod items;
 pub(crate) mod projects;

@@ -1,0 +1,360 @@
+//! The local server's compatibility routes, for clients of the seed's upload
+//! service:
+//!
+//! - `POST /upload`: a `multipart/form-data` body whose `file` field is
+//!   streamed into a new file (201 File).
+//! - `DELETE /upload/kill`: aborts the caller's uploads in progress (200
+//!   `{"aborted": N}`); nothing of them is stored.
+//! - `POST /export` `{"filename"}`: streams the caller's newest complete
+//!   file of that name.
+//! - `POST /export/kill`: ends the caller's downloads in progress (200
+//!   `{"aborted": N}`); their connections end short.
+//!
+//! Transfers in progress are registered per user ([`Transfers`]) with a
+//! cancellation token the kill routes trigger.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Multipart, State};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt as _;
+use http::{HeaderValue, StatusCode, header};
+use serde_json::json;
+use taskgate_domain::file::{ContentType, FileName, FileStatus, RunningDigest, StoredFile};
+use taskgate_domain::ports::{ByteStream, StoreError};
+use taskgate_domain::user::UserId;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Session;
+use crate::extract::{Body as JsonBody, BodyContext, FromBody, SharedState};
+use crate::handlers::files::FileView;
+use crate::problem::ApiError;
+use crate::request::{Fields, string};
+
+/// What kind of transfer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    Upload,
+    Download,
+}
+
+/// The transfers in progress, per user, with what stops each.
+#[derive(Default)]
+pub struct Transfers {
+    next: AtomicU64,
+    running: Mutex<HashMap<u64, (UserId, Direction, CancellationToken)>>,
+}
+
+/// A registered transfer; unregistered when dropped.
+pub struct Transfer {
+    transfers: Arc<Transfers>,
+    id: u64,
+    pub token: CancellationToken,
+}
+
+impl Drop for Transfer {
+    fn drop(&mut self) {
+        self.transfers
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
+    }
+}
+
+impl Transfers {
+    /// Registers a transfer of `user`'s until the returned guard drops.
+    pub fn begin(self: &Arc<Self>, user: UserId, direction: Direction) -> Transfer {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let token = CancellationToken::new();
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, (user, direction, token.clone()));
+        Transfer {
+            transfers: Arc::clone(self),
+            id,
+            token,
+        }
+    }
+
+    /// Stops `user`'s transfers in `direction`; how many.
+    pub fn kill(&self, user: UserId, direction: Direction) -> usize {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let mut killed = 0;
+        for (owner, kind, token) in running.values() {
+            if *owner == user && *kind == direction && !token.is_cancelled() {
+                token.cancel();
+                killed += 1;
+            }
+        }
+        killed
+    }
+}
+
+pub fn routes() -> axum::Router<SharedState> {
+    use axum::routing::{delete, post};
+    axum::Router::new()
+        .route("/upload", post(upload))
+        .route("/upload/kill", delete(kill_uploads))
+        .route("/export", post(export))
+        .route("/export/kill", post(kill_downloads))
+}
+
+fn aborted() -> ApiError {
+    ApiError::Conflict {
+        kind: "transfer-aborted",
+        detail: "the transfer was aborted (DELETE /upload/kill or POST /export/kill); nothing of it was kept".into(),
+    }
+}
+
+async fn upload(
+    State(state): State<SharedState>,
+    session: Session,
+    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<Response, ApiError> {
+    let mut multipart = multipart.map_err(|e| {
+        ApiError::UnsupportedMediaType(format!("send multipart/form-data with a file field ({e})"))
+    })?;
+    let limits = state.settings.files.clone();
+    let transfer = state
+        .transfers
+        .begin(session.user.user_id, Direction::Upload);
+    loop {
+        let field = tokio::select! {
+            field = multipart.next_field() => field.map_err(|e| ApiError::Malformed(format!("the multipart body does not parse: {e}")))?,
+            () = transfer.token.cancelled() => return Err(aborted()),
+        };
+        let Some(field) = field else {
+            return Err(ApiError::invalid(
+                "file",
+                "send the file in a field named file",
+            ));
+        };
+        if field.name() != Some("file") {
+            continue;
+        }
+        let name = field
+            .file_name()
+            .map(FileName::parse)
+            .transpose()
+            .map_err(|e| ApiError::invalid("file", format!("the file name {e}")))?
+            .unwrap_or_else(|| FileName::parse("upload").expect("a valid name"));
+        let content_type = field
+            .content_type()
+            .and_then(|t| ContentType::parse(t).ok())
+            .unwrap_or_else(ContentType::octet_stream);
+        let now = state.clock.now();
+        let mut file = StoredFile::new_upload(
+            &session.user,
+            name,
+            content_type,
+            0,
+            now,
+            now + limits.upload_expiry,
+            serde_json::Value::Null,
+        );
+        file.blob = state.blobs.start(&file.id).await?;
+        // The field borrows the request; its bytes go to the blob store
+        // through a small channel, so the two run side by side.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
+        let mut field = field;
+        let mut digest = RunningDigest::new();
+        let pump = async {
+            loop {
+                // The store may stop reading first (a kill, the size limit):
+                // then stop waiting for the client's next bytes.
+                let chunk = tokio::select! {
+                    chunk = field.chunk() => chunk,
+                    () = tx.closed() => break,
+                };
+                match chunk {
+                    Ok(Some(bytes)) => {
+                        digest.update(&bytes);
+                        if tx.send(Ok(bytes)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        let _ = tx.send(Err(std::io::Error::other(e))).await;
+                        break;
+                    }
+                }
+            }
+            drop(tx);
+        };
+        let token = transfer.token.clone();
+        let stream: ByteStream = Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx)
+                .take_until(async move { token.cancelled().await }),
+        );
+        let (_, appended) = tokio::join!(
+            pump,
+            state
+                .blobs
+                .append(&file.id, &file.blob, 0, stream, limits.max_file_bytes)
+        );
+        let appended = match appended {
+            Ok(appended) => appended,
+            Err(e) => {
+                let _ = state.blobs.abort(&file.id, &file.blob).await;
+                return Err(e.into());
+            }
+        };
+        let refusal = if transfer.token.is_cancelled() {
+            Some(aborted())
+        } else if appended.cut {
+            Some(ApiError::Malformed(
+                "the upload broke off; nothing of it was kept".into(),
+            ))
+        } else if appended.truncated {
+            Some(ApiError::TooLarge(format!(
+                "the largest file is {} bytes (TASKGATE_MAX_FILE_BYTES)",
+                limits.max_file_bytes
+            )))
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
+            let _ = state.blobs.abort(&file.id, &appended.state).await;
+            return Err(refusal);
+        }
+        state
+            .blobs
+            .finish(&file.id, &appended.state, appended.bytes)
+            .await?;
+        file.size = appended.bytes;
+        file.offset = appended.bytes;
+        file.status = FileStatus::Complete;
+        file.expires_at = None;
+        file.digest_state = None;
+        file.blob = appended.state;
+        file.sha256 = Some(digest.finish());
+        if let Err(e) = state
+            .store
+            .insert_file(&file, limits.user_quota_bytes)
+            .await
+        {
+            let _ = state.blobs.delete(&file.id).await;
+            return Err(match e {
+                StoreError::OverQuota => ApiError::FileQuota(format!(
+                    "this file of {} bytes would take your files past your quota of {} bytes (TASKGATE_USER_QUOTA_BYTES)",
+                    file.size, limits.user_quota_bytes
+                )),
+                other => other.into(),
+            });
+        }
+        let mut response = (StatusCode::CREATED, Json(FileView::from(&file))).into_response();
+        if let Ok(location) = HeaderValue::from_str(&format!("/files/{}", file.id)) {
+            response.headers_mut().insert(header::LOCATION, location);
+        }
+        return Ok(response);
+    }
+}
+
+async fn kill_uploads(
+    State(state): State<SharedState>,
+    session: Session,
+) -> Json<serde_json::Value> {
+    let aborted = state
+        .transfers
+        .kill(session.user.user_id, Direction::Upload);
+    tracing::info!(user = %session.user.username, aborted, "uploads aborted");
+    Json(json!({ "aborted": aborted }))
+}
+
+async fn kill_downloads(
+    State(state): State<SharedState>,
+    session: Session,
+) -> Json<serde_json::Value> {
+    let aborted = state
+        .transfers
+        .kill(session.user.user_id, Direction::Download);
+    tracing::info!(user = %session.user.username, aborted, "downloads aborted");
+    Json(json!({ "aborted": aborted }))
+}
+
+/// `POST /export` body.
+pub(crate) struct ExportRequest {
+    filename: FileName,
+}
+
+impl FromBody for ExportRequest {
+    const FIELDS: &'static [&'static str] = &["filename"];
+
+    fn from_fields(mut fields: Fields, _: &BodyContext<'_>) -> Result<Self, ApiError> {
+        let filename = fields.required("filename", string(FileName::parse));
+        fields.finish()?;
+        Ok(Self {
+            filename: filename.expect("finish reports a missing field"),
+        })
+    }
+}
+
+async fn export(
+    State(state): State<SharedState>,
+    session: Session,
+    JsonBody(request): JsonBody<ExportRequest>,
+) -> Result<Response, ApiError> {
+    // The newest complete file of that name among the caller's.
+    let mut after = None;
+    let file = 'search: loop {
+        let page = state
+            .store
+            .owner_files(&session.user.user_id, after.as_ref(), 100)
+            .await?;
+        for file in page.items {
+            if file.is_complete() && file.name == request.filename {
+                break 'search file;
+            }
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => {
+                return Err(ApiError::NotFound(format!(
+                    "you have no file named {:?}",
+                    request.filename.as_str()
+                )));
+            }
+        }
+    };
+    let stream = state.blobs.read(&file.id, 0..file.size, file.size).await?;
+    // Registered for as long as the body is being sent; killed, the body
+    // fails, so the connection ends short of its Content-Length.
+    let transfer = state
+        .transfers
+        .begin(session.user.user_id, Direction::Download);
+    let body = futures_util::stream::unfold(
+        (stream, Some(transfer)),
+        |(mut stream, transfer)| async move {
+            let transfer = transfer?;
+            tokio::select! {
+                () = transfer.token.cancelled() => Some((
+                    Err(std::io::Error::other("the download was aborted (POST /export/kill)")),
+                    (stream, None),
+                )),
+                next = stream.next() => next.map(|item| (item, (stream, Some(transfer)))),
+            }
+        },
+    );
+    let mut response = Response::new(Body::from_stream(body));
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(file.content_type.as_str()) {
+        headers.insert(header::CONTENT_TYPE, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&file.size.to_string()) {
+        headers.insert(header::CONTENT_LENGTH, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&format!(
+        "\"{}\"",
+        file.sha256.as_deref().unwrap_or_default()
+    )) {
+        headers.insert(header::ETAG, value);
+    }
+    Ok(response)
+}
