@@ -14,8 +14,14 @@ Usage: python moto-server.py HOST PORT
 
 import base64
 import json
+import os
 import signal
 import sys
+
+# As moto_server does: moto calls itself back on this port (e.g. Step
+# Functions invoking Lambda), so it must be set before moto runs.
+if len(sys.argv) > 2:
+    os.environ.setdefault("MOTO_PORT", sys.argv[2])
 
 from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 from moto.moto_server.werkzeug_app import (
