@@ -636,14 +636,20 @@ async fn quotas_sizes_and_expiry_are_enforced(backend: Backend) {
 
 /// `taskgate serve` as its own process (so its memory is its own), plain
 /// HTTP on a free port, with `password` for the first admin.
-struct ServerProcess {
-    child: tokio::process::Child,
-    base: String,
-    _data: tempfile::TempDir,
+pub(crate) struct ServerProcess {
+    pub child: tokio::process::Child,
+    pub base: String,
+    data: tempfile::TempDir,
 }
 
 impl ServerProcess {
-    async fn start(password: &str) -> Self {
+    pub async fn start(password: &str) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        Self::start_in(password, data).await
+    }
+
+    /// A server on the data directory `data` (e.g. a restored backup).
+    pub async fn start_in(password: &str, data: tempfile::TempDir) -> Self {
         let exe = std::env::current_exe().unwrap();
         let binary = exe
             .parent()
@@ -655,7 +661,6 @@ impl ServerProcess {
             "{} is missing: tests/run.sh builds the binaries (cargo build --workspace --bins) first",
             binary.display()
         );
-        let data = tempfile::tempdir().unwrap();
         let mut child = tokio::process::Command::new(&binary)
             .arg("serve")
             .env("TASKGATE_ADDR", "127.0.0.1:0")
@@ -685,11 +690,34 @@ impl ServerProcess {
             .await
             .expect("the server starts")
             .unwrap();
-        Self {
-            child,
-            base,
-            _data: data,
-        }
+        Self { child, base, data }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.data.path()
+    }
+
+    /// The `taskgate` binary this server runs.
+    pub fn binary() -> PathBuf {
+        let exe = std::env::current_exe().unwrap();
+        exe.parent()
+            .and_then(|d| d.parent())
+            .unwrap()
+            .join("taskgate")
+    }
+
+    /// An admin token.
+    pub async fn login(&self, password: &str) -> String {
+        let login: Value = reqwest::Client::new()
+            .post(format!("{}/auth", self.base))
+            .json(&json!({"username": "admin", "password": password}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        login["token"].as_str().unwrap().to_owned()
     }
 
     fn status(&self, field: &str) -> u64 {

@@ -4,6 +4,7 @@
 
 mod audit;
 mod auth;
+mod backup;
 mod bad_input;
 mod blob_store;
 mod faults;

@@ -56,3 +56,50 @@ pub(crate) fn read_or_create(
         Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
     }
 }
+
+/// Copies the data directory `dir` of a running (or stopped) server into
+/// the new directory `into`, private like the original: the database as of
+/// one moment (SQLite's online backup), the signing secret and the TLS
+/// certificate and key, and the bytes of every file complete in that copy.
+/// Unfinished uploads are not copied (their records are, and they expire).
+pub fn backup(dir: &Path, into: &Path) -> anyhow::Result<taskgate_embedded::backup::BackupReport> {
+    let database = dir.join(crate::server::DATABASE_FILE);
+    if !database.exists() {
+        anyhow::bail!("{} has no database to back up", dir.display());
+    }
+    if into.exists()
+        && fs::read_dir(into)
+            .with_context(|| format!("cannot read {}", into.display()))?
+            .next()
+            .is_some()
+    {
+        anyhow::bail!(
+            "{} is not empty; back up into a new directory",
+            into.display()
+        );
+    }
+    create(into)?;
+    let files = crate::server::FILES_DIR;
+    let report = taskgate_embedded::backup::backup(
+        &database,
+        &into.join(crate::server::DATABASE_FILE),
+        &dir.join(files).join("done"),
+        &into.join(files).join("done"),
+    )
+    .map_err(|e| anyhow::anyhow!("{}", taskgate_domain::ports::Chain(&e)))?;
+    fs::create_dir_all(into.join(files).join("uploads"))
+        .with_context(|| format!("cannot create {}", into.display()))?;
+    for name in [
+        crate::server::JWT_SECRET_FILE,
+        crate::server::TLS_CERT_FILE,
+        crate::server::TLS_KEY_FILE,
+    ] {
+        let from = dir.join(name);
+        if from.exists() {
+            fs::copy(&from, into.join(name))
+                .with_context(|| format!("cannot copy {}", from.display()))?;
+            fs::set_permissions(into.join(name), fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(report)
+}

@@ -17,7 +17,7 @@
 pub mod audit;
 pub mod bootstrap;
 pub mod config;
-mod data_dir;
+pub mod data_dir;
 mod http;
 pub mod server;
 pub mod store;

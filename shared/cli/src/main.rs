@@ -38,6 +38,14 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Copy the embedded store (database, signing key, certificate, files)
+    /// into a new directory PATH, consistently, while the server runs. To
+    /// restore, stop the server and use PATH as TASKGATE_DATA_DIR (or copy
+    /// its contents into the data directory).
+    Backup {
+        /// A directory that does not exist yet (or is empty).
+        path: std::path::PathBuf,
+    },
     /// Print the API's OpenAPI 3.1 document (as served at /openapi.json; kept
     /// in docs/openapi.json).
     Openapi,
@@ -120,6 +128,7 @@ fn main() -> ExitCode {
         Command::CreateTables => runtime.block_on(create_tables()),
         Command::CreateAdmin => runtime.block_on(create_admin()),
         Command::Audit { command } => return runtime.block_on(audit(command)),
+        Command::Backup { path } => backup(&path),
         Command::JsWorker { .. } | Command::Openapi => unreachable!("handled above"),
     };
     match result {
@@ -169,6 +178,34 @@ async fn serve() -> anyhow::Result<()> {
         handle.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
     });
     server.wait().await
+}
+
+fn backup(into: &std::path::Path) -> anyhow::Result<()> {
+    let config = ServeConfig::from_env()?;
+    if config.store != taskgate::StoreConfig::Embedded {
+        anyhow::bail!(
+            "backup copies the embedded store; on DynamoDB use its point-in-time recovery \
+             (enabled on every table of the stack)"
+        );
+    }
+    let report = taskgate::data_dir::backup(&config.data_dir, into)?;
+    eprintln!(
+        "backed up {} into {}: {} database pages, {} files{}",
+        config.data_dir.display(),
+        into.display(),
+        report.pages,
+        report.files,
+        if report.missing.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({} deleted while copying: {})",
+                report.missing.len(),
+                report.missing.join(", ")
+            )
+        }
+    );
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -19,6 +19,7 @@
 //! every other writer of the file, in this process or another.
 #![forbid(unsafe_code)]
 
+pub mod backup;
 pub mod blobs;
 pub mod engine;
 mod files;
