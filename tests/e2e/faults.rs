@@ -21,7 +21,7 @@ fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/local/dynamodb-local.sh")
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -29,7 +29,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start_dynamodb(state: &Path, data: &Path, port: u16) -> String {
+pub(crate) fn start_dynamodb(state: &Path, data: &Path, port: u16) -> String {
     let output = Command::new(script())
         .args(["start", state.to_str().unwrap(), &port.to_string()])
         .env("DYNAMODB_LOCAL_DATA_DIR", data)
@@ -43,7 +43,7 @@ fn start_dynamodb(state: &Path, data: &Path, port: u16) -> String {
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
-fn stop_dynamodb(state: &Path) {
+pub(crate) fn stop_dynamodb(state: &Path) {
     let status = Command::new(script())
         .args(["stop", state.to_str().unwrap()])
         .status()

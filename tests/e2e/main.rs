@@ -17,6 +17,7 @@ mod lambda_runtime;
 mod limits;
 mod matrix;
 mod openapi;
+mod operations;
 mod project_store;
 mod projects;
 mod realtime;

@@ -9,6 +9,7 @@
 //!   read) this bounds the memory a burst of requests can take.
 //! - The OpenAPI document at `/openapi.json` and a human-readable page of it
 //!   at `/docs` (see [`docs`]).
+//! - `/healthz` and `/readyz` (see [`health`]).
 //!
 //! TLS is the listener's business ([`crate::server`]).
 
@@ -24,6 +25,7 @@ use tokio::sync::Semaphore;
 use crate::ServeConfig;
 
 mod docs;
+mod health;
 
 /// The application as the local server serves it; `extra` routes (tests'
 /// own) are served beside the API, behind the same limits.
@@ -34,9 +36,8 @@ pub(crate) fn router(
 ) -> axum::Router {
     let max_in_flight = config.max_requests_in_flight;
     let compat = taskgate_api::compat::routes().with_state(state.clone());
-    let app = docs::routes(taskgate_api::app(state), &config.api)
-        .merge(compat)
-        .merge(extra);
+    let app = docs::routes(taskgate_api::app(state.clone()), &config.api);
+    let app = health::routes(app, state).merge(compat).merge(extra);
     limit_body_time(app, config.body_timeout).layer(axum::middleware::from_fn_with_state(
         InFlight {
             slots: Arc::new(Semaphore::new(max_in_flight)),
