@@ -135,7 +135,9 @@ async fn each_function_answers_its_api_gateway_events() {
             1,
         )),
         Arc::new(SystemClock),
-    );
+        "lambda-test",
+    )
+    .with_exclusive_store();
     let state = Arc::new(
         AppState::new(
             store,

@@ -418,3 +418,86 @@ async fn misbehaving_scripts_fail_with_distinct_errors_while_the_server_serves()
     }
     assert_eq!(app.get("/", None).await.status(), StatusCode::OK);
 }
+
+/// A local server on tables a deployment also uses recovers only the tasks
+/// its own engine runs: Step Functions' running and pending tasks, and
+/// tasks from before engines were named, are left exactly as they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_on_shared_tables_recovers_only_its_own_tasks() {
+    use taskgate_domain::recorder::Recorder;
+    use taskgate_domain::task::{TaskId, TaskLimits, TaskSpec};
+    use taskgate_domain::user::Username;
+
+    let mut app = TestApp::spawn(Backend::DynamoDb).await;
+    let admin = app.admin_token().await;
+    let store = app.store().await;
+    let owner = store
+        .get_user(&Username::parse("admin").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    // What the deployment's functions would have written.
+    let aws = Recorder::new(store.clone()).with_engine(Some("step-functions".into()));
+    let execution = |id: &TaskId| {
+        format!("arn:aws:states:us-east-1:123456789012:execution:taskgate-tasks:{id}")
+    };
+    let limits = TaskLimits::default();
+    let (running_delay, _) = aws
+        .create(&TaskSpec::delay(3600.0, &limits).unwrap(), &owner)
+        .await
+        .unwrap();
+    aws.started(&running_delay.id, Some(execution(&running_delay.id)))
+        .await
+        .unwrap();
+    let (running_script, _) = aws
+        .create(&TaskSpec::js("1 + 1", &limits).unwrap(), &owner)
+        .await
+        .unwrap();
+    aws.started(&running_script.id, Some(execution(&running_script.id)))
+        .await
+        .unwrap();
+    let (pending, _) = aws
+        .create(&TaskSpec::delay(5.0, &limits).unwrap(), &owner)
+        .await
+        .unwrap();
+    // A task from before engines were named, not started.
+    let (legacy, _) = Recorder::new(store.clone())
+        .create(&TaskSpec::delay(5.0, &limits).unwrap(), &owner)
+        .await
+        .unwrap();
+    // And one of this server's own.
+    let own = app
+        .start_task(&admin, json!({"type": "delay", "seconds": 1}))
+        .await;
+
+    let before = |id: TaskId| {
+        let store = store.clone();
+        async move { store.task_events(&id).await.unwrap() }
+    };
+    let others = [running_delay.id, running_script.id, pending.id, legacy.id];
+    let mut logs = Vec::new();
+    for id in others {
+        logs.push(before(id).await);
+    }
+    app.restart().await;
+    // Its own task was resumed and ends.
+    let own = app
+        .finished_task(&admin, own["id"].as_str().unwrap(), LONG)
+        .await;
+    assert_eq!(own["status"], "succeeded");
+    // The others' logs are exactly as they were.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for (id, log) in others.iter().zip(&logs) {
+        assert_eq!(
+            &store.task_events(id).await.unwrap(),
+            log,
+            "task {id} was touched"
+        );
+    }
+    let (_, script) = status_and_json(
+        app.get(&format!("/tasks/{}", running_script.id), Some(&admin))
+            .await,
+    )
+    .await;
+    assert_eq!(script["status"], "running");
+}

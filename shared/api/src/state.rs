@@ -217,6 +217,7 @@ impl AppState {
 
     /// The engine that runs tasks (without one, starting a task fails it).
     pub fn with_workflow(mut self, workflow: Arc<dyn Workflow>) -> Self {
+        self.recorder = self.recorder.with_engine(workflow.engine());
         self.workflow = workflow;
         self
     }

@@ -15,6 +15,9 @@ use taskgate_domain::ports::{Workflow, WorkflowError};
 use taskgate_domain::recorder::Recorder;
 use taskgate_domain::task::{Task, TaskId};
 
+/// What tasks run by Step Functions record as their engine.
+pub const ENGINE: &str = "step-functions";
+
 #[derive(Clone)]
 pub struct StepFunctionsWorkflow {
     client: Client,
@@ -96,6 +99,10 @@ impl StepFunctionsWorkflow {
 
 #[async_trait]
 impl Workflow for StepFunctionsWorkflow {
+    fn engine(&self) -> Option<String> {
+        Some(ENGINE.to_owned())
+    }
+
     async fn start(&self, task: &Task) -> Result<Task, WorkflowError> {
         let input = Input {
             task_id: task.id.to_string(),

@@ -25,6 +25,8 @@ pub const DATABASE_FILE: &str = "taskgate.db";
 pub const JWT_SECRET_FILE: &str = "jwt-secret";
 pub const TLS_CERT_FILE: &str = "tls-cert.pem";
 pub const TLS_KEY_FILE: &str = "tls-key.pem";
+/// This server's engine id (`local:<id>` in the tasks it runs).
+pub const ENGINE_ID_FILE: &str = "engine-id";
 
 /// A running server.
 pub struct Server {
@@ -173,7 +175,22 @@ pub async fn start_with_routes(config: ServeConfig, extra: axum::Router) -> anyh
         .with_blobs(Arc::new(blobs));
     // The engine records through the API's recorder, so what it records
     // reaches real-time subscribers too.
-    let engine = LocalEngine::new(state.recorder(), Arc::new(runner), config.clock.clone());
+    let (engine_id, _) = data_dir::read_or_create(&config.data_dir.join(ENGINE_ID_FILE), || {
+        Ok(uuid::Uuid::new_v4().simple().to_string().into_bytes())
+    })?;
+    let engine_id = String::from_utf8(engine_id).context("the engine id file is not text")?;
+    let engine = LocalEngine::new(
+        state.recorder(),
+        Arc::new(runner),
+        config.clock.clone(),
+        engine_id.trim(),
+    );
+    // On a store of its own, tasks from before engines were named are ours.
+    let engine = if matches!(config.store, crate::StoreConfig::DynamoDb { .. }) {
+        engine
+    } else {
+        engine.with_exclusive_store()
+    };
     let state = Arc::new(state.with_workflow(Arc::new(engine.clone())));
     let first_admin = ensure_first_admin(
         &state,

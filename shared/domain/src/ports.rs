@@ -522,6 +522,12 @@ pub trait Workflow: Send + Sync {
     /// Stops the run of `task`, if it is still going. Called after the
     /// `cancelled` event is recorded; stopping a finished run is not an error.
     async fn stop(&self, task: &TaskId) -> Result<(), WorkflowError>;
+
+    /// The name recorded in the tasks this engine is to run (`created`'s
+    /// `engine`), if it has one.
+    fn engine(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A script's outcome.

@@ -50,6 +50,8 @@ pub struct Recorder {
     log: Arc<dyn TaskLog>,
     clock: Arc<dyn Clock>,
     observer: Option<Arc<dyn Observer>>,
+    /// Recorded in `created`: the engine meant to run the task.
+    engine: Option<String>,
 }
 
 fn broken(e: impl std::fmt::Display) -> StoreError {
@@ -68,7 +70,14 @@ impl Recorder {
             log,
             clock,
             observer: None,
+            engine: None,
         }
+    }
+
+    /// The same recorder, naming `engine` in the tasks it creates.
+    pub fn with_engine(mut self, engine: Option<String>) -> Self {
+        self.engine = engine;
+        self
     }
 
     /// The same recorder, telling `observer` of every event it appends.
@@ -115,6 +124,7 @@ impl Recorder {
                 owner_id: owner.user_id,
                 owner_level: owner.level,
                 due_at,
+                engine: self.engine.clone(),
             },
         );
         self.log.append_event(&event).await?;

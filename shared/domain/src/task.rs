@@ -273,6 +273,12 @@ pub enum EventData {
             with = "crate::timestamp::option"
         )]
         due_at: Option<OffsetDateTime>,
+        /// The engine meant to run it (`local:<engine id>` for a local
+        /// server, `step-functions` on AWS), so that a local server sharing
+        /// a deployment's tables recovers only its own tasks. Absent in
+        /// tasks created before it was recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        engine: Option<String>,
     },
     /// The workflow took the task on.
     Started {
@@ -559,6 +565,7 @@ pub fn fold(events: &[TaskEvent]) -> Result<Task, Violation> {
         owner_id,
         owner_level,
         due_at,
+        ..
     } = &first.data
     else {
         return Err(Violation::FirstNotCreated {
@@ -656,6 +663,7 @@ mod tests {
                 owner_id: UserId::new(),
                 owner_level: Level::User,
                 due_at: Some(crate::now() + Duration::from_secs(5)),
+                engine: None,
             },
         )
     }

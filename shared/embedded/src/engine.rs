@@ -21,7 +21,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use taskgate_domain::ports::{JsRunner, StoreResult, Workflow, WorkflowError};
 use taskgate_domain::recorder::{Recorded, Recorder};
-use taskgate_domain::task::{Task, TaskError, TaskId, TaskKind, fold};
+use taskgate_domain::task::{EventData, Task, TaskError, TaskEvent, TaskId, TaskKind, fold};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -35,6 +35,9 @@ pub struct Recovery {
     pub resumed: usize,
     /// Scripts recorded as `failed` with code `interrupted`.
     pub interrupted: usize,
+    /// Unfinished tasks of other engines (a deployment sharing the tables),
+    /// left alone.
+    pub others: usize,
 }
 
 /// When the store fails, recording an outcome is retried until it works (or
@@ -45,6 +48,10 @@ const RECORD_BACKOFF: Duration = Duration::from_millis(200);
 const RECORD_MAX_PAUSE: Duration = Duration::from_secs(10);
 
 struct Inner {
+    /// `local:<id>`: recorded as the engine of the tasks it runs.
+    name: String,
+    /// The store is this engine's alone (see [`LocalEngine::owns`]).
+    exclusive: bool,
     recorder: Recorder,
     js: Arc<dyn JsRunner>,
     clock: Arc<dyn Clock>,
@@ -60,9 +67,13 @@ pub struct LocalEngine {
 }
 
 impl LocalEngine {
-    pub fn new(recorder: Recorder, js: Arc<dyn JsRunner>, clock: Arc<dyn Clock>) -> Self {
+    /// An engine named `local:<id>` (`id`: kept in the data directory, so
+    /// the same server is the same engine across restarts).
+    pub fn new(recorder: Recorder, js: Arc<dyn JsRunner>, clock: Arc<dyn Clock>, id: &str) -> Self {
         Self {
             inner: Arc::new(Inner {
+                name: format!("local:{id}"),
+                exclusive: false,
                 recorder,
                 js,
                 clock,
@@ -70,6 +81,57 @@ impl LocalEngine {
                 shutdown: CancellationToken::new(),
                 tracker: TaskTracker::new(),
             }),
+        }
+    }
+
+    /// This engine's name, as recorded in the tasks it is to run.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The execution id `started` records for `task`: `<name>:<task id>`.
+    fn execution(&self, task: &TaskId) -> String {
+        format!("{}:{task}", self.inner.name)
+    }
+
+    /// Whether this engine runs the task of `events`: its `started` names
+    /// one of this engine's executions, or (not started yet) its `created`
+    /// names this engine. Tasks from before engines were named (`local:<task
+    /// id>`, or no engine at all) are this engine's only on a store of its
+    /// own (the embedded store); on shared tables they are left alone.
+    fn owns(&self, events: &[TaskEvent]) -> bool {
+        let mine = format!("{}:", self.inner.name);
+        let legacy = |task: &TaskId| format!("local:{task}");
+        for event in events.iter().rev() {
+            if let EventData::Started { execution } = &event.data {
+                return match execution {
+                    Some(execution) => {
+                        execution.starts_with(&mine)
+                            || (self.inner.exclusive && *execution == legacy(&event.task_id))
+                    }
+                    None => self.inner.exclusive,
+                };
+            }
+        }
+        match events.first().map(|e| &e.data) {
+            Some(EventData::Created {
+                engine: Some(engine),
+                ..
+            }) => *engine == self.inner.name,
+            Some(EventData::Created { engine: None, .. }) => self.inner.exclusive,
+            _ => false,
+        }
+    }
+
+    /// Marks the store as this engine's alone (the embedded store): tasks
+    /// from before engines were named are then its own.
+    pub fn with_exclusive_store(self) -> Self {
+        // Only called right after `new`, before any clone is shared.
+        let mut inner = Arc::try_unwrap(self.inner)
+            .unwrap_or_else(|_| panic!("with_exclusive_store is called on a fresh engine"));
+        inner.exclusive = true;
+        Self {
+            inner: Arc::new(inner),
         }
     }
 
@@ -85,12 +147,16 @@ impl LocalEngine {
             if task.status.is_terminal() {
                 continue;
             }
+            if !self.owns(&events) {
+                recovery.others += 1;
+                continue;
+            }
             match task.kind {
                 TaskKind::Delay => {
                     // A crash between `created` and the start leaves it pending.
                     self.inner
                         .recorder
-                        .started(&id, Some(format!("local:{id}")))
+                        .started(&id, Some(self.execution(&id)))
                         .await?;
                     self.spawn(task);
                     recovery.resumed += 1;
@@ -109,6 +175,7 @@ impl LocalEngine {
             tracing::info!(
                 resumed = recovery.resumed,
                 interrupted = recovery.interrupted,
+                others = recovery.others,
                 "recovered unfinished tasks"
             );
         }
@@ -221,6 +288,10 @@ impl Inner {
 
 #[async_trait]
 impl Workflow for LocalEngine {
+    fn engine(&self) -> Option<String> {
+        Some(self.inner.name.clone())
+    }
+
     async fn start(&self, task: &Task) -> Result<Task, WorkflowError> {
         if self.inner.shutdown.is_cancelled() {
             return Err(WorkflowError::Unavailable(
@@ -232,7 +303,7 @@ impl Workflow for LocalEngine {
         let started = match self
             .inner
             .recorder
-            .started(&task.id, Some(format!("local:{}", task.id)))
+            .started(&task.id, Some(self.execution(&task.id)))
             .await
         {
             Ok(recorded) => recorded

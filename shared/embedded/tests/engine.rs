@@ -56,7 +56,8 @@ fn setup() -> Setup {
     let store = Arc::new(EmbeddedStore::in_memory().unwrap());
     let recorder = Recorder::new(store);
     let clock = Arc::new(ManualClock::new(taskgate_domain::now()));
-    let engine = LocalEngine::new(recorder.clone(), Arc::new(FakeJs), clock.clone());
+    let engine = LocalEngine::new(recorder.clone(), Arc::new(FakeJs), clock.clone(), "test")
+        .with_exclusive_store();
     let hash = PasswordHash::parse(
         "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3V7s8wPDxVyEkXmz4jtoTrhpgXT4x3rKxhWFSmsHCGc",
     )
@@ -200,13 +201,20 @@ async fn recovery_resumes_delays_and_interrupts_scripts() {
         .unwrap();
 
     // A new engine, as after a restart, on the same store.
-    let engine = LocalEngine::new(s.recorder.clone(), Arc::new(FakeJs), s.clock.clone());
+    let engine = LocalEngine::new(
+        s.recorder.clone(),
+        Arc::new(FakeJs),
+        s.clock.clone(),
+        "test",
+    )
+    .with_exclusive_store();
     let recovery = engine.recover().await.unwrap();
     assert_eq!(
         recovery,
         Recovery {
             resumed: 1,
-            interrupted: 1
+            interrupted: 1,
+            others: 0,
         }
     );
     let script = s.status(&started_script.id).await;
