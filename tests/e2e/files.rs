@@ -697,6 +697,29 @@ impl ServerProcess {
         self.data.path()
     }
 
+    /// Sends SIGTERM, as an operator or an orchestrator stops it.
+    pub fn terminate(&self) {
+        let pid = self.child.id().expect("the server runs").to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to end; its exit status and its data
+    /// directory (to start another server on).
+    pub async fn exited(
+        mut self,
+        within: Duration,
+    ) -> (std::process::ExitStatus, tempfile::TempDir) {
+        let status = tokio::time::timeout(within, self.child.wait())
+            .await
+            .expect("the server stops in time")
+            .unwrap();
+        (status, self.data)
+    }
+
     /// The `taskgate` binary this server runs.
     pub fn binary() -> PathBuf {
         let exe = std::env::current_exe().unwrap();

@@ -64,3 +64,114 @@ async fn health_and_readiness_on_the_embedded_store() {
     let response = app.get("/healthz", Some("not-a-token")).await;
     assert_eq!(response.status(), StatusCode::OK);
 }
+
+/// SIGTERM: a request in flight finishes, open WebSockets are closed with
+/// 1001, the process exits 0, and a task left running resumes at the next
+/// start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_requests_finish_closes_sockets_and_tasks_resume() {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+
+    const PASSWORD: &str = "operator of the shutdown test";
+    const MIB: usize = 1 << 20;
+    let server = crate::files::ServerProcess::start(PASSWORD).await;
+    let token = server.login(PASSWORD).await;
+    let client = reqwest::Client::new();
+    let task: serde_json::Value = client
+        .post(format!("{}/tasks", server.base))
+        .bearer_auth(&token)
+        .json(&json!({"type": "delay", "seconds": 3}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let task = task["id"].as_str().unwrap().to_owned();
+
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!(
+        "{}/ws?token={token}",
+        server.base.replacen("http", "ws", 1)
+    ))
+    .await
+    .unwrap();
+    socket
+        .send(Message::text(
+            json!({"type": "subscribe", "topic": "tasks"}).to_string(),
+        ))
+        .await
+        .unwrap();
+
+    // An upload whose body takes two seconds to arrive.
+    let created = client
+        .post(format!("{}/files", server.base))
+        .bearer_auth(&token)
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", (3 * MIB).to_string())
+        .send()
+        .await
+        .unwrap();
+    let location = created.headers()["location"].to_str().unwrap().to_owned();
+    let body = futures_util::stream::iter(0..3).then(|n| async move {
+        if n > 0 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        Ok::<_, std::io::Error>(bytes::Bytes::from(vec![n as u8; MIB]))
+    });
+    let upload = {
+        let request = client
+            .patch(format!("{}{location}", server.base))
+            .bearer_auth(&token)
+            .header("tus-resumable", "1.0.0")
+            .header("upload-offset", "0")
+            .header("content-type", "application/offset+octet-stream")
+            .body(reqwest::Body::wrap_stream(body));
+        tokio::spawn(async move { request.send().await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.terminate();
+
+    // The socket is told the server is going away.
+    let code = loop {
+        match tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("the socket is closed in time")
+        {
+            Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(code, Some(1001));
+    // The upload in flight finished.
+    let response = upload
+        .await
+        .unwrap()
+        .expect("the request in flight is answered");
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(response.headers()["upload-offset"], (3 * MIB).to_string());
+    let (status, data) = server.exited(Duration::from_secs(20)).await;
+    assert!(status.success(), "{status}");
+
+    // The next start resumes the delay.
+    let server = crate::files::ServerProcess::start_in(PASSWORD, data).await;
+    let token = server.login(PASSWORD).await;
+    let started = Instant::now();
+    loop {
+        let task: serde_json::Value = client
+            .get(format!("{}/tasks/{task}", server.base))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if task["status"] == "succeeded" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{task}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

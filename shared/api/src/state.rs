@@ -37,6 +37,9 @@ pub struct AppState {
     pub blobs: Arc<dyn BlobStore>,
     /// Uploads and downloads in progress on the compatibility routes.
     pub transfers: Arc<crate::handlers::compat::Transfers>,
+    /// Cancelled when the server begins to shut down: open WebSockets close
+    /// with 1001.
+    pub shutdown: tokio_util::sync::CancellationToken,
     /// Where "now" comes from for token expiry, login locks and task times.
     pub clock: Arc<dyn Clock>,
     pub recorder: Recorder,
@@ -166,6 +169,7 @@ impl AppState {
             hub,
             blobs: Arc::new(NoBlobs),
             transfers: Arc::default(),
+            shutdown: tokio_util::sync::CancellationToken::new(),
             workflow: Arc::new(NoWorkflow),
             clock,
             store,

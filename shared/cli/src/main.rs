@@ -1,5 +1,6 @@
 //! `taskgate`: the local server and admin tools. See `taskgate --help`.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -171,11 +172,12 @@ async fn serve() -> anyhow::Result<()> {
         );
     }
 
-    let handle = server.handle();
+    let stopper = server.stopper();
     tokio::spawn(async move {
         shutdown_signal().await;
-        eprintln!("taskgate: shutting down");
-        handle.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+        // stderr may be gone (a closed terminal or pipe): never panic here.
+        let _ = writeln!(std::io::stderr(), "taskgate: shutting down");
+        stopper.stop();
     });
     server.wait().await
 }

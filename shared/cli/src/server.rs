@@ -56,8 +56,16 @@ impl Server {
     /// stops the task runs (unfinished tasks resume at the next start) and
     /// waits for everything to stop.
     pub async fn shutdown(self) -> anyhow::Result<()> {
-        self.handle.graceful_shutdown(Some(Duration::from_secs(10)));
+        self.stopper().stop();
         self.wait().await
+    }
+
+    /// What stops the server from elsewhere (a signal handler).
+    pub fn stopper(&self) -> Stopper {
+        Stopper {
+            handle: self.handle.clone(),
+            sockets: self.state.shutdown.clone(),
+        }
     }
 
     /// Waits until the server stops (after `handle().graceful_shutdown`, or on
@@ -85,6 +93,25 @@ impl Server {
     /// A clone of the shutdown handle, for signal handlers.
     pub fn handle(&self) -> Handle<SocketAddr> {
         self.handle.clone()
+    }
+}
+
+/// Stops a running server gracefully: no new connections; requests in
+/// flight may finish for up to [`GRACE`]; WebSockets are closed with 1001;
+/// unfinished tasks are resumed at the next start.
+#[derive(Clone)]
+pub struct Stopper {
+    handle: Handle<SocketAddr>,
+    sockets: tokio_util::sync::CancellationToken,
+}
+
+/// How long requests in flight may take to finish once a stop begins.
+pub const GRACE: Duration = Duration::from_secs(10);
+
+impl Stopper {
+    pub fn stop(&self) {
+        self.sockets.cancel();
+        self.handle.graceful_shutdown(Some(GRACE));
     }
 }
 

@@ -65,6 +65,7 @@ const RUNNING_LOOKBACK: usize = 50;
 /// Close codes.
 const CLOSE_UNAUTHENTICATED: u16 = 4401;
 const CLOSE_POLICY: u16 = 1008;
+const CLOSE_GOING_AWAY: u16 = 1001;
 
 /// `GET /ws`: authenticates (header or `?token=`), then upgrades.
 pub async fn upgrade(
@@ -232,6 +233,10 @@ impl Connection {
                     // The store is down: keep the socket; check again later.
                     Err(_) => continue,
                 },
+                () = self.state.shutdown.cancelled() => break End::Close(
+                    CLOSE_GOING_AWAY,
+                    "the server is shutting down; reconnect with after".into(),
+                ),
                 _ = progress.tick() => self.progress(),
                 _ = gaps.tick() => self.fill_stale_gaps().await,
                 _ = ping.tick() => {
