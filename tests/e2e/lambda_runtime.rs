@@ -272,6 +272,25 @@ async fn a_function_binary_cold_starts_once_and_serves_many_invocations() {
         .filter(|l| l.contains("cold start complete"))
         .count();
     assert_eq!(cold_starts, 1, "{lines:#?}");
+    // Each request is also a CloudWatch Embedded Metric Format line.
+    let metrics: Vec<&Value> = json_lines
+        .iter()
+        .filter(|l| l["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Taskgate")
+        .collect();
+    assert_eq!(metrics.len(), ids.len(), "{lines:#?}");
+    for line in metrics {
+        assert_eq!(
+            (
+                line["route"].as_str(),
+                line["method"].as_str(),
+                line["status"].as_str()
+            ),
+            (Some("/auth"), Some("POST"), Some("200")),
+            "{line}"
+        );
+        assert_eq!(line["requests"], 1);
+        assert!(line["latency"].as_f64().is_some_and(|ms| ms >= 0.0));
+    }
     for id in &ids {
         assert!(
             lines

@@ -175,3 +175,131 @@ async fn sigterm_lets_requests_finish_closes_sockets_and_tasks_resume() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// `GET /metrics` on its own address (`TASKGATE_METRICS_ADDR`): requests by
+/// route and status with latency histograms, task events by kind and type,
+/// open WebSockets, uploads in progress; and not on the API's address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_served_apart_in_the_prometheus_format() {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let app = TestApp::spawn_with(Backend::Embedded, |config| {
+        config.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let admin = app.admin_token().await;
+    assert_eq!(
+        app.get("/metrics", Some(&admin)).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let metrics_url = format!("http://{}/metrics", app.server().metrics_addr().unwrap());
+
+    let task = app
+        .start_task(&admin, json!({"type": "delay", "seconds": 0}))
+        .await;
+    app.finished_task(
+        &admin,
+        task["id"].as_str().unwrap(),
+        Duration::from_secs(10),
+    )
+    .await;
+    app.get("/tasks/nope", Some(&admin)).await;
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!(
+        "{}?token={admin}",
+        app.url("/ws").replacen("http", "ws", 1)
+    ))
+    .await
+    .unwrap();
+    socket
+        .send(Message::text(r#"{"type":"subscribe","topic":"tasks"}"#))
+        .await
+        .unwrap();
+
+    let text = reqwest::get(&metrics_url)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let has = |needle: &str| text.lines().any(|l| l.starts_with(needle));
+    assert!(
+        has("taskgate_http_requests_total{route=\"/tasks\",method=\"POST\",status=\"202\"}"),
+        "{text}"
+    );
+    assert!(
+        has("taskgate_http_requests_total{route=\"/tasks/{id}\",method=\"GET\",status=\"404\"}"),
+        "{text}"
+    );
+    assert!(
+        has(
+            "taskgate_http_request_duration_seconds_bucket{route=\"/tasks\",method=\"POST\",le=\"0.1\"}"
+        ),
+        "{text}"
+    );
+    assert!(
+        has("taskgate_task_events_total{kind=\"delay\",type=\"succeeded\"}"),
+        "{text}"
+    );
+    // Other tests' servers share this process's recorder: at least ours.
+    let open = text
+        .lines()
+        .find(|l| l.starts_with("taskgate_websockets_open"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|n| n.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no websocket gauge in {text}"));
+    assert!(open >= 1.0, "{open}");
+
+    // An upload whose bytes are still coming counts while they come.
+    let created = app
+        .request(reqwest::Method::POST, "/files", Some(&admin))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", "10")
+        .send()
+        .await
+        .unwrap();
+    let location = created.headers()["location"].to_str().unwrap().to_owned();
+    let (release, hold) = tokio::sync::oneshot::channel::<()>();
+    let body = futures_util::stream::once(async {
+        Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"hello"))
+    })
+    .chain(futures_util::stream::once(async move {
+        let _ = hold.await;
+        Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"world"))
+    }));
+    let patch = app
+        .request(reqwest::Method::PATCH, &location, Some(&admin))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-offset", "0")
+        .header("content-type", "application/offset+octet-stream")
+        .body(reqwest::Body::wrap_stream(body));
+    let patch = tokio::spawn(async move { patch.send().await });
+    let gauge = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with("taskgate_uploads_in_progress"))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|n| n.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let mut seen = 0.0;
+    for _ in 0..100 {
+        seen = gauge(
+            &reqwest::get(&metrics_url)
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+        );
+        if seen >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(seen >= 1.0, "the upload in progress was not counted");
+    drop(release);
+    assert_eq!(
+        patch.await.unwrap().unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+}

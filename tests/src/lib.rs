@@ -173,6 +173,7 @@ impl TestApp {
         };
         let mut config = ServeConfig {
             addr: "127.0.0.1:0".parse().unwrap(),
+            metrics_addr: None,
             tls: false,
             data_dir: data_dir.path().to_owned(),
             store,

@@ -94,14 +94,16 @@ async fn request_context(mut request: Request, next: Next) -> Response {
         .instrument(span.clone())
         .await;
     finish_headers(&mut response, &id.0);
+    let elapsed = started.elapsed();
     span.in_scope(|| {
         tracing::info!(
             method = %method,
             status = response.status().as_u16(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
+            elapsed_ms = elapsed.as_millis() as u64,
             "request"
         );
     });
+    crate::metrics::request(&route, &method, response.status(), elapsed);
     response
 }
 

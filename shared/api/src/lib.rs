@@ -40,6 +40,7 @@ pub mod compat {
     pub use crate::handlers::compat::routes;
 }
 pub mod memory;
+pub mod metrics;
 pub mod openapi;
 pub mod problem;
 pub mod realtime;

@@ -42,6 +42,9 @@ pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct ServeConfig {
     /// `TASKGATE_ADDR`, default `127.0.0.1:8443`.
     pub addr: SocketAddr,
+    /// `TASKGATE_METRICS_ADDR`: where `GET /metrics` (Prometheus) is served,
+    /// apart from the API; unset (the default) serves no metrics.
+    pub metrics_addr: Option<SocketAddr>,
     /// `TASKGATE_TLS`: `on` (default) or `off`.
     pub tls: bool,
     /// `TASKGATE_DATA_DIR`, default `./.taskgate`.
@@ -76,6 +79,9 @@ struct ServeArgs {
     /// Listen address.
     #[arg(long, env = "TASKGATE_ADDR", value_parser = address)]
     addr: Option<SocketAddr>,
+
+    #[arg(long, env = "TASKGATE_METRICS_ADDR", value_parser = address)]
+    metrics_addr: Option<SocketAddr>,
     /// `on`: HTTPS with the data directory's certificate; `off`: plain HTTP.
     #[arg(long, env = "TASKGATE_TLS", value_parser = on_off)]
     tls: Option<bool>,
@@ -168,6 +174,7 @@ impl ServeConfig {
             addr: args
                 .addr
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8443))),
+            metrics_addr: args.metrics_addr,
             tls: args.tls.unwrap_or(true),
             data_dir: args.data_dir.unwrap_or_else(|| PathBuf::from(".taskgate")),
             store,

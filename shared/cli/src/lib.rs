@@ -19,6 +19,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod data_dir;
 mod http;
+pub mod metrics;
 pub mod server;
 pub mod store;
 

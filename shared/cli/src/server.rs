@@ -36,6 +36,7 @@ pub struct Server {
     task: JoinHandle<std::io::Result<()>>,
     engine: LocalEngine,
     state: Arc<AppState>,
+    metrics_addr: Option<SocketAddr>,
     /// The admin created at this start, if the store had none.
     pub first_admin: Option<FirstAdmin>,
 }
@@ -58,6 +59,11 @@ impl Server {
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.stopper().stop();
         self.wait().await
+    }
+
+    /// Where `GET /metrics` is served, if it is (`TASKGATE_METRICS_ADDR`).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// What stops the server from elsewhere (a signal handler).
@@ -231,6 +237,10 @@ pub async fn start_with_routes(config: ServeConfig, extra: axum::Router) -> anyh
         .context("cannot resume the tasks left unfinished by the last run")?;
     tokio::spawn(reap_expired_uploads(state.clone()));
 
+    let metrics_addr = match config.metrics_addr {
+        Some(addr) => Some(crate::metrics::serve(addr).await?),
+        None => None,
+    };
     let listener = TcpListener::bind(config.addr)
         .with_context(|| format!("cannot listen on {}", config.addr))?;
     listener.set_nonblocking(true)?;
@@ -256,6 +266,7 @@ pub async fn start_with_routes(config: ServeConfig, extra: axum::Router) -> anyh
         task,
         engine,
         state,
+        metrics_addr,
         first_admin,
     })
 }

@@ -578,6 +578,7 @@ async fn append_now(
         Err(e) => return Err(e.into()),
     }
 
+    let _counted = UploadInProgress::new();
     let with_check = check.is_some();
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Seen {
         digest: leased.digest(),
@@ -694,6 +695,22 @@ async fn append_now(
         tracing::info!(file = %next.id, size = next.size, by = %actor.username, "upload complete");
     }
     Ok(next)
+}
+
+/// Counts an upload's bytes arriving, for as long as it lives.
+pub(crate) struct UploadInProgress;
+
+impl UploadInProgress {
+    pub(crate) fn new() -> Self {
+        crate::metrics::upload(1.0);
+        Self
+    }
+}
+
+impl Drop for UploadInProgress {
+    fn drop(&mut self) {
+        crate::metrics::upload(-1.0);
+    }
 }
 
 /// Gives the lease back after a refused append.

@@ -153,6 +153,7 @@ impl Hub {
             return None;
         }
         *open += 1;
+        crate::metrics::websocket(1.0);
         Some(ConnectionGuard {
             hub: Arc::clone(self),
             user,
@@ -168,6 +169,7 @@ impl Hub {
 
 impl Observer for Hub {
     fn appended(&self, task: &Task, event: &TaskEvent) {
+        crate::metrics::task_event(task.kind.as_str(), event.data.type_name());
         let keys = [Key::Task(task.id), Key::Owner(task.owner_id)];
         if !keys.iter().any(|key| self.listened(key)) {
             return;
@@ -190,6 +192,7 @@ pub struct ConnectionGuard {
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
+        crate::metrics::websocket(-1.0);
         let mut connections = self
             .hub
             .connections

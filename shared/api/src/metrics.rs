@@ -1,0 +1,117 @@
+//! What the application counts, through the `metrics` facade (a no-op
+//! until a recorder is installed: the local server installs a Prometheus
+//! one when `TASKGATE_METRICS_ADDR` is set). On Lambda, where a scrape
+//! cannot reach the function, the request counters are also written as
+//! CloudWatch Embedded Metric Format lines (one JSON object per request on
+//! stdout, which CloudWatch turns into metrics of namespace `Taskgate`).
+
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+
+/// A request answered: by route (the matched pattern, `-` for none),
+/// method and status, with its latency.
+pub fn request(route: &str, method: &Method, status: StatusCode, elapsed: Duration) {
+    let labels = [
+        ("route", route.to_owned()),
+        ("method", method.as_str().to_owned()),
+        ("status", status.as_u16().to_string()),
+    ];
+    metrics::counter!("taskgate_http_requests_total", &labels).increment(1);
+    metrics::histogram!(
+        "taskgate_http_request_duration_seconds",
+        "route" => route.to_owned(),
+        "method" => method.as_str().to_owned()
+    )
+    .record(elapsed.as_secs_f64());
+    if on_lambda() {
+        println!("{}", emf_line(route, method, status, elapsed, now_millis()));
+    }
+}
+
+/// A task event recorded, by task kind and event type.
+pub fn task_event(kind: &str, event: &str) {
+    metrics::counter!(
+        "taskgate_task_events_total",
+        "kind" => kind.to_owned(),
+        "type" => event.to_owned()
+    )
+    .increment(1);
+}
+
+/// A WebSocket opened (+1) or closed (-1).
+pub fn websocket(delta: f64) {
+    metrics::gauge!("taskgate_websockets_open").increment(delta);
+}
+
+/// An upload's bytes started (+1) or stopped (-1) arriving.
+pub fn upload(delta: f64) {
+    metrics::gauge!("taskgate_uploads_in_progress").increment(delta);
+}
+
+fn on_lambda() -> bool {
+    static ON_LAMBDA: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON_LAMBDA.get_or_init(|| std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some())
+}
+
+fn now_millis() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
+}
+
+/// One request as a CloudWatch Embedded Metric Format line.
+pub fn emf_line(
+    route: &str,
+    method: &Method,
+    status: StatusCode,
+    elapsed: Duration,
+    timestamp_ms: u128,
+) -> String {
+    serde_json::json!({
+        "_aws": {
+            "Timestamp": timestamp_ms as u64,
+            "CloudWatchMetrics": [{
+                "Namespace": "Taskgate",
+                "Dimensions": [["route", "method", "status"]],
+                "Metrics": [
+                    {"Name": "requests", "Unit": "Count"},
+                    {"Name": "latency", "Unit": "Milliseconds"}
+                ]
+            }]
+        },
+        "route": route,
+        "method": method.as_str(),
+        "status": status.as_u16().to_string(),
+        "requests": 1,
+        "latency": elapsed.as_secs_f64() * 1000.0,
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_emf_line_names_its_metrics_and_dimensions() {
+        let line = emf_line(
+            "/tasks/{id}",
+            &Method::GET,
+            StatusCode::NOT_FOUND,
+            Duration::from_millis(12),
+            1_800_000_000_000,
+        );
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let directive = &value["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], "Taskgate");
+        for dimension in directive["Dimensions"][0].as_array().unwrap() {
+            assert!(value.get(dimension.as_str().unwrap()).is_some());
+        }
+        for metric in directive["Metrics"].as_array().unwrap() {
+            assert!(value[metric["Name"].as_str().unwrap()].is_number());
+        }
+        assert_eq!(value["status"], "404");
+        assert_eq!(value["_aws"]["Timestamp"], 1_800_000_000_000u64);
+    }
+}

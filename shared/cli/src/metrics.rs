@@ -1,0 +1,61 @@
+//! Metrics in the Prometheus text format, served apart from the API at
+//! `TASKGATE_METRICS_ADDR` (unset: none), so they are never public by
+//! accident. The process has one recorder (the `metrics` facade's); the
+//! application counts requests by route and status with their latency, task
+//! events by kind and type, open WebSockets and uploads in progress.
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+
+use anyhow::Context as _;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// Latency buckets, in seconds.
+const BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The process's recorder, installed on first use.
+fn handle() -> anyhow::Result<&'static PrometheusHandle> {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle);
+    }
+    let recorder = PrometheusBuilder::new()
+        .set_buckets(BUCKETS)
+        .context("invalid metric buckets")?
+        .build_recorder();
+    let handle = recorder.handle();
+    // Only the first call installs; a racing second one keeps the first.
+    if metrics::set_global_recorder(recorder).is_ok() {
+        let _ = HANDLE.set(handle);
+    }
+    HANDLE
+        .get()
+        .context("another metrics recorder is installed in this process")
+}
+
+/// Serves `GET /metrics` on `addr` until the process ends; the bound address.
+pub async fn serve(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
+    let handle = handle()?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for metrics"))?;
+    let bound = listener.local_addr()?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || async move {
+            (
+                [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                handle.render(),
+            )
+        }),
+    );
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "the metrics listener stopped");
+        }
+    });
+    tracing::info!(%bound, "metrics served at /metrics");
+    Ok(bound)
+}
