@@ -610,7 +610,12 @@ async fn quotas_sizes_and_expiry_are_enforced(backend: Backend) {
         .send()
         .await
         .unwrap();
-    let problem = assert_problem(response, StatusCode::PAYLOAD_TOO_LARGE, "quota-exceeded").await;
+    let problem = assert_problem(
+        response,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "storage-quota-exceeded",
+    )
+    .await;
     assert!(
         problem["detail"].as_str().unwrap().contains("1500"),
         "{problem}"

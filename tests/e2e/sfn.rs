@@ -105,7 +105,7 @@ async fn delay_task(seconds: f64) -> (Recorder, Task) {
     let owner = taskgate_e2e::fixture_user("alice", Level::User);
     let spec = TaskSpec::delay(seconds, &TaskLimits::default()).unwrap();
     let recorder = Recorder::new(store);
-    let task = recorder.create(&spec, &owner).await.unwrap().0;
+    let task = recorder.create(&spec, &owner, u64::MAX).await.unwrap().0;
     (recorder, task)
 }
 

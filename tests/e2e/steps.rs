@@ -24,7 +24,7 @@ fn admin() -> User {
 
 async fn script(recorder: &Recorder, code: &str) -> Task {
     let spec = TaskSpec::js(code, &TaskLimits::default()).unwrap();
-    let task = recorder.create(&spec, &admin()).await.unwrap().0;
+    let task = recorder.create(&spec, &admin(), u64::MAX).await.unwrap().0;
     recorder
         .started(&task.id, Some("execution".into()))
         .await
@@ -45,7 +45,7 @@ fn payload<T: serde::de::DeserializeOwned>(value: Value) -> T {
 async fn the_record_step_appends_once_and_reports_a_lost_race() {
     let recorder = recorder();
     let spec = TaskSpec::delay(1.0, &TaskLimits::default()).unwrap();
-    let task = recorder.create(&spec, &admin()).await.unwrap().0;
+    let task = recorder.create(&spec, &admin(), u64::MAX).await.unwrap().0;
     let input = json!({"task_id": task.id.to_string(), "outcome": "succeeded", "result": 0});
     let first = steps::record(&recorder, payload::<RecordInput>(input.clone()))
         .await

@@ -95,6 +95,7 @@ contract!(
     login_attempts_change_only_from_what_was_seen,
     racing_login_attempts_each_count_once,
     security_events_append_once_and_list_newest_first,
+    an_owners_unfinished_tasks_are_bounded_even_when_started_at_once,
 );
 
 fn name(raw: &str) -> Username {
@@ -398,7 +399,7 @@ fn delay() -> TaskSpec {
 async fn task_events_append_once_per_seq_and_read_in_order(store: Arc<dyn Store>) {
     let recorder = Recorder::new(store.clone());
     let alice = user("alice", Level::User);
-    let (task, created) = recorder.create(&delay(), &alice).await.unwrap();
+    let (task, created) = recorder.create(&delay(), &alice, u64::MAX).await.unwrap();
     assert_eq!(task.status, Status::Pending);
     assert!(matches!(
         store.append_event(&created).await,
@@ -430,7 +431,7 @@ async fn task_events_append_once_per_seq_and_read_in_order(store: Arc<dyn Store>
 async fn racing_appends_for_one_seq_have_one_winner(store: Arc<dyn Store>) {
     let recorder = Recorder::new(store.clone());
     let alice = user("alice", Level::User);
-    let (_, created) = recorder.create(&delay(), &alice).await.unwrap();
+    let (_, created) = recorder.create(&delay(), &alice, u64::MAX).await.unwrap();
     let mut writers = tokio::task::JoinSet::new();
     for i in 0..8 {
         let store = Arc::clone(&store);
@@ -460,7 +461,7 @@ async fn cancel_and_completion_racing_record_one_terminal_event(store: Arc<dyn S
     let recorder = Recorder::new(store.clone());
     let alice = user("alice", Level::User);
     for round in 0..20 {
-        let (task, _) = recorder.create(&delay(), &alice).await.unwrap();
+        let (task, _) = recorder.create(&delay(), &alice, u64::MAX).await.unwrap();
         if round % 2 == 0 {
             recorder.started(&task.id, None).await.unwrap();
         }
@@ -490,11 +491,11 @@ async fn owner_listing_is_newest_first_and_pages(store: Arc<dyn Store>) {
     let bob = user("bob", Level::User);
     let mut created = Vec::new();
     for _ in 0..5 {
-        let (task, _) = recorder.create(&delay(), &alice).await.unwrap();
+        let (task, _) = recorder.create(&delay(), &alice, u64::MAX).await.unwrap();
         // Later events must not make a task appear twice.
         recorder.started(&task.id, None).await.unwrap();
         created.push(task.id);
-        recorder.create(&delay(), &bob).await.unwrap();
+        recorder.create(&delay(), &bob, u64::MAX).await.unwrap();
     }
     created.reverse();
     let mut seen = Vec::new();
@@ -519,7 +520,7 @@ async fn a_scan_visits_every_event_once(store: Arc<dyn Store>) {
     let alice = user("alice", Level::User);
     let mut expected = BTreeSet::new();
     for _ in 0..4 {
-        let (task, _) = recorder.create(&delay(), &alice).await.unwrap();
+        let (task, _) = recorder.create(&delay(), &alice, u64::MAX).await.unwrap();
         recorder.started(&task.id, None).await.unwrap();
         recorder.cancelled(&task.id, &alice.username).await.unwrap();
         for seq in 1..=3 {
@@ -642,4 +643,73 @@ async fn security_events_append_once_and_list_newest_first(store: Arc<dyn Store>
         read, written,
         "every event once, exactly as written, newest first"
     );
+}
+
+async fn an_owners_unfinished_tasks_are_bounded_even_when_started_at_once(store: Arc<dyn Store>) {
+    let recorder = Recorder::new(store.clone());
+    let alice = Arc::new(user("alice", Level::User));
+    // Ten creations at once against a bound of three: at most three pass,
+    // the count says how many did.
+    let attempts: Vec<_> = (0..10)
+        .map(|_| {
+            let (recorder, alice) = (recorder.clone(), alice.clone());
+            tokio::spawn(async move { recorder.create(&delay(), &alice, 3).await })
+        })
+        .collect();
+    let mut created = Vec::new();
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Ok((task, _)) => created.push(task),
+            Err(StoreError::OverQuota) => {}
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert!(
+        !created.is_empty() && created.len() <= 3,
+        "{} passed",
+        created.len()
+    );
+    assert_eq!(
+        store.active_tasks(&alice.user_id).await.unwrap(),
+        created.len() as u64
+    );
+    // Up to the bound, then no further.
+    while store.active_tasks(&alice.user_id).await.unwrap() < 3 {
+        created.push(recorder.create(&delay(), &alice, 3).await.unwrap().0);
+    }
+    assert!(matches!(
+        recorder.create(&delay(), &alice, 3).await,
+        Err(StoreError::OverQuota)
+    ));
+    // Starting does not free a place; ending (cancelled, failed, succeeded) does.
+    recorder.started(&created[0].id, None).await.unwrap();
+    assert_eq!(store.active_tasks(&alice.user_id).await.unwrap(), 3);
+    recorder
+        .cancelled(&created[0].id, &alice.username)
+        .await
+        .unwrap();
+    assert_eq!(store.active_tasks(&alice.user_id).await.unwrap(), 2);
+    // Ending twice counts once (the second is not recorded at all).
+    recorder
+        .cancelled(&created[0].id, &alice.username)
+        .await
+        .unwrap();
+    assert_eq!(store.active_tasks(&alice.user_id).await.unwrap(), 2);
+    recorder
+        .failed(&created[1].id, TaskError::new("script-error", "x"), vec![])
+        .await
+        .unwrap();
+    recorder
+        .succeeded(&created[2].id, serde_json::json!(0), vec![])
+        .await
+        .unwrap();
+    assert_eq!(store.active_tasks(&alice.user_id).await.unwrap(), 0);
+    // Another owner has a count of their own.
+    let bob = user("bob", Level::User);
+    recorder.create(&delay(), &bob, 1).await.unwrap();
+    assert!(matches!(
+        recorder.create(&delay(), &bob, 1).await,
+        Err(StoreError::OverQuota)
+    ));
+    recorder.create(&delay(), &alice, 1).await.unwrap();
 }

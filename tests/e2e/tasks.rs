@@ -18,6 +18,7 @@ on_each_backend!(
     listing_filters_by_status_and_pages,
     cancel_and_completion_racing_end_with_one_outcome,
     unfinished_tasks_are_resumed_or_failed_after_a_restart,
+    active_tasks_are_bounded_per_account,
 );
 
 const LONG: Duration = Duration::from_secs(30);
@@ -443,26 +444,26 @@ async fn a_server_on_shared_tables_recovers_only_its_own_tasks() {
     };
     let limits = TaskLimits::default();
     let (running_delay, _) = aws
-        .create(&TaskSpec::delay(3600.0, &limits).unwrap(), &owner)
+        .create(&TaskSpec::delay(3600.0, &limits).unwrap(), &owner, u64::MAX)
         .await
         .unwrap();
     aws.started(&running_delay.id, Some(execution(&running_delay.id)))
         .await
         .unwrap();
     let (running_script, _) = aws
-        .create(&TaskSpec::js("1 + 1", &limits).unwrap(), &owner)
+        .create(&TaskSpec::js("1 + 1", &limits).unwrap(), &owner, u64::MAX)
         .await
         .unwrap();
     aws.started(&running_script.id, Some(execution(&running_script.id)))
         .await
         .unwrap();
     let (pending, _) = aws
-        .create(&TaskSpec::delay(5.0, &limits).unwrap(), &owner)
+        .create(&TaskSpec::delay(5.0, &limits).unwrap(), &owner, u64::MAX)
         .await
         .unwrap();
     // A task from before engines were named, not started.
     let (legacy, _) = Recorder::new(store.clone())
-        .create(&TaskSpec::delay(5.0, &limits).unwrap(), &owner)
+        .create(&TaskSpec::delay(5.0, &limits).unwrap(), &owner, u64::MAX)
         .await
         .unwrap();
     // And one of this server's own.
@@ -500,4 +501,60 @@ async fn a_server_on_shared_tables_recovers_only_its_own_tasks() {
     )
     .await;
     assert_eq!(script["status"], "running");
+}
+
+/// One account cannot keep more than its bound of tasks pending or running:
+/// the next start is 429 `quota-exceeded` saying why; an ended task frees a
+/// place; admins have a bound of their own. On both stores.
+async fn active_tasks_are_bounded_per_account(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |config| {
+        config.api.max_active_tasks.per_user = 2;
+        config.api.max_active_tasks.per_admin = 3;
+    })
+    .await;
+    let admin = app.admin_token().await;
+    let alice = app.user_with_token(&admin, "alice", "user").await;
+    let long = json!({"type": "delay", "seconds": 600});
+    let first = app.start_task(&alice, long.clone()).await;
+    app.start_task(&alice, long.clone()).await;
+    let response = app
+        .send_json(Method::POST, "/tasks", Some(&alice), &long)
+        .await;
+    let problem = assert_problem(response, StatusCode::TOO_MANY_REQUESTS, "quota-exceeded").await;
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains('2') && detail.contains("TASKGATE_MAX_ACTIVE_TASKS_PER_USER"),
+        "{detail}"
+    );
+    // Ending one frees a place.
+    let response = app
+        .request(
+            Method::POST,
+            &format!("/tasks/{}/cancel", first["id"].as_str().unwrap()),
+            Some(&alice),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    app.start_task(&alice, long.clone()).await;
+    // And that place is taken again.
+    let response = app
+        .send_json(Method::POST, "/tasks", Some(&alice), &long)
+        .await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Admins by their own bound.
+    for _ in 0..3 {
+        app.start_task(&admin, long.clone()).await;
+    }
+    let response = app
+        .send_json(Method::POST, "/tasks", Some(&admin), &long)
+        .await;
+    let problem = assert_problem(response, StatusCode::TOO_MANY_REQUESTS, "quota-exceeded").await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("TASKGATE_MAX_ACTIVE_TASKS_PER_ADMIN")
+    );
 }

@@ -61,6 +61,9 @@ pub enum ApiError {
     /// 416: a `Range` outside the file.
     #[error("{0}")]
     RangeNotSatisfiable(String),
+    /// 429: the user has as many unfinished tasks as they may.
+    #[error("{0}")]
+    TooManyTasks(String),
     /// 423: another request is appending to this upload.
     #[error("{0}")]
     UploadBusy(String),
@@ -133,6 +136,7 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
             Self::UploadBusy(_) => StatusCode::LOCKED,
+            Self::TooManyTasks(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::ChecksumMismatch(_) => {
                 StatusCode::from_u16(460).expect("460 is a valid status code")
@@ -161,9 +165,10 @@ impl ApiError {
             Self::RequestTimeout { .. } => "request-timeout",
             Self::PreconditionFailed(_) => "precondition-failed",
             Self::PayloadTooLarge { .. } => "payload-too-large",
-            Self::FileQuota(_) => "quota-exceeded",
+            Self::FileQuota(_) => "storage-quota-exceeded",
             Self::TooLarge(_) => "file-too-large",
             Self::UploadBusy(_) => "upload-busy",
+            Self::TooManyTasks(_) => "quota-exceeded",
             Self::RangeNotSatisfiable(_) => "range-not-satisfiable",
             Self::ChecksumMismatch(_) => "checksum-mismatch",
             Self::UnsupportedMediaType(_) => "unsupported-media-type",
@@ -192,6 +197,7 @@ impl ApiError {
             Self::FileQuota(_) => "Quota exceeded",
             Self::TooLarge(_) => "Too large",
             Self::UploadBusy(_) => "Upload busy",
+            Self::TooManyTasks(_) => "Quota exceeded",
             Self::RangeNotSatisfiable(_) => "Range not satisfiable",
             Self::ChecksumMismatch(_) => "Checksum mismatch",
             Self::UnsupportedMediaType(_) => "Unsupported media type",

@@ -55,6 +55,36 @@ pub struct Settings {
     pub realtime: RealtimeLimits,
     /// Files and uploads ([`FileLimits`]).
     pub files: FileLimits,
+    /// `TASKGATE_MAX_ACTIVE_TASKS_PER_USER` (default 100) and
+    /// `TASKGATE_MAX_ACTIVE_TASKS_PER_ADMIN` (default 1000): pending or
+    /// running tasks one account may have; one more is 429 `quota-exceeded`.
+    pub max_active_tasks: ActiveTaskLimits,
+}
+
+/// See [`Settings::max_active_tasks`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ActiveTaskLimits {
+    pub per_user: u64,
+    pub per_admin: u64,
+}
+
+impl Default for ActiveTaskLimits {
+    fn default() -> Self {
+        Self {
+            per_user: 100,
+            per_admin: 1000,
+        }
+    }
+}
+
+impl ActiveTaskLimits {
+    /// The bound for an account of `level`.
+    pub fn for_level(&self, level: taskgate_domain::user::Level) -> u64 {
+        match level {
+            taskgate_domain::user::Level::Admin => self.per_admin,
+            taskgate_domain::user::Level::User => self.per_user,
+        }
+    }
 }
 
 /// Bounds of files and uploads.
@@ -64,7 +94,7 @@ pub struct FileLimits {
     /// `Upload-Length` is 413.
     pub max_file_bytes: u64,
     /// `TASKGATE_USER_QUOTA_BYTES` (default 20 GiB): the sizes of one user's
-    /// files together, finished or not; beyond it 413 `quota-exceeded`.
+    /// files together, finished or not; beyond it 413 `storage-quota-exceeded`.
     pub user_quota_bytes: u64,
     /// `TASKGATE_UPLOAD_EXPIRY_SECONDS` (default 86400): how long an
     /// unfinished upload is kept (`Upload-Expires`).
@@ -129,6 +159,7 @@ impl Default for Settings {
             login: LoginThrottle::default(),
             realtime: RealtimeLimits::default(),
             files: FileLimits::default(),
+            max_active_tasks: ActiveTaskLimits::default(),
         }
     }
 }
@@ -281,6 +312,12 @@ pub struct SettingsArgs {
 
     #[arg(long, env = "TASKGATE_MAX_PATCH_BYTES", value_parser = whole(1024, 5 << 40))]
     pub max_patch_bytes: Option<u64>,
+
+    #[arg(long, env = "TASKGATE_MAX_ACTIVE_TASKS_PER_USER", value_parser = whole(1, 1_000_000))]
+    pub max_active_tasks_per_user: Option<u64>,
+
+    #[arg(long, env = "TASKGATE_MAX_ACTIVE_TASKS_PER_ADMIN", value_parser = whole(1, 1_000_000))]
+    pub max_active_tasks_per_admin: Option<u64>,
 }
 
 /// `value` must be at most `max`, another setting's bound.
@@ -404,6 +441,14 @@ impl Settings {
                     .unwrap_or(defaults.files.user_quota_bytes),
                 upload_expiry: seconds(args.upload_expiry_seconds, defaults.files.upload_expiry),
                 max_patch_bytes: args.max_patch_bytes.or(defaults.files.max_patch_bytes),
+            },
+            max_active_tasks: ActiveTaskLimits {
+                per_user: args
+                    .max_active_tasks_per_user
+                    .unwrap_or(defaults.max_active_tasks.per_user),
+                per_admin: args
+                    .max_active_tasks_per_admin
+                    .unwrap_or(defaults.max_active_tasks.per_admin),
             },
         })
     }

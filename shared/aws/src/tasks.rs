@@ -11,13 +11,14 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use taskgate_domain::ports::{Page, StoreError, StoreResult, TaskLog};
 use taskgate_domain::task::{EventData, TaskEvent, TaskId};
 use taskgate_domain::user::UserId;
 
 use crate::DynamoStore;
-use crate::errors::{condition_or, corrupt, store_error};
+use crate::errors::{build_error, condition_failed_at, condition_or, corrupt, store_error};
 use crate::tables::TASKS_BY_OWNER;
 
 fn s(value: impl Into<String>) -> AttributeValue {
@@ -65,8 +66,154 @@ fn key_of(item: &HashMap<String, AttributeValue>, attribute: &str) -> StoreResul
     }
 }
 
+fn active_key(owner: &UserId) -> String {
+    format!("#active#{owner}")
+}
+
+/// How often a creation is tried again when another transaction was
+/// changing the owner's count at the same moment.
+const COUNT_ATTEMPTS: u64 = 32;
+
+enum Cancelled {
+    First,
+    Second,
+    Conflict,
+}
+
+impl DynamoStore {
+    /// Runs a two-item transaction; which condition failed, if one did.
+    async fn transact_pair(
+        &self,
+        first: TransactWriteItem,
+        second: TransactWriteItem,
+    ) -> StoreResult<Result<(), Cancelled>> {
+        match self
+            .client
+            .transact_write_items()
+            .transact_items(first)
+            .transact_items(second)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Ok(())),
+            Err(e) => match e.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
+                    let reasons = cancelled.cancellation_reasons();
+                    if condition_failed_at(reasons, 0) {
+                        Ok(Err(Cancelled::First))
+                    } else if condition_failed_at(reasons, 1) {
+                        Ok(Err(Cancelled::Second))
+                    } else if reasons
+                        .iter()
+                        .any(|r| r.code() == Some("TransactionConflict"))
+                    {
+                        Ok(Err(Cancelled::Conflict))
+                    } else {
+                        Err(store_error(e))
+                    }
+                }
+                _ => Err(store_error(e)),
+            },
+        }
+    }
+
+    fn event_put(&self, event: &TaskEvent) -> StoreResult<TransactWriteItem> {
+        let put = Put::builder()
+            .table_name(&self.tables.task_events)
+            .set_item(Some(to_item(event)))
+            .condition_expression("attribute_not_exists(task_id)")
+            .build()
+            .map_err(build_error)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+}
+
 #[async_trait]
 impl TaskLog for DynamoStore {
+    async fn append_created(&self, event: &TaskEvent, max_active: u64) -> StoreResult<()> {
+        let EventData::Created { owner_id, .. } = &event.data else {
+            return Err(StoreError::other("append_created takes a created event"));
+        };
+        if max_active == 0 {
+            return Err(StoreError::OverQuota);
+        }
+        for attempt in 0..COUNT_ATTEMPTS {
+            if attempt > 0 {
+                // Others are creating at the same moment: let them through.
+                tokio::time::sleep(std::time::Duration::from_millis(2 * attempt)).await;
+            }
+            let count = Update::builder()
+                .table_name(&self.tables.users)
+                .key("username", s(active_key(owner_id)))
+                .update_expression("SET active = if_not_exists(active, :zero) + :one")
+                .condition_expression("attribute_not_exists(active) OR active < :max")
+                .expression_attribute_values(":zero", n(0))
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":max", n(max_active))
+                .build()
+                .map_err(build_error)?;
+            let count = TransactWriteItem::builder().update(count).build();
+            match self.transact_pair(self.event_put(event)?, count).await? {
+                Ok(()) => return Ok(()),
+                Err(Cancelled::First) => return Err(StoreError::AlreadyExists),
+                Err(Cancelled::Second) => return Err(StoreError::OverQuota),
+                Err(Cancelled::Conflict) => continue,
+            }
+        }
+        Err(StoreError::unavailable(
+            "the owner's task count kept changing; try again",
+        ))
+    }
+
+    async fn append_ending(&self, event: &TaskEvent, owner: &UserId) -> StoreResult<()> {
+        for attempt in 0..COUNT_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(2 * attempt)).await;
+            }
+            let count = Update::builder()
+                .table_name(&self.tables.users)
+                .key("username", s(active_key(owner)))
+                .update_expression("SET active = active - :one")
+                .condition_expression("active > :zero")
+                .expression_attribute_values(":zero", n(0))
+                .expression_attribute_values(":one", n(1))
+                .build()
+                .map_err(build_error)?;
+            let count = TransactWriteItem::builder().update(count).build();
+            match self.transact_pair(self.event_put(event)?, count).await? {
+                Ok(()) => return Ok(()),
+                Err(Cancelled::First) => return Err(StoreError::AlreadyExists),
+                // Not counted (a task from before the count began): the
+                // event alone.
+                Err(Cancelled::Second) => return self.append_event(event).await,
+                Err(Cancelled::Conflict) => continue,
+            }
+        }
+        Err(StoreError::unavailable(
+            "the owner's task count kept changing; try again",
+        ))
+    }
+
+    async fn active_tasks(&self, owner: &UserId) -> StoreResult<u64> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.tables.users)
+            .key("username", s(active_key(owner)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(store_error)?;
+        match output.item.as_ref().and_then(|item| item.get("active")) {
+            None => Ok(0),
+            Some(AttributeValue::N(active)) => active
+                .parse::<i64>()
+                .map(|a| a.max(0) as u64)
+                .map_err(|e| corrupt("active task count", e)),
+            Some(_) => Err(corrupt("active task count", "not a number")),
+        }
+    }
+
     async fn append_event(&self, event: &TaskEvent) -> StoreResult<()> {
         self.client
             .put_item()

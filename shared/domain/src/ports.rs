@@ -163,6 +163,22 @@ pub trait TaskLog: Send + Sync {
     /// same seq: exactly one wins.
     async fn append_event(&self, event: &TaskEvent) -> StoreResult<()>;
 
+    /// Appends a task's `created` event (seq 1) if its owner has fewer
+    /// than `max_active` tasks that have not ended; `OverQuota` otherwise,
+    /// and nothing is written. Race-safe: concurrent creations cannot pass
+    /// the bound together. `AlreadyExists` as for [`TaskLog::append_event`].
+    async fn append_created(&self, event: &TaskEvent, max_active: u64) -> StoreResult<()>;
+
+    /// Appends a task's ending event (`succeeded`, `failed`, `cancelled`),
+    /// as [`TaskLog::append_event`] does, and counts the task as no longer
+    /// active for `owner`.
+    async fn append_ending(&self, event: &TaskEvent, owner: &UserId) -> StoreResult<()>;
+
+    /// How many of `owner`'s tasks have not ended (pending or running), as
+    /// counted since the count began (see README: tasks from before it are
+    /// not counted on DynamoDB).
+    async fn active_tasks(&self, owner: &UserId) -> StoreResult<u64>;
+
     /// A task's events in seq order (strongly consistent); empty if none.
     async fn task_events(&self, task: &TaskId) -> StoreResult<Vec<TaskEvent>>;
 

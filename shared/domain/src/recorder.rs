@@ -101,8 +101,14 @@ impl Recorder {
         &self.log
     }
 
-    /// Records a new task: its `created` event, seq 1.
-    pub async fn create(&self, spec: &TaskSpec, owner: &User) -> StoreResult<(Task, TaskEvent)> {
+    /// Records a new task: its `created` event, seq 1, if `owner` has fewer
+    /// than `max_active` unfinished tasks (`OverQuota` otherwise).
+    pub async fn create(
+        &self,
+        spec: &TaskSpec,
+        owner: &User,
+        max_active: u64,
+    ) -> StoreResult<(Task, TaskEvent)> {
         let at = self.clock.now();
         let (seconds, code, due_at) = match spec {
             TaskSpec::Delay { seconds } => (
@@ -127,7 +133,7 @@ impl Recorder {
                 engine: self.engine.clone(),
             },
         );
-        self.log.append_event(&event).await?;
+        self.log.append_created(&event, max_active).await?;
         let task = fold(std::slice::from_ref(&event)).map_err(broken)?;
         self.tell(&task, &event);
         Ok((task, event))
@@ -160,7 +166,12 @@ impl Recorder {
             };
             let last = events.last().expect("a loaded task has events");
             let event = last.next(self.clock.now().max(last.at), actor.cloned(), data);
-            match self.log.append_event(&event).await {
+            let appended = if event.data.is_terminal() {
+                self.log.append_ending(&event, &task.owner_id).await
+            } else {
+                self.log.append_event(&event).await
+            };
+            match appended {
                 Ok(()) => {
                     let mut events = events;
                     events.push(event.clone());

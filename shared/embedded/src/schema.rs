@@ -153,6 +153,18 @@ const MIGRATIONS: &[&str] = &[
      ) STRICT;
      CREATE INDEX files_by_owner ON files (owner_id, file_id);
      CREATE INDEX uploads_by_expiry ON files (expires_at) WHERE uploading = 1;",
+    // 7: each owner's tasks that have not ended, counted with every
+    // creation and ending (in their transactions), from the log so far.
+    "CREATE TABLE active_tasks (
+        owner_id TEXT PRIMARY KEY,
+        active   INTEGER NOT NULL
+     ) STRICT;
+     INSERT INTO active_tasks (owner_id, active)
+     SELECT c.owner_id, count(*) FROM task_events c
+      WHERE c.owner_id IS NOT NULL
+        AND NOT EXISTS (SELECT 1 FROM task_events t WHERE t.task_id = c.task_id
+                          AND json_extract(t.item, '$.type') IN ('succeeded', 'failed', 'cancelled'))
+      GROUP BY c.owner_id;",
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> StoreResult<()> {

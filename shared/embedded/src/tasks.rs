@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use rusqlite::params;
-use taskgate_domain::ports::{Page, StoreResult, TaskLog};
+use taskgate_domain::ports::{Page, StoreError, StoreResult, TaskLog};
 use taskgate_domain::task::{EventData, TaskEvent, TaskId};
 use taskgate_domain::user::UserId;
 
@@ -29,6 +29,82 @@ impl TaskLog for EmbeddedStore {
                  ON CONFLICT (task_id, seq) DO NOTHING",
                 params![task_id, seq, owner_id, item],
             )
+        })
+        .await
+    }
+
+    async fn append_created(&self, event: &TaskEvent, max_active: u64) -> StoreResult<()> {
+        let EventData::Created { owner_id, .. } = &event.data else {
+            return Err(StoreError::other("append_created takes a created event"));
+        };
+        let owner_id = owner_id.to_string();
+        let item = serde_json::to_string(event).expect("an event always serialises");
+        let (task_id, seq) = (event.task_id.to_string(), event.seq as i64);
+        self.with_conn(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(sql)?;
+            let active: i64 = tx
+                .query_row(
+                    "SELECT coalesce((SELECT active FROM active_tasks WHERE owner_id = ?1), 0)",
+                    [&owner_id],
+                    |row| row.get(0),
+                )
+                .map_err(sql)?;
+            if active as u64 >= max_active {
+                return Err(StoreError::OverQuota);
+            }
+            insert_new(
+                &tx,
+                "INSERT INTO task_events (task_id, seq, owner_id, item) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (task_id, seq) DO NOTHING",
+                params![task_id, seq, owner_id, item],
+            )?;
+            tx.execute(
+                "INSERT INTO active_tasks (owner_id, active) VALUES (?1, 1)
+                 ON CONFLICT (owner_id) DO UPDATE SET active = active + 1",
+                [&owner_id],
+            )
+            .map_err(sql)?;
+            tx.commit().map_err(sql)
+        })
+        .await
+    }
+
+    async fn append_ending(&self, event: &TaskEvent, owner: &UserId) -> StoreResult<()> {
+        let owner = owner.to_string();
+        let item = serde_json::to_string(event).expect("an event always serialises");
+        let (task_id, seq) = (event.task_id.to_string(), event.seq as i64);
+        self.with_conn(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(sql)?;
+            insert_new(
+                &tx,
+                "INSERT INTO task_events (task_id, seq, owner_id, item) VALUES (?1, ?2, NULL, ?3)
+                 ON CONFLICT (task_id, seq) DO NOTHING",
+                params![task_id, seq, item],
+            )?;
+            tx.execute(
+                "UPDATE active_tasks SET active = max(active - 1, 0) WHERE owner_id = ?1",
+                [&owner],
+            )
+            .map_err(sql)?;
+            tx.commit().map_err(sql)
+        })
+        .await
+    }
+
+    async fn active_tasks(&self, owner: &UserId) -> StoreResult<u64> {
+        let owner = owner.to_string();
+        self.with_conn(move |conn| {
+            conn.query_row(
+                "SELECT coalesce((SELECT active FROM active_tasks WHERE owner_id = ?1), 0)",
+                [owner],
+                |row| row.get::<_, i64>(0),
+            )
+            .map(|n| n.max(0) as u64)
+            .map_err(sql)
         })
         .await
     }

@@ -79,7 +79,11 @@ fn setup() -> Setup {
 
 impl Setup {
     async fn create(&self, spec: TaskSpec) -> Task {
-        self.recorder.create(&spec, &self.owner).await.unwrap().0
+        self.recorder
+            .create(&spec, &self.owner, u64::MAX)
+            .await
+            .unwrap()
+            .0
     }
 
     async fn status(&self, id: &TaskId) -> Task {

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::request::Parts;
 use taskgate_domain::permission::{self, Actor};
+use taskgate_domain::ports::StoreError;
 use taskgate_domain::recorder::Recorded;
 use taskgate_domain::task::{Status, Task, TaskError, TaskEvent, TaskId, TaskKind, TaskSpec};
 use taskgate_domain::user::Username;
@@ -125,7 +126,29 @@ pub(crate) async fn start(
     session: Session,
     Body(StartTask(spec)): Body<StartTask>,
 ) -> Result<Response, ApiError> {
-    let (task, _) = state.recorder.create(&spec, &session.user).await?;
+    let max_active = state
+        .settings
+        .max_active_tasks
+        .for_level(session.user.level);
+    let (task, _) = match state
+        .recorder
+        .create(&spec, &session.user, max_active)
+        .await
+    {
+        Ok(created) => created,
+        Err(StoreError::OverQuota) => {
+            return Err(ApiError::TooManyTasks(format!(
+                "you have {max_active} tasks pending or running, as many as an account of your level may \
+                 (TASKGATE_MAX_ACTIVE_TASKS_PER_{}); wait for one to end or cancel one",
+                if session.user.level == taskgate_domain::user::Level::Admin {
+                    "ADMIN"
+                } else {
+                    "USER"
+                }
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
     let task = match state.workflow.start(&task).await {
         Ok(task) => task,
         Err(e) => {
