@@ -376,6 +376,7 @@ async fn a_version_4_database_numbers_each_project_feed_by_time() {
              DROP TRIGGER project_feed_no_delete;
              DROP TABLE project_feed;
              DROP TABLE files;
+             DROP TABLE active_tasks;
              PRAGMA user_version = 4;",
         )
         .unwrap();
