@@ -10,6 +10,7 @@ mod blob_store;
 mod faults;
 mod file_store;
 mod files;
+mod idempotency;
 mod infra;
 mod items;
 mod lambda;

@@ -64,6 +64,11 @@ pub fn app(state: SharedState) -> Router {
         .method_not_allowed_fallback(|method: Method| async move {
             ApiError::MethodNotAllowed { method }
         })
+        // Creations take an Idempotency-Key (matched routes only).
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::idempotency::layer,
+        ))
         .layer(axum::middleware::from_fn(request_context))
         .with_state(state);
     Router::new()

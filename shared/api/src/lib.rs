@@ -29,6 +29,7 @@ pub mod app;
 pub mod auth;
 pub mod extract;
 mod handlers;
+pub mod idempotency;
 
 /// Files: what runs beside the routes (the expiry of unfinished uploads).
 pub mod files {

@@ -61,6 +61,9 @@ pub enum ApiError {
     /// 416: a `Range` outside the file.
     #[error("{0}")]
     RangeNotSatisfiable(String),
+    /// 422: an `Idempotency-Key` used before with another request.
+    #[error("{0}")]
+    IdempotencyKeyReused(String),
     /// 429: the user has as many unfinished tasks as they may.
     #[error("{0}")]
     TooManyTasks(String),
@@ -137,6 +140,7 @@ impl ApiError {
             }
             Self::UploadBusy(_) => StatusCode::LOCKED,
             Self::TooManyTasks(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::IdempotencyKeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::ChecksumMismatch(_) => {
                 StatusCode::from_u16(460).expect("460 is a valid status code")
@@ -169,6 +173,7 @@ impl ApiError {
             Self::TooLarge(_) => "file-too-large",
             Self::UploadBusy(_) => "upload-busy",
             Self::TooManyTasks(_) => "quota-exceeded",
+            Self::IdempotencyKeyReused(_) => "idempotency-key-reused",
             Self::RangeNotSatisfiable(_) => "range-not-satisfiable",
             Self::ChecksumMismatch(_) => "checksum-mismatch",
             Self::UnsupportedMediaType(_) => "unsupported-media-type",
@@ -198,6 +203,7 @@ impl ApiError {
             Self::TooLarge(_) => "Too large",
             Self::UploadBusy(_) => "Upload busy",
             Self::TooManyTasks(_) => "Quota exceeded",
+            Self::IdempotencyKeyReused(_) => "Idempotency key reused",
             Self::RangeNotSatisfiable(_) => "Range not satisfiable",
             Self::ChecksumMismatch(_) => "Checksum mismatch",
             Self::UnsupportedMediaType(_) => "Unsupported media type",

@@ -25,6 +25,7 @@ pub mod blobs;
 pub mod connections;
 mod errors;
 mod files;
+mod idempotency;
 pub mod projects;
 mod security;
 pub mod tables;

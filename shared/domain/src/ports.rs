@@ -255,8 +255,65 @@ pub trait SecurityStore: Send + Sync {
 
 /// All the storage ports one backend provides, as one object the HTTP layer holds.
 pub trait Store:
-    UserStore + TokenStore + SessionStore + TaskLog + SecurityStore + ProjectStore + FileStore
+    UserStore
+    + TokenStore
+    + SessionStore
+    + TaskLog
+    + SecurityStore
+    + ProjectStore
+    + FileStore
+    + IdempotencyStore
 {
+}
+
+/// A response kept for an idempotency key, to answer a retry with.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KeptResponse {
+    pub status: u16,
+    /// The headers worth repeating (`Location`, `Content-Type`, `ETag`).
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+/// What claiming an idempotency key found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// Nobody had it (or it had expired): the request goes ahead.
+    New,
+    /// The same request was answered before: this is the answer.
+    Done(KeptResponse),
+    /// The same request is being handled right now.
+    InProgress,
+    /// The key was used with another request.
+    Mismatch,
+}
+
+/// `Idempotency-Key`s: each claimed by one request (its fingerprint) for a
+/// while, then holding that request's response.
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    /// Claims `scope` (the caller and their key) for the request with
+    /// `fingerprint` until `expires_at`, unless an unexpired claim exists.
+    /// Race-safe: of two claims at once, one is `New`.
+    async fn claim_key(
+        &self,
+        scope: &str,
+        fingerprint: &str,
+        now: OffsetDateTime,
+        expires_at: OffsetDateTime,
+    ) -> StoreResult<Claim>;
+
+    /// Keeps `response` for the claim (made by [`IdempotencyStore::claim_key`]).
+    async fn keep_response(
+        &self,
+        scope: &str,
+        fingerprint: &str,
+        response: &KeptResponse,
+    ) -> StoreResult<()>;
+
+    /// Drops an unanswered claim (the request failed in a way worth
+    /// retrying), so the key can be used again.
+    async fn release_key(&self, scope: &str, fingerprint: &str) -> StoreResult<()>;
 }
 
 /// The records of files and uploads (their bytes are a [`BlobStore`]'s).
@@ -512,8 +569,16 @@ pub struct ProjectLogs {
     pub items: BTreeMap<ItemId, Vec<ItemEntry>>,
 }
 
-impl<T: UserStore + TokenStore + SessionStore + TaskLog + SecurityStore + ProjectStore + FileStore>
-    Store for T
+impl<
+    T: UserStore
+        + TokenStore
+        + SessionStore
+        + TaskLog
+        + SecurityStore
+        + ProjectStore
+        + FileStore
+        + IdempotencyStore,
+> Store for T
 {
 }
 

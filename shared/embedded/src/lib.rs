@@ -23,6 +23,7 @@ pub mod backup;
 pub mod blobs;
 pub mod engine;
 mod files;
+mod idempotency;
 pub mod projects;
 mod schema;
 

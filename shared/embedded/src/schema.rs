@@ -165,6 +165,13 @@ const MIGRATIONS: &[&str] = &[
         AND NOT EXISTS (SELECT 1 FROM task_events t WHERE t.task_id = c.task_id
                           AND json_extract(t.item, '$.type') IN ('succeeded', 'failed', 'cancelled'))
       GROUP BY c.owner_id;",
+    // 8: Idempotency-Key claims and the responses they keep, for a while.
+    "CREATE TABLE idempotency (
+        scope       TEXT PRIMARY KEY,
+        fingerprint TEXT NOT NULL,
+        response    TEXT,
+        expires_at  TEXT NOT NULL
+     ) STRICT;",
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> StoreResult<()> {

@@ -48,11 +48,14 @@ async fn a_version_6_database_counts_the_unfinished_tasks_it_had() {
         let (bobs, _) = recorder.create(&delay, &bob, u64::MAX).await.unwrap();
         recorder.started(&bobs.id, None).await.unwrap();
     }
-    // Back to version 6: the count and its version removed.
+    // Back to version 6: what migrations 7 (the count) and later added is
+    // removed.
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch("DROP TABLE active_tasks; PRAGMA user_version = 6;")
-            .unwrap();
+        conn.execute_batch(
+            "DROP TABLE active_tasks; DROP TABLE idempotency; PRAGMA user_version = 6;",
+        )
+        .unwrap();
     }
     let store = std::sync::Arc::new(EmbeddedStore::open(&path).unwrap());
     assert_eq!(store.active_tasks(&alice.user_id).await.unwrap(), 2);

@@ -1,0 +1,125 @@
+//! `Idempotency-Key` on the creating routes, on both stores: a retry gets
+//! the first answer and creates nothing; the key with another request is
+//! 422; concurrent duplicates create one thing; keys are per user.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use taskgate_e2e::{Backend, TestApp, assert_problem, on_each_backend, status_and_json};
+
+on_each_backend!(retries_with_a_key_create_once_and_answer_the_same);
+
+async fn send(
+    app: &TestApp,
+    token: &str,
+    path: &str,
+    key: &str,
+    body: &Value,
+) -> reqwest::Response {
+    app.request(Method::POST, path, Some(token))
+        .header("idempotency-key", key)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn retries_with_a_key_create_once_and_answer_the_same(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin_token().await;
+    let alice = app.user_with_token(&admin, "alice", "user").await;
+    let bob = app.user_with_token(&admin, "bob", "user").await;
+
+    // Tasks.
+    let delay = json!({"type": "delay", "seconds": 0});
+    let first = send(&app, &alice, "/tasks", "task-key-1", &delay).await;
+    assert!(first.headers().get("idempotency-replayed").is_none());
+    let (status, task) = status_and_json(first).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{task}");
+    let again = send(&app, &alice, "/tasks", "task-key-1", &delay).await;
+    assert_eq!(again.headers()["idempotency-replayed"], "true");
+    let (status, replayed) = status_and_json(again).await;
+    assert_eq!((status, &replayed), (StatusCode::ACCEPTED, &task));
+    let (_, tasks) = status_and_json(app.get("/tasks", Some(&alice)).await).await;
+    assert_eq!(tasks["items"].as_array().unwrap().len(), 1, "{tasks}");
+    // The key with another request: 422, nothing created.
+    let response = send(
+        &app,
+        &alice,
+        "/tasks",
+        "task-key-1",
+        &json!({"type": "delay", "seconds": 1}),
+    )
+    .await;
+    assert_problem(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency-key-reused",
+    )
+    .await;
+    // Another user's same key is theirs.
+    let (status, bobs) =
+        status_and_json(send(&app, &bob, "/tasks", "task-key-1", &delay).await).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_ne!(bobs["id"], task["id"]);
+
+    // Projects: the same Location again.
+    let project = json!({"name": "Once"});
+    let first = send(&app, &alice, "/projects", "project-key", &project).await;
+    let location = first.headers()["location"].clone();
+    let (status, created) = status_and_json(first).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let again = send(&app, &alice, "/projects", "project-key", &project).await;
+    assert_eq!(again.headers()["location"], location);
+    let (status, replayed) = status_and_json(again).await;
+    assert_eq!((status, &replayed), (StatusCode::CREATED, &created));
+    let (_, projects) = status_and_json(app.get("/projects", Some(&alice)).await).await;
+    assert_eq!(projects["items"].as_array().unwrap().len(), 1);
+
+    // Items, ten duplicates at once: one item, every success the same one.
+    let path = format!("/projects/{}/items", created["id"].as_str().unwrap());
+    let item = json!({"title": "Only once"});
+    let app = std::sync::Arc::new(app);
+    let attempts: Vec<_> = (0..10)
+        .map(|_| {
+            let (app, alice, path, item) = (app.clone(), alice.clone(), path.clone(), item.clone());
+            tokio::spawn(async move {
+                status_and_json(send(&app, &alice, &path, "item-key", &item).await).await
+            })
+        })
+        .collect();
+    let mut ids = std::collections::BTreeSet::new();
+    for attempt in attempts {
+        let (status, body) = attempt.await.unwrap();
+        match status {
+            StatusCode::CREATED => {
+                ids.insert(body["id"].as_str().unwrap().to_owned());
+            }
+            StatusCode::CONFLICT => {
+                assert_eq!(body["type"], "urn:taskgate:problem:idempotency-key-in-use")
+            }
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let (_, items) = status_and_json(app.get(&path, Some(&alice)).await).await;
+    assert_eq!(items["items"].as_array().unwrap().len(), 1, "{items}");
+    // A retry now gets the same item.
+    let (status, again) = status_and_json(send(&app, &alice, &path, "item-key", &item).await).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert!(ids.contains(again["id"].as_str().unwrap()));
+
+    // A first answer that failed is kept too (a 4xx): the retry gets it.
+    let bad = json!({"title": ""});
+    let (status, first) = status_and_json(send(&app, &alice, &path, "bad-key", &bad).await).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, again) = status_and_json(send(&app, &alice, &path, "bad-key", &bad).await).await;
+    assert_eq!(
+        (status, again["detail"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, first["detail"].clone())
+    );
+    // Malformed keys: 400.
+    for key in [&"k".repeat(256), "bad key with spaces"] {
+        let response = send(&app, &alice, "/tasks", key, &delay).await;
+        assert_problem(response, StatusCode::BAD_REQUEST, "malformed-request").await;
+    }
+}
