@@ -395,3 +395,57 @@ async fn a_body_that_stops_arriving_gets_request_timeout() {
     let response = app.try_login("admin", ADMIN_PASSWORD).await;
     assert_eq!(response.status(), StatusCode::OK);
 }
+
+/// The slow-body attack: 300 connections from one address each start a
+/// request and then send its body a byte at a time. They hold at most
+/// `TASKGATE_MAX_REQUESTS_PER_ADDRESS` slots (the rest get 429 at once), so a
+/// client from another address is served meanwhile. (The attacker speaks
+/// from 127.0.0.2, the well-behaved client from 127.0.0.1.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_bodies_from_one_address_cannot_starve_the_others() {
+    let app = TestApp::spawn_with(Backend::Embedded, |config| {
+        config.max_requests_in_flight = 64;
+        config.max_requests_per_address = 8;
+    })
+    .await;
+    let target = app.server().local_addr();
+    let mut attackers = Vec::new();
+    for _ in 0..300 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let mut stream = socket.connect(target).await.unwrap();
+        stream
+            .write_all(
+                b"POST /auth HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{",
+            )
+            .await
+            .unwrap();
+        attackers.push(stream);
+    }
+    // Drip on: one more byte each.
+    for stream in &mut attackers {
+        let _ = stream.write_all(b" ").await;
+    }
+
+    // A client elsewhere is served: reads, and a login with its password hash.
+    for _ in 0..5 {
+        assert_eq!(app.get("/", None).await.status(), StatusCode::OK);
+    }
+    assert_eq!(
+        app.try_login("admin", ADMIN_PASSWORD).await.status(),
+        StatusCode::OK
+    );
+
+    // The attacker got 429 at once on all but its share.
+    let mut refused = 0;
+    for stream in &mut attackers {
+        let mut answer = [0u8; 64];
+        if let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(20), stream.read(&mut answer)).await
+            && answer[..n].starts_with(b"HTTP/1.1 429")
+        {
+            refused += 1;
+        }
+    }
+    assert!(refused >= 300 - 8, "only {refused} of 300 were refused");
+}

@@ -180,6 +180,7 @@ impl TestApp {
             admin_username: Username::parse("admin").unwrap(),
             admin_password: Some(ADMIN_PASSWORD.to_owned().into()),
             max_requests_in_flight: config::DEFAULT_MAX_REQUESTS_IN_FLIGHT,
+            max_requests_per_address: config::DEFAULT_MAX_REQUESTS_PER_ADDRESS,
             body_timeout: config::DEFAULT_BODY_TIMEOUT,
             api: Settings {
                 max_concurrent_hashes: 4,

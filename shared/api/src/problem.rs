@@ -61,6 +61,10 @@ pub enum ApiError {
     /// 416: a `Range` outside the file.
     #[error("{0}")]
     RangeNotSatisfiable(String),
+    /// 429: the client's address holds `limit` requests already (local
+    /// server, `TASKGATE_MAX_REQUESTS_PER_ADDRESS`).
+    #[error("your address has {limit} requests in progress already; try again shortly")]
+    TooManyFromAddress { limit: usize },
     /// 422: an `Idempotency-Key` used before with another request.
     #[error("{0}")]
     IdempotencyKeyReused(String),
@@ -139,7 +143,9 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
             Self::UploadBusy(_) => StatusCode::LOCKED,
-            Self::TooManyTasks(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyTasks(_) | Self::TooManyFromAddress { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Self::IdempotencyKeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::ChecksumMismatch(_) => {
@@ -173,6 +179,7 @@ impl ApiError {
             Self::TooLarge(_) => "file-too-large",
             Self::UploadBusy(_) => "upload-busy",
             Self::TooManyTasks(_) => "quota-exceeded",
+            Self::TooManyFromAddress { .. } => "too-many-requests",
             Self::IdempotencyKeyReused(_) => "idempotency-key-reused",
             Self::RangeNotSatisfiable(_) => "range-not-satisfiable",
             Self::ChecksumMismatch(_) => "checksum-mismatch",
@@ -203,6 +210,7 @@ impl ApiError {
             Self::TooLarge(_) => "Too large",
             Self::UploadBusy(_) => "Upload busy",
             Self::TooManyTasks(_) => "Quota exceeded",
+            Self::TooManyFromAddress { .. } => "Too many requests",
             Self::IdempotencyKeyReused(_) => "Idempotency key reused",
             Self::RangeNotSatisfiable(_) => "Range not satisfiable",
             Self::ChecksumMismatch(_) => "Checksum mismatch",

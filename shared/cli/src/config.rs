@@ -35,6 +35,8 @@ pub enum StoreConfig {
 
 /// Default of `TASKGATE_MAX_REQUESTS_IN_FLIGHT`.
 pub const DEFAULT_MAX_REQUESTS_IN_FLIGHT: usize = 256;
+/// Default of `TASKGATE_MAX_REQUESTS_PER_ADDRESS`.
+pub const DEFAULT_MAX_REQUESTS_PER_ADDRESS: usize = 32;
 /// Default of `TASKGATE_BODY_TIMEOUT_SECONDS`.
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -60,6 +62,10 @@ pub struct ServeConfig {
     /// 256. Further requests get 503 `server-busy` before their body is read,
     /// so bodies in memory never exceed this many times the body limit.
     pub max_requests_in_flight: usize,
+    /// `TASKGATE_MAX_REQUESTS_PER_ADDRESS`: of those, how many one client
+    /// address (IP) may hold, default 32; its next is 429 `too-many-requests`
+    /// at once, so one slow or greedy client cannot take every slot.
+    pub max_requests_per_address: usize,
     /// `TASKGATE_BODY_TIMEOUT_SECONDS`: how long a request's body may take
     /// to arrive, default 30 s; then 408 `request-timeout`, and its
     /// in-flight slot is free again.
@@ -103,6 +109,9 @@ struct ServeArgs {
     /// Requests handled at once.
     #[arg(long, env = "TASKGATE_MAX_REQUESTS_IN_FLIGHT", value_parser = whole(1, 65_536))]
     max_requests_in_flight: Option<u64>,
+
+    #[arg(long, env = "TASKGATE_MAX_REQUESTS_PER_ADDRESS", value_parser = whole(1, 65_536))]
+    max_requests_per_address: Option<u64>,
     /// Seconds a request body may take to arrive.
     #[arg(long, env = "TASKGATE_BODY_TIMEOUT_SECONDS", value_parser = whole(1, 3600))]
     body_timeout_seconds: Option<u64>,
@@ -185,6 +194,9 @@ impl ServeConfig {
             max_requests_in_flight: args
                 .max_requests_in_flight
                 .map_or(DEFAULT_MAX_REQUESTS_IN_FLIGHT, |n| n as usize),
+            max_requests_per_address: args
+                .max_requests_per_address
+                .map_or(DEFAULT_MAX_REQUESTS_PER_ADDRESS, |n| n as usize),
             body_timeout: args
                 .body_timeout_seconds
                 .map_or(DEFAULT_BODY_TIMEOUT, Duration::from_secs),

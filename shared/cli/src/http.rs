@@ -3,6 +3,9 @@
 //!
 //! - At most `TASKGATE_MAX_REQUESTS_IN_FLIGHT` requests are handled at once;
 //!   the next one gets 503 `server-busy` at once, before its body is read.
+//! - One client address (IP) may hold at most
+//!   `TASKGATE_MAX_REQUESTS_PER_ADDRESS` of them; its next request gets 429
+//!   `too-many-requests` at once.
 //! - A body that has not arrived within `TASKGATE_BODY_TIMEOUT_SECONDS` is
 //!   refused with 408, which frees its slot: slow senders cannot hold the
 //!   server. Together with the body size limit (enforced where bodies are
@@ -13,9 +16,11 @@
 //!
 //! TLS is the listener's business ([`crate::server`]).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use taskgate_api::app::{limit_body_time, problem};
@@ -35,6 +40,7 @@ pub(crate) fn router(
     extra: axum::Router,
 ) -> axum::Router {
     let max_in_flight = config.max_requests_in_flight;
+    let per_address = config.max_requests_per_address;
     let compat = taskgate_api::compat::routes().with_state(state.clone());
     let app = docs::routes(taskgate_api::app(state.clone()), &config.api);
     let app = health::routes(app, state).merge(compat).merge(extra);
@@ -42,6 +48,8 @@ pub(crate) fn router(
         InFlight {
             slots: Arc::new(Semaphore::new(max_in_flight)),
             limit: max_in_flight,
+            per_address,
+            by_address: Arc::default(),
         },
         limit_in_flight,
     ))
@@ -51,6 +59,43 @@ pub(crate) fn router(
 struct InFlight {
     slots: Arc<Semaphore>,
     limit: usize,
+    /// What one client address may hold of them.
+    per_address: usize,
+    by_address: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+/// One request of an address, counted until dropped.
+struct AddressSlot {
+    by_address: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut by_address = self.by_address.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(held) = by_address.get_mut(&self.ip) {
+            *held -= 1;
+            if *held == 0 {
+                by_address.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl InFlight {
+    /// Counts a request of `ip`, unless it holds `per_address` already.
+    fn take_address(&self, ip: IpAddr) -> Option<AddressSlot> {
+        let mut by_address = self.by_address.lock().unwrap_or_else(|p| p.into_inner());
+        let held = by_address.entry(ip).or_insert(0);
+        if *held >= self.per_address {
+            return None;
+        }
+        *held += 1;
+        Some(AddressSlot {
+            by_address: Arc::clone(&self.by_address),
+            ip,
+        })
+    }
 }
 
 /// Refuses a request with 503 `server-busy` while `limit` others are being
@@ -61,6 +106,28 @@ async fn limit_in_flight(
     request: Request,
     next: Next,
 ) -> Response {
+    // One address may not hold more than its share (slow bodies dripping
+    // from one place cannot starve everyone else).
+    let ip = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    let _address = match ip {
+        Some(ip) => match in_flight.take_address(ip) {
+            Some(slot) => Some(slot),
+            None => {
+                let mut response = problem(ApiError::TooManyFromAddress {
+                    limit: in_flight.per_address,
+                });
+                response.headers_mut().insert(
+                    http::header::RETRY_AFTER,
+                    http::HeaderValue::from_static("1"),
+                );
+                return response;
+            }
+        },
+        None => None,
+    };
     match in_flight.slots.try_acquire() {
         Ok(_slot) => next.run(request).await,
         Err(_) => problem(ApiError::Busy {

@@ -245,7 +245,8 @@ pub async fn start_with_routes(config: ServeConfig, extra: axum::Router) -> anyh
         .with_context(|| format!("cannot listen on {}", config.addr))?;
     listener.set_nonblocking(true)?;
     let local_addr = listener.local_addr()?;
-    let app = crate::http::router(state.clone(), &config, extra).into_make_service();
+    let app = crate::http::router(state.clone(), &config, extra)
+        .into_make_service_with_connect_info::<SocketAddr>();
     let handle = Handle::new();
     let task = if config.tls {
         let tls = tls_config(&config.data_dir, local_addr).await?;
