@@ -202,6 +202,7 @@ fn the_function_crates_are_the_http_program_the_steps_and_realtime() {
         .collect();
     expected.insert(HTTP_BINARY.to_owned());
     expected.insert("realtime".to_owned());
+    expected.insert("task-reconciler".to_owned());
     assert_eq!(crates, expected);
     for name in &crates {
         let manifest =
@@ -225,6 +226,9 @@ fn the_function_crates_are_the_http_program_the_steps_and_realtime() {
     );
     let main = std::fs::read_to_string(repo().join("functions/realtime/src/main.rs")).unwrap();
     assert!(main.contains("taskgate_lambda::run_realtime()"));
+    let main =
+        std::fs::read_to_string(repo().join("functions/task-reconciler/src/main.rs")).unwrap();
+    assert!(main.contains("taskgate_lambda::run_reconciler()"));
 }
 
 #[test]

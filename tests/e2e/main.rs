@@ -24,6 +24,7 @@ mod projects;
 mod realtime;
 mod realtime_aws;
 mod realtime_bounds;
+mod reconciler;
 mod security;
 mod server;
 mod sfn;

@@ -45,6 +45,7 @@ use taskgate_domain::recorder::Recorder;
 use taskgate_domain::task::JsLimits;
 
 pub mod realtime;
+pub mod reconcile;
 pub mod steps;
 
 /// Runs `serve` (cold start, then the runtime loop) on a fresh runtime with
@@ -165,6 +166,28 @@ pub async fn realtime_cold_start(handler: &str) -> anyhow::Result<realtime::Real
         state,
         connections,
         management,
+    })
+}
+
+/// Runs the reconciler: fails the tasks whose executions ended without an
+/// outcome (see [`reconcile`]), fed by EventBridge.
+pub fn run_reconciler() -> ExitCode {
+    bootstrap(async {
+        let recorder = Arc::new(recorder().await);
+        tracing::info!(function = "task-reconciler", "cold start complete");
+        let handler = lambda_runtime::service_fn(move |event: LambdaEvent<serde_json::Value>| {
+            let recorder = Arc::clone(&recorder);
+            async move {
+                // A store failure fails the invocation: EventBridge
+                // retries it.
+                let outcome = reconcile::reconcile(&recorder, &event.payload)
+                    .await
+                    .map_err(|e| taskgate_domain::ports::Chain(&e).to_string())?;
+                tracing::info!(?outcome, "reconciled");
+                Ok::<_, String>(())
+            }
+        });
+        lambda_runtime::run(handler).await.map_err(runtime_stopped)
     })
 }
 
