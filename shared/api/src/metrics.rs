@@ -1,8 +1,8 @@
 //! What the application counts, through the `metrics` facade (a no-op
 //! until a recorder is installed: the local server installs a Prometheus
 //! one when `TASKGATE_METRICS_ADDR` is set). On Lambda, where a scrape
-//! cannot reach the function, the request counters are also written as
-//! CloudWatch Embedded Metric Format lines (one JSON object per request on
+//! cannot reach the function, the request and task-event counters are also
+//! written as CloudWatch Embedded Metric Format lines (one JSON object per request on
 //! stdout, which CloudWatch turns into metrics of namespace `Taskgate`).
 
 use std::time::Duration;
@@ -29,7 +29,8 @@ pub fn request(route: &str, method: &Method, status: StatusCode, elapsed: Durati
     }
 }
 
-/// A task event recorded, by task kind and event type.
+/// A task event recorded, by task kind and event type (the task's status
+/// from then on: created = pending, started = running, and the endings).
 pub fn task_event(kind: &str, event: &str) {
     metrics::counter!(
         "taskgate_task_events_total",
@@ -37,6 +38,27 @@ pub fn task_event(kind: &str, event: &str) {
         "type" => event.to_owned()
     )
     .increment(1);
+    if on_lambda() {
+        println!("{}", emf_task_line(kind, event, now_millis()));
+    }
+}
+
+/// One task event as a CloudWatch Embedded Metric Format line.
+pub fn emf_task_line(kind: &str, event: &str, timestamp_ms: u128) -> String {
+    serde_json::json!({
+        "_aws": {
+            "Timestamp": timestamp_ms as u64,
+            "CloudWatchMetrics": [{
+                "Namespace": "Taskgate",
+                "Dimensions": [["kind", "type"]],
+                "Metrics": [{"Name": "task_events", "Unit": "Count"}]
+            }]
+        },
+        "kind": kind,
+        "type": event,
+        "task_events": 1,
+    })
+    .to_string()
 }
 
 /// A WebSocket opened (+1) or closed (-1).
@@ -113,5 +135,12 @@ mod tests {
         }
         assert_eq!(value["status"], "404");
         assert_eq!(value["_aws"]["Timestamp"], 1_800_000_000_000u64);
+        let task: serde_json::Value =
+            serde_json::from_str(&emf_task_line("delay", "succeeded", 1)).unwrap();
+        assert_eq!(
+            (task["kind"].as_str(), task["type"].as_str()),
+            (Some("delay"), Some("succeeded"))
+        );
+        assert_eq!(task["task_events"], 1);
     }
 }
