@@ -15,6 +15,7 @@ import os
 import unicodedata
 
 import schemathesis
+from schemathesis.core.failures import AcceptedNegativeData
 from schemathesis.openapi.checks import RejectedPositiveData
 
 # (field, start of the message) of the 422s that only inexpressible rules give.
@@ -94,6 +95,12 @@ def filter_failure(context, failure, case, response):
         # item's current one: the item's state, not the request's shape.
         if response.status_code == 412 and problem.get("type", "").endswith(":precondition-failed"):
             return _dropped("412 If-Match names another version")
+        # An Idempotency-Key the fuzzer already sent with another body: the
+        # key's history, not the request's shape (a fuzzer repeats values).
+        if response.status_code == 422 and problem.get("type", "").endswith(
+            ":idempotency-key-reused"
+        ):
+            return _dropped("422 Idempotency-Key used before with another request")
         # 422 for bodies; 400 `invalid-query` for item listings' parameters.
         if response.status_code in (400, 422) and _only_inexpressible(problem, case):
             fields = sorted(
@@ -101,6 +108,11 @@ def filter_failure(context, failure, case, response):
             )
             return _dropped(f"{response.status_code} " + "; ".join(fields))
         return True
+    # A schema-violating body that is also over TASKGATE_MAX_BODY_BYTES: the
+    # server refused it, with 413 before reading it (schemathesis counts only
+    # 4xx it expects as refusals).
+    if isinstance(failure, AcceptedNegativeData) and response.status_code == 413:
+        return _dropped("413 invalid body also over TASKGATE_MAX_BODY_BYTES")
     # A password under 15 characters as sent that NFKC normalisation makes
     # long enough is rightly accepted, though the schema's minLength refuses it.
     if response.status_code < 300 and _password_length_changes_under_nfkc(case):

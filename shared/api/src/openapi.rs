@@ -144,6 +144,52 @@ fn add_shared_problems(op: &mut Operation) {
     }
 }
 
+/// The creating operations that take an `Idempotency-Key`
+/// ([`crate::idempotency`]).
+const IDEMPOTENT: [&str; 3] = ["tasks-start", "projects-create", "items-create"];
+
+/// Documents `Idempotency-Key` and what it answers on `op`.
+fn add_idempotency(op: &mut Operation) {
+    if !op
+        .operation_id
+        .as_deref()
+        .is_some_and(|id| IDEMPOTENT.contains(&id))
+    {
+        return;
+    }
+    let schema = utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .min_length(Some(1))
+        .max_length(Some(255))
+        .pattern(Some("^[!-~]+$"))
+        .build();
+    let parameter = utoipa::openapi::path::ParameterBuilder::new()
+        .name("Idempotency-Key")
+        .parameter_in(ParameterIn::Header)
+        .required(utoipa::openapi::Required::False)
+        .description(Some(
+            "Retry safely: within 24 h the same key with the same request answers the first \
+             answer again (with `Idempotency-Replayed: true`) and creates nothing.",
+        ))
+        .schema(Some(schema))
+        .build();
+    op.parameters
+        .get_or_insert_with(Vec::new)
+        .push(RefOr::T(parameter));
+    let responses = &mut op.responses.responses;
+    responses.entry("409".to_owned()).or_insert_with(|| {
+        problem("`idempotency-key-in-use`: a request with this key is being handled")
+    });
+    if let Some(RefOr::T(invalid)) = responses.get_mut("422") {
+        invalid
+            .description
+            .push_str("; `idempotency-key-reused`: the key was used with another request");
+    }
+    responses
+        .entry("400".to_owned())
+        .or_insert_with(|| problem("`malformed-request`: a malformed `Idempotency-Key`"));
+}
+
 /// The document: the router's operations with the problems every request
 /// path shares, plus a deprecated copy of the canonical operation for each
 /// compatibility route.
@@ -154,6 +200,7 @@ pub fn document() -> Document {
     for item in doc.paths.paths.values_mut() {
         for method in METHODS {
             if let Some(op) = operation_mut(item, &method) {
+                add_idempotency(op);
                 add_shared_problems(op);
             }
         }

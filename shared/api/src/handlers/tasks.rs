@@ -119,6 +119,7 @@ impl FromBody for StartTask {
             example = json!({"id": "019a8f3c-5d2e-7b41-9c0a-3e5f7a9b1c2d", "type": "delay", "status": "running", "owner": "alice", "created_at": "2026-11-21T18:25:03.053Z", "updated_at": "2026-11-21T18:25:03.061Z", "progress": 0.0, "seconds": 5.0, "due_at": "2026-11-21T18:25:08.053Z"})),
         (status = 403, description = "`forbidden`: a script, and not an admin", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid-field`: unknown type, seconds out of range, code too large…", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`quota-exceeded`: as many tasks pending or running as the account may have", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn start(
