@@ -57,6 +57,8 @@ def create_tables():
         "TASKGATE_SECURITY_TABLE",
         "TASKGATE_PROJECTS_TABLE",
         "TASKGATE_PROJECT_LOG_TABLE",
+        "TASKGATE_FILES_TABLE",
+        "TASKGATE_CONNECTIONS_TABLE",
     ):
         env[name] = ENV[name]
     subprocess.run(["cargo", "run", "--quiet", "--", "create-tables"], cwd=ROOT, env=env, check=True)

@@ -197,6 +197,10 @@ async fn a_function_binary_cold_starts_once_and_serves_many_invocations() {
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("TASKGATE_DYNAMODB_ENDPOINT", &endpoint)
         .env("TASKGATE_SECRETSMANAGER_ENDPOINT", moto_endpoint())
+        // As the template sets them: the cold start builds the S3 adapter.
+        .env("TASKGATE_FILES_BUCKET", "taskgate-files-cold-start")
+        .env("TASKGATE_S3_ENDPOINT", moto_endpoint())
+        .env("TASKGATE_MAX_PATCH_BYTES", "4194304")
         .env("TASKGATE_USERS_TABLE", &tables.users)
         .env("TASKGATE_TOKENS_TABLE", &tables.tokens)
         .env("TASKGATE_TASK_EVENTS_TABLE", &tables.task_events)

@@ -25,8 +25,9 @@
 //! `TASKGATE_TASK_EVENTS_TABLE`), `TASKGATE_JWT_SECRET_ARN`,
 //! `TASKGATE_STATE_MACHINE_ARN` (the functions that start and stop tasks),
 //! and the shared settings of `taskgate_api::Settings`.
-//! `TASKGATE_DYNAMODB_ENDPOINT`, `TASKGATE_STEPFUNCTIONS_ENDPOINT` and
-//! `TASKGATE_SECRETSMANAGER_ENDPOINT` point the functions at local stand-ins
+//! `TASKGATE_FILES_BUCKET` (the S3 bucket of files' bytes).
+//! `TASKGATE_DYNAMODB_ENDPOINT`, `TASKGATE_STEPFUNCTIONS_ENDPOINT`,
+//! `TASKGATE_SECRETSMANAGER_ENDPOINT` and `TASKGATE_S3_ENDPOINT` point the functions at local stand-ins
 //! under `sam local start-api` (empty on AWS).
 #![forbid(unsafe_code)]
 
@@ -280,6 +281,12 @@ pub async fn cold_start() -> anyhow::Result<AppState> {
         let sfn = taskgate_aws::sfn_client(&sdk, endpoint.as_deref());
         let workflow = StepFunctionsWorkflow::new(sfn, arn, state.recorder.clone());
         state = state.with_workflow(Arc::new(workflow));
+    }
+    // The bytes of files, where the template names a bucket.
+    if let Some(bucket) = env_endpoint("TASKGATE_FILES_BUCKET") {
+        let endpoint = env_endpoint("TASKGATE_S3_ENDPOINT");
+        let s3 = taskgate_aws::s3_client(&sdk, endpoint.as_deref());
+        state = state.with_blobs(Arc::new(taskgate_aws::blobs::S3Blobs::new(s3, bucket)));
     }
     Ok(state)
 }
