@@ -1047,3 +1047,107 @@ async fn the_compatibility_routes_upload_export_and_abort(backend: Backend) {
         "the whole file came after the kill ({ended})"
     );
 }
+
+/// Where the store can hand out a direct URL (S3, here moto's), a download
+/// answers 307 to a short-lived presigned URL that serves the bytes, with
+/// the file's name and type, and ranges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_s3_a_download_redirects_to_a_short_lived_url() {
+    use taskgate_domain::ports::UserStore as _;
+
+    let moto = std::env::var("TASKGATE_TEST_SFN_ENDPOINT")
+        .expect("tests/run.sh starts moto and sets TASKGATE_TEST_SFN_ENDPOINT");
+    let sdk = taskgate_aws::load_sdk_config(Some(&moto)).await;
+    let s3 = taskgate_aws::s3_client(&sdk, Some(&moto));
+    let bucket = format!(
+        "tg-redirect-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let store = Arc::new(taskgate_embedded::EmbeddedStore::in_memory().unwrap());
+    let state = Arc::new(
+        taskgate_api::AppState::new(
+            store,
+            &secrecy::SecretSlice::from(vec![7u8; 64]),
+            taskgate_api::Settings::default(),
+        )
+        .unwrap()
+        .with_blobs(Arc::new(taskgate_aws::blobs::S3Blobs::new(s3, bucket))),
+    );
+    let alice = taskgate_e2e::fixture_user("alice", taskgate_domain::user::Level::User);
+    state.store.insert_user(&alice).await.unwrap();
+    let issued = state
+        .keys
+        .issue(&alice, Duration::from_secs(600), state.clock.now());
+    state.store.insert_token(&issued.record).await.unwrap();
+    let token = secrecy::ExposeSecret::expose_secret(&issued.token).to_owned();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(axum::serve(listener, taskgate_api::app(state.clone())).into_future());
+
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let data = pattern(100_000, 21);
+    let created = client
+        .post(format!("{base}/files"))
+        .bearer_auth(&token)
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", data.len().to_string())
+        .header(
+            "upload-metadata",
+            "filename cmVwb3J0LmNzdg==,filetype dGV4dC9jc3Y=",
+        )
+        .header("content-type", "application/offset+octet-stream")
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    assert_eq!(created.headers()["upload-offset"], data.len().to_string());
+    let location = created.headers()["location"].to_str().unwrap().to_owned();
+
+    let redirect = client
+        .get(format!("{base}{location}/content"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(redirect.status(), StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!(
+        redirect.headers()["etag"].to_str().unwrap(),
+        format!("\"{}\"", hex::encode(Sha256::digest(&data)))
+    );
+    let url = redirect.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        url.starts_with(&moto) && url.contains("X-Amz-Expires=300"),
+        "{url}"
+    );
+    // The URL alone (no token) serves the bytes, named and typed.
+    let direct = reqwest::get(&url).await.unwrap();
+    assert_eq!(direct.status(), StatusCode::OK);
+    assert_eq!(direct.headers()["content-type"], "text/csv");
+    assert!(
+        direct.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("report.csv")
+    );
+    assert!(direct.bytes().await.unwrap() == data);
+    let ranged = client
+        .get(&url)
+        .header("range", "bytes=10-19")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ranged.status(), StatusCode::PARTIAL_CONTENT);
+    assert!(ranged.bytes().await.unwrap() == data[10..20]);
+    // Who may not see the file is refused before any URL is made.
+    let response = client
+        .get(format!("{base}{location}/content"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}

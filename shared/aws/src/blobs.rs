@@ -438,6 +438,18 @@ impl S3Blobs {
 
 #[async_trait]
 impl BlobStore for S3Blobs {
+    async fn download_url(
+        &self,
+        id: &FileId,
+        ttl: Duration,
+        name: &str,
+        content_type: &str,
+    ) -> Result<Option<String>, BlobError> {
+        self.presigned_get(id, ttl, name, content_type)
+            .await
+            .map(Some)
+    }
+
     async fn start(&self, id: &FileId) -> Result<BlobState, BlobError> {
         let output = self
             .client

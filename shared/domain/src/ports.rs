@@ -445,6 +445,20 @@ pub trait BlobStore: Send + Sync {
     /// Deletes a finished file's bytes. Deleting a missing one is not an
     /// error.
     async fn delete(&self, id: &FileId) -> Result<(), BlobError>;
+
+    /// A short-lived URL (for `ttl`) that serves a finished file's bytes
+    /// directly (with `name` and `content_type` in its answer's headers),
+    /// where the store can make one (S3); `None` where the server streams
+    /// them itself.
+    async fn download_url(
+        &self,
+        _id: &FileId,
+        _ttl: std::time::Duration,
+        _name: &str,
+        _content_type: &str,
+    ) -> Result<Option<String>, BlobError> {
+        Ok(None)
+    }
 }
 
 /// Which projects' items a listing covers.

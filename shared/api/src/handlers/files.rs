@@ -49,6 +49,8 @@ pub(crate) const TUS_VERSION: &str = "1.0.0";
 const TUS_EXTENSIONS: &str = "creation,creation-with-upload,termination,expiration,checksum";
 const TUS_CHECKSUMS: &str = "sha1,sha256";
 const OFFSET_OCTET_STREAM: &str = "application/offset+octet-stream";
+/// How long a download URL the store hands out (S3's presigned) lasts.
+const DOWNLOAD_URL_TTL: Duration = Duration::from_secs(300);
 /// How long a PATCH holds its upload. Longer than any PATCH should take; a
 /// server that died mid-PATCH frees the upload after it.
 const LEASE: Duration = Duration::from_secs(15 * 60);
@@ -954,6 +956,24 @@ async fn content(
         "\"{}\"",
         file.sha256.clone().unwrap_or_else(|| file.id.to_string())
     );
+    // Where the bytes can be fetched directly (S3 on AWS), send the client
+    // there: a Lambda response could not stream a large file.
+    if let Some(url) = state
+        .blobs
+        .download_url(
+            &file.id,
+            DOWNLOAD_URL_TTL,
+            file.name.as_str(),
+            file.content_type.as_str(),
+        )
+        .await?
+    {
+        let mut response = StatusCode::TEMPORARY_REDIRECT.into_response();
+        let out = response.headers_mut();
+        out.insert(header::LOCATION, header_value(url));
+        out.insert(header::ETAG, header_value(&etag));
+        return Ok(response);
+    }
     if headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
