@@ -1053,7 +1053,6 @@ async fn the_compatibility_routes_upload_export_and_abort(backend: Backend) {
 /// the file's name and type, and ranges.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_s3_a_download_redirects_to_a_short_lived_url() {
-
     let moto = std::env::var("TASKGATE_TEST_SFN_ENDPOINT")
         .expect("tests/run.sh starts moto and sets TASKGATE_TEST_SFN_ENDPOINT");
     let sdk = taskgate_aws::load_sdk_config(Some(&moto)).await;
