@@ -17,6 +17,9 @@ use http::{HeaderName, HeaderValue, Method, StatusCode};
 use sha2::{Digest as _, Sha256};
 use taskgate_domain::ports::{Claim, KeptResponse};
 
+use axum::extract::OptionalFromRequestParts;
+
+use crate::auth::Session;
 use crate::extract::{SharedState, read_body};
 use crate::problem::ApiError;
 
@@ -60,13 +63,18 @@ pub async fn layer(State(state): State<SharedState>, request: Request, next: Nex
         Ok(None) => return next.run(request).await,
         Err(e) => return e.into_response(),
     };
-    // Keys are per caller; a request without a good token goes on to be
-    // refused as usual.
-    let user = match crate::auth::session(&state, request.headers()).await {
+    // Keys are per caller. The session extractor authenticates once per
+    // request and keeps the session for the handler; a request without a
+    // good token goes on to be refused as usual.
+    let (mut parts, body) = request.into_parts();
+    let user = match <Session as OptionalFromRequestParts<SharedState>>::from_request_parts(
+        &mut parts, &state,
+    )
+    .await
+    {
         Ok(Some(session)) => session.user.user_id,
-        _ => return next.run(request).await,
+        _ => return next.run(Request::from_parts(parts, body)).await,
     };
-    let (parts, body) = request.into_parts();
     let bytes = match read_body(body, state.settings.max_body_bytes).await {
         Ok(bytes) => bytes,
         Err(e) => return e.into_response(),
