@@ -35,9 +35,9 @@ use taskgate_api::{AppState, auth};
 use taskgate_aws::connections::{Connection, Connections, Subscriber};
 use taskgate_domain::permission::{Actor, may_see_task};
 use taskgate_domain::ports::{FeedChange, FeedEntry};
+use taskgate_domain::project::ProjectId;
 use taskgate_domain::project::access::{Action, may};
 use taskgate_domain::project::log::Project;
-use taskgate_domain::project::{ItemId, ProjectId};
 use taskgate_domain::task::{TaskId, fold};
 
 /// API Gateway closes a WebSocket after two hours whatever happens.
@@ -418,41 +418,6 @@ impl Realtime {
         };
         let project = ProjectId::parse(project).map_err(|_| bad("valid feed_project"))?;
         let position = number(image, "feed").ok_or_else(|| bad("feed"))?;
-        let stream = text(image, "stream").ok_or_else(|| bad("stream"))?;
-        let seq = number(image, "seq").ok_or_else(|| bad("seq"))?;
-        let change = match stream.split_once('#') {
-            Some(("project", _)) => {
-                let log = self
-                    .state
-                    .store
-                    .project_log(&project)
-                    .await
-                    .map_err(|e| store_failed(&e))?;
-                let entry = log
-                    .into_iter()
-                    .find(|e| e.seq == seq)
-                    .ok_or_else(|| bad("entry in the log"))?;
-                FeedChange::Project(entry)
-            }
-            Some(("item", item)) => {
-                let item = ItemId::parse(item).map_err(|_| bad("valid item id"))?;
-                let log = self
-                    .state
-                    .store
-                    .item_log(&item)
-                    .await
-                    .map_err(|e| store_failed(&e))?;
-                let entry = log
-                    .into_iter()
-                    .find(|e| e.seq == seq)
-                    .ok_or_else(|| bad("entry in the log"))?;
-                FeedChange::Item(entry)
-            }
-            _ => return Err(bad("known stream")),
-        };
-        let rendered = Folds::default()
-            .render(&self.state, FeedEntry { position, change })
-            .await?;
         let topic = Topic::Project(project);
         let subscribers = self
             .connections
@@ -462,6 +427,24 @@ impl Realtime {
         if subscribers.is_empty() {
             return Ok(());
         }
+        // The record carries the whole entry; only the state it produced
+        // is read (from its log).
+        let stream = text(image, "stream").ok_or_else(|| bad("stream"))?;
+        let entry = text(image, "entry").ok_or_else(|| bad("entry"))?;
+        let unreadable = |e: serde_json::Error| {
+            (
+                500,
+                format!("the stream record's entry does not parse: {e}"),
+            )
+        };
+        let change = if stream.starts_with("project#") {
+            FeedChange::Project(serde_json::from_str(entry).map_err(unreadable)?)
+        } else {
+            FeedChange::Item(serde_json::from_str(entry).map_err(unreadable)?)
+        };
+        let rendered = Folds::default()
+            .render(&self.state, FeedEntry { position, change })
+            .await?;
         // Item events are checked against the project as it is now.
         let current = match &rendered {
             Rendered::Item { .. } => self
