@@ -29,7 +29,8 @@ use serde_json::json;
 use taskgate_api::realtime::Topic;
 use taskgate_api::realtime::message;
 use taskgate_api::realtime::replay::{
-    Allowed, ClientMessage, Folds, Refusal, Rendered, authorize, store_failed,
+    Allowed, ClientMessage, Folds, Refusal, Rendered, already_subscribed, authorize, may_subscribe,
+    store_failed,
 };
 use taskgate_api::{AppState, auth};
 use taskgate_aws::connections::{Connection, Connections, Subscriber};
@@ -214,27 +215,14 @@ impl Realtime {
             .topics_of(&connection.id)
             .await
             .map_err(|e| store_failed(&e))?;
-        if topics.contains(&topic.to_string()) {
-            return Err((
-                400,
-                "already subscribed to this topic; unsubscribe first".into(),
-            ));
-        }
-        if topics.len() >= limit {
-            return Err((
-                400,
-                format!("at most {limit} subscriptions per connection; unsubscribe from one first"),
-            ));
-        }
+        may_subscribe(
+            topic,
+            after,
+            topics.contains(&topic.to_string()),
+            topics.len(),
+            limit,
+        )?;
         let allowed = authorize(&self.state, actor, topic).await?;
-        if matches!(allowed, Allowed::Tasks) && after.is_some() {
-            return Err((
-                400,
-                "after is not supported for tasks (each task has its own log); \
-                 subscribe to task:{id} with after to resume one"
-                    .into(),
-            ));
-        }
         // Recorded first, then the history read: what is stored from here
         // on reaches the connection through the fan-out.
         let recorded = self
@@ -247,10 +235,7 @@ impl Realtime {
             .await
             .map_err(|e| store_failed(&e))?;
         if !recorded {
-            return Err((
-                400,
-                "already subscribed to this topic; unsubscribe first".into(),
-            ));
+            return Err(already_subscribed());
         }
         let mut messages = vec![message::subscribed(topic)];
         let Some(after) = after else {

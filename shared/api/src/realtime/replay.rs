@@ -56,6 +56,43 @@ pub fn denied(denied: Denied) -> Refusal {
     }
 }
 
+/// The 400 for a topic subscribed to twice.
+pub fn already_subscribed() -> Refusal {
+    (
+        400,
+        "already subscribed to this topic; unsubscribe first".into(),
+    )
+}
+
+/// The checks of a subscription that need no store: not twice, not past
+/// `limit` (`held` are open already), no `after` on `tasks`.
+pub fn may_subscribe(
+    topic: &Topic,
+    after: Option<u64>,
+    already: bool,
+    held: usize,
+    limit: usize,
+) -> Result<(), Refusal> {
+    if already {
+        return Err(already_subscribed());
+    }
+    if held >= limit {
+        return Err((
+            400,
+            format!("at most {limit} subscriptions per connection; unsubscribe from one first"),
+        ));
+    }
+    if *topic == Topic::Tasks && after.is_some() {
+        return Err((
+            400,
+            "after is not supported for tasks (each task has its own log); \
+             subscribe to task:{id} with after to resume one"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// What a subscription found when it was allowed.
 pub enum Allowed {
     Project(Project),

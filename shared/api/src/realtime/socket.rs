@@ -36,7 +36,9 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use super::hub::{ConnectionGuard, Key, Notice};
-use super::replay::{Allowed, ClientMessage, Folds, Refusal, Rendered, authorize, store_failed};
+use super::replay::{
+    Allowed, ClientMessage, Folds, Refusal, Rendered, authorize, may_subscribe, store_failed,
+};
 use super::{Topic, message};
 use crate::auth::{self, Session};
 use crate::extract::SharedState;
@@ -325,19 +327,13 @@ impl Connection {
         topic: Topic,
         after: Option<u64>,
     ) -> Result<Vec<String>, Refusal> {
-        if self.subscriptions.contains_key(&topic) {
-            return Err((
-                400,
-                "already subscribed to this topic; unsubscribe first".into(),
-            ));
-        }
-        let limit = self.state.settings.realtime.max_subscriptions;
-        if self.subscriptions.len() >= limit {
-            return Err((
-                400,
-                format!("at most {limit} subscriptions per connection; unsubscribe from one first"),
-            ));
-        }
+        may_subscribe(
+            &topic,
+            after,
+            self.subscriptions.contains_key(&topic),
+            self.subscriptions.len(),
+            self.state.settings.realtime.max_subscriptions,
+        )?;
         let actor = self.actor();
         // Check first, then listen, then read what came before: whatever is
         // stored from here on is either read below or arrives live.
@@ -355,20 +351,10 @@ impl Connection {
                     last: after.map_or(last, |a| a.min(last)),
                 }
             }
-            Allowed::Tasks => {
-                if after.is_some() {
-                    return Err((
-                        400,
-                        "after is not supported for tasks (each task has its own log); \
-                         subscribe to task:{id} with after to resume one"
-                            .into(),
-                    ));
-                }
-                Subscription::Tasks {
-                    last: HashMap::new(),
-                    running: HashMap::new(),
-                }
-            }
+            Allowed::Tasks => Subscription::Tasks {
+                last: HashMap::new(),
+                running: HashMap::new(),
+            },
         };
         let receiver = self.state.hub.subscribe(self.key(&topic));
         self.streams.insert(topic, BroadcastStream::new(receiver));
