@@ -9,7 +9,7 @@ use std::time::Duration;
 use taskgate_domain::file::{ContentType, FileName, FileStatus, StoredFile};
 use taskgate_domain::ports::{FileStore, StoreError};
 use taskgate_domain::user::{Level, User};
-use taskgate_e2e::{dynamodb_endpoint, fixture_user, unique_tables};
+use taskgate_e2e::fixture_user;
 use time::OffsetDateTime;
 
 type Store = Arc<dyn FileStore>;
@@ -19,12 +19,7 @@ async fn embedded() -> Store {
 }
 
 async fn dynamodb() -> Store {
-    let endpoint = dynamodb_endpoint();
-    let sdk = taskgate_aws::load_sdk_config(Some(&endpoint)).await;
-    let client = taskgate_aws::dynamodb_client(&sdk, Some(&endpoint));
-    let tables = unique_tables();
-    taskgate_aws::ensure_tables(&client, &tables).await.unwrap();
-    Arc::new(taskgate_aws::DynamoStore::new(client, tables))
+    Arc::new(taskgate_e2e::dynamodb_store().await)
 }
 
 macro_rules! contract {

@@ -16,7 +16,6 @@ use taskgate_domain::project::{
     DueDate, ItemId, ItemStatus, ProjectId, ProjectName, ProjectRole, Title,
 };
 use taskgate_domain::user::{UserId, Username};
-use taskgate_e2e::{dynamodb_endpoint, unique_tables};
 use time::OffsetDateTime;
 
 type Store = Arc<dyn ProjectStore>;
@@ -26,12 +25,7 @@ async fn embedded() -> Store {
 }
 
 async fn dynamodb() -> Store {
-    let endpoint = dynamodb_endpoint();
-    let sdk = taskgate_aws::load_sdk_config(Some(&endpoint)).await;
-    let client = taskgate_aws::dynamodb_client(&sdk, Some(&endpoint));
-    let tables = unique_tables();
-    taskgate_aws::ensure_tables(&client, &tables).await.unwrap();
-    Arc::new(taskgate_aws::DynamoStore::new(client, tables))
+    Arc::new(taskgate_e2e::dynamodb_store().await)
 }
 
 /// One test per (case, store).
@@ -352,12 +346,7 @@ async fn all_items(store: &Store, project: ProjectId) -> Vec<Item> {
 /// once, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamodb_pages_end_early_on_the_read_budget_and_miss_nothing() {
-    let endpoint = dynamodb_endpoint();
-    let sdk = taskgate_aws::load_sdk_config(Some(&endpoint)).await;
-    let client = taskgate_aws::dynamodb_client(&sdk, Some(&endpoint));
-    let tables = unique_tables();
-    taskgate_aws::ensure_tables(&client, &tables).await.unwrap();
-    let store: Store = Arc::new(taskgate_aws::DynamoStore::new(client, tables).with_read_budget(4));
+    let store: Store = Arc::new(taskgate_e2e::dynamodb_store().await.with_read_budget(4));
     let project = project(&store, ("olga", UserId::new()), &[("mia", UserId::new())]).await;
     let mut expected = Vec::new();
     for n in 1..=30 {

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use taskgate_domain::recorder::Recorder;
 use taskgate_domain::task::{Status, TaskLimits, TaskSpec};
 use taskgate_domain::user::Level;
-use taskgate_e2e::{dynamodb_endpoint, fixture_user, unique_tables};
+use taskgate_e2e::fixture_user;
 use taskgate_lambda::reconcile::{Reconciled, reconcile};
 
 fn event(task: &str, status: &str) -> Value {
@@ -27,12 +27,7 @@ fn event(task: &str, status: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn executions_that_ended_without_an_outcome_fail_their_task_once() {
-    let endpoint = dynamodb_endpoint();
-    let sdk = taskgate_aws::load_sdk_config(Some(&endpoint)).await;
-    let client = taskgate_aws::dynamodb_client(&sdk, Some(&endpoint));
-    let tables = unique_tables();
-    taskgate_aws::ensure_tables(&client, &tables).await.unwrap();
-    let store = Arc::new(taskgate_aws::DynamoStore::new(client, tables));
+    let store = Arc::new(taskgate_e2e::dynamodb_store().await);
     let recorder = Recorder::new(store.clone()).with_engine(Some("step-functions".into()));
     let owner = fixture_user("alice", Level::User);
     let delay = TaskSpec::delay(60.0, &TaskLimits::default()).unwrap();

@@ -13,7 +13,6 @@ use taskgate_domain::task::{
 };
 use taskgate_domain::token::{TokenId, TokenRecord};
 use taskgate_domain::user::{Email, Level, Profile, User, UserChanges, Username};
-use taskgate_e2e::{dynamodb_endpoint, unique_tables};
 use tempfile::TempDir;
 
 /// Which store a contract case runs on.
@@ -44,17 +43,10 @@ async fn subject(kind: Kind) -> Subject {
             store: Arc::new(taskgate_embedded::EmbeddedStore::in_memory().unwrap()),
             _dir: None,
         },
-        Kind::DynamoDb => {
-            let endpoint = dynamodb_endpoint();
-            let sdk = taskgate_aws::load_sdk_config(Some(&endpoint)).await;
-            let client = taskgate_aws::dynamodb_client(&sdk, Some(&endpoint));
-            let tables = unique_tables();
-            taskgate_aws::ensure_tables(&client, &tables).await.unwrap();
-            Subject {
-                store: Arc::new(taskgate_aws::DynamoStore::new(client, tables)),
-                _dir: None,
-            }
-        }
+        Kind::DynamoDb => Subject {
+            store: Arc::new(taskgate_e2e::dynamodb_store().await),
+            _dir: None,
+        },
     }
 }
 

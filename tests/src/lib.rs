@@ -119,6 +119,18 @@ pub fn unique_tables() -> TableNames {
     ))
 }
 
+/// A DynamoDB store on DynamoDB Local with tables of its own, created.
+pub async fn dynamodb_store() -> taskgate_aws::DynamoStore {
+    let endpoint = dynamodb_endpoint();
+    let sdk = taskgate_aws::load_sdk_config(Some(&endpoint)).await;
+    let client = taskgate_aws::dynamodb_client(&sdk, Some(&endpoint));
+    let tables = unique_tables();
+    taskgate_aws::ensure_tables(&client, &tables)
+        .await
+        .expect("DynamoDB Local creates the tables");
+    taskgate_aws::DynamoStore::new(client, tables)
+}
+
 pub fn init_logging() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
