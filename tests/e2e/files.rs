@@ -655,17 +655,7 @@ impl ServerProcess {
 
     /// A server on the data directory `data` (e.g. a restored backup).
     pub async fn start_in(password: &str, data: tempfile::TempDir) -> Self {
-        let exe = std::env::current_exe().unwrap();
-        let binary = exe
-            .parent()
-            .and_then(|d| d.parent())
-            .unwrap()
-            .join("taskgate");
-        assert!(
-            binary.exists(),
-            "{} is missing: tests/run.sh builds the binaries (cargo build --workspace --bins) first",
-            binary.display()
-        );
+        let binary = Self::binary();
         let mut child = tokio::process::Command::new(&binary)
             .arg("serve")
             .env("TASKGATE_ADDR", "127.0.0.1:0")
@@ -727,11 +717,7 @@ impl ServerProcess {
 
     /// The `taskgate` binary this server runs.
     pub fn binary() -> PathBuf {
-        let exe = std::env::current_exe().unwrap();
-        exe.parent()
-            .and_then(|d| d.parent())
-            .unwrap()
-            .join("taskgate")
+        taskgate_e2e::workspace_binary("taskgate")
     }
 
     /// An admin token.

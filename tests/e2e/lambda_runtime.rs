@@ -100,14 +100,7 @@ async fn start_runtime() -> (SocketAddr, Arc<Runtime>) {
 
 /// A debug build of a function, next to the test executable's directory.
 fn function_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().and_then(|d| d.parent()).unwrap().join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: tests/run.sh builds the function binaries (cargo build --workspace --bins) before testing",
-        path.display()
-    );
-    path
+    taskgate_e2e::workspace_binary(name)
 }
 
 fn moto_endpoint() -> String {

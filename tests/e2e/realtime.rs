@@ -801,17 +801,7 @@ async fn idle_sockets_are_pinged_and_silent_ones_dropped(backend: Backend) {
 /// its whole output is searched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_token_never_appears_in_the_logs() {
-    let exe = std::env::current_exe().unwrap();
-    let binary = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .unwrap()
-        .join("taskgate");
-    assert!(
-        binary.exists(),
-        "{} is missing: tests/run.sh builds the binaries (cargo build --workspace --bins) before testing",
-        binary.display()
-    );
+    let binary = taskgate_e2e::workspace_binary("taskgate");
     let data = tempfile::tempdir().unwrap();
     let password = "operator of the log test";
     let mut child = tokio::process::Command::new(&binary)

@@ -5,7 +5,6 @@
 //! events it cannot deliver, and a subscriber that keeps up still gets
 //! every one of them.
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,22 +42,6 @@ const FLOOD_WITHIN: Duration = Duration::from_secs(150);
 /// How soon the slow subscriber's socket must end once it reads again.
 const END_WITHIN: Duration = Duration::from_secs(30);
 
-/// The `taskgate` binary, next to the test executable's directory.
-fn taskgate_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .unwrap()
-        .join("taskgate");
-    assert!(
-        path.exists(),
-        "{} is missing: tests/run.sh builds it (cargo build --workspace --bins) before testing",
-        path.display()
-    );
-    path
-}
-
 /// `taskgate serve` in its own process (so that its memory can be measured
 /// alone), on the embedded store in a temporary directory, over plain HTTP.
 struct ServerProcess {
@@ -72,7 +55,7 @@ struct ServerProcess {
 impl ServerProcess {
     async fn start() -> Self {
         let data = tempfile::tempdir().unwrap();
-        let mut child = Command::new(taskgate_binary())
+        let mut child = Command::new(taskgate_e2e::workspace_binary("taskgate"))
             .arg("serve")
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())

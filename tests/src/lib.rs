@@ -119,6 +119,23 @@ pub fn unique_tables() -> TableNames {
     ))
 }
 
+/// A binary of the workspace (`taskgate`, a function's program), built by
+/// `cargo build --workspace --bins` next to the test executable's directory.
+pub fn workspace_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("a target directory")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: tests/run.sh builds the binaries (cargo build --workspace --bins) before testing",
+        path.display()
+    );
+    path
+}
+
 /// A DynamoDB store on DynamoDB Local with tables of its own, created.
 pub async fn dynamodb_store() -> taskgate_aws::DynamoStore {
     let endpoint = dynamodb_endpoint();
