@@ -6,7 +6,10 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use taskgate_e2e::{Backend, TestApp, assert_problem, on_each_backend, status_and_json};
 
-on_each_backend!(retries_with_a_key_create_once_and_answer_the_same);
+on_each_backend!(
+    retries_with_a_key_create_once_and_answer_the_same,
+    a_key_holds_its_answer_for_24_hours,
+);
 
 async fn send(
     app: &TestApp,
@@ -122,4 +125,46 @@ async fn retries_with_a_key_create_once_and_answer_the_same(backend: Backend) {
         let response = send(&app, &alice, "/tasks", key, &delay).await;
         assert_problem(response, StatusCode::BAD_REQUEST, "malformed-request").await;
     }
+}
+
+/// Within 24 hours the key answers the first answer; after them it is free
+/// again (a new request with it creates anew).
+async fn a_key_holds_its_answer_for_24_hours(backend: Backend) {
+    let start = time::OffsetDateTime::now_utc();
+    let clock = std::sync::Arc::new(taskgate_domain::clock::ManualClock::new(start));
+    let app = TestApp::spawn_with(backend, |config| {
+        config.clock = clock.clone();
+        config.api.token_ttl = std::time::Duration::from_secs(3 * 24 * 3600);
+    })
+    .await;
+    let admin = app.admin_token().await;
+    let project = json!({"name": "Day one"});
+    let (status, first) =
+        status_and_json(send(&app, &admin, "/projects", "day-key", &project).await).await;
+    assert_eq!(status, StatusCode::CREATED);
+    clock.advance(std::time::Duration::from_secs(24 * 3600 - 60));
+    let (_, replayed) =
+        status_and_json(send(&app, &admin, "/projects", "day-key", &project).await).await;
+    assert_eq!(replayed["id"], first["id"]);
+    let response = send(
+        &app,
+        &admin,
+        "/projects",
+        "day-key",
+        &json!({"name": "Day two"}),
+    )
+    .await;
+    assert_problem(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency-key-reused",
+    )
+    .await;
+    // A day on, the key is free: the same request creates a second project.
+    clock.advance(std::time::Duration::from_secs(120));
+    let response = send(&app, &admin, "/projects", "day-key", &project).await;
+    assert!(response.headers().get("idempotency-replayed").is_none());
+    let (status, second) = status_and_json(response).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_ne!(second["id"], first["id"]);
 }
