@@ -27,7 +27,7 @@ on_each_backend!(
 
 const MIB: usize = 1024 * 1024;
 
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
+pub(crate) fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(37).wrapping_add(seed))
         .collect()
@@ -127,13 +127,18 @@ impl CutProxy {
 }
 
 /// A tus request to `path` with the protocol header.
-fn tus_request(app: &TestApp, method: Method, path: &str, token: &str) -> reqwest::RequestBuilder {
+pub(crate) fn tus_request(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    token: &str,
+) -> reqwest::RequestBuilder {
     app.request(method, path, Some(token))
         .header("tus-resumable", "1.0.0")
 }
 
 /// Creates an upload of `size` bytes; its path.
-async fn create(app: &TestApp, token: &str, size: u64) -> String {
+pub(crate) async fn create(app: &TestApp, token: &str, size: u64) -> String {
     let response = tus_request(app, Method::POST, "/files", token)
         .header("upload-length", size.to_string())
         .send()
@@ -143,7 +148,7 @@ async fn create(app: &TestApp, token: &str, size: u64) -> String {
     response.headers()["location"].to_str().unwrap().to_owned()
 }
 
-async fn patch(
+pub(crate) async fn patch(
     app: &TestApp,
     token: &str,
     path: &str,
@@ -173,7 +178,7 @@ async fn offset_of(app: &TestApp, token: &str, path: &str) -> u64 {
 }
 
 /// Every upload and file the server keeps on disk.
-fn kept(app: &TestApp) -> Vec<String> {
+pub(crate) fn kept(app: &TestApp) -> Vec<String> {
     let root = app.data_dir.path().join(taskgate::server::FILES_DIR);
     let mut names = Vec::new();
     for dir in ["uploads", "done"] {

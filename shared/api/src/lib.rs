@@ -27,6 +27,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod export;
 pub mod extract;
 mod handlers;
 pub mod idempotency;

@@ -92,7 +92,7 @@ pub struct TaskView<'a> {
     /// Who cancelled it.
     #[serde(skip_serializing_if = "Option::is_none")]
     cancelled_by: Option<&'a str>,
-    /// Delays only: 0 to 1.
+    /// Delays and exports: 0 to 1.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 0, maximum = 1)]
     progress: Option<f64>,

@@ -226,6 +226,50 @@ impl TaskLog for DynamoStore {
             .map_err(|e| condition_or(e, StoreError::AlreadyExists))
     }
 
+    // Progress is an attribute of the task's `created` item, outside the
+    // event's JSON (so outside its hash); the TaskEvents stream carries it
+    // as a MODIFY, which the fan-out does not treat as an event.
+    async fn record_progress(&self, task: &TaskId, progress: f64) -> StoreResult<()> {
+        self.client
+            .update_item()
+            .table_name(&self.tables.task_events)
+            .key("task_id", s(task.to_string()))
+            .key("seq", n(1))
+            .update_expression("SET progress = :p")
+            .condition_expression("attribute_exists(task_id)")
+            .expression_attribute_values(":p", n(progress))
+            .send()
+            .await
+            .map(|_| ())
+            .or_else(|e| match condition_or(e, StoreError::Conflict) {
+                // No such task: nothing to record progress on.
+                StoreError::Conflict => Ok(()),
+                other => Err(other),
+            })
+    }
+
+    async fn task_progress(&self, task: &TaskId) -> StoreResult<Option<f64>> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.tables.task_events)
+            .key("task_id", s(task.to_string()))
+            .key("seq", n(1))
+            .projection_expression("progress")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(store_error)?
+            .item;
+        match item.as_ref().and_then(|item| item.get("progress")) {
+            Some(AttributeValue::N(value)) => value
+                .parse()
+                .map(Some)
+                .map_err(|e| corrupt("task progress", e)),
+            _ => Ok(None),
+        }
+    }
+
     async fn task_events(&self, task: &TaskId) -> StoreResult<Vec<TaskEvent>> {
         let mut pages = self
             .client

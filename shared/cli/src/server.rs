@@ -212,12 +212,19 @@ pub async fn start_with_routes(config: ServeConfig, extra: axum::Router) -> anyh
         Ok(uuid::Uuid::new_v4().simple().to_string().into_bytes())
     })?;
     let engine_id = String::from_utf8(engine_id).context("the engine id file is not text")?;
+    let exporter = taskgate_api::export::StoreExporter::new(
+        state.store.clone(),
+        state.blobs.clone(),
+        config.clock.clone(),
+        config.api.files.clone(),
+    );
     let engine = LocalEngine::new(
         state.recorder(),
         Arc::new(runner),
         config.clock.clone(),
         engine_id.trim(),
-    );
+    )
+    .with_exporter(Arc::new(exporter));
     // On a store of its own, tasks from before engines were named are ours.
     let engine = if matches!(config.store, crate::StoreConfig::DynamoDb { .. }) {
         engine

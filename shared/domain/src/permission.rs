@@ -156,7 +156,7 @@ pub fn may_delete_user(actor: &Actor, target: &Username, registration: Registrat
 
 pub fn may_start_task(actor: &Actor, kind: TaskKind) -> Decision {
     match kind {
-        TaskKind::Delay => Ok(()),
+        TaskKind::Delay | TaskKind::Export => Ok(()),
         TaskKind::Js if actor.is_admin() => Ok(()),
         TaskKind::Js => Err(Denied::Forbidden("only admins can run JavaScript tasks")),
     }

@@ -179,6 +179,16 @@ pub trait TaskLog: Send + Sync {
     /// not counted on DynamoDB).
     async fn active_tasks(&self, owner: &UserId) -> StoreResult<u64>;
 
+    /// Records how far a running task has got (0 to 1). Progress is kept
+    /// beside the log, not in it: it is a reading, not history, so it is
+    /// neither numbered nor hash-chained, and a later report replaces an
+    /// earlier one. Recording it for a task that does not exist is allowed
+    /// and harmless.
+    async fn record_progress(&self, task: &TaskId, progress: f64) -> StoreResult<()>;
+
+    /// The progress last recorded for `task`, if any.
+    async fn task_progress(&self, task: &TaskId) -> StoreResult<Option<f64>>;
+
     /// A task's events in seq order (strongly consistent); empty if none.
     async fn task_events(&self, task: &TaskId) -> StoreResult<Vec<TaskEvent>>;
 
@@ -651,4 +661,47 @@ pub trait JsRunner: Send + Sync {
         code: &str,
         cancel: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
     ) -> Result<JsOutput, JsFailure>;
+}
+
+/// Why an export made no file.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ExportFailure {
+    /// It was told to stop (cancelled, or the server is shutting down).
+    Stopped,
+    /// It could not be done (the task fails with this error).
+    Failed(TaskError),
+}
+
+/// What an export reports to, and asks, whoever runs it.
+#[async_trait]
+pub trait ExportControl: Send + Sync {
+    /// How far it has got, 0 to 1 (now and then, not for every byte).
+    async fn progress(&self, fraction: f64);
+
+    /// Whether to stop now (asked between chunks).
+    async fn stopped(&self) -> bool;
+}
+
+/// Writes export tasks' files: the same code under the local engine and in
+/// the state machine's export step.
+#[async_trait]
+pub trait Exporter: Send + Sync {
+    /// Writes what `task` (an export) asks for into a new complete file of
+    /// its owner's and returns the task's result, `{"file", "size",
+    /// "sha256"}`. When it stops or fails, nothing of the file remains: no
+    /// record, no bytes, no multipart upload.
+    async fn export(
+        &self,
+        task: &Task,
+        control: &dyn ExportControl,
+    ) -> Result<serde_json::Value, ExportFailure>;
+
+    /// Removes the file an export made (`result` as [`Exporter::export`]
+    /// returned it) when its task ended otherwise meanwhile (a cancel that
+    /// won the race with the `succeeded` event).
+    async fn discard(&self, result: &serde_json::Value);
+
+    /// Removes whatever an export of `task` that was interrupted (the
+    /// process died) may have left. Best effort; logs what it cannot do.
+    async fn clean_up(&self, task: &TaskId);
 }

@@ -9,7 +9,9 @@ use serde_json::Value;
 
 use crate::clock::{Clock, SystemClock};
 use crate::ports::{StoreError, StoreResult, TaskLog};
-use crate::task::{EventData, Task, TaskError, TaskEvent, TaskId, TaskSpec, fold};
+use crate::task::{
+    EventData, Status, Task, TaskError, TaskEvent, TaskId, TaskKind, TaskSpec, fold,
+};
 use crate::user::{User, Username};
 
 /// How often to re-read and retry after losing the race for a seq. Each lost
@@ -110,14 +112,15 @@ impl Recorder {
         max_active: u64,
     ) -> StoreResult<(Task, TaskEvent)> {
         let at = self.clock.now();
-        let (seconds, code, due_at) = match spec {
-            TaskSpec::Delay { seconds } => (
-                Some(*seconds),
-                None,
-                Some(at + std::time::Duration::from_secs_f64(*seconds)),
-            ),
-            TaskSpec::Js { code } => (None, Some(code.clone()), None),
-        };
+        let (mut seconds, mut code, mut due_at, mut export) = (None, None, None, None);
+        match spec {
+            TaskSpec::Delay { seconds: s } => {
+                seconds = Some(*s);
+                due_at = Some(at + std::time::Duration::from_secs_f64(*s));
+            }
+            TaskSpec::Js { code: c } => code = Some(c.clone()),
+            TaskSpec::Export(e) => export = Some(e.clone()),
+        }
         let event = TaskEvent::first(
             TaskId::new(),
             at,
@@ -126,6 +129,7 @@ impl Recorder {
                 kind: spec.kind(),
                 seconds,
                 code,
+                export,
                 owner: owner.username.clone(),
                 owner_id: owner.user_id,
                 owner_level: owner.level,
@@ -139,14 +143,24 @@ impl Recorder {
         Ok((task, event))
     }
 
-    /// The task and its events, if it exists.
+    /// The task and its events, if it exists (with a running export's
+    /// reported progress).
     pub async fn load(&self, id: &TaskId) -> StoreResult<Option<(Task, Vec<TaskEvent>)>> {
         let events = self.log.task_events(id).await?;
         if events.is_empty() {
             return Ok(None);
         }
-        let task = fold(&events).map_err(broken)?;
+        let mut task = fold(&events).map_err(broken)?;
+        if task.kind == TaskKind::Export && task.status == Status::Running {
+            task.reported_progress = self.log.task_progress(id).await?;
+        }
         Ok(Some((task, events)))
+    }
+
+    /// Records how far a running task has got (0 to 1; see
+    /// [`TaskLog::record_progress`]).
+    pub async fn progress(&self, id: &TaskId, progress: f64) -> StoreResult<()> {
+        self.log.record_progress(id, progress.clamp(0.0, 1.0)).await
     }
 
     /// Appends what `decide` returns for the task's current state, at the
@@ -191,7 +205,7 @@ impl Recorder {
     /// `started`, if the task is still pending.
     pub async fn started(&self, id: &TaskId, execution: Option<String>) -> StoreResult<Recorded> {
         self.append_if(id, None, |task| {
-            (task.status == crate::task::Status::Pending).then(|| EventData::Started {
+            (task.status == Status::Pending).then(|| EventData::Started {
                 execution: execution.clone(),
             })
         })

@@ -137,8 +137,9 @@ schema!(
     string().pattern(Some(UUID_PATTERN)).into()
 );
 
-/// A task body: `{"type": "delay", "seconds"}` or `{"type": "js", "code"}`.
-fn task_body(kind: TaskKind, field: &str, schema: ObjectBuilder) -> ObjectBuilder {
+/// A task body: `{"type": "delay", "seconds"}`, `{"type": "js", "code"}`, or
+/// an export's first field (`project` or `files`; `format` is added).
+fn task_body(kind: TaskKind, field: &str, schema: impl Into<RefOr<Schema>>) -> ObjectBuilder {
     ObjectBuilder::new()
         .schema_type(Type::Object)
         .title(Some(format!("{}Task", capitalised(kind.as_str()))))
@@ -192,6 +193,41 @@ schema!(
                 "Start a script (admins only): succeeds with the script's value",
             )),
         )
+        .item(
+            task_body(
+                TaskKind::Export,
+                "project",
+                string().pattern(Some(UUID_PATTERN)).description(Some(
+                    "A project the caller is a member of",
+                )),
+            )
+            .title(Some("ProjectExportTask"))
+            .property("format", one_of_strings(["csv", "ndjson"]))
+            .required("format")
+            .description(Some(
+                "Export a project's items (members): succeeds with \
+                 `{\"file\", \"size\", \"sha256\"}`, a new file of the caller's",
+            )),
+        )
+        .item(
+            task_body(
+                TaskKind::Export,
+                "files",
+                utoipa::openapi::schema::ArrayBuilder::new()
+                    .items(string().pattern(Some(UUID_PATTERN)))
+                    .min_items(Some(1))
+                    .max_items(Some(crate::task::Export::MAX_FILES))
+                    .unique_items(true)
+                    .description(Some("Complete files of the caller's own")),
+            )
+            .title(Some("FilesExportTask"))
+            .property("format", one_of_strings(["zip"]))
+            .required("format")
+            .description(Some(
+                "Zip some of the caller's files: succeeds with \
+                 `{\"file\", \"size\", \"sha256\"}`, a new file of the caller's",
+            )),
+        )
         .into()
 );
 
@@ -208,7 +244,8 @@ schema!(
                     "`timeout`, `cpu-limit`, `memory-limit`, `value-too-large`, \
                      `nesting-too-deep`, `recursion-limit`, `syntax-error`, `script-error`, \
                      `promise-never-settled`, `result-too-large`, `interrupted`, \
-                     `workflow-unavailable`, `workflow-error`",
+                     `workflow-unavailable`, `workflow-error`; exports: `not-found`, \
+                     `file-incomplete`, `too-large`, `quota-exceeded`, `export-failed`",
                 ))
                 .examples(["script-error"]),
         )

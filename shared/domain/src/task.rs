@@ -15,6 +15,8 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::file::FileId;
+use crate::project::ProjectId;
 use crate::user::{InvalidValue, Level, UserId, Username};
 
 /// A task's id: a UUIDv7, so ids sort by creation time.
@@ -59,7 +61,7 @@ impl From<TaskId> for String {
     }
 }
 
-/// The two kinds of task.
+/// The kinds of task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskKind {
@@ -67,16 +69,20 @@ pub enum TaskKind {
     Delay,
     /// Run JavaScript; the result is the script's value. Admins only.
     Js,
+    /// Write a project's items or a set of files into a new file of the
+    /// caller's. Any user may start one.
+    Export,
 }
 
 impl TaskKind {
-    pub const ALL: [TaskKind; 2] = [Self::Delay, Self::Js];
+    pub const ALL: [TaskKind; 3] = [Self::Delay, Self::Js, Self::Export];
 
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
         match raw {
             "delay" => Ok(Self::Delay),
             "js" => Ok(Self::Js),
-            _ => Err(InvalidValue(r#"must be "delay" or "js""#.into())),
+            "export" => Ok(Self::Export),
+            _ => Err(InvalidValue(r#"must be "delay", "js" or "export""#.into())),
         }
     }
 
@@ -84,6 +90,71 @@ impl TaskKind {
         match self {
             Self::Delay => "delay",
             Self::Js => "js",
+            Self::Export => "export",
+        }
+    }
+}
+
+/// What an export writes, and from what.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "format", rename_all = "lowercase")]
+pub enum Export {
+    /// A project's items as CSV, one row each, with a header row.
+    Csv { project: ProjectId },
+    /// A project's items as newline-delimited JSON, one item per line.
+    Ndjson { project: ProjectId },
+    /// The caller's files in one zip archive.
+    Zip { files: Vec<FileId> },
+}
+
+impl Export {
+    /// Most files one zip export may take.
+    pub const MAX_FILES: usize = 1000;
+
+    /// A project export (`format` is `csv` or `ndjson`).
+    pub fn project(project: ProjectId, format: &str) -> Result<Self, InvalidValue> {
+        match format {
+            "csv" => Ok(Self::Csv { project }),
+            "ndjson" => Ok(Self::Ndjson { project }),
+            "zip" => Err(InvalidValue(
+                r#"a project exports as "csv" or "ndjson"; "zip" is for files"#.into(),
+            )),
+            _ => Err(InvalidValue(r#"must be "csv", "ndjson" or "zip""#.into())),
+        }
+    }
+
+    /// A zip of `files`: 1 to [`Self::MAX_FILES`], each once.
+    pub fn files(files: Vec<FileId>) -> Result<Self, InvalidValue> {
+        if files.is_empty() {
+            return Err(InvalidValue("must name at least one file".into()));
+        }
+        if files.len() > Self::MAX_FILES {
+            return Err(InvalidValue(format!(
+                "must name at most {} files",
+                Self::MAX_FILES
+            )));
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(twice) = files.iter().find(|id| !seen.insert(**id)) {
+            return Err(InvalidValue(format!("names the file {twice} twice")));
+        }
+        Ok(Self::Zip { files })
+    }
+
+    /// `csv`, `ndjson` or `zip`.
+    pub fn format(&self) -> &'static str {
+        match self {
+            Self::Csv { .. } => "csv",
+            Self::Ndjson { .. } => "ndjson",
+            Self::Zip { .. } => "zip",
+        }
+    }
+
+    /// The project exported, for project exports.
+    pub fn project_id(&self) -> Option<ProjectId> {
+        match self {
+            Self::Csv { project } | Self::Ndjson { project } => Some(*project),
+            Self::Zip { .. } => None,
         }
     }
 }
@@ -144,6 +215,7 @@ impl Default for JsLimits {
 pub enum TaskSpec {
     Delay { seconds: f64 },
     Js { code: String },
+    Export(Export),
 }
 
 impl TaskSpec {
@@ -183,6 +255,7 @@ impl TaskSpec {
         match self {
             Self::Delay { .. } => TaskKind::Delay,
             Self::Js { .. } => TaskKind::Js,
+            Self::Export(_) => TaskKind::Export,
         }
     }
 }
@@ -262,6 +335,9 @@ pub enum EventData {
         seconds: Option<f64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         code: Option<String>,
+        /// Exports: what to write.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        export: Option<Export>,
         owner: Username,
         owner_id: UserId,
         /// The owner's level when the task was created; visibility rules use it.
@@ -429,6 +505,10 @@ pub struct Task {
     pub due_at: Option<OffsetDateTime>,
     pub seconds: Option<f64>,
     pub code: Option<String>,
+    pub export: Option<Export>,
+    /// How far a running export has got, as it last reported (kept beside
+    /// the log, not in it: see [`crate::ports::TaskLog::record_progress`]).
+    pub reported_progress: Option<f64>,
     pub result: Option<serde_json::Value>,
     pub error: Option<TaskError>,
     pub cancelled_by: Option<Username>,
@@ -438,11 +518,21 @@ pub struct Task {
 }
 
 impl Task {
-    /// How far a delay has got, from 0 to 1, at `now`. `None` for scripts
-    /// (they cannot tell) and for tasks that ended without succeeding.
+    /// How far a delay or an export has got, from 0 to 1, at `now`. `None`
+    /// for scripts (they cannot tell) and for tasks that ended without
+    /// succeeding.
     pub fn progress(&self, now: OffsetDateTime) -> Option<f64> {
-        if self.kind != TaskKind::Delay {
-            return None;
+        match self.kind {
+            TaskKind::Js => return None,
+            TaskKind::Export => {
+                return match self.status {
+                    Status::Succeeded => Some(1.0),
+                    Status::Pending => Some(0.0),
+                    Status::Running => Some(self.reported_progress.unwrap_or(0.0).clamp(0.0, 1.0)),
+                    Status::Failed | Status::Cancelled => None,
+                };
+            }
+            TaskKind::Delay => {}
         }
         match self.status {
             Status::Succeeded => Some(1.0),
@@ -561,6 +651,7 @@ pub fn fold(events: &[TaskEvent]) -> Result<Task, Violation> {
         kind,
         seconds,
         code,
+        export,
         owner,
         owner_id,
         owner_level,
@@ -585,6 +676,8 @@ pub fn fold(events: &[TaskEvent]) -> Result<Task, Violation> {
         due_at: *due_at,
         seconds: *seconds,
         code: code.clone(),
+        export: export.clone(),
+        reported_progress: None,
         result: None,
         error: None,
         cancelled_by: None,
@@ -659,6 +752,7 @@ mod tests {
                 kind: TaskKind::Delay,
                 seconds: Some(5.0),
                 code: None,
+                export: None,
                 owner: owner(),
                 owner_id: UserId::new(),
                 owner_level: Level::User,

@@ -4,7 +4,10 @@
 //! - delay: wait until the `due_at` recorded at creation, then record
 //!   `succeeded` with result `0`;
 //! - js: run the script with the `JsRunner` (a sandboxed child process), then
-//!   record `succeeded` or `failed`.
+//!   record `succeeded` or `failed`;
+//! - export: write the file with the `Exporter`, recording its progress as
+//!   it goes, then record `succeeded` (or, if a cancel won meanwhile, delete
+//!   the file) or `failed`.
 //!
 //! `stop` (after the API recorded `cancelled`) aborts the wait or kills the
 //! script. Recording is conditional like every append, so a run that finishes
@@ -12,14 +15,17 @@
 //!
 //! After a restart, [`LocalEngine::recover`] finds every task without a
 //! terminal event: delays resume (or finish at once if already due), scripts
-//! fail with `interrupted` (a script cannot be resumed halfway).
+//! and exports fail with `interrupted` (neither can be resumed halfway; what
+//! an export had written is removed).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use taskgate_domain::ports::{JsRunner, StoreResult, Workflow, WorkflowError};
+use taskgate_domain::ports::{
+    ExportControl, ExportFailure, Exporter, JsRunner, StoreResult, Workflow, WorkflowError,
+};
 use taskgate_domain::recorder::{Recorded, Recorder};
 use taskgate_domain::task::{EventData, Task, TaskError, TaskEvent, TaskId, TaskKind, fold};
 use tokio_util::sync::CancellationToken;
@@ -54,6 +60,8 @@ struct Inner {
     exclusive: bool,
     recorder: Recorder,
     js: Arc<dyn JsRunner>,
+    /// Runs export tasks; without one they fail (`export-unavailable`).
+    exporter: Option<Arc<dyn Exporter>>,
     clock: Arc<dyn Clock>,
     runs: Mutex<HashMap<TaskId, CancellationToken>>,
     /// Cancelled at shutdown: every run stops without recording anything.
@@ -76,6 +84,7 @@ impl LocalEngine {
                 exclusive: false,
                 recorder,
                 js,
+                exporter: None,
                 clock,
                 runs: Mutex::new(HashMap::new()),
                 shutdown: CancellationToken::new(),
@@ -135,6 +144,17 @@ impl LocalEngine {
         }
     }
 
+    /// The same engine, running export tasks with `exporter`.
+    pub fn with_exporter(self, exporter: Arc<dyn Exporter>) -> Self {
+        // Only called right after `new`, before any clone is shared.
+        let mut inner = Arc::try_unwrap(self.inner)
+            .unwrap_or_else(|_| panic!("with_exporter is called on a fresh engine"));
+        inner.exporter = Some(exporter);
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
     /// Finds the tasks a previous run left unfinished and resumes or ends them.
     pub async fn recover(&self) -> StoreResult<Recovery> {
         let by_task = self.inner.recorder.log().events_by_task().await?;
@@ -161,10 +181,20 @@ impl LocalEngine {
                     self.spawn(task);
                     recovery.resumed += 1;
                 }
-                TaskKind::Js => {
+                TaskKind::Js | TaskKind::Export => {
+                    let what = if task.kind == TaskKind::Js {
+                        "script"
+                    } else {
+                        "export"
+                    };
+                    if let (TaskKind::Export, Some(exporter)) = (task.kind, &self.inner.exporter) {
+                        exporter.clean_up(&id).await;
+                    }
                     let error = TaskError::new(
                         "interrupted",
-                        "the server stopped while the script was running; start the task again",
+                        format!(
+                            "the server stopped while the {what} was running; start the task again"
+                        ),
                     );
                     self.inner.recorder.failed(&id, error, Vec::new()).await?;
                     recovery.interrupted += 1;
@@ -215,6 +245,8 @@ impl LocalEngine {
 enum Outcome {
     Succeeded(serde_json::Value, Vec<String>),
     Failed(TaskError, Vec<String>),
+    /// An export wrote its file; `succeeded` is still to be recorded.
+    Exported(serde_json::Value),
     /// Stopped by cancel or shutdown: nothing to record.
     Stopped,
 }
@@ -242,26 +274,57 @@ impl Inner {
                     Err(failure) => Outcome::Failed(failure.error, failure.logs),
                 }
             }
+            TaskKind::Export => match &self.exporter {
+                None => Outcome::Failed(
+                    TaskError::new("export-unavailable", "this server does not run exports"),
+                    Vec::new(),
+                ),
+                Some(exporter) => {
+                    let control = Control {
+                        recorder: &self.recorder,
+                        id,
+                        token: &token,
+                    };
+                    match exporter.export(&task, &control).await {
+                        Ok(result) => Outcome::Exported(result),
+                        Err(ExportFailure::Stopped) => Outcome::Stopped,
+                        Err(ExportFailure::Failed(error)) => Outcome::Failed(error, Vec::new()),
+                    }
+                }
+            },
         };
         match outcome {
             Outcome::Stopped => {}
+            Outcome::Exported(result) => {
+                let recorded = self
+                    .record_until_done(&id, || {
+                        self.recorder.succeeded(&id, result.clone(), Vec::new())
+                    })
+                    .await;
+                // A cancel recorded while the file was being finished won:
+                // the task is cancelled, so its file must not remain.
+                if let (Some(Recorded::Unchanged(_)), Some(exporter)) = (recorded, &self.exporter) {
+                    exporter.discard(&result).await;
+                }
+            }
             Outcome::Succeeded(result, logs) => {
                 self.record_until_done(&id, || {
                     self.recorder.succeeded(&id, result.clone(), logs.clone())
                 })
-                .await
+                .await;
             }
             Outcome::Failed(error, logs) => {
                 self.record_until_done(&id, || {
                     self.recorder.failed(&id, error.clone(), logs.clone())
                 })
-                .await
+                .await;
             }
         }
     }
 
-    /// Runs `record` until the store takes it, or the server shuts down.
-    async fn record_until_done<F, Fut>(&self, id: &TaskId, record: F)
+    /// Runs `record` until the store takes it (what it recorded), or the
+    /// server shuts down (`None`).
+    async fn record_until_done<F, Fut>(&self, id: &TaskId, record: F) -> Option<Recorded>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = StoreResult<Recorded>>,
@@ -269,7 +332,7 @@ impl Inner {
         let mut pause = RECORD_BACKOFF;
         for attempt in 1.. {
             match record().await {
-                Ok(_) => return,
+                Ok(recorded) => return Some(recorded),
                 Err(e) => {
                     tracing::warn!(task = %id, error = %e, attempt, "could not record a task's outcome; retrying");
                 }
@@ -278,11 +341,33 @@ impl Inner {
                 () = tokio::time::sleep(pause) => {}
                 () = self.shutdown.cancelled() => {
                     tracing::error!(task = %id, "shutting down before a task's outcome was recorded; it will be recovered at the next start");
-                    return;
+                    return None;
                 }
             }
             pause = (pause * 2).min(RECORD_MAX_PAUSE);
         }
+        None
+    }
+}
+
+/// What an export run by this engine reports to: progress into the task's
+/// progress record, and a stop when the run's token is cancelled.
+struct Control<'a> {
+    recorder: &'a Recorder,
+    id: TaskId,
+    token: &'a CancellationToken,
+}
+
+#[async_trait]
+impl ExportControl for Control<'_> {
+    async fn progress(&self, fraction: f64) {
+        if let Err(e) = self.recorder.progress(&self.id, fraction).await {
+            tracing::warn!(task = %self.id, error = %e, "could not record an export's progress");
+        }
+    }
+
+    async fn stopped(&self) -> bool {
+        self.token.is_cancelled()
     }
 }
 

@@ -172,6 +172,11 @@ const MIGRATIONS: &[&str] = &[
         response    TEXT,
         expires_at  TEXT NOT NULL
      ) STRICT;",
+    // 9: how far running tasks (exports) have got, beside the log.
+    "CREATE TABLE task_progress (
+        task_id  TEXT PRIMARY KEY,
+        progress REAL NOT NULL
+     ) STRICT;",
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> StoreResult<()> {

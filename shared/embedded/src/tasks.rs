@@ -15,6 +15,35 @@ fn from_json(item: &str) -> StoreResult<TaskEvent> {
 
 #[async_trait]
 impl TaskLog for EmbeddedStore {
+    async fn record_progress(&self, task: &TaskId, progress: f64) -> StoreResult<()> {
+        let task_id = task.to_string();
+        self.with_conn(move |conn| {
+            conn.execute(
+                "INSERT INTO task_progress (task_id, progress) VALUES (?1, ?2)
+                 ON CONFLICT (task_id) DO UPDATE SET progress = excluded.progress",
+                params![task_id, progress],
+            )
+            .map(drop)
+            .map_err(sql)
+        })
+        .await
+    }
+
+    async fn task_progress(&self, task: &TaskId) -> StoreResult<Option<f64>> {
+        let task_id = task.to_string();
+        self.with_conn(move |conn| {
+            use rusqlite::OptionalExtension as _;
+            conn.query_row(
+                "SELECT progress FROM task_progress WHERE task_id = ?1",
+                [task_id],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(sql)
+        })
+        .await
+    }
+
     async fn append_event(&self, event: &TaskEvent) -> StoreResult<()> {
         let owner_id = match &event.data {
             EventData::Created { owner_id, .. } => Some(owner_id.to_string()),

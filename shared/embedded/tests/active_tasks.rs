@@ -53,7 +53,7 @@ async fn a_version_6_database_counts_the_unfinished_tasks_it_had() {
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
-            "DROP TABLE active_tasks; DROP TABLE idempotency; PRAGMA user_version = 6;",
+            "DROP TABLE active_tasks; DROP TABLE idempotency; DROP TABLE task_progress; PRAGMA user_version = 6;",
         )
         .unwrap();
     }

@@ -377,7 +377,7 @@ async fn a_version_4_database_numbers_each_project_feed_by_time() {
              DROP TABLE project_feed;
              DROP TABLE files;
              DROP TABLE active_tasks;
-             DROP TABLE idempotency;
+             DROP TABLE idempotency; DROP TABLE task_progress;
              PRAGMA user_version = 4;",
         )
         .unwrap();

@@ -12,10 +12,14 @@ use axum::extract::{FromRequestParts, State};
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::request::Parts;
+use taskgate_domain::file::FileId;
 use taskgate_domain::permission::{self, Actor};
 use taskgate_domain::ports::StoreError;
+use taskgate_domain::project::ProjectId;
 use taskgate_domain::recorder::Recorded;
-use taskgate_domain::task::{Status, Task, TaskError, TaskEvent, TaskId, TaskKind, TaskSpec};
+use taskgate_domain::task::{
+    Export, Status, Task, TaskError, TaskEvent, TaskId, TaskKind, TaskSpec,
+};
 use taskgate_domain::user::Username;
 use utoipa::IntoParams;
 
@@ -65,11 +69,97 @@ async fn visible_task(
     Ok((task, events))
 }
 
+/// An export's fields: `project` and `format` (`csv`, `ndjson`), or
+/// `files` and `format` (`zip`).
+fn export_spec(fields: &mut Fields) -> Option<Export> {
+    let format = fields.required("format", |v| {
+        let format = as_str(v)?;
+        match format {
+            "csv" | "ndjson" | "zip" => Ok(format.to_owned()),
+            _ => Err(r#"must be "csv", "ndjson" or "zip""#.to_owned()),
+        }
+    })?;
+    if format == "zip" {
+        fields.reject(
+            "project",
+            r#"a zip exports files: give "files", not "project""#,
+        );
+        fields.required("files", |v| {
+            let ids = v
+                .as_array()
+                .ok_or_else(|| "must be an array of file ids".to_owned())?
+                .iter()
+                .map(|id| {
+                    id.as_str()
+                        .and_then(|id| FileId::parse(id).ok())
+                        .ok_or_else(|| format!("{id} is not a file id"))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Export::files(ids).map_err(message)
+        })
+    } else {
+        fields.reject(
+            "files",
+            r#"a csv or ndjson export is of a project: give "project""#,
+        );
+        fields.required("project", |v| {
+            let project = ProjectId::parse(as_str(v)?).map_err(message)?;
+            Export::project(project, &format).map_err(message)
+        })
+    }
+}
+
+/// Whether the caller may export what `export` names: a project they are a
+/// member of (404 otherwise, as `GET /projects/{id}` answers); files that
+/// are their own (404 missing, 403 someone else's) and complete (409).
+async fn may_export(state: &AppState, session: &Session, export: &Export) -> Result<(), ApiError> {
+    match export {
+        Export::Csv { project } | Export::Ndjson { project } => {
+            let found = state
+                .store
+                .get_project(project)
+                .await?
+                .filter(|p| !p.deleted);
+            match found {
+                Some(p) if p.members.contains_key(&session.user.username) => {}
+                // A global admin sees the project, so its existence is no
+                // secret from them; exporting it is for members.
+                Some(_) if session.actor().is_admin() => {
+                    return Err(ApiError::Forbidden(format!(
+                        "only the members of project {project} may export its items"
+                    )));
+                }
+                _ => return Err(ApiError::NotFound(format!("there is no project {project}"))),
+            }
+        }
+        Export::Zip { files } => {
+            for id in files {
+                let Some(file) = state.store.get_file(id).await? else {
+                    return Err(ApiError::NotFound(format!("there is no file {id}")));
+                };
+                if file.owner_id != session.user.user_id {
+                    return Err(ApiError::Forbidden(format!(
+                        "the file {id} is not yours: you can only export your own files"
+                    )));
+                }
+                if !file.is_complete() {
+                    return Err(ApiError::Conflict {
+                        kind: "file-incomplete",
+                        detail: format!("the file {id} is still uploading"),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// What a `POST /tasks` body asks for.
 pub(crate) struct StartTask(TaskSpec);
 
 impl FromBody for StartTask {
-    const FIELDS: &'static [&'static str] = &["type", "seconds", "code"];
+    const FIELDS: &'static [&'static str] =
+        &["type", "seconds", "code", "project", "files", "format"];
 
     fn from_fields(mut fields: Fields, context: &BodyContext<'_>) -> Result<Self, ApiError> {
         // The kind decides who may start the task, before the rest is checked.
@@ -82,7 +172,21 @@ impl FromBody for StartTask {
             permission::may_start_task(&session.actor(), kind)?;
         }
         let limits = &context.state.settings.tasks;
-        let spec = match fields.required("type", string(TaskKind::parse)) {
+        let not_export = |fields: &mut Fields| {
+            for name in ["project", "files", "format"] {
+                fields.reject(name, "belongs to export tasks only");
+            }
+        };
+        let kind = fields.required("type", string(TaskKind::parse));
+        if kind != Some(TaskKind::Export) {
+            not_export(&mut fields);
+        }
+        let spec = match kind {
+            Some(TaskKind::Export) => {
+                fields.reject("seconds", "belongs to delay tasks only");
+                fields.reject("code", "belongs to js tasks only");
+                export_spec(&mut fields).map(TaskSpec::Export)
+            }
             Some(TaskKind::Delay) => {
                 fields.reject("code", "belongs to js tasks only");
                 fields.required("seconds", |v| {
@@ -105,20 +209,26 @@ impl FromBody for StartTask {
 #[utoipa::path(
     post, path = "/tasks", tag = "tasks", operation_id = "tasks-start",
     summary = "Start a task",
-    description = "Any user may start a `delay`; only admins a `js` script. Answers at once; \
-        poll `GET /tasks/{id}` until the status is `succeeded`, `failed` or `cancelled`.",
+    description = "Any user may start a `delay` or an `export`; only admins a `js` script. \
+        Answers at once; poll `GET /tasks/{id}` (or follow `task:{id}` over `/ws`) until the \
+        status is `succeeded`, `failed` or `cancelled`. An export writes a project's items \
+        (members only) or some of the caller's own complete files into a new file of the \
+        caller's; its `result` is `{\"file\", \"size\", \"sha256\"}`.",
     security(("bearer" = [])),
     request_body(content = TaskSpec, content_type = "application/json",
         examples(
             ("delay" = (value = json!({"type": "delay", "seconds": 5}))),
             ("js" = (value = json!({"type": "js", "code": "console.log('hi'); [1, 2, 3].map(x => x * 2)"}))),
+            ("export" = (value = json!({"type": "export", "project": "019a8f3c-5d2e-7b41-9c0a-3e5f7a9b1c2d", "format": "csv"}))),
         )),
     responses(
         (status = 202, description = "Started (or, if the workflow engine is down, already failed with `workflow-unavailable`)", body = TaskView,
             headers(("Location" = String, description = "`/tasks/{id}`")),
             example = json!({"id": "019a8f3c-5d2e-7b41-9c0a-3e5f7a9b1c2d", "type": "delay", "status": "running", "owner": "alice", "created_at": "2026-11-21T18:25:03.053Z", "updated_at": "2026-11-21T18:25:03.061Z", "progress": 0.0, "seconds": 5.0, "due_at": "2026-11-21T18:25:08.053Z"})),
-        (status = 403, description = "`forbidden`: a script, and not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`invalid-field`: unknown type, seconds out of range, code too large…", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: a script, and not an admin; an export of someone else's file, or of a project the caller (a global admin) is not a member of", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not-found`: an export of a project the caller is not in, or of a file that does not exist", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`file-incomplete`: an export of a file still uploading", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid-field`: unknown type, seconds out of range, code too large, an unknown format…", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`quota-exceeded`: as many tasks pending or running as the account may have", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -127,6 +237,9 @@ pub(crate) async fn start(
     session: Session,
     Body(StartTask(spec)): Body<StartTask>,
 ) -> Result<Response, ApiError> {
+    if let TaskSpec::Export(export) = &spec {
+        may_export(&state, &session, export).await?;
+    }
     let max_active = state
         .settings
         .max_active_tasks

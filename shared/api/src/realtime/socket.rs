@@ -47,7 +47,7 @@ use crate::problem::ApiError;
 /// How often an open socket's token is checked again (revocation and expiry
 /// close it within this, well inside the contract's 5 s).
 pub const SESSION_CHECK: Duration = Duration::from_secs(2);
-/// How often a running delay's subscribers are sent its progress (the
+/// How often the subscribers of a running delay or export are sent its progress (the
 /// contract asks for at least every 2 s).
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// How long an event that came ahead of its turn waits for the ones before
@@ -239,7 +239,7 @@ impl Connection {
                     CLOSE_GOING_AWAY,
                     "the server is shutting down; reconnect with after".into(),
                 ),
-                _ = progress.tick() => self.progress(),
+                _ = progress.tick() => self.progress().await,
                 _ = gaps.tick() => self.fill_stale_gaps().await,
                 _ = ping.tick() => {
                     if heard.elapsed() > ping_every * 2 {
@@ -424,7 +424,7 @@ impl Connection {
         let mut found = HashMap::new();
         for id in page.items {
             if let Ok((task, events)) = self.load_task(&id).await
-                && is_running_delay(&task)
+                && reports_progress(&task)
             {
                 found.insert(id, (task, events.last().map_or(0, |e| e.seq)));
             }
@@ -615,7 +615,7 @@ impl Connection {
                     running.remove(&task.id);
                 } else {
                     last.insert(task.id, event.seq);
-                    if is_running_delay(task) {
+                    if reports_progress(task) {
                         running.insert(task.id, task.clone());
                     }
                 }
@@ -784,31 +784,56 @@ impl Connection {
         messages
     }
 
-    /// Progress of every running delay this connection follows.
-    fn progress(&mut self) -> Vec<String> {
+    /// Progress of every running delay and export this connection follows
+    /// (an export's as it last reported it).
+    async fn progress(&mut self) -> Vec<String> {
         let now = self.state.clock.now();
+        let mut exports: HashMap<TaskId, Option<f64>> = HashMap::new();
+        for subscription in self.subscriptions.values() {
+            let tasks: Vec<&Task> = match subscription {
+                Subscription::Task { task, .. } => vec![task],
+                Subscription::Tasks { running, .. } => running.values().collect(),
+                _ => Vec::new(),
+            };
+            for task in tasks {
+                if task.kind == TaskKind::Export && task.status == Status::Running {
+                    exports.insert(task.id, None);
+                }
+            }
+        }
+        for (id, progress) in &mut exports {
+            *progress = self
+                .state
+                .recorder
+                .log()
+                .task_progress(id)
+                .await
+                .unwrap_or_default();
+        }
         let mut messages = Vec::new();
-        for (topic, subscription) in &self.subscriptions {
-            match subscription {
-                Subscription::Task { task, .. } if is_running_delay(task) => {
-                    messages.push(message::task_progress(topic, task, now));
+        for (topic, subscription) in &mut self.subscriptions {
+            let tasks: Vec<&mut Task> = match subscription {
+                Subscription::Task { task, .. } => vec![task],
+                Subscription::Tasks { running, .. } => running.values_mut().collect(),
+                _ => Vec::new(),
+            };
+            for task in tasks {
+                if !reports_progress(task) {
+                    continue;
                 }
-                Subscription::Tasks { running, .. } => {
-                    messages.extend(
-                        running
-                            .values()
-                            .map(|task| message::task_progress(topic, task, now)),
-                    );
+                if let Some(Some(progress)) = exports.get(&task.id) {
+                    task.reported_progress = Some(*progress);
                 }
-                _ => {}
+                messages.push(message::task_progress(topic, task, now));
             }
         }
         messages
     }
 }
 
-fn is_running_delay(task: &Task) -> bool {
-    task.kind == TaskKind::Delay && task.status == Status::Running
+/// A running delay or export: its subscribers are sent its progress.
+fn reports_progress(task: &Task) -> bool {
+    matches!(task.kind, TaskKind::Delay | TaskKind::Export) && task.status == Status::Running
 }
 
 async fn send(socket: &mut WebSocket, message: Message) -> Result<(), ()> {

@@ -1,0 +1,624 @@
+//! Export tasks: a project's items as CSV or NDJSON, or some of the
+//! caller's files as one zip, written into a new file of the caller's
+//! through the blob port, so the same code runs under the local engine (on
+//! disk) and in the state machine's export step (on S3).
+//!
+//! The bytes go out in chunks of [`CHUNK`] (an S3 part), each appended and
+//! committed as an upload's would be, with the SHA-256 running over them;
+//! memory stays at about one chunk whatever the size. Between chunks the
+//! export reports its progress and asks whether to stop. When it stops or
+//! fails, it aborts what it wrote (on S3 the multipart upload and its
+//! staged objects), so nothing remains. The file's record is written last,
+//! once the bytes are complete, with the owner's quota checked in that
+//! write; the task's result names it.
+//!
+//! Access is checked again when the export runs, not only when it was
+//! asked for: a member removed meanwhile, or a file deleted, fails it.
+
+use std::collections::HashSet;
+use std::io::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use serde_json::{Value, json};
+use taskgate_domain::clock::Clock;
+use taskgate_domain::file::{
+    BlobState, ContentType, FileId, FileName, FileStatus, RunningDigest, StoredFile,
+};
+use taskgate_domain::ports::{
+    BlobStore, ExportControl, ExportFailure, Exporter, ItemQuery, ItemScope, Store, StoreError,
+};
+use taskgate_domain::project::ProjectId;
+use taskgate_domain::project::listing::{ItemFilter, Sort, SortKey, Zone};
+use taskgate_domain::project::log::Item;
+use taskgate_domain::task::{Export, Task, TaskError, TaskId};
+
+use crate::settings::FileLimits;
+
+/// Bytes gathered before they are appended: S3's smallest part, so every
+/// append but the last fills a part and nothing is staged between them.
+pub const CHUNK: usize = 5 * 1024 * 1024;
+/// Items read per page of a project export.
+const PAGE: usize = 200;
+/// How often progress is reported and a stop asked for (at most).
+const REPORT_EVERY: Duration = Duration::from_millis(500);
+/// Bytes of a file read into the zip at a time.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// The export file's id: the task's own uuid, so whatever an interrupted
+/// export left can be found from its task.
+pub fn export_file_id(task: &TaskId) -> FileId {
+    FileId::parse(&task.to_string()).expect("a task id is a uuid")
+}
+
+/// Exports through a store and a blob store (see the module docs).
+pub struct StoreExporter {
+    store: Arc<dyn Store>,
+    blobs: Arc<dyn BlobStore>,
+    clock: Arc<dyn Clock>,
+    limits: FileLimits,
+    report_every: Duration,
+}
+
+impl StoreExporter {
+    pub fn new(
+        store: Arc<dyn Store>,
+        blobs: Arc<dyn BlobStore>,
+        clock: Arc<dyn Clock>,
+        limits: FileLimits,
+    ) -> Self {
+        Self {
+            store,
+            blobs,
+            clock,
+            limits,
+            report_every: REPORT_EVERY,
+        }
+    }
+
+    /// Reports (and asks whether to stop) after every chunk instead of at
+    /// most every half second: for tests that stop an export mid-way.
+    pub fn reporting_every_chunk(mut self) -> Self {
+        self.report_every = Duration::ZERO;
+        self
+    }
+}
+
+fn failed(code: &str, message: impl Into<String>) -> ExportFailure {
+    ExportFailure::Failed(TaskError::new(code, message))
+}
+
+fn store_failed(e: StoreError) -> ExportFailure {
+    tracing::error!(error = %e, "an export could not read or write the store");
+    failed(
+        "export-failed",
+        "the store failed during the export; start it again",
+    )
+}
+
+fn blob_failed(e: taskgate_domain::ports::BlobError) -> ExportFailure {
+    tracing::error!(error = %e, "an export could not read or write file bytes");
+    failed(
+        "export-failed",
+        "the file storage failed during the export; start it again",
+    )
+}
+
+/// A byte buffer shared with a synchronous writer (the csv and zip
+/// writers), drained into the output between their writes.
+#[derive(Clone, Default)]
+struct Shared(Arc<Mutex<Vec<u8>>>);
+
+impl Shared {
+    fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.0.lock().expect("export buffer"))
+    }
+
+    fn len(&self) -> usize {
+        self.0.lock().expect("export buffer").len()
+    }
+}
+
+impl std::io::Write for Shared {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .expect("export buffer")
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Where an export's bytes go: appended to the blob store a chunk at a
+/// time, hashed on the way, reporting progress and asking to stop between
+/// chunks.
+struct Output<'a> {
+    id: FileId,
+    blobs: &'a dyn BlobStore,
+    control: &'a dyn ExportControl,
+    state: BlobState,
+    size: u64,
+    max: u64,
+    digest: RunningDigest,
+    pending: Vec<u8>,
+    report_every: Duration,
+    last_report: Option<Instant>,
+}
+
+impl Output<'_> {
+    /// Takes `bytes`; appends a chunk once one has gathered.
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), ExportFailure> {
+        self.pending.extend_from_slice(bytes);
+        if self.pending.len() >= CHUNK {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), ExportFailure> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::take(&mut self.pending));
+        let length = chunk.len() as u64;
+        if self.size + length > self.max {
+            return Err(failed(
+                "too-large",
+                format!(
+                    "the export would be larger than the largest file allowed, {} bytes \
+                     (TASKGATE_MAX_FILE_BYTES)",
+                    self.max
+                ),
+            ));
+        }
+        self.digest.update(&chunk);
+        let body = Box::pin(futures_util::stream::iter([Ok::<_, std::io::Error>(chunk)]));
+        let appended = self
+            .blobs
+            .append(&self.id, &self.state, self.size, body, length)
+            .await
+            .map_err(blob_failed)?;
+        if appended.bytes != length {
+            return Err(failed(
+                "export-failed",
+                "the file storage kept fewer bytes than were written",
+            ));
+        }
+        self.blobs
+            .commit(&self.id, &self.state, &appended.state)
+            .await
+            .map_err(blob_failed)?;
+        self.state = appended.state;
+        self.size += length;
+        Ok(())
+    }
+
+    /// Reports `fraction` and asks whether to stop, unless it did so less
+    /// than `report_every` ago.
+    async fn checkpoint(&mut self, fraction: f64) -> Result<(), ExportFailure> {
+        if self
+            .last_report
+            .is_some_and(|last| last.elapsed() < self.report_every)
+        {
+            return Ok(());
+        }
+        self.last_report = Some(Instant::now());
+        if self.control.stopped().await {
+            return Err(ExportFailure::Stopped);
+        }
+        self.control.progress(fraction).await;
+        Ok(())
+    }
+}
+
+/// What a project export writes for one item.
+enum Rows {
+    Csv(Box<csv::Writer<Shared>>),
+    Ndjson(Shared),
+}
+
+const CSV_HEADER: [&str; 10] = [
+    "id",
+    "title",
+    "description",
+    "status",
+    "due_date",
+    "assignee",
+    "created_by",
+    "created_at",
+    "updated_at",
+    "version",
+];
+
+impl Rows {
+    fn write(&mut self, item: &Item) -> Result<(), ExportFailure> {
+        let io = |e: std::io::Error| failed("export-failed", format!("could not write: {e}"));
+        match self {
+            Self::Csv(writer) => {
+                let status = serde_json::to_value(item.status).unwrap_or_default();
+                writer
+                    .write_record([
+                        item.id.to_string().as_str(),
+                        item.title.as_str(),
+                        item.description.as_ref().map_or("", |d| d.as_str()),
+                        status.as_str().unwrap_or_default(),
+                        &item.due_date.map(|d| d.to_string()).unwrap_or_default(),
+                        item.assignee.as_ref().map_or("", |a| a.as_str()),
+                        item.created_by.as_str(),
+                        &crate::response::timestamp(item.created_at),
+                        &crate::response::timestamp(item.updated_at),
+                        &item.version.to_string(),
+                    ])
+                    .map_err(|e| failed("export-failed", format!("could not write CSV: {e}")))?;
+                writer.flush().map_err(io)
+            }
+            Self::Ndjson(out) => {
+                let view = crate::handlers::items::ItemView::from(item);
+                serde_json::to_writer(&mut *out, &view)
+                    .map_err(|e| failed("export-failed", format!("could not write JSON: {e}")))?;
+                out.write_all(b"\n").map_err(io)
+            }
+        }
+    }
+}
+
+impl StoreExporter {
+    fn query(
+        &self,
+        project: ProjectId,
+        after: Option<taskgate_domain::project::listing::Position>,
+    ) -> ItemQuery {
+        ItemQuery {
+            scope: ItemScope::Project(project),
+            filter: ItemFilter::default(),
+            sort: Sort {
+                key: SortKey::CreatedAt,
+                descending: false,
+            },
+            today: Zone::utc().today(self.clock.now()),
+            after,
+            limit: PAGE,
+        }
+    }
+
+    /// How many items the project has (a first pass, so progress can be
+    /// a fraction).
+    async fn count_items(&self, project: ProjectId) -> Result<u64, ExportFailure> {
+        let (mut count, mut after) = (0u64, None);
+        loop {
+            let page = self
+                .store
+                .list_items(&self.query(project, after))
+                .await
+                .map_err(store_failed)?;
+            count += page.items.len() as u64;
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(count),
+            }
+        }
+    }
+
+    /// The project's items, oldest first, to `out`. The caller must still be
+    /// a member.
+    async fn write_project(
+        &self,
+        task: &Task,
+        project: ProjectId,
+        ndjson: bool,
+        out: &mut Output<'_>,
+    ) -> Result<String, ExportFailure> {
+        let found = self
+            .store
+            .get_project(&project)
+            .await
+            .map_err(store_failed)?
+            .filter(|p| !p.deleted && p.members.contains_key(&task.owner));
+        let Some(found) = found else {
+            return Err(failed(
+                "not-found",
+                format!(
+                    "there is no project {project} that {} is a member of",
+                    task.owner
+                ),
+            ));
+        };
+        let total = self.count_items(project).await?.max(1);
+        let buffer = Shared::default();
+        let mut rows = if ndjson {
+            Rows::Ndjson(buffer.clone())
+        } else {
+            let mut writer = csv::Writer::from_writer(buffer.clone());
+            writer
+                .write_record(CSV_HEADER)
+                .map_err(|e| failed("export-failed", format!("could not write CSV: {e}")))?;
+            Rows::Csv(Box::new(writer))
+        };
+        let (mut done, mut after) = (0u64, None);
+        out.checkpoint(0.0).await?;
+        loop {
+            let page = self
+                .store
+                .list_items(&self.query(project, after))
+                .await
+                .map_err(store_failed)?;
+            for item in &page.items {
+                rows.write(item)?;
+                if buffer.len() >= CHUNK {
+                    out.write(&buffer.take()).await?;
+                }
+            }
+            done += page.items.len() as u64;
+            out.checkpoint((done as f64 / total as f64).min(0.99))
+                .await?;
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        drop(rows);
+        out.write(&buffer.take()).await?;
+        let extension = if ndjson { "ndjson" } else { "csv" };
+        Ok(format!("{}.{extension}", safe_name(found.name.as_str())))
+    }
+
+    /// The files, in the order given, as one zip. Each must be the
+    /// caller's own and complete.
+    async fn write_zip(
+        &self,
+        task: &Task,
+        ids: &[FileId],
+        out: &mut Output<'_>,
+    ) -> Result<String, ExportFailure> {
+        let mut files = Vec::with_capacity(ids.len());
+        for id in ids {
+            let file = self.store.get_file(id).await.map_err(store_failed)?;
+            match file {
+                Some(file) if file.owner_id == task.owner_id && file.is_complete() => {
+                    files.push(file)
+                }
+                Some(file) if file.owner_id == task.owner_id => {
+                    return Err(failed(
+                        "file-incomplete",
+                        format!("the file {id} is still uploading"),
+                    ));
+                }
+                _ => {
+                    return Err(failed(
+                        "not-found",
+                        format!("{} has no file {id}", task.owner),
+                    ));
+                }
+            }
+        }
+        let total = files.iter().map(|f| f.size).sum::<u64>().max(1);
+        let buffer = Shared::default();
+        let mut zip = zip::ZipWriter::new_stream(buffer.clone());
+        let zipped = |e: zip::result::ZipError| {
+            failed("export-failed", format!("could not write the zip: {e}"))
+        };
+        let mut names = HashSet::new();
+        let mut read = 0u64;
+        out.checkpoint(0.0).await?;
+        for file in &files {
+            let options = zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Deflated)
+                .large_file(file.size >= u32::MAX as u64)
+                .last_modified_time(zip_time(file.updated_at));
+            zip.start_file(unique_name(&mut names, file.name.as_str()), options)
+                .map_err(zipped)?;
+            let mut bytes = self
+                .blobs
+                .read(&file.id, 0..file.size, file.size)
+                .await
+                .map_err(blob_failed)?;
+            let mut since = 0usize;
+            while let Some(piece) = bytes.next().await {
+                let piece = piece
+                    .map_err(|e| blob_failed(taskgate_domain::ports::BlobError::Other(e.into())))?;
+                zip.write_all(&piece).map_err(|e| {
+                    failed("export-failed", format!("could not write the zip: {e}"))
+                })?;
+                read += piece.len() as u64;
+                since += piece.len();
+                if buffer.len() >= CHUNK {
+                    out.write(&buffer.take()).await?;
+                }
+                if since >= READ_CHUNK {
+                    since = 0;
+                    out.checkpoint((read as f64 / total as f64).min(0.99))
+                        .await?;
+                }
+            }
+        }
+        zip.finish().map_err(zipped)?;
+        out.write(&buffer.take()).await?;
+        Ok(format!("files-{}.zip", &task.id.to_string()[..8]))
+    }
+}
+
+/// A project name as a file name: `/`, `\` and control characters become
+/// `_`; at most 200 bytes.
+fn safe_name(name: &str) -> String {
+    let mut safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_control() || c == '/' || c == '\\' {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    while safe.len() > 200 {
+        safe.pop();
+    }
+    if safe.trim().is_empty() || safe == "." || safe == ".." {
+        "project".to_owned()
+    } else {
+        safe
+    }
+}
+
+/// `name`, or `name (2)`, `name (3)`… if the archive has it already.
+fn unique_name(taken: &mut HashSet<String>, name: &str) -> String {
+    let mut candidate = name.to_owned();
+    let mut n = 2;
+    while !taken.insert(candidate.clone()) {
+        candidate = match name.rsplit_once('.') {
+            Some((stem, extension)) if !stem.is_empty() => format!("{stem} ({n}).{extension}"),
+            _ => format!("{name} ({n})"),
+        };
+        n += 1;
+    }
+    candidate
+}
+
+fn zip_time(at: time::OffsetDateTime) -> zip::DateTime {
+    zip::DateTime::try_from(time::PrimitiveDateTime::new(at.date(), at.time())).unwrap_or_default()
+}
+
+#[async_trait]
+impl Exporter for StoreExporter {
+    async fn export(
+        &self,
+        task: &Task,
+        control: &dyn ExportControl,
+    ) -> Result<Value, ExportFailure> {
+        let Some(export) = task.export.clone() else {
+            return Err(failed("export-failed", "the task is not an export"));
+        };
+        let id = export_file_id(&task.id);
+        let state = self.blobs.start(&id).await.map_err(blob_failed)?;
+        let mut out = Output {
+            id,
+            blobs: self.blobs.as_ref(),
+            control,
+            state,
+            size: 0,
+            max: self.limits.max_file_bytes,
+            digest: RunningDigest::new(),
+            pending: Vec::with_capacity(CHUNK),
+            report_every: self.report_every,
+            last_report: None,
+        };
+        let written = match &export {
+            Export::Csv { project } => self.write_project(task, *project, false, &mut out).await,
+            Export::Ndjson { project } => self.write_project(task, *project, true, &mut out).await,
+            Export::Zip { files } => self.write_zip(task, files, &mut out).await,
+        };
+        let written = match written {
+            Ok(name) => out.flush().await.map(|()| name),
+            Err(e) => Err(e),
+        };
+        let name = match written {
+            Ok(name) => name,
+            Err(e) => {
+                if let Err(abort) = self.blobs.abort(&id, &out.state).await {
+                    tracing::error!(file = %id, error = %abort, "could not remove a stopped export's bytes");
+                }
+                return Err(e);
+            }
+        };
+        let (size, sha256) = (out.size, out.digest.clone().finish());
+        if let Err(e) = self.blobs.finish(&id, &out.state, size).await {
+            let _ = self.blobs.abort(&id, &out.state).await;
+            return Err(blob_failed(e));
+        }
+        let now = self.clock.now();
+        let content_type = match export {
+            Export::Csv { .. } => "text/csv",
+            Export::Ndjson { .. } => "application/x-ndjson",
+            Export::Zip { .. } => "application/zip",
+        };
+        let file = StoredFile {
+            id,
+            owner: task.owner.clone(),
+            owner_id: task.owner_id,
+            owner_level: task.owner_level,
+            name: FileName::parse(&name).unwrap_or_else(|_| {
+                FileName::parse(&format!("export.{}", export.format())).expect("a plain name")
+            }),
+            content_type: ContentType::parse(content_type).expect("a known media type"),
+            size,
+            offset: size,
+            status: FileStatus::Complete,
+            sha256: Some(sha256.clone()),
+            created_at: now,
+            updated_at: now,
+            expires_at: None,
+            blob: out.state.clone(),
+            lease_until: None,
+            digest_state: None,
+            version: 1,
+        };
+        if let Err(e) = self
+            .store
+            .insert_file(&file, self.limits.user_quota_bytes)
+            .await
+        {
+            let _ = self.blobs.delete(&id).await;
+            return Err(match e {
+                StoreError::OverQuota => failed(
+                    "quota-exceeded",
+                    format!(
+                        "the export's {size} bytes do not fit in {}'s storage quota of {} bytes \
+                         (TASKGATE_USER_QUOTA_BYTES)",
+                        task.owner, self.limits.user_quota_bytes
+                    ),
+                ),
+                other => store_failed(other),
+            });
+        }
+        control.progress(1.0).await;
+        tracing::info!(task = %task.id, file = %id, size, "export written");
+        Ok(json!({"file": id.to_string(), "size": size, "sha256": sha256}))
+    }
+
+    async fn discard(&self, result: &Value) {
+        let Some(id) = result["file"]
+            .as_str()
+            .and_then(|id| FileId::parse(id).ok())
+        else {
+            return;
+        };
+        self.remove(&id).await;
+    }
+
+    async fn clean_up(&self, task: &TaskId) {
+        let id = export_file_id(task);
+        self.remove(&id).await;
+        // Bytes of an export that never got its record. On disk this removes
+        // them; on S3 an unknown multipart upload is left to the bucket's
+        // lifecycle rule.
+        if let Err(e) = self.blobs.abort(&id, &Value::Null).await {
+            tracing::warn!(file = %id, error = %e, "could not remove an interrupted export's bytes");
+        }
+    }
+}
+
+impl StoreExporter {
+    /// Deletes the file `id` (record, then bytes), if it exists.
+    async fn remove(&self, id: &FileId) {
+        match self.store.get_file(id).await {
+            Ok(Some(file)) => {
+                if let Err(e) = self.store.delete_file(&file).await {
+                    tracing::error!(file = %id, error = %e, "could not delete an export's file");
+                    return;
+                }
+                if let Err(e) = self.blobs.delete(id).await {
+                    tracing::error!(file = %id, error = %e, "could not delete an export's bytes");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(file = %id, error = %e, "could not read an export's file"),
+        }
+    }
+}
