@@ -86,7 +86,8 @@ def create_state_machine():
         return
     definition = (ROOT / "infra/statemachine/task.asl.json").read_text()
     # `sam local start-lambda` serves functions by their logical ids.
-    for placeholder, function in (("RecordFunctionArn", "StepRecordFunction"), ("JsFunctionArn", "StepJsFunction")):
+    for placeholder, function in (("RecordFunctionArn", "StepRecordFunction"), ("JsFunctionArn", "StepJsFunction"),
+                                  ("ExportFunctionArn", "StepExportFunction")):
         definition = definition.replace("${" + placeholder + "}", f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function}")
     created = call(STEPFUNCTIONS, "states", "AWSStepFunctions.CreateStateMachine", {
         "name": name,

@@ -679,3 +679,224 @@ async fn exports_leave_nothing_behind_on_s3() {
     let store = Arc::new(taskgate_e2e::dynamodb_store().await);
     exports_stop_and_fail_without_leftovers(store, crate::blob_store::s3().await).await;
 }
+
+/// A blob store that, after each append, says so and waits to be let on:
+/// the test acts while an export is certainly mid-way.
+struct Gate {
+    inner: Arc<dyn BlobStore>,
+    appended: tokio::sync::mpsc::UnboundedSender<()>,
+    go_on: tokio::sync::Semaphore,
+}
+
+#[async_trait]
+impl BlobStore for Gate {
+    async fn start(
+        &self,
+        id: &taskgate_domain::file::FileId,
+    ) -> Result<taskgate_domain::file::BlobState, taskgate_domain::ports::BlobError> {
+        self.inner.start(id).await
+    }
+
+    async fn append(
+        &self,
+        id: &taskgate_domain::file::FileId,
+        state: &taskgate_domain::file::BlobState,
+        offset: u64,
+        body: taskgate_domain::ports::ByteStream,
+        max: u64,
+    ) -> Result<taskgate_domain::ports::Appended, taskgate_domain::ports::BlobError> {
+        let appended = self.inner.append(id, state, offset, body, max).await;
+        let _ = self.appended.send(());
+        self.go_on.acquire().await.unwrap().forget();
+        appended
+    }
+
+    async fn commit(
+        &self,
+        id: &taskgate_domain::file::FileId,
+        before: &taskgate_domain::file::BlobState,
+        after: &taskgate_domain::file::BlobState,
+    ) -> Result<(), taskgate_domain::ports::BlobError> {
+        self.inner.commit(id, before, after).await
+    }
+
+    async fn rollback(
+        &self,
+        id: &taskgate_domain::file::FileId,
+        before: &taskgate_domain::file::BlobState,
+        pending: &taskgate_domain::file::BlobState,
+    ) -> Result<(), taskgate_domain::ports::BlobError> {
+        self.inner.rollback(id, before, pending).await
+    }
+
+    async fn finish(
+        &self,
+        id: &taskgate_domain::file::FileId,
+        state: &taskgate_domain::file::BlobState,
+        size: u64,
+    ) -> Result<(), taskgate_domain::ports::BlobError> {
+        self.inner.finish(id, state, size).await
+    }
+
+    async fn abort(
+        &self,
+        id: &taskgate_domain::file::FileId,
+        state: &taskgate_domain::file::BlobState,
+    ) -> Result<(), taskgate_domain::ports::BlobError> {
+        self.inner.abort(id, state).await
+    }
+
+    async fn read(
+        &self,
+        id: &taskgate_domain::file::FileId,
+        range: std::ops::Range<u64>,
+        size: u64,
+    ) -> Result<taskgate_domain::ports::ByteStream, taskgate_domain::ports::BlobError> {
+        self.inner.read(id, range, size).await
+    }
+
+    async fn delete(
+        &self,
+        id: &taskgate_domain::file::FileId,
+    ) -> Result<(), taskgate_domain::ports::BlobError> {
+        self.inner.delete(id).await
+    }
+}
+
+/// The state machine's export step on DynamoDB Local and moto's S3, fed
+/// the payload the state machine sends: a run to the end recorded as
+/// `succeeded` with its progress at 1; a cancel while the first S3 part is
+/// up leaving nothing; a file deleted before the run failing it with a code
+/// the record step keeps.
+#[tokio::test]
+async fn the_export_step_records_stops_on_cancel_and_fails_by_code_on_aws() {
+    use taskgate_lambda::steps::{self, ExportInput, RecordInput};
+    let store: Arc<dyn Store> = Arc::new(taskgate_e2e::dynamodb_store().await);
+    let subject = crate::blob_store::s3().await;
+    let recorder = taskgate_domain::recorder::Recorder::new(store.clone());
+    let alice = taskgate_e2e::fixture_user("alice", taskgate_domain::user::Level::User);
+    let source = stored(
+        store.as_ref(),
+        subject.blobs.as_ref(),
+        &alice,
+        "big.bin",
+        noise(12 * 1024 * 1024, 5),
+    )
+    .await;
+    let before = (subject.leftovers)().await;
+    let (appended, mut appends) = tokio::sync::mpsc::unbounded_channel();
+    let gate = Arc::new(Gate {
+        inner: subject.blobs.clone(),
+        appended,
+        go_on: tokio::sync::Semaphore::new(0),
+    });
+    let exporter = Arc::new(taskgate_api::export::StoreExporter::new(
+        store.clone(),
+        gate.clone(),
+        Arc::new(taskgate_domain::clock::SystemClock),
+        taskgate_api::settings::FileLimits::default(),
+    ));
+    let start = |files: Vec<taskgate_domain::file::FileId>| {
+        let (recorder, alice) = (recorder.clone(), alice.clone());
+        async move {
+            let spec = TaskSpec::Export(Export::files(files).unwrap());
+            let task = recorder.create(&spec, &alice, u64::MAX).await.unwrap().0;
+            recorder
+                .started(&task.id, Some("execution".into()))
+                .await
+                .unwrap();
+            task
+        }
+    };
+    let input = |task: &Task| -> ExportInput {
+        serde_json::from_value(json!({"task_id": task.id.to_string()})).unwrap()
+    };
+
+    // Cancelled while the first part is up: the step stops, nothing remains.
+    let task = start(vec![source.id]).await;
+    let run = tokio::spawn({
+        let (recorder, exporter, input) = (recorder.clone(), exporter.clone(), input(&task));
+        async move { steps::run_export(&recorder, exporter.as_ref(), input, Duration::ZERO).await }
+    });
+    appends.recv().await.unwrap();
+    let export_id = taskgate_api::export::export_file_id(&task.id).to_string();
+    let mid_way = (subject.leftovers)().await;
+    assert!(
+        mid_way
+            .iter()
+            .any(|kept| kept.starts_with("upload") && kept.contains(&export_id)),
+        "no multipart upload mid-way: {mid_way:?}"
+    );
+    recorder.cancelled(&task.id, &alice.username).await.unwrap();
+    gate.go_on.add_permits(100);
+    let output = run.await.unwrap().unwrap();
+    assert_eq!(output.status, taskgate_domain::task::Status::Cancelled);
+    assert_eq!(output.result, None);
+    assert_eq!((subject.leftovers)().await, before);
+    assert_eq!(
+        store
+            .get_file(&taskgate_api::export::export_file_id(&task.id))
+            .await
+            .unwrap(),
+        None
+    );
+
+    // To the end: `succeeded` with the result, progress 1.
+    let task = start(vec![source.id]).await;
+    let output = steps::run_export(&recorder, exporter.as_ref(), input(&task), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(output.status, taskgate_domain::task::Status::Succeeded);
+    let (done, _) = recorder.load(&task.id).await.unwrap().unwrap();
+    assert_eq!(done.result, output.result);
+    assert_eq!(done.progress(time::OffsetDateTime::now_utc()), Some(1.0));
+    assert_eq!(store.task_progress(&task.id).await.unwrap(), Some(1.0));
+    let file = store
+        .get_file(&taskgate_api::export::export_file_id(&task.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        Some(json!(file.sha256)),
+        output.result.map(|r| r["sha256"].clone())
+    );
+    // Running it again (a retried invocation) changes nothing.
+    let again = steps::run_export(&recorder, exporter.as_ref(), input(&task), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.status, again.result),
+        (taskgate_domain::task::Status::Succeeded, None)
+    );
+
+    // A file gone before the run: an error named by its code, which the
+    // record step (the state machine's Catch) records as `failed`.
+    let gone = stored(
+        store.as_ref(),
+        subject.blobs.as_ref(),
+        &alice,
+        "gone.txt",
+        b"x".to_vec(),
+    )
+    .await;
+    let task = start(vec![gone.id]).await;
+    store.delete_file(&gone).await.unwrap();
+    let error = steps::run_export(&recorder, exporter.as_ref(), input(&task), Duration::ZERO)
+        .await
+        .unwrap_err();
+    assert_eq!(error.error_type, "not-found");
+    let caught = json!({
+        "task_id": task.id.to_string(), "outcome": "failed", "error": error.error_type,
+        "cause": json!({"errorType": error.error_type, "errorMessage": error.message}).to_string(),
+    });
+    steps::record(
+        &recorder,
+        serde_json::from_value::<RecordInput>(caught).unwrap(),
+    )
+    .await
+    .unwrap();
+    let (failed, _) = recorder.load(&task.id).await.unwrap().unwrap();
+    let failure = failed.error.unwrap();
+    assert_eq!(failure.code, "not-found");
+    assert!(failure.message.contains("has no file"), "{failure:?}");
+}

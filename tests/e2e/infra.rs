@@ -459,8 +459,20 @@ fn every_function_has_its_own_role_and_no_policy_uses_wildcards() {
                     let connections = resource.ends_with("/@connections/*")
                         && resource.matches('*').count() == 1
                         && actions == ["execute-api:ManageConnections"];
+                    // And file ids, in the keys of the files bucket.
+                    let objects = ["${FilesBucket.Arn}/files/*", "${FilesBucket.Arn}/uploads/*"]
+                        .contains(&resource.as_str())
+                        && actions.iter().all(|a| {
+                            [
+                                "s3:GetObject",
+                                "s3:PutObject",
+                                "s3:DeleteObject",
+                                "s3:AbortMultipartUpload",
+                            ]
+                            .contains(&a.as_str())
+                        });
                     assert!(
-                        !resource.contains('*') || executions || connections,
+                        !resource.contains('*') || executions || connections || objects,
                         "{name}: wildcard resource {resource} for {actions:?}"
                     );
                 }

@@ -33,7 +33,7 @@ fn moto_auth(service: &str) -> String {
     )
 }
 
-/// Creates stand-ins for the two step functions and our state machine.
+/// Creates stand-ins for the three step functions and our state machine.
 async fn state_machine(name: &str) -> (aws_sdk_sfn::Client, String) {
     let endpoint = endpoint();
     let http = reqwest::Client::new();
@@ -55,7 +55,7 @@ async fn state_machine(name: &str) -> (aws_sdk_sfn::Client, String) {
         b"PK\x05\x06\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0",
     );
     let mut arns = Vec::new();
-    for step in ["record", "js"] {
+    for step in ["record", "js", "export"] {
         let response = http
             .post(format!("{endpoint}/2015-03-31/functions"))
             .header("authorization", moto_auth("lambda"))
@@ -83,7 +83,8 @@ async fn state_machine(name: &str) -> (aws_sdk_sfn::Client, String) {
     ))
     .unwrap()
     .replace("${RecordFunctionArn}", &arns[0])
-    .replace("${JsFunctionArn}", &arns[1]);
+    .replace("${JsFunctionArn}", &arns[1])
+    .replace("${ExportFunctionArn}", &arns[2]);
     let sdk = taskgate_aws::load_sdk_config(Some(&endpoint)).await;
     let client = taskgate_aws::sfn_client(&sdk, Some(&endpoint));
     let created = client

@@ -197,9 +197,9 @@ schema!(
             task_body(
                 TaskKind::Export,
                 "project",
-                string().pattern(Some(UUID_PATTERN)).description(Some(
-                    "A project the caller is a member of",
-                )),
+                string()
+                    .pattern(Some(UUID_PATTERN))
+                    .description(Some("A project the caller is a member of",)),
             )
             .title(Some("ProjectExportTask"))
             .property("format", one_of_strings(["csv", "ndjson"]))

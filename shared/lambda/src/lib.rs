@@ -18,7 +18,8 @@
 //! (infra/template.yaml), and its role allows only what those routes need.
 //!
 //! The task steps the state machine invokes are bootstrapped the same way:
-//! [`run_record_step`] and [`run_js_step`] (see [`steps`]).
+//! [`run_record_step`], [`run_js_step`] and [`run_export_step`] (see
+//! [`steps`]).
 //!
 //! Environment (set by `infra/template.yaml`): the table names
 //! (`TASKGATE_USERS_TABLE`, `TASKGATE_TOKENS_TABLE`,
@@ -230,6 +231,44 @@ pub fn run_js_step(
                     runner.as_ref(),
                     event.payload,
                     steps::CANCEL_POLL,
+                )
+                .await
+            }
+        });
+        lambda_runtime::run(handler).await.map_err(runtime_stopped)
+    })
+}
+
+/// Runs the export step: writes an export's file into the files bucket
+/// (`TASKGATE_FILES_BUCKET`, required) and records its outcome.
+pub fn run_export_step() -> ExitCode {
+    bootstrap(async {
+        let settings = Settings::from_env()?;
+        let (sdk, store) = dynamo_store().await;
+        let bucket = env_endpoint("TASKGATE_FILES_BUCKET")
+            .context("TASKGATE_FILES_BUCKET must name the files bucket")?;
+        let s3 = taskgate_aws::s3_client(&sdk, env_endpoint("TASKGATE_S3_ENDPOINT").as_deref());
+        let store = Arc::new(store);
+        let recorder = Arc::new(Recorder::new(store.clone()));
+        let exporter: Arc<dyn taskgate_domain::ports::Exporter> =
+            Arc::new(taskgate_api::export::StoreExporter::new(
+                store,
+                Arc::new(taskgate_aws::blobs::S3Blobs::new(s3, bucket)),
+                Arc::new(taskgate_domain::clock::SystemClock),
+                settings.files,
+            ));
+        tracing::info!(
+            function = "step-export",
+            "cold start complete: settings and clients loaded"
+        );
+        let handler = lambda_runtime::service_fn(move |event: LambdaEvent<steps::ExportInput>| {
+            let (recorder, exporter) = (Arc::clone(&recorder), Arc::clone(&exporter));
+            async move {
+                steps::run_export(
+                    &recorder,
+                    exporter.as_ref(),
+                    event.payload,
+                    steps::EXPORT_CANCEL_POLL,
                 )
                 .await
             }

@@ -1,17 +1,17 @@
 //! The task steps the state machine invokes (not HTTP): recording an outcome,
-//! and running a script. Their inputs are the state machine's payloads
+//! running a script, and running an export. Their inputs are the state machine's payloads
 //! (`infra/statemachine/task.asl.json`).
 
 use std::time::Duration;
 
 use lambda_http::lambda_runtime::Diagnostic;
 use serde::{Deserialize, Serialize};
-use taskgate_domain::ports::JsRunner;
+use taskgate_domain::ports::{ExportControl, ExportFailure, Exporter, JsRunner};
 use taskgate_domain::recorder::{Recorded, Recorder};
 use taskgate_domain::task::{Status, TaskError, TaskId};
 
 /// The functions in `functions/` that are state machine steps, not endpoints.
-pub const STEP_FUNCTIONS: &[&str] = &["step-record", "step-js"];
+pub const STEP_FUNCTIONS: &[&str] = &["step-record", "step-js", "step-export"];
 
 /// A step's failure, as Step Functions sees it: `error_type` is the error
 /// name a Catch matches (our error codes, e.g. `timeout`).
@@ -215,6 +215,142 @@ pub async fn run_js(
 
 /// How often the JS step looks at the log for a cancel.
 pub const CANCEL_POLL: Duration = Duration::from_millis(500);
+
+/// How often the export step looks at the log for a cancel (a read per
+/// look, so less often than the JS step).
+pub const EXPORT_CANCEL_POLL: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Deserialize)]
+pub struct ExportInput {
+    pub task_id: String,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct ExportOutput {
+    /// The task's status once the step is done with it.
+    pub status: Status,
+    /// The result recorded (`{"file", "size", "sha256"}`), if the export
+    /// succeeded.
+    pub result: Option<serde_json::Value>,
+}
+
+/// Progress into the task's progress record; a stop once the task's log
+/// shows it ended (cancelled), read at most every `poll`.
+struct StepControl<'a> {
+    recorder: &'a Recorder,
+    id: TaskId,
+    poll: Duration,
+    last_look: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+#[async_trait::async_trait]
+impl ExportControl for StepControl<'_> {
+    async fn progress(&self, fraction: f64) {
+        if let Err(e) = self.recorder.progress(&self.id, fraction).await {
+            tracing::warn!(task = %self.id, error = %e, "could not record an export's progress");
+        }
+    }
+
+    async fn stopped(&self) -> bool {
+        {
+            let mut last = self.last_look.lock().expect("last look");
+            if last.is_some_and(|at| at.elapsed() < self.poll) {
+                return false;
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        matches!(self.recorder.load(&self.id).await, Ok(Some((task, _))) if task.status.is_terminal())
+    }
+}
+
+/// Attempts at recording an export's `succeeded` before its file is given
+/// up (the store is failing).
+const RECORD_ATTEMPTS: u32 = 5;
+
+/// The export step: writes the export's file and records `succeeded`
+/// itself, because only it can remove the file when a cancel won the race
+/// meanwhile. StopExecution does not stop a running Lambda, so the export
+/// looks at the task's log every `poll` and stops (leaving nothing) once it
+/// has ended. A failure comes back as an error named by its code, which
+/// the state machine's Catch records as `failed`.
+pub async fn run_export(
+    recorder: &Recorder,
+    exporter: &dyn Exporter,
+    input: ExportInput,
+    poll: Duration,
+) -> Result<ExportOutput, StepError> {
+    let id = task_id(&input.task_id)?;
+    let (task, _) = recorder
+        .load(&id)
+        .await
+        .map_err(store_failure)?
+        .ok_or_else(|| StepError::new("TaskNotFound", format!("there is no task {id}")))?;
+    if task.status.is_terminal() {
+        return Ok(ExportOutput {
+            status: task.status,
+            result: None,
+        });
+    }
+    let control = StepControl {
+        recorder,
+        id,
+        poll,
+        last_look: std::sync::Mutex::new(None),
+    };
+    let result = match exporter.export(&task, &control).await {
+        Ok(result) => result,
+        Err(ExportFailure::Stopped) => {
+            let status = recorder
+                .load(&id)
+                .await
+                .ok()
+                .flatten()
+                .map_or(Status::Cancelled, |(task, _)| task.status);
+            return Ok(ExportOutput {
+                status,
+                result: None,
+            });
+        }
+        Err(ExportFailure::Failed(error)) => {
+            let detail = FailureDetail {
+                message: error.message,
+                logs: Vec::new(),
+            };
+            return Err(StepError {
+                error_type: error.code,
+                message: serde_json::to_string(&detail).expect("a detail always serialises"),
+            });
+        }
+    };
+    let mut pause = Duration::from_millis(200);
+    for attempt in 1..=RECORD_ATTEMPTS {
+        match recorder.succeeded(&id, result.clone(), Vec::new()).await {
+            Ok(Recorded::Appended(task)) => {
+                return Ok(ExportOutput {
+                    status: task.status,
+                    result: Some(result),
+                });
+            }
+            Ok(Recorded::Unchanged(task)) => {
+                exporter.discard(&result).await;
+                return Ok(ExportOutput {
+                    status: task.status,
+                    result: None,
+                });
+            }
+            Ok(Recorded::Missing) => break,
+            Err(e) => {
+                tracing::warn!(task = %id, error = %e, attempt, "could not record an export's success");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+        }
+    }
+    exporter.discard(&result).await;
+    Err(store_failure(format!(
+        "the export of task {id} was written but its success could not be recorded"
+    )))
+}
 
 #[cfg(test)]
 mod tests {
