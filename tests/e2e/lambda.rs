@@ -58,6 +58,14 @@ const FIXTURES: &[(&str, u16)] = &[
     ("items-events", 200),
     ("items-delete", 204),
     ("projects-delete", 204),
+    ("files-options", 204),
+    ("files-create", 201),
+    ("files-head", 200),
+    ("files-patch", 204),
+    ("files-list", 200),
+    ("files-get", 200),
+    ("files-content", 307),
+    ("files-delete", 204),
     ("audit-list", 200),
     ("auth-logout", 204),
 ];
@@ -124,6 +132,7 @@ fn the_fixtures_cover_every_route() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_function_answers_its_api_gateway_events() {
+    let blobs = crate::blob_store::s3().await;
     let store = Arc::new(taskgate_embedded::EmbeddedStore::in_memory().unwrap());
     // Tasks run in the local engine here; on AWS the same handlers start Step
     // Functions executions (the adapter is tested against a Step Functions API).
@@ -145,7 +154,9 @@ async fn each_function_answers_its_api_gateway_events() {
             Settings::default(),
         )
         .unwrap()
-        .with_workflow(Arc::new(engine.clone())),
+        .with_workflow(Arc::new(engine.clone()))
+        // Files' bytes in S3 (moto), as on AWS: downloads answer 307.
+        .with_blobs(blobs.blobs.clone()),
     );
     let admin = add_user(&state, "admin", ADMIN_PASSWORD, Level::Admin).await;
     let alice = add_user(&state, "alice", PASSWORD, Level::User).await;
@@ -197,7 +208,23 @@ async fn each_function_answers_its_api_gateway_events() {
             "{name}: the Lambda request id is not used"
         );
         assert_eq!(headers["cache-control"], "no-store", "{name}");
-        if *expected != 204 {
+        if *name == "files-create" {
+            let location = headers["location"].as_str().unwrap();
+            placeholders.set("file_id", location.trim_start_matches("/files/").to_owned());
+        }
+        if *name == "files-head" {
+            assert_eq!(headers["upload-offset"], "0", "{response}");
+            assert_eq!(headers["upload-length"], "11", "{response}");
+        }
+        if *name == "files-content" {
+            // A presigned S3 URL, which serves the bytes to anyone holding it.
+            let url = headers["location"].as_str().unwrap();
+            assert!(url.contains("X-Amz-Signature="), "{url}");
+            let bytes = reqwest::get(url).await.unwrap().bytes().await.unwrap();
+            assert_eq!(&bytes[..], b"hello world");
+        }
+        // tus answers and redirects have no body.
+        if *expected != 204 && !["files-create", "files-head", "files-content"].contains(name) {
             assert_eq!(
                 headers["content-type"], "application/json",
                 "{name}: {response}"

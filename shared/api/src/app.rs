@@ -23,7 +23,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::extract::{RequestId, SharedState};
-use crate::handlers::{audit, auth, items, projects, root, tasks, users};
+use crate::handlers::{audit, auth, files, items, projects, root, tasks, users};
 use crate::problem::ApiError;
 
 /// Every endpoint, with its documentation.
@@ -46,6 +46,14 @@ pub fn api() -> OpenApiRouter<SharedState> {
         .routes(routes!(items::mine))
         .routes(routes!(items::get, items::update, items::delete))
         .routes(routes!(items::events))
+        .routes(routes!(files::capabilities, files::create, files::list))
+        .routes(routes!(
+            files::head_upload,
+            files::get_file,
+            files::patch,
+            files::delete
+        ))
+        .routes(routes!(files::content))
 }
 
 /// The application for `state`: the API with its fallbacks, request ids,
@@ -56,8 +64,6 @@ pub fn app(state: SharedState) -> Router {
         // Real-time updates: a WebSocket, so outside the OpenAPI document
         // (docs/API.md describes it). On AWS the WebSocket API serves them.
         .route("/ws", axum::routing::get(crate::realtime::socket::upgrade))
-        // Files (tus): served locally; not yet in the OpenAPI document.
-        .merge(crate::handlers::files::routes())
         .fallback(|method: Method, uri: Uri| async move {
             ApiError::NotFound(format!("there is no route {method} {}", uri.path()))
         })

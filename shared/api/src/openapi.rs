@@ -70,6 +70,8 @@ fn operation_mut<'i>(item: &'i mut PathItem, method: &Method) -> &'i mut Option<
         Method::PUT => &mut item.put,
         Method::PATCH => &mut item.patch,
         Method::DELETE => &mut item.delete,
+        Method::HEAD => &mut item.head,
+        Method::OPTIONS => &mut item.options,
         _ => unreachable!("the API uses no other methods"),
     }
 }
@@ -83,6 +85,8 @@ pub fn operation<'d>(doc: &'d Document, method: &Method, path: &str) -> Option<&
         Method::PUT => item.put.as_ref(),
         Method::PATCH => item.patch.as_ref(),
         Method::DELETE => item.delete.as_ref(),
+        Method::HEAD => item.head.as_ref(),
+        Method::OPTIONS => item.options.as_ref(),
         _ => None,
     }
 }
@@ -106,7 +110,7 @@ fn problem(description: &str) -> RefOr<Response> {
 /// route refuses a bad token), 503 (any route needs the store), and for
 /// operations with a body or query parameters, 400, and with a body, 408,
 /// 413 and 415.
-fn add_shared_problems(op: &mut Operation) {
+fn add_shared_problems(op: &mut Operation, method: &Method) {
     let has_query = op
         .parameters
         .iter()
@@ -140,7 +144,43 @@ fn add_shared_problems(op: &mut Operation) {
         op.responses
             .responses
             .entry(status.to_owned())
-            .or_insert_with(|| problem(description));
+            .or_insert_with(|| {
+                if *method == Method::HEAD {
+                    // The same answer, without its body.
+                    ResponseBuilder::new()
+                        .description(description)
+                        .build()
+                        .into()
+                } else {
+                    problem(description)
+                }
+            });
+    }
+}
+
+/// An optional header is absent or a value, never `null` (utoipa writes an
+/// `Option` as nullable, and a header has no null to send).
+fn headers_not_nullable(op: &mut Operation) {
+    use utoipa::openapi::schema::{SchemaType, Type};
+    for parameter in op.parameters.iter_mut().flatten() {
+        let RefOr::T(parameter) = parameter else {
+            continue;
+        };
+        if parameter.parameter_in != ParameterIn::Header {
+            continue;
+        }
+        if let Some(RefOr::T(Schema::Object(schema))) = parameter.schema.as_mut()
+            && let SchemaType::Array(types) = &schema.schema_type
+        {
+            let kept: Vec<Type> = types
+                .iter()
+                .filter(|t| **t != Type::Null)
+                .cloned()
+                .collect();
+            if let [only] = kept.as_slice() {
+                schema.schema_type = SchemaType::Type(only.clone());
+            }
+        }
     }
 }
 
@@ -201,7 +241,8 @@ pub fn document() -> Document {
         for method in METHODS {
             if let Some(op) = operation_mut(item, &method) {
                 add_idempotency(op);
-                add_shared_problems(op);
+                add_shared_problems(op, &method);
+                headers_not_nullable(op);
             }
         }
     }
@@ -231,12 +272,14 @@ pub fn document() -> Document {
 }
 
 /// The methods the API uses.
-pub const METHODS: [Method; 5] = [
+pub const METHODS: [Method; 7] = [
     Method::GET,
     Method::POST,
     Method::PUT,
     Method::PATCH,
     Method::DELETE,
+    Method::HEAD,
+    Method::OPTIONS,
 ];
 
 /// The document with the default settings, as kept in `docs/openapi.json`.
@@ -269,6 +312,23 @@ pub fn document_json_for(settings: &Settings) -> String {
         "0 up to `TASKGATE_MAX_DELAY_SECONDS`: {max} on this server (default {})",
         TaskLimits::default().max_delay_seconds
     ));
+    // The largest file, likewise.
+    let length = document
+        .paths
+        .paths
+        .get_mut("/files")
+        .and_then(|item| item.post.as_mut())
+        .and_then(|op| op.parameters.as_mut())
+        .and_then(|parameters| {
+            parameters.iter_mut().find_map(|p| match p {
+                RefOr::T(p) if p.name == "Upload-Length" => p.schema.as_mut(),
+                _ => None,
+            })
+        });
+    let Some(RefOr::T(Schema::Object(length))) = length else {
+        panic!("POST /files has its Upload-Length");
+    };
+    length.maximum = Some(utoipa::Number::UInt(settings.files.max_file_bytes as usize));
     let mut text = serde_json::to_string_pretty(&document).expect("the document serialises");
     text.push('\n');
     text
@@ -298,7 +358,8 @@ mod tests {
                 let responses = op["responses"].as_object().unwrap();
                 assert!(responses.contains_key("503"), "{method} {path}");
                 for (status, response) in responses {
-                    if status.starts_with('4') || status.starts_with('5') {
+                    // A HEAD answer has no body, problems included.
+                    if (status.starts_with('4') || status.starts_with('5')) && method != "head" {
                         assert!(
                             response["content"]["application/problem+json"]["schema"].is_object(),
                             "{method} {path} {status}"

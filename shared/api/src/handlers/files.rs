@@ -36,11 +36,12 @@ use taskgate_domain::permission::Actor;
 use taskgate_domain::ports::{ByteStream, StoreError};
 use taskgate_domain::user::Username;
 use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Session;
 use crate::extract::{FromQuery, Params, SharedState, path_value};
 use crate::handlers::PageQuery;
-use crate::problem::ApiError;
+use crate::problem::{ApiError, Problem};
 use crate::request::next_cursor;
 use crate::response::{Page, timestamp};
 use crate::state::AppState;
@@ -55,33 +56,16 @@ const DOWNLOAD_URL_TTL: Duration = Duration::from_secs(300);
 /// server that died mid-PATCH frees the upload after it.
 const LEASE: Duration = Duration::from_secs(15 * 60);
 
-/// The routes of this module (not yet in the OpenAPI document: they are
-/// served by the local server; the AWS functions come with the S3 wiring).
-pub fn routes() -> axum::Router<SharedState> {
-    use axum::routing::{get, head};
-    axum::Router::new()
-        .route(
-            "/files",
-            get(list).post(create).options(
-                // A bad token is refused here too; none is needed.
-                |State(state): State<SharedState>, _: Option<Session>| async move {
-                    options_with_size(&state).await
-                },
-            ),
-        )
-        .route(
-            "/files/{id}",
-            head(head_upload).get(get_file).patch(patch).delete(delete),
-        )
-        .route("/files/{id}/content", get(content))
-}
-
 fn no_such_file(raw: &str) -> ApiError {
     ApiError::NotFound(format!("there is no file {raw:?}"))
 }
 
 /// The `{id}` of the path. An id that cannot be valid cannot exist: 404.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
 pub(crate) struct FilePath {
+    /// The file id.
+    #[param(value_type = String)]
     id: FileId,
 }
 
@@ -95,22 +79,41 @@ impl<S: Send + Sync> FromRequestParts<S> for FilePath {
     }
 }
 
-/// A file as clients see it.
-#[derive(Serialize)]
+/// A file, finished or still uploading.
+#[derive(Serialize, ToSchema)]
+#[schema(as = File)]
 pub(crate) struct FileView<'a> {
+    #[schema(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
     id: String,
+    /// As the uploader named it (`Upload-Metadata` `filename`).
     name: &'a str,
+    /// As the uploader typed it (`filetype`); `application/octet-stream` if not.
     content_type: &'a str,
+    /// The length announced at creation (`Upload-Length`).
     size: u64,
+    /// How many bytes have arrived.
     offset: u64,
+    #[schema(value_type = String, pattern = "^(uploading|complete)$")]
     status: FileStatus,
+    /// Hex SHA-256 of the content, once complete.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[0-9a-f]{64}$")]
     sha256: Option<&'a str>,
+    #[schema(value_type = Username)]
     owner: &'a str,
+    #[schema(format = DateTime)]
     created_at: String,
+    /// When an unfinished upload is removed.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
     expires_at: Option<String>,
 }
+
+/// The bytes of a tus request (`application/offset+octet-stream`).
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)] // documentation only
+pub(crate) struct Chunk(Vec<u8>);
 
 impl<'a> From<&'a StoredFile> for FileView<'a> {
     fn from(file: &'a StoredFile) -> Self {
@@ -284,6 +287,27 @@ fn is_expired(state: &AppState, file: &StoredFile) -> bool {
     !file.is_complete() && file.expires_at.is_some_and(|at| at <= state.clock.now())
 }
 
+#[utoipa::path(
+    options, path = "/files", tag = "files", operation_id = "files-options",
+    summary = "What this tus server supports",
+    description = "tus 1.0.0 discovery: the version, the extensions, the largest file and the \
+        checksum algorithms. Needs no token (a bad one is still refused).",
+    security((), ("bearer" = [])),
+    responses(
+        (status = 204, description = "The server's tus capabilities",
+            headers(
+                ("Tus-Resumable" = String, description = "`1.0.0`"),
+                ("Tus-Version" = String, description = "`1.0.0`"),
+                ("Tus-Extension" = String, description = "`creation,creation-with-upload,termination,expiration,checksum`"),
+                ("Tus-Max-Size" = u64, description = "`TASKGATE_MAX_FILE_BYTES`"),
+                ("Tus-Checksum-Algorithm" = String, description = "`sha1,sha256`"),
+            )),
+    )
+)]
+pub(crate) async fn capabilities(State(state): State<SharedState>, _: Option<Session>) -> Response {
+    options_with_size(&state).await
+}
+
 async fn options() -> Response {
     let mut response = StatusCode::NO_CONTENT.into_response();
     let headers = response.headers_mut();
@@ -307,7 +331,38 @@ async fn options_with_size(state: &AppState) -> Response {
     response
 }
 
-async fn create(
+#[utoipa::path(
+    post, path = "/files", tag = "files", operation_id = "files-create",
+    summary = "Start an upload (tus creation, creation-with-upload)",
+    description = "Creates an upload of `Upload-Length` bytes, kept until `Upload-Expires` unless \
+        finished; its bytes follow with `PATCH` (or some of them in this request's body, \
+        `creation-with-upload`). The owner's files together stay within \
+        `TASKGATE_USER_QUOTA_BYTES`.",
+    security(("bearer" = [])),
+    params(
+        ("Tus-Resumable" = String, Header, description = "The tus version, `1.0.0` (412 otherwise)", pattern = "^1\\.0\\.0$"),
+        ("Upload-Length" = u64, Header, description = "The file's size in bytes, at most `TASKGATE_MAX_FILE_BYTES`", minimum = 0),
+        ("Upload-Metadata" = Option<String>, Header, description = "Comma-separated `key base64(value)` pairs (tus); `filename` (1 to 255 bytes of UTF-8, no `/`, `\\` or control characters) and `filetype` (a media type) are kept. 400 if malformed"),
+        ("Upload-Checksum" = Option<String>, Header, description = "Of the body's bytes: `sha1` or `sha256`, then the base64 digest", pattern = "^(sha1 [A-Za-z0-9+/]{26}[AEIMQUYcgkosw048]=|sha256 [A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=)$"),
+    ),
+    request_body(content = Chunk, content_type = "application/offset+octet-stream",
+        description = "Optional: the first bytes of the file"),
+    responses(
+        (status = 201, description = "Created",
+            headers(
+                ("Location" = String, description = "`/files/{id}`"),
+                ("Upload-Expires" = String, description = "When the unfinished upload is removed (HTTP date)"),
+                ("Upload-Offset" = u64, description = "With a body: the bytes kept of it"),
+                ("Tus-Resumable" = String, description = "`1.0.0`"),
+            )),
+        (status = 400, description = "`malformed-request`: a missing or malformed tus header", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`precondition-failed`: no or another `Tus-Resumable`", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`file-too-large`: over `TASKGATE_MAX_FILE_BYTES`; `storage-quota-exceeded`: over the owner's quota", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported-media-type`: a body that is not `application/offset+octet-stream`", body = Problem, content_type = "application/problem+json"),
+        (status = 460, description = "`checksum-mismatch`: the body's bytes do not match `Upload-Checksum` (the upload is created, the bytes dropped)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn create(
     State(state): State<SharedState>,
     session: Session,
     headers: HeaderMap,
@@ -376,6 +431,11 @@ async fn create_upload(
         }
     };
 
+    // A malformed Upload-Checksum is refused before anything is created
+    // (the chunk's own failures come later and leave the upload in place).
+    if with_upload {
+        ChunkCheck::parse(headers)?;
+    }
     let now = state.clock.now();
     let mut file = StoredFile::new_upload(
         &session.user,
@@ -437,7 +497,26 @@ async fn create_upload(
     Ok(response)
 }
 
-async fn head_upload(
+#[utoipa::path(
+    head, path = "/files/{id}", tag = "files", operation_id = "files-head",
+    summary = "Where an upload stands (tus)",
+    security(("bearer" = [])),
+    params(FilePath),
+    responses(
+        (status = 200, description = "The offset to resume from",
+            headers(
+                ("Upload-Offset" = u64, description = "Bytes received"),
+                ("Upload-Length" = u64, description = "The file's size"),
+                ("Upload-Metadata" = String, description = "`filename` and `filetype`"),
+                ("Upload-Expires" = String, description = "Unfinished uploads: when it is removed"),
+                ("Cache-Control" = String, description = "`no-store`"),
+                ("Tus-Resumable" = String, description = "`1.0.0`"),
+            )),
+        (status = 403, description = "`forbidden`: someone else's file"),
+        (status = 404, description = "`not-found`: no such file (or it expired, or was terminated)"),
+    )
+)]
+pub(crate) async fn head_upload(
     State(state): State<SharedState>,
     session: Session,
     FilePath { id }: FilePath,
@@ -467,7 +546,39 @@ async fn head_of(state: &AppState, session: &Session, id: &FileId) -> Result<Res
     Ok(response)
 }
 
-async fn patch(
+#[utoipa::path(
+    patch, path = "/files/{id}", tag = "files", operation_id = "files-patch",
+    summary = "Send an upload's next bytes (tus)",
+    description = "Appends the body at `Upload-Offset`, which must be the offset `HEAD` gives. \
+        A connection cut mid-chunk keeps what arrived (unless `Upload-Checksum` was sent). \
+        On Lambda a body is at most `TASKGATE_MAX_PATCH_BYTES` (4 MiB).",
+    security(("bearer" = [])),
+    params(
+        FilePath,
+        ("Tus-Resumable" = String, Header, description = "The tus version, `1.0.0` (412 otherwise)", pattern = "^1\\.0\\.0$"),
+        ("Upload-Offset" = u64, Header, description = "Where these bytes go: the upload's current offset", minimum = 0),
+        ("Upload-Checksum" = Option<String>, Header, description = "Of this chunk: `sha1` or `sha256`, then the base64 digest", pattern = "^(sha1 [A-Za-z0-9+/]{26}[AEIMQUYcgkosw048]=|sha256 [A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=)$"),
+    ),
+    request_body(content = Chunk, content_type = "application/offset+octet-stream"),
+    responses(
+        (status = 204, description = "Stored",
+            headers(
+                ("Upload-Offset" = u64, description = "The new offset"),
+                ("Upload-Expires" = String, description = "Unfinished uploads: when it is removed"),
+                ("Tus-Resumable" = String, description = "`1.0.0`"),
+            )),
+        (status = 400, description = "`malformed-request`: a missing or malformed tus header", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: not the uploader", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not-found`: no such upload (or it expired, or was terminated)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`offset-mismatch`: `Upload-Offset` is not the upload's offset; `upload-complete`: it has all its bytes", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`precondition-failed`: no or another `Tus-Resumable`", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`file-too-large`: more bytes than the upload has room for, or a body over `TASKGATE_MAX_PATCH_BYTES`", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported-media-type`: not `application/offset+octet-stream`", body = Problem, content_type = "application/problem+json"),
+        (status = 423, description = "`upload-busy`: another request is appending to it", body = Problem, content_type = "application/problem+json"),
+        (status = 460, description = "`checksum-mismatch`: the chunk does not match `Upload-Checksum`; it was dropped", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn patch(
     State(state): State<SharedState>,
     session: Session,
     FilePath { id }: FilePath,
@@ -735,7 +846,21 @@ fn offset_mismatch(file: &StoredFile, offset: u64) -> ApiError {
     }
 }
 
-async fn delete(
+#[utoipa::path(
+    delete, path = "/files/{id}", tag = "files", operation_id = "files-delete",
+    summary = "Abort an upload or delete a file (tus termination)",
+    description = "An unfinished upload is aborted: nothing of it remains. A finished file is \
+        deleted. Afterwards the id is 404.",
+    security(("bearer" = [])),
+    params(FilePath),
+    responses(
+        (status = 204, description = "Gone",
+            headers(("Tus-Resumable" = String, description = "`1.0.0`"))),
+        (status = 403, description = "`forbidden`: someone else's file", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not-found`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn delete(
     State(state): State<SharedState>,
     session: Session,
     FilePath { id }: FilePath,
@@ -805,8 +930,14 @@ pub async fn reap_expired(state: &AppState) -> Result<usize, ApiError> {
 }
 
 /// `GET /files` query: `owner` besides the page.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct FileQuery {
+    /// Admins: a plain user's files (default: your own).
+    #[param(value_type = Option<Username>)]
     owner: Option<Username>,
+    /// `limit` and `cursor`, documented by [`PageQuery`] itself.
+    #[param(ignore)]
     page: PageQuery,
 }
 
@@ -823,7 +954,19 @@ impl FromQuery for FileQuery {
     }
 }
 
-async fn list(
+#[utoipa::path(
+    get, path = "/files", tag = "files", operation_id = "files-list",
+    summary = "List files and uploads, newest first",
+    security(("bearer" = [])),
+    params(FileQuery, PageQuery),
+    responses(
+        (status = 200, description = "A page of files", body = Page<FileView>),
+        (status = 403, description = "`forbidden`: another owner, and not allowed to see their files", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not-found`: no such owner", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid-field`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn list(
     State(state): State<SharedState>,
     session: Session,
     Params(query): Params<FileQuery>,
@@ -861,7 +1004,18 @@ async fn list(
     .into_response())
 }
 
-async fn get_file(
+#[utoipa::path(
+    get, path = "/files/{id}", tag = "files", operation_id = "files-get",
+    summary = "A file's record",
+    security(("bearer" = [])),
+    params(FilePath),
+    responses(
+        (status = 200, description = "The file", body = FileView),
+        (status = 403, description = "`forbidden`: someone else's file", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not-found`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn get_file(
     State(state): State<SharedState>,
     session: Session,
     FilePath { id }: FilePath,
@@ -936,7 +1090,40 @@ fn content_disposition(name: &str) -> HeaderValue {
     ))
 }
 
-async fn content(
+#[utoipa::path(
+    get, path = "/files/{id}/content", tag = "files", operation_id = "files-content",
+    summary = "Download a file",
+    description = "The bytes, with `Range` (one range; 206) and `ETag` (the SHA-256; \
+        `If-None-Match`, `If-Range`). On AWS the answer is a 307 to a short-lived S3 URL.",
+    security(("bearer" = [])),
+    params(
+        FilePath,
+        ("Range" = Option<String>, Header, description = "`bytes=first-last`, `bytes=first-` or `bytes=-suffix`"),
+        ("If-None-Match" = Option<String>, Header, description = "The `ETag` you have: 304 if unchanged"),
+        ("If-Range" = Option<String>, Header, description = "The `ETag` the range is of"),
+    ),
+    responses(
+        (status = 200, description = "The whole file", content_type = "application/octet-stream", body = Chunk,
+            headers(
+                ("ETag" = String, description = "The content's SHA-256, quoted"),
+                ("Accept-Ranges" = String, description = "`bytes`"),
+                ("Content-Disposition" = String, description = "`attachment` with the file's name"),
+            )),
+        (status = 206, description = "The range asked for", content_type = "application/octet-stream", body = Chunk,
+            headers(
+                ("Content-Range" = String, description = "`bytes first-last/size`"),
+                ("ETag" = String, description = "The content's SHA-256, quoted"),
+            )),
+        (status = 304, description = "Unchanged (`If-None-Match`)"),
+        (status = 307, description = "AWS: fetch it from `Location`, a short-lived S3 URL",
+            headers(("Location" = String, description = "A presigned S3 URL"))),
+        (status = 403, description = "`forbidden`: someone else's file", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not-found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`upload-unfinished`: the upload is not complete", body = Problem, content_type = "application/problem+json"),
+        (status = 416, description = "`range-not-satisfiable`: the range is outside the file", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn content(
     State(state): State<SharedState>,
     session: Session,
     FilePath { id }: FilePath,
