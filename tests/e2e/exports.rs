@@ -900,3 +900,84 @@ async fn the_export_step_records_stops_on_cancel_and_fails_by_code_on_aws() {
     assert_eq!(failure.code, "not-found");
     assert!(failure.message.contains("has no file"), "{failure:?}");
 }
+
+/// The upload reaper as the scheduled Lambda runs it, on DynamoDB Local and
+/// moto's S3: an expired upload with a part and a staged remainder in S3 is
+/// removed, record, multipart upload, staged object and quota usage; one
+/// not yet expired, and one whose lease a PATCH still holds, stay.
+#[tokio::test]
+async fn expired_uploads_are_reaped_on_aws() {
+    let store: Arc<dyn Store> = Arc::new(taskgate_e2e::dynamodb_store().await);
+    let subject = crate::blob_store::s3().await;
+    let blobs = subject.blobs.clone();
+    let alice = taskgate_e2e::fixture_user("alice", taskgate_domain::user::Level::User);
+    let now = time::OffsetDateTime::now_utc();
+    let upload = |expires: time::OffsetDateTime, leased: bool| {
+        let (store, blobs, alice) = (store.clone(), blobs.clone(), alice.clone());
+        async move {
+            let mut file = StoredFile::new_upload(
+                &alice,
+                FileName::parse("partial.bin").unwrap(),
+                ContentType::octet_stream(),
+                10 * 1024 * 1024,
+                now - Duration::from_secs(7200),
+                expires,
+                Value::Null,
+            );
+            let started = blobs.start(&file.id).await.unwrap();
+            let bytes = Bytes::from(noise(6 * 1024 * 1024, 9));
+            let body = Box::pin(futures_util::stream::iter([Ok::<_, std::io::Error>(bytes)]));
+            let appended = blobs
+                .append(&file.id, &started, 0, body, 6 * 1024 * 1024)
+                .await
+                .unwrap();
+            blobs
+                .commit(&file.id, &started, &appended.state)
+                .await
+                .unwrap();
+            file.blob = appended.state;
+            file.offset = 6 * 1024 * 1024;
+            if leased {
+                file.lease_until = Some(now + Duration::from_secs(600));
+            }
+            store.insert_file(&file, u64::MAX).await.unwrap();
+            file
+        }
+    };
+    let expired = upload(now - Duration::from_secs(1), false).await;
+    let fresh = upload(now + Duration::from_secs(3600), false).await;
+    let busy = upload(now - Duration::from_secs(1), true).await;
+    let held = (subject.leftovers)().await;
+    let id = expired.id.to_string();
+    assert!(
+        held.iter()
+            .any(|kept| kept.starts_with("upload") && kept.contains(&id)),
+        "{held:?}"
+    );
+    assert!(
+        held.iter()
+            .any(|kept| kept.contains(&format!("uploads/{id}/"))),
+        "{held:?}"
+    );
+
+    let removed = taskgate_api::files::reap_expired_from(store.as_ref(), blobs.as_ref(), now)
+        .await
+        .unwrap();
+    assert_eq!(removed, 1);
+    assert_eq!(store.get_file(&expired.id).await.unwrap(), None);
+    assert!(store.get_file(&fresh.id).await.unwrap().is_some());
+    assert!(store.get_file(&busy.id).await.unwrap().is_some());
+    let left = (subject.leftovers)().await;
+    assert!(!left.iter().any(|kept| kept.contains(&id)), "{left:?}");
+    assert_eq!(
+        store.used_bytes(&alice.user_id).await.unwrap(),
+        2 * 10 * 1024 * 1024
+    );
+    // Nothing more to do until the lease ends.
+    assert_eq!(
+        taskgate_api::files::reap_expired_from(store.as_ref(), blobs.as_ref(), now)
+            .await
+            .unwrap(),
+        0
+    );
+}

@@ -203,6 +203,7 @@ fn the_function_crates_are_the_http_program_the_steps_and_realtime() {
     expected.insert(HTTP_BINARY.to_owned());
     expected.insert("realtime".to_owned());
     expected.insert("task-reconciler".to_owned());
+    expected.insert("upload-reaper".to_owned());
     assert_eq!(crates, expected);
     for name in &crates {
         let manifest =
@@ -229,6 +230,8 @@ fn the_function_crates_are_the_http_program_the_steps_and_realtime() {
     let main =
         std::fs::read_to_string(repo().join("functions/task-reconciler/src/main.rs")).unwrap();
     assert!(main.contains("taskgate_lambda::run_reconciler()"));
+    let main = std::fs::read_to_string(repo().join("functions/upload-reaper/src/main.rs")).unwrap();
+    assert!(main.contains("taskgate_lambda::run_upload_reaper()"));
 }
 
 #[test]

@@ -34,7 +34,7 @@ pub mod idempotency;
 
 /// Files: what runs beside the routes (the expiry of unfinished uploads).
 pub mod files {
-    pub use crate::handlers::files::reap_expired;
+    pub use crate::handlers::files::{reap_expired, reap_expired_from};
 }
 
 /// The local server's compatibility routes (`/upload`, `/export`).

@@ -193,6 +193,38 @@ pub fn run_reconciler() -> ExitCode {
     })
 }
 
+/// Runs the upload reaper: each scheduled invocation removes the
+/// unfinished uploads past their expiry (records, multipart uploads and
+/// staged objects in `TASKGATE_FILES_BUCKET`).
+pub fn run_upload_reaper() -> ExitCode {
+    bootstrap(async {
+        let (sdk, store) = dynamo_store().await;
+        let bucket = env_endpoint("TASKGATE_FILES_BUCKET")
+            .context("TASKGATE_FILES_BUCKET must name the files bucket")?;
+        let s3 = taskgate_aws::s3_client(&sdk, env_endpoint("TASKGATE_S3_ENDPOINT").as_deref());
+        let store = Arc::new(store);
+        let blobs = Arc::new(taskgate_aws::blobs::S3Blobs::new(s3, bucket));
+        tracing::info!(function = "upload-reaper", "cold start complete");
+        let handler = lambda_runtime::service_fn(move |_: LambdaEvent<serde_json::Value>| {
+            let (store, blobs) = (Arc::clone(&store), Arc::clone(&blobs));
+            async move {
+                // A store failure fails the invocation; the next one (or
+                // EventBridge's retry) carries on where it stopped.
+                let removed = taskgate_api::files::reap_expired_from(
+                    store.as_ref(),
+                    blobs.as_ref(),
+                    time::OffsetDateTime::now_utc(),
+                )
+                .await
+                .map_err(|e| taskgate_domain::ports::Chain(&e).to_string())?;
+                tracing::info!(removed, "removed expired uploads");
+                Ok::<_, String>(serde_json::json!({"removed": removed}))
+            }
+        });
+        lambda_runtime::run(handler).await.map_err(runtime_stopped)
+    })
+}
+
 /// Runs the record step: appends a task's outcome to its log.
 pub fn run_record_step() -> ExitCode {
     bootstrap(async {

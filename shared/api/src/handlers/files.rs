@@ -33,7 +33,7 @@ use taskgate_domain::file::{
     may_upload_to, parse_upload_metadata,
 };
 use taskgate_domain::permission::Actor;
-use taskgate_domain::ports::{ByteStream, StoreError};
+use taskgate_domain::ports::{BlobStore, ByteStream, Store, StoreError};
 use taskgate_domain::user::Username;
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
@@ -881,21 +881,31 @@ async fn delete_file(
 
 /// Removes a file or unfinished upload: its record, then its bytes.
 pub(crate) async fn remove(state: &AppState, file: &StoredFile) -> Result<(), ApiError> {
-    match state.store.delete_file(file).await {
+    Ok(remove_from(state.store.as_ref(), state.blobs.as_ref(), file).await?)
+}
+
+/// [`remove`] with the stores themselves (the upload reaper on AWS has no
+/// application state).
+async fn remove_from(
+    store: &dyn Store,
+    blobs: &dyn BlobStore,
+    file: &StoredFile,
+) -> Result<(), StoreError> {
+    match store.delete_file(file).await {
         Ok(()) => {}
         // Changed meanwhile (e.g. a PATCH took its lease): read it again.
         Err(StoreError::Conflict) => {
-            let Some(fresh) = state.store.get_file(&file.id).await? else {
+            let Some(fresh) = store.get_file(&file.id).await? else {
                 return Ok(());
             };
-            state.store.delete_file(&fresh).await?;
+            store.delete_file(&fresh).await?;
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(e),
     }
     let removed = if file.is_complete() {
-        state.blobs.delete(&file.id).await
+        blobs.delete(&file.id).await
     } else {
-        state.blobs.abort(&file.id, &file.blob).await
+        blobs.abort(&file.id, &file.blob).await
     };
     if let Err(e) = removed {
         tracing::error!(file = %file.id, error = %e, "the file's record is gone but its bytes could not be removed");
@@ -903,27 +913,40 @@ pub(crate) async fn remove(state: &AppState, file: &StoredFile) -> Result<(), Ap
     Ok(())
 }
 
-/// Removes unfinished uploads past their expiry (nothing of them remains);
-/// how many. The local server runs it every minute.
+/// Removes the unfinished uploads whose `Upload-Expires` has passed (the
+/// local server every minute). How many it removed.
 pub async fn reap_expired(state: &AppState) -> Result<usize, ApiError> {
+    Ok(reap_expired_from(
+        state.store.as_ref(),
+        state.blobs.as_ref(),
+        state.clock.now(),
+    )
+    .await?)
+}
+
+/// [`reap_expired`] with the stores themselves, as of `now` (the scheduled
+/// upload reaper on AWS). An upload whose lease a PATCH still holds waits
+/// for the next round.
+pub async fn reap_expired_from(
+    store: &dyn Store,
+    blobs: &dyn BlobStore,
+    now: OffsetDateTime,
+) -> Result<usize, StoreError> {
     let mut removed = 0;
     loop {
-        let expired = state.store.expired_uploads(state.clock.now(), 100).await?;
-        if expired.is_empty() {
-            return Ok(removed);
-        }
+        let expired = store.expired_uploads(now, 100).await?;
+        let mut this_round = 0;
         for file in &expired {
-            // A PATCH holding the lease is still at work: its turn later.
-            if file
-                .lease_until
-                .is_some_and(|until| until > state.clock.now())
-            {
+            if file.lease_until.is_some_and(|until| until > now) {
                 continue;
             }
-            remove(state, file).await?;
-            removed += 1;
+            remove_from(store, blobs, file).await?;
+            this_round += 1;
         }
-        if expired.len() < 100 {
+        removed += this_round;
+        // A short page was the last; a page of leased uploads only would
+        // come back the same.
+        if expired.len() < 100 || this_round == 0 {
             return Ok(removed);
         }
     }
