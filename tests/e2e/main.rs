@@ -7,6 +7,7 @@ mod auth;
 mod backup;
 mod bad_input;
 mod blob_store;
+mod client;
 mod exports;
 mod faults;
 mod file_store;

@@ -12,10 +12,13 @@
 //! - `http`: the axum router built from the route table.
 //! - [`store`]: opening the configured store (creating it, or not, for audits).
 //! - [`audit`]: `taskgate audit verify` and `replay` over the task event log.
+//! - [`client`]: the command-line client (`taskgate login`, `tasks`,
+//!   `files`, `projects`, `members`, `items`, `users`).
 #![forbid(unsafe_code)]
 
 pub mod audit;
 pub mod bootstrap;
+pub mod client;
 pub mod config;
 pub mod data_dir;
 mod http;

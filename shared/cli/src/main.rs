@@ -1,4 +1,5 @@
-//! `taskgate`: the local server and admin tools. See `taskgate --help`.
+//! `taskgate`: the local server, admin tools and the command-line client.
+//! See `taskgate --help`.
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -13,11 +14,16 @@ use tracing_subscriber::EnvFilter;
 #[command(
     name = "taskgate",
     version,
-    about = "Authenticated long-running tasks: local server and tools"
+    about = "Authenticated long-running tasks: local server, tools and client",
+    after_help = "Client exit codes: 0 success; 1 the task failed or was cancelled; 2 usage; \
+        3 authentication; 4 not found or forbidden; 5 refused or failed otherwise (conflict, \
+        invalid input, server or network error); 130 a watch stopped by Ctrl-C."
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    connection: taskgate::client::Connection,
 }
 
 #[derive(Subcommand)]
@@ -57,6 +63,8 @@ enum Command {
         #[arg(long)]
         task: Option<String>,
     },
+    #[command(flatten)]
+    Client(taskgate::client::Command),
 }
 
 #[derive(Subcommand)]
@@ -111,9 +119,16 @@ fn main() -> ExitCode {
         print!("{}", taskgate_api::openapi::document_json());
         return ExitCode::SUCCESS;
     }
+    // The client says what it does itself; the server logs at info.
+    let default_level = if matches!(cli.command, Command::Client(_)) {
+        "warn"
+    } else {
+        "info"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_env("TASKGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_env("TASKGATE_LOG")
+                .unwrap_or_else(|_| EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -130,6 +145,9 @@ fn main() -> ExitCode {
         Command::CreateAdmin => runtime.block_on(create_admin()),
         Command::Audit { command } => return runtime.block_on(audit(command)),
         Command::Backup { path } => backup(&path),
+        Command::Client(command) => {
+            return runtime.block_on(taskgate::client::run(cli.connection, command));
+        }
         Command::JsWorker { .. } | Command::Openapi => unreachable!("handled above"),
     };
     match result {
