@@ -152,7 +152,7 @@ impl Workflow for NoWorkflow {
 }
 
 impl AppState {
-    /// Builds the state. Computes the dummy password hash, so call it once.
+    /// Builds the state (cheap: no password is hashed until one is checked).
     pub fn new(
         store: Arc<dyn Store>,
         jwt_secret: &SecretSlice<u8>,

@@ -156,11 +156,17 @@ pub struct HashError(String);
 ///
 /// Verification of a login for a user that does not exist runs against a
 /// dummy hash made with the same parameters, so "no such user" and "wrong
-/// password" take the same time.
+/// password" take the same time. The dummy is a constant (made once with
+/// these parameters; a test checks they match), so building a hasher costs
+/// nothing: a Lambda function does no hashing at cold start.
 pub struct PasswordHasher {
     argon2: argon2::Argon2<'static>,
-    dummy: PasswordHash,
 }
+
+/// The argon2id hash, with [`PasswordHasher`]'s parameters, of a password no
+/// one has (`taskgate dummy password for unknown users`).
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$DhP2N/ZT+aZdQJW8MlyePw$7+IJ3VbLXI17iGSTjRNkN/DSGkiSKAJuqXCRsqBRw+w";
 
 impl PasswordHasher {
     /// OWASP Password Storage Cheat Sheet, argon2id option 5 (the minimum it
@@ -169,14 +175,13 @@ impl PasswordHasher {
     pub const PASSES: u32 = 2;
     pub const LANES: u32 = 1;
 
-    /// Builds the hasher; computes the dummy hash once, so call this at start-up.
+    /// Builds the hasher (no hashing: cheap).
     pub fn new() -> Result<Self, HashError> {
         let params = argon2::Params::new(Self::MEMORY_KIB, Self::PASSES, Self::LANES, None)
             .map_err(|e| HashError(e.to_string()))?;
         let argon2 =
             argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-        let dummy = hash_with(&argon2, "taskgate dummy password for unknown users")?;
-        Ok(Self { argon2, dummy })
+        Ok(Self { argon2 })
     }
 
     pub fn hash(&self, password: &Password) -> Result<PasswordHash, HashError> {
@@ -186,8 +191,8 @@ impl PasswordHasher {
     /// Whether `candidate` matches `hash`. With no hash (unknown user) this
     /// does the same work against the dummy hash and returns `false`.
     pub fn verify(&self, candidate: &str, hash: Option<&PasswordHash>) -> bool {
-        let target = hash.unwrap_or(&self.dummy);
-        let Ok(parsed) = phc::PasswordHash::new(target.as_str()) else {
+        let target = hash.map_or(DUMMY_HASH, PasswordHash::as_str);
+        let Ok(parsed) = phc::PasswordHash::new(target) else {
             return false;
         };
         let matches = self
@@ -256,7 +261,23 @@ mod tests {
         );
         assert!(hasher.verify("correct horse battery staple", Some(&hash)));
         assert!(!hasher.verify("correct horse battery stapler", Some(&hash)));
-        assert!(!hasher.verify("taskgate dummy password for unknown users", None));
+        assert!(!hasher.verify(DUMMY_PASSWORD, None));
+        assert!(!hasher.verify("correct horse battery staple", None));
+    }
+
+    const DUMMY_PASSWORD: &str = "taskgate dummy password for unknown users";
+
+    #[test]
+    fn the_dummy_hash_costs_what_a_real_one_does() {
+        // Same algorithm and parameters as every stored hash, so checking a
+        // login against it takes as long; and it is a real hash.
+        let hasher = PasswordHasher::new().unwrap();
+        let real = hasher
+            .hash(&Password::parse("correct horse battery staple", alice()).unwrap())
+            .unwrap();
+        let prefix = |h: &str| h.rsplitn(3, '$').nth(2).unwrap().to_owned();
+        assert_eq!(prefix(DUMMY_HASH), prefix(real.as_str()));
+        assert!(hasher.verify(DUMMY_PASSWORD, Some(&PasswordHash(DUMMY_HASH.to_owned()))));
     }
 
     #[test]
