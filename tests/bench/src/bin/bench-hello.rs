@@ -1,0 +1,81 @@
+//! The reference server of the benchmarks (tests/bench/suite.py): bare
+//! hyper, no framework. `GET /` answers "Hello World"; `PUT /blob` streams
+//! the body into `$BENCH_BLOB` and `GET /blob` streams that file back, the
+//! "plain PUT/GET of the same bytes" that uploads and downloads are
+//! measured against. Listens on the address in its first argument.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use futures_util::TryStreamExt as _;
+use http_body_util::{BodyExt, BodyStream, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt as _;
+
+type Body = BoxBody<Bytes, std::io::Error>;
+
+fn full(text: &'static str) -> Body {
+    Full::new(Bytes::from_static(text.as_bytes()))
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+async fn handle(request: Request<Incoming>, blob: PathBuf) -> Result<Response<Body>, Infallible> {
+    let response = match (request.method(), request.uri().path()) {
+        (&Method::GET, "/") => Response::new(full("Hello World")),
+        (&Method::PUT, "/blob") => {
+            let mut file = tokio::fs::File::create(&blob).await.expect("the blob file");
+            let mut body = BodyStream::new(request.into_body());
+            while let Some(frame) = body.try_next().await.ok().flatten() {
+                if let Ok(data) = frame.into_data() {
+                    file.write_all(&data).await.expect("writing the blob");
+                }
+            }
+            file.flush().await.expect("writing the blob");
+            let mut response = Response::new(full(""));
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            response
+        }
+        (&Method::GET, "/blob") => {
+            let file = tokio::fs::File::open(&blob).await.expect("the blob file");
+            let stream = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024)
+                .map_ok(Frame::data);
+            Response::new(BodyExt::boxed(StreamBody::new(stream)))
+        }
+        _ => {
+            let mut response = Response::new(full("not found"));
+            *response.status_mut() = StatusCode::NOT_FOUND;
+            response
+        }
+    };
+    Ok(response)
+}
+
+#[tokio::main]
+async fn main() {
+    let addr: SocketAddr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:8088".into())
+        .parse()
+        .expect("an address");
+    let blob = PathBuf::from(std::env::var("BENCH_BLOB").unwrap_or_else(|_| "/tmp/bench-blob".into()));
+    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let blob = blob.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| handle(request, blob.clone()));
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}

@@ -1,0 +1,195 @@
+//! The load side of the benchmarks (tests/bench/suite.py), where Python
+//! would be the bottleneck: many clients at once, each a tokio task with
+//! its own connection.
+//!
+//!     bench-load delays  BASE TOKEN COUNT SECONDS CONCURRENCY
+//!     bench-load scripts BASE TOKEN COUNT CONCURRENCY
+//!
+//! Prints one JSON object with the figures. Nothing is asserted.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((p / 100.0) * (sorted.len() - 1) as f64).round() as usize]
+}
+
+fn client(concurrency: usize) -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()
+        .expect("a client")
+}
+
+/// Runs `count` jobs over `concurrency` workers; each job's result.
+async fn run_all<F, Fut, T>(count: usize, concurrency: usize, job: F) -> Vec<T>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = T> + Send,
+    T: Send + 'static,
+{
+    let job = Arc::new(job);
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let (job, next) = (job.clone(), next.clone());
+        workers.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= count {
+                    return out;
+                }
+                out.push(job(i).await);
+            }
+        }));
+    }
+    let mut results = Vec::with_capacity(count);
+    for worker in workers {
+        results.extend(worker.await.expect("a worker"));
+    }
+    results
+}
+
+fn timestamp(raw: &str) -> f64 {
+    let at = time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
+        .expect("an RFC 3339 time");
+    at.unix_timestamp_nanos() as f64 / 1e9
+}
+
+async fn delays(base: String, token: String, count: usize, seconds: f64, concurrency: usize) -> Value {
+    let http = client(concurrency);
+    let started = Instant::now();
+    let ids = {
+        let (http, base, token) = (http.clone(), base.clone(), token.clone());
+        run_all(count, concurrency, move |_| {
+            let (http, base, token) = (http.clone(), base.clone(), token.clone());
+            async move {
+                let response = http
+                    .post(format!("{base}/tasks"))
+                    .bearer_auth(&token)
+                    .json(&json!({"type": "delay", "seconds": seconds}))
+                    .send()
+                    .await
+                    .expect("POST /tasks");
+                assert_eq!(response.status(), 202, "{:?}", response.text().await);
+                let task: Value = response.json().await.expect("a task");
+                task["id"].as_str().expect("an id").to_owned()
+            }
+        })
+        .await
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+    // Every delay is due `seconds` after its start: wait for the last one.
+    tokio::time::sleep(Duration::from_secs_f64(seconds + 2.0)).await;
+    let sample: Vec<String> = ids.iter().step_by((ids.len() / 2000).max(1)).cloned().collect();
+    let sampled = sample.len();
+    let sample = Arc::new(sample);
+    let lateness = {
+        let (http, base, token) = (http.clone(), base.clone(), token.clone());
+        run_all(sampled, concurrency.min(16), move |i| {
+            let (http, base, token, sample) = (http.clone(), base.clone(), token.clone(), sample.clone());
+            async move {
+                let events: Value = http
+                    .get(format!("{base}/tasks/{}/events", sample[i]))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .expect("GET events")
+                    .json()
+                    .await
+                    .expect("events");
+                let items = events["items"].as_array().expect("items");
+                let due = timestamp(items[0]["data"]["due_at"].as_str().expect("due_at"));
+                let done = items
+                    .iter()
+                    .find(|e| e["type"] == "succeeded")
+                    .map(|e| timestamp(e["at"].as_str().expect("at")));
+                done.map(|done| (done - due) * 1000.0)
+            }
+        })
+        .await
+    };
+    let unfinished = lateness.iter().filter(|l| l.is_none()).count();
+    let mut lateness: Vec<f64> = lateness.into_iter().flatten().collect();
+    lateness.sort_by(f64::total_cmp);
+    json!({
+        "count": count,
+        "start_seconds": elapsed,
+        "starts_per_second": count as f64 / elapsed,
+        "sampled": sampled,
+        "unfinished_in_sample": unfinished,
+        "lateness_ms_p50": percentile(&lateness, 50.0),
+        "lateness_ms_p99": percentile(&lateness, 99.0),
+        "lateness_ms_max": lateness.last().copied().unwrap_or(f64::NAN),
+    })
+}
+
+async fn scripts(base: String, token: String, count: usize, concurrency: usize) -> Value {
+    let http = client(concurrency);
+    let started = Instant::now();
+    let latencies = run_all(count, concurrency, move |_| {
+        let (http, base, token) = (http.clone(), base.clone(), token.clone());
+        async move {
+            let begun = Instant::now();
+            let task: Value = http
+                .post(format!("{base}/tasks"))
+                .bearer_auth(&token)
+                .json(&json!({"type": "js", "code": "1 + 1"}))
+                .send()
+                .await
+                .expect("POST /tasks")
+                .json()
+                .await
+                .expect("a task");
+            let id = task["id"].as_str().expect("an id").to_owned();
+            let mut status = task["status"].as_str().unwrap_or_default().to_owned();
+            while !matches!(status.as_str(), "succeeded" | "failed" | "cancelled") {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                let task: Value = http
+                    .get(format!("{base}/tasks/{id}"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .expect("GET /tasks/{id}")
+                    .json()
+                    .await
+                    .expect("a task");
+                status = task["status"].as_str().unwrap_or_default().to_owned();
+            }
+            assert_eq!(status, "succeeded");
+            begun.elapsed().as_secs_f64() * 1000.0
+        }
+    })
+    .await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut latencies = latencies;
+    latencies.sort_by(f64::total_cmp);
+    json!({
+        "count": count,
+        "concurrency": concurrency,
+        "scripts_per_second": count as f64 / elapsed,
+        "latency_ms_p50": percentile(&latencies, 50.0),
+        "latency_ms_p99": percentile(&latencies, 99.0),
+    })
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |i: usize| args.get(i).cloned().unwrap_or_else(|| panic!("argument {i} missing; see the module docs"));
+    let result = match arg(1).as_str() {
+        "delays" => {
+            delays(arg(2), arg(3), arg(4).parse().unwrap(), arg(5).parse().unwrap(), arg(6).parse().unwrap()).await
+        }
+        "scripts" => scripts(arg(2), arg(3), arg(4).parse().unwrap(), arg(5).parse().unwrap()).await,
+        other => panic!("unknown benchmark {other:?}"),
+    };
+    println!("{result}");
+}

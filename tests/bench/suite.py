@@ -1,0 +1,325 @@
+#!/usr/bin/env python3
+"""Taskgate's performance suite: each figure measured beside its reference
+in the same run on the same machine, written to docs/benchmarks/suite.md.
+
+    tests/bench/suite.sh                 # every section (builds release binaries first)
+    tests/bench/suite.sh --only reads,scripts
+
+Sections (see docs/benchmarks/suite.md for what each compares):
+  reads     authenticated GET /tasks/{id} and a filtered item page, versus a
+            bare hyper hello-world (wrk, 32 connections)
+  delays    N concurrent delays: start rate, lateness p50/p99, RSS per task
+  scripts   a trivial script: submit-to-succeeded latency, throughput
+  fanout    1,000 WebSocket subscribers of one project: change to last receipt
+  coldstart exec to the first poll of the Lambda Runtime API, per function
+            binary, versus a hello-world lambda_http binary
+
+Nothing here asserts anything: the figures are read against the targets in
+the issue and in docs/benchmarks/suite.md.
+"""
+import argparse
+import datetime
+import http.server
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+from local_server import free_port, serve  # noqa: E402
+
+PASSWORD = "benchmark operator passphrase"
+
+
+def call(base, method, path, token=None, body=None):
+    request = urllib.request.Request(base + path, method=method)
+    if token:
+        request.add_header("authorization", f"Bearer {token}")
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        request.add_header("content-type", "application/json")
+    with urllib.request.urlopen(request, data) as response:
+        return json.loads(response.read() or b"null")
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def wrk(url, token=None, seconds=10, connections=32):
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if token:
+        command += ["-H", f"Authorization: Bearer {token}"]
+    out = subprocess.run(command + [url], check=True, capture_output=True, text=True).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p99 = re.search(r"99%\s+([\d.]+\w+)", out)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": rate, "p99": p99.group(1) if p99 else "?",
+            "non_2xx": int(errors.group(1)) if errors else 0}
+
+
+class HelloServer:
+    """The bare hyper reference (bench-hello), for as long as the block runs."""
+
+    def __init__(self, release):
+        self.binary = os.path.join(release, "bench-hello")
+
+    def __enter__(self):
+        self.port = free_port()
+        self.process = subprocess.Popen([self.binary, f"127.0.0.1:{self.port}"])
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/")
+                break
+            except OSError:
+                time.sleep(0.05)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *_):
+        self.process.terminate()
+        self.process.wait()
+
+
+def section_reads(args):
+    rows = []
+    settings = {"TASKGATE_MAX_REQUESTS_PER_ADDRESS": "4096", "TASKGATE_MAX_REQUESTS_IN_FLIGHT": "4096"}
+    with HelloServer(args.release) as hello, serve(args.taskgate, PASSWORD, **settings) as (base, _):
+        token = call(base, "POST", "/auth", body={"username": "admin", "password": PASSWORD})["token"]
+        task = call(base, "POST", "/tasks", token, {"type": "delay", "seconds": 0})["id"]
+        project = call(base, "POST", "/projects", token, {"name": "Reads"})["id"]
+        for i in range(300):
+            call(base, "POST", f"/projects/{project}/items", token,
+                 {"title": f"item {i}", "status": ["pending", "in_progress", "completed"][i % 3],
+                  "due_date": f"2027-01-{1 + i % 28:02d}"})
+        reference = wrk(hello + "/", seconds=args.seconds)
+        rows.append(("bare hyper hello-world, `GET /`", reference, None))
+        for label, url, auth in [
+            ("anonymous `GET /`", base + "/", None),
+            ("`GET /` with a token", base + "/", token),
+            ("`GET /tasks/{id}`", f"{base}/tasks/{task}", token),
+            ("`GET /projects/{id}/items?status=pending&sort=due_date&limit=50` (300 items)",
+             f"{base}/projects/{project}/items?status=pending&sort=due_date&limit=50", token),
+        ]:
+            rows.append((label, wrk(url, auth, seconds=args.seconds), reference["rps"]))
+    lines = ["| request | req/s | p99 | vs hello-world | non-2xx |", "|---|---|---|---|---|"]
+    for label, result, ref in rows:
+        ratio = f"{100 * result['rps'] / ref:.0f}%" if ref else "reference"
+        lines.append(f"| {label} | {result['rps']:.0f} | {result['p99']} | {ratio} | {result['non_2xx']} |")
+    return "Authenticated reads (target: ≥ 40% of the hello-world)", lines
+
+
+def section_delays(args):
+    count = args.delays
+    # Every delay must still be pending when memory is read: due well after
+    # the last start (at ~1,500 starts per second, with room).
+    seconds = max(20.0, count / 1000 * 1.5 + 15)
+    settings = {"TASKGATE_MAX_ACTIVE_TASKS_PER_ADMIN": str(count * 2),
+                "TASKGATE_MAX_REQUESTS_PER_ADDRESS": "4096", "TASKGATE_MAX_REQUESTS_IN_FLIGHT": "4096"}
+    with serve(args.taskgate, PASSWORD, **settings) as (base, server):
+        token = call(base, "POST", "/auth", body={"username": "admin", "password": PASSWORD})["token"]
+        call(base, "POST", "/tasks", token, {"type": "delay", "seconds": 0})
+        time.sleep(1)
+        before = rss_kib(server.pid)
+        load = subprocess.Popen([os.path.join(args.release, "bench-load"), "delays", base, token,
+                                 str(count), str(seconds), "32"], stdout=subprocess.PIPE, text=True)
+        peak = before
+        while load.poll() is None:
+            peak = max(peak, rss_kib(server.pid))
+            time.sleep(0.2)
+        result = json.loads(load.stdout.read())
+    per_task = (peak - before) * 1024 / count
+    lines = [
+        "| figure | value | target |", "|---|---|---|",
+        f"| delays started | {count} (32 clients; each due {seconds:.0f} s after its start) | |",
+        f"| start rate | {result['starts_per_second']:.0f}/s | ≥ 5,000/s |",
+        f"| lateness p50 / p99 / max (of {result['sampled']} sampled) | {result['lateness_ms_p50']:.1f} / "
+        f"{result['lateness_ms_p99']:.1f} / {result['lateness_ms_max']:.1f} ms | p99 ≤ 10 ms |",
+        f"| RSS per pending delay | {per_task:.0f} B (RSS {before // 1024} → {peak // 1024} MiB) | ≤ 2 KB |",
+        f"| unfinished in the sample after their due time + 2 s | {result['unfinished_in_sample']} | 0 |",
+    ]
+    return f"{count} concurrent delay tasks", lines
+
+
+def section_scripts(args):
+    settings = {"TASKGATE_MAX_REQUESTS_PER_ADDRESS": "4096"}
+    with serve(args.taskgate, PASSWORD, **settings) as (base, _):
+        token = call(base, "POST", "/auth", body={"username": "admin", "password": PASSWORD})["token"]
+        load = os.path.join(args.release, "bench-load")
+        one = json.loads(subprocess.run([load, "scripts", base, token, "200", "1"], check=True,
+                                        capture_output=True, text=True).stdout)
+        many = json.loads(subprocess.run([load, "scripts", base, token, "400", "8"], check=True,
+                                         capture_output=True, text=True).stdout)
+    lines = [
+        "| figure | one at a time (200) | 8 at a time (400) |", "|---|---|---|",
+        f"| submit → succeeded p50 | {one['latency_ms_p50']:.1f} ms | {many['latency_ms_p50']:.1f} ms |",
+        f"| submit → succeeded p99 | {one['latency_ms_p99']:.1f} ms | {many['latency_ms_p99']:.1f} ms |",
+        f"| scripts per second | {one['scripts_per_second']:.0f} | {many['scripts_per_second']:.0f} |",
+    ]
+    return "A trivial script (`1 + 1`), polled every millisecond", lines
+
+
+def section_fanout(args):
+    env = dict(os.environ, TASKGATE_WS_MAX_CONNECTIONS_PER_USER="5000")
+    out = subprocess.run([sys.executable, os.path.join(HERE, "realtime_latency.py"), str(args.rounds),
+                          str(args.subscribers), args.taskgate], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    row = [line for line in out.splitlines() if line.startswith("|")][-1]
+    lines = ["| subscribers | changes | PATCH round trip p50 / p99 (ms) | "
+             "change to last subscriber p50 / p99 / max (ms) |", "|---|---|---|---|", row]
+    return f"WebSocket fan-out to {args.subscribers} subscribers (target: p99 ≤ 100 ms)", lines
+
+
+class RuntimeApi(http.server.BaseHTTPRequestHandler):
+    """The Lambda Runtime API, as far as a cold start needs: records when the
+    function first asks for an invocation, and never gives it one."""
+    first_poll = None
+
+    def do_GET(self):
+        if "/runtime/invocation/next" in self.path and RuntimeApi.first_poll is None:
+            RuntimeApi.first_poll = time.perf_counter()
+        time.sleep(5)
+        self.send_response(500)
+        self.end_headers()
+
+    def do_POST(self):
+        self.send_response(202)
+        self.end_headers()
+
+    def log_message(self, *_):
+        pass
+
+
+def cold_start(binary, env, runs):
+    times = []
+    for _ in range(runs):
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RuntimeApi)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        RuntimeApi.first_poll = None
+        full = dict(env, AWS_LAMBDA_RUNTIME_API=f"127.0.0.1:{server.server_address[1]}",
+                    AWS_LAMBDA_FUNCTION_NAME="bench", AWS_LAMBDA_FUNCTION_MEMORY_SIZE="512",
+                    AWS_LAMBDA_FUNCTION_VERSION="$LATEST", AWS_LAMBDA_LOG_GROUP_NAME="bench",
+                    AWS_LAMBDA_LOG_STREAM_NAME="bench")
+        started = time.perf_counter()
+        process = subprocess.Popen([binary], env=full, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = started + 20
+        while RuntimeApi.first_poll is None and time.perf_counter() < deadline and process.poll() is None:
+            time.sleep(0.0005)
+        if RuntimeApi.first_poll is not None:
+            times.append((RuntimeApi.first_poll - started) * 1000)
+        process.kill()
+        process.wait()
+        server.shutdown()
+        server.server_close()
+    return statistics.median(times) if times else float("nan"), len(times)
+
+
+def section_coldstart(args):
+    tools = os.environ.get("TASKGATE_TOOLS_DIR", os.path.expanduser("~/.cache/taskgate-tools"))
+    dynamodb = subprocess.run([os.path.join(ROOT, "infra/local/dynamodb-local.sh"), "start", args.work + "/ddb"],
+                              check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    moto = subprocess.run([os.path.join(ROOT, "infra/local/moto-server.sh"), "start", args.work + "/moto"],
+                          check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    try:
+        python = os.path.join(tools, "venv/bin/python")
+        secret = subprocess.run([python, "-c", f"""
+import boto3, time
+c = boto3.client('secretsmanager', endpoint_url='{moto}', region_name='us-east-1',
+                 aws_access_key_id='test', aws_secret_access_key='test')
+arn = c.create_secret(Name='bench-jwt', SecretString='x' * 64)['ARN']
+c.get_secret_value(SecretId=arn)
+times = []
+for _ in range(20):
+    t = time.perf_counter(); c.get_secret_value(SecretId=arn); times.append((time.perf_counter() - t) * 1000)
+times.sort()
+print(arn, times[len(times) // 2])
+"""], check=True, capture_output=True, text=True).stdout.split()
+        arn, secret_ms = secret[0], float(secret[1])
+        env = dict(os.environ, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_REGION="us-east-1",
+                   TASKGATE_DYNAMODB_ENDPOINT=dynamodb, TASKGATE_SECRETSMANAGER_ENDPOINT=moto,
+                   TASKGATE_STEPFUNCTIONS_ENDPOINT=moto, TASKGATE_S3_ENDPOINT=moto,
+                   TASKGATE_JWT_SECRET_ARN=arn, TASKGATE_FILES_BUCKET="bench-files",
+                   TASKGATE_STATE_MACHINE_ARN="arn:aws:states:us-east-1:123456789012:stateMachine:bench")
+        env.pop("TASKGATE_LOG", None)
+        binaries = [("hello-world `lambda_http` (reference)", "bench-lambda-hello", {}),
+                    ("`http-api` (every HTTP function)", "http-api", {}),
+                    ("`realtime` ($connect)", "realtime", {"TASKGATE_REALTIME_HANDLER": "connect"}),
+                    ("`realtime` (fan-out)", "realtime", {"TASKGATE_REALTIME_HANDLER": "fan-out"}),
+                    ("`step-record`", "step-record", {}), ("`step-js`", "step-js", {}),
+                    ("`step-export`", "step-export", {}), ("`task-reconciler`", "task-reconciler", {}),
+                    ("`upload-reaper`", "upload-reaper", {})]
+        lines = ["| binary | exec → first poll (median) | runs | vs reference |", "|---|---|---|---|"]
+        reference = None
+        for label, name, extra in binaries:
+            median, runs = cold_start(os.path.join(args.release, name), dict(env, **extra), args.runs)
+            if reference is None:
+                reference = median
+                lines.append(f"| {label} | {median:.1f} ms | {runs} | reference |")
+            else:
+                lines.append(f"| {label} | {median:.1f} ms | {runs} | +{median - reference:.1f} ms |")
+        lines.append(f"| a `GetSecretValue` round trip to moto (Python client, median of 20) | "
+                     f"{secret_ms:.1f} ms | 20 | the secret read's share |")
+    finally:
+        subprocess.run([os.path.join(ROOT, "infra/local/dynamodb-local.sh"), "stop", args.work + "/ddb"])
+        subprocess.run([os.path.join(ROOT, "infra/local/moto-server.sh"), "stop", args.work + "/moto"])
+    return ("Lambda cold start, emulated Runtime API (target: ≤ the reference + the secret read + 5 ms)",
+            lines)
+
+
+SECTIONS = {"reads": section_reads, "delays": section_delays, "scripts": section_scripts,
+            "fanout": section_fanout, "coldstart": section_coldstart}
+
+
+def machine():
+    cpu = "?"
+    with open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
+    return f"{os.cpu_count()} cores ({cpu}), commit {commit}, release build"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--release", required=True, help="the release target directory")
+    parser.add_argument("--only", default=",".join(SECTIONS))
+    parser.add_argument("--seconds", type=int, default=10, help="wrk's duration per request")
+    parser.add_argument("--delays", type=int, default=10000)
+    parser.add_argument("--rounds", type=int, default=50)
+    parser.add_argument("--subscribers", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=5, help="cold starts per binary")
+    parser.add_argument("--out", default=os.path.join(ROOT, "docs/benchmarks/suite-results.md"))
+    parser.add_argument("--work", default="/tmp/taskgate-bench")
+    args = parser.parse_args()
+    args.taskgate = os.path.join(args.release, "taskgate")
+    os.makedirs(args.work, exist_ok=True)
+    chosen = [name.strip() for name in args.only.split(",") if name.strip()]
+    parts = [f"## Run of {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+             "", machine(), ""]
+    for name in chosen:
+        print(f"== {name}", flush=True)
+        title, lines = SECTIONS[name](args)
+        parts += [f"### {title}", "", *lines, ""]
+        print("\n".join(lines), flush=True)
+    with open(args.out, "a") as out:
+        out.write("\n".join(parts) + "\n")
+    print(f"appended to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
