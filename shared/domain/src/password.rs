@@ -165,8 +165,7 @@ pub struct PasswordHasher {
 
 /// The argon2id hash, with [`PasswordHasher`]'s parameters, of a password no
 /// one has (`taskgate dummy password for unknown users`).
-const DUMMY_HASH: &str =
-    "$argon2id$v=19$m=19456,t=2,p=1$DhP2N/ZT+aZdQJW8MlyePw$7+IJ3VbLXI17iGSTjRNkN/DSGkiSKAJuqXCRsqBRw+w";
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$DhP2N/ZT+aZdQJW8MlyePw$7+IJ3VbLXI17iGSTjRNkN/DSGkiSKAJuqXCRsqBRw+w";
 
 impl PasswordHasher {
     /// OWASP Password Storage Cheat Sheet, argon2id option 5 (the minimum it

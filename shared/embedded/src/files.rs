@@ -77,7 +77,7 @@ impl FileStore for EmbeddedStore {
 
     async fn get_file(&self, id: &FileId) -> StoreResult<Option<StoredFile>> {
         let id = id.to_string();
-        self.with_conn(move |conn| {
+        self.with_reader(move |conn| {
             conn.query_row("SELECT item FROM files WHERE file_id = ?1", [id], |row| {
                 row.get::<_, String>(0)
             })
@@ -133,7 +133,7 @@ impl FileStore for EmbeddedStore {
     ) -> StoreResult<Page<StoredFile, FileId>> {
         let owner = owner.to_string();
         let after = after.map(ToString::to_string);
-        self.with_conn(move |conn| {
+        self.with_reader(move |conn| {
             // File ids are UUIDv7: descending text order is newest first.
             let found = rows(
                 conn,
@@ -165,7 +165,7 @@ impl FileStore for EmbeddedStore {
 
     async fn used_bytes(&self, owner: &UserId) -> StoreResult<u64> {
         let owner = owner.to_string();
-        self.with_conn(move |conn| {
+        self.with_reader(move |conn| {
             conn.query_row(
                 "SELECT coalesce(sum(size), 0) FROM files WHERE owner_id = ?1",
                 [owner],

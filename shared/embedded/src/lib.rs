@@ -41,10 +41,22 @@ use std::time::Duration;
 use rusqlite::Connection;
 use taskgate_domain::ports::{Page, StoreError, StoreResult};
 
-/// The embedded store. Cheap to clone; clones share one connection.
+/// The embedded store. Cheap to clone; clones share one writing connection
+/// and, for a database file, a few read-only ones.
 #[derive(Clone)]
 pub struct EmbeddedStore {
     conn: Arc<Mutex<Connection>>,
+    /// Read-only connections to the same file (WAL lets them read while the
+    /// writer writes), so reads are not serialised behind writes or each
+    /// other. `None` in memory, where every call uses `conn`.
+    readers: Option<Arc<Readers>>,
+    sessions: Arc<tokens::SessionCache>,
+}
+
+/// A pool of read-only connections: a permit per idle connection.
+struct Readers {
+    idle: Mutex<Vec<Connection>>,
+    permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl EmbeddedStore {
@@ -59,7 +71,26 @@ impl EmbeddedStore {
             .map_err(sql)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(sql)?;
-        Self::init(conn)
+        let mut store = Self::init(conn)?;
+        // Opened after `init` migrated the schema.
+        let count = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
+        let mut idle = Vec::with_capacity(count);
+        for _ in 0..count {
+            let reader = Connection::open_with_flags(
+                path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(sql)?;
+            reader.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
+            reader.set_prepared_statement_cache_capacity(64);
+            idle.push(reader);
+        }
+        store.readers = Some(Arc::new(Readers {
+            idle: Mutex::new(idle),
+            permits: Arc::new(tokio::sync::Semaphore::new(count)),
+        }));
+        Ok(store)
     }
 
     /// A fresh database that lives as long as this value (and its clones).
@@ -69,10 +100,49 @@ impl EmbeddedStore {
 
     fn init(mut conn: Connection) -> StoreResult<Self> {
         conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
+        conn.set_prepared_statement_cache_capacity(64);
         schema::migrate(&mut conn)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            readers: None,
+            sessions: Arc::default(),
         })
+    }
+
+    /// Runs `f`, which only reads, on a read-only connection (the writing
+    /// one in memory) on the blocking pool.
+    async fn with_reader<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let Some(readers) = &self.readers else {
+            return self.with_conn(f).await;
+        };
+        let readers = Arc::clone(readers);
+        let permit = Arc::clone(&readers.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::other("the store's readers are closed"))?;
+        tokio::task::spawn_blocking(move || {
+            // The permit guarantees an idle connection.
+            let mut conn = readers
+                .idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop()
+                .expect("a permit means an idle reader");
+            let result = f(&mut conn);
+            readers
+                .idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(conn);
+            drop(permit);
+            result
+        })
+        .await
+        .map_err(|e| StoreError::other(format!("store task failed: {e}")))?
     }
 
     /// Runs `f` with the connection on the blocking pool.

@@ -215,7 +215,7 @@ impl ProjectStore for EmbeddedStore {
 
     async fn get_project(&self, id: &ProjectId) -> StoreResult<Option<Project>> {
         let id = id.to_string();
-        self.with_conn(move |conn| {
+        self.with_reader(move |conn| {
             rows(
                 conn,
                 "project",
@@ -229,7 +229,7 @@ impl ProjectStore for EmbeddedStore {
 
     async fn project_log(&self, id: &ProjectId) -> StoreResult<Vec<ProjectEntry>> {
         let id = id.to_string();
-        self.with_conn(move |conn| {
+        self.with_reader(move |conn| {
             rows(
                 conn,
                 "project log entry",
@@ -247,7 +247,7 @@ impl ProjectStore for EmbeddedStore {
         limit: usize,
     ) -> StoreResult<Page<Project, ProjectId>> {
         let (member, after) = (member.to_string(), after.map(ToString::to_string));
-        self.with_conn(move |conn| {
+        self.with_reader(move |conn| {
             let found: Vec<Project> = rows(
                 conn,
                 "project",
@@ -267,7 +267,7 @@ impl ProjectStore for EmbeddedStore {
         limit: usize,
     ) -> StoreResult<Page<Project, ProjectId>> {
         let after = after.map(ToString::to_string);
-        self.with_conn(move |conn| {
+        self.with_reader(move |conn| {
             let found: Vec<Project> = rows(
                 conn,
                 "project",
@@ -282,7 +282,7 @@ impl ProjectStore for EmbeddedStore {
 
     async fn owned_projects(&self, owner: &Username) -> StoreResult<Vec<ProjectId>> {
         let owner = owner.to_string();
-        self.with_conn(move |conn| {
+        self.with_reader(move |conn| {
             let mut statement = conn
                 .prepare_cached(
                     "SELECT project_id FROM projects WHERE owner = ?1 AND deleted = 0
@@ -340,7 +340,7 @@ impl ProjectStore for EmbeddedStore {
 
     async fn get_item(&self, id: &ItemId) -> StoreResult<Option<Item>> {
         let id = id.to_string();
-        self.with_conn(move |conn| {
+        self.with_reader(move |conn| {
             rows(
                 conn,
                 "item",
@@ -354,7 +354,7 @@ impl ProjectStore for EmbeddedStore {
 
     async fn item_log(&self, id: &ItemId) -> StoreResult<Vec<ItemEntry>> {
         let id = id.to_string();
-        self.with_conn(move |conn| {
+        self.with_reader(move |conn| {
             rows(
                 conn,
                 "item log entry",
@@ -372,7 +372,7 @@ impl ProjectStore for EmbeddedStore {
         limit: usize,
     ) -> StoreResult<Vec<FeedEntry>> {
         let project = project.to_string();
-        self.with_conn(move |conn| {
+        self.with_reader(move |conn| {
             let mut statement = conn
                 .prepare_cached(
                     "SELECT f.position, f.item_id IS NULL, coalesce(i.entry, p.entry)
@@ -417,7 +417,7 @@ impl ProjectStore for EmbeddedStore {
     async fn list_items(&self, query: &ItemQuery) -> StoreResult<Page<Item, Position>> {
         let (statement, values) = item_listing(query);
         let (sort, limit) = (query.sort, query.limit);
-        self.with_conn(move |conn| {
+        self.with_reader(move |conn| {
             let found: Vec<Item> =
                 rows(conn, "item", &statement, rusqlite::params_from_iter(values))?;
             Ok(page_of(found, limit, |item| sort.position(item)))
@@ -453,7 +453,7 @@ impl ProjectStore for EmbeddedStore {
         username: &Username,
     ) -> StoreResult<Vec<Item>> {
         let (project, username) = (project.to_string(), username.to_string());
-        self.with_conn(move |conn| {
+        self.with_reader(move |conn| {
             rows(
                 conn,
                 "item",

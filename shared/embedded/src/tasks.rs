@@ -31,7 +31,7 @@ impl TaskLog for EmbeddedStore {
 
     async fn task_progress(&self, task: &TaskId) -> StoreResult<Option<f64>> {
         let task_id = task.to_string();
-        self.with_conn(move |conn| {
+        self.with_reader(move |conn| {
             use rusqlite::OptionalExtension as _;
             conn.query_row(
                 "SELECT progress FROM task_progress WHERE task_id = ?1",
@@ -126,7 +126,7 @@ impl TaskLog for EmbeddedStore {
 
     async fn active_tasks(&self, owner: &UserId) -> StoreResult<u64> {
         let owner = owner.to_string();
-        self.with_conn(move |conn| {
+        self.with_reader(move |conn| {
             conn.query_row(
                 "SELECT coalesce((SELECT active FROM active_tasks WHERE owner_id = ?1), 0)",
                 [owner],
@@ -140,7 +140,7 @@ impl TaskLog for EmbeddedStore {
 
     async fn task_events(&self, task: &TaskId) -> StoreResult<Vec<TaskEvent>> {
         let task = task.to_string();
-        self.with_conn(move |conn| {
+        self.with_reader(move |conn| {
             let mut statement = conn
                 .prepare_cached("SELECT item FROM task_events WHERE task_id = ?1 ORDER BY seq")
                 .map_err(sql)?;
@@ -161,7 +161,7 @@ impl TaskLog for EmbeddedStore {
         let owner = owner.to_string();
         // Task ids are UUIDv7: descending text order is newest first.
         let after = after.map(ToString::to_string);
-        self.with_conn(move |conn| {
+        self.with_reader(move |conn| {
             let mut statement = conn
                 .prepare_cached(
                     "SELECT task_id FROM task_events

@@ -40,7 +40,7 @@ impl TokenStore for EmbeddedStore {
 
     async fn get_token(&self, jti: &TokenId) -> StoreResult<Option<TokenRecord>> {
         let jti = jti.to_string();
-        self.with_conn(move |conn| {
+        self.with_reader(move |conn| {
             let item: Option<String> = conn
                 .query_row("SELECT item FROM tokens WHERE jti = ?1", [jti], |row| {
                     row.get(0)
@@ -55,9 +55,11 @@ impl TokenStore for EmbeddedStore {
 
     async fn delete_token(&self, jti: &TokenId) -> StoreResult<()> {
         let jti = jti.to_string();
+        let sessions = self.sessions.clone();
         self.with_conn(move |conn| {
-            conn.execute("DELETE FROM tokens WHERE jti = ?1", [jti])
+            conn.execute("DELETE FROM tokens WHERE jti = ?1", [&jti])
                 .map_err(sql)?;
+            sessions.forget(|key, _| key == jti.as_str());
             Ok(())
         })
         .await
@@ -70,12 +72,16 @@ impl TokenStore for EmbeddedStore {
     ) -> StoreResult<usize> {
         let username = username.as_str().to_owned();
         let keep = keep.map(|jti| jti.to_string()).unwrap_or_default();
+        let sessions = self.sessions.clone();
         self.with_conn(move |conn| {
-            conn.execute(
-                "DELETE FROM tokens WHERE username = ?1 AND jti <> ?2",
-                params![username, keep],
-            )
-            .map_err(sql)
+            let deleted = conn
+                .execute(
+                    "DELETE FROM tokens WHERE username = ?1 AND jti <> ?2",
+                    params![username, keep],
+                )
+                .map_err(sql)?;
+            sessions.forget(|key, user| user.username.as_str() == username && key != keep);
+            Ok(deleted)
         })
         .await
     }
@@ -89,31 +95,98 @@ impl SessionStore for EmbeddedStore {
         username: &Username,
     ) -> StoreResult<(Option<TokenRecord>, Option<User>)> {
         let (jti, username) = (jti.to_string(), username.as_str().to_owned());
-        self.with_conn(move |conn| {
+        if let Some((token, user)) = self.sessions.get(&jti, &username) {
+            return Ok((Some(token), Some(user)));
+        }
+        let generation = self.sessions.generation();
+        let sessions = self.sessions.clone();
+        self.with_reader(move |conn| {
             // One read transaction, so token and user are seen at one instant.
             let tx = conn.transaction().map_err(sql)?;
             let token: Option<String> = tx
-                .query_row("SELECT item FROM tokens WHERE jti = ?1", [&jti], |row| {
-                    row.get(0)
-                })
-                .optional()
+                .prepare_cached("SELECT item FROM tokens WHERE jti = ?1")
+                .and_then(|mut s| s.query_row([&jti], |row| row.get(0)).optional())
                 .map_err(sql)?;
             let user: Option<String> = tx
-                .query_row(
-                    "SELECT item FROM users WHERE username = ?1",
-                    [&username],
-                    |row| row.get(0),
-                )
-                .optional()
+                .prepare_cached("SELECT item FROM users WHERE username = ?1")
+                .and_then(|mut s| s.query_row([&username], |row| row.get(0)).optional())
                 .map_err(sql)?;
             let token = token
                 .map(|t| serde_json::from_str(&t).map_err(|e| corrupt("token", e)))
                 .transpose()?;
-            let user = user
+            let user: Option<User> = user
                 .map(|u| serde_json::from_str(&u).map_err(|e| corrupt("user", e)))
                 .transpose()?;
+            if let (Some(token), Some(user)) = (&token, &user) {
+                sessions.keep(generation, (jti, username), token, user);
+            }
             Ok((token, user))
         })
         .await
+    }
+}
+
+/// The sessions (token and user) read lately, by token id: every
+/// authenticated request loads one, most of them the same few. Every write
+/// of this store that revokes a token or changes or deletes a user drops
+/// the entries it affects, in the same call, and bumps a generation, so a
+/// read that raced with it is not kept: a revocation takes effect at once.
+/// Entries live [`SESSION_TTL`] at most, which bounds how long a change made
+/// by another process on the same file (none of `taskgate`'s tools revoke
+/// sessions) can go unseen.
+type Cached = (TokenRecord, User, std::time::Instant);
+
+#[derive(Default)]
+pub(crate) struct SessionCache {
+    /// By token id and the username the token names (a forged token may pair
+    /// a real id with another name: it must not meet the real session).
+    entries: std::sync::Mutex<std::collections::HashMap<(String, String), Cached>>,
+    generation: std::sync::atomic::AtomicU64,
+}
+
+/// How long a cached session is trusted without reading it again.
+const SESSION_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+/// Most sessions kept; past it the cache starts over.
+const MAX_SESSIONS: usize = 100_000;
+
+impl SessionCache {
+    fn entries(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<(String, String), Cached>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, jti: &str, username: &str) -> Option<(TokenRecord, User)> {
+        let entries = self.entries();
+        let (token, user, at) = entries.get(&(jti.to_owned(), username.to_owned()))?;
+        (at.elapsed() < SESSION_TTL).then(|| (token.clone(), user.clone()))
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Keeps a session read at `generation`, unless something was revoked
+    /// or changed since.
+    fn keep(&self, generation: u64, key: (String, String), token: &TokenRecord, user: &User) {
+        let mut entries = self.entries();
+        if self.generation() != generation {
+            return;
+        }
+        if entries.len() >= MAX_SESSIONS {
+            entries.clear();
+        }
+        entries.insert(
+            key,
+            (token.clone(), user.clone(), std::time::Instant::now()),
+        );
+    }
+
+    /// Drops the sessions `affected` says (by token id and user).
+    pub(crate) fn forget(&self, affected: impl Fn(&str, &User) -> bool) {
+        let mut entries = self.entries();
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        entries.retain(|(jti, _), (_, user, _)| !affected(jti, user));
     }
 }

@@ -89,7 +89,7 @@ impl UserStore for EmbeddedStore {
 
     async fn get_user(&self, username: &Username) -> StoreResult<Option<User>> {
         let username = username.clone();
-        self.with_conn(move |conn| {
+        self.with_reader(move |conn| {
             let item: Option<String> = conn
                 .query_row(
                     "SELECT item FROM users WHERE username = ?1",
@@ -105,7 +105,7 @@ impl UserStore for EmbeddedStore {
 
     async fn get_user_by_email(&self, email: &Email) -> StoreResult<Option<User>> {
         let key = email.key();
-        self.with_conn(move |conn| {
+        self.with_reader(move |conn| {
             let item: Option<String> = conn
                 .query_row(
                     "SELECT item FROM users WHERE email_key = ?1",
@@ -125,7 +125,7 @@ impl UserStore for EmbeddedStore {
         limit: usize,
     ) -> StoreResult<Page<User, Username>> {
         let after = after.map(|u| u.as_str().to_owned()).unwrap_or_default();
-        self.with_conn(move |conn| {
+        self.with_reader(move |conn| {
             let mut statement = conn
                 .prepare_cached(
                     "SELECT item FROM users WHERE username > ?1 ORDER BY username LIMIT ?2",
@@ -148,6 +148,7 @@ impl UserStore for EmbeddedStore {
 
     async fn update_user(&self, current: &User, next: &User) -> StoreResult<()> {
         let (current, next) = (current.clone(), next.clone());
+        let sessions = self.sessions.clone();
         self.with_conn(move |conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -175,13 +176,16 @@ impl UserStore for EmbeddedStore {
                 ],
             )
             .map_err(email_or)?;
-            tx.commit().map_err(sql)
+            tx.commit().map_err(sql)?;
+            sessions.forget(|_, user| user.username == next.username);
+            Ok(())
         })
         .await
     }
 
     async fn delete_user(&self, user: &User) -> StoreResult<()> {
         let user = user.clone();
+        let sessions = self.sessions.clone();
         self.with_conn(move |conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -199,13 +203,15 @@ impl UserStore for EmbeddedStore {
                 [user.username.as_str()],
             )
             .map_err(sql)?;
-            tx.commit().map_err(sql)
+            tx.commit().map_err(sql)?;
+            sessions.forget(|_, cached| cached.username == user.username);
+            Ok(())
         })
         .await
     }
 
     async fn count_admins(&self) -> StoreResult<u64> {
-        self.with_conn(|conn| {
+        self.with_reader(|conn| {
             let tx = conn.transaction().map_err(sql)?;
             admin_count(&tx)
         })

@@ -44,8 +44,8 @@ async fn handle(request: Request<Incoming>, blob: PathBuf) -> Result<Response<Bo
         }
         (&Method::GET, "/blob") => {
             let file = tokio::fs::File::open(&blob).await.expect("the blob file");
-            let stream = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024)
-                .map_ok(Frame::data);
+            let stream =
+                tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024).map_ok(Frame::data);
             Response::new(BodyExt::boxed(StreamBody::new(stream)))
         }
         _ => {
@@ -64,7 +64,8 @@ async fn main() {
         .unwrap_or_else(|| "127.0.0.1:8088".into())
         .parse()
         .expect("an address");
-    let blob = PathBuf::from(std::env::var("BENCH_BLOB").unwrap_or_else(|_| "/tmp/bench-blob".into()));
+    let blob =
+        PathBuf::from(std::env::var("BENCH_BLOB").unwrap_or_else(|_| "/tmp/bench-blob".into()));
     let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
     loop {
         let Ok((stream, _)) = listener.accept().await else {

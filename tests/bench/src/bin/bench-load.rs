@@ -63,7 +63,13 @@ fn timestamp(raw: &str) -> f64 {
     at.unix_timestamp_nanos() as f64 / 1e9
 }
 
-async fn delays(base: String, token: String, count: usize, seconds: f64, concurrency: usize) -> Value {
+async fn delays(
+    base: String,
+    token: String,
+    count: usize,
+    seconds: f64,
+    concurrency: usize,
+) -> Value {
     let http = client(concurrency);
     let started = Instant::now();
     let ids = {
@@ -88,13 +94,18 @@ async fn delays(base: String, token: String, count: usize, seconds: f64, concurr
     let elapsed = started.elapsed().as_secs_f64();
     // Every delay is due `seconds` after its start: wait for the last one.
     tokio::time::sleep(Duration::from_secs_f64(seconds + 2.0)).await;
-    let sample: Vec<String> = ids.iter().step_by((ids.len() / 2000).max(1)).cloned().collect();
+    let sample: Vec<String> = ids
+        .iter()
+        .step_by((ids.len() / 2000).max(1))
+        .cloned()
+        .collect();
     let sampled = sample.len();
     let sample = Arc::new(sample);
     let lateness = {
         let (http, base, token) = (http.clone(), base.clone(), token.clone());
         run_all(sampled, concurrency.min(16), move |i| {
-            let (http, base, token, sample) = (http.clone(), base.clone(), token.clone(), sample.clone());
+            let (http, base, token, sample) =
+                (http.clone(), base.clone(), token.clone(), sample.clone());
             async move {
                 let events: Value = http
                     .get(format!("{base}/tasks/{}/events", sample[i]))
@@ -183,12 +194,31 @@ async fn scripts(base: String, token: String, count: usize, concurrency: usize) 
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let arg = |i: usize| args.get(i).cloned().unwrap_or_else(|| panic!("argument {i} missing; see the module docs"));
+    let arg = |i: usize| {
+        args.get(i)
+            .cloned()
+            .unwrap_or_else(|| panic!("argument {i} missing; see the module docs"))
+    };
     let result = match arg(1).as_str() {
         "delays" => {
-            delays(arg(2), arg(3), arg(4).parse().unwrap(), arg(5).parse().unwrap(), arg(6).parse().unwrap()).await
+            delays(
+                arg(2),
+                arg(3),
+                arg(4).parse().unwrap(),
+                arg(5).parse().unwrap(),
+                arg(6).parse().unwrap(),
+            )
+            .await
         }
-        "scripts" => scripts(arg(2), arg(3), arg(4).parse().unwrap(), arg(5).parse().unwrap()).await,
+        "scripts" => {
+            scripts(
+                arg(2),
+                arg(3),
+                arg(4).parse().unwrap(),
+                arg(5).parse().unwrap(),
+            )
+            .await
+        }
         other => panic!("unknown benchmark {other:?}"),
     };
     println!("{result}");
