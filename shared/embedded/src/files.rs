@@ -48,7 +48,7 @@ impl FileStore for EmbeddedStore {
         let (id, owner, size, uploading, expires_at, version, item) = columns(file);
         self.with_conn(move |conn| {
             let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .savepoint()
                 .map_err(sql)?;
             let used: i64 = tx
                 .query_row(

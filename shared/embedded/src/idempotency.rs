@@ -23,9 +23,7 @@ impl IdempotencyStore for EmbeddedStore {
             taskgate_domain::timestamp::format(expires_at),
         );
         self.with_conn(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(sql)?;
+            let tx = conn.savepoint().map_err(sql)?;
             let found: Option<(String, Option<String>, String)> = tx
                 .query_row(
                     "SELECT fingerprint, response, expires_at FROM idempotency WHERE scope = ?1",

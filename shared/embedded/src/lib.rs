@@ -50,6 +50,7 @@ pub struct EmbeddedStore {
     /// writer writes), so reads are not serialised behind writes or each
     /// other. `None` in memory, where every call uses `conn`.
     readers: Option<Arc<Readers>>,
+    writes: Arc<Writes>,
     sessions: Arc<tokens::SessionCache>,
 }
 
@@ -105,6 +106,7 @@ impl EmbeddedStore {
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             readers: None,
+            writes: Arc::default(),
             sessions: Arc::default(),
         })
     }
@@ -145,22 +147,151 @@ impl EmbeddedStore {
         .map_err(|e| StoreError::other(format!("store task failed: {e}")))?
     }
 
-    /// Runs `f` with the connection on the blocking pool.
+    /// Runs `f` on the writing connection, in a batch with whatever other
+    /// calls are waiting (group commit): one transaction, one fsync, for
+    /// all of them. Each call runs inside a savepoint of its own, so one
+    /// that fails changes nothing and leaves the others alone; every call
+    /// gets its answer only once the batch is committed (durable), or the
+    /// commit's error. The first caller to find no batch running runs
+    /// batches, on the blocking pool, until none is waiting.
     async fn with_conn<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let lead = {
+            let mut queue = self.writes.queue.lock().unwrap_or_else(|p| p.into_inner());
+            queue.push(Box::new(Pending {
+                work: Some(f),
+                result: None,
+                reply: Some(reply),
+            }));
+            let mut leading = self
+                .writes
+                .leading
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            !std::mem::replace(&mut *leading, true)
+        };
+        if lead {
+            let (conn, writes) = (Arc::clone(&self.conn), Arc::clone(&self.writes));
+            tokio::task::spawn_blocking(move || writes.run_batches(&conn));
+        }
+        answer
+            .await
+            .map_err(|_| StoreError::other("a store call was dropped unanswered"))?
+    }
+}
+
+/// Calls waiting for the writing connection, and whether a batch runs.
+#[derive(Default)]
+struct Writes {
+    queue: Mutex<Vec<Box<dyn Job>>>,
+    /// Locked after `queue` only.
+    leading: Mutex<bool>,
+}
+
+/// Most calls in one batch (one transaction).
+const MAX_BATCH: usize = 256;
+
+trait Job: Send {
+    /// Runs the call; whether it succeeded (its changes are to be kept).
+    fn run(&mut self, conn: &mut Connection) -> bool;
+    /// Answers the caller: its result, or the batch's commit error.
+    fn answer(self: Box<Self>, committed: Result<(), &str>);
+}
+
+struct Pending<T, F> {
+    work: Option<F>,
+    result: Option<StoreResult<T>>,
+    reply: Option<tokio::sync::oneshot::Sender<StoreResult<T>>>,
+}
+
+impl<T, F> Job for Pending<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+{
+    fn run(&mut self, conn: &mut Connection) -> bool {
+        let work = self.work.take().expect("a job runs once");
+        // A panic in one call must not take the batch (and the others'
+        // answers) with it.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(conn)))
+            .unwrap_or_else(|_| Err(StoreError::other("a store call panicked")));
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn answer(mut self: Box<Self>, committed: Result<(), &str>) {
+        let result = match (self.result.take(), committed) {
+            (Some(Ok(_)), Err(e)) => Err(StoreError::unavailable(format!(
+                "the write was not committed: {e}"
+            ))),
+            (Some(result), _) => result,
+            (None, Err(e)) => Err(StoreError::unavailable(format!(
+                "the write could not start: {e}"
+            ))),
+            (None, Ok(())) => Err(StoreError::other("a store call did not run")),
+        };
+        if let Some(reply) = self.reply.take() {
+            let _ = reply.send(result);
+        }
+    }
+}
+
+impl Writes {
+    /// Runs batches until no call is waiting (then lets the next caller lead).
+    fn run_batches(&self, conn: &Mutex<Connection>) {
+        loop {
+            let batch: Vec<Box<dyn Job>> = {
+                let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+                if queue.is_empty() {
+                    *self.leading.lock().unwrap_or_else(|p| p.into_inner()) = false;
+                    return;
+                }
+                let take = queue.len().min(MAX_BATCH);
+                queue.drain(..take).collect()
+            };
             // A panic while holding the lock cannot leave a half-applied
-            // transaction behind (SQLite rolls it back), so a poisoned lock is
-            // safe to reuse.
-            let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            f(&mut guard)
-        })
-        .await
-        .map_err(|e| StoreError::other(format!("store task failed: {e}")))?
+            // transaction behind (SQLite rolls it back), so a poisoned lock
+            // is safe to reuse.
+            let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            Self::run_batch(&mut conn, batch);
+        }
+    }
+
+    fn run_batch(conn: &mut Connection, mut batch: Vec<Box<dyn Job>>) {
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let message = e.to_string();
+            for job in batch {
+                job.answer(Err(&message));
+            }
+            return;
+        }
+        for job in &mut batch {
+            let _ = conn.execute_batch("SAVEPOINT call");
+            let keep = job.run(conn);
+            if !keep {
+                let _ = conn.execute_batch("ROLLBACK TO call");
+            }
+            let _ = conn.execute_batch("RELEASE call");
+        }
+        match conn.execute_batch("COMMIT") {
+            Ok(()) => {
+                for job in batch {
+                    job.answer(Ok(()));
+                }
+            }
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                let message = e.to_string();
+                for job in batch {
+                    job.answer(Err(&message));
+                }
+            }
+        }
     }
 }
 

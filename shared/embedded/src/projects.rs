@@ -40,11 +40,9 @@ fn append(
     log_insert: &str,
     log_params: impl rusqlite::Params,
     feed: (&str, Option<&str>, i64),
-    write: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>,
+    write: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<()>,
 ) -> StoreResult<u64> {
-    let tx = conn
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(sql)?;
+    let tx = conn.savepoint().map_err(sql)?;
     if tx.execute(log_insert, log_params).map_err(sql)? == 0 {
         return Err(StoreError::Conflict);
     }

@@ -70,9 +70,7 @@ impl TaskLog for EmbeddedStore {
         let item = serde_json::to_string(event).expect("an event always serialises");
         let (task_id, seq) = (event.task_id.to_string(), event.seq as i64);
         self.with_conn(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(sql)?;
+            let tx = conn.savepoint().map_err(sql)?;
             let active: i64 = tx
                 .query_row(
                     "SELECT coalesce((SELECT active FROM active_tasks WHERE owner_id = ?1), 0)",
@@ -105,9 +103,7 @@ impl TaskLog for EmbeddedStore {
         let item = serde_json::to_string(event).expect("an event always serialises");
         let (task_id, seq) = (event.task_id.to_string(), event.seq as i64);
         self.with_conn(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(sql)?;
+            let tx = conn.savepoint().map_err(sql)?;
             insert_new(
                 &tx,
                 "INSERT INTO task_events (task_id, seq, owner_id, item) VALUES (?1, ?2, NULL, ?3)

@@ -18,7 +18,7 @@ impl TokenStore for EmbeddedStore {
     async fn insert_token(&self, token: &TokenRecord) -> StoreResult<()> {
         let token = token.clone();
         self.with_conn(move |conn| {
-            let tx = conn.transaction().map_err(sql)?;
+            let tx = conn.savepoint().map_err(sql)?;
             let cutoff = time::OffsetDateTime::now_utc().unix_timestamp() - PURGE_AFTER_SECONDS;
             tx.execute("DELETE FROM tokens WHERE expires_at < ?1", [cutoff])
                 .map_err(sql)?;
@@ -102,7 +102,7 @@ impl SessionStore for EmbeddedStore {
         let sessions = self.sessions.clone();
         self.with_reader(move |conn| {
             // One read transaction, so token and user are seen at one instant.
-            let tx = conn.transaction().map_err(sql)?;
+            let tx = conn.savepoint().map_err(sql)?;
             let token: Option<String> = tx
                 .prepare_cached("SELECT item FROM tokens WHERE jti = ?1")
                 .and_then(|mut s| s.query_row([&jti], |row| row.get(0)).optional())

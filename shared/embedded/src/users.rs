@@ -1,7 +1,7 @@
 //! `UserStore` on SQLite.
 
 use async_trait::async_trait;
-use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, params};
 use taskgate_domain::ports::{Page, StoreError, StoreResult, UserStore};
 use taskgate_domain::user::{Email, Level, User, Username};
 
@@ -15,7 +15,7 @@ fn from_json(item: &str) -> StoreResult<User> {
     serde_json::from_str(item).map_err(|e| corrupt("user", e))
 }
 
-fn admin_count(tx: &Transaction<'_>) -> StoreResult<u64> {
+fn admin_count(tx: &rusqlite::Connection) -> StoreResult<u64> {
     let count: i64 = tx
         .query_row(
             "SELECT COUNT(*) FROM users WHERE level = 'admin'",
@@ -29,7 +29,7 @@ fn admin_count(tx: &Transaction<'_>) -> StoreResult<u64> {
 /// The identity, level and version of the stored user, if there is one.
 /// Versions are stored as SQLite integers (i64); a version never gets near 2^63.
 fn stored_state(
-    tx: &Transaction<'_>,
+    tx: &rusqlite::Connection,
     username: &str,
 ) -> StoreResult<Option<(String, String, i64)>> {
     tx.query_row(
@@ -150,9 +150,7 @@ impl UserStore for EmbeddedStore {
         let (current, next) = (current.clone(), next.clone());
         let sessions = self.sessions.clone();
         self.with_conn(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(sql)?;
+            let tx = conn.savepoint().map_err(sql)?;
             let expected = (
                 current.user_id.to_string(),
                 current.level.as_str().to_owned(),
@@ -187,9 +185,7 @@ impl UserStore for EmbeddedStore {
         let user = user.clone();
         let sessions = self.sessions.clone();
         self.with_conn(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(sql)?;
+            let tx = conn.savepoint().map_err(sql)?;
             match stored_state(&tx, user.username.as_str())? {
                 Some((user_id, level, _))
                     if user_id == user.user_id.to_string() && level == user.level.as_str() => {}
@@ -212,7 +208,7 @@ impl UserStore for EmbeddedStore {
 
     async fn count_admins(&self) -> StoreResult<u64> {
         self.with_reader(|conn| {
-            let tx = conn.transaction().map_err(sql)?;
+            let tx = conn.savepoint().map_err(sql)?;
             admin_count(&tx)
         })
         .await
