@@ -233,8 +233,19 @@ impl LocalEngine {
             .expect("runs lock")
             .insert(task.id, token.clone());
         let inner = Arc::clone(&self.inner);
+        let id = task.id;
+        if task.kind == TaskKind::Delay {
+            // A pending delay is only its id and due time while it waits
+            // (there may be 100,000 of them), not the whole task.
+            let due = task.due_at.unwrap_or(task.created_at);
+            drop(task);
+            self.inner.tracker.spawn(async move {
+                inner.wait_for(id, due, token).await;
+                inner.runs.lock().expect("runs lock").remove(&id);
+            });
+            return;
+        }
         self.inner.tracker.spawn(async move {
-            let id = task.id;
             inner.run(task, token).await;
             inner.runs.lock().expect("runs lock").remove(&id);
         });
@@ -252,15 +263,26 @@ enum Outcome {
 }
 
 impl Inner {
+    /// A delay: waits until `due`, then records `succeeded` with `0`.
+    async fn wait_for(&self, id: TaskId, due: time::OffsetDateTime, token: CancellationToken) {
+        tokio::select! {
+            () = self.clock.sleep_until(due) => {
+                self.record_until_done(&id, || {
+                    self.recorder.succeeded(&id, serde_json::json!(0), Vec::new())
+                })
+                .await;
+            }
+            () = token.cancelled() => {}
+        }
+    }
+
     async fn run(&self, task: Task, token: CancellationToken) {
         let id = task.id;
         let outcome = match task.kind {
             TaskKind::Delay => {
-                let due = task.due_at.unwrap_or(task.created_at);
-                tokio::select! {
-                    () = self.clock.sleep_until(due) => Outcome::Succeeded(serde_json::json!(0), Vec::new()),
-                    () = token.cancelled() => Outcome::Stopped,
-                }
+                self.wait_for(id, task.due_at.unwrap_or(task.created_at), token)
+                    .await;
+                Outcome::Stopped
             }
             TaskKind::Js => {
                 let code = task.code.clone().unwrap_or_default();
