@@ -305,11 +305,14 @@ def main():
     parser.add_argument("--runs", type=int, default=5, help="cold starts per binary")
     parser.add_argument("--out", default=os.path.join(ROOT, "docs/benchmarks/suite-results.md"))
     parser.add_argument("--work", default="/tmp/taskgate-bench")
+    parser.add_argument("--taskgate", help="the taskgate binary (default: the release directory's)")
+    parser.add_argument("--label", default="", help="what this run is, for the results' heading")
     args = parser.parse_args()
-    args.taskgate = os.path.join(args.release, "taskgate")
+    args.taskgate = args.taskgate or os.path.join(args.release, "taskgate")
     os.makedirs(args.work, exist_ok=True)
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
-    parts = [f"## Run of {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+    label = f": {args.label}" if args.label else ""
+    parts = [f"## Run of {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC{label}",
              "", machine(), ""]
     for name in chosen:
         print(f"== {name}", flush=True)
