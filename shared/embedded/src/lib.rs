@@ -52,6 +52,7 @@ pub struct EmbeddedStore {
     readers: Option<Arc<Readers>>,
     writes: Arc<Writes>,
     sessions: Arc<tokens::SessionCache>,
+    tasks: Arc<tasks::TaskCache>,
 }
 
 /// A pool of read-only connections: a permit per idle connection.
@@ -108,6 +109,7 @@ impl EmbeddedStore {
             readers: None,
             writes: Arc::default(),
             sessions: Arc::default(),
+            tasks: Arc::default(),
         })
     }
 

@@ -51,15 +51,19 @@ impl TaskLog for EmbeddedStore {
         };
         let item = serde_json::to_string(event).expect("an event always serialises");
         let (task_id, seq) = (event.task_id.to_string(), event.seq as i64);
-        self.with_conn(move |conn| {
-            insert_new(
-                conn,
-                "INSERT INTO task_events (task_id, seq, owner_id, item) VALUES (?1, ?2, ?3, ?4)
+        let result = self
+            .with_conn(move |conn| {
+                insert_new(
+                    conn,
+                    "INSERT INTO task_events (task_id, seq, owner_id, item) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (task_id, seq) DO NOTHING",
-                params![task_id, seq, owner_id, item],
-            )
-        })
-        .await
+                    params![task_id, seq, owner_id, item],
+                )
+            })
+            .await;
+        // After the commit: a read that raced with it is not kept.
+        self.tasks.forget(&event.task_id);
+        result
     }
 
     async fn append_created(&self, event: &TaskEvent, max_active: u64) -> StoreResult<()> {
@@ -69,55 +73,63 @@ impl TaskLog for EmbeddedStore {
         let owner_id = owner_id.to_string();
         let item = serde_json::to_string(event).expect("an event always serialises");
         let (task_id, seq) = (event.task_id.to_string(), event.seq as i64);
-        self.with_conn(move |conn| {
-            let tx = conn.savepoint().map_err(sql)?;
-            let active: i64 = tx
-                .query_row(
-                    "SELECT coalesce((SELECT active FROM active_tasks WHERE owner_id = ?1), 0)",
+        let result = self
+            .with_conn(move |conn| {
+                let tx = conn.savepoint().map_err(sql)?;
+                let active: i64 = tx
+                    .query_row(
+                        "SELECT coalesce((SELECT active FROM active_tasks WHERE owner_id = ?1), 0)",
+                        [&owner_id],
+                        |row| row.get(0),
+                    )
+                    .map_err(sql)?;
+                if active as u64 >= max_active {
+                    return Err(StoreError::OverQuota);
+                }
+                insert_new(
+                    &tx,
+                    "INSERT INTO task_events (task_id, seq, owner_id, item) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (task_id, seq) DO NOTHING",
+                    params![task_id, seq, owner_id, item],
+                )?;
+                tx.execute(
+                    "INSERT INTO active_tasks (owner_id, active) VALUES (?1, 1)
+                 ON CONFLICT (owner_id) DO UPDATE SET active = active + 1",
                     [&owner_id],
-                    |row| row.get(0),
                 )
                 .map_err(sql)?;
-            if active as u64 >= max_active {
-                return Err(StoreError::OverQuota);
-            }
-            insert_new(
-                &tx,
-                "INSERT INTO task_events (task_id, seq, owner_id, item) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (task_id, seq) DO NOTHING",
-                params![task_id, seq, owner_id, item],
-            )?;
-            tx.execute(
-                "INSERT INTO active_tasks (owner_id, active) VALUES (?1, 1)
-                 ON CONFLICT (owner_id) DO UPDATE SET active = active + 1",
-                [&owner_id],
-            )
-            .map_err(sql)?;
-            tx.commit().map_err(sql)
-        })
-        .await
+                tx.commit().map_err(sql)
+            })
+            .await;
+        // After the commit: a read that raced with it is not kept.
+        self.tasks.forget(&event.task_id);
+        result
     }
 
     async fn append_ending(&self, event: &TaskEvent, owner: &UserId) -> StoreResult<()> {
         let owner = owner.to_string();
         let item = serde_json::to_string(event).expect("an event always serialises");
         let (task_id, seq) = (event.task_id.to_string(), event.seq as i64);
-        self.with_conn(move |conn| {
-            let tx = conn.savepoint().map_err(sql)?;
-            insert_new(
+        let result = self
+            .with_conn(move |conn| {
+                let tx = conn.savepoint().map_err(sql)?;
+                insert_new(
                 &tx,
                 "INSERT INTO task_events (task_id, seq, owner_id, item) VALUES (?1, ?2, NULL, ?3)
                  ON CONFLICT (task_id, seq) DO NOTHING",
                 params![task_id, seq, item],
             )?;
-            tx.execute(
-                "UPDATE active_tasks SET active = max(active - 1, 0) WHERE owner_id = ?1",
-                [&owner],
-            )
-            .map_err(sql)?;
-            tx.commit().map_err(sql)
-        })
-        .await
+                tx.execute(
+                    "UPDATE active_tasks SET active = max(active - 1, 0) WHERE owner_id = ?1",
+                    [&owner],
+                )
+                .map_err(sql)?;
+                tx.commit().map_err(sql)
+            })
+            .await;
+        // After the commit: a read that raced with it is not kept.
+        self.tasks.forget(&event.task_id);
+        result
     }
 
     async fn active_tasks(&self, owner: &UserId) -> StoreResult<u64> {
@@ -135,17 +147,27 @@ impl TaskLog for EmbeddedStore {
     }
 
     async fn task_events(&self, task: &TaskId) -> StoreResult<Vec<TaskEvent>> {
+        let id = *task;
+        if let Some(events) = self.tasks.get(&id) {
+            return Ok(events);
+        }
+        let generation = self.tasks.generation();
         let task = task.to_string();
-        self.with_reader(move |conn| {
-            let mut statement = conn
-                .prepare_cached("SELECT item FROM task_events WHERE task_id = ?1 ORDER BY seq")
-                .map_err(sql)?;
-            let rows = statement
-                .query_map([task], |row| row.get::<_, String>(0))
-                .map_err(sql)?;
-            rows.map(|row| from_json(&row.map_err(sql)?)).collect()
-        })
-        .await
+        let events: Vec<TaskEvent> = self
+            .with_reader(move |conn| {
+                let mut statement = conn
+                    .prepare_cached("SELECT item FROM task_events WHERE task_id = ?1 ORDER BY seq")
+                    .map_err(sql)?;
+                let rows = statement
+                    .query_map([task], |row| row.get::<_, String>(0))
+                    .map_err(sql)?;
+                rows.map(|row| from_json(&row.map_err(sql)?)).collect()
+            })
+            .await?;
+        if !events.is_empty() {
+            self.tasks.keep(generation, id, &events);
+        }
+        Ok(events)
     }
 
     async fn owner_tasks(
@@ -208,5 +230,53 @@ impl TaskLog for EmbeddedStore {
             Ok(page_of(items, limit, |e| (e.task_id, e.seq)))
         })
         .await
+    }
+}
+
+/// The logs of tasks read lately: `GET /tasks/{id}` and every change to a
+/// task read one. Every append through this store drops its task's entry
+/// once committed and bumps a generation, so a read that raced with it is
+/// not kept. Only this store's server appends to its database's task logs
+/// (`taskgate audit` reads), so nothing else can make an entry stale.
+#[derive(Default)]
+pub(crate) struct TaskCache {
+    entries: std::sync::Mutex<std::collections::HashMap<TaskId, Vec<TaskEvent>>>,
+    generation: std::sync::atomic::AtomicU64,
+}
+
+/// Most task logs kept; past it the cache starts over.
+const MAX_CACHED_TASKS: usize = 10_000;
+
+impl TaskCache {
+    fn entries(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<TaskId, Vec<TaskEvent>>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, task: &TaskId) -> Option<Vec<TaskEvent>> {
+        self.entries().get(task).cloned()
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn keep(&self, generation: u64, task: TaskId, events: &[TaskEvent]) {
+        let mut entries = self.entries();
+        if self.generation() != generation {
+            return;
+        }
+        if entries.len() >= MAX_CACHED_TASKS {
+            entries.clear();
+        }
+        entries.insert(task, events.to_vec());
+    }
+
+    fn forget(&self, task: &TaskId) {
+        let mut entries = self.entries();
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        entries.remove(task);
     }
 }
