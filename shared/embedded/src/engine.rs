@@ -64,6 +64,8 @@ struct Inner {
     exporter: Option<Arc<dyn Exporter>>,
     clock: Arc<dyn Clock>,
     runs: Mutex<HashMap<TaskId, CancellationToken>>,
+    /// Pending delays, waited for by one scheduler task (see [`Delays`]).
+    delays: Delays,
     /// Cancelled at shutdown: every run stops without recording anything.
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -87,6 +89,7 @@ impl LocalEngine {
                 exporter: None,
                 clock,
                 runs: Mutex::new(HashMap::new()),
+                delays: Delays::default(),
                 shutdown: CancellationToken::new(),
                 tracker: TaskTracker::new(),
             }),
@@ -216,16 +219,32 @@ impl LocalEngine {
     /// waits for them. Unfinished tasks are picked up by `recover` next time.
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
+        // Pending delays are left as they are recorded (running): the next
+        // start's `recover` picks them up.
+        self.inner.delays.clear();
         self.inner.tracker.close();
         self.inner.tracker.wait().await;
     }
 
-    /// How many runs are going on now.
+    /// How many runs are going on now (pending delays included).
     pub fn running(&self) -> usize {
-        self.inner.runs.lock().expect("runs lock").len()
+        self.inner.runs.lock().expect("runs lock").len() + self.inner.delays.len()
     }
 
     fn spawn(&self, task: Task) {
+        if task.kind == TaskKind::Delay {
+            // A pending delay is an entry in the scheduler's queue (there
+            // may be 100,000 of them), not a task of its own.
+            let due = task.due_at.unwrap_or(task.created_at);
+            self.inner.delays.add(task.id, due);
+            if !self.inner.delays.scheduler_started() {
+                let inner = Arc::clone(&self.inner);
+                self.inner
+                    .tracker
+                    .spawn(async move { inner.schedule_delays().await });
+            }
+            return;
+        }
         let token = self.inner.shutdown.child_token();
         self.inner
             .runs
@@ -234,21 +253,90 @@ impl LocalEngine {
             .insert(task.id, token.clone());
         let inner = Arc::clone(&self.inner);
         let id = task.id;
-        if task.kind == TaskKind::Delay {
-            // A pending delay is only its id and due time while it waits
-            // (there may be 100,000 of them), not the whole task.
-            let due = task.due_at.unwrap_or(task.created_at);
-            drop(task);
-            self.inner.tracker.spawn(async move {
-                inner.wait_for(id, due, token).await;
-                inner.runs.lock().expect("runs lock").remove(&id);
-            });
-            return;
-        }
         self.inner.tracker.spawn(async move {
             inner.run(task, token).await;
             inner.runs.lock().expect("runs lock").remove(&id);
         });
+    }
+}
+
+/// The delays waiting to be due: by due time, and by id (for cancels).
+/// One task, the scheduler, sleeps until the earliest is due, records it and
+/// those due with it, and is woken when an earlier one is added.
+#[derive(Default)]
+struct Delays {
+    queue: Mutex<DelayQueue>,
+    changed: tokio::sync::Notify,
+    started: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Default)]
+struct DelayQueue {
+    by_due: std::collections::BTreeSet<(time::OffsetDateTime, TaskId)>,
+    due_of: HashMap<TaskId, time::OffsetDateTime>,
+}
+
+impl Delays {
+    fn queue(&self) -> std::sync::MutexGuard<'_, DelayQueue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn len(&self) -> usize {
+        self.queue().due_of.len()
+    }
+
+    fn add(&self, id: TaskId, due: time::OffsetDateTime) {
+        let mut queue = self.queue();
+        if let Some(old) = queue.due_of.insert(id, due) {
+            queue.by_due.remove(&(old, id));
+        }
+        queue.by_due.insert((due, id));
+        drop(queue);
+        self.changed.notify_one();
+    }
+
+    fn clear(&self) {
+        let mut queue = self.queue();
+        queue.by_due.clear();
+        queue.due_of.clear();
+    }
+
+    /// Takes a delay out (cancelled); whether it was waiting.
+    fn remove(&self, id: &TaskId) -> bool {
+        let mut queue = self.queue();
+        match queue.due_of.remove(id) {
+            Some(due) => {
+                queue.by_due.remove(&(due, *id));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether the scheduler runs already (and if not, that the caller is
+    /// to start it).
+    fn scheduler_started(&self) -> bool {
+        self.started.swap(true, std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The earliest due time, if any delay waits.
+    fn next_due(&self) -> Option<time::OffsetDateTime> {
+        self.queue().by_due.first().map(|(due, _)| *due)
+    }
+
+    /// Takes out every delay due by `now`.
+    fn take_due(&self, now: time::OffsetDateTime) -> Vec<TaskId> {
+        let mut queue = self.queue();
+        let mut due = Vec::new();
+        while let Some(&(at, id)) = queue.by_due.first() {
+            if at > now {
+                break;
+            }
+            queue.by_due.pop_first();
+            queue.due_of.remove(&id);
+            due.push(id);
+        }
+        due
     }
 }
 
@@ -263,27 +351,43 @@ enum Outcome {
 }
 
 impl Inner {
-    /// A delay: waits until `due`, then records `succeeded` with `0`.
-    async fn wait_for(&self, id: TaskId, due: time::OffsetDateTime, token: CancellationToken) {
-        tokio::select! {
-            () = self.clock.sleep_until(due) => {
-                self.record_until_done(&id, || {
-                    self.recorder.succeeded(&id, serde_json::json!(0), Vec::new())
-                })
-                .await;
+    /// The delay scheduler: until shutdown, sleeps until the earliest
+    /// pending delay is due (or one is added), then records `succeeded`
+    /// with `0` for every delay due by then, each in a task of its own.
+    async fn schedule_delays(self: Arc<Self>) {
+        loop {
+            let wake = self.delays.changed.notified();
+            tokio::pin!(wake);
+            match self.delays.next_due() {
+                None => tokio::select! {
+                    () = &mut wake => {}
+                    () = self.shutdown.cancelled() => return,
+                },
+                Some(due) => tokio::select! {
+                    () = self.clock.sleep_until(due) => {
+                        for id in self.delays.take_due(self.clock.now()) {
+                            let inner = Arc::clone(&self);
+                            self.tracker.spawn(async move {
+                                inner
+                                    .record_until_done(&id, || {
+                                        inner.recorder.succeeded(&id, serde_json::json!(0), Vec::new())
+                                    })
+                                    .await;
+                            });
+                        }
+                    }
+                    () = &mut wake => {}
+                    () = self.shutdown.cancelled() => return,
+                },
             }
-            () = token.cancelled() => {}
         }
     }
 
     async fn run(&self, task: Task, token: CancellationToken) {
         let id = task.id;
         let outcome = match task.kind {
-            TaskKind::Delay => {
-                self.wait_for(id, task.due_at.unwrap_or(task.created_at), token)
-                    .await;
-                Outcome::Stopped
-            }
+            // Delays are the scheduler's (see `spawn`).
+            TaskKind::Delay => Outcome::Stopped,
             TaskKind::Js => {
                 let code = task.code.clone().unwrap_or_default();
                 match self
@@ -441,6 +545,9 @@ impl Workflow for LocalEngine {
     }
 
     async fn stop(&self, task: &TaskId) -> Result<(), WorkflowError> {
+        if self.inner.delays.remove(task) {
+            return Ok(());
+        }
         if let Some(token) = self.inner.runs.lock().expect("runs lock").get(task) {
             token.cancel();
         }

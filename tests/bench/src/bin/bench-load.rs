@@ -92,6 +92,8 @@ async fn delays(
         .await
     };
     let elapsed = started.elapsed().as_secs_f64();
+    // Every delay is pending now: the suite reads the server's memory.
+    println!("started");
     // Every delay is due `seconds` after its start: wait for the last one.
     tokio::time::sleep(Duration::from_secs_f64(seconds + 2.0)).await;
     let sample: Vec<String> = ids
