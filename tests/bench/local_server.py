@@ -1,6 +1,7 @@
 """Starts `taskgate serve` for a benchmark: plain HTTP on a free port, a
 throwaway data directory, the given settings on top of the defaults."""
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -50,3 +51,16 @@ def serve(binary, admin_password, **settings):
         finally:
             server.terminate()
             server.wait()
+
+
+def call(base, method, path, token=None, body=None):
+    """One JSON request to the API; the answer's JSON (None when empty)."""
+    request = urllib.request.Request(base + path, method=method)
+    if token:
+        request.add_header("authorization", f"Bearer {token}")
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        request.add_header("content-type", "application/json")
+    with urllib.request.urlopen(request, data) as response:
+        return json.loads(response.read() or b"null")

@@ -24,24 +24,12 @@ import urllib.request
 
 from websockets.sync.client import connect
 
-from local_server import default_binary, serve
+from local_server import call, default_binary, serve
 
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 200
 SUBSCRIBERS = int(sys.argv[2]) if len(sys.argv) > 2 else 1
 BINARY = sys.argv[3] if len(sys.argv) > 3 else default_binary()
 PASSWORD = "benchmark operator passphrase"
-
-
-def call(base, method, path, token=None, body=None):
-    request = urllib.request.Request(base + path, method=method)
-    if token:
-        request.add_header("authorization", f"Bearer {token}")
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode()
-        request.add_header("content-type", "application/json")
-    with urllib.request.urlopen(request, data) as response:
-        return json.loads(response.read() or b"null")
 
 
 def percentile(values, p):

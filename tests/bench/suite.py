@@ -34,21 +34,9 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
-from local_server import free_port, serve  # noqa: E402
+from local_server import call, free_port, serve  # noqa: E402
 
 PASSWORD = "benchmark operator passphrase"
-
-
-def call(base, method, path, token=None, body=None):
-    request = urllib.request.Request(base + path, method=method)
-    if token:
-        request.add_header("authorization", f"Bearer {token}")
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode()
-        request.add_header("content-type", "application/json")
-    with urllib.request.urlopen(request, data) as response:
-        return json.loads(response.read() or b"null")
 
 
 def rss_kib(pid):

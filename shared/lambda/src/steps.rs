@@ -8,7 +8,7 @@ use lambda_http::lambda_runtime::Diagnostic;
 use serde::{Deserialize, Serialize};
 use taskgate_domain::ports::{ExportControl, ExportFailure, Exporter, JsRunner};
 use taskgate_domain::recorder::{Recorded, Recorder};
-use taskgate_domain::task::{Status, TaskError, TaskId};
+use taskgate_domain::task::{Status, Task, TaskError, TaskId};
 
 /// The functions in `functions/` that are state machine steps, not endpoints.
 pub const STEP_FUNCTIONS: &[&str] = &["step-record", "step-js", "step-export"];
@@ -52,6 +52,30 @@ fn task_id(raw: &str) -> Result<TaskId, StepError> {
 fn store_failure(e: impl std::fmt::Display) -> StepError {
     // Retried by the state machine's Retry on this name.
     StepError::new("StoreUnavailable", e.to_string())
+}
+
+/// The task a step's input names (`TaskNotFound` if there is none).
+async fn load_task(recorder: &Recorder, raw: &str) -> Result<(TaskId, Task), StepError> {
+    let id = task_id(raw)?;
+    let (task, _) = recorder
+        .load(&id)
+        .await
+        .map_err(store_failure)?
+        .ok_or_else(|| StepError::new("TaskNotFound", format!("there is no task {id}")))?;
+    Ok((id, task))
+}
+
+/// A task error as a step failure: named by its code (what the state
+/// machine's Catch records), the message and logs kept as JSON.
+fn task_failure(error: TaskError, logs: Vec<String>) -> StepError {
+    let detail = FailureDetail {
+        message: error.message,
+        logs,
+    };
+    StepError {
+        error_type: error.code,
+        message: serde_json::to_string(&detail).expect("a detail always serialises"),
+    }
 }
 
 /// Input of the record step.
@@ -171,12 +195,7 @@ pub async fn run_js(
     input: JsInput,
     poll: Duration,
 ) -> Result<JsResult, StepError> {
-    let id = task_id(&input.task_id)?;
-    let (task, _) = recorder
-        .load(&id)
-        .await
-        .map_err(store_failure)?
-        .ok_or_else(|| StepError::new("TaskNotFound", format!("there is no task {id}")))?;
+    let (id, task) = load_task(recorder, &input.task_id).await?;
     if task.status.is_terminal() {
         return Err(StepError::new(
             "task-finished",
@@ -200,16 +219,7 @@ pub async fn run_js(
             result: output.result,
             logs: output.logs,
         }),
-        Err(failure) => {
-            let detail = FailureDetail {
-                message: failure.error.message,
-                logs: failure.logs,
-            };
-            Err(StepError {
-                error_type: failure.error.code,
-                message: serde_json::to_string(&detail).expect("a detail always serialises"),
-            })
-        }
+        Err(failure) => Err(task_failure(failure.error, failure.logs)),
     }
 }
 
@@ -279,12 +289,7 @@ pub async fn run_export(
     input: ExportInput,
     poll: Duration,
 ) -> Result<ExportOutput, StepError> {
-    let id = task_id(&input.task_id)?;
-    let (task, _) = recorder
-        .load(&id)
-        .await
-        .map_err(store_failure)?
-        .ok_or_else(|| StepError::new("TaskNotFound", format!("there is no task {id}")))?;
+    let (id, task) = load_task(recorder, &input.task_id).await?;
     if task.status.is_terminal() {
         return Ok(ExportOutput {
             status: task.status,
@@ -311,16 +316,7 @@ pub async fn run_export(
                 result: None,
             });
         }
-        Err(ExportFailure::Failed(error)) => {
-            let detail = FailureDetail {
-                message: error.message,
-                logs: Vec::new(),
-            };
-            return Err(StepError {
-                error_type: error.code,
-                message: serde_json::to_string(&detail).expect("a detail always serialises"),
-            });
-        }
+        Err(ExportFailure::Failed(error)) => return Err(task_failure(error, Vec::new())),
     };
     let mut pause = Duration::from_millis(200);
     for attempt in 1..=RECORD_ATTEMPTS {

@@ -972,7 +972,7 @@ async fn items(api: &Api, json: bool, command: ItemsCommand) -> Result<(), Failu
                     &format!("/projects/{project}/items/{item}/events"),
                 )?)
                 .await?;
-            output::list(json, &events, output::ITEM_EVENTS);
+            output::list(json, &events, output::EVENTS);
         }
     }
     Ok(())

@@ -130,6 +130,7 @@ pub const TASKS: &[Column] = &[
     },
 ];
 
+/// A task's or an item's events.
 pub const EVENTS: &[Column] = &[
     Column {
         title: "SEQ",
@@ -264,28 +265,5 @@ pub const USERS: &[Column] = &[
     Column {
         title: "CREATED",
         cell: |u| time(&u["created_at"]),
-    },
-];
-
-pub const ITEM_EVENTS: &[Column] = &[
-    Column {
-        title: "SEQ",
-        cell: |e| text(&e["seq"]),
-    },
-    Column {
-        title: "TYPE",
-        cell: |e| text(&e["type"]),
-    },
-    Column {
-        title: "AT",
-        cell: |e| time(&e["at"]),
-    },
-    Column {
-        title: "ACTOR",
-        cell: |e| text(&e["actor"]),
-    },
-    Column {
-        title: "CHANGES",
-        cell: |e| e.get("data").map(|d| d.to_string()).unwrap_or_default(),
     },
 ];
