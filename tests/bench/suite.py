@@ -11,6 +11,7 @@ Sections (see docs/benchmarks/suite.md for what each compares):
   delays    N concurrent delays: start rate, lateness p50/p99, RSS per task
   scripts   a trivial script: submit-to-succeeded latency, throughput
   fanout    1,000 WebSocket subscribers of one project: change to last receipt
+  files     a 1 GiB tus upload and download versus curl PUT/GET to a bare server
   coldstart exec to the first poll of the Lambda Runtime API, per function
             binary, versus a hello-world lambda_http binary
 
@@ -221,6 +222,90 @@ def section_fanout(args):
             "(target: p99 ≤ 100 ms)", lines)
 
 
+class PeakRss:
+    """Samples a process's RSS every 20 ms while the block runs; `peak` in KiB."""
+
+    def __init__(self, pid):
+        self.pid, self.peak, self.running = pid, 0, True
+
+    def __enter__(self):
+        def sample():
+            while self.running:
+                self.peak = max(self.peak, rss_kib(self.pid))
+                time.sleep(0.02)
+        self.thread = threading.Thread(target=sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_):
+        self.running = False
+        self.thread.join()
+
+
+def timed(command):
+    started = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def section_files(args):
+    size = args.file_mib * 1024 * 1024
+    source = os.path.join(args.work, "bench-file.bin")
+    if not os.path.exists(source) or os.path.getsize(source) != size:
+        with open(source, "wb") as out, open("/dev/urandom", "rb") as random:
+            for _ in range(args.file_mib):
+                out.write(random.read(1024 * 1024))
+    rows = []
+    env = dict(os.environ, BENCH_BLOB=os.path.join(args.work, "bench-blob.bin"))
+    port = free_port()
+    hello = subprocess.Popen([os.path.join(args.release, "bench-hello"), f"127.0.0.1:{port}"], env=env)
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/")
+                break
+            except OSError:
+                time.sleep(0.05)
+        base_rss = rss_kib(hello.pid)
+        with PeakRss(hello.pid) as up:
+            put = timed(["curl", "-sf", "-T", source, f"http://127.0.0.1:{port}/blob"])
+        with PeakRss(hello.pid) as down:
+            get = timed(["curl", "-sf", "-o", "/dev/null", f"http://127.0.0.1:{port}/blob"])
+        rows.append(("curl PUT / GET to bench-hello (reference)", put, get, base_rss, up.peak, down.peak))
+    finally:
+        hello.terminate()
+        hello.wait()
+        os.remove(env["BENCH_BLOB"])
+    settings = {"TASKGATE_MAX_FILE_BYTES": str(size * 2)}
+    with serve(args.taskgate, PASSWORD, **settings) as (base, server):
+        token = call(base, "POST", "/auth", body={"username": "admin", "password": PASSWORD})["token"]
+        request = urllib.request.Request(base + "/files", method="POST")
+        for name, value in [("authorization", f"Bearer {token}"), ("tus-resumable", "1.0.0"),
+                            ("upload-length", str(size))]:
+            request.add_header(name, value)
+        with urllib.request.urlopen(request) as response:
+            location = response.headers["location"]
+        base_rss = rss_kib(server.pid)
+        auth = ["-H", f"authorization: Bearer {token}"]
+        with PeakRss(server.pid) as up:
+            patch = timed(["curl", "-sf", "-X", "PATCH", "-T", source, *auth, "-H", "tus-resumable: 1.0.0",
+                           "-H", "upload-offset: 0", "-H", "content-type: application/offset+octet-stream",
+                           base + location])
+        with PeakRss(server.pid) as down:
+            get = timed(["curl", "-sf", "-o", "/dev/null", *auth, f"{base}{location}/content"])
+        rows.append(("taskgate: one tus PATCH / GET …/content", patch, get, base_rss, up.peak, down.peak))
+    mib = args.file_mib
+    lines = ["| transfer of " + f"{mib} MiB" + " | upload MiB/s | download MiB/s | RSS before → peak up / down (MiB) |",
+             "|---|---|---|---|"]
+    reference = rows[0]
+    for label, up_s, down_s, base_rss, up_peak, down_peak in rows:
+        ratio = "" if label.startswith("curl") else \
+            f" ({100 * reference[1] / up_s:.0f}% / {100 * reference[2] / down_s:.0f}% of the reference)"
+        lines.append(f"| {label}{ratio} | {mib / up_s:.0f} | {mib / down_s:.0f} | "
+                     f"{base_rss // 1024} → {up_peak // 1024} / {down_peak // 1024} |")
+    return f"Upload and download of {mib} MiB (target: ≥ 50% of the reference, RSS flat)", lines
+
+
 class RuntimeApi(http.server.BaseHTTPRequestHandler):
     """The Lambda Runtime API, as far as a cold start needs: records when the
     function first asks for an invocation, and never gives it one."""
@@ -319,7 +404,7 @@ print(arn, times[len(times) // 2])
 
 
 SECTIONS = {"reads": section_reads, "delays": section_delays, "scripts": section_scripts,
-            "fanout": section_fanout, "coldstart": section_coldstart}
+            "fanout": section_fanout, "files": section_files, "coldstart": section_coldstart}
 
 
 def machine():
@@ -343,6 +428,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=50)
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=5, help="cold starts per binary")
+    parser.add_argument("--file-mib", type=int, default=1024, help="the transferred file's size")
     parser.add_argument("--out", default=os.path.join(ROOT, "docs/benchmarks/suite-results.md"))
     parser.add_argument("--work", default="/tmp/taskgate-bench")
     parser.add_argument("--taskgate", help="the taskgate binary (default: the release directory's)")

@@ -18,6 +18,8 @@ use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
 
 /// Bytes read from disk per chunk of a download.
 const READ_CHUNK: usize = 64 * 1024;
+/// Bytes gathered before each write of an append.
+const WRITE_BUFFER: usize = 1 << 20;
 
 /// See the module documentation.
 #[derive(Clone, Debug)]
@@ -104,6 +106,9 @@ impl BlobStore for DiskBlobs {
         // append: it goes.
         file.set_len(offset).await.map_err(io)?;
         file.seek(SeekFrom::Start(offset)).await.map_err(io)?;
+        // Bodies arrive in frames of a few KiB; each write to a tokio file
+        // is a trip to the blocking pool, so gather a MiB per trip.
+        let mut file = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
         let (mut written, mut cut, mut truncated) = (0u64, false, false);
         while let Some(chunk) = body.next().await {
             let chunk = match chunk {
@@ -123,7 +128,7 @@ impl BlobStore for DiskBlobs {
             }
         }
         file.flush().await.map_err(io)?;
-        file.sync_data().await.map_err(io)?;
+        file.get_mut().sync_data().await.map_err(io)?;
         Ok(Appended {
             state: json!({"offset": offset + written}),
             bytes: written,
