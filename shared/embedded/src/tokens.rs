@@ -111,14 +111,18 @@ impl SessionStore for EmbeddedStore {
                 .prepare_cached("SELECT item FROM users WHERE username = ?1")
                 .and_then(|mut s| s.query_row([&username], |row| row.get(0)).optional())
                 .map_err(sql)?;
-            let token = token
+            let token: Option<TokenRecord> = token
                 .map(|t| serde_json::from_str(&t).map_err(|e| corrupt("token", e)))
                 .transpose()?;
             let user: Option<User> = user
                 .map(|u| serde_json::from_str(&u).map_err(|e| corrupt("user", e)))
                 .transpose()?;
-            if let (Some(token), Some(user)) = (&token, &user) {
-                sessions.keep(generation, (jti, username), token, user);
+            // Only a token's own user makes a session worth keeping (a
+            // forged pairing is refused by the caller anyway).
+            if let (Some(token), Some(user)) = (&token, &user)
+                && token.username == user.username
+            {
+                sessions.keep(generation, jti, token, user);
             }
             Ok((token, user))
         })
@@ -138,9 +142,10 @@ type Cached = (TokenRecord, User, std::time::Instant);
 
 #[derive(Default)]
 pub(crate) struct SessionCache {
-    /// By token id and the username the token names (a forged token may pair
-    /// a real id with another name: it must not meet the real session).
-    entries: std::sync::Mutex<std::collections::HashMap<(String, String), Cached>>,
+    /// By token id. A hit must also be for the username asked about: a
+    /// forged token may pair a real id with another name, and must not meet
+    /// (or replace for good) the real session.
+    entries: std::sync::Mutex<std::collections::HashMap<String, Cached>>,
     generation: std::sync::atomic::AtomicU64,
 }
 
@@ -150,16 +155,15 @@ const SESSION_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 const MAX_SESSIONS: usize = 100_000;
 
 impl SessionCache {
-    fn entries(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<(String, String), Cached>> {
+    fn entries(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Cached>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn get(&self, jti: &str, username: &str) -> Option<(TokenRecord, User)> {
         let entries = self.entries();
-        let (token, user, at) = entries.get(&(jti.to_owned(), username.to_owned()))?;
-        (at.elapsed() < SESSION_TTL).then(|| (token.clone(), user.clone()))
+        let (token, user, at) = entries.get(jti)?;
+        (user.username.as_str() == username && at.elapsed() < SESSION_TTL)
+            .then(|| (token.clone(), user.clone()))
     }
 
     fn generation(&self) -> u64 {
@@ -168,7 +172,7 @@ impl SessionCache {
 
     /// Keeps a session read at `generation`, unless something was revoked
     /// or changed since.
-    fn keep(&self, generation: u64, key: (String, String), token: &TokenRecord, user: &User) {
+    fn keep(&self, generation: u64, jti: String, token: &TokenRecord, user: &User) {
         let mut entries = self.entries();
         if self.generation() != generation {
             return;
@@ -177,7 +181,7 @@ impl SessionCache {
             entries.clear();
         }
         entries.insert(
-            key,
+            jti,
             (token.clone(), user.clone(), std::time::Instant::now()),
         );
     }
@@ -187,6 +191,6 @@ impl SessionCache {
         let mut entries = self.entries();
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        entries.retain(|(jti, _), (_, user, _)| !affected(jti, user));
+        entries.retain(|jti, (_, user, _)| !affected(jti, user));
     }
 }
