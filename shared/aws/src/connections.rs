@@ -18,10 +18,9 @@ use taskgate_domain::ports::StoreResult;
 use taskgate_domain::token::TokenId;
 use taskgate_domain::user::{UserId, Username};
 
+use crate::attr::{Row, s};
 use crate::errors::{corrupt, store_error};
 use crate::tables::{CONNECTIONS_BY_TOPIC, CONNECTIONS_BY_USER};
-
-type Row = HashMap<String, AttributeValue>;
 
 /// The sort key of a connection's own item.
 const CONNECTION_ROW: &str = "#";
@@ -51,10 +50,6 @@ pub struct Subscriber {
 pub struct Connections {
     client: Client,
     table: String,
-}
-
-fn s(value: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(value.into())
 }
 
 fn text<'r>(row: &'r Row, name: &str) -> StoreResult<&'r str> {

@@ -17,18 +17,9 @@ use taskgate_domain::user::UserId;
 use time::OffsetDateTime;
 
 use crate::DynamoStore;
+use crate::attr::{Row, n, s};
 use crate::errors::{build_error, condition_failed_at, corrupt, store_error};
 use crate::tables::{FILES_BY_OWNER, UPLOADS_BY_EXPIRY};
-
-type Row = HashMap<String, AttributeValue>;
-
-fn s(value: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(value.into())
-}
-
-fn n(value: impl ToString) -> AttributeValue {
-    AttributeValue::N(value.to_string())
-}
 
 fn usage_key(owner: &UserId) -> String {
     format!("usage#{owner}")

@@ -21,6 +21,7 @@
 //!   uploads, the bytes short of a part staged in an object of their own.
 #![forbid(unsafe_code)]
 
+mod attr;
 pub mod blobs;
 pub mod connections;
 mod errors;

@@ -30,6 +30,7 @@ use taskgate_domain::user::{UserId, Username};
 use time::OffsetDateTime;
 
 use crate::DynamoStore;
+use crate::attr::{Row, n, s};
 use crate::errors::{build_error, condition_failed_at, corrupt, store_error};
 use crate::tables::{
     FEED_KEY, FEED_POSITION, ITEMS_BY_ASSIGNEE, ITEMS_BY_CREATED, ITEMS_BY_DUE, ITEMS_BY_STATUS,
@@ -39,16 +40,6 @@ use crate::tables::{
 /// Items read (before filtering) per project for one page, at most (the
 /// default of [`DynamoStore::with_read_budget`]).
 pub const READ_BUDGET: usize = 500;
-
-type Row = HashMap<String, AttributeValue>;
-
-fn s(value: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(value.into())
-}
-
-fn n(value: impl ToString) -> AttributeValue {
-    AttributeValue::N(value.to_string())
-}
 
 fn project_key(id: &ProjectId) -> String {
     format!("project#{id}")

@@ -18,16 +18,9 @@ use taskgate_domain::task::{EventData, TaskEvent, TaskId};
 use taskgate_domain::user::UserId;
 
 use crate::DynamoStore;
+use crate::attr::{n, s};
 use crate::errors::{build_error, condition_failed_at, condition_or, corrupt, store_error};
 use crate::tables::TASKS_BY_OWNER;
-
-fn s(value: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(value.into())
-}
-
-fn n(value: impl ToString) -> AttributeValue {
-    AttributeValue::N(value.to_string())
-}
 
 fn to_item(event: &TaskEvent) -> HashMap<String, AttributeValue> {
     let mut item = HashMap::from([

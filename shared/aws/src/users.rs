@@ -20,6 +20,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::DynamoStore;
+use crate::attr::{n, s};
 use crate::errors::{build_error, condition_failed_at, condition_or, corrupt, store_error};
 
 /// Key of the admin counter. `#` is not allowed in usernames, so it can never
@@ -90,14 +91,6 @@ pub(crate) fn from_item(item: HashMap<String, AttributeValue>) -> StoreResult<Us
         created_at: OffsetDateTime::parse(&item.created_at, &Rfc3339).map_err(|e| bad(&e))?,
         updated_at: OffsetDateTime::parse(&item.updated_at, &Rfc3339).map_err(|e| bad(&e))?,
     })
-}
-
-fn s(value: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(value.into())
-}
-
-fn n(value: impl ToString) -> AttributeValue {
-    AttributeValue::N(value.to_string())
 }
 
 /// A conditional write of one user item, built once and sent alone or in a
