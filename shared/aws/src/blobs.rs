@@ -378,6 +378,24 @@ impl S3Blobs {
 
     /// Finishes the upload; `Missing` if its multipart upload or staged
     /// object is gone (as after an earlier finish that got this far).
+    /// Aborts the multipart upload `upload` of `id`; one already gone
+    /// (aborted or completed before) is not an error.
+    async fn abort_multipart(&self, id: &FileId, upload: &str) -> Result<(), BlobError> {
+        match self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(file_key(id))
+            .upload_id(upload)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if code(&e) == Some("NoSuchUpload") => Ok(()),
+            Err(e) => Err(s3_error(e)),
+        }
+    }
+
     async fn complete(&self, id: &FileId, state: &State) -> Result<(), BlobError> {
         let mut done = state.clone();
         if let Some(staged) = &state.staged {
@@ -386,19 +404,7 @@ impl S3Blobs {
         }
         if done.parts.is_empty() {
             // S3 completes no multipart upload without parts.
-            match self
-                .client
-                .abort_multipart_upload()
-                .bucket(&self.bucket)
-                .key(file_key(id))
-                .upload_id(&state.upload)
-                .send()
-                .await
-            {
-                Ok(_) => {}
-                Err(e) if code(&e) == Some("NoSuchUpload") => {}
-                Err(e) => return Err(s3_error(e)),
-            }
+            self.abort_multipart(id, &state.upload).await?;
             self.client
                 .put_object()
                 .bucket(&self.bucket)
@@ -615,19 +621,7 @@ impl BlobStore for S3Blobs {
 
     async fn abort(&self, id: &FileId, state: &BlobState) -> Result<(), BlobError> {
         let state = State::parse(state)?;
-        match self
-            .client
-            .abort_multipart_upload()
-            .bucket(&self.bucket)
-            .key(file_key(id))
-            .upload_id(&state.upload)
-            .send()
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if code(&e) == Some("NoSuchUpload") => {}
-            Err(e) => return Err(s3_error(e)),
-        }
+        self.abort_multipart(id, &state.upload).await?;
         self.delete_under(&upload_prefix(id)).await
     }
 
