@@ -570,7 +570,7 @@ async fn head_of(state: &AppState, session: &Session, id: &FileId) -> Result<Res
         (status = 400, description = "`malformed-request`: a missing or malformed tus header", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`: not the uploader", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not-found`: no such upload (or it expired, or was terminated)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`offset-mismatch`: `Upload-Offset` is not the upload's offset; `upload-complete`: it has all its bytes", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`offset-mismatch`: `Upload-Offset` is not the upload's offset (a PATCH at the end of a complete upload is 204)", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "`precondition-failed`: no or another `Tus-Resumable`", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`file-too-large`: more bytes than the upload has room for, or a body over `TASKGATE_MAX_PATCH_BYTES`", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported-media-type`: not `application/offset+octet-stream`", body = Problem, content_type = "application/problem+json"),
