@@ -133,16 +133,10 @@ where
     R: std::fmt::Debug,
 {
     let detail = DisplayErrorContext(&err).to_string();
-    match &err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            BlobError::Unavailable(detail.into())
-        }
-        SdkError::ServiceError(service)
-            if RETRYABLE_CODES.contains(&service.err().code().unwrap_or("")) =>
-        {
-            BlobError::Unavailable(detail.into())
-        }
-        _ => BlobError::Other(detail.into()),
+    if crate::errors::is_transient(&err, RETRYABLE_CODES) {
+        BlobError::Unavailable(detail.into())
+    } else {
+        BlobError::Other(detail.into())
     }
 }
 

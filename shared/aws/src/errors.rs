@@ -23,16 +23,26 @@ where
     R: std::fmt::Debug,
 {
     let detail = DisplayErrorContext(&err).to_string();
-    match &err {
+    if is_transient(&err, RETRYABLE_CODES) {
+        StoreError::unavailable(detail)
+    } else {
+        StoreError::other(detail)
+    }
+}
+
+/// Whether `err` means "try again later": a transport failure or timeout,
+/// or a service error whose code is one of `retryable` (each service names
+/// its own throttling and outage codes).
+pub(crate) fn is_transient<E: ProvideErrorMetadata, R>(
+    err: &SdkError<E, R>,
+    retryable: &[&str],
+) -> bool {
+    match err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            StoreError::unavailable(detail)
+            true
         }
-        SdkError::ServiceError(service)
-            if RETRYABLE_CODES.contains(&service.err().code().unwrap_or("")) =>
-        {
-            StoreError::unavailable(detail)
-        }
-        _ => StoreError::other(detail),
+        SdkError::ServiceError(service) => retryable.contains(&service.err().code().unwrap_or("")),
+        _ => false,
     }
 }
 
