@@ -43,10 +43,9 @@ use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream as S3Bytes;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use taskgate_domain::file::{BlobState, FileId};
-use taskgate_domain::ports::{Appended, BlobError, BlobStore, ByteStream};
+use taskgate_domain::ports::{Appended, BlobError, BlobStore, BodyReader, ByteStream, Taken};
 
 /// The size of every part but the last: S3's minimum.
 const PART: usize = 5 * 1024 * 1024;
@@ -476,7 +475,7 @@ impl BlobStore for S3Blobs {
         id: &FileId,
         state: &BlobState,
         offset: u64,
-        mut body: ByteStream,
+        body: ByteStream,
         max: u64,
     ) -> Result<Appended, BlobError> {
         let before = State::parse(state)?;
@@ -493,43 +492,32 @@ impl BlobStore for S3Blobs {
         // The bytes not yet in a part: the staged ones, then the body's.
         // Loaded at the first byte, so an empty append costs no request.
         let mut buffer: Option<BytesMut> = None;
-        let (mut written, mut cut, mut truncated) = (0u64, false, false);
-        while let Some(chunk) = body.next().await {
-            let chunk = match chunk {
-                Ok(chunk) => chunk,
-                Err(_) => {
-                    cut = true;
-                    break;
+        let mut body = BodyReader::new(body, max);
+        while let Some(piece) = body.next().await {
+            if buffer.is_none() {
+                let mut buf = BytesMut::with_capacity(PART);
+                if let Some(staged) = &before.staged {
+                    buf.extend_from_slice(&self.staged_bytes(staged).await?);
                 }
-            };
-            let room = max - written;
-            let take = (chunk.len() as u64).min(room) as usize;
-            if take > 0 {
-                if buffer.is_none() {
-                    let mut buf = BytesMut::with_capacity(PART);
-                    if let Some(staged) = &before.staged {
-                        buf.extend_from_slice(&self.staged_bytes(staged).await?);
-                    }
-                    buffer = Some(buf);
-                }
-                let buf = buffer.as_mut().expect("loaded above");
-                let mut rest = &chunk[..take];
-                while !rest.is_empty() {
-                    let n = (PART - buf.len()).min(rest.len());
-                    buf.extend_from_slice(&rest[..n]);
-                    rest = &rest[n..];
-                    if buf.len() >= PART {
-                        let part = buf.split().freeze();
-                        self.upload_part(id, &mut next, part).await?;
-                    }
-                }
-                written += take as u64;
+                buffer = Some(buf);
             }
-            if take < chunk.len() {
-                truncated = true;
-                break;
+            let buf = buffer.as_mut().expect("loaded above");
+            let mut rest = &piece[..];
+            while !rest.is_empty() {
+                let n = (PART - buf.len()).min(rest.len());
+                buf.extend_from_slice(&rest[..n]);
+                rest = &rest[n..];
+                if buf.len() >= PART {
+                    let part = buf.split().freeze();
+                    self.upload_part(id, &mut next, part).await?;
+                }
             }
         }
+        let Taken {
+            bytes: written,
+            cut,
+            truncated,
+        } = body.taken;
         let Some(buf) = buffer else {
             // Nothing arrived: the upload is as it was.
             return Ok(Appended {

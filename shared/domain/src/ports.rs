@@ -398,6 +398,71 @@ pub struct Appended {
     pub truncated: bool,
 }
 
+/// What a [`BodyReader`] read of a body.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Taken {
+    /// Bytes handed out.
+    pub bytes: u64,
+    /// The body failed part-way (the connection was cut).
+    pub cut: bool,
+    /// The body had more than `max` bytes; the rest was not read.
+    pub truncated: bool,
+}
+
+/// Reads a body for an append, as [`BlobStore::append`] says: hands out
+/// every byte read, piece by piece, up to `max` bytes (the rest is not
+/// read); a body that fails part-way ends it, and what arrived before
+/// counts. Every adapter's append reads its body through one.
+pub struct BodyReader {
+    body: ByteStream,
+    max: u64,
+    done: bool,
+    /// What was read so far.
+    pub taken: Taken,
+}
+
+impl BodyReader {
+    pub fn new(body: ByteStream, max: u64) -> Self {
+        Self {
+            body,
+            max,
+            done: false,
+            taken: Taken::default(),
+        }
+    }
+
+    /// The next piece to store, or `None` when the body (or the room) ended.
+    pub async fn next(&mut self) -> Option<bytes::Bytes> {
+        while !self.done {
+            let piece =
+                std::future::poll_fn(|cx| futures_core::Stream::poll_next(self.body.as_mut(), cx))
+                    .await;
+            let piece = match piece {
+                None => {
+                    self.done = true;
+                    return None;
+                }
+                Some(Err(_)) => {
+                    self.done = true;
+                    self.taken.cut = true;
+                    return None;
+                }
+                Some(Ok(piece)) => piece,
+            };
+            let take = (piece.len() as u64).min(self.max - self.taken.bytes) as usize;
+            if take < piece.len() {
+                self.done = true;
+                self.taken.truncated = true;
+            }
+            if take > 0 {
+                self.taken.bytes += take as u64;
+                return Some(piece.slice(..take));
+            }
+        }
+        None
+    }
+}
+
 /// The bytes of files: a directory of the data directory locally, S3 on
 /// AWS. An upload's bytes arrive in appends; an append is pending until the
 /// caller has recorded it (its offset) and calls [`BlobStore::commit`], or

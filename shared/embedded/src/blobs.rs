@@ -10,10 +10,9 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use futures_util::StreamExt as _;
 use serde_json::json;
 use taskgate_domain::file::{BlobState, FileId};
-use taskgate_domain::ports::{Appended, BlobError, BlobStore, ByteStream};
+use taskgate_domain::ports::{Appended, BlobError, BlobStore, BodyReader, ByteStream};
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
 
 /// Bytes read from disk per chunk of a download.
@@ -93,7 +92,7 @@ impl BlobStore for DiskBlobs {
         id: &FileId,
         state: &BlobState,
         offset: u64,
-        mut body: ByteStream,
+        body: ByteStream,
         max: u64,
     ) -> Result<Appended, BlobError> {
         debug_assert_eq!(offset, offset_of(state));
@@ -109,31 +108,18 @@ impl BlobStore for DiskBlobs {
         // Bodies arrive in frames of a few KiB; each write to a tokio file
         // is a trip to the blocking pool, so gather a MiB per trip.
         let mut file = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
-        let (mut written, mut cut, mut truncated) = (0u64, false, false);
-        while let Some(chunk) = body.next().await {
-            let chunk = match chunk {
-                Ok(chunk) => chunk,
-                Err(_) => {
-                    cut = true;
-                    break;
-                }
-            };
-            let room = max - written;
-            let take = (chunk.len() as u64).min(room) as usize;
-            file.write_all(&chunk[..take]).await.map_err(io)?;
-            written += take as u64;
-            if take < chunk.len() {
-                truncated = true;
-                break;
-            }
+        let mut body = BodyReader::new(body, max);
+        while let Some(piece) = body.next().await {
+            file.write_all(&piece).await.map_err(io)?;
         }
+        let taken = body.taken;
         file.flush().await.map_err(io)?;
         file.get_mut().sync_data().await.map_err(io)?;
         Ok(Appended {
-            state: json!({"offset": offset + written}),
-            bytes: written,
-            cut,
-            truncated,
+            state: json!({"offset": offset + taken.bytes}),
+            bytes: taken.bytes,
+            cut: taken.cut,
+            truncated: taken.truncated,
         })
     }
 
