@@ -69,6 +69,56 @@ pub(crate) fn condition_failed_at(reasons: &[CancellationReason], index: usize) 
         .is_some_and(|code| code == "ConditionalCheckFailed")
 }
 
+/// How a transaction was cancelled: the items whose condition failed, and
+/// whether another transaction got in the way.
+#[derive(Debug)]
+pub(crate) struct Cancellation {
+    failed: Vec<usize>,
+    pub conflict: bool,
+}
+
+impl Cancellation {
+    /// Whether item `index`'s condition failed.
+    pub fn failed_at(&self, index: usize) -> bool {
+        self.failed.contains(&index)
+    }
+}
+
+/// Runs `items` as one transaction. `Ok(Err(_))` when it was cancelled by a
+/// failed condition or a conflicting transaction (the caller says what that
+/// means); any other failure is the fallback mapping.
+pub(crate) async fn transact(
+    client: &aws_sdk_dynamodb::Client,
+    items: Vec<aws_sdk_dynamodb::types::TransactWriteItem>,
+) -> Result<Result<(), Cancellation>, StoreError> {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+    let Err(e) = client
+        .transact_write_items()
+        .set_transact_items(Some(items))
+        .send()
+        .await
+    else {
+        return Ok(Ok(()));
+    };
+    if let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
+        e.as_service_error()
+    {
+        let reasons = cancelled.cancellation_reasons();
+        let cancellation = Cancellation {
+            failed: (0..reasons.len())
+                .filter(|&i| condition_failed_at(reasons, i))
+                .collect(),
+            conflict: reasons
+                .iter()
+                .any(|r| r.code() == Some("TransactionConflict")),
+        };
+        if !cancellation.failed.is_empty() || cancellation.conflict {
+            return Ok(Err(cancellation));
+        }
+    }
+    Err(store_error(e))
+}
+
 /// A request this adapter built is invalid: a programming error, reported as `Other`.
 pub(crate) fn build_error(e: impl std::fmt::Display) -> StoreError {
     StoreError::other(format!("invalid DynamoDB request: {e}"))

@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 use taskgate_domain::file::{FileId, FileStatus, StoredFile};
 use taskgate_domain::ports::{FileStore, Page, StoreError, StoreResult};
@@ -18,7 +17,7 @@ use time::OffsetDateTime;
 
 use crate::DynamoStore;
 use crate::attr::{Row, n, s};
-use crate::errors::{build_error, condition_failed_at, corrupt, store_error};
+use crate::errors::{build_error, corrupt, store_error, transact};
 use crate::tables::{FILES_BY_OWNER, UPLOADS_BY_EXPIRY};
 
 fn usage_key(owner: &UserId) -> String {
@@ -62,32 +61,11 @@ impl DynamoStore {
         first_failed: StoreError,
         second_failed: StoreError,
     ) -> StoreResult<()> {
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => match e.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
-                    let reasons = cancelled.cancellation_reasons();
-                    if condition_failed_at(reasons, 0) {
-                        Err(first_failed)
-                    } else if condition_failed_at(reasons, 1) {
-                        Err(second_failed)
-                    } else if reasons
-                        .iter()
-                        .any(|r| r.code() == Some("TransactionConflict"))
-                    {
-                        Err(StoreError::Conflict)
-                    } else {
-                        Err(store_error(e))
-                    }
-                }
-                _ => Err(store_error(e)),
-            },
+        match transact(&self.client, items).await? {
+            Ok(()) => Ok(()),
+            Err(c) if c.failed_at(0) => Err(first_failed),
+            Err(c) if c.failed_at(1) => Err(second_failed),
+            Err(_) => Err(StoreError::Conflict),
         }
     }
 }

@@ -17,7 +17,6 @@
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 use taskgate_domain::ports::{
     FeedChange, FeedEntry, ItemQuery, ItemScope, Page, ProjectLogs, ProjectStore, StoreError,
@@ -31,7 +30,7 @@ use time::OffsetDateTime;
 
 use crate::DynamoStore;
 use crate::attr::{Row, n, s};
-use crate::errors::{build_error, condition_failed_at, corrupt, store_error};
+use crate::errors::{build_error, corrupt, store_error, transact};
 use crate::tables::{
     FEED_KEY, FEED_POSITION, ITEMS_BY_ASSIGNEE, ITEMS_BY_CREATED, ITEMS_BY_DUE, ITEMS_BY_STATUS,
     PROJECT_FEED, PROJECTS_BY_OWNER, PROJECTS_LIVE,
@@ -290,32 +289,14 @@ impl DynamoStore {
     /// Runs the transaction whose first three items are the log entry, the
     /// row and the feed update ([`feed_update`]).
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), Lost> {
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => match e.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
-                    let reasons = cancelled.cancellation_reasons();
-                    if condition_failed_at(reasons, 0)
-                        || condition_failed_at(reasons, 1)
-                        || reasons
-                            .iter()
-                            .any(|r| r.code() == Some("TransactionConflict"))
-                    {
-                        Err(Lost::Race)
-                    } else if condition_failed_at(reasons, 2) {
-                        Err(Lost::Feed)
-                    } else {
-                        Err(Lost::Failed(store_error(e)))
-                    }
-                }
-                _ => Err(Lost::Failed(store_error(e))),
-            },
+        match transact(&self.client, items).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(c)) if c.failed_at(0) || c.failed_at(1) || c.conflict => Err(Lost::Race),
+            Ok(Err(c)) if c.failed_at(2) => Err(Lost::Feed),
+            Ok(Err(c)) => Err(Lost::Failed(StoreError::other(format!(
+                "a project transaction was cancelled unexpectedly: {c:?}"
+            )))),
+            Err(e) => Err(Lost::Failed(e)),
         }
     }
 

@@ -11,7 +11,6 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use taskgate_domain::ports::{Page, StoreError, StoreResult, TaskLog};
 use taskgate_domain::task::{EventData, TaskEvent, TaskId};
@@ -19,7 +18,7 @@ use taskgate_domain::user::UserId;
 
 use crate::DynamoStore;
 use crate::attr::{n, s};
-use crate::errors::{build_error, condition_failed_at, condition_or, corrupt, store_error};
+use crate::errors::{build_error, condition_or, corrupt, store_error, transact};
 use crate::tables::TASKS_BY_OWNER;
 
 fn to_item(event: &TaskEvent) -> HashMap<String, AttributeValue> {
@@ -80,34 +79,12 @@ impl DynamoStore {
         first: TransactWriteItem,
         second: TransactWriteItem,
     ) -> StoreResult<Result<(), Cancelled>> {
-        match self
-            .client
-            .transact_write_items()
-            .transact_items(first)
-            .transact_items(second)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(Ok(())),
-            Err(e) => match e.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
-                    let reasons = cancelled.cancellation_reasons();
-                    if condition_failed_at(reasons, 0) {
-                        Ok(Err(Cancelled::First))
-                    } else if condition_failed_at(reasons, 1) {
-                        Ok(Err(Cancelled::Second))
-                    } else if reasons
-                        .iter()
-                        .any(|r| r.code() == Some("TransactionConflict"))
-                    {
-                        Ok(Err(Cancelled::Conflict))
-                    } else {
-                        Err(store_error(e))
-                    }
-                }
-                _ => Err(store_error(e)),
-            },
-        }
+        Ok(match transact(&self.client, vec![first, second]).await? {
+            Ok(()) => Ok(()),
+            Err(c) if c.failed_at(0) => Err(Cancelled::First),
+            Err(c) if c.failed_at(1) => Err(Cancelled::Second),
+            Err(_) => Err(Cancelled::Conflict),
+        })
     }
 
     fn event_put(&self, event: &TaskEvent) -> StoreResult<TransactWriteItem> {
