@@ -187,15 +187,12 @@ impl FileStore for DynamoStore {
             None => query.key_condition_expression("owner_id = :o"),
         };
         let output = query.send().await.map_err(store_error)?;
-        let mut files: Vec<StoredFile> = output
+        let files: Vec<StoredFile> = output
             .items()
             .iter()
             .map(from_row)
             .collect::<StoreResult<_>>()?;
-        let more = files.len() > limit;
-        files.truncate(limit);
-        let next = more.then(|| files.last().expect("a full page has a last file").id);
-        Ok(Page { items: files, next })
+        Ok(Page::from_extra(files, limit, |f| f.id))
     }
 
     async fn expired_uploads(

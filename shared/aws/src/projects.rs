@@ -663,12 +663,10 @@ impl ProjectStore for DynamoStore {
                 _ => break,
             }
         }
-        let more = ids.len() > limit;
-        ids.truncate(limit);
-        let next = more.then(|| *ids.last().expect("a full page has a last id"));
+        let page = Page::from_extra(ids, limit, |id| *id);
         Ok(Page {
-            items: self.live_projects(ids).await?,
-            next,
+            items: self.live_projects(page.items).await?,
+            next: page.next,
         })
     }
 
@@ -696,18 +694,12 @@ impl ProjectStore for DynamoStore {
             .send()
             .await
             .map_err(store_error)?;
-        let mut projects: Vec<Project> = output
+        let projects: Vec<Project> = output
             .items()
             .iter()
             .map(|row| from_row("project", row, "row"))
             .collect::<StoreResult<_>>()?;
-        let more = projects.len() > limit;
-        projects.truncate(limit);
-        let next = more.then(|| projects.last().expect("a full page has a last").id);
-        Ok(Page {
-            items: projects,
-            next,
-        })
+        Ok(Page::from_extra(projects, limit, |p| p.id))
     }
 
     async fn owned_projects(&self, owner: &Username) -> StoreResult<Vec<ProjectId>> {

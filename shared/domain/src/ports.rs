@@ -87,6 +87,21 @@ pub struct Page<T, C> {
     pub next: Option<C>,
 }
 
+impl<T, C> Page<T, C> {
+    /// A page from up to `limit + 1` items read: the extra one, if any,
+    /// says another page exists, and is dropped; `next` is the key of the
+    /// last item kept.
+    pub fn from_extra(mut items: Vec<T>, limit: usize, key: impl FnOnce(&T) -> C) -> Self {
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(key)
+        } else {
+            None
+        };
+        Self { items, next }
+    }
+}
+
 #[async_trait]
 pub trait UserStore: Send + Sync {
     /// Stores a new user. `AlreadyExists` if the username is taken,

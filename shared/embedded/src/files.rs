@@ -10,7 +10,7 @@ use taskgate_domain::ports::{FileStore, Page, StoreError, StoreResult};
 use taskgate_domain::user::UserId;
 use time::OffsetDateTime;
 
-use crate::{EmbeddedStore, corrupt, page_of, sql};
+use crate::{EmbeddedStore, corrupt, sql};
 
 fn from_json(item: &str) -> StoreResult<StoredFile> {
     serde_json::from_str(item).map_err(|e| corrupt("file", e))
@@ -141,7 +141,7 @@ impl FileStore for EmbeddedStore {
                  ORDER BY file_id DESC LIMIT ?3",
                 params![owner, after, limit as i64 + 1],
             )?;
-            Ok(page_of(found, limit, |file| file.id))
+            Ok(Page::from_extra(found, limit, |file| file.id))
         })
         .await
     }

@@ -39,7 +39,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::Connection;
-use taskgate_domain::ports::{Page, StoreError, StoreResult};
+use taskgate_domain::ports::{StoreError, StoreResult};
 
 /// The embedded store. Cheap to clone; clones share one writing connection
 /// and, for a database file, a few read-only ones.
@@ -319,22 +319,6 @@ pub(crate) fn insert_new(
         0 => Err(StoreError::AlreadyExists),
         _ => Ok(()),
     }
-}
-
-/// A page from rows read with `LIMIT limit + 1`: the extra row, if any, says
-/// another page exists, and is dropped; `next` is the key of the last item kept.
-pub(crate) fn page_of<T, C>(
-    mut items: Vec<T>,
-    limit: usize,
-    key: impl FnOnce(&T) -> C,
-) -> Page<T, C> {
-    let next = if items.len() > limit {
-        items.truncate(limit);
-        items.last().map(key)
-    } else {
-        None
-    };
-    Page { items, next }
 }
 
 /// A stored item that no longer parses is corruption, not a client error.

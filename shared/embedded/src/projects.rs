@@ -15,7 +15,7 @@ use taskgate_domain::project::log::{Item, ItemEntry, Project, ProjectEntry};
 use taskgate_domain::project::{ItemId, ItemStatus, ProjectId};
 use taskgate_domain::user::{UserId, Username};
 
-use crate::{EmbeddedStore, corrupt, page_of, sql};
+use crate::{EmbeddedStore, corrupt, sql};
 
 fn status_rank(status: ItemStatus) -> i64 {
     ItemStatus::ALL
@@ -254,7 +254,7 @@ impl ProjectStore for EmbeddedStore {
                  ORDER BY m.project_id LIMIT ?3",
                 params![member, after, limit as i64 + 1],
             )?;
-            Ok(page_of(found, limit, |p| p.id))
+            Ok(Page::from_extra(found, limit, |p| p.id))
         })
         .await
     }
@@ -273,7 +273,7 @@ impl ProjectStore for EmbeddedStore {
                  ORDER BY project_id LIMIT ?2",
                 params![after, limit as i64 + 1],
             )?;
-            Ok(page_of(found, limit, |p| p.id))
+            Ok(Page::from_extra(found, limit, |p| p.id))
         })
         .await
     }
@@ -418,7 +418,7 @@ impl ProjectStore for EmbeddedStore {
         self.with_reader(move |conn| {
             let found: Vec<Item> =
                 rows(conn, "item", &statement, rusqlite::params_from_iter(values))?;
-            Ok(page_of(found, limit, |item| sort.position(item)))
+            Ok(Page::from_extra(found, limit, |item| sort.position(item)))
         })
         .await
     }

@@ -7,7 +7,7 @@ use taskgate_domain::ports::{Page, SecurityStore, StoreError, StoreResult};
 use taskgate_domain::security::{LoginAttempts, SecurityEvent};
 use taskgate_domain::timestamp;
 
-use crate::{EmbeddedStore, corrupt, insert_new, page_of, sql};
+use crate::{EmbeddedStore, corrupt, insert_new, sql};
 
 #[async_trait]
 impl SecurityStore for EmbeddedStore {
@@ -113,7 +113,7 @@ impl SecurityStore for EmbeddedStore {
                         .map_err(|e| corrupt("security event", e))
                 })
                 .collect::<StoreResult<Vec<_>>>()?;
-            Ok(page_of(items, limit, |e| e.id.clone()))
+            Ok(Page::from_extra(items, limit, |e| e.id.clone()))
         })
         .await
     }

@@ -7,7 +7,7 @@ use taskgate_domain::ports::{Page, StoreError, StoreResult, TaskLog};
 use taskgate_domain::task::{EventData, TaskEvent, TaskId};
 use taskgate_domain::user::UserId;
 
-use crate::{EmbeddedStore, corrupt, insert_new, page_of, sql};
+use crate::{EmbeddedStore, corrupt, insert_new, sql};
 
 fn from_json(item: &str) -> StoreResult<TaskEvent> {
     serde_json::from_str(item).map_err(|e| corrupt("task event", e))
@@ -197,7 +197,7 @@ impl TaskLog for EmbeddedStore {
                 let id = row.map_err(sql)?;
                 items.push(TaskId::parse(&id).map_err(|e| corrupt("task id", e))?);
             }
-            Ok(page_of(items, limit, |id| *id))
+            Ok(Page::from_extra(items, limit, |id| *id))
         })
         .await
     }
@@ -227,7 +227,7 @@ impl TaskLog for EmbeddedStore {
             for row in rows {
                 items.push(from_json(&row.map_err(sql)?)?);
             }
-            Ok(page_of(items, limit, |e| (e.task_id, e.seq)))
+            Ok(Page::from_extra(items, limit, |e| (e.task_id, e.seq)))
         })
         .await
     }

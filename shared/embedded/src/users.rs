@@ -5,7 +5,7 @@ use rusqlite::{OptionalExtension, params};
 use taskgate_domain::ports::{Page, StoreError, StoreResult, UserStore};
 use taskgate_domain::user::{Email, Level, User, Username};
 
-use crate::{EmbeddedStore, corrupt, page_of, sql};
+use crate::{EmbeddedStore, corrupt, sql};
 
 fn to_json(user: &User) -> String {
     serde_json::to_string(user).expect("a User always serialises")
@@ -141,7 +141,7 @@ impl UserStore for EmbeddedStore {
             for row in rows {
                 items.push(from_json(&row.map_err(sql)?)?);
             }
-            Ok(page_of(items, limit, |u| u.username.clone()))
+            Ok(Page::from_extra(items, limit, |u| u.username.clone()))
         })
         .await
     }
