@@ -147,7 +147,7 @@ pub fn run_realtime() -> ExitCode {
 pub async fn realtime_cold_start(handler: &str) -> anyhow::Result<realtime::Realtime> {
     let (sdk, store) = dynamo_store().await;
     let state = if handler == "connect" {
-        cold_start().await?
+        state_with(&sdk, store.clone()).await?
     } else {
         let unused = SecretSlice::from(uuid_bytes());
         AppState::new(Arc::new(store.clone()), &unused, Settings::from_env()?)?
@@ -343,20 +343,25 @@ async fn recorder() -> Recorder {
 /// Everything built once per container: settings, clients, the secret, and
 /// the Step Functions workflow where `TASKGATE_STATE_MACHINE_ARN` is set.
 pub async fn cold_start() -> anyhow::Result<AppState> {
-    let settings = Settings::from_env()?;
     let (sdk, store) = dynamo_store().await;
-    let secret = jwt_secret(&sdk).await?;
+    state_with(&sdk, store).await
+}
+
+/// [`cold_start`] with the AWS configuration and store already made.
+async fn state_with(sdk: &aws_config::SdkConfig, store: DynamoStore) -> anyhow::Result<AppState> {
+    let settings = Settings::from_env()?;
+    let secret = jwt_secret(sdk).await?;
     let mut state = AppState::new(Arc::new(store), &secret, settings)?;
     if let Some(arn) = env_endpoint("TASKGATE_STATE_MACHINE_ARN") {
         let endpoint = env_endpoint("TASKGATE_STEPFUNCTIONS_ENDPOINT");
-        let sfn = taskgate_aws::sfn_client(&sdk, endpoint.as_deref());
+        let sfn = taskgate_aws::sfn_client(sdk, endpoint.as_deref());
         let workflow = StepFunctionsWorkflow::new(sfn, arn, state.recorder.clone());
         state = state.with_workflow(Arc::new(workflow));
     }
     // The bytes of files, where the template names a bucket.
     if let Some(bucket) = env_endpoint("TASKGATE_FILES_BUCKET") {
         let endpoint = env_endpoint("TASKGATE_S3_ENDPOINT");
-        let s3 = taskgate_aws::s3_client(&sdk, endpoint.as_deref());
+        let s3 = taskgate_aws::s3_client(sdk, endpoint.as_deref());
         state = state.with_blobs(Arc::new(taskgate_aws::blobs::S3Blobs::new(s3, bucket)));
     }
     Ok(state)
