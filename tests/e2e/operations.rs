@@ -303,3 +303,73 @@ async fn metrics_are_served_apart_in_the_prometheus_format() {
         StatusCode::NO_CONTENT
     );
 }
+
+/// On DynamoDB, what each item listing page consumed is counted
+/// (`taskgate_item_page_read_units`, a histogram of read capacity units as
+/// DynamoDB reports them), so an operator can see what pages cost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_pages_report_their_read_units_on_dynamodb() {
+    let app = TestApp::spawn_with(Backend::DynamoDb, |config| {
+        config.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let admin = app.admin_token().await;
+    let metrics_url = format!("http://{}/metrics", app.server().metrics_addr().unwrap());
+    let (_, project) = status_and_json(
+        app.send_json(
+            reqwest::Method::POST,
+            "/projects",
+            Some(&admin),
+            &json!({"name": "Costs"}),
+        )
+        .await,
+    )
+    .await;
+    let project = project["id"].as_str().unwrap().to_owned();
+    for i in 0..3 {
+        let (status, _) = status_and_json(
+            app.send_json(
+                reqwest::Method::POST,
+                &format!("/projects/{project}/items"),
+                Some(&admin),
+                &json!({"title": format!("item {i}")}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let value = |text: &str, name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|n| n.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let scrape = || async {
+        reqwest::get(&metrics_url)
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let before = scrape().await;
+    for _ in 0..2 {
+        let (status, page) = status_and_json(
+            app.get(&format!("/projects/{project}/items?limit=2"), Some(&admin))
+                .await,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(page["items"].as_array().unwrap().len(), 2, "{page}");
+    }
+    let after = scrape().await;
+    // Other tests' servers share this process's recorder: at least ours.
+    let pages = value(&after, "taskgate_item_page_read_units_count")
+        - value(&before, "taskgate_item_page_read_units_count");
+    let units = value(&after, "taskgate_item_page_read_units_sum")
+        - value(&before, "taskgate_item_page_read_units_sum");
+    assert!(pages >= 2.0, "{after}");
+    assert!(units > 0.0, "no read units counted: {after}");
+}

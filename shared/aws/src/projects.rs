@@ -17,7 +17,9 @@
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Delete, Put, ReturnConsumedCapacity, TransactWriteItem, Update,
+};
 use taskgate_domain::ports::{
     FeedChange, FeedEntry, ItemQuery, ItemScope, Page, ProjectLogs, ProjectStore, StoreError,
     StoreResult,
@@ -269,6 +271,8 @@ fn start_key(project: &ProjectId, position: &Position) -> Row {
 struct Source {
     items: Vec<(Position, Item)>,
     stopped: Option<Position>,
+    /// Read capacity units the queries consumed (as DynamoDB reports them).
+    read_units: f64,
 }
 
 /// Why a transaction did not land.
@@ -456,7 +460,7 @@ impl DynamoStore {
         let (filter, mut values) = filter_expression(query);
         values.insert(":p".to_owned(), s(project.to_string()));
         let mut items = Vec::new();
-        let mut read = 0;
+        let (mut read, mut read_units) = (0, 0.0);
         for (phase, prefix) in phases.iter().enumerate() {
             let mut start = match (phase, &query.after) {
                 (0, Some(after)) => Some(start_key(project, after)),
@@ -483,10 +487,15 @@ impl DynamoStore {
                     .scan_index_forward(!sort.descending)
                     .set_exclusive_start_key(start.take())
                     .limit((self.read_budget - read).min(query.limit * 4 + 10) as i32)
+                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
                     .send()
                     .await
                     .map_err(store_error)?;
                 read += output.scanned_count() as usize;
+                read_units += output
+                    .consumed_capacity()
+                    .and_then(|c| c.capacity_units())
+                    .unwrap_or(0.0);
                 for row in output.items() {
                     let item: Item = from_row("item", row, "row")?;
                     items.push((sort.position(&item), item));
@@ -497,6 +506,7 @@ impl DynamoStore {
                         return Ok(Source {
                             items,
                             stopped: Some(position_of(sort.key, sort.descending, &key)?),
+                            read_units,
                         });
                     }
                     Some(key) => start = Some(key),
@@ -507,6 +517,7 @@ impl DynamoStore {
         Ok(Source {
             items,
             stopped: None,
+            read_units,
         })
     }
 }
@@ -801,13 +812,18 @@ impl ProjectStore for DynamoStore {
         };
         let mut found: Vec<(Position, Item)> = Vec::new();
         let mut cut: Option<Position> = None;
+        let mut read_units = 0.0;
         for project in &projects {
             let source = self.source(project, query).await?;
+            read_units += source.read_units;
             found.extend(source.items);
             if let Some(stopped) = source.stopped {
                 cut = Some(cut.map_or(stopped, |cut| cut.min(stopped)));
             }
         }
+        // What one page costs, whatever the project's size: at most the read
+        // budget's worth of items per project (docs/access-patterns.md).
+        metrics::histogram!("taskgate_item_page_read_units").record(read_units);
         found.sort_by_key(|(position, _)| *position);
         // Beyond where a project stopped reading, its items are unknown:
         // the page ends there.

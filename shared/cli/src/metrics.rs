@@ -2,18 +2,23 @@
 //! `TASKGATE_METRICS_ADDR` (unset: none), so they are never public by
 //! accident. The process has one recorder (the `metrics` facade's); the
 //! application counts requests by route and status with their latency, task
-//! events by kind and type, open WebSockets and uploads in progress.
+//! events by kind and type, open WebSockets and uploads in progress, and (on
+//! DynamoDB) the read units each item listing page consumed.
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 
 use anyhow::Context as _;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Latency buckets, in seconds.
 const BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
+
+/// Buckets of `taskgate_item_page_read_units` (DynamoDB read capacity units
+/// one item listing page consumed; bounded by the store's read budget).
+const READ_UNIT_BUCKETS: &[f64] = &[0.5, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0];
 
 /// The process's recorder, installed on first use.
 fn handle() -> anyhow::Result<&'static PrometheusHandle> {
@@ -23,6 +28,11 @@ fn handle() -> anyhow::Result<&'static PrometheusHandle> {
     }
     let recorder = PrometheusBuilder::new()
         .set_buckets(BUCKETS)
+        .context("invalid metric buckets")?
+        .set_buckets_for_metric(
+            Matcher::Full("taskgate_item_page_read_units".into()),
+            READ_UNIT_BUCKETS,
+        )
         .context("invalid metric buckets")?
         .build_recorder();
     let handle = recorder.handle();
