@@ -10,6 +10,8 @@ Sections (see docs/benchmarks/suite.md for what each compares):
             bare hyper hello-world (wrk, 32 connections)
   delays    N concurrent delays: start rate, lateness p50/p99, RSS per task
   scripts   a trivial script: submit-to-succeeded latency, throughput
+  listing   filtered pages of 50 from a project of 100,000 items, on SQLite
+            and on DynamoDB Local (with the read units each page consumed)
   fanout    1,000 WebSocket subscribers of one project: change to last receipt
   files     a 1 GiB tus upload and download versus curl PUT/GET to a bare server
   coldstart exec to the first poll of the Lambda Runtime API, per function
@@ -157,6 +159,89 @@ def section_scripts(args):
         f"| scripts per second | {one['scripts_per_second']:.0f} | {many['scripts_per_second']:.0f} |",
     ]
     return "A trivial script (`1 + 1`), polled every millisecond", lines
+
+
+# Filtered pages of the listing section: (what it shows, query). The items'
+# spread is bench-load's (`items`): status by turn, 3 in 4 dated over
+# 2026-2027, 1 in 10 assigned to the admin.
+LISTINGS = [
+    ("`status=pending&sort=due_date` (1 in 3)", "status=pending&sort=due_date&limit=50"),
+    ("`assignee=me&status=in_progress` (1 in 30)", "assignee=me&status=in_progress&limit=50"),
+    ("`due=overdue&sort=-created_at` (about 1 in 4)", "due=overdue&sort=-created_at&limit=50"),
+    ("`due=today&status=completed&assignee=none` (a few dozen)",
+     "due=today&status=completed&assignee=none&limit=50"),
+]
+
+
+def metric(text, name):
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def section_listing(args):
+    """Each store gets the same project of N items (through the API); each
+    query is walked page by page (following `next`, one request at a time)
+    with bench-load; on DynamoDB the read units of each page are read from
+    the server's `taskgate_item_page_read_units` between pages."""
+    load = os.path.join(args.release, "bench-load")
+    dynamodb = subprocess.run([os.path.join(ROOT, "infra/local/dynamodb-local.sh"), "start",
+                               args.work + "/ddb-listing"], check=True, capture_output=True,
+                              text=True).stdout.strip().splitlines()[-1]
+    stores = [("SQLite (embedded)", {}),
+              ("DynamoDB Local", {"TASKGATE_STORE": "dynamodb", "TASKGATE_DYNAMODB_ENDPOINT": dynamodb,
+                                  "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+                                  "AWS_REGION": "us-east-1"})]
+    lines = ["| store | filter (limit 50) | pages read | items per page | p50 / p99 / max | "
+             "read units per page, mean / max |", "|---|---|---|---|---|---|"]
+    seeding = []
+    try:
+        for store, extra in stores:
+            metrics_port = free_port()
+            settings = dict(extra, TASKGATE_MAX_REQUESTS_PER_ADDRESS="4096",
+                            TASKGATE_MAX_REQUESTS_IN_FLIGHT="4096",
+                            TASKGATE_METRICS_ADDR=f"127.0.0.1:{metrics_port}")
+            metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+            with serve(args.taskgate, PASSWORD, **settings) as (base, _):
+                token = call(base, "POST", "/auth", body={"username": "admin", "password": PASSWORD})["token"]
+                project = call(base, "POST", "/projects", token, {"name": "Listing"})["id"]
+                seeded = json.loads(subprocess.run(
+                    [load, "items", base, token, project, str(args.items), "32"],
+                    check=True, stdout=subprocess.PIPE, text=True).stdout)
+                seeding.append(f"{store}: {args.items} items created through the API at "
+                               f"{seeded['items_per_second']:.0f}/s (32 clients)")
+                for label, query in LISTINGS:
+                    path = f"/projects/{project}/items?{query}"
+                    walked = json.loads(subprocess.run(
+                        [load, "pages", base, token, path, str(args.pages)],
+                        check=True, stdout=subprocess.PIPE, text=True).stdout)
+                    units = "—"
+                    if "TASKGATE_STORE" in extra:
+                        per_page, cursor = [], None
+                        for _ in range(min(args.pages, 40)):
+                            before = metric(urllib.request.urlopen(metrics_url).read().decode(),
+                                            "taskgate_item_page_read_units_sum")
+                            page = call(base, "GET", path + (f"&cursor={cursor}" if cursor else ""), token)
+                            after = metric(urllib.request.urlopen(metrics_url).read().decode(),
+                                           "taskgate_item_page_read_units_sum")
+                            per_page.append(after - before)
+                            cursor = page["next"]
+                            if cursor is None:
+                                break
+                        units = f"{statistics.mean(per_page):.1f} / {max(per_page):.1f}"
+                    lines.append(
+                        f"| {store} | {label} | {walked['requests']} ({walked['walks_to_the_end']} to the end) | "
+                        f"{walked['items_per_page']:.1f} | {walked['latency_ms_p50']:.1f} / "
+                        f"{walked['latency_ms_p99']:.1f} / {walked['latency_ms_max']:.1f} ms | {units} |")
+                    print(lines[-1], flush=True)
+    finally:
+        subprocess.run([os.path.join(ROOT, "infra/local/dynamodb-local.sh"), "stop", args.work + "/ddb-listing"])
+    lines += ["", *[f"- {line}" for line in seeding],
+              "- Latency is the client's: one request at a time over HTTP, token checked, page "
+              "serialised; each walk follows `next` from the first page to the end."]
+    return (f"Filtered pages from a project of {args.items} items (target: p99 ≤ 5 ms on SQLite; "
+            "read units per page bounded on DynamoDB)", lines)
 
 
 def section_fanout(args):
@@ -404,7 +489,7 @@ print(arn, times[len(times) // 2])
 
 
 SECTIONS = {"reads": section_reads, "delays": section_delays, "scripts": section_scripts,
-            "fanout": section_fanout, "files": section_files, "coldstart": section_coldstart}
+            "listing": section_listing, "fanout": section_fanout, "files": section_files, "coldstart": section_coldstart}
 
 
 def machine():
@@ -425,6 +510,8 @@ def main():
     parser.add_argument("--only", default=",".join(SECTIONS))
     parser.add_argument("--seconds", type=int, default=10, help="wrk's duration per request")
     parser.add_argument("--delays", type=int, default=10000)
+    parser.add_argument("--items", type=int, default=100000, help="items in the listing's project")
+    parser.add_argument("--pages", type=int, default=300, help="pages read per listing query")
     parser.add_argument("--rounds", type=int, default=50)
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=5, help="cold starts per binary")

@@ -74,6 +74,7 @@ pub(crate) fn condition_failed_at(reasons: &[CancellationReason], index: usize) 
 #[derive(Debug)]
 pub(crate) struct Cancellation {
     failed: Vec<usize>,
+    conflicted: Vec<usize>,
     pub conflict: bool,
 }
 
@@ -81,6 +82,11 @@ impl Cancellation {
     /// Whether item `index`'s condition failed.
     pub fn failed_at(&self, index: usize) -> bool {
         self.failed.contains(&index)
+    }
+
+    /// Whether another transaction was writing item `index`.
+    pub fn conflicted_at(&self, index: usize) -> bool {
+        self.conflicted.contains(&index)
     }
 }
 
@@ -107,6 +113,9 @@ pub(crate) async fn transact(
         let cancellation = Cancellation {
             failed: (0..reasons.len())
                 .filter(|&i| condition_failed_at(reasons, i))
+                .collect(),
+            conflicted: (0..reasons.len())
+                .filter(|&i| reasons[i].code() == Some("TransactionConflict"))
                 .collect(),
             conflict: reasons
                 .iter()

@@ -280,7 +280,8 @@ enum Lost {
     /// The entry's seq or the row's version was taken (or another
     /// transaction was writing the same items): re-read and decide again.
     Race,
-    /// Only the feed head moved: take the next position and try again.
+    /// Only the feed head moved (or another change of the project was
+    /// taking it): take the next position and try again, after a pause.
     Feed,
     Failed(StoreError),
 }
@@ -289,14 +290,30 @@ enum Lost {
 /// loss means another change of the project committed meanwhile).
 const FEED_ATTEMPTS: usize = 32;
 
+/// A random pause before the `attempt`th retry for a feed position: up to
+/// 1, 2, 4 … 64 ms, so that writers racing for one project's head spread
+/// out instead of colliding again in step.
+fn feed_backoff(attempt: usize) -> std::time::Duration {
+    use rand::RngExt as _;
+    let cap = 1u64 << attempt.min(6);
+    std::time::Duration::from_micros(rand::rng().random_range(0..=cap * 1000))
+}
+
 impl DynamoStore {
     /// Runs the transaction whose first three items are the log entry, the
     /// row and the feed update ([`feed_update`]).
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<(), Lost> {
         match transact(&self.client, items).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(c)) if c.failed_at(0) || c.failed_at(1) || c.conflict => Err(Lost::Race),
-            Ok(Err(c)) if c.failed_at(2) => Err(Lost::Feed),
+            Ok(Err(c))
+                if c.failed_at(0) || c.failed_at(1) || c.conflicted_at(0) || c.conflicted_at(1) =>
+            {
+                Err(Lost::Race)
+            }
+            // The head moved, or another transaction was moving it (or
+            // writing the project's other rows): nothing this change decided
+            // on was touched.
+            Ok(Err(c)) if c.failed_at(2) || c.conflict => Err(Lost::Feed),
             Ok(Err(c)) => Err(Lost::Failed(StoreError::other(format!(
                 "a project transaction was cancelled unexpectedly: {c:?}"
             )))),
@@ -380,11 +397,11 @@ impl DynamoStore {
         project: &ProjectId,
         build: impl Fn(u64) -> StoreResult<Vec<TransactWriteItem>>,
     ) -> StoreResult<u64> {
-        for _ in 0..FEED_ATTEMPTS {
+        for attempt in 0..FEED_ATTEMPTS {
             let position = self.feed_head(project).await? + 1;
             match self.transact(build(position)?).await {
                 Ok(()) => return Ok(position),
-                Err(Lost::Feed) => continue,
+                Err(Lost::Feed) => tokio::time::sleep(feed_backoff(attempt)).await,
                 Err(Lost::Race) => return Err(StoreError::Conflict),
                 Err(Lost::Failed(e)) => return Err(e),
             }

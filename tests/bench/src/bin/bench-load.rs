@@ -4,6 +4,13 @@
 //!
 //!     bench-load delays  BASE TOKEN COUNT SECONDS CONCURRENCY
 //!     bench-load scripts BASE TOKEN COUNT CONCURRENCY
+//!     bench-load items   BASE TOKEN PROJECT COUNT CONCURRENCY
+//!     bench-load pages   BASE TOKEN PATH REQUESTS
+//!
+//! `items` fills a project with COUNT items of a fixed spread (status by
+//! turn, three in four dated over two years, one in ten assigned to the
+//! token's user); `pages` reads PATH, follows `next` to the end and starts
+//! again, one request at a time, until REQUESTS pages are read.
 //!
 //! Prints one JSON object with the figures. Nothing is asserted.
 
@@ -193,6 +200,99 @@ async fn scripts(base: String, token: String, count: usize, concurrency: usize) 
     })
 }
 
+/// The `i`th seeded item: the spread `items` documents.
+fn seeded_item(i: usize, me: &str) -> Value {
+    let status = ["pending", "in_progress", "completed"][i % 3];
+    let mut item = json!({"title": format!("item {i}"), "status": status});
+    if i % 4 != 0 {
+        let day = time::Date::from_calendar_date(2026, time::Month::January, 1).unwrap()
+            + time::Duration::days((i * 7 % 730) as i64);
+        item["due_date"] = json!(day.to_string());
+    }
+    if i % 10 == 0 {
+        item["assignee"] = json!(me);
+    }
+    item
+}
+
+async fn items(
+    base: String,
+    token: String,
+    project: String,
+    count: usize,
+    concurrency: usize,
+) -> Value {
+    let http = client(concurrency);
+    let me: Value = http
+        .get(format!("{base}/"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("GET /")
+        .json()
+        .await
+        .expect("a greeting");
+    let me = me["user"]["username"]
+        .as_str()
+        .expect("a username")
+        .to_owned();
+    let started = Instant::now();
+    run_all(count, concurrency, move |i| {
+        let (http, base, token, project) =
+            (http.clone(), base.clone(), token.clone(), project.clone());
+        let item = seeded_item(i, &me);
+        async move {
+            let response = http
+                .post(format!("{base}/projects/{project}/items"))
+                .bearer_auth(&token)
+                .json(&item)
+                .send()
+                .await
+                .expect("POST items");
+            assert_eq!(response.status(), 201, "{:?}", response.text().await);
+        }
+    })
+    .await;
+    let elapsed = started.elapsed().as_secs_f64();
+    json!({"count": count, "items_per_second": count as f64 / elapsed})
+}
+
+async fn pages(base: String, token: String, path: String, requests: usize) -> Value {
+    let http = client(1);
+    let mut latencies = Vec::with_capacity(requests);
+    let (mut returned, mut walks, mut next) = (0, 0, None::<String>);
+    for _ in 0..requests {
+        let url = match &next {
+            None => format!("{base}{path}"),
+            Some(cursor) => format!("{base}{path}&cursor={cursor}"),
+        };
+        let begun = Instant::now();
+        let response = http
+            .get(url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("GET a page");
+        assert_eq!(response.status(), 200);
+        let page: Value = response.json().await.expect("a page");
+        latencies.push(begun.elapsed().as_secs_f64() * 1000.0);
+        returned += page["items"].as_array().expect("items").len();
+        next = page["next"].as_str().map(str::to_owned);
+        if next.is_none() {
+            walks += 1;
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    json!({
+        "requests": requests,
+        "items_per_page": returned as f64 / requests as f64,
+        "walks_to_the_end": walks,
+        "latency_ms_p50": percentile(&latencies, 50.0),
+        "latency_ms_p99": percentile(&latencies, 99.0),
+        "latency_ms_max": latencies.last().copied().unwrap_or(f64::NAN),
+    })
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -221,6 +321,17 @@ async fn main() {
             )
             .await
         }
+        "items" => {
+            items(
+                arg(2),
+                arg(3),
+                arg(4),
+                arg(5).parse().unwrap(),
+                arg(6).parse().unwrap(),
+            )
+            .await
+        }
+        "pages" => pages(arg(2), arg(3), arg(4), arg(5).parse().unwrap()).await,
         other => panic!("unknown benchmark {other:?}"),
     };
     println!("{result}");
