@@ -204,12 +204,12 @@ async fn scripts(base: String, token: String, count: usize, concurrency: usize) 
 fn seeded_item(i: usize, me: &str) -> Value {
     let status = ["pending", "in_progress", "completed"][i % 3];
     let mut item = json!({"title": format!("item {i}"), "status": status});
-    if i % 4 != 0 {
+    if !i.is_multiple_of(4) {
         let day = time::Date::from_calendar_date(2026, time::Month::January, 1).unwrap()
             + time::Duration::days((i * 7 % 730) as i64);
         item["due_date"] = json!(day.to_string());
     }
-    if i % 10 == 0 {
+    if i.is_multiple_of(10) {
         item["assignee"] = json!(me);
     }
     item
