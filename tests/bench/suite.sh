@@ -17,7 +17,7 @@ if ! command -v wrk >/dev/null; then
 fi
 
 target=${CARGO_TARGET_DIR:-target}
-only=reads,delays,scripts,fanout,files,coldstart
+only=reads,delays,scripts,listing,fanout,files,coldstart
 for ((i = 1; i <= $#; i++)); do
   if [ "${!i}" = "--only" ]; then j=$((i + 1)); only=${!j}; fi
 done

@@ -1,5 +1,7 @@
 //! The reference server of the benchmarks (tests/bench/suite.py): bare
-//! hyper, no framework. `GET /` answers "Hello World"; `PUT /blob` streams
+//! hyper, no framework. `GET /` answers "Hello World"; `GET /bytes/N`
+//! answers N bytes (the size of a page the API serves, for a reference that
+//! moves the same bytes); `PUT /blob` streams
 //! the body into `$BENCH_BLOB` and `GET /blob` streams that file back, the
 //! "plain PUT/GET of the same bytes" that uploads and downloads are
 //! measured against. Listens on the address in its first argument.
@@ -29,7 +31,17 @@ fn full(text: &'static str) -> Body {
 async fn handle(request: Request<Incoming>, blob: PathBuf) -> Result<Response<Body>, Infallible> {
     let response = match (request.method(), request.uri().path()) {
         (&Method::GET, "/") => Response::new(full("Hello World")),
+        (&Method::GET, path) if path.starts_with("/bytes/") => {
+            let size: usize = path["/bytes/".len()..].parse().unwrap_or(0);
+            Response::new(
+                Full::new(Bytes::from(vec![b'x'; size]))
+                    .map_err(|never| match never {})
+                    .boxed(),
+            )
+        }
         (&Method::PUT, "/blob") => {
+            // `?sync`: made durable before the answer, as an upload is.
+            let sync = request.uri().query() == Some("sync");
             let mut file = tokio::fs::File::create(&blob).await.expect("the blob file");
             let mut body = BodyStream::new(request.into_body());
             while let Some(frame) = body.try_next().await.ok().flatten() {
@@ -38,6 +50,9 @@ async fn handle(request: Request<Incoming>, blob: PathBuf) -> Result<Response<Bo
                 }
             }
             file.flush().await.expect("writing the blob");
+            if sync {
+                file.sync_data().await.expect("syncing the blob");
+            }
             let mut response = Response::new(full(""));
             *response.status_mut() = StatusCode::NO_CONTENT;
             response
