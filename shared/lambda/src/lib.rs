@@ -84,12 +84,22 @@ fn runtime_stopped(e: lambda_runtime::Error) -> anyhow::Error {
 /// Runs an HTTP function until the runtime stops it.
 pub fn run_http() -> ExitCode {
     bootstrap(async move {
+        let begun = std::time::Instant::now();
         let state = Arc::new(cold_start().await?);
-        tracing::info!("cold start complete: settings, clients and signing key loaded");
-        lambda_http::run(service(state))
-            .await
-            .map_err(runtime_stopped)
+        let built = begun.elapsed();
+        let service = service(state);
+        tracing::info!(
+            state_ms = ms(built),
+            router_ms = ms(begun.elapsed() - built),
+            "cold start complete: settings, clients and signing key loaded"
+        );
+        lambda_http::run(service).await.map_err(runtime_stopped)
     })
+}
+
+/// A duration in milliseconds, for cold-start logs.
+fn ms(duration: std::time::Duration) -> f64 {
+    (duration.as_secs_f64() * 1e5).round() / 100.0
 }
 
 /// Runs one of the real-time functions, chosen by
@@ -343,15 +353,27 @@ async fn recorder() -> Recorder {
 /// Everything built once per container: settings, clients, the secret, and
 /// the Step Functions workflow where `TASKGATE_STATE_MACHINE_ARN` is set.
 pub async fn cold_start() -> anyhow::Result<AppState> {
+    let begun = std::time::Instant::now();
     let (sdk, store) = dynamo_store().await;
+    tracing::debug!(
+        aws_configuration_ms = ms(begun.elapsed()),
+        "cold start: AWS configuration and DynamoDB client"
+    );
     state_with(&sdk, store).await
 }
 
 /// [`cold_start`] with the AWS configuration and store already made.
 async fn state_with(sdk: &aws_config::SdkConfig, store: DynamoStore) -> anyhow::Result<AppState> {
     let settings = Settings::from_env()?;
+    let begun = std::time::Instant::now();
     let secret = jwt_secret(sdk).await?;
+    let read = begun.elapsed();
     let mut state = AppState::new(Arc::new(store), &secret, settings)?;
+    tracing::debug!(
+        secret_ms = ms(read),
+        app_state_ms = ms(begun.elapsed() - read),
+        "cold start: signing secret read, application state built"
+    );
     if let Some(arn) = env_endpoint("TASKGATE_STATE_MACHINE_ARN") {
         let endpoint = env_endpoint("TASKGATE_STEPFUNCTIONS_ENDPOINT");
         let sfn = taskgate_aws::sfn_client(sdk, endpoint.as_deref());
