@@ -104,6 +104,13 @@ impl EmbeddedStore {
         conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
         conn.set_prepared_statement_cache_capacity(64);
         schema::migrate(&mut conn)?;
+        // The query planner picks an item listing's index by how selective
+        // each filter is, which it knows only from `ANALYZE`'s statistics
+        // (without them, `due=today` walked a whole project in creation
+        // order: 26 ms at 100,000 items, 0.1 ms with them). Bounded
+        // analysis now, and again as tables grow (`Writes::run_batches`).
+        conn.execute_batch("PRAGMA analysis_limit = 1000; PRAGMA optimize = 0x10002;")
+            .map_err(sql)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
             readers: None,
@@ -192,7 +199,15 @@ struct Writes {
     queue: Mutex<Vec<Box<dyn Job>>>,
     /// Locked after `queue` only.
     leading: Mutex<bool>,
+    /// Calls run since the planner's statistics were last brought up to
+    /// date (only the batch leader touches it).
+    since_optimize: std::sync::atomic::AtomicUsize,
 }
+
+/// Calls between two `PRAGMA optimize` runs: it re-analyses only tables
+/// whose size changed a lot since their last analysis (each bounded by
+/// `analysis_limit`), so most runs do nothing.
+const OPTIMIZE_EVERY: usize = 5_000;
 
 /// Most calls in one batch (one transaction).
 const MAX_BATCH: usize = 256;
@@ -260,7 +275,19 @@ impl Writes {
             // transaction behind (SQLite rolls it back), so a poisoned lock
             // is safe to reuse.
             let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            let calls = batch.len();
             Self::run_batch(&mut conn, batch);
+            let since = self
+                .since_optimize
+                .fetch_add(calls, std::sync::atomic::Ordering::Relaxed)
+                + calls;
+            if since >= OPTIMIZE_EVERY {
+                self.since_optimize
+                    .store(0, std::sync::atomic::Ordering::Relaxed);
+                if let Err(e) = conn.execute_batch("PRAGMA optimize = 0x10002") {
+                    tracing::warn!(error = %e, "could not update the query planner's statistics");
+                }
+            }
         }
     }
 
