@@ -206,8 +206,8 @@ def section_listing(args):
               ("DynamoDB Local", {"TASKGATE_STORE": "dynamodb", "TASKGATE_DYNAMODB_ENDPOINT": dynamodb,
                                   "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
                                   "AWS_REGION": "us-east-1"}, 8)]
-    lines = ["| store | filter (limit 50) | pages read | items per page | p50 / p99 / max | "
-             "read units per page, mean / max |", "|---|---|---|---|---|---|"]
+    lines = ["| store | filter (limit 50) | first page p50 / p99 | pages walked | items per page | "
+             "walk p50 / p99 / max | read units per page, mean / max |", "|---|---|---|---|---|---|---|"]
     seeding = []
     try:
         for store, extra, writers in stores:
@@ -229,6 +229,9 @@ def section_listing(args):
                     walked = json.loads(subprocess.run(
                         [load, "pages", base, token, path, str(args.pages)],
                         check=True, stdout=subprocess.PIPE, text=True).stdout)
+                    first = json.loads(subprocess.run(
+                        [load, "pages", base, token, path, str(max(20, args.pages // 3)), "first"],
+                        check=True, stdout=subprocess.PIPE, text=True).stdout)
                     units = "—"
                     if "TASKGATE_STORE" in extra:
                         per_page, cursor = [], None
@@ -244,7 +247,8 @@ def section_listing(args):
                                 break
                         units = f"{statistics.mean(per_page):.1f} / {max(per_page):.1f}"
                     lines.append(
-                        f"| {store} | {label} | {walked['requests']} ({walked['walks_to_the_end']} to the end) | "
+                        f"| {store} | {label} | {first['latency_ms_p50']:.1f} / {first['latency_ms_p99']:.1f} ms | "
+                        f"{walked['requests']} ({walked['walks_to_the_end']} to the end) | "
                         f"{walked['items_per_page']:.1f} | {walked['latency_ms_p50']:.1f} / "
                         f"{walked['latency_ms_p99']:.1f} / {walked['latency_ms_max']:.1f} ms | {units} |")
                     print(lines[-1], flush=True)

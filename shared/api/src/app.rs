@@ -59,17 +59,35 @@ pub fn api() -> OpenApiRouter<SharedState> {
 /// The application for `state`: the API with its fallbacks, request ids,
 /// logging and standard headers, behind the alias rewrite.
 pub fn app(state: SharedState) -> Router {
+    app_with(routes(), state)
+}
+
+/// The API's routes before any state is known: the costly part of building
+/// the application (each route's OpenAPI description is assembled on the
+/// way), so a Lambda cold start builds it while it waits for its secret.
+pub struct Routes(Router<SharedState>);
+
+/// The routes of [`app`], with their fallbacks; [`app_with`] completes them.
+pub fn routes() -> Routes {
     let (api, _) = api().split_for_parts();
-    let api = api
-        // Real-time updates: a WebSocket, so outside the OpenAPI document
-        // (docs/API.md describes it). On AWS the WebSocket API serves them.
-        .route("/ws", axum::routing::get(crate::realtime::socket::upgrade))
-        .fallback(|method: Method, uri: Uri| async move {
-            ApiError::NotFound(format!("there is no route {method} {}", uri.path()))
-        })
-        .method_not_allowed_fallback(|method: Method| async move {
-            ApiError::MethodNotAllowed { method }
-        })
+    Routes(
+        api
+            // Real-time updates: a WebSocket, so outside the OpenAPI document
+            // (docs/API.md describes it). On AWS the WebSocket API serves them.
+            .route("/ws", axum::routing::get(crate::realtime::socket::upgrade))
+            .fallback(|method: Method, uri: Uri| async move {
+                ApiError::NotFound(format!("there is no route {method} {}", uri.path()))
+            })
+            .method_not_allowed_fallback(|method: Method| async move {
+                ApiError::MethodNotAllowed { method }
+            }),
+    )
+}
+
+/// [`app`] from routes built beforehand ([`routes`]).
+pub fn app_with(routes: Routes, state: SharedState) -> Router {
+    let api = routes
+        .0
         // Creations take an Idempotency-Key (matched routes only).
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -85,13 +85,21 @@ fn runtime_stopped(e: lambda_runtime::Error) -> anyhow::Error {
 pub fn run_http() -> ExitCode {
     bootstrap(async move {
         let begun = std::time::Instant::now();
+        // The routes take CPU, the configuration and the secret mostly wait
+        // on the network: built side by side.
+        let routes = tokio::task::spawn_blocking(|| {
+            let begun = std::time::Instant::now();
+            (taskgate_api::app::routes(), begun.elapsed())
+        });
         let state = Arc::new(cold_start().await?);
-        let built = begun.elapsed();
-        let service = service(state);
+        let (routes, routes_took) = routes
+            .await
+            .map_err(|e| anyhow::anyhow!("building the routes failed: {e}"))?;
+        let service = service_with(routes, state);
         tracing::info!(
-            state_ms = ms(built),
-            router_ms = ms(begun.elapsed() - built),
-            "cold start complete: settings, clients and signing key loaded"
+            total_ms = ms(begun.elapsed()),
+            routes_ms = ms(routes_took),
+            "cold start complete: settings, clients, signing key and routes ready"
         );
         lambda_http::run(service).await.map_err(runtime_stopped)
     })
@@ -422,7 +430,12 @@ async fn jwt_secret(sdk: &aws_config::SdkConfig) -> anyhow::Result<SecretSlice<u
 /// The service `lambda_http::run` drives: the application, with Lambda's
 /// request id as the request's id (in logs, error bodies, `X-Request-Id`).
 pub fn service(state: Arc<AppState>) -> axum::Router {
-    taskgate_api::app(state).layer(axum::middleware::map_request(
+    service_with(taskgate_api::app::routes(), state)
+}
+
+/// [`service`] from routes built beforehand.
+fn service_with(routes: taskgate_api::app::Routes, state: Arc<AppState>) -> axum::Router {
+    taskgate_api::app::app_with(routes, state).layer(axum::middleware::map_request(
         |mut request: axum::extract::Request| async move {
             if let Some(id) = request
                 .lambda_context_ref()

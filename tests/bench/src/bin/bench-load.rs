@@ -5,12 +5,13 @@
 //!     bench-load delays  BASE TOKEN COUNT SECONDS CONCURRENCY
 //!     bench-load scripts BASE TOKEN COUNT CONCURRENCY
 //!     bench-load items   BASE TOKEN PROJECT COUNT CONCURRENCY
-//!     bench-load pages   BASE TOKEN PATH REQUESTS
+//!     bench-load pages   BASE TOKEN PATH REQUESTS [first]
 //!
 //! `items` fills a project with COUNT items of a fixed spread (status by
 //! turn, three in four dated over two years, one in ten assigned to the
 //! token's user); `pages` reads PATH, follows `next` to the end and starts
-//! again, one request at a time, until REQUESTS pages are read.
+//! again, one request at a time, until REQUESTS pages are read (with
+//! `first`, reads only the first page, REQUESTS times).
 //!
 //! Prints one JSON object with the figures. Nothing is asserted.
 
@@ -257,7 +258,13 @@ async fn items(
     json!({"count": count, "items_per_second": count as f64 / elapsed})
 }
 
-async fn pages(base: String, token: String, path: String, requests: usize) -> Value {
+async fn pages(
+    base: String,
+    token: String,
+    path: String,
+    requests: usize,
+    first_only: bool,
+) -> Value {
     let http = client(1);
     let mut latencies = Vec::with_capacity(requests);
     let (mut returned, mut walks, mut next) = (0, 0, None::<String>);
@@ -280,6 +287,9 @@ async fn pages(base: String, token: String, path: String, requests: usize) -> Va
         next = page["next"].as_str().map(str::to_owned);
         if next.is_none() {
             walks += 1;
+        }
+        if first_only {
+            next = None;
         }
     }
     latencies.sort_by(f64::total_cmp);
@@ -331,7 +341,10 @@ async fn main() {
             )
             .await
         }
-        "pages" => pages(arg(2), arg(3), arg(4), arg(5).parse().unwrap()).await,
+        "pages" => {
+            let first_only = args.get(6).is_some_and(|a| a == "first");
+            pages(arg(2), arg(3), arg(4), arg(5).parse().unwrap(), first_only).await
+        }
         other => panic!("unknown benchmark {other:?}"),
     };
     println!("{result}");
