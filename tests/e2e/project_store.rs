@@ -340,49 +340,78 @@ async fn all_items(store: &Store, project: ProjectId) -> Vec<Item> {
     }
 }
 
-/// DynamoDB reads at most a budget of items per project for one page: with
-/// a selective filter a page may hold fewer items than asked, and its
-/// cursor says where reading stopped, so the walk still sees every match
-/// once, in order.
+/// Both stores walk at most a budget of rows for one page (DynamoDB: items
+/// read per project; SQLite: rows walked once a page takes more work than
+/// that): with a selective filter a page may hold fewer items than asked,
+/// and its cursor says where the walk stopped, so walking every page still
+/// sees every match once, in order, whatever the sort.
+async fn pages_end_early_on_the_read_budget_and_miss_nothing(store: Store) {
+    let project = project(&store, ("olga", UserId::new()), &[("mia", UserId::new())]).await;
+    let mut matching = Vec::new();
+    for n in 1..=30 {
+        let assignee = (n % 7 == 0 || n == 30).then_some("mia");
+        // Dates out of creation order, and some items without one.
+        let due = (n % 3 != 0).then(|| format!("2027-01-{:02}", (n * 5) % 17 + 1));
+        let status = ItemStatus::ALL[(n % 3) as usize];
+        let item = add_item(&store, project.id, n, status, due.as_deref(), assignee).await;
+        if assignee.is_some() {
+            matching.push(item);
+        }
+    }
+    let mut short_pages = 0;
+    for sort in [
+        "created_at",
+        "-created_at",
+        "due_date",
+        "-due_date",
+        "status",
+    ] {
+        let sort = Sort::parse(sort).unwrap();
+        let mut expected = matching.clone();
+        expected.sort_by_key(|item| sort.position(item));
+        let expected: Vec<ItemId> = expected.iter().map(|i| i.id).collect();
+        let mut walked = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store
+                .list_items(&ItemQuery {
+                    scope: ItemScope::Project(project.id),
+                    filter: filter(None, None, Some("mia"), &name("olga")),
+                    sort,
+                    today: Zone::utc().today(at(0)),
+                    after,
+                    limit: 2,
+                })
+                .await
+                .unwrap();
+            if page.items.len() < 2 && page.next.is_some() {
+                short_pages += 1;
+            }
+            walked.extend(page.items.iter().map(|i| i.id));
+            match page.next {
+                Some(position) => after = Some(position),
+                None => break,
+            }
+        }
+        assert_eq!(walked, expected, "{sort:?}");
+    }
+    assert!(short_pages > 0, "no page ended early on the budget");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_pages_end_early_on_the_read_budget_and_miss_nothing() {
+    // A budget of one row: every page that takes more work than the
+    // smallest walk is served by the budget's path.
+    let store = taskgate_embedded::EmbeddedStore::in_memory()
+        .unwrap()
+        .with_read_budget(1);
+    pages_end_early_on_the_read_budget_and_miss_nothing(Arc::new(store)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamodb_pages_end_early_on_the_read_budget_and_miss_nothing() {
-    let store: Store = Arc::new(taskgate_e2e::dynamodb_store().await.with_read_budget(4));
-    let project = project(&store, ("olga", UserId::new()), &[("mia", UserId::new())]).await;
-    let mut expected = Vec::new();
-    for n in 1..=30 {
-        let assignee = (n % 7 == 0).then_some("mia");
-        let item = add_item(&store, project.id, n, ItemStatus::Pending, None, assignee).await;
-        if assignee.is_some() {
-            expected.push(item.id);
-        }
-    }
-    let sort = Sort::parse("created_at").unwrap();
-    let mut walked = Vec::new();
-    let mut after = None;
-    let mut short_pages = 0;
-    loop {
-        let page = store
-            .list_items(&ItemQuery {
-                scope: ItemScope::Project(project.id),
-                filter: filter(None, None, Some("mia"), &name("olga")),
-                sort,
-                today: Zone::utc().today(at(0)),
-                after,
-                limit: 2,
-            })
-            .await
-            .unwrap();
-        if page.items.len() < 2 && page.next.is_some() {
-            short_pages += 1;
-        }
-        walked.extend(page.items.iter().map(|i| i.id));
-        match page.next {
-            Some(position) => after = Some(position),
-            None => break,
-        }
-    }
-    assert_eq!(walked, expected);
-    assert!(short_pages > 0, "no page ended early on the budget");
+    let store = taskgate_e2e::dynamodb_store().await.with_read_budget(4);
+    pages_end_early_on_the_read_budget_and_miss_nothing(Arc::new(store)).await;
 }
 
 async fn the_feed_numbers_every_change_of_a_project_once_and_in_commit_order(store: Store) {

@@ -53,7 +53,14 @@ pub struct EmbeddedStore {
     writes: Arc<Writes>,
     sessions: Arc<tokens::SessionCache>,
     tasks: Arc<tasks::TaskCache>,
+    /// Rows an item listing walks for one page when its filter matches
+    /// little (see `ProjectStore::list_items`).
+    read_budget: usize,
 }
+
+/// The default of [`EmbeddedStore::with_read_budget`]: a page walks at most
+/// about this many rows (a few milliseconds), however rare its matches.
+pub const READ_BUDGET: usize = 2_000;
 
 /// A pool of read-only connections: a permit per idle connection.
 struct Readers {
@@ -95,6 +102,13 @@ impl EmbeddedStore {
         Ok(store)
     }
 
+    /// The same store with another read budget for item listings (tests use
+    /// a small one to see pages end early).
+    pub fn with_read_budget(mut self, rows: usize) -> Self {
+        self.read_budget = rows.max(1);
+        self
+    }
+
     /// A fresh database that lives as long as this value (and its clones).
     pub fn in_memory() -> StoreResult<Self> {
         Self::init(Connection::open_in_memory().map_err(sql)?)
@@ -117,6 +131,7 @@ impl EmbeddedStore {
             writes: Arc::default(),
             sessions: Arc::default(),
             tasks: Arc::default(),
+            read_budget: READ_BUDGET,
         })
     }
 

@@ -62,6 +62,45 @@ fn append(
     Ok(position as u64)
 }
 
+/// Virtual machine instructions between two calls of the progress handler
+/// ([`bounded`]): about what one row of a listing's walk takes.
+const OPS_PER_CHECK: i32 = 25;
+
+/// The rows (JSON text) `statement` selects, unless SQLite has done about
+/// `budget` rows' worth of work before it is done (then `None`).
+fn bounded(
+    conn: &mut Connection,
+    budget: usize,
+    statement: &str,
+    values: Vec<Sql>,
+) -> StoreResult<Option<Vec<String>>> {
+    let mut checks = 0;
+    conn.progress_handler(
+        OPS_PER_CHECK,
+        Some(move || {
+            checks += 1;
+            checks > budget
+        }),
+    )
+    .map_err(sql)?;
+    let result = (|| {
+        let mut statement = conn.prepare_cached(statement)?;
+        let texts = statement.query_map(rusqlite::params_from_iter(values), |row| {
+            row.get::<_, String>(0)
+        })?;
+        texts.collect::<rusqlite::Result<Vec<String>>>()
+    })();
+    conn.progress_handler(0, None::<fn() -> bool>)
+        .map_err(sql)?;
+    match result {
+        Ok(texts) => Ok(Some(texts)),
+        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) => {
+            Ok(None)
+        }
+        Err(e) => Err(sql(e)),
+    }
+}
+
 fn rows<T: serde::de::DeserializeOwned>(
     conn: &Connection,
     what: &str,
@@ -77,9 +116,77 @@ fn rows<T: serde::de::DeserializeOwned>(
         .collect()
 }
 
-/// The `WHERE` and `ORDER BY` of an item listing, with its parameters.
-fn item_listing(query: &ItemQuery) -> (String, Vec<Sql>) {
+/// An item listing in parts: which rows it walks (`walk`: the scope and
+/// the cursor), what it keeps of them (`filters`), in which order, with
+/// the parameters of all three.
+struct Listing {
+    walk: Vec<String>,
+    filters: Vec<String>,
+    order: String,
+    values: Vec<Sql>,
+}
+
+impl Listing {
+    /// The listing as one query: `limit` matching rows.
+    fn statement(&self, limit: usize) -> (String, Vec<Sql>) {
+        let clauses = [&self.walk[..], &self.filters[..]].concat();
+        let mut values = self.values.clone();
+        values.push((limit as i64).into());
+        (
+            format!(
+                "SELECT row FROM items WHERE {} ORDER BY {} LIMIT ?{}",
+                clauses.join(" AND "),
+                self.order,
+                values.len()
+            ),
+            values,
+        )
+    }
+
+    /// The listing within the first `budget` rows of its walk: `limit`
+    /// matching rows of those, however rare the matches.
+    fn within_budget(&self, budget: usize, limit: usize) -> (String, Vec<Sql>) {
+        let mut values = self.values.clone();
+        values.push((budget as i64).into());
+        let budget_at = values.len();
+        values.push((limit as i64).into());
+        let mut keep = vec![format!(
+            "rowid IN (SELECT rowid FROM items WHERE {} ORDER BY {} LIMIT ?{budget_at})",
+            self.walk.join(" AND "),
+            self.order
+        )];
+        keep.extend(self.filters.iter().cloned());
+        (
+            format!(
+                "SELECT row FROM items WHERE {} ORDER BY {} LIMIT ?{}",
+                keep.join(" AND "),
+                self.order,
+                values.len()
+            ),
+            values,
+        )
+    }
+
+    /// The last row of the walk's first `budget`, if it has that many.
+    fn budget_end(&self, budget: usize) -> (String, Vec<Sql>) {
+        let mut values = self.values.clone();
+        values.push((budget as i64 - 1).into());
+        (
+            format!(
+                "SELECT row FROM items WHERE {} ORDER BY {} LIMIT 1 OFFSET ?{}",
+                self.walk.join(" AND "),
+                self.order,
+                values.len()
+            ),
+            values,
+        )
+    }
+}
+
+/// The parts of an item listing ([`Listing`]).
+fn item_listing(query: &ItemQuery) -> Listing {
     let mut clauses = vec!["deleted = 0".to_owned()];
+    let mut filters = Vec::new();
     let mut values: Vec<Sql> = Vec::new();
     let mut bind = |value: Sql| {
         values.push(value);
@@ -99,11 +206,11 @@ fn item_listing(query: &ItemQuery) -> (String, Vec<Sql>) {
             .iter()
             .map(|s| bind(status_rank(*s).into()))
             .collect();
-        clauses.push(format!("status_rank IN ({})", ranks.join(", ")));
+        filters.push(format!("status_rank IN ({})", ranks.join(", ")));
     }
     if let Some(due) = query.filter.due {
         let today = bind(query.today.to_string().into());
-        clauses.push(match due {
+        filters.push(match due {
             Due::Overdue => format!(
                 "due_missing = 0 AND due_key < {today} AND status_rank <> {}",
                 status_rank(ItemStatus::Completed)
@@ -114,9 +221,9 @@ fn item_listing(query: &ItemQuery) -> (String, Vec<Sql>) {
     }
     match &query.filter.assignee {
         None => {}
-        Some(Assignee::Nobody) => clauses.push("assignee IS NULL".into()),
+        Some(Assignee::Nobody) => filters.push("assignee IS NULL".into()),
         Some(Assignee::Named(name)) => {
-            clauses.push(format!("assignee = {}", bind(name.to_string().into())))
+            filters.push(format!("assignee = {}", bind(name.to_string().into())))
         }
     }
     let (dir, cmp) = if query.sort.descending {
@@ -152,14 +259,12 @@ fn item_listing(query: &ItemQuery) -> (String, Vec<Sql>) {
         SortKey::Status => format!("status_rank{dir}, item_id{dir}"),
         SortKey::CreatedAt => format!("created_at{dir}, item_id{dir}"),
     };
-    let limit = bind((query.limit as i64 + 1).into());
-    (
-        format!(
-            "SELECT row FROM items WHERE {} ORDER BY {order} LIMIT {limit}",
-            clauses.join(" AND ")
-        ),
+    Listing {
+        walk: clauses,
+        filters,
+        order,
         values,
-    )
+    }
 }
 
 #[async_trait]
@@ -413,12 +518,37 @@ impl ProjectStore for EmbeddedStore {
     }
 
     async fn list_items(&self, query: &ItemQuery) -> StoreResult<Page<Item, Position>> {
-        let (statement, values) = item_listing(query);
-        let (sort, limit) = (query.sort, query.limit);
+        let listing = item_listing(query);
+        let (sort, limit, budget) = (query.sort, query.limit, self.read_budget);
         self.with_reader(move |conn| {
+            let position = |item: &Item| sort.position(item);
+            // Most pages are found long before the bound; one whose filter
+            // matches little of a large project would walk all of it.
+            let (statement, values) = listing.statement(limit + 1);
+            if let Some(found) = bounded(conn, budget, &statement, values)? {
+                let found = found
+                    .iter()
+                    .map(|text| from_json("item", text))
+                    .collect::<StoreResult<Vec<Item>>>()?;
+                return Ok(Page::from_extra(found, limit, position));
+            }
+            // Then the page is what matches in the next `budget` rows of the
+            // walk; if that is not a full page, the cursor is the last of
+            // those rows, so the next page goes on from there (as on
+            // DynamoDB, a page may be short, and nothing is missed).
+            let (statement, values) = listing.within_budget(budget, limit + 1);
             let found: Vec<Item> =
                 rows(conn, "item", &statement, rusqlite::params_from_iter(values))?;
-            Ok(Page::from_extra(found, limit, |item| sort.position(item)))
+            if found.len() > limit {
+                return Ok(Page::from_extra(found, limit, position));
+            }
+            let (statement, values) = listing.budget_end(budget);
+            let end: Vec<Item> =
+                rows(conn, "item", &statement, rusqlite::params_from_iter(values))?;
+            Ok(Page {
+                items: found,
+                next: end.first().map(position),
+            })
         })
         .await
     }
@@ -480,7 +610,7 @@ fn grouped<Id: Ord + Copy, Change>(
 /// The plan SQLite picks for a listing: for the query-plan test and
 /// docs/access-patterns.md.
 pub fn explain_listing(store: &EmbeddedStore, query: &ItemQuery) -> StoreResult<Vec<String>> {
-    let (statement, values) = item_listing(query);
+    let (statement, values) = item_listing(query).statement(query.limit + 1);
     let conn = store.conn.lock().unwrap_or_else(|p| p.into_inner());
     let mut explain = conn
         .prepare(&format!("EXPLAIN QUERY PLAN {statement}"))
