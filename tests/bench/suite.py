@@ -211,6 +211,8 @@ def section_listing(args):
     seeding = []
     try:
         for store, extra, writers in stores:
+            if ("dynamodb" if "TASKGATE_STORE" in extra else "sqlite") not in args.stores.split(","):
+                continue
             metrics_port = free_port()
             settings = dict(extra, TASKGATE_MAX_REQUESTS_PER_ADDRESS="4096",
                             TASKGATE_MAX_REQUESTS_IN_FLIGHT="4096",
@@ -223,7 +225,8 @@ def section_listing(args):
                     [load, "items", base, token, project, str(args.items), str(writers)],
                     check=True, stdout=subprocess.PIPE, text=True).stdout)
                 seeding.append(f"{store}: {args.items} items created through the API at "
-                               f"{seeded['items_per_second']:.0f}/s ({writers} clients)")
+                               f"{seeded['items_per_second']:.0f}/s ({writers} clients; "
+                               f"{seeded['retried_after_503']} retried after a 503)")
                 for label, query in LISTINGS:
                     path = f"/projects/{project}/items?{query}"
                     walked = json.loads(subprocess.run(
@@ -541,6 +544,7 @@ def main():
     parser.add_argument("--delays", type=int, default=10000)
     parser.add_argument("--items", type=int, default=100000, help="items in the listing's project")
     parser.add_argument("--pages", type=int, default=300, help="pages read per listing query")
+    parser.add_argument("--stores", default="sqlite,dynamodb", help="the listing section's stores")
     parser.add_argument("--rounds", type=int, default=50)
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=5, help="cold starts per binary")

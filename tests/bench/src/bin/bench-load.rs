@@ -238,24 +238,45 @@ async fn items(
         .expect("a username")
         .to_owned();
     let started = Instant::now();
+    let retried = Arc::new(AtomicUsize::new(0));
+    let retries = retried.clone();
     run_all(count, concurrency, move |i| {
-        let (http, base, token, project) =
-            (http.clone(), base.clone(), token.clone(), project.clone());
+        let (http, base, token, project, retried) = (
+            http.clone(),
+            base.clone(),
+            token.clone(),
+            project.clone(),
+            retried.clone(),
+        );
         let item = seeded_item(i, &me);
         async move {
-            let response = http
-                .post(format!("{base}/projects/{project}/items"))
-                .bearer_auth(&token)
-                .json(&item)
-                .send()
-                .await
-                .expect("POST items");
-            assert_eq!(response.status(), 201, "{:?}", response.text().await);
+            // A 503 says "try again shortly" (one project's writers take
+            // turns): as a client should, a few times, after a pause.
+            for attempt in 0..5 {
+                let response = http
+                    .post(format!("{base}/projects/{project}/items"))
+                    .bearer_auth(&token)
+                    .json(&item)
+                    .send()
+                    .await
+                    .expect("POST items");
+                if response.status() == 503 && attempt < 4 {
+                    retried.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                    continue;
+                }
+                assert_eq!(response.status(), 201, "{:?}", response.text().await);
+                return;
+            }
         }
     })
     .await;
     let elapsed = started.elapsed().as_secs_f64();
-    json!({"count": count, "items_per_second": count as f64 / elapsed})
+    json!({
+        "count": count,
+        "items_per_second": count as f64 / elapsed,
+        "retried_after_503": retries.load(Ordering::Relaxed),
+    })
 }
 
 async fn pages(
