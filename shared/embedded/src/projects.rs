@@ -242,8 +242,18 @@ fn item_listing(query: &ItemQuery) -> Listing {
                 let rank = bind(status_rank(status).into());
                 format!("(status_rank, item_id) {cmp} ({rank}, {id})")
             }
-            // Undated items come last in either direction.
-            Value::Due(None) => format!("due_missing = 1 AND item_id {cmp} {id}"),
+            // Undated items come last in either direction (their `due_key`
+            // is empty: naming it lets the index seek to the cursor).
+            Value::Due(None) => {
+                format!("due_missing = 1 AND due_key = '' AND item_id {cmp} {id}")
+            }
+            // Ascending, everything after a dated item is one range of
+            // `items_by_due`, so a deep page seeks instead of walking from
+            // the first row.
+            Value::Due(Some(date)) if !query.sort.descending => {
+                let date = bind(date.to_string().into());
+                format!("(due_missing, due_key, item_id) > (0, {date}, {id})")
+            }
             Value::Due(Some(date)) => {
                 let date = bind(date.to_string().into());
                 format!(
