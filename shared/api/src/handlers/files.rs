@@ -257,13 +257,15 @@ struct Seen {
 const DIGEST_BACKLOG: usize = 16;
 
 /// `body` as the blob port's stream; every frame that passes is also fed to
-/// `seen` on a thread of its own, so hashing and storing overlap instead of
-/// taking turns (SHA-256 was half of an upload's time). The handle gives
-/// `seen` back once the stream is dropped and every frame is digested.
+/// `seen` by a task of its own, so hashing and storing overlap on two
+/// workers instead of taking turns (SHA-256 was half of an upload's time).
+/// An async task, not a blocking thread: a slow upload must not hold one of
+/// the blocking pool's threads, which the store's calls need. The handle
+/// gives `seen` back once the stream is dropped and every frame is digested.
 fn observed(body: Body, mut seen: Seen) -> (ByteStream, tokio::task::JoinHandle<Seen>) {
     let (frames, mut backlog) = tokio::sync::mpsc::channel::<bytes::Bytes>(DIGEST_BACKLOG);
-    let digests = tokio::task::spawn_blocking(move || {
-        while let Some(bytes) = backlog.blocking_recv() {
+    let digests = tokio::spawn(async move {
+        while let Some(bytes) = backlog.recv().await {
             seen.digest.update(&bytes);
             if let Some(check) = seen.check.as_mut() {
                 check.update(&bytes);
@@ -278,7 +280,7 @@ fn observed(body: Body, mut seen: Seen) -> (ByteStream, tokio::task::JoinHandle<
             frames
                 .send(bytes.clone())
                 .await
-                .map_err(|_| std::io::Error::other("the digest thread stopped"))?;
+                .map_err(|_| std::io::Error::other("the digest task stopped"))?;
             Ok(bytes)
         }
     });
@@ -726,7 +728,7 @@ async fn append_now(
     // The stream is gone with the append: the digests have every frame.
     let seen = digests
         .await
-        .map_err(|e| ApiError::internal(format!("the digest thread failed: {e}")));
+        .map_err(|e| ApiError::internal(format!("the digest task failed: {e}")));
     let (appended, seen) = match (appended, seen) {
         (Ok(appended), Ok(seen)) => (appended, seen),
         (Err(e), _) => {
