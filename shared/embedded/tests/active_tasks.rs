@@ -6,28 +6,17 @@
 use taskgate_domain::ports::{StoreError, TaskLog};
 use taskgate_domain::recorder::Recorder;
 use taskgate_domain::task::{TaskLimits, TaskSpec};
-use taskgate_domain::user::{Level, User, Username};
+use taskgate_domain::user::Level;
 use taskgate_embedded::EmbeddedStore;
 
-fn user(name: &str) -> User {
-    let hash = taskgate_domain::password::PasswordHash::parse(
-        "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3V7s8wPDxVyEkXmz4jtoTrhpgXT4x3rKxhWFSmsHCGc",
-    )
-    .unwrap();
-    User::new(
-        Username::parse(name).unwrap(),
-        hash,
-        Level::User,
-        None,
-        None,
-    )
-}
+mod common;
+use common::user;
 
 #[tokio::test]
 async fn a_version_6_database_counts_the_unfinished_tasks_it_had() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("taskgate.db");
-    let (alice, bob) = (user("alice"), user("bob"));
+    let (alice, bob) = (user("alice", Level::User), user("bob", Level::User));
     let delay = TaskSpec::delay(60.0, &TaskLimits::default()).unwrap();
     {
         let store = std::sync::Arc::new(EmbeddedStore::open(&path).unwrap());

@@ -5,22 +5,11 @@
 use std::sync::Arc;
 
 use taskgate_domain::ports::{StoreError, UserStore};
-use taskgate_domain::user::{Level, User, Username};
+use taskgate_domain::user::{Level, Username};
 use taskgate_embedded::EmbeddedStore;
 
-fn user(name: &str) -> User {
-    let hash = taskgate_domain::password::PasswordHash::parse(
-        "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3V7s8wPDxVyEkXmz4jtoTrhpgXT4x3rKxhWFSmsHCGc",
-    )
-    .unwrap();
-    User::new(
-        Username::parse(name).unwrap(),
-        hash,
-        Level::User,
-        None,
-        None,
-    )
-}
+mod common;
+use common::user;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failing_call_leaves_its_batch_mates_alone() {
@@ -31,7 +20,9 @@ async fn a_failing_call_leaves_its_batch_mates_alone() {
     for i in 0..200 {
         let store = store.clone();
         calls.push(tokio::spawn(async move {
-            store.insert_user(&user(&format!("user{}", i / 2))).await
+            store
+                .insert_user(&user(&format!("user{}", i / 2), Level::User))
+                .await
         }));
     }
     let mut created = 0;

@@ -5,16 +5,11 @@ use std::time::Duration;
 
 use taskgate_domain::ports::{SessionStore, TokenStore, UserStore};
 use taskgate_domain::token::TokenRecord;
-use taskgate_domain::user::{Level, User, Username};
+use taskgate_domain::user::{Level, User};
 use taskgate_embedded::EmbeddedStore;
 
-fn user(name: &str, level: Level) -> User {
-    let hash = taskgate_domain::password::PasswordHash::parse(
-        "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3V7s8wPDxVyEkXmz4jtoTrhpgXT4x3rKxhWFSmsHCGc",
-    )
-    .unwrap();
-    User::new(Username::parse(name).unwrap(), hash, level, None, None)
-}
+mod common;
+use common::user;
 
 fn token(user: &User) -> TokenRecord {
     let now = taskgate_domain::now();
