@@ -9,6 +9,20 @@ use taskgate_domain::user::UserId;
 
 use crate::{EmbeddedStore, corrupt, insert_new, sql};
 
+impl EmbeddedStore {
+    /// Runs `f`, a write of `task`'s log, and drops the task's cached log
+    /// once the write is committed (or failed): a read that raced with it
+    /// is not kept.
+    async fn write_log<F>(&self, task: &TaskId, f: F) -> StoreResult<()>
+    where
+        F: FnOnce(&mut rusqlite::Connection) -> StoreResult<()> + Send + 'static,
+    {
+        let result = self.with_conn(f).await;
+        self.tasks.forget(task);
+        result
+    }
+}
+
 fn from_json(item: &str) -> StoreResult<TaskEvent> {
     serde_json::from_str(item).map_err(|e| corrupt("task event", e))
 }
@@ -51,19 +65,15 @@ impl TaskLog for EmbeddedStore {
         };
         let item = serde_json::to_string(event).expect("an event always serialises");
         let (task_id, seq) = (event.task_id.to_string(), event.seq as i64);
-        let result = self
-            .with_conn(move |conn| {
-                insert_new(
-                    conn,
-                    "INSERT INTO task_events (task_id, seq, owner_id, item) VALUES (?1, ?2, ?3, ?4)
+        self.write_log(&event.task_id, move |conn| {
+            insert_new(
+                conn,
+                "INSERT INTO task_events (task_id, seq, owner_id, item) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (task_id, seq) DO NOTHING",
-                    params![task_id, seq, owner_id, item],
-                )
-            })
-            .await;
-        // After the commit: a read that raced with it is not kept.
-        self.tasks.forget(&event.task_id);
-        result
+                params![task_id, seq, owner_id, item],
+            )
+        })
+        .await
     }
 
     async fn append_created(&self, event: &TaskEvent, max_active: u64) -> StoreResult<()> {
@@ -73,63 +83,55 @@ impl TaskLog for EmbeddedStore {
         let owner_id = owner_id.to_string();
         let item = serde_json::to_string(event).expect("an event always serialises");
         let (task_id, seq) = (event.task_id.to_string(), event.seq as i64);
-        let result = self
-            .with_conn(move |conn| {
-                let tx = conn.savepoint().map_err(sql)?;
-                let active: i64 = tx
-                    .query_row(
-                        "SELECT coalesce((SELECT active FROM active_tasks WHERE owner_id = ?1), 0)",
-                        [&owner_id],
-                        |row| row.get(0),
-                    )
-                    .map_err(sql)?;
-                if active as u64 >= max_active {
-                    return Err(StoreError::OverQuota);
-                }
-                insert_new(
-                    &tx,
-                    "INSERT INTO task_events (task_id, seq, owner_id, item) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (task_id, seq) DO NOTHING",
-                    params![task_id, seq, owner_id, item],
-                )?;
-                tx.execute(
-                    "INSERT INTO active_tasks (owner_id, active) VALUES (?1, 1)
-                 ON CONFLICT (owner_id) DO UPDATE SET active = active + 1",
+        self.write_log(&event.task_id, move |conn| {
+            let tx = conn.savepoint().map_err(sql)?;
+            let active: i64 = tx
+                .query_row(
+                    "SELECT coalesce((SELECT active FROM active_tasks WHERE owner_id = ?1), 0)",
                     [&owner_id],
+                    |row| row.get(0),
                 )
                 .map_err(sql)?;
-                tx.commit().map_err(sql)
-            })
-            .await;
-        // After the commit: a read that raced with it is not kept.
-        self.tasks.forget(&event.task_id);
-        result
+            if active as u64 >= max_active {
+                return Err(StoreError::OverQuota);
+            }
+            insert_new(
+                &tx,
+                "INSERT INTO task_events (task_id, seq, owner_id, item) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (task_id, seq) DO NOTHING",
+                params![task_id, seq, owner_id, item],
+            )?;
+            tx.execute(
+                "INSERT INTO active_tasks (owner_id, active) VALUES (?1, 1)
+                 ON CONFLICT (owner_id) DO UPDATE SET active = active + 1",
+                [&owner_id],
+            )
+            .map_err(sql)?;
+            tx.commit().map_err(sql)
+        })
+        .await
     }
 
     async fn append_ending(&self, event: &TaskEvent, owner: &UserId) -> StoreResult<()> {
         let owner = owner.to_string();
         let item = serde_json::to_string(event).expect("an event always serialises");
         let (task_id, seq) = (event.task_id.to_string(), event.seq as i64);
-        let result = self
-            .with_conn(move |conn| {
-                let tx = conn.savepoint().map_err(sql)?;
-                insert_new(
+        self.write_log(&event.task_id, move |conn| {
+            let tx = conn.savepoint().map_err(sql)?;
+            insert_new(
                 &tx,
                 "INSERT INTO task_events (task_id, seq, owner_id, item) VALUES (?1, ?2, NULL, ?3)
                  ON CONFLICT (task_id, seq) DO NOTHING",
                 params![task_id, seq, item],
             )?;
-                tx.execute(
-                    "UPDATE active_tasks SET active = max(active - 1, 0) WHERE owner_id = ?1",
-                    [&owner],
-                )
-                .map_err(sql)?;
-                tx.commit().map_err(sql)
-            })
-            .await;
-        // After the commit: a read that raced with it is not kept.
-        self.tasks.forget(&event.task_id);
-        result
+            tx.execute(
+                "UPDATE active_tasks SET active = max(active - 1, 0) WHERE owner_id = ?1",
+                [&owner],
+            )
+            .map_err(sql)?;
+            tx.commit().map_err(sql)
+        })
+        .await
     }
 
     async fn active_tasks(&self, owner: &UserId) -> StoreResult<u64> {
