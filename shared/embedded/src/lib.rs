@@ -158,7 +158,14 @@ impl EmbeddedStore {
                 .unwrap_or_else(|p| p.into_inner())
                 .pop()
                 .expect("a permit means an idle reader");
-            let result = f(&mut conn);
+            // A panic must not lose the connection: the pool would then
+            // hold fewer connections than permits.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut conn)))
+                .unwrap_or_else(|_| {
+                    // Whatever the call left installed goes with it.
+                    let _ = conn.progress_handler(0, None::<fn() -> bool>);
+                    Err(StoreError::other("a store read panicked"))
+                });
             readers
                 .idle
                 .lock()
@@ -366,4 +373,30 @@ pub(crate) fn insert_new(
 /// A stored item that no longer parses is corruption, not a client error.
 pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::other(format!("stored {what} does not parse: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A read that panics gives its connection back: the pool keeps as
+    /// many connections as permits, and later reads still run.
+    #[tokio::test]
+    async fn a_panicking_read_does_not_shrink_the_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(&dir.path().join("db.sqlite")).unwrap();
+        for _ in 0..8 {
+            let failed = store
+                .with_reader(|_| -> StoreResult<()> { panic!("a bug in a read") })
+                .await;
+            assert!(failed.is_err());
+        }
+        for _ in 0..8 {
+            let one: i64 = store
+                .with_reader(|conn| conn.query_row("SELECT 1", [], |r| r.get(0)).map_err(sql))
+                .await
+                .unwrap();
+            assert_eq!(one, 1);
+        }
+    }
 }
