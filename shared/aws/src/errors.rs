@@ -70,12 +70,11 @@ pub(crate) fn condition_failed_at(reasons: &[CancellationReason], index: usize) 
 }
 
 /// How a transaction was cancelled: the items whose condition failed, and
-/// whether another transaction got in the way.
+/// those another transaction was writing.
 #[derive(Debug)]
 pub(crate) struct Cancellation {
     failed: Vec<usize>,
     conflicted: Vec<usize>,
-    pub conflict: bool,
 }
 
 impl Cancellation {
@@ -87,6 +86,11 @@ impl Cancellation {
     /// Whether another transaction was writing item `index`.
     pub fn conflicted_at(&self, index: usize) -> bool {
         self.conflicted.contains(&index)
+    }
+
+    /// Whether another transaction was writing any of the items.
+    pub fn conflicted(&self) -> bool {
+        !self.conflicted.is_empty()
     }
 }
 
@@ -117,11 +121,8 @@ pub(crate) async fn transact(
             conflicted: (0..reasons.len())
                 .filter(|&i| reasons[i].code() == Some("TransactionConflict"))
                 .collect(),
-            conflict: reasons
-                .iter()
-                .any(|r| r.code() == Some("TransactionConflict")),
         };
-        if !cancellation.failed.is_empty() || cancellation.conflict {
+        if !cancellation.failed.is_empty() || cancellation.conflicted() {
             return Ok(Err(cancellation));
         }
     }

@@ -318,7 +318,7 @@ impl DynamoStore {
             // The head moved, or another transaction was moving it (or
             // writing the project's other rows): nothing this change decided
             // on was touched.
-            Ok(Err(c)) if c.failed_at(2) || c.conflict => Err(Lost::Feed),
+            Ok(Err(c)) if c.failed_at(2) || c.conflicted() => Err(Lost::Feed),
             Ok(Err(c)) => Err(Lost::Failed(StoreError::other(format!(
                 "a project transaction was cancelled unexpectedly: {c:?}"
             )))),
