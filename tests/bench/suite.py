@@ -65,12 +65,13 @@ def wrk(url, token=None, seconds=10, connections=32):
 class HelloServer:
     """The bare hyper reference (bench-hello), for as long as the block runs."""
 
-    def __init__(self, release):
+    def __init__(self, release, env=None):
         self.binary = os.path.join(release, "bench-hello")
+        self.env = env
 
     def __enter__(self):
         self.port = free_port()
-        self.process = subprocess.Popen([self.binary, f"127.0.0.1:{self.port}"])
+        self.process = subprocess.Popen([self.binary, f"127.0.0.1:{self.port}"], env=self.env)
         for _ in range(100):
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{self.port}/")
@@ -362,30 +363,23 @@ def section_files(args):
                 out.write(random.read(1024 * 1024))
     rows = []
     env = dict(os.environ, BENCH_BLOB=os.path.join(args.work, "bench-blob.bin"))
-    port = free_port()
-    hello = subprocess.Popen([os.path.join(args.release, "bench-hello"), f"127.0.0.1:{port}"], env=env)
+    hello_server = HelloServer(args.release, env)
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/")
-                break
-            except OSError:
-                time.sleep(0.05)
-        base_rss = rss_kib(hello.pid)
-        with PeakRss(hello.pid) as up:
-            put = timed(["curl", "-sf", "-T", source, f"http://127.0.0.1:{port}/blob"])
-        with PeakRss(hello.pid) as down:
-            get = timed(["curl", "-sf", "-o", "/dev/null", f"http://127.0.0.1:{port}/blob"])
-        rows.append(("curl PUT / GET to bench-hello (reference)", put, get, base_rss, up.peak, down.peak))
-        # An upload's offset is durable when it is answered: the same PUT
-        # with an fsync before the answer, to see what that costs alone.
-        with PeakRss(hello.pid) as up:
-            put_synced = timed(["curl", "-sf", "-T", source, f"http://127.0.0.1:{port}/blob?sync"])
-        rows.append(("curl PUT to bench-hello, synced before the answer", put_synced, None, base_rss,
-                     up.peak, None))
+        with hello_server as hello:
+            pid = hello_server.process.pid
+            base_rss = rss_kib(pid)
+            with PeakRss(pid) as up:
+                put = timed(["curl", "-sf", "-T", source, f"{hello}/blob"])
+            with PeakRss(pid) as down:
+                get = timed(["curl", "-sf", "-o", "/dev/null", f"{hello}/blob"])
+            rows.append(("curl PUT / GET to bench-hello (reference)", put, get, base_rss, up.peak, down.peak))
+            # An upload's offset is durable when it is answered: the same PUT
+            # with an fsync before the answer, to see what that costs alone.
+            with PeakRss(pid) as up:
+                put_synced = timed(["curl", "-sf", "-T", source, f"{hello}/blob?sync"])
+            rows.append(("curl PUT to bench-hello, synced before the answer", put_synced, None, base_rss,
+                         up.peak, None))
     finally:
-        hello.terminate()
-        hello.wait()
         os.remove(env["BENCH_BLOB"])
     settings = {"TASKGATE_MAX_FILE_BYTES": str(size * 2)}
     with serve(args.taskgate, PASSWORD, **settings) as (base, server):
