@@ -176,6 +176,14 @@ async fn sigterm_lets_requests_finish_closes_sockets_and_tasks_resume() {
     }
 }
 
+/// The value of the first sample of `name` in a Prometheus text page.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|n| n.parse::<f64>().ok())
+}
+
 /// `GET /metrics` on its own address (`TASKGATE_METRICS_ADDR`): requests by
 /// route and status with latency histograms, task events by kind and type,
 /// open WebSockets, uploads in progress; and not on the API's address.
@@ -242,11 +250,7 @@ async fn metrics_are_served_apart_in_the_prometheus_format() {
         "{text}"
     );
     // Other tests' servers share this process's recorder: at least ours.
-    let open = text
-        .lines()
-        .find(|l| l.starts_with("taskgate_websockets_open"))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|n| n.parse::<f64>().ok())
+    let open = metric(&text, "taskgate_websockets_open")
         .unwrap_or_else(|| panic!("no websocket gauge in {text}"));
     assert!(open >= 1.0, "{open}");
 
@@ -274,13 +278,7 @@ async fn metrics_are_served_apart_in_the_prometheus_format() {
         .header("content-type", "application/offset+octet-stream")
         .body(reqwest::Body::wrap_stream(body));
     let patch = tokio::spawn(async move { patch.send().await });
-    let gauge = |text: &str| {
-        text.lines()
-            .find(|l| l.starts_with("taskgate_uploads_in_progress"))
-            .and_then(|l| l.split_whitespace().last())
-            .and_then(|n| n.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
+    let gauge = |text: &str| metric(text, "taskgate_uploads_in_progress").unwrap_or(0.0);
     let mut seen = 0.0;
     for _ in 0..100 {
         seen = gauge(
@@ -339,13 +337,7 @@ async fn item_pages_report_their_read_units_on_dynamodb() {
         .await;
         assert_eq!(status, StatusCode::CREATED);
     }
-    let value = |text: &str, name: &str| {
-        text.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().last())
-            .and_then(|n| n.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
+    let value = |text: &str, name: &str| metric(text, name).unwrap_or(0.0);
     let scrape = || async {
         reqwest::get(&metrics_url)
             .await
