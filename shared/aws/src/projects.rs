@@ -773,6 +773,10 @@ impl ProjectStore for DynamoStore {
         .await
     }
 
+    async fn feed_head(&self, project: &ProjectId) -> StoreResult<u64> {
+        DynamoStore::feed_head(self, project).await
+    }
+
     async fn project_feed(
         &self,
         project: &ProjectId,

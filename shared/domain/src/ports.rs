@@ -628,6 +628,10 @@ pub trait ProjectStore: Send + Sync {
         limit: usize,
     ) -> StoreResult<Vec<FeedEntry>>;
 
+    /// The last position taken in the project's feed (0 when none is),
+    /// counting every append that has returned.
+    async fn feed_head(&self, project: &ProjectId) -> StoreResult<u64>;
+
     /// The item's row, deleted or not.
     async fn get_item(&self, id: &ItemId) -> StoreResult<Option<Item>>;
 

@@ -478,6 +478,20 @@ impl ProjectStore for EmbeddedStore {
         .await
     }
 
+    async fn feed_head(&self, project: &ProjectId) -> StoreResult<u64> {
+        let project = project.to_string();
+        self.with_reader(move |conn| {
+            conn.query_row(
+                "SELECT coalesce(max(position), 0) FROM project_feed WHERE project_id = ?1",
+                [project],
+                |row| row.get::<_, i64>(0),
+            )
+            .map(|head| head as u64)
+            .map_err(sql)
+        })
+        .await
+    }
+
     async fn project_feed(
         &self,
         project: &ProjectId,

@@ -358,6 +358,23 @@ impl Connection {
         };
         let receiver = self.state.hub.subscribe(self.key(&topic));
         self.streams.insert(topic, BroadcastStream::new(receiver));
+        let mut subscription = subscription;
+        if let (Topic::Project(id), None) = (topic, after) {
+            // Live from here: listening already, so the head read now is
+            // where the live events start. Without it the first event to
+            // arrive set the start, and one that overtook an earlier one
+            // (writers publish in any order) made that earlier one look
+            // old and dropped it.
+            let head = self
+                .state
+                .store
+                .feed_head(&id)
+                .await
+                .map_err(|e| store_failed(&e))?;
+            if let Subscription::Project { last, .. } = &mut subscription {
+                *last = Some(head);
+            }
+        }
         self.subscriptions.insert(topic, subscription);
         let mut messages = vec![message::subscribed(&topic)];
         let replayed = match topic {
