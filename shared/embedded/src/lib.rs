@@ -190,12 +190,31 @@ impl EmbeddedStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
     {
+        self.with_conn_then(f, || {}).await
+    }
+
+    /// [`Self::with_conn`], then `after` once the batch has ended (committed
+    /// or not) and before the caller is answered, whether or not the caller
+    /// still waits: what a cache must forget of a write. Forgetting inside
+    /// `f` would be too early (a read before the commit would keep the old
+    /// state again), and after the call returns too late (a caller that
+    /// gave up, such as a request whose client went away, never gets there).
+    async fn with_conn_then<T, F>(
+        &self,
+        f: F,
+        after: impl FnOnce() + Send + 'static,
+    ) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let lead = {
             let mut queue = self.writes.queue.lock().unwrap_or_else(|p| p.into_inner());
             queue.push(Box::new(Pending {
                 work: Some(f),
                 result: None,
+                after: Some(Box::new(after)),
                 reply: Some(reply),
             }));
             let mut leading = self
@@ -244,6 +263,7 @@ trait Job: Send {
 struct Pending<T, F> {
     work: Option<F>,
     result: Option<StoreResult<T>>,
+    after: Option<Box<dyn FnOnce() + Send>>,
     reply: Option<tokio::sync::oneshot::Sender<StoreResult<T>>>,
 }
 
@@ -274,6 +294,9 @@ where
             ))),
             (None, Ok(())) => Err(StoreError::other("a store call did not run")),
         };
+        if let Some(after) = self.after.take() {
+            after();
+        }
         if let Some(reply) = self.reply.take() {
             let _ = reply.send(result);
         }

@@ -17,9 +17,8 @@ impl EmbeddedStore {
     where
         F: FnOnce(&mut rusqlite::Connection) -> StoreResult<()> + Send + 'static,
     {
-        let result = self.with_conn(f).await;
-        self.tasks.forget(task);
-        result
+        let (tasks, task) = (self.tasks.clone(), *task);
+        self.with_conn_then(f, move || tasks.forget(&task)).await
     }
 }
 

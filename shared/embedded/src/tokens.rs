@@ -56,12 +56,15 @@ impl TokenStore for EmbeddedStore {
     async fn delete_token(&self, jti: &TokenId) -> StoreResult<()> {
         let jti = jti.to_string();
         let sessions = self.sessions.clone();
-        self.with_conn(move |conn| {
-            conn.execute("DELETE FROM tokens WHERE jti = ?1", [&jti])
-                .map_err(sql)?;
-            sessions.forget(|key, _| key == jti.as_str());
-            Ok(())
-        })
+        let deleted = jti.clone();
+        self.with_conn_then(
+            move |conn| {
+                conn.execute("DELETE FROM tokens WHERE jti = ?1", [&jti])
+                    .map_err(sql)?;
+                Ok(())
+            },
+            move || sessions.forget(|key, _| key == deleted),
+        )
         .await
     }
 
@@ -73,16 +76,17 @@ impl TokenStore for EmbeddedStore {
         let username = username.as_str().to_owned();
         let keep = keep.map(|jti| jti.to_string()).unwrap_or_default();
         let sessions = self.sessions.clone();
-        self.with_conn(move |conn| {
-            let deleted = conn
-                .execute(
+        let (name, kept) = (username.clone(), keep.clone());
+        self.with_conn_then(
+            move |conn| {
+                conn.execute(
                     "DELETE FROM tokens WHERE username = ?1 AND jti <> ?2",
                     params![username, keep],
                 )
-                .map_err(sql)?;
-            sessions.forget(|key, user| user.username.as_str() == username && key != keep);
-            Ok(deleted)
-        })
+                .map_err(sql)
+            },
+            move || sessions.forget(|key, user| user.username.as_str() == name && key != kept),
+        )
         .await
     }
 }
@@ -133,8 +137,9 @@ impl SessionStore for EmbeddedStore {
 /// The sessions (token and user) read lately, by token id: every
 /// authenticated request loads one, most of them the same few. Every write
 /// of this store that revokes a token or changes or deletes a user drops
-/// the entries it affects, in the same call, and bumps a generation, so a
-/// read that raced with it is not kept: a revocation takes effect at once.
+/// the entries it affects once it is committed, before it returns (even to
+/// a caller that gave up), and bumps a generation, so a read that raced
+/// with it is not kept: a revocation takes effect at once.
 /// Entries live [`SESSION_TTL`] at most, which bounds how long a change made
 /// by another process on the same file (none of `taskgate`'s tools revoke
 /// sessions) can go unseen.

@@ -148,8 +148,9 @@ impl UserStore for EmbeddedStore {
 
     async fn update_user(&self, current: &User, next: &User) -> StoreResult<()> {
         let (current, next) = (current.clone(), next.clone());
-        let sessions = self.sessions.clone();
-        self.with_conn(move |conn| {
+        let (sessions, username) = (self.sessions.clone(), next.username.clone());
+        let forget = move || sessions.forget(|_, user| user.username == username);
+        let write = move |conn: &mut rusqlite::Connection| {
             let tx = conn.savepoint().map_err(sql)?;
             let expected = (
                 current.user_id.to_string(),
@@ -174,17 +175,16 @@ impl UserStore for EmbeddedStore {
                 ],
             )
             .map_err(email_or)?;
-            tx.commit().map_err(sql)?;
-            sessions.forget(|_, user| user.username == next.username);
-            Ok(())
-        })
-        .await
+            tx.commit().map_err(sql)
+        };
+        self.with_conn_then(write, forget).await
     }
 
     async fn delete_user(&self, user: &User) -> StoreResult<()> {
         let user = user.clone();
-        let sessions = self.sessions.clone();
-        self.with_conn(move |conn| {
+        let (sessions, username) = (self.sessions.clone(), user.username.clone());
+        let forget = move || sessions.forget(|_, cached| cached.username == username);
+        let write = move |conn: &mut rusqlite::Connection| {
             let tx = conn.savepoint().map_err(sql)?;
             match stored_state(&tx, user.username.as_str())? {
                 Some((user_id, level, _))
@@ -199,11 +199,9 @@ impl UserStore for EmbeddedStore {
                 [user.username.as_str()],
             )
             .map_err(sql)?;
-            tx.commit().map_err(sql)?;
-            sessions.forget(|_, cached| cached.username == user.username);
-            Ok(())
-        })
-        .await
+            tx.commit().map_err(sql)
+        };
+        self.with_conn_then(write, forget).await
     }
 
     async fn count_admins(&self) -> StoreResult<u64> {
