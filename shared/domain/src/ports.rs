@@ -552,7 +552,7 @@ pub trait BlobStore: Send + Sync {
 }
 
 /// Which projects' items a listing covers.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ItemScope {
     /// One project (`GET /projects/{id}/items`).
     Project(ProjectId),
@@ -561,7 +561,7 @@ pub enum ItemScope {
 }
 
 /// One page of an item listing: which items, in which order, from where.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ItemQuery {
     pub scope: ItemScope,
     pub filter: ItemFilter,
@@ -627,6 +627,16 @@ pub trait ProjectStore: Send + Sync {
         after: u64,
         limit: usize,
     ) -> StoreResult<Vec<FeedEntry>>;
+
+    /// A number that every change to `project` or one of its items through
+    /// this store replaces with one never used before, after the change
+    /// commits and before it returns; `None` where the store cannot tell
+    /// without a read (then nothing read may be kept). What was read after
+    /// taking version `v` shows every change that had returned by then, so
+    /// while the version is still `v` it may be answered again.
+    fn project_version(&self, _project: &ProjectId) -> Option<u64> {
+        None
+    }
 
     /// The last position taken in the project's feed (0 when none is),
     /// counting every append that has returned.

@@ -53,6 +53,7 @@ pub struct EmbeddedStore {
     writes: Arc<Writes>,
     sessions: Arc<tokens::SessionCache>,
     tasks: Arc<tasks::TaskCache>,
+    projects: Arc<projects::ProjectCache>,
     /// Rows an item listing walks for one page when its filter matches
     /// little (see `ProjectStore::list_items`).
     read_budget: usize,
@@ -131,6 +132,7 @@ impl EmbeddedStore {
             writes: Arc::default(),
             sessions: Arc::default(),
             tasks: Arc::default(),
+            projects: Arc::default(),
             read_budget: READ_BUDGET,
         })
     }

@@ -282,7 +282,8 @@ impl ProjectStore for EmbeddedStore {
     async fn append_project(&self, entry: &ProjectEntry, project: &Project) -> StoreResult<u64> {
         let (id, seq, entry) = (entry.stream.to_string(), entry.seq as i64, to_json(entry));
         let project = project.clone();
-        self.with_conn(move |conn| {
+        let (projects, changed) = (self.projects.clone(), project.id);
+        let write = move |conn: &mut Connection| {
             append(
                 conn,
                 "INSERT INTO project_log (project_id, seq, entry) VALUES (?1, ?2, ?3)
@@ -322,22 +323,32 @@ impl ProjectStore for EmbeddedStore {
                     Ok(())
                 },
             )
-        })
-        .await
+        };
+        self.with_conn_then(write, move || projects.changed(&changed))
+            .await
     }
 
     async fn get_project(&self, id: &ProjectId) -> StoreResult<Option<Project>> {
-        let id = id.to_string();
-        self.with_reader(move |conn| {
-            rows(
-                conn,
-                "project",
-                "SELECT row FROM projects WHERE project_id = ?1",
-                [id],
-            )
-            .map(|found| found.into_iter().next())
-        })
-        .await
+        let version = self.projects.version(id);
+        if let Some(project) = self.projects.project(id, version) {
+            return Ok(Some(project));
+        }
+        let key = id.to_string();
+        let project: Option<Project> = self
+            .with_reader(move |conn| {
+                rows(
+                    conn,
+                    "project",
+                    "SELECT row FROM projects WHERE project_id = ?1",
+                    [key],
+                )
+                .map(|found| found.into_iter().next())
+            })
+            .await?;
+        if let Some(project) = &project {
+            self.projects.keep(version, project);
+        }
+        Ok(project)
     }
 
     async fn project_log(&self, id: &ProjectId) -> StoreResult<Vec<ProjectEntry>> {
@@ -415,7 +426,8 @@ impl ProjectStore for EmbeddedStore {
         let (id, seq, entry) = (entry.stream.to_string(), entry.seq as i64, to_json(entry));
         let item = item.clone();
         let project = item.project_id.to_string();
-        self.with_conn(move |conn| {
+        let (projects, changed) = (self.projects.clone(), item.project_id);
+        let write = move |conn: &mut Connection| {
             append(
                 conn,
                 "INSERT INTO item_log (item_id, seq, entry) VALUES (?1, ?2, ?3)
@@ -447,8 +459,13 @@ impl ProjectStore for EmbeddedStore {
                     Ok(())
                 },
             )
-        })
-        .await
+        };
+        self.with_conn_then(write, move || projects.changed(&changed))
+            .await
+    }
+
+    fn project_version(&self, project: &ProjectId) -> Option<u64> {
+        Some(self.projects.version(project))
     }
 
     async fn get_item(&self, id: &ItemId) -> StoreResult<Option<Item>> {
@@ -645,4 +662,87 @@ pub fn explain_listing(store: &EmbeddedStore, query: &ItemQuery) -> StoreResult<
         })
         .map_err(sql)?;
     details.map(|d| d.map_err(sql)).collect()
+}
+
+/// What the store knows of its projects without a read: a version of each
+/// ([`ProjectStore::project_version`]) and the projects read lately, each
+/// kept with the version it was read at. Every append of a project's or an
+/// item's entry through this store gives its project a new version once
+/// committed, before it returns (even to a caller that gave up). Only this
+/// store's server writes its database's projects (`taskgate audit` and
+/// backups read), so nothing else can make what is kept stale.
+#[derive(Default)]
+pub(crate) struct ProjectCache {
+    inner: std::sync::Mutex<Versions>,
+}
+
+#[derive(Default)]
+struct Versions {
+    /// The last version given: versions are drawn from one counter, so no
+    /// project ever gets one again.
+    last: u64,
+    /// The version of every project not in `changed`: the counter when
+    /// `changed` last started over (it is bounded).
+    floor: u64,
+    changed: std::collections::HashMap<ProjectId, u64>,
+    projects: std::collections::HashMap<ProjectId, (u64, Project)>,
+}
+
+/// Most project versions and projects kept; past it each starts over.
+const MAX_CACHED_PROJECTS: usize = 10_000;
+
+impl ProjectCache {
+    fn inner(&self) -> std::sync::MutexGuard<'_, Versions> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn version(&self, project: &ProjectId) -> u64 {
+        let inner = self.inner();
+        inner.changed.get(project).copied().unwrap_or(inner.floor)
+    }
+
+    /// The project if it was kept at `version`.
+    fn project(&self, id: &ProjectId, version: u64) -> Option<Project> {
+        match self.inner().projects.get(id) {
+            Some((at, project)) if *at == version => Some(project.clone()),
+            _ => None,
+        }
+    }
+
+    /// Keeps `project`, read after taking `version`, unless it has changed
+    /// since (then what was read may be older than the change).
+    fn keep(&self, version: u64, project: &Project) {
+        let mut inner = self.inner();
+        if inner
+            .changed
+            .get(&project.id)
+            .copied()
+            .unwrap_or(inner.floor)
+            != version
+        {
+            return;
+        }
+        if inner.projects.len() >= MAX_CACHED_PROJECTS {
+            inner.projects.clear();
+        }
+        inner
+            .projects
+            .insert(project.id, (version, project.clone()));
+    }
+
+    fn changed(&self, project: &ProjectId) {
+        let mut inner = self.inner();
+        inner.last += 1;
+        if inner.changed.len() >= MAX_CACHED_PROJECTS {
+            // Every project not listed is at the floor: a version none
+            // has had, so nothing kept before matches it.
+            inner.changed.clear();
+            inner.projects.clear();
+            inner.floor = inner.last;
+            inner.last += 1;
+        }
+        let version = inner.last;
+        inner.changed.insert(*project, version);
+        inner.projects.remove(project);
+    }
 }

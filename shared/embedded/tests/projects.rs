@@ -511,3 +511,86 @@ async fn a_version_4_database_numbers_each_project_feed_by_time() {
         );
     }
 }
+
+/// Polls `write` once (far enough to queue it) and drops it, as a request
+/// whose client went away drops its handler.
+async fn give_up<T>(write: impl std::future::Future<Output = T>) {
+    let mut write = std::pin::pin!(write);
+    std::future::poll_fn(|cx| {
+        assert!(write.as_mut().poll(cx).is_pending(), "answered at once");
+        std::task::Poll::Ready(())
+    })
+    .await;
+}
+
+/// A project read is kept in memory with the project's version, and every
+/// change to the project or its items through the store gives it a new
+/// version before the change returns, also when its caller gave up: the
+/// next read sees the change, and another project's version stays put.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_project_kept_in_memory_is_never_older_than_a_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(&dir.path().join("taskgate.db")).unwrap();
+    let project = project(&store, ("olga", UserId::new()), &[]).await;
+    let other = project_named(&store, "Other").await;
+    let version = |id: ProjectId| store.project_version(&id).unwrap();
+    let (before, other_before) = (version(project.id), version(other));
+    // Read twice: the second read is the kept one, and the same.
+    assert_eq!(
+        store.get_project(&project.id).await.unwrap().unwrap(),
+        project
+    );
+    assert_eq!(
+        store.get_project(&project.id).await.unwrap().unwrap(),
+        project
+    );
+    assert_eq!(version(project.id), before, "reads change nothing");
+
+    let mut log = store.project_log(&project.id).await.unwrap();
+    let rename = log
+        .last()
+        .unwrap()
+        .next(at(5), Some(name("olga")), renamed("Renamed"));
+    log.push(rename);
+    let renamed_ = Project::fold(&log).unwrap();
+    give_up(store.append_project(log.last().unwrap(), &renamed_)).await;
+    // A write queued after it returns once it is committed.
+    project_named(&store, "Third").await;
+    assert_eq!(
+        store.get_project(&project.id).await.unwrap().unwrap(),
+        renamed_
+    );
+    let after_rename = version(project.id);
+    assert_ne!(after_rename, before);
+    assert_eq!(version(other), other_before);
+
+    // A change of one of its items moves the project's version on too.
+    let item = Entry::first(
+        ItemId::new(),
+        at(6),
+        Some(name("olga")),
+        item_created(project.id, "x"),
+    );
+    give_up(store.append_item(&item, &Item::fold(std::slice::from_ref(&item)).unwrap())).await;
+    project_named(&store, "Fourth").await;
+    assert_ne!(version(project.id), after_rename);
+    assert_eq!(version(other), other_before);
+}
+
+/// A new project named `name_`, owned by olga.
+async fn project_named(store: &EmbeddedStore, name_: &str) -> ProjectId {
+    let entry = Entry::first(
+        ProjectId::new(),
+        at(0),
+        Some(name("olga")),
+        created(name_, UserId::new()),
+    );
+    store
+        .append_project(
+            &entry,
+            &Project::fold(std::slice::from_ref(&entry)).unwrap(),
+        )
+        .await
+        .unwrap();
+    entry.stream
+}

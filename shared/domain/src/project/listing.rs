@@ -17,7 +17,7 @@ use crate::user::{InvalidValue, Username};
 
 /// `?due=`: relative to "today" in the listing's time zone. Items without a
 /// due date match none of them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Due {
     /// Due before today and not completed.
     Overdue,
@@ -39,7 +39,7 @@ impl Due {
 
 /// `?assignee=`: a username, `me` (resolved to the caller when parsed) or
 /// `none` (unassigned).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Assignee {
     Named(Username),
     Nobody,
@@ -102,7 +102,7 @@ impl Default for Zone {
 }
 
 /// Which items a listing keeps. Every filter given must match.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ItemFilter {
     pub statuses: Option<BTreeSet<ItemStatus>>,
     pub due: Option<Due>,
@@ -142,7 +142,7 @@ impl ItemFilter {
 }
 
 /// What a listing is ordered by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SortKey {
     DueDate,
     Status,
@@ -152,7 +152,7 @@ pub enum SortKey {
 /// `?sort=`: a key, ascending or (with `-`) descending; `-created_at` by
 /// default. Ties go by id in the same direction, so an order is total and
 /// a page never repeats or skips an item.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Sort {
     pub key: SortKey,
     pub descending: bool,
@@ -203,7 +203,7 @@ impl Sort {
 }
 
 /// The value an item is sorted by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Value {
     Due(Option<DueDate>),
     Status(ItemStatus),
@@ -213,7 +213,7 @@ pub enum Value {
 /// Where an item stands in a sort order; the page after a cursor holds the
 /// items whose positions are greater than the cursor's. Positions of
 /// different orders are never compared.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Position {
     pub descending: bool,
     pub value: Value,
