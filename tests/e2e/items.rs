@@ -19,6 +19,7 @@ on_each_backend!(
     the_item_matrix_cell_by_cell,
     deleting_a_user_needs_their_projects_handed_over_and_unassigns_them,
     today_follows_the_time_zone_across_the_date_line,
+    a_page_asked_again_shows_every_change_at_once,
 );
 
 /// With the server's clock at 2026-12-01T12:00:00Z it is already 2 December
@@ -343,6 +344,127 @@ async fn assignees_are_members_and_leaving_unassigns(backend: Backend) {
     assert_eq!(last["type"], "updated");
     assert_eq!(last["data"], json!({"assignee": null}));
     assert_eq!(last["actor"], "olga");
+}
+
+/// A page asked again is the same page until something in its project
+/// changes, and the changed one as soon as the change is answered (the
+/// embedded store answers repeated pages from memory): an edit, a new item,
+/// a deletion; `assignee=me` is each
+/// caller's own page; a member removed no longer sees the page they read.
+async fn a_page_asked_again_shows_every_change_at_once(backend: Backend) {
+    let team = team(backend).await;
+    let app = &team.app;
+    let project = team.project().await;
+    let (first, _) = team
+        .item(
+            &team.olga,
+            &project,
+            json!({"title": "first", "assignee": "mia"}),
+        )
+        .await;
+    let (second, _) = team
+        .item(
+            &team.olga,
+            &project,
+            json!({"title": "second", "assignee": "adam"}),
+        )
+        .await;
+    let base = format!("/projects/{project}/items");
+    let page = |query: &'static str, token: String| {
+        let path = format!("{base}?{query}");
+        async move {
+            let response = app.get(&path, Some(&token)).await;
+            assert_eq!(
+                response.headers()["content-type"],
+                "application/json",
+                "{path}"
+            );
+            let (status, page) = status_and_json(response).await;
+            assert_eq!(status, StatusCode::OK, "{path}: {page}");
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| {
+                    format!(
+                        "{} {}",
+                        i["title"].as_str().unwrap(),
+                        i["status"].as_str().unwrap()
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let all = "sort=created_at";
+    assert_eq!(
+        page(all, team.mia.clone()).await,
+        ["first pending", "second pending"]
+    );
+    assert_eq!(
+        page(all, team.mia.clone()).await,
+        ["first pending", "second pending"]
+    );
+    // Each caller's `me`, on the same address.
+    assert_eq!(
+        page("assignee=me", team.mia.clone()).await,
+        ["first pending"]
+    );
+    assert_eq!(
+        page("assignee=me", team.adam.clone()).await,
+        ["second pending"]
+    );
+
+    let edit = app
+        .send_json(
+            Method::PATCH,
+            &first,
+            Some(&team.mia),
+            &json!({"status": "completed"}),
+        )
+        .await;
+    assert_eq!(edit.status(), StatusCode::OK);
+    assert_eq!(
+        page(all, team.mia.clone()).await,
+        ["first completed", "second pending"]
+    );
+    team.item(&team.mia, &project, json!({"title": "third"}))
+        .await;
+    assert_eq!(
+        page(all, team.mia.clone()).await,
+        ["first completed", "second pending", "third pending"]
+    );
+    let deleted = app
+        .request(Method::DELETE, &second, Some(&team.olga))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        page(all, team.mia.clone()).await,
+        ["first completed", "third pending"]
+    );
+    assert_eq!(
+        page("assignee=me", team.adam.clone()).await,
+        Vec::<String>::new()
+    );
+
+    // Someone who is no longer a member no longer sees the project.
+    let removed = app
+        .request(
+            Method::DELETE,
+            &format!("/projects/{project}/members/mia"),
+            Some(&team.olga),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(removed.status(), StatusCode::NO_CONTENT);
+    assert_problem(
+        app.get(&format!("{base}?{all}"), Some(&team.mia)).await,
+        StatusCode::NOT_FOUND,
+        "not-found",
+    )
+    .await;
 }
 
 async fn listings_filter_sort_and_refuse_bad_parameters(backend: Backend) {

@@ -21,6 +21,8 @@
 //!   once per process or cold start.
 //! - [`settings`]: `Settings` read from `TASKGATE_*` variables by clap.
 //! - `handlers`: one module per resource, one annotated function per endpoint.
+//! - `pages`: item pages kept to be answered again while their project is
+//!   unchanged.
 //! - [`memory`]: keeps glibc from hoarding the memory of password hashes.
 // The one exception is `memory`, which sets a glibc allocator tunable.
 #![deny(unsafe_code)]
@@ -31,6 +33,7 @@ pub mod export;
 pub mod extract;
 mod handlers;
 pub mod idempotency;
+mod pages;
 
 /// Files: what runs beside the routes (the expiry of unfinished uploads).
 pub mod files {

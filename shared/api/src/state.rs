@@ -47,6 +47,8 @@ pub struct AppState {
     pub keys: TokenKeys,
     pub settings: Settings,
     hashing: HashPool,
+    /// Item pages answered lately, kept while their project is unchanged.
+    pub(crate) pages: crate::pages::PageCache,
 }
 
 /// The password hasher behind a bound: at most `slots` hashes at a time, each
@@ -175,6 +177,7 @@ impl AppState {
             store,
             keys,
             hashing: HashPool::new(hasher, settings.max_concurrent_hashes),
+            pages: Default::default(),
             settings,
         })
     }

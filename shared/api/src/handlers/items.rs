@@ -13,6 +13,7 @@ use axum::extract::{FromRequestParts, State};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::Serialize;
@@ -369,22 +370,49 @@ async fn list_page(
                 .ok_or_else(|| bad("cursor", "is not a cursor this API returned for this sort"))
         })
         .transpose()?;
-    let page = state
-        .store
-        .list_items(&ItemQuery {
-            scope,
-            filter,
-            sort: listing.sort,
-            today: listing.tz.today(state.clock.now()),
-            after,
-            limit: listing.limit,
+    let query = ItemQuery {
+        scope,
+        filter,
+        sort: listing.sort,
+        today: listing.tz.today(state.clock.now()),
+        after,
+        limit: listing.limit,
+    };
+    // Taken before the page is read: a change after it gives a new version,
+    // so a page kept at this one is never older than what it claims.
+    let version = match &query.scope {
+        ItemScope::Project(project) => state.store.project_version(project),
+        // Membership of many projects is not one project's version.
+        ItemScope::MemberOf(_) => None,
+    };
+    if let Some(version) = version
+        && let Some(body) = state.pages.get(&query, version)
+    {
+        return Ok(json_body(body));
+    }
+    let page = state.store.list_items(&query).await?;
+    let body = Bytes::from(
+        serde_json::to_vec(&Page {
+            items: page.items.iter().map(ItemView::from).collect(),
+            next: page.next.as_ref().map(encode_cursor),
         })
-        .await?;
-    Ok(Json(Page {
-        items: page.items.iter().map(ItemView::from).collect(),
-        next: page.next.as_ref().map(encode_cursor),
-    })
-    .into_response())
+        .map_err(|e| ApiError::internal(format!("an item page did not serialise: {e}")))?,
+    );
+    if let Some(version) = version {
+        state.pages.keep(query, version, body.clone());
+    }
+    Ok(json_body(body))
+}
+
+fn json_body(body: Bytes) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 #[utoipa::path(
