@@ -365,3 +365,75 @@ async fn item_pages_report_their_read_units_on_dynamodb() {
     assert!(pages >= 2.0, "{after}");
     assert!(units > 0.0, "no read units counted: {after}");
 }
+
+/// On the embedded store, an item page asked again while its project is
+/// unchanged is answered from memory and counted so
+/// (`taskgate_item_pages_total{source="kept"}`); after a change it is read
+/// again (`source="read"`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_pages_answered_from_memory_are_counted() {
+    let app = TestApp::spawn_with(Backend::Embedded, |config| {
+        config.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let admin = app.admin_token().await;
+    let metrics_url = format!("http://{}/metrics", app.server().metrics_addr().unwrap());
+    let (_, project) = status_and_json(
+        app.send_json(
+            reqwest::Method::POST,
+            "/projects",
+            Some(&admin),
+            &json!({"name": "Dashboards"}),
+        )
+        .await,
+    )
+    .await;
+    let items = format!("/projects/{}/items", project["id"].as_str().unwrap());
+    let add = || async {
+        let response = app
+            .send_json(
+                reqwest::Method::POST,
+                &items,
+                Some(&admin),
+                &json!({"title": "x"}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+    };
+    let count = |text: &str, source: &str| {
+        metric(
+            text,
+            &format!("taskgate_item_pages_total{{source=\"{source}\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    let scrape = || async {
+        reqwest::get(&metrics_url)
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    add().await;
+    let before = scrape().await;
+    let page = || async {
+        let (status, page) = status_and_json(app.get(&items, Some(&admin)).await).await;
+        assert_eq!(status, StatusCode::OK);
+        page["items"].as_array().unwrap().len()
+    };
+    assert_eq!(page().await, 1);
+    assert_eq!(page().await, 1);
+    add().await;
+    assert_eq!(page().await, 2);
+    let after = scrape().await;
+    // Other tests' servers share this process's recorder: at least ours.
+    assert!(
+        count(&after, "kept") - count(&before, "kept") >= 1.0,
+        "{after}"
+    );
+    assert!(
+        count(&after, "read") - count(&before, "read") >= 2.0,
+        "{after}"
+    );
+}

@@ -29,6 +29,13 @@ pub fn request(route: &str, method: &Method, status: StatusCode, elapsed: Durati
     }
 }
 
+/// An item page answered: from the pages kept in memory (`kept`, see
+/// `pages.rs`) or read from the store (`read`).
+pub fn item_page(kept: bool) {
+    let source = if kept { "kept" } else { "read" };
+    metrics::counter!("taskgate_item_pages_total", "source" => source).increment(1);
+}
+
 /// A task event recorded, by task kind and event type (the task's status
 /// from then on: created = pending, started = running, and the endings).
 pub fn task_event(kind: &str, event: &str) {

@@ -388,8 +388,10 @@ async fn list_page(
     if let Some(version) = version
         && let Some(body) = state.pages.get(&query, version)
     {
+        crate::metrics::item_page(true);
         return Ok(json_body(body));
     }
+    crate::metrics::item_page(false);
     let page = state.store.list_items(&query).await?;
     let body = Bytes::from(
         serde_json::to_vec(&Page {
