@@ -20,22 +20,33 @@ use std::sync::Mutex;
 use bytes::Bytes;
 use taskgate_domain::ports::ItemQuery;
 
-/// Most pages kept, and most bytes; past either the cache starts over.
-const MAX_PAGES: usize = 1_024;
-const MAX_BYTES: usize = 16 << 20;
+/// What one kept page costs besides its bytes (its key, the map's slot),
+/// counted against the bound so that many small pages are bounded too.
+const ENTRY_BYTES: usize = 256;
 
-#[derive(Default)]
+/// At most `max_bytes` (`TASKGATE_PAGE_CACHE_BYTES`) of pages and their
+/// keys; past it the cache starts over (simpler than least-recently-used,
+/// and a page is cheap to read again).
 pub(crate) struct PageCache {
+    max_bytes: usize,
     inner: Mutex<Pages>,
 }
 
 #[derive(Default)]
 struct Pages {
     pages: HashMap<ItemQuery, (u64, Bytes)>,
+    /// What `pages` holds, counted as in [`PageCache::keep`].
     bytes: usize,
 }
 
 impl PageCache {
+    pub(crate) fn new(max_bytes: usize) -> Self {
+        Self {
+            max_bytes,
+            inner: Mutex::default(),
+        }
+    }
+
     /// The page `query` answered at `version`, if it was kept.
     pub(crate) fn get(&self, query: &ItemQuery, version: u64) -> Option<Bytes> {
         let pages = self.inner.lock().unwrap_or_else(|p| p.into_inner());
@@ -48,14 +59,89 @@ impl PageCache {
     /// Keeps `body`, the page `query` read after its project was at
     /// `version`.
     pub(crate) fn keep(&self, query: ItemQuery, version: u64, body: Bytes) {
+        let cost = body.len() + ENTRY_BYTES;
+        if cost > self.max_bytes {
+            return;
+        }
         let mut pages = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if pages.pages.len() >= MAX_PAGES || pages.bytes + body.len() > MAX_BYTES {
+        // The same query kept at an earlier version is replaced, not added.
+        let replaced = pages
+            .pages
+            .remove(&query)
+            .map_or(0, |(_, old)| old.len() + ENTRY_BYTES);
+        pages.bytes -= replaced;
+        if pages.bytes + cost > self.max_bytes {
             pages.pages.clear();
             pages.bytes = 0;
         }
-        pages.bytes += body.len();
-        if let Some((_, old)) = pages.pages.insert(query, (version, body)) {
-            pages.bytes -= old.len();
+        pages.bytes += cost;
+        pages.pages.insert(query, (version, body));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use taskgate_domain::ports::ItemScope;
+    use taskgate_domain::project::listing::{ItemFilter, Sort};
+    use taskgate_domain::project::{DueDate, ProjectId};
+
+    use super::*;
+
+    fn query(project: ProjectId, limit: usize) -> ItemQuery {
+        ItemQuery {
+            scope: ItemScope::Project(project),
+            filter: ItemFilter::default(),
+            sort: Sort::parse("created_at").unwrap(),
+            today: DueDate::parse("2026-12-01").unwrap().date(),
+            after: None,
+            limit,
         }
+    }
+
+    fn page(bytes: usize) -> Bytes {
+        Bytes::from(vec![b' '; bytes])
+    }
+
+    #[test]
+    fn a_page_is_answered_only_at_the_version_it_was_kept_at() {
+        let cache = PageCache::new(1 << 20);
+        let project = ProjectId::new();
+        cache.keep(query(project, 50), 7, page(10));
+        assert_eq!(cache.get(&query(project, 50), 7), Some(page(10)));
+        assert_eq!(cache.get(&query(project, 50), 8), None);
+        assert_eq!(cache.get(&query(project, 49), 7), None);
+        assert_eq!(cache.get(&query(ProjectId::new(), 50), 7), None);
+        // Kept again at a later version: the earlier is gone.
+        cache.keep(query(project, 50), 8, page(20));
+        assert_eq!(cache.get(&query(project, 50), 7), None);
+        assert_eq!(cache.get(&query(project, 50), 8), Some(page(20)));
+    }
+
+    #[test]
+    fn what_is_kept_stays_within_its_bytes() {
+        let project = ProjectId::new();
+        // Room for three pages of 100 bytes and their keys, not four.
+        let cache = PageCache::new(3 * (100 + ENTRY_BYTES));
+        for limit in 1..=3 {
+            cache.keep(query(project, limit), 1, page(100));
+        }
+        for limit in 1..=3 {
+            assert!(cache.get(&query(project, limit), 1).is_some(), "{limit}");
+        }
+        // Kept again in place: still within bounds, the others stay.
+        cache.keep(query(project, 3), 2, page(100));
+        assert!(cache.get(&query(project, 1), 1).is_some());
+        // A fourth starts the cache over.
+        cache.keep(query(project, 4), 1, page(100));
+        assert!(cache.get(&query(project, 1), 1).is_none());
+        assert!(cache.get(&query(project, 4), 1).is_some());
+        let kept = cache.inner.lock().unwrap().bytes;
+        assert_eq!(kept, 100 + ENTRY_BYTES);
+        // A page larger than the whole bound is not kept, and nothing with 0.
+        cache.keep(query(project, 5), 1, page(3 * (100 + ENTRY_BYTES)));
+        assert!(cache.get(&query(project, 5), 1).is_none());
+        let none = PageCache::new(0);
+        none.keep(query(project, 1), 1, page(1));
+        assert!(none.get(&query(project, 1), 1).is_none());
     }
 }

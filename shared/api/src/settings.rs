@@ -59,6 +59,10 @@ pub struct Settings {
     /// `TASKGATE_MAX_ACTIVE_TASKS_PER_ADMIN` (default 1000): pending or
     /// running tasks one account may have; one more is 429 `quota-exceeded`.
     pub max_active_tasks: ActiveTaskLimits,
+    /// `TASKGATE_PAGE_CACHE_BYTES`: memory for item pages kept to be
+    /// answered again while their project is unchanged (embedded store
+    /// only; ADR 15), default 16 MiB; 0 keeps none.
+    pub page_cache_bytes: usize,
 }
 
 /// See [`Settings::max_active_tasks`].
@@ -160,6 +164,7 @@ impl Default for Settings {
             realtime: RealtimeLimits::default(),
             files: FileLimits::default(),
             max_active_tasks: ActiveTaskLimits::default(),
+            page_cache_bytes: 16 << 20,
         }
     }
 }
@@ -275,6 +280,9 @@ pub struct SettingsArgs {
     /// Scripts run at once.
     #[arg(long, env = "TASKGATE_MAX_CONCURRENT_SCRIPTS", value_parser = whole(1, 64))]
     pub max_concurrent_scripts: Option<u64>,
+    /// Memory for item pages kept to be answered again, in bytes (0: none).
+    #[arg(long, env = "TASKGATE_PAGE_CACHE_BYTES", value_parser = whole(0, 1 << 30))]
+    pub page_cache_bytes: Option<u64>,
     /// Failed logins in a row before locks start.
     #[arg(long, env = "TASKGATE_LOGIN_FREE_FAILURES", value_parser = whole(1, 1000))]
     pub login_free_failures: Option<u64>,
@@ -414,6 +422,9 @@ impl Settings {
             max_concurrent_scripts: args
                 .max_concurrent_scripts
                 .map_or(defaults.max_concurrent_scripts, |n| n as usize),
+            page_cache_bytes: args
+                .page_cache_bytes
+                .map_or(defaults.page_cache_bytes, |n| n as usize),
             login: LoginThrottle {
                 free_failures: args
                     .login_free_failures
@@ -528,8 +539,10 @@ mod tests {
             ("TASKGATE_TOKEN_TTL_SECONDS", "600"),
             ("TASKGATE_JS_MEMORY_MB", "256"),
             ("TASKGATE_LOGIN_FORGET_SECONDS", "120"),
+            ("TASKGATE_PAGE_CACHE_BYTES", "0"),
         ])
         .unwrap();
+        assert_eq!(s.page_cache_bytes, 0);
         assert_eq!(s.registration, Registration::Open);
         assert_eq!(s.token_ttl, Duration::from_secs(600));
         assert_eq!(s.tasks.js.memory_bytes, 256 * 1024 * 1024);

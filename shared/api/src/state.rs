@@ -177,7 +177,7 @@ impl AppState {
             store,
             keys,
             hashing: HashPool::new(hasher, settings.max_concurrent_hashes),
-            pages: Default::default(),
+            pages: crate::pages::PageCache::new(settings.page_cache_bytes),
             settings,
         })
     }
