@@ -224,9 +224,12 @@ def section_listing(args):
             if ("dynamodb" if "TASKGATE_STORE" in extra else "sqlite") not in args.stores.split(","):
                 continue
             metrics_port = free_port()
+            # Pages are read from the store every time: the first page is
+            # asked again and again, and a kept page would measure memory.
             settings = dict(extra, TASKGATE_MAX_REQUESTS_PER_ADDRESS="4096",
                             TASKGATE_MAX_REQUESTS_IN_FLIGHT="4096",
-                            TASKGATE_METRICS_ADDR=f"127.0.0.1:{metrics_port}")
+                            TASKGATE_METRICS_ADDR=f"127.0.0.1:{metrics_port}",
+                            TASKGATE_PAGE_CACHE_BYTES="0")
             metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
             with serve(args.taskgate, PASSWORD, **settings) as (base, _):
                 token = call(base, "POST", "/auth", body={"username": "admin", "password": PASSWORD})["token"]

@@ -688,6 +688,12 @@ struct Versions {
     projects: std::collections::HashMap<ProjectId, (u64, Project)>,
 }
 
+impl Versions {
+    fn version(&self, project: &ProjectId) -> u64 {
+        self.changed.get(project).copied().unwrap_or(self.floor)
+    }
+}
+
 /// Most project versions and projects kept; past it each starts over.
 const MAX_CACHED_PROJECTS: usize = 10_000;
 
@@ -697,8 +703,7 @@ impl ProjectCache {
     }
 
     pub(crate) fn version(&self, project: &ProjectId) -> u64 {
-        let inner = self.inner();
-        inner.changed.get(project).copied().unwrap_or(inner.floor)
+        self.inner().version(project)
     }
 
     /// The project if it was kept at `version`.
@@ -713,13 +718,7 @@ impl ProjectCache {
     /// since (then what was read may be older than the change).
     fn keep(&self, version: u64, project: &Project) {
         let mut inner = self.inner();
-        if inner
-            .changed
-            .get(&project.id)
-            .copied()
-            .unwrap_or(inner.floor)
-            != version
-        {
+        if inner.version(&project.id) != version {
             return;
         }
         if inner.projects.len() >= MAX_CACHED_PROJECTS {
