@@ -307,23 +307,8 @@ async fn metrics_are_served_apart_in_the_prometheus_format() {
 /// DynamoDB reports them), so an operator can see what pages cost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item_pages_report_their_read_units_on_dynamodb() {
-    let app = TestApp::spawn_with(Backend::DynamoDb, |config| {
-        config.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
-    })
-    .await;
-    let admin = app.admin_token().await;
-    let metrics_url = format!("http://{}/metrics", app.server().metrics_addr().unwrap());
-    let (_, project) = status_and_json(
-        app.send_json(
-            reqwest::Method::POST,
-            "/projects",
-            Some(&admin),
-            &json!({"name": "Costs"}),
-        )
-        .await,
-    )
-    .await;
-    let project = project["id"].as_str().unwrap().to_owned();
+    let (app, admin, metrics_url) = with_metrics(Backend::DynamoDb).await;
+    let project = new_project(&app, &admin, "Costs").await;
     for i in 0..3 {
         let (status, _) = status_and_json(
             app.send_json(
@@ -338,14 +323,7 @@ async fn item_pages_report_their_read_units_on_dynamodb() {
         assert_eq!(status, StatusCode::CREATED);
     }
     let value = |text: &str, name: &str| metric(text, name).unwrap_or(0.0);
-    let scrape = || async {
-        reqwest::get(&metrics_url)
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
+    let scrape = || scrape(&metrics_url);
     let before = scrape().await;
     for _ in 0..2 {
         let (status, page) = status_and_json(
@@ -372,23 +350,11 @@ async fn item_pages_report_their_read_units_on_dynamodb() {
 /// again (`source="read"`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item_pages_answered_from_memory_are_counted() {
-    let app = TestApp::spawn_with(Backend::Embedded, |config| {
-        config.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
-    })
-    .await;
-    let admin = app.admin_token().await;
-    let metrics_url = format!("http://{}/metrics", app.server().metrics_addr().unwrap());
-    let (_, project) = status_and_json(
-        app.send_json(
-            reqwest::Method::POST,
-            "/projects",
-            Some(&admin),
-            &json!({"name": "Dashboards"}),
-        )
-        .await,
-    )
-    .await;
-    let items = format!("/projects/{}/items", project["id"].as_str().unwrap());
+    let (app, admin, metrics_url) = with_metrics(Backend::Embedded).await;
+    let items = format!(
+        "/projects/{}/items",
+        new_project(&app, &admin, "Dashboards").await
+    );
     let add = || async {
         let response = app
             .send_json(
@@ -407,14 +373,7 @@ async fn item_pages_answered_from_memory_are_counted() {
         )
         .unwrap_or(0.0)
     };
-    let scrape = || async {
-        reqwest::get(&metrics_url)
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
+    let scrape = || scrape(&metrics_url);
     add().await;
     let before = scrape().await;
     let page = || async {
@@ -436,4 +395,37 @@ async fn item_pages_answered_from_memory_are_counted() {
         count(&after, "read") - count(&before, "read") >= 2.0,
         "{after}"
     );
+}
+
+/// A server on `backend` serving metrics, an admin's token, and its
+/// metrics page's address.
+async fn with_metrics(backend: Backend) -> (TestApp, String, String) {
+    let app = TestApp::spawn_with(backend, |config| {
+        config.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let admin = app.admin_token().await;
+    let url = format!("http://{}/metrics", app.server().metrics_addr().unwrap());
+    (app, admin, url)
+}
+
+/// A new project's id.
+async fn new_project(app: &TestApp, token: &str, name: &str) -> String {
+    let (status, project) = status_and_json(
+        app.send_json(
+            reqwest::Method::POST,
+            "/projects",
+            Some(token),
+            &json!({ "name": name }),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{project}");
+    project["id"].as_str().unwrap().to_owned()
+}
+
+/// The metrics page's text.
+async fn scrape(url: &str) -> String {
+    reqwest::get(url).await.unwrap().text().await.unwrap()
 }

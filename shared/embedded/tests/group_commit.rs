@@ -9,7 +9,7 @@ use taskgate_domain::user::{Level, Username};
 use taskgate_embedded::EmbeddedStore;
 
 mod common;
-use common::user;
+use common::{give_up, user};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failing_call_leaves_its_batch_mates_alone() {
@@ -42,17 +42,6 @@ async fn a_failing_call_leaves_its_batch_mates_alone() {
     }
     let page = reopened.list_users(None, 500).await.unwrap();
     assert_eq!(page.items.len(), 100);
-}
-
-/// Polls `write` once (far enough to queue it) and drops it, as a request
-/// whose client went away drops its handler.
-async fn give_up<T>(write: impl std::future::Future<Output = T>) {
-    let mut write = std::pin::pin!(write);
-    std::future::poll_fn(|cx| {
-        assert!(write.as_mut().poll(cx).is_pending(), "answered at once");
-        std::task::Poll::Ready(())
-    })
-    .await;
 }
 
 /// A write whose caller gave up before its answer is still committed, and

@@ -19,6 +19,9 @@ use taskgate_domain::user::{UserId, Username};
 use taskgate_embedded::EmbeddedStore;
 use time::OffsetDateTime;
 
+mod common;
+use common::give_up;
+
 fn name(raw: &str) -> Username {
     Username::parse(raw).unwrap()
 }
@@ -510,17 +513,6 @@ async fn a_version_4_database_numbers_each_project_feed_by_time() {
             "{project}"
         );
     }
-}
-
-/// Polls `write` once (far enough to queue it) and drops it, as a request
-/// whose client went away drops its handler.
-async fn give_up<T>(write: impl std::future::Future<Output = T>) {
-    let mut write = std::pin::pin!(write);
-    std::future::poll_fn(|cx| {
-        assert!(write.as_mut().poll(cx).is_pending(), "answered at once");
-        std::task::Poll::Ready(())
-    })
-    .await;
 }
 
 /// A project read is kept in memory with the project's version, and every

@@ -1,4 +1,5 @@
-//! What the embedded store's test files share.
+//! What the embedded store's test files share (each uses some of it).
+#![allow(dead_code)]
 
 use taskgate_domain::user::{Level, User, Username};
 
@@ -9,4 +10,15 @@ pub fn user(name: &str, level: Level) -> User {
     )
     .unwrap();
     User::new(Username::parse(name).unwrap(), hash, level, None, None)
+}
+
+/// Polls `write` once (far enough to queue it) and drops it, as a request
+/// whose client went away drops its handler.
+pub async fn give_up<T>(write: impl std::future::Future<Output = T>) {
+    let mut write = std::pin::pin!(write);
+    std::future::poll_fn(|cx| {
+        assert!(write.as_mut().poll(cx).is_pending(), "answered at once");
+        std::task::Poll::Ready(())
+    })
+    .await;
 }
