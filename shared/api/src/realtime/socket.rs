@@ -140,9 +140,9 @@ enum Subscription {
         /// The project as of the last event delivered (permissions are
         /// checked against it).
         project: Project,
-        /// The feed position last delivered; `None` until the first event
-        /// when subscribed without `after`.
-        last: Option<u64>,
+        /// The feed position last delivered: `after`, or the feed's head
+        /// when the subscription began without one.
+        last: u64,
         /// Events that came ahead of the next position, by position.
         pending: BTreeMap<u64, Rendered>,
         /// Since when the next position is missing.
@@ -337,10 +337,26 @@ impl Connection {
         let actor = self.actor();
         // Check first, then listen, then read what came before: whatever is
         // stored from here on is either read below or arrives live.
-        let subscription = match authorize(&self.state, &actor, &topic).await? {
+        let allowed = authorize(&self.state, &actor, &topic).await?;
+        let receiver = self.state.hub.subscribe(self.key(&topic));
+        self.streams.insert(topic, BroadcastStream::new(receiver));
+        let subscription = match allowed {
             Allowed::Project(project) => Subscription::Project {
+                // Without `after`, live from the head read now, while
+                // listening already: whatever is stored after it arrives.
+                // (Taking the first event to arrive as the start lost an
+                // earlier one that it had overtaken.)
+                last: match after {
+                    Some(after) => after,
+                    None => match self.state.store.feed_head(&project.id).await {
+                        Ok(head) => head,
+                        Err(e) => {
+                            self.drop_subscription(&topic);
+                            return Err(store_failed(&e));
+                        }
+                    },
+                },
                 project,
-                last: after,
                 pending: BTreeMap::new(),
                 gap_since: None,
             },
@@ -356,25 +372,6 @@ impl Connection {
                 running: HashMap::new(),
             },
         };
-        let receiver = self.state.hub.subscribe(self.key(&topic));
-        self.streams.insert(topic, BroadcastStream::new(receiver));
-        let mut subscription = subscription;
-        if let (Topic::Project(id), None) = (topic, after) {
-            // Live from here: listening already, so the head read now is
-            // where the live events start. Without it the first event to
-            // arrive set the start, and one that overtook an earlier one
-            // (writers publish in any order) made that earlier one look
-            // old and dropped it.
-            let head = self
-                .state
-                .store
-                .feed_head(&id)
-                .await
-                .map_err(|e| store_failed(&e))?;
-            if let Subscription::Project { last, .. } = &mut subscription {
-                *last = Some(head);
-            }
-        }
         self.subscriptions.insert(topic, subscription);
         let mut messages = vec![message::subscribed(&topic)];
         let replayed = match topic {
@@ -473,7 +470,7 @@ impl Connection {
             let Some(Subscription::Project { last, .. }) = self.subscriptions.get(topic) else {
                 return Ok(messages);
             };
-            let from = last.unwrap_or(0);
+            let from = *last;
             let wanted = match until {
                 Some(until) if until <= from + 1 => return Ok(messages),
                 Some(until) => ((until - from - 1) as usize).min(REPLAY_PAGE),
@@ -532,10 +529,10 @@ impl Connection {
             return vec![];
         };
         let position = rendered.position();
-        if last.is_some_and(|last| position <= last) {
+        if position <= *last {
             return vec![];
         }
-        *last = Some(position);
+        *last = position;
         match rendered {
             Rendered::Project {
                 position,
@@ -655,7 +652,7 @@ impl Connection {
             else {
                 return messages;
             };
-            let next = last.map_or(0, |l| l + 1);
+            let next = *last + 1;
             // Anything at or below what was delivered is a repeat.
             while pending.first_key_value().is_some_and(|(p, _)| *p < next) {
                 pending.pop_first();
@@ -758,20 +755,19 @@ impl Connection {
                 else {
                     return messages;
                 };
-                match *last {
-                    Some(last) if position <= last => return messages,
-                    // Ahead of the next: the ones between were stored first
-                    // and are on their way (publishers can overtake each
-                    // other); hold it until they come, or read them.
-                    Some(last) if position > last + 1 => {
-                        pending.insert(position, rendered);
-                        gap_since.get_or_insert_with(Instant::now);
-                        if pending.len() > MAX_PENDING {
-                            return self.fill_gap(&topic).await;
-                        }
-                        return messages;
+                if position <= *last {
+                    return messages;
+                }
+                // Ahead of the next: the ones between were stored first and
+                // are on their way (publishers can overtake each other);
+                // hold it until they come, or read them.
+                if position > *last + 1 {
+                    pending.insert(position, rendered);
+                    gap_since.get_or_insert_with(Instant::now);
+                    if pending.len() > MAX_PENDING {
+                        return self.fill_gap(&topic).await;
                     }
-                    _ => {}
+                    return messages;
                 }
                 messages.extend(self.deliver_project(&topic, rendered, false));
                 messages.extend(self.drain_pending(&topic));
