@@ -66,39 +66,37 @@ fn append(
 /// ([`bounded`]): about what one row of a listing's walk takes.
 const OPS_PER_CHECK: i32 = 25;
 
-/// The rows (JSON text) `statement` selects, unless SQLite has done about
-/// `budget` rows' worth of work before it is done (then `None`).
-fn bounded(
+/// [`rows`], unless SQLite has done about `budget` rows' worth of work
+/// before it is done (then `None`).
+fn bounded<T: serde::de::DeserializeOwned>(
     conn: &mut Connection,
     budget: usize,
+    what: &str,
     statement: &str,
     values: Vec<Sql>,
-) -> StoreResult<Option<Vec<String>>> {
+) -> StoreResult<Option<Vec<T>>> {
+    let stopped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = stopped.clone();
     let mut checks = 0;
     conn.progress_handler(
         OPS_PER_CHECK,
         Some(move || {
             checks += 1;
-            checks > budget
+            let over = checks > budget;
+            if over {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            over
         }),
     )
     .map_err(sql)?;
-    let result = (|| {
-        let mut statement = conn.prepare_cached(statement)?;
-        let texts = statement.query_map(rusqlite::params_from_iter(values), |row| {
-            row.get::<_, String>(0)
-        })?;
-        texts.collect::<rusqlite::Result<Vec<String>>>()
-    })();
+    let result = rows(conn, what, statement, rusqlite::params_from_iter(values));
     conn.progress_handler(0, None::<fn() -> bool>)
         .map_err(sql)?;
-    match result {
-        Ok(texts) => Ok(Some(texts)),
-        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) => {
-            Ok(None)
-        }
-        Err(e) => Err(sql(e)),
+    if stopped.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(None);
     }
+    result.map(Some)
 }
 
 fn rows<T: serde::de::DeserializeOwned>(
@@ -566,11 +564,7 @@ impl ProjectStore for EmbeddedStore {
             // Most pages are found long before the bound; one whose filter
             // matches little of a large project would walk all of it.
             let (statement, values) = listing.statement(limit + 1);
-            if let Some(found) = bounded(conn, budget, &statement, values)? {
-                let found = found
-                    .iter()
-                    .map(|text| from_json("item", text))
-                    .collect::<StoreResult<Vec<Item>>>()?;
+            if let Some(found) = bounded(conn, budget, "item", &statement, values)? {
                 return Ok(Page::from_extra(found, limit, position));
             }
             // Then the page is what matches in the next `budget` rows of the
