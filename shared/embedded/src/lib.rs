@@ -124,7 +124,8 @@ impl EmbeddedStore {
         // (without them, `due=today` walked a whole project in creation
         // order: 26 ms at 100,000 items, 0.1 ms with them). Bounded
         // analysis now, and again as tables grow (`Writes::run_batches`).
-        conn.execute_batch("PRAGMA analysis_limit = 1000; PRAGMA optimize = 0x10002;")
+        conn.execute_batch("PRAGMA analysis_limit = 1000")
+            .and_then(|()| conn.execute_batch(OPTIMIZE))
             .map_err(sql)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
@@ -252,6 +253,10 @@ struct Writes {
 /// `analysis_limit`), so most runs do nothing.
 const OPTIMIZE_EVERY: usize = 5_000;
 
+/// Brings the planner's statistics up to date where tables have grown
+/// (`0x10002`: analyse tables never analysed too, as at open).
+const OPTIMIZE: &str = "PRAGMA optimize = 0x10002";
+
 /// Most calls in one batch (one transaction).
 const MAX_BATCH: usize = 256;
 
@@ -331,7 +336,7 @@ impl Writes {
             if since >= OPTIMIZE_EVERY {
                 self.since_optimize
                     .store(0, std::sync::atomic::Ordering::Relaxed);
-                if let Err(e) = conn.execute_batch("PRAGMA optimize = 0x10002") {
+                if let Err(e) = conn.execute_batch(OPTIMIZE) {
                     tracing::warn!(error = %e, "could not update the query planner's statistics");
                 }
             }
