@@ -327,10 +327,10 @@ impl ProjectStore for EmbeddedStore {
     }
 
     async fn get_project(&self, id: &ProjectId) -> StoreResult<Option<Project>> {
-        let version = self.projects.version(id);
-        if let Some(project) = self.projects.project(id, version) {
-            return Ok(Some(project));
-        }
+        let version = match self.projects.get(id) {
+            Ok(project) => return Ok(Some(project)),
+            Err(version) => version,
+        };
         let key = id.to_string();
         let project: Option<Project> = self
             .with_reader(move |conn| {
@@ -700,11 +700,14 @@ impl ProjectCache {
         self.inner().version(project)
     }
 
-    /// The project if it was kept at `version`.
-    fn project(&self, id: &ProjectId, version: u64) -> Option<Project> {
-        match self.inner().projects.get(id) {
-            Some((at, project)) if *at == version => Some(project.clone()),
-            _ => None,
+    /// The project if it is kept at its current version; otherwise that
+    /// version, to read it at.
+    fn get(&self, id: &ProjectId) -> Result<Project, u64> {
+        let inner = self.inner();
+        let version = inner.version(id);
+        match inner.projects.get(id) {
+            Some((at, project)) if *at == version => Ok(project.clone()),
+            _ => Err(version),
         }
     }
 
