@@ -134,3 +134,80 @@ async fn missing_dynamodb_tables_are_created_with_their_indexes_and_ttl() {
         .await
         .unwrap();
 }
+
+/// A client that writes its whole request before reading the answer (as
+/// Python's urllib3 does) is answered even when the server refuses the
+/// request before reading its body: the server reads and drops the rest of
+/// the body before it closes, so the client sees the refusal, not a reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_refused_before_its_body_is_read_gets_its_answer_not_a_reset() {
+    for tls in [false, true] {
+        let app = TestApp::spawn_with(Backend::Embedded, |config| config.tls = tls).await;
+        let addr = app.server().local_addr();
+        let cert = tls.then(|| {
+            std::fs::read(app.data_dir.path().join(taskgate::server::TLS_CERT_FILE)).unwrap()
+        });
+        let answer = tokio::task::spawn_blocking(move || write_all_then_read(addr, cert))
+            .await
+            .unwrap();
+        let answer = answer.unwrap_or_else(|e| panic!("tls={tls}: the client saw {e}"));
+        assert!(
+            answer.starts_with("HTTP/1.1 401"),
+            "tls={tls}: answered {answer:?}"
+        );
+        assert!(answer.contains("application/problem+json"), "{answer}");
+    }
+}
+
+/// Sends an unauthenticated `POST /files` with an 8 MiB body, the body only
+/// once the server has had time to refuse the request and close, then reads
+/// the whole answer.
+fn write_all_then_read(
+    addr: std::net::SocketAddr,
+    cert: Option<Vec<u8>>,
+) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+
+    const BODY: usize = 8 << 20;
+    let head = format!(
+        "POST /files HTTP/1.1\r\nHost: localhost\r\nTus-Resumable: 1.0.0\r\n\
+         Upload-Length: {BODY}\r\nContent-Type: application/offset+octet-stream\r\n\
+         Content-Length: {BODY}\r\n\r\n"
+    );
+    let tcp = std::net::TcpStream::connect(addr)?;
+    let mut stream: Box<dyn ReadWrite> = match cert {
+        None => Box::new(tcp),
+        Some(cert) => {
+            use rustls::pki_types::CertificateDer;
+            use rustls::pki_types::pem::PemObject as _;
+            let mut roots = rustls::RootCertStore::empty();
+            for der in CertificateDer::pem_slice_iter(&cert) {
+                roots.add(der.unwrap()).unwrap();
+            }
+            let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                rustls::crypto::aws_lc_rs::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            let connection = rustls::ClientConnection::new(
+                std::sync::Arc::new(config),
+                "localhost".try_into().unwrap(),
+            )
+            .unwrap();
+            Box::new(rustls::StreamOwned::new(connection, tcp))
+        }
+    };
+    stream.write_all(head.as_bytes())?;
+    stream.flush()?;
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    stream.write_all(&vec![b'x'; BODY])?;
+    stream.flush()?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer)?;
+    Ok(String::from_utf8_lossy(&answer).into_owned())
+}
+
+trait ReadWrite: std::io::Read + std::io::Write + Send {}
+impl<T: std::io::Read + std::io::Write + Send> ReadWrite for T {}

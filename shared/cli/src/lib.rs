@@ -22,6 +22,7 @@ pub mod client;
 pub mod config;
 pub mod data_dir;
 mod http;
+mod linger;
 pub mod metrics;
 pub mod server;
 pub mod store;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum_server::Handle;
-use axum_server::tls_rustls::RustlsConfig;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use secrecy::SecretSlice;
@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use crate::bootstrap::{FirstAdmin, ensure_first_admin};
 use crate::config::ServeConfig;
 use crate::data_dir;
+use crate::linger::LingeringAcceptor;
 
 /// File names inside the data directory.
 pub const DATABASE_FILE: &str = "taskgate.db";
@@ -255,13 +256,15 @@ pub async fn start_with_routes(config: ServeConfig, extra: axum::Router) -> anyh
     let app = crate::http::router(state.clone(), &config, extra)
         .into_make_service_with_connect_info::<SocketAddr>();
     let handle = Handle::new();
+    // Every connection closes lingering (crate::linger): a request refused
+    // before its body was read still gets its answer.
+    let server = axum_server::from_tcp(listener)?.handle(handle.clone());
     let task = if config.tls {
         let tls = tls_config(&config.data_dir, local_addr).await?;
-        let server = axum_server::from_tcp_rustls(listener, tls)?.handle(handle.clone());
-        tokio::spawn(server.serve(app))
+        let acceptor = RustlsAcceptor::new(tls).acceptor(LingeringAcceptor);
+        tokio::spawn(server.acceptor(acceptor).serve(app))
     } else {
-        let server = axum_server::from_tcp(listener)?.handle(handle.clone());
-        tokio::spawn(server.serve(app))
+        tokio::spawn(server.acceptor(LingeringAcceptor).serve(app))
     };
     handle
         .listening()
