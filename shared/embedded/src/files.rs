@@ -47,10 +47,7 @@ impl FileStore for EmbeddedStore {
     async fn insert_file(&self, file: &StoredFile, quota: u64) -> StoreResult<()> {
         let (id, owner, size, uploading, expires_at, version, item) = columns(file);
         self.with_conn(move |conn| {
-            let tx = conn
-                .savepoint()
-                .map_err(sql)?;
-            let used: i64 = tx
+            let used: i64 = conn
                 .query_row(
                     "SELECT coalesce(sum(size), 0) FROM files WHERE owner_id = ?1",
                     [&owner],
@@ -60,7 +57,7 @@ impl FileStore for EmbeddedStore {
             if (used as u64).saturating_add(size as u64) > quota {
                 return Err(StoreError::OverQuota);
             }
-            let inserted = tx
+            let inserted = conn
                 .execute(
                     "INSERT INTO files (file_id, owner_id, size, uploading, expires_at, version, item)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (file_id) DO NOTHING",
@@ -70,7 +67,7 @@ impl FileStore for EmbeddedStore {
             if inserted == 0 {
                 return Err(StoreError::AlreadyExists);
             }
-            tx.commit().map_err(sql)
+            Ok(())
         })
         .await
     }

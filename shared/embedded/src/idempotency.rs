@@ -23,8 +23,7 @@ impl IdempotencyStore for EmbeddedStore {
             taskgate_domain::timestamp::format(expires_at),
         );
         self.with_conn(move |conn| {
-            let tx = conn.savepoint().map_err(sql)?;
-            let found: Option<(String, Option<String>, String)> = tx
+            let found: Option<(String, Option<String>, String)> = conn
                 .query_row(
                     "SELECT fingerprint, response, expires_at FROM idempotency WHERE scope = ?1",
                     [&scope],
@@ -45,7 +44,7 @@ impl IdempotencyStore for EmbeddedStore {
             if let Some(claim) = claim {
                 return Ok(claim);
             }
-            tx.execute(
+            conn.execute(
                 "INSERT INTO idempotency (scope, fingerprint, response, expires_at)
                  VALUES (?1, ?2, NULL, ?3)
                  ON CONFLICT (scope) DO UPDATE SET fingerprint = excluded.fingerprint,
@@ -54,9 +53,8 @@ impl IdempotencyStore for EmbeddedStore {
             )
             .map_err(sql)?;
             // Expired claims of anyone are tidied up on the way.
-            tx.execute("DELETE FROM idempotency WHERE expires_at <= ?1", [&now])
+            conn.execute("DELETE FROM idempotency WHERE expires_at <= ?1", [&now])
                 .map_err(sql)?;
-            tx.commit().map_err(sql)?;
             Ok(Claim::New)
         })
         .await

@@ -429,4 +429,59 @@ mod tests {
             assert_eq!(one, 1);
         }
     }
+
+    /// The write paths rely on this instead of savepoints of their own: a
+    /// call that fails after writing leaves nothing of it, whether it runs
+    /// alone or in a batch with calls that succeed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_call_that_fails_after_writing_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            std::sync::Arc::new(EmbeddedStore::open(&dir.path().join("db.sqlite")).unwrap());
+        store
+            .with_conn(|conn| {
+                conn.execute_batch("CREATE TABLE scratch (n INTEGER)")
+                    .map_err(sql)
+            })
+            .await
+            .unwrap();
+        let calls: Vec<_> = (0..100_i64)
+            .map(|n| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .with_conn(move |conn| {
+                            conn.execute("INSERT INTO scratch (n) VALUES (?1)", [n])
+                                .map_err(sql)?;
+                            conn.execute("INSERT INTO scratch (n) VALUES (?1)", [n + 1000])
+                                .map_err(sql)?;
+                            match n % 2 {
+                                0 => Ok(()),
+                                _ => Err(StoreError::Conflict),
+                            }
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for (n, call) in calls.into_iter().enumerate() {
+            assert_eq!(call.await.unwrap().is_ok(), n % 2 == 0, "call {n}");
+        }
+        let kept: Vec<i64> = store
+            .with_reader(|conn| {
+                let mut rows = conn
+                    .prepare("SELECT n FROM scratch ORDER BY n")
+                    .map_err(sql)?;
+                let kept = rows.query_map([], |r| r.get(0)).map_err(sql)?;
+                kept.collect::<Result<_, _>>().map_err(sql)
+            })
+            .await
+            .unwrap();
+        let succeeded = (0..100).step_by(2);
+        let expected: Vec<i64> = succeeded
+            .clone()
+            .chain(succeeded.map(|n| n + 1000))
+            .collect();
+        assert_eq!(kept, expected);
+    }
 }

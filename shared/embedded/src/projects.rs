@@ -33,22 +33,22 @@ fn from_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> StoreRes
 }
 
 /// Appends a log entry (`Conflict` if its seq is taken), runs `write` for
-/// the row and gives the entry the next position of `project`'s feed, in
-/// one transaction. Returns that position.
+/// the row and gives the entry the next position of `project`'s feed.
+/// Returns that position. Runs inside the write's own savepoint
+/// (`with_conn`), so a failure part way leaves nothing behind.
 fn append(
-    conn: &mut Connection,
+    conn: &Connection,
     log_insert: &str,
     log_params: impl rusqlite::Params,
     feed: (&str, Option<&str>, i64),
     write: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<()>,
 ) -> StoreResult<u64> {
-    let tx = conn.savepoint().map_err(sql)?;
-    if tx.execute(log_insert, log_params).map_err(sql)? == 0 {
+    if conn.execute(log_insert, log_params).map_err(sql)? == 0 {
         return Err(StoreError::Conflict);
     }
-    write(&tx).map_err(sql)?;
+    write(conn).map_err(sql)?;
     let (project, item, seq) = feed;
-    let position: i64 = tx
+    let position: i64 = conn
         .query_row(
             "INSERT INTO project_feed (project_id, position, item_id, seq)
              SELECT ?1, coalesce(max(position), 0) + 1, ?2, ?3
@@ -58,7 +58,6 @@ fn append(
             |row| row.get(0),
         )
         .map_err(sql)?;
-    tx.commit().map_err(sql)?;
     Ok(position as u64)
 }
 

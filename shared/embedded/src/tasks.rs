@@ -83,8 +83,7 @@ impl TaskLog for EmbeddedStore {
         let item = serde_json::to_string(event).expect("an event always serialises");
         let (task_id, seq) = (event.task_id.to_string(), event.seq as i64);
         self.write_log(&event.task_id, move |conn| {
-            let tx = conn.savepoint().map_err(sql)?;
-            let active: i64 = tx
+            let active: i64 = conn
                 .query_row(
                     "SELECT coalesce((SELECT active FROM active_tasks WHERE owner_id = ?1), 0)",
                     [&owner_id],
@@ -95,18 +94,18 @@ impl TaskLog for EmbeddedStore {
                 return Err(StoreError::OverQuota);
             }
             insert_new(
-                &tx,
+                conn,
                 "INSERT INTO task_events (task_id, seq, owner_id, item) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (task_id, seq) DO NOTHING",
                 params![task_id, seq, owner_id, item],
             )?;
-            tx.execute(
+            conn.execute(
                 "INSERT INTO active_tasks (owner_id, active) VALUES (?1, 1)
                  ON CONFLICT (owner_id) DO UPDATE SET active = active + 1",
                 [&owner_id],
             )
             .map_err(sql)?;
-            tx.commit().map_err(sql)
+            Ok(())
         })
         .await
     }
@@ -116,19 +115,18 @@ impl TaskLog for EmbeddedStore {
         let item = serde_json::to_string(event).expect("an event always serialises");
         let (task_id, seq) = (event.task_id.to_string(), event.seq as i64);
         self.write_log(&event.task_id, move |conn| {
-            let tx = conn.savepoint().map_err(sql)?;
             insert_new(
-                &tx,
+                conn,
                 "INSERT INTO task_events (task_id, seq, owner_id, item) VALUES (?1, ?2, NULL, ?3)
                  ON CONFLICT (task_id, seq) DO NOTHING",
                 params![task_id, seq, item],
             )?;
-            tx.execute(
+            conn.execute(
                 "UPDATE active_tasks SET active = max(active - 1, 0) WHERE owner_id = ?1",
                 [&owner],
             )
             .map_err(sql)?;
-            tx.commit().map_err(sql)
+            Ok(())
         })
         .await
     }

@@ -18,12 +18,11 @@ impl TokenStore for EmbeddedStore {
     async fn insert_token(&self, token: &TokenRecord) -> StoreResult<()> {
         let token = token.clone();
         self.with_conn(move |conn| {
-            let tx = conn.savepoint().map_err(sql)?;
             let cutoff = time::OffsetDateTime::now_utc().unix_timestamp() - PURGE_AFTER_SECONDS;
-            tx.execute("DELETE FROM tokens WHERE expires_at < ?1", [cutoff])
+            conn.execute("DELETE FROM tokens WHERE expires_at < ?1", [cutoff])
                 .map_err(sql)?;
             insert_new(
-                &tx,
+                conn,
                 "INSERT INTO tokens (jti, username, expires_at, item) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (jti) DO NOTHING",
                 params![
@@ -33,7 +32,7 @@ impl TokenStore for EmbeddedStore {
                     serde_json::to_string(&token).expect("a TokenRecord always serialises"),
                 ],
             )?;
-            tx.commit().map_err(sql)
+            Ok(())
         })
         .await
     }

@@ -151,19 +151,18 @@ impl UserStore for EmbeddedStore {
         let (sessions, username) = (self.sessions.clone(), next.username.clone());
         let forget = move || sessions.forget(|_, user| user.username == username);
         let write = move |conn: &mut rusqlite::Connection| {
-            let tx = conn.savepoint().map_err(sql)?;
             let expected = (
                 current.user_id.to_string(),
                 current.level.as_str().to_owned(),
                 current.version as i64,
             );
-            if stored_state(&tx, current.username.as_str())? != Some(expected) {
+            if stored_state(conn, current.username.as_str())? != Some(expected) {
                 return Err(StoreError::Conflict);
             }
-            if current.is_admin() && next.level != Level::Admin && admin_count(&tx)? <= 1 {
+            if current.is_admin() && next.level != Level::Admin && admin_count(conn)? <= 1 {
                 return Err(StoreError::LastAdmin);
             }
-            tx.execute(
+            conn.execute(
                 "UPDATE users SET level = ?2, version = ?3, item = ?4, email_key = ?5
                  WHERE username = ?1",
                 params![
@@ -175,7 +174,7 @@ impl UserStore for EmbeddedStore {
                 ],
             )
             .map_err(email_or)?;
-            tx.commit().map_err(sql)
+            Ok(())
         };
         self.with_conn_then(write, forget).await
     }
@@ -185,21 +184,20 @@ impl UserStore for EmbeddedStore {
         let (sessions, username) = (self.sessions.clone(), user.username.clone());
         let forget = move || sessions.forget(|_, cached| cached.username == username);
         let write = move |conn: &mut rusqlite::Connection| {
-            let tx = conn.savepoint().map_err(sql)?;
-            match stored_state(&tx, user.username.as_str())? {
+            match stored_state(conn, user.username.as_str())? {
                 Some((user_id, level, _))
                     if user_id == user.user_id.to_string() && level == user.level.as_str() => {}
                 _ => return Err(StoreError::Conflict),
             }
-            if user.is_admin() && admin_count(&tx)? <= 1 {
+            if user.is_admin() && admin_count(conn)? <= 1 {
                 return Err(StoreError::LastAdmin);
             }
-            tx.execute(
+            conn.execute(
                 "DELETE FROM users WHERE username = ?1",
                 [user.username.as_str()],
             )
             .map_err(sql)?;
-            tx.commit().map_err(sql)
+            Ok(())
         };
         self.with_conn_then(write, forget).await
     }
