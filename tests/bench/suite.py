@@ -27,6 +27,7 @@ import json
 import os
 import re
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -473,6 +474,31 @@ def cold_start(binary, env, runs):
     return statistics.median(times) if times else float("nan"), len(times)
 
 
+def lambda_environment():
+    """What a function's process gets on Lambda, and nothing of this
+    machine's environment: Lambda sets its reserved variables (added per run
+    by cold_start and section_coldstart), PATH, LANG, TZ and
+    LD_LIBRARY_PATH, and no SSL_CERT_FILE or SSL_CERT_DIR, so the SDK finds
+    the system's trust store itself. On provided.al2023 (Fedora's layout)
+    that is one bundle, /etc/pki/tls/certs/ca-bundle.crt; its directory
+    holds only that bundle and its OpenSSL trust-format twin, which rustls
+    skips. Debian's /etc/ssl/certs also holds every certificate once more as
+    a file of its own, so here the bundle is named with SSL_CERT_FILE to
+    read what a Lambda reads; the suite measures the Debian layout too."""
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "en_US.UTF-8", "TZ": ":UTC",
+            "LD_LIBRARY_PATH": "/lib64:/usr/lib64"}
+
+
+def system_ca_bundle():
+    """This machine's CA bundle: the file OpenSSL trusts by default."""
+    paths = ssl.get_default_verify_paths()
+    for candidate in (paths.cafile, paths.openssl_cafile, "/etc/ssl/certs/ca-certificates.crt",
+                      "/etc/pki/tls/certs/ca-bundle.crt"):
+        if candidate and os.path.isfile(candidate):
+            return os.path.realpath(candidate)
+    raise SystemExit("no CA bundle found on this machine")
+
+
 def section_coldstart(args):
     tools = os.environ.get("TASKGATE_TOOLS_DIR", os.path.expanduser("~/.cache/taskgate-tools"))
     dynamodb = subprocess.run([os.path.join(ROOT, "infra/local/dynamodb-local.sh"), "start", args.work + "/ddb"],
@@ -494,13 +520,18 @@ times.sort()
 print(arn, times[len(times) // 2])
 """], check=True, capture_output=True, text=True).stdout.split()
         arn, secret_ms = secret[0], float(secret[1])
-        env = dict(os.environ, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_REGION="us-east-1",
+        env = dict(lambda_environment(), AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_REGION="us-east-1",
                    TASKGATE_DYNAMODB_ENDPOINT=dynamodb, TASKGATE_SECRETSMANAGER_ENDPOINT=moto,
                    TASKGATE_STEPFUNCTIONS_ENDPOINT=moto, TASKGATE_S3_ENDPOINT=moto,
                    TASKGATE_JWT_SECRET_ARN=arn, TASKGATE_FILES_BUCKET="bench-files",
                    TASKGATE_STATE_MACHINE_ARN="arn:aws:states:us-east-1:123456789012:stateMachine:bench",
                    TASKGATE_WS_ENDPOINT=moto)
-        env.pop("TASKGATE_LOG", None)
+        # The system's trust store as a Lambda on provided.al2023 finds it
+        # (see lambda_environment), and, for comparison, as this machine's
+        # own layout gives it.
+        bundle = system_ca_bundle()
+        machine_trust = dict(env)
+        env["SSL_CERT_FILE"] = bundle
         binaries = [("hello-world `lambda_http` (reference)", "bench-lambda-hello", {}),
                     ("`http-api` (every HTTP function)", "http-api", {}),
                     ("`realtime` ($connect)", "realtime", {"TASKGATE_REALTIME_HANDLER": "connect"}),
@@ -508,6 +539,8 @@ print(arn, times[len(times) // 2])
                     ("`step-record`", "step-record", {}), ("`step-js`", "step-js", {}),
                     ("`step-export`", "step-export", {}), ("`task-reconciler`", "task-reconciler", {}),
                     ("`upload-reaper`", "upload-reaper", {})]
+        machine_row = ("`http-api` with this machine's trust store layout (the bundle and every "
+                       "single-certificate file of /etc/ssl/certs)", "http-api", machine_trust)
         lines = ["| binary | exec → first poll (median) | runs | vs reference |", "|---|---|---|---|"]
         reference = None
         for label, name, extra in binaries:
@@ -517,6 +550,9 @@ print(arn, times[len(times) // 2])
                 lines.append(f"| {label} | {median:.1f} ms | {runs} | reference |")
             else:
                 lines.append(f"| {label} | {median:.1f} ms | {runs} | +{median - reference:.1f} ms |")
+        label, name, full_env = machine_row
+        median, runs = cold_start(os.path.join(args.release, name), full_env, args.runs)
+        lines.append(f"| {label} | {median:.1f} ms | {runs} | +{median - reference:.1f} ms |")
         lines.append(f"| a `GetSecretValue` round trip to moto (Python client, median of 20) | "
                      f"{secret_ms:.1f} ms | 20 | the secret read's share |")
     finally:
