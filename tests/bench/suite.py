@@ -482,11 +482,30 @@ def lambda_environment():
     the system's trust store itself. On provided.al2023 (Fedora's layout)
     that is one bundle, /etc/pki/tls/certs/ca-bundle.crt; its directory
     holds only that bundle and its OpenSSL trust-format twin, which rustls
-    skips. Debian's /etc/ssl/certs also holds every certificate once more as
-    a file of its own, so here the bundle is named with SSL_CERT_FILE to
-    read what a Lambda reads; the suite measures the Debian layout too."""
+    unread. Debian's /etc/ssl/certs also holds every certificate once more
+    as a file of its own, so the suite names a trust store laid out as a
+    Lambda's (lambda_trust_store) and measures the Debian layout beside."""
     return {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "en_US.UTF-8", "TZ": ":UTC",
             "LD_LIBRARY_PATH": "/lib64:/usr/lib64"}
+
+
+def lambda_trust_store(work):
+    """This machine's CA bundle laid out as on provided.al2023: the bundle
+    (SSL_CERT_FILE), and a directory (SSL_CERT_DIR) holding it and its
+    trust-format twin, made with `openssl x509 -trustout`."""
+    bundle = system_ca_bundle()
+    directory = os.path.join(work, "lambda-certs")
+    os.makedirs(directory, exist_ok=True)
+    link = os.path.join(directory, "ca-bundle.crt")
+    if not os.path.lexists(link):
+        os.symlink(bundle, link)
+    with open(bundle) as f:
+        certificates = re.findall(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----\n", f.read(), re.S)
+    trusted = [subprocess.run(["openssl", "x509", "-trustout", "-addtrust", "serverAuth"], input=c,
+                              capture_output=True, text=True, check=True).stdout for c in certificates]
+    with open(os.path.join(directory, "ca-bundle.trust.crt"), "w") as f:
+        f.write("".join(trusted))
+    return bundle, directory
 
 
 def system_ca_bundle():
@@ -529,9 +548,8 @@ print(arn, times[len(times) // 2])
         # The system's trust store as a Lambda on provided.al2023 finds it
         # (see lambda_environment), and, for comparison, as this machine's
         # own layout gives it.
-        bundle = system_ca_bundle()
         machine_trust = dict(env)
-        env["SSL_CERT_FILE"] = bundle
+        env["SSL_CERT_FILE"], env["SSL_CERT_DIR"] = lambda_trust_store(args.work)
         binaries = [("hello-world `lambda_http` (reference)", "bench-lambda-hello", {}),
                     ("`http-api` (every HTTP function)", "http-api", {}),
                     ("`realtime` ($connect)", "realtime", {"TASKGATE_REALTIME_HANDLER": "connect"}),

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The performance suite in one command (issue 16): installs what it needs
-# (wrk from Debian; the Python tools of infra/local/install-tools.sh), builds
+# (wrk and openssl from Debian; the Python tools of infra/local/install-tools.sh), builds
 # release binaries, runs tests/bench/suite.py and appends its figures to
 # docs/benchmarks/suite-results.md.
 #
@@ -11,10 +11,13 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 tools=$(infra/local/install-tools.sh | tail -n1)
-if ! command -v wrk >/dev/null; then
-  echo "== installing wrk (Debian package)"
-  if [ "$(id -u)" = 0 ]; then apt-get install -y -q wrk >/dev/null; else sudo apt-get install -y -q wrk >/dev/null; fi
-fi
+# wrk drives the HTTP load; openssl lays out the cold starts' trust store.
+for tool in wrk openssl; do
+  if ! command -v "$tool" >/dev/null; then
+    echo "== installing $tool (Debian package)"
+    if [ "$(id -u)" = 0 ]; then apt-get install -y -q "$tool" >/dev/null; else sudo apt-get install -y -q "$tool" >/dev/null; fi
+  fi
+done
 
 target=${CARGO_TARGET_DIR:-target}
 only=reads,delays,scripts,listing,fanout,files,coldstart
