@@ -141,19 +141,17 @@ async fn missing_dynamodb_tables_are_created_with_their_indexes_and_ttl() {
 /// the body before it closes, so the client sees the refusal, not a reset.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_refused_before_its_body_is_read_gets_its_answer_not_a_reset() {
-    for tls in [false, true] {
-        let app = TestApp::spawn_with(Backend::Embedded, |config| config.tls = tls).await;
+    for over_tls in [false, true] {
+        let app = TestApp::spawn_with(Backend::Embedded, |config| config.tls = over_tls).await;
         let addr = app.server().local_addr();
-        let cert = tls.then(|| {
-            std::fs::read(app.data_dir.path().join(taskgate::server::TLS_CERT_FILE)).unwrap()
-        });
-        let answer = tokio::task::spawn_blocking(move || write_all_then_read(addr, cert))
+        let tls = over_tls.then(|| app.tls_client_config());
+        let answer = tokio::task::spawn_blocking(move || write_all_then_read(addr, tls))
             .await
             .unwrap();
-        let answer = answer.unwrap_or_else(|e| panic!("tls={tls}: the client saw {e}"));
+        let answer = answer.unwrap_or_else(|e| panic!("tls={over_tls}: the client saw {e}"));
         assert!(
             answer.starts_with("HTTP/1.1 401"),
-            "tls={tls}: answered {answer:?}"
+            "tls={over_tls}: answered {answer:?}"
         );
         assert!(answer.contains("application/problem+json"), "{answer}");
     }
@@ -164,7 +162,7 @@ async fn a_request_refused_before_its_body_is_read_gets_its_answer_not_a_reset()
 /// the whole answer.
 fn write_all_then_read(
     addr: std::net::SocketAddr,
-    cert: Option<Vec<u8>>,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 ) -> std::io::Result<String> {
     use std::io::{Read, Write};
 
@@ -175,27 +173,11 @@ fn write_all_then_read(
          Content-Length: {BODY}\r\n\r\n"
     );
     let tcp = std::net::TcpStream::connect(addr)?;
-    let mut stream: Box<dyn ReadWrite> = match cert {
+    let mut stream: Box<dyn ReadWrite> = match tls {
         None => Box::new(tcp),
-        Some(cert) => {
-            use rustls::pki_types::CertificateDer;
-            use rustls::pki_types::pem::PemObject as _;
-            let mut roots = rustls::RootCertStore::empty();
-            for der in CertificateDer::pem_slice_iter(&cert) {
-                roots.add(der.unwrap()).unwrap();
-            }
-            let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-                rustls::crypto::aws_lc_rs::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-            let connection = rustls::ClientConnection::new(
-                std::sync::Arc::new(config),
-                "localhost".try_into().unwrap(),
-            )
-            .unwrap();
+        Some(config) => {
+            let connection =
+                rustls::ClientConnection::new(config, "localhost".try_into().unwrap()).unwrap();
             Box::new(rustls::StreamOwned::new(connection, tcp))
         }
     };

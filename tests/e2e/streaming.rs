@@ -5,16 +5,12 @@
 //! beside the API, behind the same layers, over real sockets with real
 //! clients (reqwest; tokio-tungstenite).
 
-use std::sync::Arc;
-
 use axum::body::Body;
 use axum::extract::ws::{Message, WebSocketUpgrade};
 use axum::response::Response;
 use axum::routing::{get, post};
 use futures_util::{SinkExt as _, StreamExt as _};
 use http::StatusCode;
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject as _;
 use sha2::{Digest as _, Sha256};
 use taskgate_e2e::{Backend, TestApp};
 use tokio_tungstenite::tungstenite;
@@ -91,18 +87,7 @@ async fn a_streamed_body_of_several_mib_comes_back_whole_in_chunks() {
 async fn the_tls_server_upgrades_to_a_websocket_that_echoes() {
     let app =
         TestApp::spawn_serving(Backend::Embedded, |config| config.tls = true, test_routes()).await;
-    let cert = std::fs::read(app.data_dir.path().join(taskgate::server::TLS_CERT_FILE)).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    for der in CertificateDer::pem_slice_iter(&cert) {
-        roots.add(der.unwrap()).unwrap();
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let tls = app.tls_client_config();
 
     let addr = app.server().local_addr();
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -111,7 +96,7 @@ async fn the_tls_server_upgrades_to_a_websocket_that_echoes() {
         url,
         tcp,
         None,
-        Some(tokio_tungstenite::Connector::Rustls(Arc::new(tls))),
+        Some(tokio_tungstenite::Connector::Rustls(tls)),
     )
     .await
     .expect("the WebSocket handshake succeeds over TLS");

@@ -259,6 +259,27 @@ impl TestApp {
         self.start().await;
     }
 
+    /// A rustls client configuration that trusts only this server's
+    /// generated certificate (for clients other than `reqwest`).
+    pub fn tls_client_config(&self) -> std::sync::Arc<rustls::ClientConfig> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject as _;
+        let cert = std::fs::read(self.data_dir.path().join(taskgate::server::TLS_CERT_FILE))
+            .expect("the generated certificate");
+        let mut roots = rustls::RootCertStore::empty();
+        for der in CertificateDer::pem_slice_iter(&cert) {
+            roots.add(der.unwrap()).unwrap();
+        }
+        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        std::sync::Arc::new(config)
+    }
+
     pub fn server(&self) -> &Server {
         self.server.as_ref().expect("the server is running")
     }

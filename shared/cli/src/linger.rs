@@ -113,7 +113,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Lingering<S> {
             Closing {
                 written: false,
                 until: now + LINGER,
-                timer: Box::pin(tokio::time::sleep_until(now + QUIET.min(LINGER))),
+                timer: Box::pin(tokio::time::sleep_until(now + QUIET)),
             }
         });
         if !closing.written {
