@@ -31,6 +31,10 @@ pub const LINGER: Duration = Duration::from_secs(5);
 /// A closing connection stops draining once its client is quiet this long.
 pub const QUIET: Duration = Duration::from_secs(1);
 
+/// Reads (of 8 KiB) a closing connection drains before it lets the other
+/// tasks of its thread run.
+const READS_PER_POLL: usize = 16;
+
 /// Accepts TCP connections as [`Lingering`] streams (below TLS, when TLS is on).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LingeringAcceptor;
@@ -121,15 +125,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Lingering<S> {
             closing.written = true;
         }
         let mut scratch = [0u8; 8192];
-        loop {
+        for _ in 0..READS_PER_POLL {
             let mut read = ReadBuf::new(&mut scratch);
             match Pin::new(&mut this.inner).poll_read(cx, &mut read) {
                 // The client closed (or reset): nothing left to drain.
                 Poll::Ready(Ok(())) if read.filled().is_empty() => return Poll::Ready(Ok(())),
                 Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),
                 Poll::Ready(Ok(())) => {
-                    let next = (Instant::now() + QUIET).min(closing.until);
-                    closing.timer.as_mut().reset(next);
+                    let now = Instant::now();
+                    // A client that never pauses is given up all the same.
+                    if now >= closing.until {
+                        return Poll::Ready(Ok(()));
+                    }
+                    closing
+                        .timer
+                        .as_mut()
+                        .reset((now + QUIET).min(closing.until));
                 }
                 Poll::Pending => {
                     // Quiet too long, or lingered long enough: close as is.
@@ -138,6 +149,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Lingering<S> {
                 }
             }
         }
+        // Bytes keep coming: let the thread's other tasks run, then go on.
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 
@@ -191,6 +205,40 @@ mod tests {
         );
         drop(server);
         sender.await.unwrap();
+    }
+
+    /// A client that sends without a pause neither holds the close past
+    /// [`LINGER`] nor keeps the thread from its other tasks.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_client_that_never_pauses_is_given_up_after_the_linger_time() {
+        let (mut server, client) = pair().await;
+        let client = client.into_std().unwrap();
+        client.set_nonblocking(false).unwrap();
+        std::thread::spawn(move || {
+            use std::io::Write as _;
+            let chunk = vec![b'x'; 1 << 20];
+            while (&client).write_all(&chunk).is_ok() {}
+        });
+        let ticks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = ticks.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        let started = Instant::now();
+        tokio::time::timeout(LINGER + QUIET, server.shutdown())
+            .await
+            .expect("the close outlasted LINGER")
+            .unwrap();
+        assert!(
+            started.elapsed() >= LINGER,
+            "gave up after {:?}",
+            started.elapsed()
+        );
+        let ticked = ticks.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(ticked >= 25, "the other task ran {ticked} times in 5 s");
     }
 
     #[tokio::test]
