@@ -7,7 +7,9 @@
 //! re-creating the name, invalidates every old token at once). Checks 1–2
 //! live here; 3–4 are done by the HTTP layer against the stores.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -104,6 +106,7 @@ pub struct TokenKeys {
     decoding: DecodingKey,
     validation: Validation,
     device_validation: Validation,
+    verified: VerifiedTokens,
 }
 
 impl TokenKeys {
@@ -136,6 +139,7 @@ impl TokenKeys {
             decoding: DecodingKey::from_secret(bytes),
             validation,
             device_validation,
+            verified: VerifiedTokens::default(),
         })
     }
 
@@ -191,7 +195,8 @@ impl TokenKeys {
         token: &str,
         now: OffsetDateTime,
     ) -> Result<VerifiedClaims, TokenError> {
-        self.decode(token, &self.device_validation, now)
+        let (claims, expires) = self.decode(token, &self.device_validation)?;
+        unexpired(claims, expires, now)
     }
 
     /// Signs arbitrary claims. Only `issue` should need this outside tests.
@@ -202,16 +207,32 @@ impl TokenKeys {
 
     /// Checks signature, algorithm, issuer and expiry (at `now`), and
     /// returns the claims.
+    ///
+    /// A bearer token is sent again with every request, and checking it from
+    /// scratch (two base64 decodes, an HMAC, a JSON parse) was a tenth of the
+    /// server's time on `GET /tasks/{id}` (docs/benchmarks/profiles.md). So
+    /// the claims of a token that passed are kept by the token's exact bytes
+    /// ([`VerifiedTokens`]): a token sent again is looked up, not decoded,
+    /// and its expiry is still checked against `now` on every call. Nothing
+    /// else about a token can change once it has passed: the key and the
+    /// validation are fixed for the life of `self`, and revocation is the
+    /// token store's check, made by the caller on every request.
     pub fn verify(&self, token: &str, now: OffsetDateTime) -> Result<VerifiedClaims, TokenError> {
-        self.decode(token, &self.validation, now)
+        if let Some((claims, expires)) = self.verified.get(token) {
+            return unexpired(claims, expires, now);
+        }
+        let (claims, expires) = self.decode(token, &self.validation)?;
+        self.verified.keep(token, &claims, expires);
+        unexpired(claims, expires, now)
     }
 
+    /// The claims of `token` and its `exp`, if its signature, algorithm,
+    /// issuer and claims pass `validation` (expiry is the caller's check).
     fn decode(
         &self,
         token: &str,
         validation: &Validation,
-        now: OffsetDateTime,
-    ) -> Result<VerifiedClaims, TokenError> {
+    ) -> Result<(VerifiedClaims, i64), TokenError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, validation).map_err(
             |e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
@@ -219,15 +240,67 @@ impl TokenKeys {
             },
         )?;
         let claims = data.claims;
-        // Valid through its `exp` second, as with no leeway in jsonwebtoken.
-        if claims.exp < now.unix_timestamp() {
-            return Err(TokenError::Expired);
-        }
-        Ok(VerifiedClaims {
+        let verified = VerifiedClaims {
             username: Username::parse(&claims.sub).map_err(|_| TokenError::Invalid)?,
             user_id: UserId::parse(&claims.uid).map_err(|_| TokenError::Invalid)?,
             jti: TokenId::parse(&claims.jti).map_err(|_| TokenError::Invalid)?,
-        })
+        };
+        Ok((verified, claims.exp))
+    }
+}
+
+/// `claims`, unless `expires` (a JWT `exp`) has passed at `now`: a token is
+/// valid through its `exp` second, as with no leeway in jsonwebtoken.
+fn unexpired(
+    claims: VerifiedClaims,
+    expires: i64,
+    now: OffsetDateTime,
+) -> Result<VerifiedClaims, TokenError> {
+    if expires < now.unix_timestamp() {
+        return Err(TokenError::Expired);
+    }
+    Ok(claims)
+}
+
+/// Bearer tokens that passed [`TokenKeys::verify`], by their exact bytes,
+/// with their parsed claims and `exp`.
+///
+/// Only tokens whose signature verified are kept, so what fills it is
+/// tokens this service issued (logins are rate-limited), never whatever a
+/// client sends. At most [`Self::MAX_KEPT`] (about 400 bytes each); past
+/// that it starts over, as the page cache does (a token is cheap to check
+/// again). Lookups hash with the standard map's per-process random key, so
+/// a client cannot pick which kept token its bytes are compared with.
+/// Never printed: the keys are bearer secrets.
+#[derive(Default)]
+struct VerifiedTokens {
+    kept: Mutex<HashMap<Box<str>, (VerifiedClaims, i64)>>,
+}
+
+impl VerifiedTokens {
+    /// Room for every token of a busy process's active users.
+    const MAX_KEPT: usize = 8192;
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, (VerifiedClaims, i64)>> {
+        // A panic while holding the lock cannot leave a half-written entry.
+        self.kept.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, token: &str) -> Option<(VerifiedClaims, i64)> {
+        self.lock().get(token).cloned()
+    }
+
+    fn keep(&self, token: &str, claims: &VerifiedClaims, expires: i64) {
+        let mut kept = self.lock();
+        if kept.len() >= Self::MAX_KEPT {
+            kept.clear();
+        }
+        kept.insert(token.into(), (claims.clone(), expires));
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().len()
     }
 }
 
@@ -336,9 +409,80 @@ mod tests {
         let token = issued.token.expose_secret();
         let at = |seconds: u64| issued_at + Duration::from_secs(seconds);
         assert!(keys.verify(token, at(0)).is_ok());
+        // From here on the token is answered from what was kept.
+        assert_eq!(keys.verified.len(), 1);
         assert!(keys.verify(token, at(60)).is_ok());
         assert_eq!(keys.verify(token, at(61)), Err(TokenError::Expired));
         assert!(issued.record.is_expired(at(61)));
         assert!(!issued.record.is_expired(at(59)));
+    }
+
+    /// The token with one character changed, at `index` from the start.
+    fn altered(token: &str, index: usize) -> String {
+        let mut bytes = token.as_bytes().to_vec();
+        bytes[index] = if bytes[index] == b'A' { b'B' } else { b'A' };
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn a_token_one_character_from_a_kept_one_is_checked_in_full() {
+        let keys = keys(&[7; 32]);
+        let issued = keys.issue(&user(), Duration::from_secs(60), crate::now());
+        let token = issued.token.expose_secret();
+        assert!(keys.verify(token, crate::now()).is_ok());
+        let claims_at = token.find('.').unwrap() + 1;
+        for index in [claims_at, token.len() - 2] {
+            assert_eq!(
+                keys.verify(&altered(token, index), crate::now()),
+                Err(TokenError::Invalid),
+                "altered at {index}"
+            );
+        }
+        assert_eq!(
+            keys.verify(&format!("{token}x"), crate::now()),
+            Err(TokenError::Invalid)
+        );
+        assert!(keys.verify(token, crate::now()).is_ok());
+    }
+
+    #[test]
+    fn only_bearer_tokens_that_pass_are_kept() {
+        let keys = keys(&[7; 32]);
+        let now = crate::now();
+        let (device, _) = keys.issue_device(&user(), Duration::from_secs(60), now);
+        assert!(keys.verify_device(device.expose_secret(), now).is_ok());
+        let other = super::tests::keys(&[8; 32]).issue(&user(), Duration::from_secs(60), now);
+        assert!(keys.verify(other.token.expose_secret(), now).is_err());
+        let issued = keys.issue(&user(), Duration::from_secs(60), now);
+        let later = now + Duration::from_secs(61);
+        assert_eq!(
+            keys.verify(issued.token.expose_secret(), later),
+            Err(TokenError::Expired)
+        );
+        assert_eq!(keys.verified.len(), 1, "only the expired one verified");
+        // A device token passes for a bearer token neither from scratch nor
+        // from what was kept.
+        assert_eq!(
+            keys.verify(device.expose_secret(), now),
+            Err(TokenError::Invalid)
+        );
+    }
+
+    #[test]
+    fn the_kept_tokens_stay_bounded() {
+        let keys = keys(&[7; 32]);
+        let now = crate::now();
+        let mut last = None;
+        for _ in 0..=VerifiedTokens::MAX_KEPT {
+            let issued = keys.issue(&user(), Duration::from_secs(60), now);
+            assert!(keys.verify(issued.token.expose_secret(), now).is_ok());
+            last = Some(issued);
+        }
+        assert!(keys.verified.len() <= VerifiedTokens::MAX_KEPT);
+        let last = last.unwrap();
+        assert_eq!(
+            keys.verify(last.token.expose_secret(), now).unwrap().jti,
+            last.record.jti
+        );
     }
 }
