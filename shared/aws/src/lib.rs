@@ -95,6 +95,25 @@ pub async fn load_sdk_config(local_endpoint: Option<&str>) -> SdkConfig {
                 .build(),
         )
         .retry_config(RetryConfig::standard().with_max_attempts(3));
+    // Where the environment already names the region and the credentials
+    // (on Lambda the runtime sets AWS_REGION and the role's keys), take
+    // them from there, as the default chains would, without building those
+    // chains: their later links (profile files, SSO, web identity, the
+    // instance metadata service) each build a client of their own, which
+    // cost a cold start about a millisecond for nothing
+    // (docs/benchmarks/profiles.md).
+    if let Ok(region) = std::env::var("AWS_REGION")
+        && !region.is_empty()
+    {
+        loader = loader.region(Region::new(region));
+    }
+    if std::env::var_os("AWS_ACCESS_KEY_ID").is_some()
+        && std::env::var_os("AWS_SECRET_ACCESS_KEY").is_some()
+    {
+        loader = loader.credentials_provider(
+            aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+        );
+    }
     if local_endpoint.is_some() {
         if std::env::var_os("AWS_REGION").is_none()
             && std::env::var_os("AWS_DEFAULT_REGION").is_none()
