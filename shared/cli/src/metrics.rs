@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -19,6 +20,10 @@ const BUCKETS: &[f64] = &[
 /// Buckets of `taskgate_item_page_read_units` (DynamoDB read capacity units
 /// one item listing page consumed; bounded by the store's read budget).
 const READ_UNIT_BUCKETS: &[f64] = &[0.5, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0];
+
+/// How often the recorder's pending histogram samples are folded into
+/// their buckets (the exporter's own default).
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// The process's recorder, installed on first use.
 fn handle() -> anyhow::Result<&'static PrometheusHandle> {
@@ -47,11 +52,18 @@ fn handle() -> anyhow::Result<&'static PrometheusHandle> {
 
 /// Serves `GET /metrics` on `addr` until the process ends; the bound address.
 pub async fn serve(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
+    serve_folding_every(addr, UPKEEP_EVERY).await
+}
+
+/// [`serve`], folding pending samples every `every` (tests fold often).
+#[doc(hidden)]
+pub async fn serve_folding_every(addr: SocketAddr, every: Duration) -> anyhow::Result<SocketAddr> {
     let handle = handle()?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} for metrics"))?;
     let bound = listener.local_addr()?;
+    tokio::spawn(keep_up(handle, every));
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || async move {
@@ -68,4 +80,26 @@ pub async fn serve(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
     });
     tracing::info!(%bound, "metrics served at /metrics");
     Ok(bound)
+}
+
+/// Folds `handle`'s pending histogram samples into their buckets every
+/// `every`, for as long as the process runs.
+///
+/// The recorder keeps each latency it is given as a raw sample until
+/// upkeep or a scrape folds it in, and a recorder built by hand
+/// (`build_recorder`) runs no upkeep of its own: without this, a server
+/// that nobody scraped grew by every request it answered.
+async fn keep_up(handle: &'static PrometheusHandle, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        handle.run_upkeep();
+    }
+}
+
+/// The process's recorder (installing it if it is not yet), for tests.
+#[doc(hidden)]
+pub fn recorder() -> anyhow::Result<&'static PrometheusHandle> {
+    handle()
 }
