@@ -33,7 +33,9 @@ async fn record_requests(count: usize) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latencies_recorded_while_nobody_scrapes_do_not_pile_up() {
-    let handle = taskgate::metrics::recorder().unwrap();
+    // The recorder, installed as the server installs it, with nothing yet
+    // folding its samples.
+    taskgate::metrics::recorder().unwrap();
     // Each latency is kept as a sample until it is folded in: about 16
     // bytes a request (measured), so 1,000,000 requests left unfolded
     // hold about 16 MiB.
