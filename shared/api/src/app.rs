@@ -110,10 +110,8 @@ async fn request_context(mut request: Request, next: Next) -> Response {
         .cloned()
         .unwrap_or_else(RequestId::generate);
     request.extensions_mut().insert(id.clone());
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "-".to_owned(), |path| path.as_str().to_owned());
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("-", MatchedPath::as_str);
     let method = request.method().clone();
     let span = tracing::info_span!("request", request_id = %id.0, route);
     let started = Instant::now();
@@ -132,7 +130,7 @@ async fn request_context(mut request: Request, next: Next) -> Response {
             "request"
         );
     });
-    crate::metrics::request(&route, &method, response.status(), elapsed);
+    crate::metrics::request(route, &method, response.status(), elapsed);
     response
 }
 
@@ -237,6 +235,11 @@ fn fill_template(template: &str, mut values: impl Iterator<Item = String>) -> St
 /// Serves each [`ALIASES`] route as its canonical route; any other method on
 /// an alias path is 405 with the alias methods in `Allow`.
 async fn rewrite_aliases(mut request: Request, next: Next) -> Response {
+    // Every alias path is `/user` or under it: any other request passes
+    // straight through.
+    if !request.uri().path().starts_with("/user") {
+        return next.run(request).await;
+    }
     let path = request.uri().path().to_owned();
     let mut allowed = Vec::new();
     for alias in &ALIASES {
@@ -360,6 +363,14 @@ impl http_body::Body for TimedBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `rewrite_aliases` lets every other path through untouched.
+    #[test]
+    fn every_alias_path_is_under_user() {
+        for alias in &ALIASES {
+            assert!(alias.path.starts_with("/user"), "{}", alias.path);
+        }
+    }
 
     #[test]
     fn alias_templates_match_whole_segments() {

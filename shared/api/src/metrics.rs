@@ -5,13 +5,33 @@
 //! written as CloudWatch Embedded Metric Format lines (one JSON object per request on
 //! stdout, which CloudWatch turns into metrics of namespace `Taskgate`).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use http::{Method, StatusCode};
 
+/// Whether a recorder is installed ([`recorder_installed`]).
+static RECORDING: AtomicBool = AtomicBool::new(false);
+
+/// Says that a recorder is installed. Until then [`request`], called on
+/// every request, builds no labels: the facade would take them (five
+/// strings, two lists) only to drop them.
+pub fn recorder_installed() {
+    RECORDING.store(true, Ordering::Relaxed);
+}
+
 /// A request answered: by route (the matched pattern, `-` for none),
 /// method and status, with its latency.
 pub fn request(route: &str, method: &Method, status: StatusCode, elapsed: Duration) {
+    if RECORDING.load(Ordering::Relaxed) {
+        record_request(route, method, status, elapsed);
+    }
+    if on_lambda() {
+        println!("{}", emf_line(route, method, status, elapsed, now_millis()));
+    }
+}
+
+fn record_request(route: &str, method: &Method, status: StatusCode, elapsed: Duration) {
     let labels = [
         ("route", route.to_owned()),
         ("method", method.as_str().to_owned()),
@@ -24,9 +44,6 @@ pub fn request(route: &str, method: &Method, status: StatusCode, elapsed: Durati
         "method" => method.as_str().to_owned()
     )
     .record(elapsed.as_secs_f64());
-    if on_lambda() {
-        println!("{}", emf_line(route, method, status, elapsed, now_millis()));
-    }
 }
 
 /// An item page answered: from the pages kept in memory (`kept`, see

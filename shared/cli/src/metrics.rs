@@ -44,6 +44,7 @@ fn handle() -> anyhow::Result<&'static PrometheusHandle> {
     // Only the first call installs; a racing second one keeps the first.
     if metrics::set_global_recorder(recorder).is_ok() {
         let _ = HANDLE.set(handle);
+        taskgate_api::metrics::recorder_installed();
     }
     HANDLE
         .get()
