@@ -4,7 +4,9 @@
 //! moves the same bytes); `PUT /blob` streams
 //! the body into `$BENCH_BLOB` and `GET /blob` streams that file back, the
 //! "plain PUT/GET of the same bytes" that uploads and downloads are
-//! measured against. Listens on the address in its first argument.
+//! measured against; `/blob/NAME` is the file `$BENCH_BLOB.NAME`, so that
+//! each PUT can write a new file, as each upload does. Listens on the
+//! address in its first argument.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -28,7 +30,22 @@ fn full(text: &'static str) -> Body {
         .boxed()
 }
 
+/// The file `/blob` or `/blob/NAME` names (`None` for any other path).
+fn blob_file(path: &str, blob: &std::path::Path) -> Option<PathBuf> {
+    match path.strip_prefix("/blob") {
+        Some("") => Some(blob.to_path_buf()),
+        Some(name) => {
+            let name = name.strip_prefix('/')?;
+            let plain =
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            plain.then(|| PathBuf::from(format!("{}.{name}", blob.display())))
+        }
+        None => None,
+    }
+}
+
 async fn handle(request: Request<Incoming>, blob: PathBuf) -> Result<Response<Body>, Infallible> {
+    let file = blob_file(request.uri().path(), &blob);
     let response = match (request.method(), request.uri().path()) {
         (&Method::GET, "/") => Response::new(full("Hello World")),
         (&Method::GET, path) if path.starts_with("/bytes/") => {
@@ -39,10 +56,11 @@ async fn handle(request: Request<Incoming>, blob: PathBuf) -> Result<Response<Bo
                     .boxed(),
             )
         }
-        (&Method::PUT, "/blob") => {
+        (&Method::PUT, _) if file.is_some() => {
             // `?sync`: made durable before the answer, as an upload is.
             let sync = request.uri().query() == Some("sync");
-            let mut file = tokio::fs::File::create(&blob).await.expect("the blob file");
+            let path = file.expect("matched");
+            let mut file = tokio::fs::File::create(&path).await.expect("the blob file");
             let mut body = BodyStream::new(request.into_body());
             while let Some(frame) = body.try_next().await.ok().flatten() {
                 if let Ok(data) = frame.into_data() {
@@ -57,8 +75,9 @@ async fn handle(request: Request<Incoming>, blob: PathBuf) -> Result<Response<Bo
             *response.status_mut() = StatusCode::NO_CONTENT;
             response
         }
-        (&Method::GET, "/blob") => {
-            let file = tokio::fs::File::open(&blob).await.expect("the blob file");
+        (&Method::GET, _) if file.is_some() => {
+            let path = file.expect("matched");
+            let file = tokio::fs::File::open(&path).await.expect("the blob file");
             let stream =
                 tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024).map_ok(Frame::data);
             Response::new(BodyExt::boxed(StreamBody::new(stream)))
