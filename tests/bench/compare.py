@@ -42,15 +42,13 @@ def main():
     parser.add_argument("--label", default="", help="what is compared, for the heading")
     parser.add_argument("--out", default=os.path.join(suite.ROOT, "docs/benchmarks/suite-results.md"))
     args = parser.parse_args()
-    settings = {"TASKGATE_MAX_REQUESTS_PER_ADDRESS": "4096",
-                "TASKGATE_MAX_REQUESTS_IN_FLIGHT": "4096"}
     ratios = {build: [] for build in args.builds}
     rates = {build: [] for build in args.builds}
     with contextlib.ExitStack() as stack:
         hello = stack.enter_context(suite.HelloServer(args.release))
         targets = []
         for build in args.builds:
-            base, _ = stack.enter_context(serve(build, suite.PASSWORD, **settings))
+            base, _ = stack.enter_context(serve(build, suite.PASSWORD, **suite.UNLIMITED))
             token = call(base, "POST", "/auth",
                          body={"username": "admin", "password": suite.PASSWORD})["token"]
             url = base + "/"
