@@ -2,8 +2,9 @@
 # The whole test suite, as CI runs it (.ci/run calls exactly this) and as the
 # README documents it. On a fresh machine it first installs the tools it
 # needs (infra/local/install-tools.sh), then:
-#   1. lints the SAM template (sam validate --lint, cfn-lint) and the state
-#      machine (statelint, asl-validator);
+#   1. runs the SAM translator over the template (plain `sam validate`, the
+#      transform `sam deploy` runs), lints it (sam validate --lint,
+#      cfn-lint) and the state machine (statelint, asl-validator);
 #   2. starts DynamoDB Local and moto's Step Functions API for the whole run
 #      and stops them at the end;
 #   3. checks the kit for `sam local` (compose file schema; the setup script
@@ -21,7 +22,8 @@ export PATH="$tools/venv/bin:$PATH"
 # SAM and cfn-lint need a region, never credentials, for these checks.
 export AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-us-east-1} SAM_CLI_TELEMETRY=0
 
-echo "== template lint (sam validate --lint, cfn-lint)"
+echo "== template: the SAM translator (sam validate, as sam deploy runs it), then lint (sam validate --lint, cfn-lint)"
+sam validate --template-file infra/template.yaml
 sam validate --lint --template-file infra/template.yaml
 cfn-lint infra/template.yaml
 

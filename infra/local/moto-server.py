@@ -4,10 +4,22 @@ real-time tests need from the API Gateway management API:
 - `GET /_taskgate/posted` answers what moto recorded as posted to each
   connection (`{"<connection id>": "<base64 of the bytes>"}`), read from
   moto's own backend: moto keeps the bytes but does not serve them.
-- A connection deleted with `DELETE /@connections/{id}` is gone: posting to
+- The management API is served under its stage, as API Gateway serves it
+  (`POST /{stage}/@connections/{id}`, the stack's `TASKGATE_WS_ENDPOINT`
+  ends in the stage); without a stage API Gateway answers 403, and so does
+  this. (moto alone serves it only without a stage.)
+- A connection deleted with `DELETE /{stage}/@connections/{id}` is gone: posting to
   it answers 410 GoneException, as API Gateway does (moto alone would accept
   the post and recreate the connection). What was posted to it before stays
   in the record above (moto forgets it with the connection).
+
+- Lambda invocations can reach real code: `POST /_taskgate/lambda-targets`
+  with `{"<function name>": "<url>"}` makes every invoke of that function
+  (`POST /2015-03-31/functions/{name}/invocations`, which is how moto's
+  Step Functions engine runs a Lambda task) a `POST` of the payload to the
+  URL; its answer comes back as the invoke's payload, and its
+  `X-Amz-Function-Error` header as the invoke's function error. Other
+  functions keep moto's stub (without Docker it echoes the payload).
 
 Usage: python moto-server.py HOST PORT
 """
@@ -17,6 +29,9 @@ import json
 import os
 import signal
 import sys
+import urllib.error
+import urllib.parse
+import urllib.request
 
 # As moto_server does: moto calls itself back on this port (e.g. Step
 # Functions invoking Lambda), so it must be set before moto runs.
@@ -36,6 +51,10 @@ moto.debug = True
 gone = set()
 # Bytes posted to connections that were deleted since.
 kept = {}
+# Function name -> URL its invocations are forwarded to.
+lambda_targets = {}
+INVOKE_PREFIX = "/2015-03-31/functions/"
+INVOKE_SUFFIX = "/invocations"
 
 
 def live_data():
@@ -60,12 +79,59 @@ def respond(start_response, status, body, headers=()):
     return [data]
 
 
+def read_body(environ):
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    return environ["wsgi.input"].read(length) if length else b""
+
+
+def forward_invocation(environ, start_response, url):
+    request = urllib.request.Request(
+        url,
+        data=read_body(environ),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        # A step may run as long as a Lambda can (15 minutes).
+        with urllib.request.urlopen(request, timeout=960) as answer:
+            payload = answer.read()
+            error = answer.headers.get("X-Amz-Function-Error")
+    except urllib.error.URLError as e:
+        return respond(
+            start_response,
+            "502 Bad Gateway",
+            {"message": f"the invocation target {url} failed: {e}"},
+        )
+    headers = [("Content-Type", "application/json"), ("X-Amz-Executed-Version", "$LATEST")]
+    if error:
+        headers.append(("X-Amz-Function-Error", error))
+    start_response("200 OK", headers)
+    return [payload]
+
+
 def app(environ, start_response):
     path = environ.get("PATH_INFO", "")
     method = environ.get("REQUEST_METHOD", "")
     if path == "/_taskgate/posted" and method == "GET":
         return respond(start_response, "200 OK", posted())
+    if path == "/_taskgate/lambda-targets" and method == "POST":
+        lambda_targets.update(json.loads(read_body(environ) or b"{}"))
+        return respond(start_response, "200 OK", {"targets": len(lambda_targets)})
+    if method == "POST" and path.startswith(INVOKE_PREFIX) and path.endswith(INVOKE_SUFFIX):
+        name = urllib.parse.unquote(path[len(INVOKE_PREFIX) : -len(INVOKE_SUFFIX)])
+        # A name, a partial ARN or an ARN: the name is after "function:".
+        name = name.split("function:")[-1].split(":")[0]
+        if name in lambda_targets:
+            return forward_invocation(environ, start_response, lambda_targets[name])
     if "/@connections/" in path:
+        stage, _, rest = path.lstrip("/").partition("/@connections/")
+        if not stage or "/" in stage:
+            return respond(start_response, "403 Forbidden", {"message": "Forbidden"})
+        path = "/@connections/" + rest
+        environ["PATH_INFO"] = path
+        for raw in ("RAW_URI", "REQUEST_URI"):
+            if raw in environ:
+                environ[raw] = path
         connection = path.rsplit("/", 1)[-1]
         if method == "DELETE":
             gone.add(connection)

@@ -36,17 +36,41 @@ fn resources_of_type<'a>(template: &'a Value, kind: &str) -> Vec<(&'a str, &'a V
 /// The program every HTTP function runs (`functions/http-api`).
 const HTTP_BINARY: &str = "http-api";
 
-/// `users-get` → `UsersGet`: a function's name as a CloudFormation logical id.
-fn logical_id(function: &str) -> String {
-    function
-        .split(['-', '/', '{', '}'])
+/// `users-get` → `UsersGet`, `DELETE /projects/{id}/items/{item_id}` →
+/// `DeleteProjectsIdItemsItemId`: a name or path as a CloudFormation logical
+/// id, which may hold only ASCII letters and digits (the SAM translator
+/// refuses anything else). Every other character separates words.
+fn logical_id(name: &str) -> String {
+    name.split(|c: char| !c.is_ascii_alphanumeric())
         .filter(|part| !part.is_empty())
         .map(|part| {
             let mut chars = part.chars();
-            let first = chars.next().unwrap().to_ascii_uppercase();
-            std::iter::once(first).chain(chars).collect::<String>()
+            let first = chars.next().map(|c| c.to_ascii_uppercase());
+            first.into_iter().chain(chars).collect::<String>()
         })
         .collect()
+}
+
+#[test]
+fn logical_ids_hold_only_letters_and_digits_whatever_the_path() {
+    let cases = [
+        ("users-get", "UsersGet"),
+        ("delete-/projects/{id}/items/{item_id}", "DeleteProjectsIdItemsItemId"),
+        ("get-/files/{id}/content", "GetFilesIdContent"),
+        ("get-/v2/report.2026_q1/{a-b}", "GetV2Report2026Q1AB"),
+        ("get-/2fa/x__y--z..w", "Get2faXYZW"),
+        ("post-/ünïcode/é", "PostNCode"),
+    ];
+    for (name, expected) in cases {
+        let id = logical_id(name);
+        assert_eq!(id, expected, "{name}");
+        assert!(id.chars().all(|c| c.is_ascii_alphanumeric()), "{name}: {id}");
+    }
+    // Every event and function id the template gets is one.
+    for route in routes() {
+        let id = logical_id(&format!("{}-{}", route.method, route.path));
+        assert!(!id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric()), "{id}");
+    }
 }
 
 /// The template's text between the generated-block markers, and where it is.

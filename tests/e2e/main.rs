@@ -8,6 +8,7 @@ mod backup;
 mod bad_input;
 mod blob_store;
 mod client;
+mod deployment;
 mod exports;
 mod faults;
 mod file_store;

@@ -44,9 +44,10 @@ async fn realtime(app: &TestApp) -> Realtime {
     let store = taskgate_aws::DynamoStore::new(client.clone(), tables.clone());
     let secret = secrecy::SecretSlice::from(app.jwt_secret());
     let state = AppState::new(Arc::new(store), &secret, app.config.api.clone()).unwrap();
+    // Under the stage path, as the template's TASKGATE_WS_ENDPOINT names it.
     let management = aws_sdk_apigatewaymanagement::Client::from_conf(
         aws_sdk_apigatewaymanagement::config::Builder::from(&sdk)
-            .endpoint_url(moto_endpoint())
+            .endpoint_url(format!("{}/live", moto_endpoint()))
             .build(),
     );
     Realtime {
@@ -99,7 +100,7 @@ async fn send(rt: &Realtime, id: &str, message: Value) {
 }
 
 /// What moto recorded as posted to `connection`, message by message.
-async fn posted(connection: &str) -> Vec<Value> {
+pub(crate) async fn posted(connection: &str) -> Vec<Value> {
     let recorded: HashMap<String, String> =
         reqwest::get(format!("{}/_taskgate/posted", moto_endpoint()))
             .await
@@ -122,7 +123,7 @@ async fn posted(connection: &str) -> Vec<Value> {
 
 /// Reads a table's stream as Lambda's event source mapping does (every
 /// shard, from its start), and shapes the records as Lambda's event.
-struct StreamReader {
+pub(crate) struct StreamReader {
     client: aws_sdk_dynamodbstreams::Client,
     arn: String,
     /// The last sequence number read from each shard seen so far (`None`:
@@ -133,7 +134,7 @@ struct StreamReader {
 impl StreamReader {
     /// A reader past every record already in `table`'s stream: it reads
     /// only later changes.
-    async fn at_end(table: &str) -> Self {
+    pub(crate) async fn at_end(table: &str) -> Self {
         let endpoint = taskgate_e2e::dynamodb_endpoint();
         let sdk = taskgate_aws::load_sdk_config(Some(&endpoint)).await;
         let dynamodb = taskgate_aws::dynamodb_client(&sdk, Some(&endpoint));
@@ -163,7 +164,7 @@ impl StreamReader {
     }
 
     /// The records written since the last read, as a Lambda event.
-    async fn next_event(&mut self) -> aws_lambda_events::dynamodb::Event {
+    pub(crate) async fn next_event(&mut self) -> aws_lambda_events::dynamodb::Event {
         let stream = self
             .client
             .describe_stream()

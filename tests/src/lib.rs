@@ -24,6 +24,8 @@ use tempfile::TempDir;
 
 pub use serde_json;
 
+pub mod deployment;
+
 /// The store a test runs against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -146,6 +148,47 @@ pub async fn dynamodb_store() -> taskgate_aws::DynamoStore {
         .await
         .expect("DynamoDB Local creates the tables");
     taskgate_aws::DynamoStore::new(client, tables)
+}
+
+/// A DynamoDB store on DynamoDB Local over existing `tables`.
+pub async fn dynamodb_store_on(tables: &TableNames) -> taskgate_aws::DynamoStore {
+    let endpoint = dynamodb_endpoint();
+    let sdk = taskgate_aws::load_sdk_config(Some(&endpoint)).await;
+    let client = taskgate_aws::dynamodb_client(&sdk, Some(&endpoint));
+    taskgate_aws::DynamoStore::new(client, tables.clone())
+}
+
+/// Moves the expiry of the unfinished upload `id` into the past, as time
+/// passing would (its record in the Files table of `tables`: the indexed
+/// attribute and the record's own copy).
+pub async fn expire_upload(tables: &TableNames, id: &str) {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let endpoint = dynamodb_endpoint();
+    let sdk = taskgate_aws::load_sdk_config(Some(&endpoint)).await;
+    let client = taskgate_aws::dynamodb_client(&sdk, Some(&endpoint));
+    let key = AttributeValue::S(id.to_owned());
+    let found = client
+        .get_item()
+        .table_name(&tables.files)
+        .key("file_id", key.clone())
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("DynamoDB Local answers");
+    let mut row = found.item.expect("the upload's record is there");
+    let past = "2020-01-01T00:00:00.000Z";
+    let mut record: Value =
+        serde_json::from_str(row["item"].as_s().expect("the record")).expect("JSON");
+    record["expires_at"] = json!(past);
+    row.insert("item".into(), AttributeValue::S(record.to_string()));
+    row.insert("expires_at".into(), AttributeValue::S(past.into()));
+    client
+        .put_item()
+        .table_name(&tables.files)
+        .set_item(Some(row))
+        .send()
+        .await
+        .expect("DynamoDB Local writes");
 }
 
 pub fn init_logging() {

@@ -179,28 +179,41 @@ pub struct JsInput {
     pub task_id: String,
 }
 
+/// What the JS step returns to the execution: a few bytes, whatever the
+/// script produced. The script's result (up to 256 KiB) and its logs are
+/// recorded in the task's log by the step itself, never passed through the
+/// execution, whose payloads are capped at 256 KiB by Step Functions (a
+/// `States.DataLimitExceeded` cannot be caught: the result would be lost).
 #[derive(Debug, Serialize, PartialEq)]
-pub struct JsResult {
-    pub result: serde_json::Value,
-    pub logs: Vec<String>,
+pub struct JsOutput {
+    /// The task's status once the step is done with it.
+    pub status: Status,
+    /// `false` when the task had ended before the outcome could be
+    /// recorded (a cancel won the race: the cancel stands).
+    pub recorded: bool,
 }
 
-/// The JS step: runs the task's script in the sandbox and returns its value.
-/// StopExecution does not stop a running Lambda, so while the script runs
-/// this watches the task's log every `poll`, and kills the script when the
-/// task has ended (cancelled).
+/// The JS step: runs the task's script in the sandbox and records its
+/// outcome, `succeeded` with its value and logs or `failed` with its error
+/// code, in the task's log. StopExecution does not stop a running Lambda,
+/// so while the script runs this watches the task's log every `poll`, and
+/// kills the script when the task has ended (cancelled).
+///
+/// An error comes back only when the outcome could not be recorded (the
+/// store kept failing, `StoreUnavailable`) or the input names no task: the
+/// state machine's Catch then records the failure.
 pub async fn run_js(
     recorder: &Recorder,
     runner: &dyn JsRunner,
     input: JsInput,
     poll: Duration,
-) -> Result<JsResult, StepError> {
+) -> Result<JsOutput, StepError> {
     let (id, task) = load_task(recorder, &input.task_id).await?;
     if task.status.is_terminal() {
-        return Err(StepError::new(
-            "task-finished",
-            "the task ended before its script started",
-        ));
+        return Ok(JsOutput {
+            status: task.status,
+            recorded: false,
+        });
     }
     let code = task.code.unwrap_or_default();
     let watcher = recorder.clone();
@@ -214,13 +227,50 @@ pub async fn run_js(
             }
         }
     });
-    match runner.run(&id, &code, ended).await {
-        Ok(output) => Ok(JsResult {
-            result: output.result,
-            logs: output.logs,
-        }),
-        Err(failure) => Err(task_failure(failure.error, failure.logs)),
+    let outcome = runner.run(&id, &code, ended).await;
+    let mut pause = Duration::from_millis(200);
+    for attempt in 1..=RECORD_ATTEMPTS {
+        let recorded = match &outcome {
+            Ok(output) => {
+                recorder
+                    .succeeded(&id, output.result.clone(), output.logs.clone())
+                    .await
+            }
+            Err(failure) => {
+                recorder
+                    .failed(&id, failure.error.clone(), failure.logs.clone())
+                    .await
+            }
+        };
+        match recorded {
+            Ok(Recorded::Appended(task)) => {
+                return Ok(JsOutput {
+                    status: task.status,
+                    recorded: true,
+                });
+            }
+            Ok(Recorded::Unchanged(task)) => {
+                return Ok(JsOutput {
+                    status: task.status,
+                    recorded: false,
+                });
+            }
+            Ok(Recorded::Missing) => {
+                return Err(StepError::new(
+                    "TaskNotFound",
+                    format!("there is no task {id}"),
+                ));
+            }
+            Err(e) => {
+                tracing::warn!(task = %id, error = %e, attempt, "could not record a script's outcome");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+        }
     }
+    Err(store_failure(format!(
+        "the script of task {id} ran but its outcome could not be recorded"
+    )))
 }
 
 /// How often the JS step looks at the log for a cancel.

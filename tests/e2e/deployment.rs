@@ -1,0 +1,597 @@
+//! The AWS deployment, end to end on this machine (the emulation is
+//! `taskgate_e2e::deployment`): the template's functions as their real
+//! binaries, with the environment and the roles the template gives them,
+//! the real state machine on moto's Step Functions engine invoking the
+//! real step binaries, DynamoDB Local and moto's S3.
+//!
+//! One journey drives every route, every WebSocket route, the fan-out, the
+//! reconciler, the reaper and each path of the state machine; every AWS
+//! call each function makes is recorded on its way, and checked at the
+//! end against that function's role, both ways: a call its role does not
+//! allow is AccessDenied on AWS, a grant nothing used is more than it needs.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+use taskgate_domain::password::{Password, PasswordHasher};
+use taskgate_domain::ports::UserStore;
+use taskgate_domain::user::{Level, User, Username};
+use taskgate_e2e::deployment::{Deployment, HttpAnswer, iam};
+use taskgate_e2e::{ADMIN_PASSWORD, PASSWORD, dynamodb_endpoint};
+
+fn moto_endpoint() -> String {
+    std::env::var("TASKGATE_TEST_SFN_ENDPOINT")
+        .expect("tests/run.sh starts moto and sets TASKGATE_TEST_SFN_ENDPOINT")
+}
+
+/// Grants no call of the journey uses, each with the reason it is kept.
+const KEPT_GRANTS: &[(&str, &str, &str)] = &[];
+
+fn ok(answer: &HttpAnswer, status: u16, what: &str) -> Value {
+    assert_eq!(
+        answer.status,
+        status,
+        "{what} ({}): {}",
+        answer.function,
+        String::from_utf8_lossy(&answer.body)
+    );
+    if answer.body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&answer.body).unwrap_or(Value::Null)
+    }
+}
+
+async fn login(d: &Deployment, username: &str, password: &str) -> String {
+    let answer = d
+        .http(
+            "POST",
+            "/auth",
+            &[("content-type", "application/json")],
+            Some(json!({"username": username, "password": password}).to_string().as_bytes()),
+        )
+        .await;
+    ok(&answer, 200, "login")["token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Waits until the task reaches a terminal status, as `GET /tasks/{id}`
+/// shows it, and returns it.
+async fn settled(d: &Deployment, token: &str, id: &str, limit: Duration) -> Value {
+    let begun = Instant::now();
+    loop {
+        let task = ok(&d.api("GET", &format!("/tasks/{id}"), token, None).await, 200, "task");
+        if ["succeeded", "failed", "cancelled"].contains(&task["status"].as_str().unwrap()) {
+            return task;
+        }
+        assert!(
+            begun.elapsed() < limit,
+            "task {id} still {} after {limit:?}: {task}\nstep logs:\n{}\n{}\n{}",
+            task["status"],
+            d.log_of("StepRecordFunction").await,
+            d.log_of("StepJsFunction").await,
+            d.log_of("StepExportFunction").await,
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until the task's status is `status`.
+async fn reaches(d: &Deployment, token: &str, id: &str, status: &str) -> Value {
+    let begun = Instant::now();
+    loop {
+        let task = ok(&d.api("GET", &format!("/tasks/{id}"), token, None).await, 200, "task");
+        if task["status"] == status {
+            return task;
+        }
+        assert!(begun.elapsed() < Duration::from_secs(30), "{task}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn start(d: &Deployment, token: &str, body: Value) -> String {
+    let answer = d.api("POST", "/tasks", token, Some(body.clone())).await;
+    ok(&answer, 202, &format!("start {body}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The objects and multipart uploads left in the bucket.
+async fn bucket_contents(d: &Deployment) -> Vec<String> {
+    let endpoint = moto_endpoint();
+    let sdk = taskgate_aws::load_sdk_config(Some(&endpoint)).await;
+    let s3 = taskgate_aws::s3_client(&sdk, Some(&endpoint));
+    let mut found = Vec::new();
+    let objects = s3.list_objects_v2().bucket(&d.bucket).send().await.unwrap();
+    for object in objects.contents() {
+        found.push(object.key().unwrap_or_default().to_owned());
+    }
+    let uploads = s3
+        .list_multipart_uploads()
+        .bucket(&d.bucket)
+        .send()
+        .await
+        .unwrap();
+    for upload in uploads.uploads() {
+        found.push(format!("multipart {}", upload.key().unwrap_or_default()));
+    }
+    found
+}
+
+/// A tus upload of `bytes` through the deployed functions; the file's id.
+async fn upload(d: &Deployment, token: &str, name: &str, bytes: &[u8]) -> String {
+    let auth = format!("Bearer {token}");
+    let length = bytes.len().to_string();
+    let metadata = format!(
+        "filename {}",
+        base64::engine::general_purpose::STANDARD.encode(name)
+    );
+    let created = d
+        .http(
+            "POST",
+            "/files",
+            &[
+                ("authorization", &auth),
+                ("tus-resumable", "1.0.0"),
+                ("upload-length", &length),
+                ("upload-metadata", &metadata),
+            ],
+            None,
+        )
+        .await;
+    ok(&created, 201, "tus create");
+    let location = created.header("location").unwrap().to_owned();
+    let id = location.trim_start_matches("/files/").to_owned();
+    // In chunks a Lambda request can carry (TASKGATE_MAX_PATCH_BYTES).
+    let mut offset = 0;
+    for chunk in bytes.chunks(4 << 20) {
+        let at = offset.to_string();
+        let patched = d
+            .http(
+                "PATCH",
+                &location,
+                &[
+                    ("authorization", &auth),
+                    ("tus-resumable", "1.0.0"),
+                    ("upload-offset", &at),
+                    ("content-type", "application/offset+octet-stream"),
+                ],
+                Some(chunk),
+            )
+            .await;
+        ok(&patched, 204, "tus patch");
+        offset += chunk.len();
+    }
+    id
+}
+
+/// `len` bytes that do not compress (xorshift), different for each `seed`.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ seed.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()[0]
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls() {
+    let d = Deployment::create(dynamodb_endpoint(), moto_endpoint()).await;
+    // The first admin, as `taskgate admin create` would put it in.
+    let store = taskgate_e2e::dynamodb_store_on(&d.tables).await;
+    let hasher = PasswordHasher::new().unwrap();
+    let admin_name = Username::parse("admin").unwrap();
+    let hash = hasher
+        .hash(&Password::parse(ADMIN_PASSWORD, Some(&admin_name)).unwrap())
+        .unwrap();
+    store
+        .insert_user(&User::new(admin_name, hash, Level::Admin, None, None))
+        .await
+        .unwrap();
+
+    // --- Users, authentication ---------------------------------------------
+    let answer = d.http("GET", "/", &[], None).await;
+    ok(&answer, 200, "root");
+    let admin = login(&d, "admin", ADMIN_PASSWORD).await;
+    let answer = d
+        .http(
+            "POST",
+            "/auth",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            Some(format!("username=admin&password={}", ADMIN_PASSWORD.replace(' ', "+")).as_bytes()),
+        )
+        .await;
+    ok(&answer, 200, "login with a form");
+    ok(&d.api("GET", "/", &admin, None).await, 200, "root with a token");
+    for (name, email) in [("alice", "alice@example.com"), ("bob", "bob@example.com")] {
+        let answer = d
+            .api(
+                "POST",
+                "/users",
+                &admin,
+                Some(json!({"username": name, "password": PASSWORD, "email": email})),
+            )
+            .await;
+        ok(&answer, 201, "create a user");
+    }
+    ok(&d.api("GET", "/users", &admin, None).await, 200, "list users");
+    ok(&d.api("GET", "/users/alice", &admin, None).await, 200, "get a user");
+    // An e-mail change and a clear: each moves or drops the address's claim.
+    let changed = d
+        .api("PATCH", "/users/alice", &admin, Some(json!({"email": "alice@example.org"})))
+        .await;
+    assert_eq!(ok(&changed, 200, "change an e-mail")["email"], "alice@example.org");
+    let cleared = d
+        .api("PUT", "/user/bob", &admin, Some(json!({"email": null})))
+        .await;
+    assert!(ok(&cleared, 200, "clear an e-mail")["email"].is_null());
+    ok(
+        &d.api("POST", "/user", &admin, Some(json!({"username": "carol", "password": PASSWORD}))).await,
+        201,
+        "create a user (compatibility route)",
+    );
+    ok(&d.api("GET", "/user/carol", &admin, None).await, 200, "get (compatibility)");
+    ok(&d.api("DELETE", "/user/carol", &admin, None).await, 204, "delete (compatibility)");
+    let alice = login(&d, "alice", PASSWORD).await;
+    let bob = login(&d, "bob", PASSWORD).await;
+
+    // --- Projects, members, items -------------------------------------------
+    let project = ok(
+        &d.api("POST", "/projects", &alice, Some(json!({"name": "Launch"}))).await,
+        201,
+        "create a project",
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ok(&d.api("GET", "/projects", &alice, None).await, 200, "list projects");
+    ok(&d.api("GET", &format!("/projects/{project}"), &alice, None).await, 200, "get a project");
+    ok(
+        &d.api("PATCH", &format!("/projects/{project}"), &alice, Some(json!({"description": "Q1"}))).await,
+        200,
+        "update a project",
+    );
+    ok(
+        &d.api("PUT", &format!("/projects/{project}/members/bob"), &alice, Some(json!({"role": "member"}))).await,
+        201,
+        "add a member",
+    );
+    ok(&d.api("GET", &format!("/projects/{project}/members"), &alice, None).await, 200, "members");
+    let item = ok(
+        &d.api(
+            "POST",
+            &format!("/projects/{project}/items"),
+            &alice,
+            Some(json!({"title": "=HYPERLINK(\"x\")", "assignee": "bob", "due_date": "2026-12-01"})),
+        )
+        .await,
+        201,
+        "create an item",
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ok(&d.api("GET", &format!("/projects/{project}/items?status=pending&sort=due_date"), &alice, None).await, 200, "list items");
+    ok(&d.api("GET", "/items?assignee=me", &bob, None).await, 200, "my items");
+    let path = format!("/projects/{project}/items/{item}");
+    ok(&d.api("GET", &path, &alice, None).await, 200, "get an item");
+    ok(&d.api("PATCH", &path, &bob, Some(json!({"status": "in_progress"}))).await, 200, "update an item");
+    ok(&d.api("GET", &format!("{path}/events"), &alice, None).await, 200, "an item's history");
+    // A member removed: their items become unassigned.
+    ok(&d.api("DELETE", &format!("/projects/{project}/members/bob"), &alice, None).await, 204, "remove a member");
+
+    // --- Files ----------------------------------------------------------------
+    let answer = d.http("OPTIONS", "/files", &[("tus-resumable", "1.0.0")], None).await;
+    ok(&answer, 204, "tus options");
+    let content = b"hello world".repeat(1000);
+    let file = upload(&d, &alice, "hello.txt", &content).await;
+    let auth = format!("Bearer {alice}");
+    let head = d
+        .http("HEAD", &format!("/files/{file}"), &[("authorization", &auth), ("tus-resumable", "1.0.0")], None)
+        .await;
+    ok(&head, 200, "tus head");
+    assert_eq!(head.header("upload-offset"), Some(content.len().to_string().as_str()));
+    ok(&d.api("GET", "/files", &alice, None).await, 200, "list files");
+    ok(&d.api("GET", &format!("/files/{file}"), &alice, None).await, 200, "get a file");
+    let download = d.api("GET", &format!("/files/{file}/content"), &alice, None).await;
+    ok(&download, 307, "download");
+    let url = download.header("location").unwrap().to_owned();
+    // Signed over `host` only, so a browser's own headers cannot break it.
+    let signed: Vec<&str> = url
+        .split(['?', '&'])
+        .filter_map(|p| p.strip_prefix("X-Amz-SignedHeaders="))
+        .collect();
+    assert_eq!(signed, ["host"], "{url}");
+    // Following it reaches S3 with the function's credentials: its role
+    // must allow the read.
+    let bytes = reqwest::Client::new()
+        .get(&url)
+        .header("accept", "*/*")
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bytes.status(), 200);
+    assert_eq!(bytes.bytes().await.unwrap().as_ref(), &content[..]);
+
+    // --- Tasks through the real state machine -------------------------------
+    // A delay that succeeds (a short Wait).
+    let delay = start(&d, &alice, json!({"type": "delay", "seconds": 1})).await;
+    let task = settled(&d, &alice, &delay, Duration::from_secs(60)).await;
+    assert_eq!(task["status"], "succeeded", "{task}");
+    assert_eq!(task["result"], 0);
+    ok(&d.api("GET", &format!("/tasks/{delay}/events"), &alice, None).await, 200, "events");
+    ok(&d.api("GET", "/tasks?status=succeeded", &alice, None).await, 200, "list tasks");
+
+    // A delay cancelled: `cancelled`, and the execution stopped.
+    let long = start(&d, &alice, json!({"type": "delay", "seconds": 3600})).await;
+    reaches(&d, &alice, &long, "running").await;
+    let cancelled = ok(&d.api("POST", &format!("/tasks/{long}/cancel"), &alice, None).await, 200, "cancel");
+    assert_eq!(cancelled["status"], "cancelled");
+    let sdk = taskgate_aws::load_sdk_config(Some(&d.moto_endpoint)).await;
+    let sfn = taskgate_aws::sfn_client(&sdk, Some(&d.moto_endpoint));
+    let execution = format!(
+        "{}:{long}",
+        d.state_machine_arn.replace(":stateMachine:", ":execution:")
+    );
+    let described = sfn.describe_execution().execution_arn(&execution).send().await.unwrap();
+    assert_eq!(described.status().as_str(), "ABORTED");
+
+    // A script that succeeds with a result and logs.
+    let script = start(
+        &d,
+        &admin,
+        json!({"type": "js", "code": "console.log('hi'); [1, 2, 3].map(x => x * 2)"}),
+    )
+    .await;
+    let task = settled(&d, &admin, &script, Duration::from_secs(60)).await;
+    assert_eq!(task["status"], "succeeded", "{task}");
+    assert_eq!(task["result"], json!([2, 4, 6]));
+    assert_eq!(task["logs"], json!(["hi"]));
+
+    // A script that fails: its error code reaches the task.
+    let failing = start(&d, &admin, json!({"type": "js", "code": "throw new Error('no')"})).await;
+    let task = settled(&d, &admin, &failing, Duration::from_secs(60)).await;
+    assert_eq!(task["status"], "failed", "{task}");
+    assert_eq!(task["error"]["code"], "script-error", "{task}");
+
+    // A script whose result is near the cap (256 KiB) and logs besides:
+    // more than an execution can carry, so only the step may hold it.
+    let big = start(
+        &d,
+        &admin,
+        json!({"type": "js", "code": "for (let i = 0; i < 100; i++) console.log('x'.repeat(1000)); 'y'.repeat(250 * 1024)"}),
+    )
+    .await;
+    let task = settled(&d, &admin, &big, Duration::from_secs(60)).await;
+    assert_eq!(task["status"], "succeeded", "{task}");
+    assert_eq!(task["result"].as_str().map(str::len), Some(250 * 1024));
+
+    // Exports: csv and zip succeed, and their files can be downloaded.
+    let csv = start(&d, &alice, json!({"type": "export", "project": project, "format": "csv"})).await;
+    let task = settled(&d, &alice, &csv, Duration::from_secs(60)).await;
+    assert_eq!(task["status"], "succeeded", "{task}");
+    let exported = task["result"]["file"].as_str().unwrap().to_owned();
+    let answer = d.api("GET", &format!("/files/{exported}/content"), &alice, None).await;
+    let url = ok(&answer, 307, "download the export");
+    let _ = url;
+    let text = reqwest::get(answer.header("location").unwrap()).await.unwrap().text().await.unwrap();
+    assert!(text.contains("HYPERLINK"), "{text}");
+    let zip = start(&d, &alice, json!({"type": "export", "files": [file], "format": "zip"})).await;
+    let task = settled(&d, &alice, &zip, Duration::from_secs(60)).await;
+    assert_eq!(task["status"], "succeeded", "{task}");
+
+    // An export cancelled mid-way leaves nothing in S3: a zip of a file
+    // big enough to take a while.
+    let mut large = Vec::new();
+    for i in 0..4u64 {
+        large.push(upload(&d, &alice, &format!("large-{i}.bin"), &noise(8 << 20, i)).await);
+    }
+    let before = bucket_contents(&d).await;
+    let stopped = start(&d, &alice, json!({"type": "export", "files": large, "format": "zip"})).await;
+    reaches(&d, &alice, &stopped, "running").await;
+    ok(&d.api("POST", &format!("/tasks/{stopped}/cancel"), &alice, None).await, 200, "cancel an export");
+    let begun = Instant::now();
+    loop {
+        let now = bucket_contents(&d).await;
+        if now == before {
+            break;
+        }
+        assert!(begun.elapsed() < Duration::from_secs(30), "left in S3: {now:?} (before: {before:?})");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // A step that throws: the record step is handed a task it cannot find
+    // (`TaskNotFound`), and the execution's Catch ends it as RecordingFailed;
+    // the reconciler then has nothing to record. Started by hand, as only a
+    // broken start could.
+    let orphan = uuid::Uuid::now_v7().to_string();
+    let started = sfn
+        .start_execution()
+        .state_machine_arn(&d.state_machine_arn)
+        .name(&orphan)
+        .input(json!({"task_id": orphan, "type": "delay", "due_at": "2020-01-01T00:00:00Z"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let begun = Instant::now();
+    let status = loop {
+        let described = sfn
+            .describe_execution()
+            .execution_arn(started.execution_arn())
+            .send()
+            .await
+            .unwrap();
+        if described.status().as_str() != "RUNNING" {
+            break described;
+        }
+        assert!(begun.elapsed() < Duration::from_secs(60));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(status.status().as_str(), "FAILED");
+    assert_eq!(status.error(), Some("RecordingFailed"));
+
+    // --- The reconciler: an execution that ended without an outcome ---------
+    let lost = start(&d, &alice, json!({"type": "delay", "seconds": 3600})).await;
+    reaches(&d, &alice, &lost, "running").await;
+    let mut event: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/eventbridge/execution-status-change.json"
+        ))
+        .unwrap()
+        .replace("REPLACED-BY-THE-TEST", &lost),
+    )
+    .unwrap();
+    event["detail"]["status"] = json!("ABORTED");
+    d.invoke("TaskReconcilerFunction", event, Duration::from_secs(30))
+        .await
+        .response();
+    let task = ok(&d.api("GET", &format!("/tasks/{lost}"), &alice, None).await, 200, "task");
+    assert_eq!(task["status"], "failed", "{task}");
+    assert_eq!(task["error"]["code"], "workflow-error");
+
+    // --- Real time: the WebSocket API's routes and the fan-out -------------
+    let connection = format!("conn-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let ws_event = |name: &str, edit: &dyn Fn(&mut Value)| {
+        let mut event: Value = serde_json::from_str(
+            &std::fs::read_to_string(format!(
+                "{}/fixtures/apigw-websocket/{name}.json",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        event["requestContext"]["connectionId"] = json!(connection);
+        edit(&mut event);
+        event
+    };
+    let connect = ws_event("connect", &|e| {
+        e["queryStringParameters"] = json!({"token": alice});
+        e["multiValueQueryStringParameters"] = json!({"token": [alice]});
+    });
+    let answer = d.invoke("RealtimeConnectFunction", connect, Duration::from_secs(30)).await.response();
+    assert_eq!(answer["statusCode"], 200, "{answer}");
+    let mut reader = crate::realtime_aws::StreamReader::at_end(&d.tables.task_events).await;
+    for message in [
+        json!({"type": "subscribe", "topic": "tasks"}),
+        // A replay from the project's log.
+        json!({"type": "subscribe", "topic": format!("project:{project}"), "after": 0}),
+    ] {
+        let subscribe = ws_event("default", &|e| e["body"] = json!(message.to_string()));
+        let answer = d.invoke("RealtimeDefaultFunction", subscribe, Duration::from_secs(30)).await.response();
+        assert_eq!(answer["statusCode"], 200, "{answer}");
+    }
+    let live = start(&d, &alice, json!({"type": "delay", "seconds": 0})).await;
+    settled(&d, &alice, &live, Duration::from_secs(60)).await;
+    let records = reader.next_event().await;
+    assert!(!records.records.is_empty());
+    d.invoke(
+        "RealtimeFanOutFunction",
+        serde_json::to_value(&records).unwrap(),
+        Duration::from_secs(30),
+    )
+    .await
+    .response();
+    let posted = crate::realtime_aws::posted(&connection).await;
+    assert!(
+        posted.iter().any(|m| m["type"] == "event" && m["event"]["task"]["id"] == live.as_str()),
+        "{posted:?}\nthe fan-out's log:\n{}\n$default's log:\n{}",
+        d.log_of("RealtimeFanOutFunction").await,
+        d.log_of("RealtimeDefaultFunction").await,
+    );
+    let disconnect = ws_event("disconnect", &|_| {});
+    d.invoke("RealtimeDisconnectFunction", disconnect, Duration::from_secs(30)).await.response();
+
+    // --- The reaper: an upload past its expiry ------------------------------
+    let auth_alice = format!("Bearer {alice}");
+    let created = d
+        .http(
+            "POST",
+            "/files",
+            &[("authorization", &auth_alice), ("tus-resumable", "1.0.0"), ("upload-length", "100")],
+            None,
+        )
+        .await;
+    let stale = ok(&created, 201, "an upload left unfinished");
+    let _ = stale;
+    let stale = created.header("location").unwrap().trim_start_matches("/files/").to_owned();
+    let patched = d
+        .http(
+            "PATCH",
+            &format!("/files/{stale}"),
+            &[
+                ("authorization", &auth_alice),
+                ("tus-resumable", "1.0.0"),
+                ("upload-offset", "0"),
+                ("content-type", "application/offset+octet-stream"),
+            ],
+            Some(&[1u8; 10]),
+        )
+        .await;
+    ok(&patched, 204, "a first chunk");
+    taskgate_e2e::expire_upload(&d.tables, &stale).await;
+    let reaped = d
+        .invoke("UploadReaperFunction", json!({"source": "aws.events", "detail-type": "Scheduled Event"}), Duration::from_secs(60))
+        .await
+        .response();
+    assert_eq!(reaped["removed"], 1, "{reaped}");
+
+    // --- The rest of the routes ---------------------------------------------
+    ok(&d.api("GET", "/audit", &admin, None).await, 200, "audit");
+    ok(&d.api("DELETE", &path, &alice, None).await, 204, "delete an item");
+    ok(&d.api("DELETE", &format!("/projects/{project}"), &alice, None).await, 204, "delete a project");
+    ok(&d.api("DELETE", &format!("/files/{file}"), &alice, None).await, 204, "delete a file");
+    ok(&d.api("DELETE", "/users/bob", &admin, None).await, 204, "delete a user");
+    ok(&d.api("DELETE", "/auth", &alice, None).await, 204, "log out");
+    assert_eq!(d.api("GET", "/", &alice, None).await.status, 401);
+
+    // --- Every role against the calls its function made ---------------------
+    d.record_platform_calls().await;
+    let calls = d.recorder.lock().await.calls();
+    let exercised: BTreeSet<&str> = calls.iter().map(|c| c.function.as_str()).collect();
+    let idle: Vec<&str> = d
+        .functions
+        .iter()
+        .map(|f| f.logical_id.as_str())
+        .filter(|f| !exercised.contains(f))
+        .collect();
+    let report = iam::check(&d.functions, &calls);
+    let unused: Vec<_> = report
+        .unused
+        .iter()
+        .filter(|g| {
+            !KEPT_GRANTS
+                .iter()
+                .any(|(f, a, _)| *f == g.function && *a == g.action)
+        })
+        .collect();
+    let denied: Vec<String> = report
+        .denied
+        .iter()
+        .map(|c| format!("  {}: {} on {}", c.function, c.action, c.resource))
+        .collect();
+    let unused_text: Vec<String> = unused
+        .iter()
+        .map(|g| format!("  {}: {} on {}", g.function, g.action, g.resource))
+        .collect();
+    assert!(
+        denied.is_empty() && unused.is_empty() && idle.is_empty(),
+        "calls the roles do not allow (AccessDenied on AWS):\n{}\n\
+         grants no call used (remove them, or keep them in KEPT_GRANTS with the reason):\n{}\n\
+         functions the journey never ran: {idle:?}",
+        denied.join("\n"),
+        unused_text.join("\n"),
+    );
+    drop(Arc::clone(&d));
+}
