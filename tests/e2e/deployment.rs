@@ -31,37 +31,192 @@ fn moto_endpoint() -> String {
 /// (function, action, a part of the resource, why). Each is a path the
 /// code takes only on a failure, a race or data the journey does not make.
 const KEPT_GRANTS: &[(&str, &str, &str, &str)] = &[
-    ("FilesCreateFunction", "dynamodb:DeleteItem", "-files", "a creation-with-upload whose first chunk fails is removed"),
-    ("FilesCreateFunction", "dynamodb:GetItem", "-files", "creation-with-upload re-reads the record when its first chunk's write races"),
-    ("FilesCreateFunction", "s3:AbortMultipartUpload", "/files/*", "a creation-with-upload whose first chunk fails leaves nothing"),
-    ("FilesCreateFunction", "s3:DeleteObject", "/*", "a creation-with-upload whose first chunk fails leaves nothing"),
-    ("FilesCreateFunction", "s3:GetObject", "/*", "a first chunk longer than a part reads back its staged remainder"),
-    ("FilesCreateFunction", "s3:PutObject", "/uploads/*", "a first chunk that does not fill a part is staged"),
-    ("FilesCreateFunction", "s3:ListBucket", "-files", "cleanup after a failed first chunk lists its staged objects"),
-    ("FilesPatchFunction", "s3:DeleteObject", "/files/*", "a chunk whose checksum fails (460) drops what it wrote"),
-    ("FilesPatchFunction", "s3:GetObject", "/files/*", "a resumed upload reads back the part it completes"),
-    ("FilesDeleteFunction", "s3:ListBucket", "-files", "an abort lists staged objects the state does not name (a crash between writes)"),
-    ("FilesDeleteFunction", "s3:DeleteObject", "/uploads/*", "an abort deletes the staged remainder (kept as state, not listed)"),
-    ("ItemsCreateFunction", "dynamodb:DeleteItem", "-security", "an Idempotency-Key claim is released when the request fails"),
-    ("ProjectsCreateFunction", "dynamodb:DeleteItem", "-security", "an Idempotency-Key claim is released when the request fails"),
-    ("TasksStartFunction", "dynamodb:DeleteItem", "-security", "an Idempotency-Key claim is released when the request fails"),
-    ("MembersPutFunction", "dynamodb:DeleteItem", "-projects", "an owner's membership row replaced during an ownership hand-over"),
-    ("RealtimeDefaultFunction", "dynamodb:DeleteItem", "-connections", "a connection whose token was revoked is forgotten"),
-    ("RealtimeDefaultFunction", "execute-api:ManageConnections", "/DELETE/", "a connection whose token was revoked is closed (4401)"),
-    ("RealtimeDefaultFunction", "dynamodb:GetItem", "-task-events", "a running export's progress, in a task replay"),
-    ("RealtimeFanOutFunction", "dynamodb:DeleteItem", "-connections", "a connection gone (410) or revoked is forgotten"),
-    ("RealtimeFanOutFunction", "execute-api:ManageConnections", "/DELETE/", "a connection whose token was revoked is closed"),
-    ("RealtimeFanOutFunction", "dynamodb:GetItem", "-task-events", "a running export's progress in a task's state"),
-    ("RealtimeFanOutFunction", "dynamodb:Query", "-connections", "connections subscribed by topic, past the first page"),
-    ("RealtimeFanOutFunction", "dynamodb:Query", "/index/project-feed", "a project event's state, read from the feed when the record is partial"),
-    ("StepExportFunction", "dynamodb:DeleteItem", "-files", "an export whose success a cancel beat removes its file"),
-    ("StepExportFunction", "s3:DeleteObject", "/files/*", "an export whose success a cancel beat removes its file"),
-    ("StepRecordFunction", "dynamodb:GetItem", "-task-events", "a running export's progress, when the record step loads the task"),
-    ("TaskReconcilerFunction", "dynamodb:GetItem", "-task-events", "a running export's progress, when the reconciler loads the task"),
-    ("TasksEventsFunction", "dynamodb:GetItem", "-task-events", "a running export's progress"),
-    ("TasksListFunction", "dynamodb:GetItem", "-task-events", "running exports' progress in a listing"),
-    ("UploadReaperFunction", "dynamodb:GetItem", "-files", "an expired upload re-read when its removal races a PATCH"),
-    ("UploadReaperFunction", "s3:DeleteObject", "/files/*", "an expired upload whose last part completed before it expired"),
+    (
+        "FilesCreateFunction",
+        "dynamodb:DeleteItem",
+        "-files",
+        "a creation-with-upload whose first chunk fails is removed",
+    ),
+    (
+        "FilesCreateFunction",
+        "dynamodb:GetItem",
+        "-files",
+        "creation-with-upload re-reads the record when its first chunk's write races",
+    ),
+    (
+        "FilesCreateFunction",
+        "s3:AbortMultipartUpload",
+        "/files/*",
+        "a creation-with-upload whose first chunk fails leaves nothing",
+    ),
+    (
+        "FilesCreateFunction",
+        "s3:DeleteObject",
+        "/*",
+        "a creation-with-upload whose first chunk fails leaves nothing",
+    ),
+    (
+        "FilesCreateFunction",
+        "s3:GetObject",
+        "/*",
+        "a first chunk longer than a part reads back its staged remainder",
+    ),
+    (
+        "FilesCreateFunction",
+        "s3:PutObject",
+        "/uploads/*",
+        "a first chunk that does not fill a part is staged",
+    ),
+    (
+        "FilesCreateFunction",
+        "s3:ListBucket",
+        "-files",
+        "cleanup after a failed first chunk lists its staged objects",
+    ),
+    (
+        "FilesPatchFunction",
+        "s3:DeleteObject",
+        "/files/*",
+        "a chunk whose checksum fails (460) drops what it wrote",
+    ),
+    (
+        "FilesPatchFunction",
+        "s3:GetObject",
+        "/files/*",
+        "a resumed upload reads back the part it completes",
+    ),
+    (
+        "FilesDeleteFunction",
+        "s3:ListBucket",
+        "-files",
+        "an abort lists staged objects the state does not name (a crash between writes)",
+    ),
+    (
+        "FilesDeleteFunction",
+        "s3:DeleteObject",
+        "/uploads/*",
+        "an abort deletes the staged remainder (kept as state, not listed)",
+    ),
+    (
+        "ItemsCreateFunction",
+        "dynamodb:DeleteItem",
+        "-security",
+        "an Idempotency-Key claim is released when the request fails",
+    ),
+    (
+        "ProjectsCreateFunction",
+        "dynamodb:DeleteItem",
+        "-security",
+        "an Idempotency-Key claim is released when the request fails",
+    ),
+    (
+        "TasksStartFunction",
+        "dynamodb:DeleteItem",
+        "-security",
+        "an Idempotency-Key claim is released when the request fails",
+    ),
+    (
+        "MembersPutFunction",
+        "dynamodb:DeleteItem",
+        "-projects",
+        "an owner's membership row replaced during an ownership hand-over",
+    ),
+    (
+        "RealtimeDefaultFunction",
+        "dynamodb:DeleteItem",
+        "-connections",
+        "a connection whose token was revoked is forgotten",
+    ),
+    (
+        "RealtimeDefaultFunction",
+        "execute-api:ManageConnections",
+        "/DELETE/",
+        "a connection whose token was revoked is closed (4401)",
+    ),
+    (
+        "RealtimeDefaultFunction",
+        "dynamodb:GetItem",
+        "-task-events",
+        "a running export's progress, in a task replay",
+    ),
+    (
+        "RealtimeFanOutFunction",
+        "dynamodb:DeleteItem",
+        "-connections",
+        "a connection gone (410) or revoked is forgotten",
+    ),
+    (
+        "RealtimeFanOutFunction",
+        "execute-api:ManageConnections",
+        "/DELETE/",
+        "a connection whose token was revoked is closed",
+    ),
+    (
+        "RealtimeFanOutFunction",
+        "dynamodb:GetItem",
+        "-task-events",
+        "a running export's progress in a task's state",
+    ),
+    (
+        "RealtimeFanOutFunction",
+        "dynamodb:Query",
+        "-connections",
+        "connections subscribed by topic, past the first page",
+    ),
+    (
+        "RealtimeFanOutFunction",
+        "dynamodb:Query",
+        "/index/project-feed",
+        "a project event's state, read from the feed when the record is partial",
+    ),
+    (
+        "StepExportFunction",
+        "dynamodb:DeleteItem",
+        "-files",
+        "an export whose success a cancel beat removes its file",
+    ),
+    (
+        "StepExportFunction",
+        "s3:DeleteObject",
+        "/files/*",
+        "an export whose success a cancel beat removes its file",
+    ),
+    (
+        "StepRecordFunction",
+        "dynamodb:GetItem",
+        "-task-events",
+        "a running export's progress, when the record step loads the task",
+    ),
+    (
+        "TaskReconcilerFunction",
+        "dynamodb:GetItem",
+        "-task-events",
+        "a running export's progress, when the reconciler loads the task",
+    ),
+    (
+        "TasksEventsFunction",
+        "dynamodb:GetItem",
+        "-task-events",
+        "a running export's progress",
+    ),
+    (
+        "TasksListFunction",
+        "dynamodb:GetItem",
+        "-task-events",
+        "running exports' progress in a listing",
+    ),
+    (
+        "UploadReaperFunction",
+        "dynamodb:GetItem",
+        "-files",
+        "an expired upload re-read when its removal races a PATCH",
+    ),
+    (
+        "UploadReaperFunction",
+        "s3:DeleteObject",
+        "/files/*",
+        "an expired upload whose last part completed before it expired",
+    ),
 ];
 
 fn ok(answer: &HttpAnswer, status: u16, what: &str) -> Value {
@@ -85,7 +240,11 @@ async fn login(d: &Deployment, username: &str, password: &str) -> String {
             "POST",
             "/auth",
             &[("content-type", "application/json")],
-            Some(json!({"username": username, "password": password}).to_string().as_bytes()),
+            Some(
+                json!({"username": username, "password": password})
+                    .to_string()
+                    .as_bytes(),
+            ),
         )
         .await;
     ok(&answer, 200, "login")["token"]
@@ -99,7 +258,11 @@ async fn login(d: &Deployment, username: &str, password: &str) -> String {
 async fn settled(d: &Deployment, token: &str, id: &str, limit: Duration) -> Value {
     let begun = Instant::now();
     loop {
-        let task = ok(&d.api("GET", &format!("/tasks/{id}"), token, None).await, 200, "task");
+        let task = ok(
+            &d.api("GET", &format!("/tasks/{id}"), token, None).await,
+            200,
+            "task",
+        );
         if ["succeeded", "failed", "cancelled"].contains(&task["status"].as_str().unwrap()) {
             return task;
         }
@@ -119,7 +282,11 @@ async fn settled(d: &Deployment, token: &str, id: &str, limit: Duration) -> Valu
 async fn reaches(d: &Deployment, token: &str, id: &str, status: &str) -> Value {
     let begun = Instant::now();
     loop {
-        let task = ok(&d.api("GET", &format!("/tasks/{id}"), token, None).await, 200, "task");
+        let task = ok(
+            &d.api("GET", &format!("/tasks/{id}"), token, None).await,
+            200,
+            "task",
+        );
         if task["status"] == status {
             return task;
         }
@@ -242,11 +409,21 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
             "POST",
             "/auth",
             &[("content-type", "application/x-www-form-urlencoded")],
-            Some(format!("username=admin&password={}", ADMIN_PASSWORD.replace(' ', "+")).as_bytes()),
+            Some(
+                format!(
+                    "username=admin&password={}",
+                    ADMIN_PASSWORD.replace(' ', "+")
+                )
+                .as_bytes(),
+            ),
         )
         .await;
     ok(&answer, 200, "login with a form");
-    ok(&d.api("GET", "/", &admin, None).await, 200, "root with a token");
+    ok(
+        &d.api("GET", "/", &admin, None).await,
+        200,
+        "root with a token",
+    );
     for (name, email) in [("alice", "alice@example.com"), ("bob", "bob@example.com")] {
         let answer = d
             .api(
@@ -258,28 +435,64 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
             .await;
         ok(&answer, 201, "create a user");
     }
-    ok(&d.api("GET", "/users", &admin, None).await, 200, "list users");
-    ok(&d.api("GET", "/users/alice", &admin, None).await, 200, "get a user");
+    ok(
+        &d.api("GET", "/users", &admin, None).await,
+        200,
+        "list users",
+    );
+    ok(
+        &d.api("GET", "/users/alice", &admin, None).await,
+        200,
+        "get a user",
+    );
     // An e-mail change and a clear: each moves or drops the address's claim.
     let changed = d
-        .api("PATCH", "/users/alice", &admin, Some(json!({"email": "alice@example.org"})))
+        .api(
+            "PATCH",
+            "/users/alice",
+            &admin,
+            Some(json!({"email": "alice@example.org"})),
+        )
         .await;
-    assert_eq!(ok(&changed, 200, "change an e-mail")["email"], "alice@example.org");
+    assert_eq!(
+        ok(&changed, 200, "change an e-mail")["email"],
+        "alice@example.org"
+    );
     let cleared = d
         .api("PUT", "/user/bob", &admin, Some(json!({"email": null})))
         .await;
     assert!(ok(&cleared, 200, "clear an e-mail")["email"].is_null());
     ok(
-        &d.api("POST", "/user", &admin, Some(json!({"username": "carol", "password": PASSWORD}))).await,
+        &d.api(
+            "POST",
+            "/user",
+            &admin,
+            Some(json!({"username": "carol", "password": PASSWORD})),
+        )
+        .await,
         201,
         "create a user (compatibility route)",
     );
-    ok(&d.api("GET", "/user/carol", &admin, None).await, 200, "get (compatibility)");
-    ok(&d.api("DELETE", "/user/carol", &admin, None).await, 204, "delete (compatibility)");
+    ok(
+        &d.api("GET", "/user/carol", &admin, None).await,
+        200,
+        "get (compatibility)",
+    );
+    ok(
+        &d.api("DELETE", "/user/carol", &admin, None).await,
+        204,
+        "delete (compatibility)",
+    );
     // An admin (the admins' count moves) and a password change (which
     // revokes the user's tokens).
     ok(
-        &d.api("POST", "/users", &admin, Some(json!({"username": "dave", "password": PASSWORD, "level": "admin"}))).await,
+        &d.api(
+            "POST",
+            "/users",
+            &admin,
+            Some(json!({"username": "dave", "password": PASSWORD, "level": "admin"})),
+        )
+        .await,
         201,
         "create an admin",
     );
@@ -287,18 +500,36 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
     // bob has a token the change must revoke.
     let bob_before = login(&d, "bob", PASSWORD).await;
     ok(
-        &d.api("PATCH", "/users/bob", &admin, Some(json!({"password": bob_password}))).await,
+        &d.api(
+            "PATCH",
+            "/users/bob",
+            &admin,
+            Some(json!({"password": bob_password})),
+        )
+        .await,
         200,
         "change a password",
     );
     assert_eq!(d.api("GET", "/", &bob_before, None).await.status, 401);
     ok(
-        &d.api("POST", "/users", &admin, Some(json!({"username": "erin", "password": PASSWORD, "level": "admin"}))).await,
+        &d.api(
+            "POST",
+            "/users",
+            &admin,
+            Some(json!({"username": "erin", "password": PASSWORD, "level": "admin"})),
+        )
+        .await,
         201,
         "create another admin",
     );
     ok(
-        &d.api("PATCH", "/users/erin", &admin, Some(json!({"level": "user"}))).await,
+        &d.api(
+            "PATCH",
+            "/users/erin",
+            &admin,
+            Some(json!({"level": "user"})),
+        )
+        .await,
         200,
         "an admin made a user",
     );
@@ -332,25 +563,53 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
         .to_owned();
     let replayed = keyed("POST", "/projects".into(), json!({"name": "Launch"})).await;
     assert_eq!(ok(&replayed, 201, "replay")["id"], project.as_str());
-    ok(&d.api("GET", "/projects", &alice, None).await, 200, "list projects");
-    ok(&d.api("GET", &format!("/projects/{project}"), &alice, None).await, 200, "get a project");
     ok(
-        &d.api("PATCH", &format!("/projects/{project}"), &alice, Some(json!({"description": "Q1"}))).await,
+        &d.api("GET", "/projects", &alice, None).await,
+        200,
+        "list projects",
+    );
+    ok(
+        &d.api("GET", &format!("/projects/{project}"), &alice, None)
+            .await,
+        200,
+        "get a project",
+    );
+    ok(
+        &d.api(
+            "PATCH",
+            &format!("/projects/{project}"),
+            &alice,
+            Some(json!({"description": "Q1"})),
+        )
+        .await,
         200,
         "update a project",
     );
     ok(
-        &d.api("PUT", &format!("/projects/{project}/members/bob"), &alice, Some(json!({"role": "member"}))).await,
+        &d.api(
+            "PUT",
+            &format!("/projects/{project}/members/bob"),
+            &alice,
+            Some(json!({"role": "member"})),
+        )
+        .await,
         201,
         "add a member",
     );
-    ok(&d.api("GET", &format!("/projects/{project}/members"), &alice, None).await, 200, "members");
+    ok(
+        &d.api("GET", &format!("/projects/{project}/members"), &alice, None)
+            .await,
+        200,
+        "members",
+    );
     let item = ok(
         &d.api(
             "POST",
             &format!("/projects/{project}/items"),
             &alice,
-            Some(json!({"title": "=HYPERLINK(\"x\")", "assignee": "bob", "due_date": "2026-12-01"})),
+            Some(
+                json!({"title": "=HYPERLINK(\"x\")", "assignee": "bob", "due_date": "2026-12-01"}),
+            ),
         )
         .await,
         201,
@@ -359,51 +618,176 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
         .as_str()
         .unwrap()
         .to_owned();
-    let keyed_item = keyed("POST", format!("/projects/{project}/items"), json!({"title": "Keyed"})).await;
+    let keyed_item = keyed(
+        "POST",
+        format!("/projects/{project}/items"),
+        json!({"title": "Keyed"}),
+    )
+    .await;
     ok(&keyed_item, 201, "create an item with a key");
-    let again = keyed("POST", format!("/projects/{project}/items"), json!({"title": "Keyed"})).await;
-    assert_eq!(ok(&again, 201, "replay")["id"], ok(&keyed_item, 201, "")["id"]);
-    for query in ["", "?status=pending", "?sort=due_date", "?status=pending&sort=due_date", "?sort=status", "?status=pending,completed&sort=-status"] {
-        ok(&d.api("GET", &format!("/projects/{project}/items{query}"), &alice, None).await, 200, "list items");
-        ok(&d.api("GET", &format!("/items{query}"), &alice, None).await, 200, "my items");
+    let again = keyed(
+        "POST",
+        format!("/projects/{project}/items"),
+        json!({"title": "Keyed"}),
+    )
+    .await;
+    assert_eq!(
+        ok(&again, 201, "replay")["id"],
+        ok(&keyed_item, 201, "")["id"]
+    );
+    for query in [
+        "",
+        "?status=pending",
+        "?sort=due_date",
+        "?status=pending&sort=due_date",
+        "?sort=status",
+        "?status=pending,completed&sort=-status",
+    ] {
+        ok(
+            &d.api(
+                "GET",
+                &format!("/projects/{project}/items{query}"),
+                &alice,
+                None,
+            )
+            .await,
+            200,
+            "list items",
+        );
+        ok(
+            &d.api("GET", &format!("/items{query}"), &alice, None).await,
+            200,
+            "my items",
+        );
     }
-    ok(&d.api("GET", "/items?assignee=me", &bob, None).await, 200, "my items");
-    ok(&d.api("GET", "/projects?all=true", &admin, None).await, 200, "every project");
+    ok(
+        &d.api("GET", "/items?assignee=me", &bob, None).await,
+        200,
+        "my items",
+    );
+    ok(
+        &d.api("GET", "/projects?all=true", &admin, None).await,
+        200,
+        "every project",
+    );
     // A second project where bob keeps an item, for his deletion below.
-    let other = ok(&d.api("POST", "/projects", &alice, Some(json!({"name": "Other"}))).await, 201, "project")["id"]
+    let other = ok(
+        &d.api("POST", "/projects", &alice, Some(json!({"name": "Other"})))
+            .await,
+        201,
+        "project",
+    )["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    ok(&d.api("PUT", &format!("/projects/{other}/members/bob"), &alice, Some(json!({"role": "member"}))).await, 201, "member");
-    ok(&d.api("PUT", &format!("/projects/{other}/members/bob"), &alice, Some(json!({"role": "admin"}))).await, 200, "role change");
-    ok(&d.api("POST", &format!("/projects/{other}/items"), &alice, Some(json!({"title": "Bob's", "assignee": "bob"}))).await, 201, "item");
+    ok(
+        &d.api(
+            "PUT",
+            &format!("/projects/{other}/members/bob"),
+            &alice,
+            Some(json!({"role": "member"})),
+        )
+        .await,
+        201,
+        "member",
+    );
+    ok(
+        &d.api(
+            "PUT",
+            &format!("/projects/{other}/members/bob"),
+            &alice,
+            Some(json!({"role": "admin"})),
+        )
+        .await,
+        200,
+        "role change",
+    );
+    ok(
+        &d.api(
+            "POST",
+            &format!("/projects/{other}/items"),
+            &alice,
+            Some(json!({"title": "Bob's", "assignee": "bob"})),
+        )
+        .await,
+        201,
+        "item",
+    );
     let path = format!("/projects/{project}/items/{item}");
     ok(&d.api("GET", &path, &alice, None).await, 200, "get an item");
-    ok(&d.api("PATCH", &path, &bob, Some(json!({"status": "in_progress"}))).await, 200, "update an item");
-    ok(&d.api("GET", &format!("{path}/events"), &alice, None).await, 200, "an item's history");
+    ok(
+        &d.api("PATCH", &path, &bob, Some(json!({"status": "in_progress"})))
+            .await,
+        200,
+        "update an item",
+    );
+    ok(
+        &d.api("GET", &format!("{path}/events"), &alice, None).await,
+        200,
+        "an item's history",
+    );
     // A member removed: their items become unassigned.
-    ok(&d.api("DELETE", &format!("/projects/{project}/members/bob"), &alice, None).await, 204, "remove a member");
+    ok(
+        &d.api(
+            "DELETE",
+            &format!("/projects/{project}/members/bob"),
+            &alice,
+            None,
+        )
+        .await,
+        204,
+        "remove a member",
+    );
 
     // --- Files ----------------------------------------------------------------
-    let answer = d.http("OPTIONS", "/files", &[("tus-resumable", "1.0.0")], None).await;
+    let answer = d
+        .http("OPTIONS", "/files", &[("tus-resumable", "1.0.0")], None)
+        .await;
     ok(&answer, 204, "tus options");
     let auth_header = format!("Bearer {alice}");
     let answer = d
-        .http("OPTIONS", "/files", &[("tus-resumable", "1.0.0"), ("authorization", &auth_header)], None)
+        .http(
+            "OPTIONS",
+            "/files",
+            &[("tus-resumable", "1.0.0"), ("authorization", &auth_header)],
+            None,
+        )
         .await;
     ok(&answer, 204, "tus options with a token");
     let content = b"hello world".repeat(1000);
     let file = upload(&d, &alice, "hello.txt", &content).await;
     let auth = format!("Bearer {alice}");
     let head = d
-        .http("HEAD", &format!("/files/{file}"), &[("authorization", &auth), ("tus-resumable", "1.0.0")], None)
+        .http(
+            "HEAD",
+            &format!("/files/{file}"),
+            &[("authorization", &auth), ("tus-resumable", "1.0.0")],
+            None,
+        )
         .await;
     ok(&head, 200, "tus head");
-    assert_eq!(head.header("upload-offset"), Some(content.len().to_string().as_str()));
-    ok(&d.api("GET", "/files", &alice, None).await, 200, "list files");
-    ok(&d.api("GET", "/files?owner=alice", &admin, None).await, 200, "a user's files");
-    ok(&d.api("GET", &format!("/files/{file}"), &alice, None).await, 200, "get a file");
-    let download = d.api("GET", &format!("/files/{file}/content"), &alice, None).await;
+    assert_eq!(
+        head.header("upload-offset"),
+        Some(content.len().to_string().as_str())
+    );
+    ok(
+        &d.api("GET", "/files", &alice, None).await,
+        200,
+        "list files",
+    );
+    ok(
+        &d.api("GET", "/files?owner=alice", &admin, None).await,
+        200,
+        "a user's files",
+    );
+    ok(
+        &d.api("GET", &format!("/files/{file}"), &alice, None).await,
+        200,
+        "get a file",
+    );
+    let download = d
+        .api("GET", &format!("/files/{file}/content"), &alice, None)
+        .await;
     ok(&download, 307, "download");
     let url = download.header("location").unwrap().to_owned();
     // Signed over `host` only, so a browser's own headers cannot break it.
@@ -426,21 +810,52 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
 
     // --- Tasks through the real state machine -------------------------------
     // A delay that succeeds (a short Wait).
-    let keyed_task = keyed("POST", "/tasks".into(), json!({"type": "delay", "seconds": 1})).await;
-    let delay = ok(&keyed_task, 202, "start with a key")["id"].as_str().unwrap().to_owned();
-    let again = keyed("POST", "/tasks".into(), json!({"type": "delay", "seconds": 1})).await;
+    let keyed_task = keyed(
+        "POST",
+        "/tasks".into(),
+        json!({"type": "delay", "seconds": 1}),
+    )
+    .await;
+    let delay = ok(&keyed_task, 202, "start with a key")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let again = keyed(
+        "POST",
+        "/tasks".into(),
+        json!({"type": "delay", "seconds": 1}),
+    )
+    .await;
     assert_eq!(ok(&again, 202, "replay")["id"], delay.as_str());
     let task = settled(&d, &alice, &delay, Duration::from_secs(60)).await;
     assert_eq!(task["status"], "succeeded", "{task}");
     assert_eq!(task["result"], 0);
-    ok(&d.api("GET", &format!("/tasks/{delay}/events"), &alice, None).await, 200, "events");
-    ok(&d.api("GET", "/tasks?status=succeeded", &alice, None).await, 200, "list tasks");
-    ok(&d.api("GET", "/tasks?owner=alice", &admin, None).await, 200, "a user's tasks");
+    ok(
+        &d.api("GET", &format!("/tasks/{delay}/events"), &alice, None)
+            .await,
+        200,
+        "events",
+    );
+    ok(
+        &d.api("GET", "/tasks?status=succeeded", &alice, None).await,
+        200,
+        "list tasks",
+    );
+    ok(
+        &d.api("GET", "/tasks?owner=alice", &admin, None).await,
+        200,
+        "a user's tasks",
+    );
 
     // A delay cancelled: `cancelled`, and the execution stopped.
     let long = start(&d, &alice, json!({"type": "delay", "seconds": 3600})).await;
     reaches(&d, &alice, &long, "running").await;
-    let cancelled = ok(&d.api("POST", &format!("/tasks/{long}/cancel"), &alice, None).await, 200, "cancel");
+    let cancelled = ok(
+        &d.api("POST", &format!("/tasks/{long}/cancel"), &alice, None)
+            .await,
+        200,
+        "cancel",
+    );
     assert_eq!(cancelled["status"], "cancelled");
     let sdk = taskgate_aws::load_sdk_config(Some(&d.moto_endpoint)).await;
     let sfn = taskgate_aws::sfn_client(&sdk, Some(&d.moto_endpoint));
@@ -448,7 +863,12 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
         "{}:{long}",
         d.state_machine_arn.replace(":stateMachine:", ":execution:")
     );
-    let described = sfn.describe_execution().execution_arn(&execution).send().await.unwrap();
+    let described = sfn
+        .describe_execution()
+        .execution_arn(&execution)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(described.status().as_str(), "ABORTED");
 
     // A script that succeeds with a result and logs.
@@ -464,7 +884,12 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
     assert_eq!(task["logs"], json!(["hi"]));
 
     // A script that fails: its error code reaches the task.
-    let failing = start(&d, &admin, json!({"type": "js", "code": "throw new Error('no')"})).await;
+    let failing = start(
+        &d,
+        &admin,
+        json!({"type": "js", "code": "throw new Error('no')"}),
+    )
+    .await;
     let task = settled(&d, &admin, &failing, Duration::from_secs(60)).await;
     assert_eq!(task["status"], "failed", "{task}");
     assert_eq!(task["error"]["code"], "script-error", "{task}");
@@ -482,16 +907,33 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
     assert_eq!(task["result"].as_str().map(str::len), Some(250 * 1024));
 
     // Exports: csv and zip succeed, and their files can be downloaded.
-    let csv = start(&d, &alice, json!({"type": "export", "project": project, "format": "csv"})).await;
+    let csv = start(
+        &d,
+        &alice,
+        json!({"type": "export", "project": project, "format": "csv"}),
+    )
+    .await;
     let task = settled(&d, &alice, &csv, Duration::from_secs(60)).await;
     assert_eq!(task["status"], "succeeded", "{task}");
     let exported = task["result"]["file"].as_str().unwrap().to_owned();
-    let answer = d.api("GET", &format!("/files/{exported}/content"), &alice, None).await;
+    let answer = d
+        .api("GET", &format!("/files/{exported}/content"), &alice, None)
+        .await;
     let url = ok(&answer, 307, "download the export");
     let _ = url;
-    let text = reqwest::get(answer.header("location").unwrap()).await.unwrap().text().await.unwrap();
+    let text = reqwest::get(answer.header("location").unwrap())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(text.contains("HYPERLINK"), "{text}");
-    let zip = start(&d, &alice, json!({"type": "export", "files": [file], "format": "zip"})).await;
+    let zip = start(
+        &d,
+        &alice,
+        json!({"type": "export", "files": [file], "format": "zip"}),
+    )
+    .await;
     let task = settled(&d, &alice, &zip, Duration::from_secs(60)).await;
     assert_eq!(task["status"], "succeeded", "{task}");
 
@@ -502,16 +944,29 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
         large.push(upload(&d, &alice, &format!("large-{i}.bin"), &noise(8 << 20, i)).await);
     }
     let before = bucket_contents(&d).await;
-    let stopped = start(&d, &alice, json!({"type": "export", "files": large, "format": "zip"})).await;
+    let stopped = start(
+        &d,
+        &alice,
+        json!({"type": "export", "files": large, "format": "zip"}),
+    )
+    .await;
     reaches(&d, &alice, &stopped, "running").await;
-    ok(&d.api("POST", &format!("/tasks/{stopped}/cancel"), &alice, None).await, 200, "cancel an export");
+    ok(
+        &d.api("POST", &format!("/tasks/{stopped}/cancel"), &alice, None)
+            .await,
+        200,
+        "cancel an export",
+    );
     let begun = Instant::now();
     loop {
         let now = bucket_contents(&d).await;
         if now == before {
             break;
         }
-        assert!(begun.elapsed() < Duration::from_secs(30), "left in S3: {now:?} (before: {before:?})");
+        assert!(
+            begun.elapsed() < Duration::from_secs(30),
+            "left in S3: {now:?} (before: {before:?})"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 
@@ -524,7 +979,10 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
         .start_execution()
         .state_machine_arn(&d.state_machine_arn)
         .name(&orphan)
-        .input(json!({"task_id": orphan, "type": "delay", "due_at": "2020-01-01T00:00:00Z"}).to_string())
+        .input(
+            json!({"task_id": orphan, "type": "delay", "due_at": "2020-01-01T00:00:00Z"})
+                .to_string(),
+        )
         .send()
         .await
         .unwrap();
@@ -561,7 +1019,11 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
     d.invoke("TaskReconcilerFunction", event, Duration::from_secs(30))
         .await
         .response();
-    let task = ok(&d.api("GET", &format!("/tasks/{lost}"), &alice, None).await, 200, "task");
+    let task = ok(
+        &d.api("GET", &format!("/tasks/{lost}"), &alice, None).await,
+        200,
+        "task",
+    );
     assert_eq!(task["status"], "failed", "{task}");
     assert_eq!(task["error"]["code"], "workflow-error");
 
@@ -584,7 +1046,10 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
         e["queryStringParameters"] = json!({"token": alice});
         e["multiValueQueryStringParameters"] = json!({"token": [alice]});
     });
-    let answer = d.invoke("RealtimeConnectFunction", connect, Duration::from_secs(30)).await.response();
+    let answer = d
+        .invoke("RealtimeConnectFunction", connect, Duration::from_secs(30))
+        .await
+        .response();
     assert_eq!(answer["statusCode"], 200, "{answer}");
     let mut reader = crate::realtime_aws::StreamReader::at_end(&d.tables.task_events).await;
     let mut project_reader = crate::realtime_aws::StreamReader::at_end(&d.tables.project_log).await;
@@ -595,7 +1060,14 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
         json!({"type": "subscribe", "topic": format!("task:{delay}"), "after": 0}),
     ] {
         let subscribe = ws_event("default", &|e| e["body"] = json!(message.to_string()));
-        let answer = d.invoke("RealtimeDefaultFunction", subscribe, Duration::from_secs(30)).await.response();
+        let answer = d
+            .invoke(
+                "RealtimeDefaultFunction",
+                subscribe,
+                Duration::from_secs(30),
+            )
+            .await
+            .response();
         assert_eq!(answer["statusCode"], 200, "{answer}");
     }
     let live = start(&d, &alice, json!({"type": "delay", "seconds": 0})).await;
@@ -609,29 +1081,48 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
     )
     .await
     .response();
-    ok(&d.api("PATCH", &path, &alice, Some(json!({"status": "completed"}))).await, 200, "an item done");
+    ok(
+        &d.api("PATCH", &path, &alice, Some(json!({"status": "completed"})))
+            .await,
+        200,
+        "an item done",
+    );
     let records = project_reader.next_event().await;
     assert!(!records.records.is_empty());
-    d.invoke(
-        "RealtimeFanOutFunction",
-        serde_json::to_value(&records).unwrap(),
-        Duration::from_secs(30),
-    )
-    .await
-    .response();
+    // A poison record first (an image the fan-out cannot read): it is
+    // skipped, and the rest of the batch is delivered.
+    let mut batch = serde_json::to_value(&records).unwrap();
+    let mut poison = batch["Records"][0].clone();
+    poison["eventID"] = json!("poison");
+    poison["dynamodb"]["NewImage"] = json!({"garbage": {"S": "not an event"}});
+    poison["dynamodb"]["Keys"] = json!({"garbage": {"N": "1"}});
+    batch["Records"].as_array_mut().unwrap().insert(0, poison);
+    d.invoke("RealtimeFanOutFunction", batch, Duration::from_secs(30))
+        .await
+        .response();
     let posted = crate::realtime_aws::posted(&connection).await;
     assert!(
-        posted.iter().any(|m| m["type"] == "event" && m["event"]["kind"] == "item.updated"),
+        posted
+            .iter()
+            .any(|m| m["type"] == "event" && m["event"]["kind"] == "item.updated"),
         "{posted:?}"
     );
     assert!(
-        posted.iter().any(|m| m["type"] == "event" && m["event"]["task"]["id"] == live.as_str()),
+        posted
+            .iter()
+            .any(|m| m["type"] == "event" && m["event"]["task"]["id"] == live.as_str()),
         "{posted:?}\nthe fan-out's log:\n{}\n$default's log:\n{}",
         d.log_of("RealtimeFanOutFunction").await,
         d.log_of("RealtimeDefaultFunction").await,
     );
     let disconnect = ws_event("disconnect", &|_| {});
-    d.invoke("RealtimeDisconnectFunction", disconnect, Duration::from_secs(30)).await.response();
+    d.invoke(
+        "RealtimeDisconnectFunction",
+        disconnect,
+        Duration::from_secs(30),
+    )
+    .await
+    .response();
 
     // --- The reaper: an upload past its expiry ------------------------------
     let auth_alice = format!("Bearer {alice}");
@@ -639,13 +1130,21 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
         .http(
             "POST",
             "/files",
-            &[("authorization", &auth_alice), ("tus-resumable", "1.0.0"), ("upload-length", "10485760")],
+            &[
+                ("authorization", &auth_alice),
+                ("tus-resumable", "1.0.0"),
+                ("upload-length", "10485760"),
+            ],
             None,
         )
         .await;
     let stale = ok(&created, 201, "an upload left unfinished");
     let _ = stale;
-    let stale = created.header("location").unwrap().trim_start_matches("/files/").to_owned();
+    let stale = created
+        .header("location")
+        .unwrap()
+        .trim_start_matches("/files/")
+        .to_owned();
     let patched = d
         .http(
             "PATCH",
@@ -677,7 +1176,11 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
     ok(&patched, 204, "a second chunk");
     taskgate_e2e::expire_upload(&d.tables, &stale).await;
     let reaped = d
-        .invoke("UploadReaperFunction", json!({"source": "aws.events", "detail-type": "Scheduled Event"}), Duration::from_secs(60))
+        .invoke(
+            "UploadReaperFunction",
+            json!({"source": "aws.events", "detail-type": "Scheduled Event"}),
+            Duration::from_secs(60),
+        )
         .await
         .response();
     assert_eq!(reaped["removed"], 1, "{reaped}");
@@ -688,7 +1191,11 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
         .http(
             "POST",
             "/files",
-            &[("authorization", &auth_alice), ("tus-resumable", "1.0.0"), ("upload-length", "10485760")],
+            &[
+                ("authorization", &auth_alice),
+                ("tus-resumable", "1.0.0"),
+                ("upload-length", "10485760"),
+            ],
             None,
         )
         .await;
@@ -712,13 +1219,25 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
         ok(&patched, 204, "a chunk");
     }
     let before_abort = bucket_contents(&d).await;
-    assert!(before_abort.iter().any(|k| k.contains("uploads/")), "{before_abort:?}");
+    assert!(
+        before_abort.iter().any(|k| k.contains("uploads/")),
+        "{before_abort:?}"
+    );
     let aborted = d
-        .http("DELETE", &given_up, &[("authorization", &auth_alice), ("tus-resumable", "1.0.0")], None)
+        .http(
+            "DELETE",
+            &given_up,
+            &[("authorization", &auth_alice), ("tus-resumable", "1.0.0")],
+            None,
+        )
         .await;
     ok(&aborted, 204, "give an upload up");
     let id = given_up.trim_start_matches("/files/");
-    let left: Vec<String> = bucket_contents(&d).await.into_iter().filter(|k| k.contains(id)).collect();
+    let left: Vec<String> = bucket_contents(&d)
+        .await
+        .into_iter()
+        .filter(|k| k.contains(id))
+        .collect();
     assert!(left.is_empty(), "left of the upload: {left:?}");
 
     // creation-with-upload: the whole file in the POST.
@@ -740,12 +1259,38 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
 
     // --- The rest of the routes ---------------------------------------------
     ok(&d.api("GET", "/audit", &admin, None).await, 200, "audit");
-    ok(&d.api("DELETE", &path, &alice, None).await, 204, "delete an item");
-    ok(&d.api("DELETE", &format!("/projects/{project}"), &alice, None).await, 204, "delete a project");
-    ok(&d.api("DELETE", &format!("/files/{file}"), &alice, None).await, 204, "delete a file");
-    ok(&d.api("DELETE", "/users/bob", &admin, None).await, 204, "delete a user who kept an item");
-    ok(&d.api("DELETE", "/users/dave", &admin, None).await, 204, "delete an admin");
-    ok(&d.api("DELETE", "/auth", &alice, None).await, 204, "log out");
+    ok(
+        &d.api("DELETE", &path, &alice, None).await,
+        204,
+        "delete an item",
+    );
+    ok(
+        &d.api("DELETE", &format!("/projects/{project}"), &alice, None)
+            .await,
+        204,
+        "delete a project",
+    );
+    ok(
+        &d.api("DELETE", &format!("/files/{file}"), &alice, None)
+            .await,
+        204,
+        "delete a file",
+    );
+    ok(
+        &d.api("DELETE", "/users/bob", &admin, None).await,
+        204,
+        "delete a user who kept an item",
+    );
+    ok(
+        &d.api("DELETE", "/users/dave", &admin, None).await,
+        204,
+        "delete an admin",
+    );
+    ok(
+        &d.api("DELETE", "/auth", &alice, None).await,
+        204,
+        "log out",
+    );
     assert_eq!(d.api("GET", "/", &alice, None).await.status, 401);
 
     // --- Every role against the calls its function made ---------------------

@@ -55,7 +55,10 @@ fn logical_id(name: &str) -> String {
 fn logical_ids_hold_only_letters_and_digits_whatever_the_path() {
     let cases = [
         ("users-get", "UsersGet"),
-        ("delete-/projects/{id}/items/{item_id}", "DeleteProjectsIdItemsItemId"),
+        (
+            "delete-/projects/{id}/items/{item_id}",
+            "DeleteProjectsIdItemsItemId",
+        ),
         ("get-/files/{id}/content", "GetFilesIdContent"),
         ("get-/v2/report.2026_q1/{a-b}", "GetV2Report2026Q1AB"),
         ("get-/2fa/x__y--z..w", "Get2faXYZW"),
@@ -64,12 +67,18 @@ fn logical_ids_hold_only_letters_and_digits_whatever_the_path() {
     for (name, expected) in cases {
         let id = logical_id(name);
         assert_eq!(id, expected, "{name}");
-        assert!(id.chars().all(|c| c.is_ascii_alphanumeric()), "{name}: {id}");
+        assert!(
+            id.chars().all(|c| c.is_ascii_alphanumeric()),
+            "{name}: {id}"
+        );
     }
     // Every event and function id the template gets is one.
     for route in routes() {
         let id = logical_id(&format!("{}-{}", route.method, route.path));
-        assert!(!id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric()), "{id}");
+        assert!(
+            !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric()),
+            "{id}"
+        );
     }
 }
 
@@ -505,5 +514,100 @@ fn every_function_has_its_own_role_and_no_policy_uses_wildcards() {
                 }
             }
         }
+    }
+}
+
+/// The stream mappings fail safe: a poison record cannot stall a shard
+/// (bounded retries, the batch bisected, records dropped past an age), only
+/// inserts reach the fan-out, and its timeout fits a full batch.
+#[test]
+fn the_stream_mappings_retry_a_bounded_number_of_times_and_read_only_inserts() {
+    let template = template();
+    let fan_out = &template["Resources"]["RealtimeFanOutFunction"]["Properties"];
+    let timeout = fan_out["Timeout"]
+        .as_u64()
+        .expect("the fan-out sets its timeout");
+    assert!(timeout >= 30, "a full batch needs time: {timeout} s");
+    let events = fan_out["Events"].as_mapping().unwrap();
+    assert_eq!(events.len(), 2);
+    for (name, event) in events {
+        let p = &event["Properties"];
+        assert_eq!(event["Type"].as_str(), Some("DynamoDB"), "{name:?}");
+        let retries = p["MaximumRetryAttempts"].as_u64().expect("bounded retries");
+        assert!(retries <= 3, "{name:?}: {retries} retries");
+        assert_eq!(
+            p["BisectBatchOnFunctionError"].as_bool(),
+            Some(true),
+            "{name:?}"
+        );
+        let age = p["MaximumRecordAgeInSeconds"]
+            .as_u64()
+            .expect("a maximum age");
+        assert!((60..=3600).contains(&age), "{name:?}: {age}");
+        let filters = p["FilterCriteria"]["Filters"].as_sequence().unwrap();
+        let pattern: serde_json::Value =
+            serde_json::from_str(filters[0]["Pattern"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            pattern,
+            serde_json::json!({"eventName": ["INSERT"]}),
+            "{name:?}"
+        );
+    }
+}
+
+/// With CORS enabled, a browser on the allowed origin can use the whole
+/// API: tus (HEAD, its request headers, its answers), Idempotency-Key,
+/// If-Match and ETag, paging and ranged downloads.
+#[test]
+fn cors_allows_and_exposes_what_tus_and_the_api_need() {
+    let template = template();
+    let cors = &template["Resources"]["Api"]["Properties"]["CorsConfiguration"];
+    let Value::Tagged(tagged) = cors else {
+        panic!("CORS is conditional on CorsAllowOrigins: {cors:?}")
+    };
+    let enabled = &tagged.value.as_sequence().unwrap()[1];
+    let list = |key: &str| -> BTreeSet<String> {
+        enabled[key]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_ascii_lowercase())
+            .collect()
+    };
+    let methods = list("AllowMethods");
+    for method in ["get", "head", "post", "patch", "put", "delete", "options"] {
+        assert!(methods.contains(method), "{method} is not allowed");
+    }
+    let allowed = list("AllowHeaders");
+    for header in [
+        "authorization",
+        "content-type",
+        "idempotency-key",
+        "if-match",
+        "tus-resumable",
+        "upload-length",
+        "upload-offset",
+        "upload-metadata",
+        "upload-checksum",
+        "range",
+    ] {
+        assert!(allowed.contains(header), "{header} is not allowed");
+    }
+    let exposed = list("ExposeHeaders");
+    for header in [
+        "location",
+        "etag",
+        "tus-resumable",
+        "tus-version",
+        "tus-extension",
+        "tus-max-size",
+        "upload-offset",
+        "upload-length",
+        "upload-expires",
+        "content-range",
+        "retry-after",
+        "x-request-id",
+    ] {
+        assert!(exposed.contains(header), "{header} is not exposed");
     }
 }

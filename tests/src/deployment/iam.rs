@@ -111,8 +111,16 @@ mod tests {
         let cases = [
             ("arn:aws:s3:::b/files/*", "arn:aws:s3:::b/files/x/y", true),
             ("arn:aws:s3:::b/files/*", "arn:aws:s3:::b/uploads/x", false),
-            ("arn:aws:dynamodb:r:a:table/t", "arn:aws:dynamodb:r:a:table/t/index/i", false),
-            ("arn:aws:dynamodb:r:a:table/t/index/*", "arn:aws:dynamodb:r:a:table/t/index/i", true),
+            (
+                "arn:aws:dynamodb:r:a:table/t",
+                "arn:aws:dynamodb:r:a:table/t/index/i",
+                false,
+            ),
+            (
+                "arn:aws:dynamodb:r:a:table/t/index/*",
+                "arn:aws:dynamodb:r:a:table/t/index/i",
+                true,
+            ),
             ("a?c", "abc", true),
             ("a?c", "ac", false),
             ("*", "", true),

@@ -117,7 +117,12 @@ impl Deployment {
             ("FilesTable", &tables.files),
         ] {
             physical.names.insert(id.to_owned(), name.clone());
-            let described = dynamodb.describe_table().table_name(name).send().await.unwrap();
+            let described = dynamodb
+                .describe_table()
+                .table_name(name)
+                .send()
+                .await
+                .unwrap();
             if let Some(stream) = described.table().and_then(|t| t.latest_stream_arn()) {
                 physical.streams.insert(id.to_owned(), stream.to_owned());
             }
@@ -132,8 +137,14 @@ impl Deployment {
         let bucket = format!("{stack}-files");
         let moto_sdk = taskgate_aws::load_sdk_config(Some(&moto_endpoint)).await;
         let s3 = taskgate_aws::s3_client(&moto_sdk, Some(&moto_endpoint));
-        s3.create_bucket().bucket(&bucket).send().await.expect("a bucket");
-        physical.names.insert("FilesBucket".to_owned(), bucket.clone());
+        s3.create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .expect("a bucket");
+        physical
+            .names
+            .insert("FilesBucket".to_owned(), bucket.clone());
         physical
             .names
             .insert("WebSocketApi".to_owned(), WEBSOCKET_API_ID.to_owned());
@@ -174,7 +185,10 @@ impl Deployment {
                 for event in events.values() {
                     if event["Type"].as_str() == Some("HttpApi") {
                         http_routes.push((
-                            event["Properties"]["Method"].as_str().unwrap().to_uppercase(),
+                            event["Properties"]["Method"]
+                                .as_str()
+                                .unwrap()
+                                .to_uppercase(),
                             event["Properties"]["Path"].as_str().unwrap().to_owned(),
                             id.clone(),
                         ));
@@ -212,7 +226,11 @@ impl Deployment {
     /// that its invoke API knows them) and their invocations are forwarded
     /// to [`Self::invoke_endpoint`]; the state machine is created from the
     /// ASL file with the template's substitutions.
-    async fn deploy_state_machine(self: &Arc<Self>, machine: &serde_norway::Value, http: &reqwest::Client) {
+    async fn deploy_state_machine(
+        self: &Arc<Self>,
+        machine: &serde_norway::Value,
+        http: &reqwest::Client,
+    ) {
         let moto = &self.moto_endpoint;
         let role = format!("arn:aws:iam::{ACCOUNT}:role/{}-states", self.physical.stack);
         http.post(format!("{moto}/"))
@@ -256,12 +274,14 @@ impl Deployment {
                 .json()
                 .await
                 .unwrap();
-            assert_eq!(response["FunctionArn"].as_str(), Some(arn.as_str()), "{response}");
-            targets.insert(name.clone(), json!(format!("{invoke}/invoke/{name}")));
-            definition = definition.replace(
-                &format!("${{{}}}", placeholder.as_str().unwrap()),
-                &arn,
+            assert_eq!(
+                response["FunctionArn"].as_str(),
+                Some(arn.as_str()),
+                "{response}"
             );
+            targets.insert(name.clone(), json!(format!("{invoke}/invoke/{name}")));
+            definition =
+                definition.replace(&format!("${{{}}}", placeholder.as_str().unwrap()), &arn);
         }
         let registered = http
             .post(format!("{moto}/_taskgate/lambda-targets"))
@@ -269,7 +289,10 @@ impl Deployment {
             .send()
             .await
             .unwrap();
-        assert!(registered.status().is_success(), "moto-server.py forwards invocations");
+        assert!(
+            registered.status().is_success(),
+            "moto-server.py forwards invocations"
+        );
         let sdk = taskgate_aws::load_sdk_config(Some(moto)).await;
         let sfn = taskgate_aws::sfn_client(&sdk, Some(moto));
         let created = sfn
@@ -301,7 +324,10 @@ impl Deployment {
                 .strip_prefix(&format!("{}-", deployment.physical.stack))
                 .unwrap_or(&name)
                 .to_owned();
-            match deployment.invoke(&id, event, Duration::from_secs(900)).await {
+            match deployment
+                .invoke(&id, event, Duration::from_secs(900))
+                .await
+            {
                 Answer::Response(value) => (StatusCode::OK, value.to_string()).into_response(),
                 Answer::Error(value) => (
                     StatusCode::OK,
@@ -404,7 +430,11 @@ impl Deployment {
     /// The function API Gateway routes `method path` to (the most specific
     /// matching route, as API Gateway chooses), and the route's path
     /// parameters.
-    pub fn route(&self, method: &str, path: &str) -> Option<(String, String, BTreeMap<String, String>)> {
+    pub fn route(
+        &self,
+        method: &str,
+        path: &str,
+    ) -> Option<(String, String, BTreeMap<String, String>)> {
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         let mut best: Option<(usize, String, String, BTreeMap<String, String>)> = None;
         for (route_method, template, function) in &self.http_routes {
@@ -449,7 +479,10 @@ impl Deployment {
             .unwrap_or_else(|| panic!("API Gateway has no route for {method} {path}"));
         let route_key = format!("{method} {template}");
         let mut header_map = serde_json::Map::new();
-        header_map.insert("host".into(), json!("api0test.execute-api.us-east-1.amazonaws.com"));
+        header_map.insert(
+            "host".into(),
+            json!("api0test.execute-api.us-east-1.amazonaws.com"),
+        );
         header_map.insert("x-forwarded-proto".into(), json!("https"));
         for (name, value) in headers {
             header_map.insert(name.to_ascii_lowercase(), json!(value));
@@ -493,7 +526,11 @@ impl Deployment {
         }
         if let Some(body) = body {
             match std::str::from_utf8(body) {
-                Ok(text) if !headers.iter().any(|(n, v)| n.eq_ignore_ascii_case("content-type") && v.contains("octet-stream")) => {
+                Ok(text)
+                    if !headers.iter().any(|(n, v)| {
+                        n.eq_ignore_ascii_case("content-type") && v.contains("octet-stream")
+                    }) =>
+                {
                     event["body"] = json!(text);
                 }
                 _ => {
@@ -509,17 +546,27 @@ impl Deployment {
         let mut answer_headers = BTreeMap::new();
         if let Some(map) = response["headers"].as_object() {
             for (name, value) in map {
-                answer_headers.insert(name.to_ascii_lowercase(), value.as_str().unwrap_or_default().to_owned());
+                answer_headers.insert(
+                    name.to_ascii_lowercase(),
+                    value.as_str().unwrap_or_default().to_owned(),
+                );
             }
         }
         if let Some(map) = response["multiValueHeaders"].as_object() {
             for (name, values) in map {
-                let joined: Vec<&str> = values.as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+                let joined: Vec<&str> = values
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
                 answer_headers.insert(name.to_ascii_lowercase(), joined.join(", "));
             }
         }
         let body = match response["body"].as_str() {
-            Some(text) if response["isBase64Encoded"] == json!(true) => STANDARD.decode(text).unwrap(),
+            Some(text) if response["isBase64Encoded"] == json!(true) => {
+                STANDARD.decode(text).unwrap()
+            }
             Some(text) => text.as_bytes().to_vec(),
             None => Vec::new(),
         };
@@ -532,14 +579,21 @@ impl Deployment {
     }
 
     /// An HTTP request as a JSON API call with a bearer token.
-    pub async fn api(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> HttpAnswer {
+    pub async fn api(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> HttpAnswer {
         let authorization = format!("Bearer {token}");
         let text = body.map(|b| b.to_string());
         let mut headers = vec![("authorization", authorization.as_str())];
         if text.is_some() {
             headers.push(("content-type", "application/json"));
         }
-        self.http(method, path, &headers, text.as_deref().map(str::as_bytes)).await
+        self.http(method, path, &headers, text.as_deref().map(str::as_bytes))
+            .await
     }
 
     /// Records what AWS does for each function on its behalf, which its

@@ -155,8 +155,7 @@ async fn forward(State(port): State<Port>, request: Request) -> Response {
         Ok(answer) => {
             let mut response = Response::builder().status(answer.status());
             for (name, value) in answer.headers() {
-                if !["content-length", "transfer-encoding", "connection"].contains(&name.as_str())
-                {
+                if !["content-length", "transfer-encoding", "connection"].contains(&name.as_str()) {
                     response = response.header(name, value);
                 }
             }
@@ -165,7 +164,9 @@ async fn forward(State(port): State<Port>, request: Request) -> Response {
         }
         Err(e) => Response::builder()
             .status(StatusCode::BAD_GATEWAY)
-            .body(Body::from(format!("the proxy could not reach {upstream}: {e}")))
+            .body(Body::from(format!(
+                "the proxy could not reach {upstream}: {e}"
+            )))
             .unwrap(),
     }
 }
@@ -266,7 +267,10 @@ fn dynamodb(action: &str, body: &Value) -> Vec<(String, String)> {
                     "ConditionCheck" => "ConditionCheckItem",
                     other => other,
                 };
-                Some((format!("dynamodb:{action}"), on(&part["TableName"], &Value::Null)))
+                Some((
+                    format!("dynamodb:{action}"),
+                    on(&part["TableName"], &Value::Null),
+                ))
             })
             .collect(),
         "TransactGetItems" => body["TransactItems"]
@@ -294,7 +298,13 @@ fn dynamodb(action: &str, body: &Value) -> Vec<(String, String)> {
 }
 
 /// S3's REST operations (path-style addressing) as IAM actions.
-fn s3(method: &Method, path: &str, query: &str, headers: &HeaderMap, body: &[u8]) -> Vec<(String, String)> {
+fn s3(
+    method: &Method,
+    path: &str,
+    query: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Vec<(String, String)> {
     let path = percent_decode(path.trim_start_matches('/'));
     let (bucket, key) = match path.split_once('/') {
         Some((bucket, key)) if !key.is_empty() => (bucket.to_owned(), Some(key.to_owned())),
@@ -309,7 +319,9 @@ fn s3(method: &Method, path: &str, query: &str, headers: &HeaderMap, body: &[u8]
     let bucket_arn = format!("arn:aws:s3:::{bucket}");
     let one = |action: &str, resource: String| vec![(format!("s3:{action}"), resource)];
     match (method.as_str(), key) {
-        ("GET" | "HEAD", Some(key)) if has("uploadId") => one("ListMultipartUploadParts", object(&key)),
+        ("GET" | "HEAD", Some(key)) if has("uploadId") => {
+            one("ListMultipartUploadParts", object(&key))
+        }
         ("GET" | "HEAD", Some(key)) => one("GetObject", object(&key)),
         ("PUT", Some(key)) => {
             let mut calls = one("PutObject", object(&key));

@@ -187,7 +187,9 @@ impl Resolver<'_> {
             Value::String(s) => s.clone(),
             Value::Number(n) => n.to_string(),
             Value::Bool(b) => b.to_string(),
-            Value::Tagged(t) if t.tag == "!Ref" => self.reference(t.value.as_str().expect("!Ref X")),
+            Value::Tagged(t) if t.tag == "!Ref" => {
+                self.reference(t.value.as_str().expect("!Ref X"))
+            }
             Value::Tagged(t) if t.tag == "!GetAtt" => {
                 let (id, attribute) = t
                     .value
@@ -254,9 +256,7 @@ impl Resolver<'_> {
             .unwrap_or_else(|| panic!("!Ref {name}: no such parameter or resource"));
         match kind {
             // A secret's and a state machine's Ref is their ARN.
-            "AWS::SecretsManager::Secret" | "AWS::Serverless::StateMachine" => {
-                self.arn(name, kind)
-            }
+            "AWS::SecretsManager::Secret" | "AWS::Serverless::StateMachine" => self.arn(name, kind),
             _ => self.name(name),
         }
     }
