@@ -388,6 +388,9 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls() {
     let d = Deployment::create(dynamodb_endpoint(), moto_endpoint()).await;
+    // The sweep takes every task that has not started (none but the one
+    // made stuck below: every other start clears its marker).
+    d.set_environment("TaskReconcilerFunction", "TASKGATE_UNSTARTED_GRACE_SECONDS", "0");
     // The first admin, as `taskgate admin create` would put it in.
     let store = taskgate_e2e::dynamodb_store_on(&d.tables).await;
     let hasher = PasswordHasher::new().unwrap();
@@ -1002,6 +1005,33 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
     };
     assert_eq!(status.status().as_str(), "FAILED");
     assert_eq!(status.error(), Some("RecordingFailed"));
+
+    // --- The sweep: a task whose start died after writing `created` --------
+    let alice_user = store
+        .get_user(&Username::parse("alice").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let spec = taskgate_domain::task::TaskSpec::delay(0.0, &Default::default()).unwrap();
+    let (stuck, _) = taskgate_domain::recorder::Recorder::new(Arc::new(store.clone()))
+        .create(&spec, &alice_user, u64::MAX)
+        .await
+        .unwrap();
+    let stuck = stuck.id.to_string();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let scheduled = json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}});
+    let swept = d
+        .invoke("TaskReconcilerFunction", scheduled.clone(), Duration::from_secs(30))
+        .await
+        .response();
+    assert_eq!(swept["started"], 1, "{swept}");
+    let task = settled(&d, &alice, &stuck, Duration::from_secs(60)).await;
+    assert_eq!(task["status"], "succeeded", "{task}");
+    let swept = d
+        .invoke("TaskReconcilerFunction", scheduled, Duration::from_secs(30))
+        .await
+        .response();
+    assert_eq!(swept["started"], 0, "once: {swept}");
 
     // --- The reconciler: an execution that ended without an outcome ---------
     let lost = start(&d, &alice, json!({"type": "delay", "seconds": 3600})).await;

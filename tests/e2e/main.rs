@@ -34,6 +34,7 @@ mod sfn;
 mod steps;
 mod store_contract;
 mod streaming;
+mod sweep;
 mod task_matrix;
 mod tasks;
 mod token_attacks;

@@ -34,7 +34,7 @@ fn moto_auth(service: &str) -> String {
 }
 
 /// Creates stand-ins for the three step functions and our state machine.
-async fn state_machine(name: &str) -> (aws_sdk_sfn::Client, String) {
+pub(crate) async fn state_machine(name: &str) -> (aws_sdk_sfn::Client, String) {
     let endpoint = endpoint();
     let http = reqwest::Client::new();
     let role = "arn:aws:iam::123456789012:role/taskgate-test";

@@ -237,6 +237,18 @@ const CSV_HEADER: [&str; 10] = [
     "version",
 ];
 
+/// A cell a spreadsheet will not run as a formula (OWASP's rule for CSV
+/// injection): text that starts with `=`, `+`, `-`, `@`, a tab or a
+/// carriage return gets a leading `'`, which spreadsheets show as text and
+/// do not display. Everything else is written as it is; NDJSON exports are
+/// never changed.
+fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
+    match cell.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}").into(),
+        _ => cell.into(),
+    }
+}
+
 impl Rows {
     fn write(&mut self, item: &Item) -> Result<(), ExportFailure> {
         let io = |e: std::io::Error| failed("export-failed", format!("could not write: {e}"));
@@ -246,12 +258,12 @@ impl Rows {
                 writer
                     .write_record([
                         item.id.to_string().as_str(),
-                        item.title.as_str(),
-                        item.description.as_ref().map_or("", |d| d.as_str()),
+                        &spreadsheet_safe(item.title.as_str()),
+                        &spreadsheet_safe(item.description.as_ref().map_or("", |d| d.as_str())),
                         status.as_str().unwrap_or_default(),
                         &item.due_date.map(|d| d.to_string()).unwrap_or_default(),
-                        item.assignee.as_ref().map_or("", |a| a.as_str()),
-                        item.created_by.as_str(),
+                        &spreadsheet_safe(item.assignee.as_ref().map_or("", |a| a.as_str())),
+                        &spreadsheet_safe(item.created_by.as_str()),
                         &crate::response::timestamp(item.created_at),
                         &crate::response::timestamp(item.updated_at),
                         &item.version.to_string(),
@@ -619,6 +631,29 @@ impl StoreExporter {
             }
             Ok(None) => {}
             Err(e) => tracing::error!(file = %id, error = %e, "could not read an export's file"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod csv_tests {
+    use super::spreadsheet_safe;
+
+    #[test]
+    fn cells_that_a_spreadsheet_would_run_are_written_as_text() {
+        let cases = [
+            ("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"),
+            ("+cmd|' /C calc'!A0", "'+cmd|' /C calc'!A0"),
+            ("-2+3", "'-2+3"),
+            ("@SUM(1+1)", "'@SUM(1+1)"),
+            ("\tx", "'\tx"),
+            ("\rx", "'\rx"),
+            ("Book the room", "Book the room"),
+            ("a=b", "a=b"),
+            ("", ""),
+        ];
+        for (cell, expected) in cases {
+            assert_eq!(spreadsheet_safe(cell), expected, "{cell:?}");
         }
     }
 }

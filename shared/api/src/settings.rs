@@ -136,6 +136,11 @@ pub struct RealtimeLimits {
     /// `TASKGATE_WS_PING_SECONDS` (default 30): an idle socket is pinged this
     /// often, and closed when nothing came back for two intervals.
     pub ping_interval: Duration,
+    /// `TASKGATE_WS_MAX_MESSAGE_BYTES` (default 128000, API Gateway's 128 KB
+    /// per message): a larger message (a task event with a big result or
+    /// logs) is replaced by a notice naming what to read
+    /// ([`crate::realtime::message::fit`]), on both transports alike.
+    pub max_message_bytes: usize,
 }
 
 impl Default for RealtimeLimits {
@@ -145,6 +150,7 @@ impl Default for RealtimeLimits {
             max_subscriptions: 64,
             buffer_events: 256,
             ping_interval: Duration::from_secs(30),
+            max_message_bytes: 128_000,
         }
     }
 }
@@ -309,6 +315,9 @@ pub struct SettingsArgs {
     #[arg(long, env = "TASKGATE_WS_PING_SECONDS", value_parser = whole(1, 3600))]
     pub ws_ping_seconds: Option<u64>,
 
+    #[arg(long, env = "TASKGATE_WS_MAX_MESSAGE_BYTES", value_parser = whole(1024, 16 << 20))]
+    pub ws_max_message_bytes: Option<u64>,
+
     #[arg(long, env = "TASKGATE_MAX_FILE_BYTES", value_parser = whole(1, 5 << 40))]
     pub max_file_bytes: Option<u64>,
 
@@ -444,6 +453,10 @@ impl Settings {
                     .ws_buffer_events
                     .map_or(defaults.realtime.buffer_events, |n| n as usize),
                 ping_interval: seconds(args.ws_ping_seconds, defaults.realtime.ping_interval),
+                max_message_bytes: args
+                    .ws_max_message_bytes
+                    .and_then(|n| usize::try_from(n).ok())
+                    .unwrap_or(defaults.realtime.max_message_bytes),
             },
             files: FileLimits {
                 max_file_bytes: args.max_file_bytes.unwrap_or(defaults.files.max_file_bytes),

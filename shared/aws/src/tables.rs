@@ -100,6 +100,14 @@ pub const TOKENS_BY_USERNAME: &str = "by-username";
 /// Index of the TaskEvents table by owner; only `created` events carry
 /// `owner_id`, so it lists each task once.
 pub const TASKS_BY_OWNER: &str = "by-owner";
+/// Tasks whose `created` event is written but whose `started` is not yet
+/// (sparse: the `unstarted` attribute of the `created` item, one of
+/// [`UNSTARTED_SHARDS`] values so that no index partition is hot; the range
+/// is the task id, a UUIDv7, so ids sort by creation time). The scheduled
+/// sweep (taskgate_lambda::reconcile::sweep) starts or fails what stays in it.
+pub const TASKS_UNSTARTED: &str = "unstarted";
+/// How many partitions the [`TASKS_UNSTARTED`] index spreads its items over.
+pub const UNSTARTED_SHARDS: u8 = 8;
 
 /// Indexes of the Projects table (docs/access-patterns.md). Each key
 /// attribute is set only on the rows the index serves (live ones), so the
@@ -198,12 +206,20 @@ pub fn table_specs(names: &TableNames) -> Vec<TableSpec> {
             name: names.task_events.clone(),
             hash_key: string_key("task_id"),
             range_key: Some(number_key("seq")),
-            indexes: vec![IndexSpec {
-                name: TASKS_BY_OWNER,
-                hash_key: string_key("owner_id"),
-                range_key: Some(string_key("task_id")),
-                projection: ProjectionType::KeysOnly,
-            }],
+            indexes: vec![
+                IndexSpec {
+                    name: TASKS_BY_OWNER,
+                    hash_key: string_key("owner_id"),
+                    range_key: Some(string_key("task_id")),
+                    projection: ProjectionType::KeysOnly,
+                },
+                IndexSpec {
+                    name: TASKS_UNSTARTED,
+                    hash_key: string_key("unstarted"),
+                    range_key: Some(string_key("task_id")),
+                    projection: ProjectionType::KeysOnly,
+                },
+            ],
             ttl_attribute: None,
             stream: true,
         },

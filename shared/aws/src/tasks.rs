@@ -6,7 +6,10 @@
 //! The whole event is kept as JSON text in `event` (so it reads back exactly
 //! as written and hashes the same); `type` and `at` sit beside it for people
 //! reading the table, and `owner_id` on `created` events feeds the sparse
-//! `by-owner` index.
+//! `by-owner` index. A `created` item also carries `unstarted` (its shard of
+//! the sparse `unstarted` index) until `started` is appended: a task whose
+//! start died between the two stays in that index, where the scheduled
+//! sweep finds it ([`DynamoStore::unstarted_tasks`]).
 
 use std::collections::HashMap;
 
@@ -19,7 +22,7 @@ use taskgate_domain::user::UserId;
 use crate::DynamoStore;
 use crate::attr::{n, s};
 use crate::errors::{build_error, condition_or, corrupt, store_error, transact};
-use crate::tables::TASKS_BY_OWNER;
+use crate::tables::{TASKS_BY_OWNER, TASKS_UNSTARTED, UNSTARTED_SHARDS};
 
 fn to_item(event: &TaskEvent) -> HashMap<String, AttributeValue> {
     let mut item = HashMap::from([
@@ -37,8 +40,34 @@ fn to_item(event: &TaskEvent) -> HashMap<String, AttributeValue> {
     ]);
     if let EventData::Created { owner_id, .. } = &event.data {
         item.insert("owner_id".to_owned(), s(owner_id.to_string()));
+        item.insert("unstarted".to_owned(), s(unstarted_shard(&event.task_id)));
     }
     item
+}
+
+/// The shard of the `unstarted` index a task's marker goes to: from the
+/// id's last byte, which is random in a UUIDv7.
+fn unstarted_shard(task: &TaskId) -> String {
+    let last = task
+        .to_string()
+        .chars()
+        .last()
+        .and_then(|c| c.to_digit(16))
+        .unwrap_or(0);
+    (last % u32::from(UNSTARTED_SHARDS)).to_string()
+}
+
+/// The smallest UUIDv7 of the millisecond `at` (as text, how ids sort in
+/// the index): every task created before `at` sorts below it.
+fn first_id_at(at: time::OffsetDateTime) -> String {
+    // A UUIDv7 holds the Unix time in milliseconds in its first 48 bits.
+    let millis =
+        u64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0) & 0xFFFF_FFFF_FFFF;
+    format!(
+        "{:08x}-{:04x}-7000-8000-000000000000",
+        millis >> 16,
+        millis & 0xFFFF
+    )
 }
 
 fn from_item(item: &HashMap<String, AttributeValue>) -> StoreResult<TaskEvent> {
@@ -193,7 +222,15 @@ impl TaskLog for DynamoStore {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| condition_or(e, StoreError::AlreadyExists))
+            .map_err(|e| condition_or(e, StoreError::AlreadyExists))?;
+        if matches!(event.data, EventData::Started { .. }) {
+            // Best effort: a marker left behind is cleared by the sweep,
+            // which finds the task started and leaves it be.
+            if let Err(e) = self.clear_unstarted(&event.task_id).await {
+                tracing::warn!(task = %event.task_id, error = %e, "could not clear a started task's unstarted marker");
+            }
+        }
+        Ok(())
     }
 
     // Progress is an attribute of the task's `created` item, outside the
@@ -336,5 +373,77 @@ impl TaskLog for DynamoStore {
             None => None,
         };
         Ok(Page { items, next })
+    }
+}
+
+impl DynamoStore {
+    /// Tasks created before `before` that may not have started: their
+    /// `created` item still carries the `unstarted` marker. Oldest first
+    /// within each shard, at most `limit` per shard (the sweep runs again
+    /// for the rest).
+    pub async fn unstarted_tasks(
+        &self,
+        before: time::OffsetDateTime,
+        limit: usize,
+    ) -> StoreResult<Vec<TaskId>> {
+        let bound = first_id_at(before);
+        let mut found = Vec::new();
+        for shard in 0..UNSTARTED_SHARDS {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.tables.task_events)
+                .index_name(TASKS_UNSTARTED)
+                .key_condition_expression("unstarted = :s AND task_id < :bound")
+                .expression_attribute_values(":s", s(shard.to_string()))
+                .expression_attribute_values(":bound", s(bound.clone()))
+                .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+                .send()
+                .await
+                .map_err(store_error)?;
+            for item in output.items() {
+                let id = key_of(item, "task_id")?;
+                found.push(TaskId::parse(&id).map_err(|e| corrupt("task id", e))?);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Removes `task`'s `unstarted` marker (nothing if it has none).
+    pub async fn clear_unstarted(&self, task: &TaskId) -> StoreResult<()> {
+        self.client
+            .update_item()
+            .table_name(&self.tables.task_events)
+            .key("task_id", s(task.to_string()))
+            .key("seq", n(1))
+            .update_expression("REMOVE unstarted")
+            .condition_expression("attribute_exists(unstarted)")
+            .send()
+            .await
+            .map(|_| ())
+            .or_else(|e| match condition_or(e, StoreError::Conflict) {
+                StoreError::Conflict => Ok(()),
+                other => Err(other),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bound_sorts_after_every_id_of_an_earlier_millisecond_and_before_later_ones() {
+        let at = time::macros::datetime!(2026-12-04 12:00:00.500 UTC);
+        let bound = first_id_at(at);
+        let millis = u64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap();
+        let id = |ms: u64, random: u128| {
+            let value = (u128::from(ms) << 80) | (0x7u128 << 76) | (0x2u128 << 62) | random;
+            uuid::Uuid::from_u128(value).hyphenated().to_string()
+        };
+        assert!(id(millis - 1, u128::from(u64::MAX >> 2)) < bound);
+        assert!(id(millis, 1) > bound);
+        assert!(id(millis + 1, 0) > bound);
+        assert_eq!(bound.len(), 36);
     }
 }

@@ -189,26 +189,79 @@ pub async fn realtime_cold_start(handler: &str) -> anyhow::Result<realtime::Real
     })
 }
 
-/// Runs the reconciler: fails the tasks whose executions ended without an
-/// outcome (see [`reconcile`]), fed by EventBridge.
+/// Runs the reconciler (see [`reconcile`]): fed by EventBridge, it fails
+/// the tasks whose executions ended without an outcome; run on a schedule
+/// (a `Scheduled Event`), it sweeps the tasks that were created but never
+/// started, older than `TASKGATE_UNSTARTED_GRACE_SECONDS` (default 120).
 pub fn run_reconciler() -> ExitCode {
     bootstrap(async {
-        let recorder = Arc::new(recorder().await);
+        let grace = unstarted_grace()?;
+        let (sdk, store) = dynamo_store().await;
+        let store = Arc::new(store);
+        let recorder = Recorder::new(store.clone());
+        let arn = env_endpoint("TASKGATE_STATE_MACHINE_ARN")
+            .context("TASKGATE_STATE_MACHINE_ARN must name the state machine")?;
+        let sfn = taskgate_aws::sfn_client(
+            &sdk,
+            env_endpoint("TASKGATE_STEPFUNCTIONS_ENDPOINT").as_deref(),
+        );
+        let workflow = Arc::new(StepFunctionsWorkflow::new(sfn, arn, recorder.clone()));
+        let recorder = Arc::new(recorder);
         tracing::info!(function = "task-reconciler", "cold start complete");
         let handler = lambda_runtime::service_fn(move |event: LambdaEvent<serde_json::Value>| {
-            let recorder = Arc::clone(&recorder);
+            let (store, recorder, workflow) =
+                (Arc::clone(&store), Arc::clone(&recorder), Arc::clone(&workflow));
             async move {
                 // A store failure fails the invocation: EventBridge
-                // retries it.
+                // retries it (the schedule runs the sweep again anyway).
+                let failed = |e: taskgate_domain::ports::StoreError| {
+                    taskgate_domain::ports::Chain(&e).to_string()
+                };
+                if event.payload["detail-type"] == "Scheduled Event" {
+                    let swept = reconcile::sweep(
+                        &store,
+                        &recorder,
+                        workflow.as_ref(),
+                        time::OffsetDateTime::now_utc(),
+                        grace,
+                    )
+                    .await
+                    .map_err(failed)?;
+                    tracing::info!(?swept, "swept the tasks that never started");
+                    return Ok::<_, String>(serde_json::json!({
+                        "started": swept.started.len(),
+                        "failed": swept.failed.len(),
+                        "cleared": swept.cleared,
+                        "deferred": swept.deferred,
+                    }));
+                }
                 let outcome = reconcile::reconcile(&recorder, &event.payload)
                     .await
-                    .map_err(|e| taskgate_domain::ports::Chain(&e).to_string())?;
+                    .map_err(failed)?;
                 tracing::info!(?outcome, "reconciled");
-                Ok::<_, String>(())
+                Ok::<_, String>(serde_json::Value::Null)
             }
         });
         lambda_runtime::run(handler).await.map_err(runtime_stopped)
     })
+}
+
+/// `TASKGATE_UNSTARTED_GRACE_SECONDS`: how long a task may stay created
+/// but not started before the sweep starts it (0 to 86400; default 120, far
+/// beyond a start's few hundred milliseconds and its function's timeout).
+fn unstarted_grace() -> anyhow::Result<std::time::Duration> {
+    let Some(raw) = env_endpoint("TASKGATE_UNSTARTED_GRACE_SECONDS") else {
+        return Ok(std::time::Duration::from_secs(120));
+    };
+    let seconds: u64 = raw
+        .trim()
+        .parse()
+        .ok()
+        .filter(|s| *s <= 86_400)
+        .with_context(|| {
+            format!("TASKGATE_UNSTARTED_GRACE_SECONDS is {raw:?}; expected whole seconds from 0 to 86400")
+        })?;
+    Ok(std::time::Duration::from_secs(seconds))
 }
 
 /// Runs the upload reaper: each scheduled invocation removes the

@@ -320,6 +320,9 @@ impl Realtime {
     }
 
     async fn post(&self, connection: &str, text: String) -> Result<(), Undelivered> {
+        // API Gateway refuses a message over 128 KB: a large one becomes a
+        // notice naming what to read.
+        let text = message::fit(text, self.state.settings.realtime.max_message_bytes);
         match self
             .management
             .post_to_connection()

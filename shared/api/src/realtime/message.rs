@@ -152,3 +152,110 @@ pub fn task_progress(topic: &Topic, task: &Task, now: OffsetDateTime) -> String 
         Some(("change", json!("progress"))),
     )
 }
+
+/// A state field longer than this (as JSON) is left out of a notice.
+const NOTICE_FIELD_BYTES: usize = 256;
+
+/// `text` if it is at most `limit` bytes; otherwise a notice in its place
+/// that keeps what orders and names the event (`type`, `topic`, `seq`, the
+/// event's `kind`, `actor`, `at`, `change`, and the short fields of its
+/// state: ids, status, version) and says where to read the rest:
+/// `"truncated": {"bytes": N, "read": "/tasks/{id}"}`.
+///
+/// API Gateway refuses a WebSocket message over 128 KB, and a task event
+/// can carry a result of 256 KiB and its logs; the local server applies
+/// the same limit (`TASKGATE_WS_MAX_MESSAGE_BYTES`), so that both
+/// transports send the same messages.
+pub fn fit(text: String, limit: usize) -> String {
+    if text.len() <= limit {
+        return text;
+    }
+    let Ok(Value::Object(mut message)) = serde_json::from_str::<Value>(&text) else {
+        // Only events grow large; anything else is sent as it is.
+        return text;
+    };
+    let topic = message
+        .get("topic")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let mut read = None;
+    if let Some(Value::Object(event)) = message.get_mut("event") {
+        for (name, value) in event.iter_mut() {
+            let Value::Object(state) = value else {
+                continue;
+            };
+            state.retain(|_, field| {
+                !field.is_object()
+                    && !field.is_array()
+                    && serde_json::to_string(field).map_or(0, |f| f.len()) <= NOTICE_FIELD_BYTES
+            });
+            let id = state.get("id").and_then(Value::as_str).unwrap_or_default();
+            read = Some(match name.as_str() {
+                "task" => format!("/tasks/{id}"),
+                "item" => format!(
+                    "/projects/{}/items/{id}",
+                    state
+                        .get("project_id")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                ),
+                "project" => format!("/projects/{id}"),
+                _ => match topic.strip_prefix("project:") {
+                    Some(project) => format!("/projects/{project}/members"),
+                    None => String::new(),
+                },
+            });
+        }
+    }
+    message.insert(
+        "truncated".into(),
+        json!({"bytes": text.len(), "read": read.unwrap_or_default()}),
+    );
+    Value::Object(message).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_within_the_limit_is_sent_as_it_is() {
+        let text = json!({"type": "event", "topic": "tasks", "event": {"kind": "task.updated", "task": {"id": "t", "result": "x"}}}).to_string();
+        assert_eq!(fit(text.clone(), text.len()), text);
+    }
+
+    #[test]
+    fn a_large_task_event_becomes_a_notice_that_names_the_task_and_keeps_its_order() {
+        let result = "y".repeat(200_000);
+        let text = json!({
+            "type": "event", "topic": "task:01", "seq": 4,
+            "event": {"kind": "task.updated", "actor": "ann", "at": "2026-12-04T00:00:00.000Z", "change": "succeeded",
+                      "task": {"id": "01", "status": "succeeded", "result": result, "logs": ["a"]}}
+        })
+        .to_string();
+        let notice: Value = serde_json::from_str(&fit(text.clone(), 128_000)).unwrap();
+        assert_eq!(
+            notice,
+            json!({
+                "type": "event", "topic": "task:01", "seq": 4,
+                "event": {"kind": "task.updated", "actor": "ann", "at": "2026-12-04T00:00:00.000Z", "change": "succeeded",
+                          "task": {"id": "01", "status": "succeeded"}},
+                "truncated": {"bytes": text.len(), "read": "/tasks/01"}
+            })
+        );
+    }
+
+    #[test]
+    fn a_large_item_event_names_the_item_to_read() {
+        let text = json!({
+            "type": "event", "topic": "project:p1", "seq": 9,
+            "event": {"kind": "item.updated", "item": {"id": "i1", "project_id": "p1", "version": 3, "description": "d".repeat(5000)}}
+        })
+        .to_string();
+        let notice: Value = serde_json::from_str(&fit(text, 1024)).unwrap();
+        assert_eq!(notice["event"]["item"], json!({"id": "i1", "project_id": "p1", "version": 3}));
+        assert_eq!(notice["truncated"]["read"], "/projects/p1/items/i1");
+        assert!(notice.to_string().len() <= 1024);
+    }
+}

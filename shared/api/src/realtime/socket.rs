@@ -251,7 +251,9 @@ impl Connection {
                     continue;
                 }
             };
+            let limit = self.state.settings.realtime.max_message_bytes;
             for text in outgoing {
+                let text = message::fit(text, limit);
                 if send(&mut socket, Message::Text(text.into())).await.is_err() {
                     return;
                 }
