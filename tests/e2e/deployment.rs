@@ -390,7 +390,11 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
     let d = Deployment::create(dynamodb_endpoint(), moto_endpoint()).await;
     // The sweep takes every task that has not started (none but the one
     // made stuck below: every other start clears its marker).
-    d.set_environment("TaskReconcilerFunction", "TASKGATE_UNSTARTED_GRACE_SECONDS", "0");
+    d.set_environment(
+        "TaskReconcilerFunction",
+        "TASKGATE_UNSTARTED_GRACE_SECONDS",
+        "0",
+    );
     // The first admin, as `taskgate admin create` would put it in.
     let store = taskgate_e2e::dynamodb_store_on(&d.tables).await;
     let hasher = PasswordHasher::new().unwrap();
@@ -1021,7 +1025,11 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
     tokio::time::sleep(Duration::from_millis(5)).await;
     let scheduled = json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}});
     let swept = d
-        .invoke("TaskReconcilerFunction", scheduled.clone(), Duration::from_secs(30))
+        .invoke(
+            "TaskReconcilerFunction",
+            scheduled.clone(),
+            Duration::from_secs(30),
+        )
         .await
         .response();
     assert_eq!(swept["started"], 1, "{swept}");
@@ -1145,6 +1153,46 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
         d.log_of("RealtimeFanOutFunction").await,
         d.log_of("RealtimeDefaultFunction").await,
     );
+    // A task event over API Gateway's 128 KB: a notice naming what to read.
+    let big_script = start(
+        &d,
+        &admin,
+        json!({"type": "js", "code": "'q'.repeat(200 * 1024)"}),
+    )
+    .await;
+    settled(&d, &admin, &big_script, Duration::from_secs(60)).await;
+    // The admin's socket, replaying the script's log.
+    let admin_connection = format!("conn-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let mut connect = ws_event("connect", &|e| {
+        e["queryStringParameters"] = json!({"token": admin});
+        e["multiValueQueryStringParameters"] = json!({"token": [admin]});
+    });
+    connect["requestContext"]["connectionId"] = json!(admin_connection);
+    d.invoke("RealtimeConnectFunction", connect, Duration::from_secs(30))
+        .await
+        .response();
+    let mut subscribe = ws_event("default", &|e| {
+        e["body"] = json!(
+            json!({"type": "subscribe", "topic": format!("task:{big_script}"), "after": 0})
+                .to_string()
+        );
+    });
+    subscribe["requestContext"]["connectionId"] = json!(admin_connection);
+    d.invoke(
+        "RealtimeDefaultFunction",
+        subscribe,
+        Duration::from_secs(30),
+    )
+    .await
+    .response();
+    let replayed = crate::realtime_aws::posted(&admin_connection).await;
+    let outcome = replayed
+        .iter()
+        .find(|m| m["event"]["change"] == "succeeded")
+        .unwrap_or_else(|| panic!("{replayed:?}"));
+    assert!(outcome.to_string().len() <= 128_000);
+    assert_eq!(outcome["truncated"]["read"], format!("/tasks/{big_script}"));
+
     let disconnect = ws_event("disconnect", &|_| {});
     d.invoke(
         "RealtimeDisconnectFunction",

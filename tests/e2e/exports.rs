@@ -31,6 +31,7 @@ on_each_backend!(
     a_zip_holds_the_callers_files,
     exports_of_what_the_caller_may_not_see_are_refused,
     a_cancelled_export_leaves_no_file,
+    csv_cells_a_spreadsheet_would_run_are_written_as_text,
 );
 
 /// Bytes no compressor can shrink (xorshift), so a zip of them is as big.
@@ -224,6 +225,87 @@ async fn a_project_exports_as_csv_and_ndjson(backend: Backend) {
             .collect::<Vec<_>>(),
         ["created", "started", "succeeded"]
     );
+}
+
+/// CSV injection (OWASP): a cell starting with `=`, `+`, `-`, `@`, a tab or
+/// a carriage return gets a leading `'` in a csv export; NDJSON keeps the
+/// value exactly.
+async fn csv_cells_a_spreadsheet_would_run_are_written_as_text(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin_token().await;
+    let alice = app.user_with_token(&admin, "alice", "user").await;
+    let (_, project) = status_and_json(
+        app.send_json(
+            Method::POST,
+            "/projects",
+            Some(&alice),
+            &json!({"name": "Sheet"}),
+        )
+        .await,
+    )
+    .await;
+    let project_id = project["id"].as_str().unwrap();
+    let titles = [
+        "=HYPERLINK(\"http://evil.example/\",\"click\")",
+        "+cmd|' /C calc'!A0",
+        "-2+3",
+        "@SUM(1+1)",
+        "Plain title",
+    ];
+    for title in titles {
+        let (status, item) = status_and_json(
+            app.send_json(
+                Method::POST,
+                &format!("/projects/{project_id}/items"),
+                Some(&alice),
+                &json!({"title": title, "description": "\tindented=1"}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{item}");
+    }
+    let task = exported(
+        &app,
+        &alice,
+        json!({"type": "export", "project": project_id, "format": "csv"}),
+    )
+    .await;
+    let (_, bytes) = result_file(&app, &alice, &task).await;
+    let mut reader = csv::Reader::from_reader(bytes.as_slice());
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let cells: Vec<(&str, &str)> = rows.iter().map(|r| (&r[1], &r[2])).collect();
+    assert_eq!(
+        cells,
+        [
+            (
+                "'=HYPERLINK(\"http://evil.example/\",\"click\")",
+                "'\tindented=1"
+            ),
+            ("'+cmd|' /C calc'!A0", "'\tindented=1"),
+            ("'-2+3", "'\tindented=1"),
+            ("'@SUM(1+1)", "'\tindented=1"),
+            ("Plain title", "'\tindented=1"),
+        ]
+    );
+    let task = exported(
+        &app,
+        &alice,
+        json!({"type": "export", "project": project_id, "format": "ndjson"}),
+    )
+    .await;
+    let (_, bytes) = result_file(&app, &alice, &task).await;
+    let exact: Vec<String> = String::from_utf8(bytes)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<Value>(line).unwrap()["title"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(exact, titles);
 }
 
 async fn a_zip_holds_the_callers_files(backend: Backend) {

@@ -28,6 +28,7 @@ on_each_backend!(
     revoked_and_expired_tokens_close_the_socket_with_4401,
     limits_on_connections_and_subscriptions_answer_clearly,
     idle_sockets_are_pinged_and_silent_ones_dropped,
+    a_message_over_the_limit_becomes_a_notice_naming_what_to_read,
 );
 
 /// How long to wait for a message that must come (not a performance bound:
@@ -352,6 +353,42 @@ async fn replay_with_after_joins_the_live_stream_under_concurrent_writes(backend
     )
     .await;
     assert_eq!(late.event().await["seq"], last + 1);
+}
+
+/// A task event with a result bigger than `TASKGATE_WS_MAX_MESSAGE_BYTES`
+/// (128000, API Gateway's limit) arrives as a notice: the same event, with
+/// only the short fields of the task, and where to read the rest.
+async fn a_message_over_the_limit_becomes_a_notice_naming_what_to_read(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin_token().await;
+    let mut socket = Ws::connect(&app, &admin).await;
+    socket.subscribe("tasks", None).await;
+    let task = app
+        .start_task(
+            &admin,
+            json!({"type": "js", "code": "'z'.repeat(200 * 1024)"}),
+        )
+        .await;
+    let id = task["id"].as_str().unwrap().to_owned();
+    let outcome = loop {
+        let message = socket.change().await;
+        if message["event"]["change"] == "succeeded" {
+            break message;
+        }
+    };
+    assert!(outcome.to_string().len() <= 128_000, "the notice is small");
+    assert_eq!(outcome["seq"], 3, "{outcome}");
+    assert_eq!(outcome["event"]["task"]["id"], id.as_str());
+    assert_eq!(outcome["event"]["task"]["status"], "succeeded");
+    assert!(
+        outcome["event"]["task"].get("result").is_none(),
+        "{outcome}"
+    );
+    assert_eq!(outcome["truncated"]["read"], format!("/tasks/{id}"));
+    assert!(outcome["truncated"]["bytes"].as_u64().unwrap() > 200 * 1024);
+    // Reading it gives the whole result.
+    let (_, whole) = status_and_json(app.get(&format!("/tasks/{id}"), Some(&admin)).await).await;
+    assert_eq!(whole["result"].as_str().map(str::len), Some(200 * 1024));
 }
 
 async fn tasks_report_their_changes_and_running_delays_their_progress(backend: Backend) {

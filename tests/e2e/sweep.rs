@@ -29,7 +29,10 @@ async fn started_events(recorder: &Recorder, task: &Task) -> usize {
 }
 
 fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -43,16 +46,27 @@ async fn a_task_that_never_started_is_started_once_even_racing_a_late_start() {
     // Started normally: its marker is cleared, the sweep does not see it.
     let normal = created(&recorder, 3600.0).await;
     workflow.start(&normal).await.unwrap();
-    let swept = sweep(&store, &recorder, &workflow, now(), Duration::ZERO).await.unwrap();
+    let swept = sweep(&store, &recorder, &workflow, now(), Duration::ZERO)
+        .await
+        .unwrap();
     assert!(!swept.started.contains(&normal.id), "{swept:?}");
 
     // A young task is left alone (its start may be under way).
     let young = created(&recorder, 3600.0).await;
-    let swept = sweep(&store, &recorder, &workflow, now(), Duration::from_secs(300))
-        .await
-        .unwrap();
+    let swept = sweep(
+        &store,
+        &recorder,
+        &workflow,
+        now(),
+        Duration::from_secs(300),
+    )
+    .await
+    .unwrap();
     assert!(!swept.started.contains(&young.id), "{swept:?}");
-    assert_eq!(recorder.load(&young.id).await.unwrap().unwrap().0.status, Status::Pending);
+    assert_eq!(
+        recorder.load(&young.id).await.unwrap().unwrap().0.status,
+        Status::Pending
+    );
 
     // Stuck, and its start arrives late, at the same moment as the sweep.
     let stuck = created(&recorder, 3600.0).await;
@@ -71,12 +85,20 @@ async fn a_task_that_never_started_is_started_once_even_racing_a_late_start() {
     assert!(swept.failed.is_empty(), "{swept:?}");
     // The young one was old enough this time: started by the sweep.
     assert!(swept.started.contains(&young.id), "{swept:?}");
-    assert_eq!(recorder.load(&young.id).await.unwrap().unwrap().0.status, Status::Running);
+    assert_eq!(
+        recorder.load(&young.id).await.unwrap().unwrap().0.status,
+        Status::Running
+    );
 
     // A second sweep finds nothing of them: once.
-    let again = sweep(&store, &recorder, &workflow, now(), Duration::ZERO).await.unwrap();
+    let again = sweep(&store, &recorder, &workflow, now(), Duration::ZERO)
+        .await
+        .unwrap();
     for task in [&normal, &young, &stuck] {
-        assert!(!again.started.contains(&task.id) && !again.failed.contains(&task.id), "{again:?}");
+        assert!(
+            !again.started.contains(&task.id) && !again.failed.contains(&task.id),
+            "{again:?}"
+        );
         assert_eq!(started_events(&recorder, task).await, 1);
     }
 
@@ -87,10 +109,23 @@ async fn a_task_that_never_started_is_started_once_even_racing_a_late_start() {
         .cancelled(&cancelled.id, &Username::parse("alice").unwrap())
         .await
         .unwrap();
-    let swept = sweep(&store, &recorder, &workflow, now(), Duration::ZERO).await.unwrap();
+    let swept = sweep(&store, &recorder, &workflow, now(), Duration::ZERO)
+        .await
+        .unwrap();
     assert!(swept.cleared >= 1 && swept.started.is_empty(), "{swept:?}");
-    assert_eq!(recorder.load(&cancelled.id).await.unwrap().unwrap().0.status, Status::Cancelled);
-    let swept = sweep(&store, &recorder, &workflow, now(), Duration::ZERO).await.unwrap();
+    assert_eq!(
+        recorder
+            .load(&cancelled.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .0
+            .status,
+        Status::Cancelled
+    );
+    let swept = sweep(&store, &recorder, &workflow, now(), Duration::ZERO)
+        .await
+        .unwrap();
     assert_eq!(swept, Default::default(), "nothing left to sweep");
 
     for task in [&normal, &young, &stuck] {
@@ -108,11 +143,15 @@ async fn a_stuck_task_step_functions_refuses_fails_with_a_clear_code() {
     let workflow = StepFunctionsWorkflow::new(client, &missing, recorder.clone());
     let stuck = created(&recorder, 1.0).await;
     let now = time::OffsetDateTime::now_utc() + Duration::from_secs(1);
-    let swept = sweep(&store, &recorder, &workflow, now, Duration::ZERO).await.unwrap();
+    let swept = sweep(&store, &recorder, &workflow, now, Duration::ZERO)
+        .await
+        .unwrap();
     assert_eq!(swept.failed, vec![stuck.id], "{swept:?}");
     let task = recorder.load(&stuck.id).await.unwrap().unwrap().0;
     assert_eq!(task.status, Status::Failed);
     assert_eq!(task.error.unwrap().code, "workflow-unavailable");
-    let again = sweep(&store, &recorder, &workflow, now, Duration::ZERO).await.unwrap();
+    let again = sweep(&store, &recorder, &workflow, now, Duration::ZERO)
+        .await
+        .unwrap();
     assert_eq!(again, Default::default());
 }

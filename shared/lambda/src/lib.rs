@@ -209,8 +209,11 @@ pub fn run_reconciler() -> ExitCode {
         let recorder = Arc::new(recorder);
         tracing::info!(function = "task-reconciler", "cold start complete");
         let handler = lambda_runtime::service_fn(move |event: LambdaEvent<serde_json::Value>| {
-            let (store, recorder, workflow) =
-                (Arc::clone(&store), Arc::clone(&recorder), Arc::clone(&workflow));
+            let (store, recorder, workflow) = (
+                Arc::clone(&store),
+                Arc::clone(&recorder),
+                Arc::clone(&workflow),
+            );
             async move {
                 // A store failure fails the invocation: EventBridge
                 // retries it (the schedule runs the sweep again anyway).

@@ -254,7 +254,10 @@ mod tests {
         })
         .to_string();
         let notice: Value = serde_json::from_str(&fit(text, 1024)).unwrap();
-        assert_eq!(notice["event"]["item"], json!({"id": "i1", "project_id": "p1", "version": 3}));
+        assert_eq!(
+            notice["event"]["item"],
+            json!({"id": "i1", "project_id": "p1", "version": 3})
+        );
         assert_eq!(notice["truncated"]["read"], "/projects/p1/items/i1");
         assert!(notice.to_string().len() <= 1024);
     }
