@@ -18,7 +18,9 @@ real-time tests need from the API Gateway management API:
   (`POST /2015-03-31/functions/{name}/invocations`, which is how moto's
   Step Functions engine runs a Lambda task) a `POST` of the payload to the
   URL; its answer comes back as the invoke's payload, and its
-  `X-Amz-Function-Error` header as the invoke's function error. Other
+  `X-Amz-Function-Error` header as the invoke's function error; an
+  asynchronous invoke (`X-Amz-Invocation-Type: Event`) is answered 202 at
+  once and delivered in the background, as Lambda does. Other
   functions keep moto's stub (without Docker it echoes the payload).
 
 Usage: python moto-server.py HOST PORT
@@ -29,6 +31,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -84,7 +87,23 @@ def read_body(environ):
     return environ["wsgi.input"].read(length) if length else b""
 
 
+def deliver(url, body):
+    request = urllib.request.Request(
+        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=960) as answer:
+            answer.read()
+    except urllib.error.URLError as e:
+        print(f"an asynchronous invocation of {url} failed: {e}", file=sys.stderr)
+
+
 def forward_invocation(environ, start_response, url):
+    if environ.get("HTTP_X_AMZ_INVOCATION_TYPE") == "Event":
+        body = read_body(environ)
+        threading.Thread(target=deliver, args=(url, body), daemon=True).start()
+        start_response("202 Accepted", [("Content-Type", "application/json")])
+        return [b""]
     request = urllib.request.Request(
         url,
         data=read_body(environ),

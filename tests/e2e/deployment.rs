@@ -395,6 +395,12 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
         "TASKGATE_UNSTARTED_GRACE_SECONDS",
         "0",
     );
+    // Every replay page past the first goes to the next invocation.
+    d.set_environment(
+        "RealtimeDefaultFunction",
+        "TASKGATE_WS_REPLAY_BUDGET_MS",
+        "1",
+    );
     // The first admin, as `taskgate admin create` would put it in.
     let store = taskgate_e2e::dynamodb_store_on(&d.tables).await;
     let hasher = PasswordHasher::new().unwrap();
@@ -1192,6 +1198,77 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
         .unwrap_or_else(|| panic!("{replayed:?}"));
     assert!(outcome.to_string().len() <= 128_000);
     assert_eq!(outcome["truncated"]["read"], format!("/tasks/{big_script}"));
+
+    // A replay longer than one invocation's budget: carried on by the
+    // function invoking itself, page after page, each entry once, in order.
+    let long = ok(
+        &d.api("POST", "/projects", &alice, Some(json!({"name": "Long"})))
+            .await,
+        201,
+        "project",
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for i in 0..230 {
+        ok(
+            &d.api(
+                "POST",
+                &format!("/projects/{long}/items"),
+                &alice,
+                Some(json!({"title": format!("item {i}")})),
+            )
+            .await,
+            201,
+            "an item",
+        );
+    }
+    let replaying = format!("conn-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let mut connect = ws_event("connect", &|e| {
+        e["queryStringParameters"] = json!({"token": alice});
+        e["multiValueQueryStringParameters"] = json!({"token": [alice]});
+    });
+    connect["requestContext"]["connectionId"] = json!(replaying);
+    d.invoke("RealtimeConnectFunction", connect, Duration::from_secs(30))
+        .await
+        .response();
+    let mut subscribe = ws_event("default", &|e| {
+        e["body"] = json!(
+            json!({"type": "subscribe", "topic": format!("project:{long}"), "after": 0})
+                .to_string()
+        );
+    });
+    subscribe["requestContext"]["connectionId"] = json!(replaying);
+    d.invoke(
+        "RealtimeDefaultFunction",
+        subscribe,
+        Duration::from_secs(30),
+    )
+    .await
+    .response();
+    // The project's creation, then 230 items: 231 entries, three pages.
+    let begun = Instant::now();
+    let seqs = loop {
+        let posted = crate::realtime_aws::posted(&replaying).await;
+        let seqs: Vec<u64> = posted.iter().filter_map(|m| m["seq"].as_u64()).collect();
+        if seqs.len() >= 231 || begun.elapsed() > Duration::from_secs(30) {
+            break seqs;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        seqs,
+        (1..=231).collect::<Vec<u64>>(),
+        "each entry once, in order"
+    );
+    assert_eq!(
+        d.log_of("RealtimeDefaultFunction")
+            .await
+            .matches("\"cold start complete\"")
+            .count(),
+        1,
+        "one container served every part of the replay"
+    );
 
     let disconnect = ws_event("disconnect", &|_| {});
     d.invoke(

@@ -54,6 +54,7 @@ async fn realtime(app: &TestApp) -> Realtime {
         state: Arc::new(state),
         connections: Connections::new(client, tables.connections),
         management,
+        replays: None,
     }
 }
 

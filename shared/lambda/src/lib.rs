@@ -121,20 +121,31 @@ pub fn run_realtime() -> ExitCode {
         tracing::info!(function = "realtime", handler, "cold start complete");
         match handler.as_str() {
             "connect" | "disconnect" | "default" => {
-                let handler = lambda_runtime::service_fn(
-                    move |event: LambdaEvent<
-                        aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest,
-                    >| {
+                let handler =
+                    lambda_runtime::service_fn(move |event: LambdaEvent<serde_json::Value>| {
                         let (realtime, handler) = (Arc::clone(&realtime), handler.clone());
                         async move {
-                            Ok::<_, std::convert::Infallible>(match handler.as_str() {
-                                "connect" => realtime.connect(event.payload).await,
-                                "disconnect" => realtime.disconnect(event.payload).await,
-                                _ => realtime.message(event.payload).await,
-                            })
+                            // `$default` also takes the rest of a replay it
+                            // handed itself (realtime::Replays).
+                            if handler == "default"
+                                && let Ok(rest) = serde_json::from_value::<realtime::ReplayEvent>(
+                                    event.payload.clone(),
+                                )
+                            {
+                                realtime.resume(rest.taskgate_replay).await;
+                                return Ok(serde_json::Value::Null);
+                            }
+                            let request: aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest =
+                                serde_json::from_value(event.payload)
+                                    .map_err(|e| format!("not a WebSocket API event: {e}"))?;
+                            let response = match handler.as_str() {
+                                "connect" => realtime.connect(request).await,
+                                "disconnect" => realtime.disconnect(request).await,
+                                _ => realtime.message(request).await,
+                            };
+                            serde_json::to_value(response).map_err(|e| e.to_string())
                         }
-                    },
-                );
+                    });
                 lambda_runtime::run(handler).await.map_err(runtime_stopped)
             }
             "fan-out" => {
@@ -182,11 +193,49 @@ pub async fn realtime_cold_start(handler: &str) -> anyhow::Result<realtime::Real
         store.client().clone(),
         store.tables().connections.clone(),
     );
+    // `$default` hands a replay longer than its budget to its next
+    // invocation (itself, by the name Lambda gives it).
+    let replays = if handler == "default" {
+        let function = env_endpoint("AWS_LAMBDA_FUNCTION_NAME")
+            .context("AWS_LAMBDA_FUNCTION_NAME is not set; Lambda sets it")?;
+        let mut config = aws_sdk_lambda::config::Builder::from(&sdk);
+        if let Some(endpoint) = env_endpoint("TASKGATE_LAMBDA_ENDPOINT") {
+            config = config.endpoint_url(endpoint);
+        }
+        Some(realtime::Replays {
+            lambda: aws_sdk_lambda::Client::from_conf(config.build()),
+            function,
+            budget: replay_budget()?,
+        })
+    } else {
+        None
+    };
     Ok(realtime::Realtime {
         state,
         connections,
         management,
+        replays,
     })
+}
+
+/// `TASKGATE_WS_REPLAY_BUDGET_MS` (1 to 60000, default 5000): how long one
+/// `$default` invocation replays before it hands the rest to the next
+/// (its timeout is 10 s).
+fn replay_budget() -> anyhow::Result<std::time::Duration> {
+    let Some(raw) = env_endpoint("TASKGATE_WS_REPLAY_BUDGET_MS") else {
+        return Ok(std::time::Duration::from_secs(5));
+    };
+    let ms: u64 = raw
+        .trim()
+        .parse()
+        .ok()
+        .filter(|ms| (1..=60_000).contains(ms))
+        .with_context(|| {
+            format!(
+                "TASKGATE_WS_REPLAY_BUDGET_MS is {raw:?}; expected milliseconds from 1 to 60000"
+            )
+        })?;
+    Ok(std::time::Duration::from_millis(ms))
 }
 
 /// Runs the reconciler (see [`reconcile`]): fed by EventBridge, it fails

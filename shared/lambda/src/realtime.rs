@@ -46,12 +46,42 @@ const MAX_CONNECTION_SECONDS: i64 = 2 * 3600;
 /// Entries posted per feed read when replaying.
 const REPLAY_PAGE: usize = 100;
 
+/// Where a replay stopped for want of time, carried on by the next
+/// invocation of `$default` (an asynchronous invoke of itself).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct Continuation {
+    pub connection: String,
+    pub topic: String,
+    /// The feed position of the last entry posted.
+    pub after: u64,
+}
+
+/// The event `$default` sends itself to carry a replay on:
+/// `{"taskgate_replay": Continuation}`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct ReplayEvent {
+    pub taskgate_replay: Continuation,
+}
+
+/// How `$default` carries a long replay over to its next invocation: it
+/// replays for at most `budget`, then invokes `function` (itself)
+/// asynchronously with where it stopped. A function has 10 s
+/// (infra/template.yaml); the budget leaves room for the posts.
+pub struct Replays {
+    pub lambda: aws_sdk_lambda::Client,
+    pub function: String,
+    pub budget: std::time::Duration,
+}
+
 /// What every real-time function holds: the application state (store,
 /// token keys, settings), the Connections table and the management API.
 pub struct Realtime {
     pub state: Arc<AppState>,
     pub connections: Connections,
     pub management: aws_sdk_apigatewaymanagement::Client,
+    /// `$default` only: how long replays carry on (see [`Replays`]);
+    /// without it a replay runs to its end in one invocation.
+    pub replays: Option<Replays>,
 }
 
 fn respond(status: u16, body: Option<String>) -> ApiGatewayProxyResponse {
@@ -168,12 +198,18 @@ impl Realtime {
         let Some(actor) = self.session_of(&connection).await else {
             return respond(401, None);
         };
+        let mut continuation = None;
         let outgoing = match ClientMessage::parse(request.body.as_deref().unwrap_or_default()) {
             Err(detail) => vec![message::error(None, 400, &detail)],
             Ok(ClientMessage::Subscribe { topic, after }) => match Topic::parse(&topic) {
                 Err(detail) => vec![message::error(None, 400, &detail)],
                 Ok(topic) => match self.subscribe(&connection, &actor, &topic, after).await {
-                    Ok(messages) => messages,
+                    Ok((messages, rest)) => {
+                        if let Some(rest) = rest {
+                            continuation = Some(rest);
+                        }
+                        messages
+                    }
                     Err((status, detail)) => vec![message::error(Some(&topic), status, &detail)],
                 },
             },
@@ -196,10 +232,132 @@ impl Realtime {
         for text in outgoing {
             if let Err(Undelivered::Gone) = self.post(id, text).await {
                 let _ = self.connections.forget(id).await;
-                break;
+                return respond(200, None);
             }
         }
+        if let Some(rest) = continuation {
+            self.carry_on(rest).await;
+        }
         respond(200, None)
+    }
+
+    /// Hands the rest of a replay to the next invocation of `$default`.
+    async fn carry_on(&self, rest: Continuation) {
+        let Some(replays) = &self.replays else {
+            return;
+        };
+        let payload = serde_json::to_vec(&ReplayEvent {
+            taskgate_replay: rest.clone(),
+        })
+        .expect("a continuation serialises");
+        let sent = replays
+            .lambda
+            .invoke()
+            .function_name(&replays.function)
+            .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
+            .payload(aws_sdk_lambda::primitives::Blob::new(payload))
+            .send()
+            .await;
+        if let Err(e) = sent {
+            // The client misses the rest of this replay; it can resubscribe
+            // with `after` set to the last seq it got.
+            tracing::error!(
+                connection = rest.connection,
+                topic = rest.topic,
+                after = rest.after,
+                error = %aws_sdk_lambda::error::DisplayErrorContext(&e),
+                "could not carry a replay over to the next invocation"
+            );
+        }
+    }
+
+    /// A replay carried over from an earlier invocation (see [`Replays`]):
+    /// only while the connection is still open, its token good, it still
+    /// subscribes to the topic, and it may still see it.
+    pub async fn resume(&self, rest: Continuation) {
+        let Ok(Some(connection)) = self.connections.get(&rest.connection).await else {
+            return;
+        };
+        let Some(actor) = self.session_of(&connection).await else {
+            return;
+        };
+        let Ok(topic) = Topic::parse(&rest.topic) else {
+            return;
+        };
+        match self.connections.topics_of(&connection.id).await {
+            Ok(topics) if topics.contains(&rest.topic) => {}
+            _ => return,
+        }
+        let Ok(Allowed::Project(project)) = authorize(&self.state, &actor, &topic).await else {
+            return;
+        };
+        let (messages, more) = match self
+            .replay_project(&topic, &project, &actor, rest.after)
+            .await
+        {
+            Ok(replayed) => replayed,
+            Err((status, detail)) => (vec![message::error(Some(&topic), status, &detail)], None),
+        };
+        for text in messages {
+            if let Err(Undelivered::Gone) = self.post(&connection.id, text).await {
+                let _ = self.connections.forget(&connection.id).await;
+                return;
+            }
+        }
+        if let Some(after) = more {
+            self.carry_on(Continuation {
+                connection: connection.id.clone(),
+                topic: rest.topic,
+                after,
+            })
+            .await;
+        }
+    }
+
+    /// A project's feed after `from`, page by page, for at most the replay
+    /// budget (at least one page): the messages, and where it stopped if
+    /// there is more.
+    async fn replay_project(
+        &self,
+        topic: &Topic,
+        project: &Project,
+        actor: &Actor,
+        from: u64,
+    ) -> Result<(Vec<String>, Option<u64>), Refusal> {
+        let begun = std::time::Instant::now();
+        let budget = self.replays.as_ref().map(|r| r.budget);
+        let mut folds = Folds::default();
+        let mut messages = Vec::new();
+        let mut from = from;
+        loop {
+            let page = self
+                .state
+                .store
+                .project_feed(&project.id, from, REPLAY_PAGE)
+                .await
+                .map_err(|e| store_failed(&e))?;
+            let Some(last) = page.last().map(|entry| entry.position) else {
+                return Ok((messages, None));
+            };
+            // Every page must move on; a store that answered the same page
+            // again would otherwise hold this loop for good.
+            if last <= from {
+                tracing::error!(project = %project.id, from, last, "the feed did not advance; the replay stops");
+                return Ok((messages, None));
+            }
+            from = last;
+            let full = page.len() == REPLAY_PAGE;
+            for entry in page {
+                let rendered = folds.render(&self.state, entry).await?;
+                messages.extend(history(topic, rendered, project, actor));
+            }
+            if !full {
+                return Ok((messages, None));
+            }
+            if budget.is_some_and(|budget| begun.elapsed() >= budget) {
+                return Ok((messages, Some(from)));
+            }
+        }
     }
 
     async fn subscribe(
@@ -208,7 +366,7 @@ impl Realtime {
         actor: &Actor,
         topic: &Topic,
         after: Option<u64>,
-    ) -> Result<Vec<String>, Refusal> {
+    ) -> Result<(Vec<String>, Option<Continuation>), Refusal> {
         let limit = self.state.settings.realtime.max_subscriptions;
         let topics = self
             .connections
@@ -239,32 +397,23 @@ impl Realtime {
         }
         let mut messages = vec![message::subscribed(topic)];
         let Some(after) = after else {
-            return Ok(messages);
+            return Ok((messages, None));
         };
+        let mut rest = None;
         match allowed {
             Allowed::Project(project) => {
-                let mut folds = Folds::default();
-                let mut from = after;
-                loop {
-                    let page = self
-                        .state
-                        .store
-                        .project_feed(&project.id, from, REPLAY_PAGE)
-                        .await
-                        .map_err(|e| store_failed(&e))?;
-                    let Some(last) = page.last() else {
-                        break;
-                    };
-                    from = last.position;
-                    for entry in page {
-                        let rendered = folds.render(&self.state, entry).await?;
-                        messages.extend(history(topic, rendered, &project, actor));
-                    }
-                }
+                let (replayed, more) = self.replay_project(topic, &project, actor, after).await?;
+                messages.extend(replayed);
+                rest = more.map(|after| Continuation {
+                    connection: connection.id.clone(),
+                    topic: topic.to_string(),
+                    after,
+                });
             }
             Allowed::Task(_, events) => {
                 let now = self.state.clock.now();
-                for (index, event) in events.iter().enumerate().skip(after as usize) {
+                let skip = usize::try_from(after).unwrap_or(usize::MAX);
+                for (index, event) in events.iter().enumerate().skip(skip) {
                     if let Ok(task) = fold(&events[..=index]) {
                         messages.push(message::task_event(topic, event, &task, now));
                     }
@@ -272,7 +421,7 @@ impl Realtime {
             }
             Allowed::Tasks => {}
         }
-        Ok(messages)
+        Ok((messages, rest))
     }
 
     /// The actor behind a connection if its token is still good; otherwise

@@ -283,6 +283,35 @@ impl Deployment {
             definition =
                 definition.replace(&format!("${{{}}}", placeholder.as_str().unwrap()), &arn);
         }
+        // Functions that invoke themselves (the `$default` replay).
+        for function in &self.functions {
+            if function
+                .environment
+                .contains_key("TASKGATE_LAMBDA_ENDPOINT")
+            {
+                let response: Value = http
+                    .post(format!("{moto}/2015-03-31/functions"))
+                    .header("authorization", moto_auth("lambda"))
+                    .json(&json!({
+                        "FunctionName": function.name,
+                        "Runtime": "provided.al2023",
+                        "Role": role,
+                        "Handler": "bootstrap",
+                        "Code": {"ZipFile": empty_zip},
+                    }))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                assert!(response["FunctionArn"].is_string(), "{response}");
+                targets.insert(
+                    function.name.clone(),
+                    json!(format!("{invoke}/invoke/{}", function.name)),
+                );
+            }
+        }
         let registered = http
             .post(format!("{moto}/_taskgate/lambda-targets"))
             .json(&targets)
@@ -320,10 +349,14 @@ impl Deployment {
                 return (StatusCode::GONE, "the deployment is gone").into_response();
             };
             let event: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            let id = name
-                .strip_prefix(&format!("{}-", deployment.physical.stack))
-                .unwrap_or(&name)
-                .to_owned();
+            let Some(id) = deployment
+                .functions
+                .iter()
+                .find(|f| f.name == name)
+                .map(|f| f.logical_id.clone())
+            else {
+                return (StatusCode::NOT_FOUND, format!("no function {name}")).into_response();
+            };
             match deployment
                 .invoke(&id, event, Duration::from_secs(900))
                 .await
@@ -380,7 +413,8 @@ impl Deployment {
                     "TASKGATE_DYNAMODB_ENDPOINT"
                     | "TASKGATE_STEPFUNCTIONS_ENDPOINT"
                     | "TASKGATE_SECRETSMANAGER_ENDPOINT"
-                    | "TASKGATE_S3_ENDPOINT" => endpoint.clone(),
+                    | "TASKGATE_S3_ENDPOINT"
+                    | "TASKGATE_LAMBDA_ENDPOINT" => endpoint.clone(),
                     // The management API at the same stage path, on the proxy.
                     "TASKGATE_WS_ENDPOINT" => {
                         let path = value
@@ -411,7 +445,7 @@ impl Deployment {
         }
         let process = Arc::new(
             FunctionProcess::start(
-                &format!("{}-{id}", self.physical.stack),
+                &function.name,
                 &crate::workspace_binary(&function.binary),
                 &environment,
                 self.logs.path().join(format!("{id}.log")),

@@ -236,6 +236,18 @@ fn classify(
         )];
     }
     let service = signed_service(headers, query);
+    if service == "lambda"
+        && let Some(name) = path
+            .strip_prefix("/2015-03-31/functions/")
+            .and_then(|rest| rest.strip_suffix("/invocations"))
+    {
+        let name = percent_decode(name);
+        let name = name.rsplit("function:").next().unwrap_or(&name).to_owned();
+        return vec![(
+            "lambda:InvokeFunction".to_owned(),
+            format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"),
+        )];
+    }
     if service == "s3" {
         return s3(method, path, query, headers, body);
     }

@@ -27,6 +27,8 @@ pub struct Physical {
 #[derive(Debug, Clone)]
 pub struct Function {
     pub logical_id: String,
+    /// Its physical name (Lambda's `AWS_LAMBDA_FUNCTION_NAME`).
+    pub name: String,
     /// The program it runs (`Metadata.BuildProperties.Binary`).
     pub binary: String,
     /// Its environment: the Globals' variables, then its own.
@@ -146,6 +148,7 @@ impl Template {
                 }
                 Function {
                     logical_id: id.clone(),
+                    name: resolver.name(&id),
                     binary: resource["Metadata"]["BuildProperties"]["Binary"]
                         .as_str()
                         .unwrap_or_else(|| panic!("{id}: no Binary"))
@@ -262,11 +265,15 @@ impl Resolver<'_> {
     }
 
     fn name(&self, id: &str) -> String {
-        self.physical
-            .names
-            .get(id)
-            .cloned()
-            .unwrap_or_else(|| format!("{}-{id}", self.physical.stack))
+        if let Some(name) = self.physical.names.get(id) {
+            return name.clone();
+        }
+        // A function named by the template is called so.
+        let named = &self.template.resource(id)["Properties"]["FunctionName"];
+        if !named.is_null() {
+            return self.string(named);
+        }
+        format!("{}-{id}", self.physical.stack)
     }
 
     fn arn(&self, id: &str, kind: &str) -> String {
