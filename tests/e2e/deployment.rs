@@ -258,11 +258,7 @@ async fn login(d: &Deployment, username: &str, password: &str) -> String {
 async fn settled(d: &Deployment, token: &str, id: &str, limit: Duration) -> Value {
     let begun = Instant::now();
     loop {
-        let task = ok(
-            &d.api("GET", &format!("/tasks/{id}"), token, None).await,
-            200,
-            "task",
-        );
+        let task = call(d, 200, "task", "GET", &format!("/tasks/{id}"), token, None).await;
         if ["succeeded", "failed", "cancelled"].contains(&task["status"].as_str().unwrap()) {
             return task;
         }
@@ -282,11 +278,7 @@ async fn settled(d: &Deployment, token: &str, id: &str, limit: Duration) -> Valu
 async fn reaches(d: &Deployment, token: &str, id: &str, status: &str) -> Value {
     let begun = Instant::now();
     loop {
-        let task = ok(
-            &d.api("GET", &format!("/tasks/{id}"), token, None).await,
-            200,
-            "task",
-        );
+        let task = call(d, 200, "task", "GET", &format!("/tasks/{id}"), token, None).await;
         if task["status"] == status {
             return task;
         }
@@ -325,10 +317,23 @@ async fn bucket_contents(d: &Deployment) -> Vec<String> {
     found
 }
 
-/// A tus upload of `bytes` through the deployed functions; the file's id.
-async fn upload(d: &Deployment, token: &str, name: &str, bytes: &[u8]) -> String {
+/// A JSON API call through API Gateway that must answer `status`; its body.
+async fn call(
+    d: &Deployment,
+    status: u16,
+    what: &str,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> Value {
+    ok(&d.api(method, path, token, body).await, status, what)
+}
+
+/// Creates a tus upload of `length` bytes (named `name`); its location.
+async fn begin_upload(d: &Deployment, token: &str, name: &str, length: usize) -> String {
     let auth = format!("Bearer {token}");
-    let length = bytes.len().to_string();
+    let length = length.to_string();
     let metadata = format!(
         "filename {}",
         base64::engine::general_purpose::STANDARD.encode(name)
@@ -347,16 +352,20 @@ async fn upload(d: &Deployment, token: &str, name: &str, bytes: &[u8]) -> String
         )
         .await;
     ok(&created, 201, "tus create");
-    let location = created.header("location").unwrap().to_owned();
-    let id = location.trim_start_matches("/files/").to_owned();
-    // In chunks a Lambda request can carry (TASKGATE_MAX_PATCH_BYTES).
-    let mut offset = 0;
+    created.header("location").unwrap().to_owned()
+}
+
+/// Sends `bytes` to the upload at `location` from `offset`, in chunks a
+/// Lambda request can carry (TASKGATE_MAX_PATCH_BYTES, 4 MiB).
+async fn send_bytes(d: &Deployment, token: &str, location: &str, offset: usize, bytes: &[u8]) {
+    let auth = format!("Bearer {token}");
+    let mut offset = offset;
     for chunk in bytes.chunks(4 << 20) {
         let at = offset.to_string();
         let patched = d
             .http(
                 "PATCH",
-                &location,
+                location,
                 &[
                     ("authorization", &auth),
                     ("tus-resumable", "1.0.0"),
@@ -369,7 +378,53 @@ async fn upload(d: &Deployment, token: &str, name: &str, bytes: &[u8]) -> String
         ok(&patched, 204, "tus patch");
         offset += chunk.len();
     }
-    id
+}
+
+/// A tus upload of `bytes` through the deployed functions; the file's id.
+async fn upload(d: &Deployment, token: &str, name: &str, bytes: &[u8]) -> String {
+    let location = begin_upload(d, token, name, bytes.len()).await;
+    send_bytes(d, token, &location, 0, bytes).await;
+    location.trim_start_matches("/files/").to_owned()
+}
+
+/// An API Gateway WebSocket event (`connect`, `default`, `disconnect`,
+/// from tests/fixtures/apigw-websocket) for `connection`.
+fn ws_event(kind: &str, connection: &str) -> Value {
+    let mut event: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!(
+            "{}/fixtures/apigw-websocket/{kind}.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    event["requestContext"]["connectionId"] = json!(connection);
+    event
+}
+
+/// Opens a WebSocket connection with `token` (`$connect` answers 200); its id.
+async fn ws_connect(d: &Deployment, token: &str) -> String {
+    let connection = format!("conn-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let mut event = ws_event("connect", &connection);
+    event["queryStringParameters"] = json!({"token": token});
+    event["multiValueQueryStringParameters"] = json!({"token": [token]});
+    let answer = d
+        .invoke("RealtimeConnectFunction", event, Duration::from_secs(30))
+        .await
+        .response();
+    assert_eq!(answer["statusCode"], 200, "{answer}");
+    connection
+}
+
+/// Sends `message` on `connection` (`$default` answers 200).
+async fn ws_send(d: &Deployment, connection: &str, message: Value) {
+    let mut event = ws_event("default", connection);
+    event["body"] = json!(message.to_string());
+    let answer = d
+        .invoke("RealtimeDefaultFunction", event, Duration::from_secs(30))
+        .await
+        .response();
+    assert_eq!(answer["statusCode"], 200, "{answer}");
 }
 
 /// `len` bytes that do not compress (xorshift), different for each `seed`.
@@ -432,11 +487,7 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
         )
         .await;
     ok(&answer, 200, "login with a form");
-    ok(
-        &d.api("GET", "/", &admin, None).await,
-        200,
-        "root with a token",
-    );
+    call(&d, 200, "root with a token", "GET", "/", &admin, None).await;
     for (name, email) in [("alice", "alice@example.com"), ("bob", "bob@example.com")] {
         let answer = d
             .api(
@@ -448,16 +499,8 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
             .await;
         ok(&answer, 201, "create a user");
     }
-    ok(
-        &d.api("GET", "/users", &admin, None).await,
-        200,
-        "list users",
-    );
-    ok(
-        &d.api("GET", "/users/alice", &admin, None).await,
-        200,
-        "get a user",
-    );
+    call(&d, 200, "list users", "GET", "/users", &admin, None).await;
+    call(&d, 200, "get a user", "GET", "/users/alice", &admin, None).await;
     // An e-mail change and a clear: each moves or drops the address's claim.
     let changed = d
         .api(
@@ -475,77 +518,82 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
         .api("PUT", "/user/bob", &admin, Some(json!({"email": null})))
         .await;
     assert!(ok(&cleared, 200, "clear an e-mail")["email"].is_null());
-    ok(
-        &d.api(
-            "POST",
-            "/user",
-            &admin,
-            Some(json!({"username": "carol", "password": PASSWORD})),
-        )
-        .await,
+    call(
+        &d,
         201,
         "create a user (compatibility route)",
-    );
-    ok(
-        &d.api("GET", "/user/carol", &admin, None).await,
+        "POST",
+        "/user",
+        &admin,
+        Some(json!({"username": "carol", "password": PASSWORD})),
+    )
+    .await;
+    call(
+        &d,
         200,
         "get (compatibility)",
-    );
-    ok(
-        &d.api("DELETE", "/user/carol", &admin, None).await,
+        "GET",
+        "/user/carol",
+        &admin,
+        None,
+    )
+    .await;
+    call(
+        &d,
         204,
         "delete (compatibility)",
-    );
+        "DELETE",
+        "/user/carol",
+        &admin,
+        None,
+    )
+    .await;
     // An admin (the admins' count moves) and a password change (which
     // revokes the user's tokens).
-    ok(
-        &d.api(
-            "POST",
-            "/users",
-            &admin,
-            Some(json!({"username": "dave", "password": PASSWORD, "level": "admin"})),
-        )
-        .await,
+    call(
+        &d,
         201,
         "create an admin",
-    );
+        "POST",
+        "/users",
+        &admin,
+        Some(json!({"username": "dave", "password": PASSWORD, "level": "admin"})),
+    )
+    .await;
     let bob_password = "another horse battery staple";
     // bob has a token the change must revoke.
     let bob_before = login(&d, "bob", PASSWORD).await;
-    ok(
-        &d.api(
-            "PATCH",
-            "/users/bob",
-            &admin,
-            Some(json!({"password": bob_password})),
-        )
-        .await,
+    call(
+        &d,
         200,
         "change a password",
-    );
+        "PATCH",
+        "/users/bob",
+        &admin,
+        Some(json!({"password": bob_password})),
+    )
+    .await;
     assert_eq!(d.api("GET", "/", &bob_before, None).await.status, 401);
-    ok(
-        &d.api(
-            "POST",
-            "/users",
-            &admin,
-            Some(json!({"username": "erin", "password": PASSWORD, "level": "admin"})),
-        )
-        .await,
+    call(
+        &d,
         201,
         "create another admin",
-    );
-    ok(
-        &d.api(
-            "PATCH",
-            "/users/erin",
-            &admin,
-            Some(json!({"level": "user"})),
-        )
-        .await,
+        "POST",
+        "/users",
+        &admin,
+        Some(json!({"username": "erin", "password": PASSWORD, "level": "admin"})),
+    )
+    .await;
+    call(
+        &d,
         200,
         "an admin made a user",
-    );
+        "PATCH",
+        "/users/erin",
+        &admin,
+        Some(json!({"level": "user"})),
+    )
+    .await;
     let alice = login(&d, "alice", PASSWORD).await;
     let bob = login(&d, "bob", bob_password).await;
 
@@ -576,58 +624,57 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
         .to_owned();
     let replayed = keyed("POST", "/projects".into(), json!({"name": "Launch"})).await;
     assert_eq!(ok(&replayed, 201, "replay")["id"], project.as_str());
-    ok(
-        &d.api("GET", "/projects", &alice, None).await,
-        200,
-        "list projects",
-    );
-    ok(
-        &d.api("GET", &format!("/projects/{project}"), &alice, None)
-            .await,
+    call(&d, 200, "list projects", "GET", "/projects", &alice, None).await;
+    call(
+        &d,
         200,
         "get a project",
-    );
-    ok(
-        &d.api(
-            "PATCH",
-            &format!("/projects/{project}"),
-            &alice,
-            Some(json!({"description": "Q1"})),
-        )
-        .await,
+        "GET",
+        &format!("/projects/{project}"),
+        &alice,
+        None,
+    )
+    .await;
+    call(
+        &d,
         200,
         "update a project",
-    );
-    ok(
-        &d.api(
-            "PUT",
-            &format!("/projects/{project}/members/bob"),
-            &alice,
-            Some(json!({"role": "member"})),
-        )
-        .await,
+        "PATCH",
+        &format!("/projects/{project}"),
+        &alice,
+        Some(json!({"description": "Q1"})),
+    )
+    .await;
+    call(
+        &d,
         201,
         "add a member",
-    );
-    ok(
-        &d.api("GET", &format!("/projects/{project}/members"), &alice, None)
-            .await,
+        "PUT",
+        &format!("/projects/{project}/members/bob"),
+        &alice,
+        Some(json!({"role": "member"})),
+    )
+    .await;
+    call(
+        &d,
         200,
         "members",
-    );
-    let item = ok(
-        &d.api(
-            "POST",
-            &format!("/projects/{project}/items"),
-            &alice,
-            Some(
-                json!({"title": "=HYPERLINK(\"x\")", "assignee": "bob", "due_date": "2026-12-01"}),
-            ),
-        )
-        .await,
+        "GET",
+        &format!("/projects/{project}/members"),
+        &alice,
+        None,
+    )
+    .await;
+    let item = call(
+        &d,
         201,
         "create an item",
-    )["id"]
+        "POST",
+        &format!("/projects/{project}/items"),
+        &alice,
+        Some(json!({"title": "=HYPERLINK(\"x\")", "assignee": "bob", "due_date": "2026-12-01"})),
+    )
+    .await["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -656,101 +703,115 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
         "?sort=status",
         "?status=pending,completed&sort=-status",
     ] {
-        ok(
-            &d.api(
-                "GET",
-                &format!("/projects/{project}/items{query}"),
-                &alice,
-                None,
-            )
-            .await,
+        call(
+            &d,
             200,
             "list items",
-        );
-        ok(
-            &d.api("GET", &format!("/items{query}"), &alice, None).await,
-            200,
-            "my items",
-        );
-    }
-    ok(
-        &d.api("GET", "/items?assignee=me", &bob, None).await,
-        200,
-        "my items",
-    );
-    ok(
-        &d.api("GET", "/projects?all=true", &admin, None).await,
-        200,
-        "every project",
-    );
-    // A second project where bob keeps an item, for his deletion below.
-    let other = ok(
-        &d.api("POST", "/projects", &alice, Some(json!({"name": "Other"})))
-            .await,
-        201,
-        "project",
-    )["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    ok(
-        &d.api(
-            "PUT",
-            &format!("/projects/{other}/members/bob"),
-            &alice,
-            Some(json!({"role": "member"})),
-        )
-        .await,
-        201,
-        "member",
-    );
-    ok(
-        &d.api(
-            "PUT",
-            &format!("/projects/{other}/members/bob"),
-            &alice,
-            Some(json!({"role": "admin"})),
-        )
-        .await,
-        200,
-        "role change",
-    );
-    ok(
-        &d.api(
-            "POST",
-            &format!("/projects/{other}/items"),
-            &alice,
-            Some(json!({"title": "Bob's", "assignee": "bob"})),
-        )
-        .await,
-        201,
-        "item",
-    );
-    let path = format!("/projects/{project}/items/{item}");
-    ok(&d.api("GET", &path, &alice, None).await, 200, "get an item");
-    ok(
-        &d.api("PATCH", &path, &bob, Some(json!({"status": "in_progress"})))
-            .await,
-        200,
-        "update an item",
-    );
-    ok(
-        &d.api("GET", &format!("{path}/events"), &alice, None).await,
-        200,
-        "an item's history",
-    );
-    // A member removed: their items become unassigned.
-    ok(
-        &d.api(
-            "DELETE",
-            &format!("/projects/{project}/members/bob"),
+            "GET",
+            &format!("/projects/{project}/items{query}"),
             &alice,
             None,
         )
-        .await,
+        .await;
+        call(
+            &d,
+            200,
+            "my items",
+            "GET",
+            &format!("/items{query}"),
+            &alice,
+            None,
+        )
+        .await;
+    }
+    call(&d, 200, "my items", "GET", "/items?assignee=me", &bob, None).await;
+    call(
+        &d,
+        200,
+        "every project",
+        "GET",
+        "/projects?all=true",
+        &admin,
+        None,
+    )
+    .await;
+    // A second project where bob keeps an item, for his deletion below.
+    let other = call(
+        &d,
+        201,
+        "project",
+        "POST",
+        "/projects",
+        &alice,
+        Some(json!({"name": "Other"})),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    call(
+        &d,
+        201,
+        "member",
+        "PUT",
+        &format!("/projects/{other}/members/bob"),
+        &alice,
+        Some(json!({"role": "member"})),
+    )
+    .await;
+    call(
+        &d,
+        200,
+        "role change",
+        "PUT",
+        &format!("/projects/{other}/members/bob"),
+        &alice,
+        Some(json!({"role": "admin"})),
+    )
+    .await;
+    call(
+        &d,
+        201,
+        "item",
+        "POST",
+        &format!("/projects/{other}/items"),
+        &alice,
+        Some(json!({"title": "Bob's", "assignee": "bob"})),
+    )
+    .await;
+    let path = format!("/projects/{project}/items/{item}");
+    call(&d, 200, "get an item", "GET", &path, &alice, None).await;
+    call(
+        &d,
+        200,
+        "update an item",
+        "PATCH",
+        &path,
+        &bob,
+        Some(json!({"status": "in_progress"})),
+    )
+    .await;
+    call(
+        &d,
+        200,
+        "an item's history",
+        "GET",
+        &format!("{path}/events"),
+        &alice,
+        None,
+    )
+    .await;
+    // A member removed: their items become unassigned.
+    call(
+        &d,
         204,
         "remove a member",
-    );
+        "DELETE",
+        &format!("/projects/{project}/members/bob"),
+        &alice,
+        None,
+    )
+    .await;
 
     // --- Files ----------------------------------------------------------------
     let answer = d
@@ -783,21 +844,27 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
         head.header("upload-offset"),
         Some(content.len().to_string().as_str())
     );
-    ok(
-        &d.api("GET", "/files", &alice, None).await,
-        200,
-        "list files",
-    );
-    ok(
-        &d.api("GET", "/files?owner=alice", &admin, None).await,
+    call(&d, 200, "list files", "GET", "/files", &alice, None).await;
+    call(
+        &d,
         200,
         "a user's files",
-    );
-    ok(
-        &d.api("GET", &format!("/files/{file}"), &alice, None).await,
+        "GET",
+        "/files?owner=alice",
+        &admin,
+        None,
+    )
+    .await;
+    call(
+        &d,
         200,
         "get a file",
-    );
+        "GET",
+        &format!("/files/{file}"),
+        &alice,
+        None,
+    )
+    .await;
     let download = d
         .api("GET", &format!("/files/{file}/content"), &alice, None)
         .await;
@@ -843,32 +910,50 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
     let task = settled(&d, &alice, &delay, Duration::from_secs(60)).await;
     assert_eq!(task["status"], "succeeded", "{task}");
     assert_eq!(task["result"], 0);
-    ok(
-        &d.api("GET", &format!("/tasks/{delay}/events"), &alice, None)
-            .await,
+    call(
+        &d,
         200,
         "events",
-    );
-    ok(
-        &d.api("GET", "/tasks?status=succeeded", &alice, None).await,
+        "GET",
+        &format!("/tasks/{delay}/events"),
+        &alice,
+        None,
+    )
+    .await;
+    call(
+        &d,
         200,
         "list tasks",
-    );
-    ok(
-        &d.api("GET", "/tasks?owner=alice", &admin, None).await,
+        "GET",
+        "/tasks?status=succeeded",
+        &alice,
+        None,
+    )
+    .await;
+    call(
+        &d,
         200,
         "a user's tasks",
-    );
+        "GET",
+        "/tasks?owner=alice",
+        &admin,
+        None,
+    )
+    .await;
 
     // A delay cancelled: `cancelled`, and the execution stopped.
     let long = start(&d, &alice, json!({"type": "delay", "seconds": 3600})).await;
     reaches(&d, &alice, &long, "running").await;
-    let cancelled = ok(
-        &d.api("POST", &format!("/tasks/{long}/cancel"), &alice, None)
-            .await,
+    let cancelled = call(
+        &d,
         200,
         "cancel",
-    );
+        "POST",
+        &format!("/tasks/{long}/cancel"),
+        &alice,
+        None,
+    )
+    .await;
     assert_eq!(cancelled["status"], "cancelled");
     let sdk = taskgate_aws::load_sdk_config(Some(&d.moto_endpoint)).await;
     let sfn = taskgate_aws::sfn_client(&sdk, Some(&d.moto_endpoint));
@@ -964,12 +1049,16 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
     )
     .await;
     reaches(&d, &alice, &stopped, "running").await;
-    ok(
-        &d.api("POST", &format!("/tasks/{stopped}/cancel"), &alice, None)
-            .await,
+    call(
+        &d,
         200,
         "cancel an export",
-    );
+        "POST",
+        &format!("/tasks/{stopped}/cancel"),
+        &alice,
+        None,
+    )
+    .await;
     let begun = Instant::now();
     loop {
         let now = bucket_contents(&d).await;
@@ -1063,38 +1152,21 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
     d.invoke("TaskReconcilerFunction", event, Duration::from_secs(30))
         .await
         .response();
-    let task = ok(
-        &d.api("GET", &format!("/tasks/{lost}"), &alice, None).await,
+    let task = call(
+        &d,
         200,
         "task",
-    );
+        "GET",
+        &format!("/tasks/{lost}"),
+        &alice,
+        None,
+    )
+    .await;
     assert_eq!(task["status"], "failed", "{task}");
     assert_eq!(task["error"]["code"], "workflow-error");
 
     // --- Real time: the WebSocket API's routes and the fan-out -------------
-    let connection = format!("conn-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let ws_event = |name: &str, edit: &dyn Fn(&mut Value)| {
-        let mut event: Value = serde_json::from_str(
-            &std::fs::read_to_string(format!(
-                "{}/fixtures/apigw-websocket/{name}.json",
-                env!("CARGO_MANIFEST_DIR")
-            ))
-            .unwrap(),
-        )
-        .unwrap();
-        event["requestContext"]["connectionId"] = json!(connection);
-        edit(&mut event);
-        event
-    };
-    let connect = ws_event("connect", &|e| {
-        e["queryStringParameters"] = json!({"token": alice});
-        e["multiValueQueryStringParameters"] = json!({"token": [alice]});
-    });
-    let answer = d
-        .invoke("RealtimeConnectFunction", connect, Duration::from_secs(30))
-        .await
-        .response();
-    assert_eq!(answer["statusCode"], 200, "{answer}");
+    let connection = ws_connect(&d, &alice).await;
     let mut reader = crate::realtime_aws::StreamReader::at_end(&d.tables.task_events).await;
     let mut project_reader = crate::realtime_aws::StreamReader::at_end(&d.tables.project_log).await;
     for message in [
@@ -1103,16 +1175,7 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
         json!({"type": "subscribe", "topic": format!("project:{project}"), "after": 0}),
         json!({"type": "subscribe", "topic": format!("task:{delay}"), "after": 0}),
     ] {
-        let subscribe = ws_event("default", &|e| e["body"] = json!(message.to_string()));
-        let answer = d
-            .invoke(
-                "RealtimeDefaultFunction",
-                subscribe,
-                Duration::from_secs(30),
-            )
-            .await
-            .response();
-        assert_eq!(answer["statusCode"], 200, "{answer}");
+        ws_send(&d, &connection, message).await;
     }
     let live = start(&d, &alice, json!({"type": "delay", "seconds": 0})).await;
     settled(&d, &alice, &live, Duration::from_secs(60)).await;
@@ -1125,12 +1188,16 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
     )
     .await
     .response();
-    ok(
-        &d.api("PATCH", &path, &alice, Some(json!({"status": "completed"})))
-            .await,
+    call(
+        &d,
         200,
         "an item done",
-    );
+        "PATCH",
+        &path,
+        &alice,
+        Some(json!({"status": "completed"})),
+    )
+    .await;
     let records = project_reader.next_event().await;
     assert!(!records.records.is_empty());
     // A poison record first (an image the fan-out cannot read): it is
@@ -1168,29 +1235,13 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
     .await;
     settled(&d, &admin, &big_script, Duration::from_secs(60)).await;
     // The admin's socket, replaying the script's log.
-    let admin_connection = format!("conn-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let mut connect = ws_event("connect", &|e| {
-        e["queryStringParameters"] = json!({"token": admin});
-        e["multiValueQueryStringParameters"] = json!({"token": [admin]});
-    });
-    connect["requestContext"]["connectionId"] = json!(admin_connection);
-    d.invoke("RealtimeConnectFunction", connect, Duration::from_secs(30))
-        .await
-        .response();
-    let mut subscribe = ws_event("default", &|e| {
-        e["body"] = json!(
-            json!({"type": "subscribe", "topic": format!("task:{big_script}"), "after": 0})
-                .to_string()
-        );
-    });
-    subscribe["requestContext"]["connectionId"] = json!(admin_connection);
-    d.invoke(
-        "RealtimeDefaultFunction",
-        subscribe,
-        Duration::from_secs(30),
+    let admin_connection = ws_connect(&d, &admin).await;
+    ws_send(
+        &d,
+        &admin_connection,
+        json!({"type": "subscribe", "topic": format!("task:{big_script}"), "after": 0}),
     )
-    .await
-    .response();
+    .await;
     let replayed = crate::realtime_aws::posted(&admin_connection).await;
     let outcome = replayed
         .iter()
@@ -1201,51 +1252,38 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
 
     // A replay longer than one invocation's budget: carried on by the
     // function invoking itself, page after page, each entry once, in order.
-    let long = ok(
-        &d.api("POST", "/projects", &alice, Some(json!({"name": "Long"})))
-            .await,
+    let long = call(
+        &d,
         201,
         "project",
-    )["id"]
+        "POST",
+        "/projects",
+        &alice,
+        Some(json!({"name": "Long"})),
+    )
+    .await["id"]
         .as_str()
         .unwrap()
         .to_owned();
     for i in 0..230 {
-        ok(
-            &d.api(
-                "POST",
-                &format!("/projects/{long}/items"),
-                &alice,
-                Some(json!({"title": format!("item {i}")})),
-            )
-            .await,
+        call(
+            &d,
             201,
             "an item",
-        );
+            "POST",
+            &format!("/projects/{long}/items"),
+            &alice,
+            Some(json!({"title": format!("item {i}")})),
+        )
+        .await;
     }
-    let replaying = format!("conn-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let mut connect = ws_event("connect", &|e| {
-        e["queryStringParameters"] = json!({"token": alice});
-        e["multiValueQueryStringParameters"] = json!({"token": [alice]});
-    });
-    connect["requestContext"]["connectionId"] = json!(replaying);
-    d.invoke("RealtimeConnectFunction", connect, Duration::from_secs(30))
-        .await
-        .response();
-    let mut subscribe = ws_event("default", &|e| {
-        e["body"] = json!(
-            json!({"type": "subscribe", "topic": format!("project:{long}"), "after": 0})
-                .to_string()
-        );
-    });
-    subscribe["requestContext"]["connectionId"] = json!(replaying);
-    d.invoke(
-        "RealtimeDefaultFunction",
-        subscribe,
-        Duration::from_secs(30),
+    let replaying = ws_connect(&d, &alice).await;
+    ws_send(
+        &d,
+        &replaying,
+        json!({"type": "subscribe", "topic": format!("project:{long}"), "after": 0}),
     )
-    .await
-    .response();
+    .await;
     // The project's creation, then 230 items: 231 entries, three pages.
     let begun = Instant::now();
     let seqs = loop {
@@ -1270,65 +1308,21 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
         "one container served every part of the replay"
     );
 
-    let disconnect = ws_event("disconnect", &|_| {});
-    d.invoke(
-        "RealtimeDisconnectFunction",
-        disconnect,
-        Duration::from_secs(30),
-    )
-    .await
-    .response();
+    for connection in [&connection, &admin_connection, &replaying] {
+        d.invoke(
+            "RealtimeDisconnectFunction",
+            ws_event("disconnect", connection),
+            Duration::from_secs(30),
+        )
+        .await
+        .response();
+    }
 
     // --- The reaper: an upload past its expiry ------------------------------
-    let auth_alice = format!("Bearer {alice}");
-    let created = d
-        .http(
-            "POST",
-            "/files",
-            &[
-                ("authorization", &auth_alice),
-                ("tus-resumable", "1.0.0"),
-                ("upload-length", "10485760"),
-            ],
-            None,
-        )
-        .await;
-    let stale = ok(&created, 201, "an upload left unfinished");
-    let _ = stale;
-    let stale = created
-        .header("location")
-        .unwrap()
-        .trim_start_matches("/files/")
-        .to_owned();
-    let patched = d
-        .http(
-            "PATCH",
-            &format!("/files/{stale}"),
-            &[
-                ("authorization", &auth_alice),
-                ("tus-resumable", "1.0.0"),
-                ("upload-offset", "0"),
-                ("content-type", "application/offset+octet-stream"),
-            ],
-            Some(&noise(4 << 20, 9)),
-        )
-        .await;
-    ok(&patched, 204, "a first chunk");
-    // A second: more than a part (5 MiB), so a multipart upload is open.
-    let patched = d
-        .http(
-            "PATCH",
-            &format!("/files/{stale}"),
-            &[
-                ("authorization", &auth_alice),
-                ("tus-resumable", "1.0.0"),
-                ("upload-offset", "4194304"),
-                ("content-type", "application/offset+octet-stream"),
-            ],
-            Some(&noise(2 << 20, 10)),
-        )
-        .await;
-    ok(&patched, 204, "a second chunk");
+    // More than a part (5 MiB) sent, so a multipart upload is open.
+    let location = begin_upload(&d, &alice, "stale.bin", 10 << 20).await;
+    send_bytes(&d, &alice, &location, 0, &noise(6 << 20, 9)).await;
+    let stale = location.trim_start_matches("/files/").to_owned();
     taskgate_e2e::expire_upload(&d.tables, &stale).await;
     let reaped = d
         .invoke(
@@ -1342,37 +1336,9 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
 
     // An upload given up (tus termination) with a part and a staged
     // remainder: nothing of it remains.
-    let created = d
-        .http(
-            "POST",
-            "/files",
-            &[
-                ("authorization", &auth_alice),
-                ("tus-resumable", "1.0.0"),
-                ("upload-length", "10485760"),
-            ],
-            None,
-        )
-        .await;
-    ok(&created, 201, "an upload to give up");
-    let given_up = created.header("location").unwrap().to_owned();
-    for (offset, chunk) in [(0usize, noise(4 << 20, 11)), (4 << 20, noise(2 << 20, 12))] {
-        let at = offset.to_string();
-        let patched = d
-            .http(
-                "PATCH",
-                &given_up,
-                &[
-                    ("authorization", &auth_alice),
-                    ("tus-resumable", "1.0.0"),
-                    ("upload-offset", &at),
-                    ("content-type", "application/offset+octet-stream"),
-                ],
-                Some(&chunk),
-            )
-            .await;
-        ok(&patched, 204, "a chunk");
-    }
+    let given_up = begin_upload(&d, &alice, "given-up.bin", 10 << 20).await;
+    send_bytes(&d, &alice, &given_up, 0, &noise(6 << 20, 11)).await;
+    let auth_alice = format!("Bearer {alice}");
     let before_abort = bucket_contents(&d).await;
     assert!(
         before_abort.iter().any(|k| k.contains("uploads/")),
@@ -1413,39 +1379,49 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
     assert_eq!(answer.header("upload-offset"), Some("11"));
 
     // --- The rest of the routes ---------------------------------------------
-    ok(&d.api("GET", "/audit", &admin, None).await, 200, "audit");
-    ok(
-        &d.api("DELETE", &path, &alice, None).await,
-        204,
-        "delete an item",
-    );
-    ok(
-        &d.api("DELETE", &format!("/projects/{project}"), &alice, None)
-            .await,
+    call(&d, 200, "audit", "GET", "/audit", &admin, None).await;
+    call(&d, 204, "delete an item", "DELETE", &path, &alice, None).await;
+    call(
+        &d,
         204,
         "delete a project",
-    );
-    ok(
-        &d.api("DELETE", &format!("/files/{file}"), &alice, None)
-            .await,
+        "DELETE",
+        &format!("/projects/{project}"),
+        &alice,
+        None,
+    )
+    .await;
+    call(
+        &d,
         204,
         "delete a file",
-    );
-    ok(
-        &d.api("DELETE", "/users/bob", &admin, None).await,
+        "DELETE",
+        &format!("/files/{file}"),
+        &alice,
+        None,
+    )
+    .await;
+    call(
+        &d,
         204,
         "delete a user who kept an item",
-    );
-    ok(
-        &d.api("DELETE", "/users/dave", &admin, None).await,
+        "DELETE",
+        "/users/bob",
+        &admin,
+        None,
+    )
+    .await;
+    call(
+        &d,
         204,
         "delete an admin",
-    );
-    ok(
-        &d.api("DELETE", "/auth", &alice, None).await,
-        204,
-        "log out",
-    );
+        "DELETE",
+        "/users/dave",
+        &admin,
+        None,
+    )
+    .await;
+    call(&d, 204, "log out", "DELETE", "/auth", &alice, None).await;
     assert_eq!(d.api("GET", "/", &alice, None).await.status, 401);
 
     // --- Every role against the calls its function made ---------------------

@@ -10,93 +10,16 @@
 //!
 //! The binaries are the debug builds `tests/run.sh` makes before testing.
 
-use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::routing::{get, post};
 use serde_json::{Value, json};
 use taskgate_aws::TableNames;
 use taskgate_domain::password::{Password, PasswordHasher};
 use taskgate_domain::ports::UserStore;
 use taskgate_domain::user::{Level, User, Username};
+use taskgate_e2e::deployment::lambda::{Answer, FunctionProcess};
 use taskgate_e2e::{ADMIN_PASSWORD, dynamodb_endpoint, unique_tables};
-use tokio::io::{AsyncBufReadExt, BufReader};
-
-#[derive(Default)]
-struct Runtime {
-    queue: Mutex<VecDeque<(String, Value)>>,
-    answers: Mutex<HashMap<String, (String, Value)>>,
-    init_errors: Mutex<Vec<Value>>,
-}
-
-async fn next(State(runtime): State<Arc<Runtime>>) -> (HeaderMap, String) {
-    loop {
-        let event = runtime.queue.lock().unwrap().pop_front();
-        if let Some((id, event)) = event {
-            let mut headers = HeaderMap::new();
-            headers.insert(
-                "lambda-runtime-aws-request-id",
-                HeaderValue::from_str(&id).unwrap(),
-            );
-            let deadline = time::OffsetDateTime::now_utc().unix_timestamp() * 1000 + 30_000;
-            headers.insert(
-                "lambda-runtime-deadline-ms",
-                HeaderValue::from_str(&deadline.to_string()).unwrap(),
-            );
-            headers.insert(
-                "lambda-runtime-invoked-function-arn",
-                HeaderValue::from_static(
-                    "arn:aws:lambda:us-east-1:123456789012:function:auth-login",
-                ),
-            );
-            headers.insert(
-                "lambda-runtime-trace-id",
-                HeaderValue::from_static("Root=1-00000000-000000000000000000000000"),
-            );
-            return (headers, event.to_string());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn respond(
-    State(runtime): State<Arc<Runtime>>,
-    Path((id, kind)): Path<(String, String)>,
-    body: String,
-) -> StatusCode {
-    let body = serde_json::from_str(&body).unwrap_or(Value::String(body));
-    runtime.answers.lock().unwrap().insert(id, (kind, body));
-    StatusCode::ACCEPTED
-}
-
-async fn init_error(State(runtime): State<Arc<Runtime>>, body: String) -> StatusCode {
-    runtime
-        .init_errors
-        .lock()
-        .unwrap()
-        .push(Value::String(body));
-    StatusCode::ACCEPTED
-}
-
-async fn start_runtime() -> (SocketAddr, Arc<Runtime>) {
-    let runtime = Arc::new(Runtime::default());
-    let app = Router::new()
-        .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route("/2018-06-01/runtime/invocation/{id}/{kind}", post(respond))
-        .route("/2018-06-01/runtime/init/error", post(init_error))
-        .with_state(Arc::clone(&runtime));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (addr, runtime)
-}
 
 /// A debug build of a function, next to the test executable's directory.
 fn function_binary(name: &str) -> PathBuf {
@@ -166,85 +89,60 @@ async fn a_function_binary_cold_starts_once_and_serves_many_invocations() {
         .unwrap();
     let secret = create_secret().await;
 
-    let (runtime_addr, runtime) = start_runtime().await;
     let ids: Vec<String> = (0..3)
         .map(|i| format!("invocation-{i}-{}", uuid::Uuid::new_v4().simple()))
         .collect();
-    for id in &ids {
-        runtime
-            .queue
-            .lock()
-            .unwrap()
-            .push_back((id.clone(), login_event(id)));
-    }
-    let mut child = tokio::process::Command::new(function_binary("http-api"))
-        .env_clear()
-        .env("AWS_LAMBDA_RUNTIME_API", runtime_addr.to_string())
-        .env("AWS_LAMBDA_FUNCTION_NAME", "auth-login")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/auth-login")
-        .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("TASKGATE_DYNAMODB_ENDPOINT", &endpoint)
-        .env("TASKGATE_SECRETSMANAGER_ENDPOINT", moto_endpoint())
+    let logs = tempfile::tempdir().unwrap();
+    let environment: Vec<(String, String)> = [
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512".to_owned()),
+        ("TASKGATE_DYNAMODB_ENDPOINT", endpoint.clone()),
+        ("TASKGATE_SECRETSMANAGER_ENDPOINT", moto_endpoint()),
         // As the template sets them: the cold start builds the S3 adapter.
-        .env("TASKGATE_FILES_BUCKET", "taskgate-files-cold-start")
-        .env("TASKGATE_S3_ENDPOINT", moto_endpoint())
-        .env("TASKGATE_MAX_PATCH_BYTES", "4194304")
-        .env("TASKGATE_USERS_TABLE", &tables.users)
-        .env("TASKGATE_TOKENS_TABLE", &tables.tokens)
-        .env("TASKGATE_TASK_EVENTS_TABLE", &tables.task_events)
-        .env("TASKGATE_SECURITY_TABLE", &tables.security)
-        .env("TASKGATE_JWT_SECRET_ARN", &secret)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = Vec::new();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let logs = Arc::new(Mutex::new(Vec::<String>::new()));
-    let collected = Arc::clone(&logs);
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = stdout.next_line().await {
-            collected.lock().unwrap().push(line);
-        }
-    });
-    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-    let collected = Arc::clone(&logs);
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = stderr.next_line().await {
-            collected.lock().unwrap().push(line);
-        }
-    });
-
-    for _ in 0..300 {
-        if runtime.answers.lock().unwrap().len() == ids.len()
-            || !runtime.init_errors.lock().unwrap().is_empty()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        (
+            "TASKGATE_FILES_BUCKET",
+            "taskgate-files-cold-start".to_owned(),
+        ),
+        ("TASKGATE_S3_ENDPOINT", moto_endpoint()),
+        ("TASKGATE_MAX_PATCH_BYTES", "4194304".to_owned()),
+        ("TASKGATE_USERS_TABLE", tables.users.clone()),
+        ("TASKGATE_TOKENS_TABLE", tables.tokens.clone()),
+        ("TASKGATE_TASK_EVENTS_TABLE", tables.task_events.clone()),
+        ("TASKGATE_SECURITY_TABLE", tables.security.clone()),
+        ("TASKGATE_JWT_SECRET_ARN", secret.clone()),
+        // Logs quiet but for what a deployment logs.
+        ("TASKGATE_LOG", "info".to_owned()),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value))
+    .collect();
+    let function = FunctionProcess::start(
+        "auth-login",
+        &function_binary("http-api"),
+        &environment,
+        logs.path().join("auth-login.log"),
+    )
+    .await;
+    let mut answers = std::collections::HashMap::new();
+    for id in &ids {
+        let answer = function
+            .invoke_as(id, login_event(id), Duration::from_secs(30))
+            .await;
+        answers.insert(id.clone(), answer);
     }
-    let _ = child.start_kill();
-    let _ = child.wait().await;
-    lines.extend(logs.lock().unwrap().iter().cloned());
+    function.stop().await;
+    let lines: Vec<String> = function.log_text().lines().map(str::to_owned).collect();
     assert!(
-        runtime.init_errors.lock().unwrap().is_empty(),
+        function.init_errors().is_empty(),
         "the cold start failed: {:?}\n{lines:#?}",
-        runtime.init_errors.lock().unwrap()
+        function.init_errors()
     );
 
-    let answers = runtime.answers.lock().unwrap().clone();
     let mut tokens = Vec::new();
     for id in &ids {
-        let (kind, answer) = answers
-            .get(id)
-            .unwrap_or_else(|| panic!("no answer to {id}; logs: {lines:#?}"));
-        assert_eq!(kind, "response", "{answer}");
+        let answer = match answers.get(id) {
+            Some(Answer::Response(answer)) => answer,
+            other => panic!("no answer to {id} ({other:?}); logs: {lines:#?}"),
+        };
         assert_eq!(answer["statusCode"], 200, "{answer}");
         assert_eq!(
             answer["headers"]["x-request-id"],

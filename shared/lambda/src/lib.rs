@@ -218,24 +218,35 @@ pub async fn realtime_cold_start(handler: &str) -> anyhow::Result<realtime::Real
     })
 }
 
+/// A whole number from the environment variable `name`, within `range`;
+/// `default` when it is unset or empty; a clear error otherwise.
+fn env_number(
+    name: &str,
+    range: std::ops::RangeInclusive<u64>,
+    default: u64,
+) -> anyhow::Result<u64> {
+    let Some(raw) = env_endpoint(name) else {
+        return Ok(default);
+    };
+    raw.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| range.contains(n))
+        .with_context(|| {
+            format!(
+                "{name} is {raw:?}; expected a whole number from {} to {}",
+                range.start(),
+                range.end()
+            )
+        })
+}
+
 /// `TASKGATE_WS_REPLAY_BUDGET_MS` (1 to 60000, default 5000): how long one
 /// `$default` invocation replays before it hands the rest to the next
 /// (its timeout is 10 s).
 fn replay_budget() -> anyhow::Result<std::time::Duration> {
-    let Some(raw) = env_endpoint("TASKGATE_WS_REPLAY_BUDGET_MS") else {
-        return Ok(std::time::Duration::from_secs(5));
-    };
-    let ms: u64 = raw
-        .trim()
-        .parse()
-        .ok()
-        .filter(|ms| (1..=60_000).contains(ms))
-        .with_context(|| {
-            format!(
-                "TASKGATE_WS_REPLAY_BUDGET_MS is {raw:?}; expected milliseconds from 1 to 60000"
-            )
-        })?;
-    Ok(std::time::Duration::from_millis(ms))
+    env_number("TASKGATE_WS_REPLAY_BUDGET_MS", 1..=60_000, 5_000)
+        .map(std::time::Duration::from_millis)
 }
 
 /// Runs the reconciler (see [`reconcile`]): fed by EventBridge, it fails
@@ -302,18 +313,8 @@ pub fn run_reconciler() -> ExitCode {
 /// but not started before the sweep starts it (0 to 86400; default 120, far
 /// beyond a start's few hundred milliseconds and its function's timeout).
 fn unstarted_grace() -> anyhow::Result<std::time::Duration> {
-    let Some(raw) = env_endpoint("TASKGATE_UNSTARTED_GRACE_SECONDS") else {
-        return Ok(std::time::Duration::from_secs(120));
-    };
-    let seconds: u64 = raw
-        .trim()
-        .parse()
-        .ok()
-        .filter(|s| *s <= 86_400)
-        .with_context(|| {
-            format!("TASKGATE_UNSTARTED_GRACE_SECONDS is {raw:?}; expected whole seconds from 0 to 86400")
-        })?;
-    Ok(std::time::Duration::from_secs(seconds))
+    env_number("TASKGATE_UNSTARTED_GRACE_SECONDS", 0..=86_400, 120)
+        .map(std::time::Duration::from_secs)
 }
 
 /// Runs the upload reaper: each scheduled invocation removes the

@@ -40,6 +40,8 @@ struct Runtime {
     queue: Mutex<mpsc::Receiver<Pending>>,
     waiting: std::sync::Mutex<std::collections::HashMap<String, oneshot::Sender<Answer>>>,
     function_name: String,
+    /// What the process reported through `/runtime/init/error`.
+    init_errors: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 async fn next(State(runtime): State<Arc<Runtime>>) -> (HeaderMap, String) {
@@ -90,8 +92,8 @@ async fn respond(
     StatusCode::ACCEPTED
 }
 
-async fn init_error(body: String) -> StatusCode {
-    eprintln!("a function failed to start: {body}");
+async fn init_error(State(runtime): State<Arc<Runtime>>, body: String) -> StatusCode {
+    runtime.init_errors.lock().unwrap().push(body);
     StatusCode::ACCEPTED
 }
 
@@ -101,6 +103,7 @@ pub struct FunctionProcess {
     events: mpsc::Sender<Pending>,
     child: Mutex<tokio::process::Child>,
     pub log: std::path::PathBuf,
+    init_errors: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl FunctionProcess {
@@ -113,10 +116,12 @@ impl FunctionProcess {
         log: std::path::PathBuf,
     ) -> Self {
         let (events, queue) = mpsc::channel(16);
+        let init_errors = Arc::<std::sync::Mutex<Vec<String>>>::default();
         let runtime = Arc::new(Runtime {
             queue: Mutex::new(queue),
             waiting: Default::default(),
             function_name: name.to_owned(),
+            init_errors: Arc::clone(&init_errors),
         });
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -152,14 +157,21 @@ impl FunctionProcess {
             events,
             child: Mutex::new(child),
             log,
+            init_errors,
         }
     }
 
     /// Invokes the function with `event` and waits (at most `limit`) for its
     /// answer.
     pub async fn invoke(&self, event: Value, limit: Duration) -> Answer {
+        self.invoke_as(&uuid::Uuid::new_v4().to_string(), event, limit)
+            .await
+    }
+
+    /// [`Self::invoke`] with the request id Lambda gives the invocation.
+    pub async fn invoke_as(&self, id: &str, event: Value, limit: Duration) -> Answer {
         let (tx, rx) = oneshot::channel();
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = id.to_owned();
         self.events
             .send((id, event, tx))
             .await
@@ -170,12 +182,25 @@ impl FunctionProcess {
             Err(_) => {
                 let exited = self.child.lock().await.try_wait().ok().flatten();
                 panic!(
-                    "{}: no answer within {limit:?} (process: {exited:?}); its log:\n{}",
+                    "{}: no answer within {limit:?} (process: {exited:?}; init errors: {:?}); its log:\n{}",
                     self.name,
+                    self.init_errors(),
                     self.log_text()
                 )
             }
         }
+    }
+
+    /// What the process reported as a failed start.
+    pub fn init_errors(&self) -> Vec<String> {
+        self.init_errors.lock().unwrap().clone()
+    }
+
+    /// Stops the process (as Lambda ends a container), so its log is whole.
+    pub async fn stop(&self) {
+        let mut child = self.child.lock().await;
+        let _ = child.start_kill();
+        let _ = child.wait().await;
     }
 
     pub fn log_text(&self) -> String {

@@ -252,12 +252,28 @@ impl Deployment {
             "/../infra/statemachine/task.asl.json"
         ))
         .unwrap();
+        // moto's Lambda must know a function to invoke it: the ones the
+        // state machine invokes, and those that invoke themselves (the
+        // `$default` replay). Each invocation is forwarded to the test.
+        let mut invoked = Vec::new();
         for (placeholder, value) in machine["Properties"]["DefinitionSubstitutions"]
             .as_mapping()
             .expect("substitutions")
         {
             let arn = self.template.resolve(&self.physical, value);
-            let name = arn.rsplit(':').next().unwrap().to_owned();
+            definition =
+                definition.replace(&format!("${{{}}}", placeholder.as_str().unwrap()), &arn);
+            invoked.push(arn.rsplit(':').next().unwrap().to_owned());
+        }
+        for function in &self.functions {
+            if function
+                .environment
+                .contains_key("TASKGATE_LAMBDA_ENDPOINT")
+            {
+                invoked.push(function.name.clone());
+            }
+        }
+        for name in invoked {
             let response: Value = http
                 .post(format!("{moto}/2015-03-31/functions"))
                 .header("authorization", moto_auth("lambda"))
@@ -276,41 +292,10 @@ impl Deployment {
                 .unwrap();
             assert_eq!(
                 response["FunctionArn"].as_str(),
-                Some(arn.as_str()),
+                Some(format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}").as_str()),
                 "{response}"
             );
             targets.insert(name.clone(), json!(format!("{invoke}/invoke/{name}")));
-            definition =
-                definition.replace(&format!("${{{}}}", placeholder.as_str().unwrap()), &arn);
-        }
-        // Functions that invoke themselves (the `$default` replay).
-        for function in &self.functions {
-            if function
-                .environment
-                .contains_key("TASKGATE_LAMBDA_ENDPOINT")
-            {
-                let response: Value = http
-                    .post(format!("{moto}/2015-03-31/functions"))
-                    .header("authorization", moto_auth("lambda"))
-                    .json(&json!({
-                        "FunctionName": function.name,
-                        "Runtime": "provided.al2023",
-                        "Role": role,
-                        "Handler": "bootstrap",
-                        "Code": {"ZipFile": empty_zip},
-                    }))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                assert!(response["FunctionArn"].is_string(), "{response}");
-                targets.insert(
-                    function.name.clone(),
-                    json!(format!("{invoke}/invoke/{}", function.name)),
-                );
-            }
         }
         let registered = http
             .post(format!("{moto}/_taskgate/lambda-targets"))
