@@ -1049,6 +1049,60 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
     )
     .await;
     reaches(&d, &alice, &stopped, "running").await;
+    // Its step is at work once it reports progress.
+    let begun = Instant::now();
+    while call(
+        &d,
+        200,
+        "task",
+        "GET",
+        &format!("/tasks/{stopped}"),
+        &alice,
+        None,
+    )
+    .await["progress"]
+        .as_f64()
+        .is_none_or(|p| p <= 0.0)
+    {
+        assert!(
+            begun.elapsed() < Duration::from_secs(30),
+            "the export step never began"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A step that throws for a real task: a csv export whose project is
+    // deleted before its step runs (the export function is busy with the
+    // zip until the cancel below) fails in its step with `not-found`, and
+    // the state machine's Catch records the failure.
+    let doomed_project = call(
+        &d,
+        201,
+        "a project to delete",
+        "POST",
+        "/projects",
+        &alice,
+        Some(json!({"name": "Doomed"})),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let doomed = start(
+        &d,
+        &alice,
+        json!({"type": "export", "project": doomed_project, "format": "csv"}),
+    )
+    .await;
+    call(
+        &d,
+        204,
+        "delete the project",
+        "DELETE",
+        &format!("/projects/{doomed_project}"),
+        &alice,
+        None,
+    )
+    .await;
     call(
         &d,
         200,
@@ -1071,6 +1125,26 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+
+    let task = settled(&d, &alice, &doomed, Duration::from_secs(60)).await;
+    assert_eq!(task["status"], "failed", "{task}");
+    assert_eq!(task["error"]["code"], "not-found", "{task}");
+    let history = sfn
+        .get_execution_history()
+        .execution_arn(format!(
+            "{}:{doomed}",
+            d.state_machine_arn.replace(":stateMachine:", ":execution:")
+        ))
+        .send()
+        .await
+        .unwrap();
+    let entered: Vec<&str> = history
+        .events()
+        .iter()
+        .filter_map(|e| e.state_entered_event_details())
+        .map(|details| details.name())
+        .collect();
+    assert!(entered.contains(&"RecordFailed"), "{entered:?}");
 
     // A step that throws: the record step is handed a task it cannot find
     // (`TaskNotFound`), and the execution's Catch ends it as RecordingFailed;

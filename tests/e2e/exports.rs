@@ -32,6 +32,7 @@ on_each_backend!(
     exports_of_what_the_caller_may_not_see_are_refused,
     a_cancelled_export_leaves_no_file,
     csv_cells_a_spreadsheet_would_run_are_written_as_text,
+    a_reused_username_cannot_export_a_project_its_namesake_was_in,
 );
 
 /// Bytes no compressor can shrink (xorshift), so a zip of them is as big.
@@ -306,6 +307,68 @@ async fn csv_cells_a_spreadsheet_would_run_are_written_as_text(backend: Backend)
         })
         .collect();
     assert_eq!(exact, titles);
+}
+
+/// A member is an account, not a name. A user deleted while their
+/// memberships are still there (the deletion died midway), then created
+/// again under the same name, is not a member: starting an export of the
+/// project is 404, as `GET /projects/{id}` is. (Export access once looked
+/// at the username alone, and the new account downloaded the items.)
+async fn a_reused_username_cannot_export_a_project_its_namesake_was_in(backend: Backend) {
+    use taskgate_domain::ports::UserStore as _;
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin_token().await;
+    let alice = app.user_with_token(&admin, "alice", "user").await;
+    app.user_with_token(&admin, "victim", "user").await;
+    let (_, project) = status_and_json(
+        app.send_json(
+            Method::POST,
+            "/projects",
+            Some(&alice),
+            &json!({"name": "Secret"}),
+        )
+        .await,
+    )
+    .await;
+    let project_id = project["id"].as_str().unwrap().to_owned();
+    let (status, _) = status_and_json(
+        app.send_json(
+            Method::PUT,
+            &format!("/projects/{project_id}/members/victim"),
+            Some(&alice),
+            &json!({"role": "member"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    // The deletion dies after removing the user row: memberships remain.
+    let store = app.store().await;
+    let victim = store
+        .get_user(&taskgate_domain::user::Username::parse("victim").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    store.delete_user(&victim).await.unwrap();
+    let reborn = app.user_with_token(&admin, "victim", "user").await;
+    let (status, _) = status_and_json(
+        app.get(&format!("/projects/{project_id}"), Some(&reborn))
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_problem(
+        app.send_json(
+            Method::POST,
+            "/tasks",
+            Some(&reborn),
+            &json!({"type": "export", "project": project_id, "format": "csv"}),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "not-found",
+    )
+    .await;
 }
 
 async fn a_zip_holds_the_callers_files(backend: Backend) {

@@ -23,6 +23,7 @@ on_each_backend!(
     downloads_serve_ranges_and_etags_to_whom_may_see_them,
     quotas_sizes_and_expiry_are_enforced,
     the_compatibility_routes_upload_export_and_abort,
+    a_compatibility_upload_takes_files_up_to_the_file_limit,
 );
 
 const MIB: usize = 1024 * 1024;
@@ -890,6 +891,63 @@ async fn two_gib_stream_through_in_bounded_memory() {
         "the server read {} MiB of a 2 GiB file for a client that took 8 MiB and left",
         read >> 20
     );
+}
+
+/// `POST /upload` takes files up to `TASKGATE_MAX_FILE_BYTES`, streamed:
+/// it once refused anything over axum's default 2 MiB body limit with "the
+/// upload broke off". Past the file limit it is 413, and nothing is kept.
+async fn a_compatibility_upload_takes_files_up_to_the_file_limit(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |config| {
+        config.api.files.max_file_bytes = 8 * MIB as u64;
+    })
+    .await;
+    let admin = app.admin_token().await;
+    let alice = app.user_with_token(&admin, "alice", "user").await;
+    let form = |data: Vec<u8>| {
+        reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(data)
+                .file_name("big.bin")
+                .mime_str("application/octet-stream")
+                .unwrap(),
+        )
+    };
+    let data = pattern(5 * MIB, 3);
+    let response = app
+        .request(Method::POST, "/upload", Some(&alice))
+        .multipart(form(data.clone()))
+        .send()
+        .await
+        .unwrap();
+    let (status, file) = status_and_json(response).await;
+    assert_eq!(status, StatusCode::CREATED, "{file}");
+    assert_eq!(file["size"], 5 * MIB);
+    assert_eq!(file["sha256"], hex::encode(Sha256::digest(&data)));
+    let response = app
+        .request(Method::POST, "/upload", Some(&alice))
+        .multipart(form(pattern(9 * MIB, 4)))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, StatusCode::PAYLOAD_TOO_LARGE, "file-too-large").await;
+    let (_, files) = status_and_json(app.get("/files", Some(&alice)).await).await;
+    assert_eq!(files["items"].as_array().unwrap().len(), 1, "{files}");
+    // POST /export answers with the stored, uploader-chosen content type:
+    // never sniffed, never cached.
+    let response = app
+        .send_json(
+            Method::POST,
+            "/export",
+            Some(&alice),
+            &json!({"filename": "big.bin"}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let headers = response.headers();
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["cache-control"], "no-store");
+    assert!(headers.contains_key("x-request-id"));
+    assert_eq!(response.bytes().await.unwrap().len(), 5 * MIB);
 }
 
 async fn the_compatibility_routes_upload_export_and_abort(backend: Backend) {

@@ -449,3 +449,79 @@ async fn slow_bodies_from_one_address_cannot_starve_the_others() {
     }
     assert!(refused >= 300 - 8, "only {refused} of 300 were refused");
 }
+
+/// A request's headers are bounded together (`TASKGATE_MAX_HEADER_BYTES`,
+/// 16 KiB): past it, 431 before anything parses them; and the one header
+/// parsed piece by piece, tus `Upload-Metadata`, is linear and holds at
+/// most 64 pairs. (Its duplicate check once compared every key with every
+/// earlier one: 95,000 keys took a worker 56 s.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_headers_are_431_and_metadata_is_parsed_in_one_pass() {
+    let app = TestApp::spawn(Backend::Embedded).await;
+    let admin = app.admin_token().await;
+    // The attack as found, smaller: ~200 KB of distinct short keys.
+    let huge: Vec<String> = (0..22_000).map(|i| format!("k{i} YQ==")).collect();
+    let begun = std::time::Instant::now();
+    let answer = app
+        .request(Method::POST, "/files", Some(&admin))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", "10")
+        .header("upload-metadata", huge.join(","))
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(
+        answer,
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "headers-too-large",
+    )
+    .await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("16384"),
+        "{problem}"
+    );
+    assert!(begun.elapsed() < LONG);
+    // Unauthenticated too: the bound comes before everything else.
+    let answer = app
+        .request(Method::GET, "/", None)
+        .header("x-padding", "p".repeat(20_000))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(
+        answer,
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "headers-too-large",
+    )
+    .await;
+    // Within the bound: more than 64 pairs is 400, naming the header.
+    let many: Vec<String> = (0..65).map(|i| format!("k{i} YQ==")).collect();
+    let answer = app
+        .request(Method::POST, "/files", Some(&admin))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", "10")
+        .header("upload-metadata", many.join(","))
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(answer, StatusCode::BAD_REQUEST, "malformed-request").await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Upload-Metadata"),
+        "{problem}"
+    );
+    // 64 pairs, a filename among them, are fine.
+    let mut fine: Vec<String> = (0..63).map(|i| format!("k{i} YQ==")).collect();
+    fine.push("filename aGVsbG8udHh0".to_owned());
+    let answer = app
+        .request(Method::POST, "/files", Some(&admin))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", "10")
+        .header("upload-metadata", fine.join(","))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::CREATED);
+}

@@ -397,6 +397,39 @@ async fn item_pages_answered_from_memory_are_counted() {
     );
 }
 
+/// Requests with made-up methods (any client can send them, no token
+/// needed) add no label values: they are counted as `other`, on the route
+/// `unmatched` or the one they reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_methods_do_not_grow_the_metrics() {
+    let (app, _admin, metrics_url) = with_metrics(Backend::Embedded).await;
+    let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let client = reqwest::Client::new();
+    for i in 0..300 {
+        let method =
+            reqwest::Method::from_bytes(format!("M{tag}X{i}{}", "Q".repeat(100)).as_bytes())
+                .unwrap();
+        let path = if i % 2 == 0 {
+            "/tasks"
+        } else {
+            "/no/such/route"
+        };
+        let answer = client.request(method, app.url(path)).send().await.unwrap();
+        assert!(answer.status().is_client_error(), "{}", answer.status());
+    }
+    let text = scrape(&metrics_url).await;
+    assert!(
+        !text.contains(&format!("M{tag}")),
+        "a made-up method became a label"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l
+                .starts_with("taskgate_http_requests_total{route=\"unmatched\",method=\"other\"")),
+        "{text}"
+    );
+}
+
 /// A server on `backend` serving metrics, an admin's token, and its
 /// metrics page's address.
 async fn with_metrics(backend: Backend) -> (TestApp, String, String) {

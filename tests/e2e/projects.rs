@@ -12,6 +12,7 @@ on_each_backend!(
     members_are_added_changed_and_removed,
     ownership_goes_only_to_a_project_admin,
     the_project_matrix_cell_by_cell,
+    no_one_can_change_the_owners_role,
 );
 
 /// A server with olga (owner), adam (project admin), mia (member), nina
@@ -292,6 +293,93 @@ async fn members_are_added_changed_and_removed(backend: Backend) {
     assert_eq!(
         members(team.adam.clone()).await,
         pairs(&[("adam", "admin"), ("olga", "admin")])
+    );
+}
+
+/// A project admin who could make the owner a plain member would lock the
+/// owner out of their own project: the owner's role is fixed (409
+/// `owner-role`), for anyone, until ownership is transferred.
+async fn no_one_can_change_the_owners_role(backend: Backend) {
+    let team = team(backend).await;
+    let app = &team.app;
+    let id = team.project().await;
+    for (who, token) in [
+        ("adam", &team.adam),
+        ("olga", &team.olga),
+        ("admin", &team.admin),
+    ] {
+        let problem = assert_problem(
+            app.send_json(
+                Method::PUT,
+                &format!("/projects/{id}/members/olga"),
+                Some(token),
+                &json!({"role": "member"}),
+            )
+            .await,
+            StatusCode::CONFLICT,
+            "owner-role",
+        )
+        .await;
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("transfer ownership"),
+            "{who}: {problem}"
+        );
+    }
+    // Asking for what already is stays fine; the owner keeps every right.
+    let (status, _) = status_and_json(
+        app.send_json(
+            Method::PUT,
+            &format!("/projects/{id}/members/olga"),
+            Some(&team.adam),
+            &json!({"role": "admin"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, project) = status_and_json(
+        app.send_json(
+            Method::PATCH,
+            &format!("/projects/{id}"),
+            Some(&team.olga),
+            &json!({"name": "Still mine"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, project["role"].as_str()),
+        (StatusCode::OK, Some("admin")),
+        "{project}"
+    );
+    // After a hand-over, the former owner's role is an ordinary one.
+    let (status, _) = status_and_json(
+        app.send_json(
+            Method::PATCH,
+            &format!("/projects/{id}"),
+            Some(&team.olga),
+            &json!({"owner": "adam"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, member) = status_and_json(
+        app.send_json(
+            Method::PUT,
+            &format!("/projects/{id}/members/olga"),
+            Some(&team.adam),
+            &json!({"role": "member"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, member["role"].as_str()),
+        (StatusCode::OK, Some("member"))
     );
 }
 

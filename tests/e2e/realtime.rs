@@ -29,6 +29,8 @@ on_each_backend!(
     limits_on_connections_and_subscriptions_answer_clearly,
     idle_sockets_are_pinged_and_silent_ones_dropped,
     a_message_over_the_limit_becomes_a_notice_naming_what_to_read,
+    an_after_past_every_position_replays_nothing_and_the_socket_stays_live,
+    a_demoted_admin_stops_getting_another_users_task,
 );
 
 /// How long to wait for a message that must come (not a performance bound:
@@ -353,6 +355,115 @@ async fn replay_with_after_joins_the_live_stream_under_concurrent_writes(backend
     )
     .await;
     assert_eq!(late.event().await["seq"], last + 1);
+}
+
+/// An admin following a user's running task, then made a plain user, gets
+/// an `error` (403) for the topic within the session check (2 s), and
+/// nothing of the task after it: progress reports included.
+async fn a_demoted_admin_stops_getting_another_users_task(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin_token().await;
+    let alice = app.user_with_token(&admin, "alice", "user").await;
+    let watcher = app.user_with_token(&admin, "watcher", "admin").await;
+    let task = app
+        .start_task(&alice, json!({"type": "delay", "seconds": 20}))
+        .await;
+    let id = task["id"].as_str().unwrap().to_owned();
+    let topic = format!("task:{id}");
+    let mut socket = Ws::connect(&app, &watcher).await;
+    socket.subscribe(&topic, None).await;
+    // Progress reaches an admin.
+    let report = socket.event().await;
+    assert_eq!(report["topic"], topic.as_str(), "{report}");
+    let (status, _) = status_and_json(
+        app.send_json(
+            Method::PATCH,
+            "/users/watcher",
+            Some(&admin),
+            &json!({"level": "user"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let ended = loop {
+        let message = socket.next().await;
+        if message["type"] == "error" {
+            break message;
+        }
+        assert_eq!(message["type"], "event", "{message}");
+    };
+    assert_eq!(
+        (ended["topic"].as_str(), ended["status"].as_u64()),
+        (Some(topic.as_str()), Some(403)),
+        "{ended}"
+    );
+    // Nothing more of it (progress comes every second while it runs).
+    assert_eq!(socket.next_within(Duration::from_millis(2500)).await, None);
+    app.send_json(
+        Method::POST,
+        &format!("/tasks/{id}/cancel"),
+        Some(&alice),
+        &json!({}),
+    )
+    .await;
+}
+
+/// `after` is a whole number from 0 to 2^64 - 1; one past every position
+/// (2^63 and more once wrapped to a negative number in SQL, and the replay
+/// read the first page again for ever, holding a core) replays nothing, and
+/// the subscription goes live. Outside that range: a clear 400.
+async fn an_after_past_every_position_replays_nothing_and_the_socket_stays_live(backend: Backend) {
+    let team = team(backend).await;
+    let app = &team.app;
+    let project = team.project().await;
+    let topic = format!("project:{project}");
+    let mut socket = Ws::connect(app, &team.mia).await;
+    for after in [u64::MAX, 1 << 63, (1 << 63) - 1] {
+        let answer = tokio::time::timeout(
+            Duration::from_secs(5),
+            socket.subscribe(&topic, Some(after)),
+        )
+        .await;
+        assert!(answer.is_ok(), "after {after}: no answer");
+        // Nothing is replayed.
+        assert_eq!(
+            socket.next_within(Duration::from_millis(300)).await,
+            None,
+            "after {after}"
+        );
+        socket
+            .send(json!({"type": "unsubscribe", "topic": topic}))
+            .await;
+        assert_eq!(socket.next().await["type"], "unsubscribed");
+    }
+    for bad in ["-1", "18446744073709551616", "1e30", "1.5", "\"7\""] {
+        socket
+            .socket
+            .send(Message::text(format!(
+                r#"{{"type":"subscribe","topic":"{topic}","after":{bad}}}"#
+            )))
+            .await
+            .unwrap();
+        let answer = socket.next().await;
+        assert_eq!(
+            (answer["type"].as_str(), answer["status"].as_u64()),
+            (Some("error"), Some(400)),
+            "{bad}: {answer}"
+        );
+    }
+    // Live all along: a change arrives.
+    socket.subscribe(&topic, Some(u64::MAX)).await;
+    json_of(
+        app,
+        Method::POST,
+        &format!("/projects/{project}/items"),
+        &team.olga,
+        json!({"title": "After all"}),
+    )
+    .await;
+    let event = socket.event().await;
+    assert_eq!(event["event"]["kind"], "item.created", "{event}");
 }
 
 /// A task event with a result bigger than `TASKGATE_WS_MAX_MESSAGE_BYTES`

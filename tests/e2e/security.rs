@@ -19,6 +19,7 @@ on_each_backend!(
     a_success_clears_the_failures,
     the_security_log_records_logins_and_account_changes,
     only_admins_read_the_security_log,
+    an_admin_may_reset_another_admins_password_and_it_is_on_record,
 );
 
 /// A server whose logins lock after `free` failures, for `backoff` at first.
@@ -209,6 +210,41 @@ async fn a_success_clears_the_failures(backend: Backend) {
     }
     // Four failures in all, but never three in a row.
     app.login("alice", PASSWORD).await;
+}
+
+/// The rule for admin-on-admin actions (docs/adr/0017): admins administer
+/// every account, other admins' included (a password reset, a level
+/// change, a deletion), as the contract's matrix says; what guards it is the
+/// record, not a refusal. The reset is in the security log (actor, subject,
+/// the field, never its value) and ends every session of the admin whose
+/// password it was.
+async fn an_admin_may_reset_another_admins_password_and_it_is_on_record(backend: Backend) {
+    let app = app_with_throttle(backend, 5, Duration::from_secs(60)).await;
+    let admin = app.admin_token().await;
+    app.create_user(&admin, "root2", "admin").await;
+    let other = app.login("root2", PASSWORD).await;
+    let new_password = "another admin's fresh passphrase";
+    let response = app
+        .send_json(
+            Method::PATCH,
+            "/users/root2",
+            Some(&admin),
+            &json!({"password": new_password}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        app.get("/", Some(&other)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    app.login("root2", new_password).await;
+    let events = security_log(&app, &admin).await;
+    let reset = events
+        .iter()
+        .find(|e| e["kind"] == "user-updated" && e["subject"] == "root2")
+        .unwrap_or_else(|| panic!("{events:#?}"));
+    assert_eq!(reset["actor"], "admin");
+    assert!(!reset.to_string().contains(new_password));
 }
 
 /// Every event of the security log, newest first, through the API.

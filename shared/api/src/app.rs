@@ -95,9 +95,35 @@ pub fn app_with(routes: Routes, state: SharedState) -> Router {
         ))
         .layer(axum::middleware::from_fn(request_context))
         .with_state(state);
+    let max_header_bytes = state.settings.max_header_bytes;
     Router::new()
         .fallback_service(api)
         .layer(axum::middleware::from_fn(rewrite_aliases))
+        .layer(axum::middleware::from_fn(
+            move |request: Request, next: Next| limit_headers(request, next, max_header_bytes),
+        ))
+}
+
+/// Refuses a request whose headers are larger together (names and values)
+/// than `limit` with 431, before anything reads them: every parser of a
+/// header then sees a bounded input.
+pub async fn limit_headers(request: Request, next: Next, limit: usize) -> Response {
+    let total = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .fold(0usize, usize::saturating_add);
+    if total > limit {
+        let id = request
+            .extensions()
+            .get::<RequestId>()
+            .cloned()
+            .unwrap_or_else(RequestId::generate);
+        let mut response = ApiError::HeadersTooLarge { limit }.to_response(&id.0);
+        finish_headers(&mut response, &id.0);
+        return response;
+    }
+    next.run(request).await
 }
 
 /// Gives the request its id (the transport's, e.g. Lambda's, or a fresh
@@ -111,7 +137,9 @@ async fn request_context(mut request: Request, next: Next) -> Response {
         .unwrap_or_else(RequestId::generate);
     request.extensions_mut().insert(id.clone());
     let matched = request.extensions().get::<MatchedPath>().cloned();
-    let route = matched.as_ref().map_or("-", MatchedPath::as_str);
+    let route = matched
+        .as_ref()
+        .map_or(crate::metrics::UNMATCHED, MatchedPath::as_str);
     let method = request.method().clone();
     let span = tracing::info_span!("request", request_id = %id.0, route);
     let started = Instant::now();
@@ -124,7 +152,7 @@ async fn request_context(mut request: Request, next: Next) -> Response {
     let elapsed = started.elapsed();
     span.in_scope(|| {
         tracing::info!(
-            method = %method,
+            method = crate::metrics::method_label(&method),
             status = response.status().as_u16(),
             elapsed_ms = elapsed.as_millis() as u64,
             "request"
@@ -146,6 +174,18 @@ pub fn finish_headers<B>(response: &mut http::Response<B>, request_id: &str) {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+}
+
+/// For routes served beside the application (the local server's
+/// compatibility routes, health): the headers every response carries
+/// (`Cache-Control: no-store`, `X-Content-Type-Options: nosniff`, an
+/// `X-Request-Id`), where the application's own middleware did not add them.
+pub async fn ensure_common_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    if !response.headers().contains_key("x-request-id") {
+        finish_headers(&mut response, &RequestId::generate().0);
+    }
+    response
 }
 
 /// The problem response for an error met before a request reached the

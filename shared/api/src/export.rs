@@ -28,12 +28,13 @@ use taskgate_domain::clock::Clock;
 use taskgate_domain::file::{
     BlobState, ContentType, FileId, FileName, FileStatus, RunningDigest, StoredFile,
 };
+use taskgate_domain::permission::Actor;
 use taskgate_domain::ports::{
     BlobStore, ExportControl, ExportFailure, Exporter, ItemQuery, ItemScope, Store, StoreError,
 };
-use taskgate_domain::project::ProjectId;
 use taskgate_domain::project::listing::{ItemFilter, Sort, SortKey, Zone};
 use taskgate_domain::project::log::Item;
+use taskgate_domain::project::{ProjectId, access};
 use taskgate_domain::task::{Export, Task, TaskError, TaskId};
 
 use crate::settings::FileLimits;
@@ -332,7 +333,16 @@ impl StoreExporter {
             .get_project(&project)
             .await
             .map_err(store_failed)?
-            .filter(|p| !p.deleted && p.members.contains_key(&task.owner));
+            .filter(|p| {
+                // The project rule, keyed by the account that started the
+                // export (not whoever holds its username now).
+                let owner = Actor {
+                    username: task.owner.clone(),
+                    user_id: task.owner_id,
+                    level: task.owner_level,
+                };
+                access::may(Some(&owner), p, access::Action::Export).is_ok()
+            });
         let Some(found) = found else {
             return Err(failed(
                 "not-found",

@@ -112,11 +112,28 @@ pub async fn layer(State(state): State<SharedState>, request: Request, next: Nex
             detail: "a request with this Idempotency-Key is being handled; retry shortly".into(),
         }
         .into_response(),
+        // Handled on a task of its own: a client that goes away mid-request
+        // (its future dropped) must not leave the key claimed "in progress"
+        // for the whole window, every retry 409. The request runs to its
+        // end and its answer is kept, so the retry gets it.
         Claim::New => {
-            let response = next
-                .run(Request::from_parts(parts, Body::from(bytes)))
-                .await;
-            keep(&state, &scope, &fingerprint, response).await
+            let handled = {
+                let (state, scope, fingerprint) =
+                    (state.clone(), scope.clone(), fingerprint.clone());
+                tokio::spawn(async move {
+                    let response = next
+                        .run(Request::from_parts(parts, Body::from(bytes)))
+                        .await;
+                    keep(&state, &scope, &fingerprint, response).await
+                })
+            };
+            match handled.await {
+                Ok(response) => response,
+                Err(e) => {
+                    let _ = state.store.release_key(&scope, &fingerprint).await;
+                    ApiError::internal(format!("the request's handler failed: {e}")).into_response()
+                }
+            }
         }
     }
 }

@@ -20,8 +20,30 @@ pub fn recorder_installed() {
     RECORDING.store(true, Ordering::Relaxed);
 }
 
-/// A request answered: by route (the matched pattern, `-` for none),
-/// method and status, with its latency.
+/// The label of a request's method: one of the methods HTTP defines, or
+/// `other`. Every label comes from a closed set (this, the matched route
+/// or `unmatched`, the status the server chose): a client that makes up
+/// methods cannot grow the metrics (or the EMF lines and logs on Lambda).
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
+/// The route label of a request no route matched.
+pub const UNMATCHED: &str = "unmatched";
+
+/// A request answered: by route (the matched pattern, [`UNMATCHED`] for
+/// none), method ([`method_label`]) and status, with its latency.
 pub fn request(route: &str, method: &Method, status: StatusCode, elapsed: Duration) {
     if RECORDING.load(Ordering::Relaxed) {
         record_request(route, method, status, elapsed);
@@ -34,14 +56,14 @@ pub fn request(route: &str, method: &Method, status: StatusCode, elapsed: Durati
 fn record_request(route: &str, method: &Method, status: StatusCode, elapsed: Duration) {
     let labels = [
         ("route", route.to_owned()),
-        ("method", method.as_str().to_owned()),
+        ("method", method_label(method).to_owned()),
         ("status", status.as_u16().to_string()),
     ];
     metrics::counter!("taskgate_http_requests_total", &labels).increment(1);
     metrics::histogram!(
         "taskgate_http_request_duration_seconds",
         "route" => route.to_owned(),
-        "method" => method.as_str().to_owned()
+        "method" => method_label(method)
     )
     .record(elapsed.as_secs_f64());
 }
@@ -127,7 +149,7 @@ pub fn emf_line(
             }]
         },
         "route": route,
-        "method": method.as_str(),
+        "method": method_label(method),
         "status": status.as_u16().to_string(),
         "requests": 1,
         "latency": elapsed.as_secs_f64() * 1000.0,
@@ -138,6 +160,15 @@ pub fn emf_line(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn made_up_methods_share_one_label() {
+        for raw in ["XYZ", "get", "PROPFIND", &"A".repeat(8192)] {
+            let method = Method::from_bytes(raw.as_bytes()).unwrap();
+            assert_eq!(method_label(&method), "other", "{raw}");
+        }
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+    }
 
     #[test]
     fn an_emf_line_names_its_metrics_and_dimensions() {

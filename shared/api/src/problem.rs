@@ -54,6 +54,10 @@ pub enum ApiError {
     /// 413.
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// 431: the request's headers together (names and values) are larger
+    /// than `TASKGATE_MAX_HEADER_BYTES`.
+    #[error("the request's headers are larger than {limit} bytes together")]
+    HeadersTooLarge { limit: usize },
     /// 413: a file larger than `TASKGATE_MAX_FILE_BYTES`, or a PATCH larger
     /// than `TASKGATE_MAX_PATCH_BYTES`; says which.
     #[error("{0}")]
@@ -142,6 +146,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } | Self::FileQuota(_) | Self::TooLarge(_) => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
+            Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::UploadBusy(_) => StatusCode::LOCKED,
             Self::TooManyTasks(_) | Self::TooManyFromAddress { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
@@ -175,6 +180,7 @@ impl ApiError {
             Self::RequestTimeout { .. } => "request-timeout",
             Self::PreconditionFailed(_) => "precondition-failed",
             Self::PayloadTooLarge { .. } => "payload-too-large",
+            Self::HeadersTooLarge { .. } => "headers-too-large",
             Self::FileQuota(_) => "storage-quota-exceeded",
             Self::TooLarge(_) => "file-too-large",
             Self::UploadBusy(_) => "upload-busy",
@@ -206,6 +212,7 @@ impl ApiError {
             Self::RequestTimeout { .. } => "Request timeout",
             Self::PreconditionFailed(_) => "Precondition failed",
             Self::PayloadTooLarge { .. } => "Payload too large",
+            Self::HeadersTooLarge { .. } => "Request headers too large",
             Self::FileQuota(_) => "Quota exceeded",
             Self::TooLarge(_) => "Too large",
             Self::UploadBusy(_) => "Upload busy",

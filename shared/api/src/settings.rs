@@ -27,6 +27,11 @@ pub struct Settings {
     /// `TASKGATE_MAX_BODY_BYTES`: largest accepted request body, default 64 KiB.
     /// The local server stops reading a body once it passes this.
     pub max_body_bytes: usize,
+    /// `TASKGATE_MAX_HEADER_BYTES`: the most a request's headers may hold
+    /// together (names and values), default 16 KiB (API Gateway's HTTP API
+    /// takes 10 KB); more is 431 `headers-too-large`, before any header is
+    /// parsed.
+    pub max_header_bytes: usize,
     /// `TASKGATE_MAX_JSON_DEPTH`: deepest nesting of objects and arrays in a
     /// JSON body, the body object itself being depth 1 (default 32, at most
     /// 128).
@@ -161,6 +166,7 @@ impl Default for Settings {
             registration: Registration::AdminOnly,
             token_ttl: Duration::from_secs(3600),
             max_body_bytes: 64 * 1024,
+            max_header_bytes: 16 * 1024,
             max_json_depth: 32,
             profile: ProfileLimits::default(),
             max_concurrent_hashes: std::thread::available_parallelism().map_or(2, usize::from),
@@ -256,6 +262,9 @@ pub struct SettingsArgs {
     /// Largest request body, in bytes.
     #[arg(long, env = "TASKGATE_MAX_BODY_BYTES", value_parser = whole(1024, 10 * 1024 * 1024))]
     pub max_body_bytes: Option<u64>,
+    /// Largest total of a request's headers, in bytes.
+    #[arg(long, env = "TASKGATE_MAX_HEADER_BYTES", value_parser = whole(1024, 1024 * 1024))]
+    pub max_header_bytes: Option<u64>,
     /// Deepest nesting of a JSON body.
     #[arg(long, env = "TASKGATE_MAX_JSON_DEPTH", value_parser = whole(2, MAX_JSON_DEPTH))]
     pub max_json_depth: Option<u64>,
@@ -422,6 +431,10 @@ impl Settings {
             registration: args.registration.unwrap_or(defaults.registration),
             token_ttl: seconds(args.token_ttl_seconds, defaults.token_ttl),
             max_body_bytes,
+            max_header_bytes: args
+                .max_header_bytes
+                .and_then(|n| usize::try_from(n).ok())
+                .unwrap_or(defaults.max_header_bytes),
             max_json_depth,
             profile,
             max_concurrent_hashes: args

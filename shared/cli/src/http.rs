@@ -43,7 +43,22 @@ pub(crate) fn router(
     let per_address = config.max_requests_per_address;
     let compat = taskgate_api::compat::routes().with_state(state.clone());
     let app = docs::routes(taskgate_api::app(state.clone()), &config.api);
-    let app = health::routes(app, state).merge(compat).merge(extra);
+    let max_header_bytes = state.settings.max_header_bytes;
+    let app = health::routes(app, state)
+        .merge(compat)
+        .merge(extra)
+        // What the API's own middleware gives its answers, every route gets:
+        // the header bound (431) and the common headers (no-store, nosniff,
+        // a request id): the compatibility routes once answered a stored,
+        // user-chosen Content-Type without them.
+        .layer(axum::middleware::from_fn(
+            taskgate_api::app::ensure_common_headers,
+        ))
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                taskgate_api::app::limit_headers(request, next, max_header_bytes)
+            },
+        ));
     limit_body_time(app, config.body_timeout).layer(axum::middleware::from_fn_with_state(
         InFlight {
             slots: Arc::new(Semaphore::new(max_in_flight)),

@@ -317,14 +317,25 @@ pub fn may_upload_to(actor: &Actor, file: &StoredFile) -> Decision {
     }
 }
 
+/// The most pairs an `Upload-Metadata` may hold (a file has a name and a
+/// type; clients add a few more).
+pub const MAX_METADATA_PAIRS: usize = 64;
+
 /// tus `Upload-Metadata`: comma-separated `key base64value` pairs (the value
-/// may be absent). Keys are unique.
+/// may be absent). Keys are unique; at most [`MAX_METADATA_PAIRS`]. Linear
+/// in the header's length (keys are checked for duplicates in a set).
 pub fn parse_upload_metadata(raw: &str) -> Result<Vec<(String, Option<String>)>, InvalidValue> {
     let mut pairs: Vec<(String, Option<String>)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for pair in raw.split(',') {
         let pair = pair.trim();
         if pair.is_empty() {
             continue;
+        }
+        if pairs.len() == MAX_METADATA_PAIRS {
+            return Err(InvalidValue(format!(
+                "holds more than {MAX_METADATA_PAIRS} pairs"
+            )));
         }
         let (key, value) = match pair.split_once(' ') {
             Some((key, value)) => (key, Some(value.trim())),
@@ -333,7 +344,7 @@ pub fn parse_upload_metadata(raw: &str) -> Result<Vec<(String, Option<String>)>,
         if key.is_empty() || key.chars().any(|c| c.is_whitespace() || c == ',') {
             return Err(InvalidValue(format!("{key:?} is not a metadata key")));
         }
-        if pairs.iter().any(|(k, _)| k == key) {
+        if !seen.insert(key) {
             return Err(InvalidValue(format!("the key {key:?} appears twice")));
         }
         let value = match value {
@@ -386,6 +397,19 @@ mod tests {
         );
         assert!(parse_upload_metadata("filename !!!").is_err());
         assert!(parse_upload_metadata("a YQ==,a YQ==").is_err());
+        // At most MAX_METADATA_PAIRS pairs, and linear however many come:
+        // 95,000 distinct keys are refused at the 65th.
+        let many: Vec<String> = (0..95_000).map(|i| format!("k{i} YQ==")).collect();
+        let begun = std::time::Instant::now();
+        assert!(parse_upload_metadata(&many.join(",")).is_err());
+        assert!(begun.elapsed() < std::time::Duration::from_secs(1));
+        let most: Vec<String> = (0..MAX_METADATA_PAIRS)
+            .map(|i| format!("k{i} YQ=="))
+            .collect();
+        assert_eq!(
+            parse_upload_metadata(&most.join(",")).unwrap().len(),
+            MAX_METADATA_PAIRS
+        );
     }
 
     #[test]

@@ -17,6 +17,13 @@ use taskgate_domain::user::{UserId, Username};
 
 use crate::{EmbeddedStore, corrupt, sql};
 
+/// A count or position as SQLite's integer, saturating: a client's
+/// `after` of 2^63 or more means "after everything", never a negative
+/// number that would match from the start again.
+fn sql_int(n: impl TryInto<i64>) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
+}
+
 fn status_rank(status: ItemStatus) -> i64 {
     ItemStatus::ALL
         .iter()
@@ -375,7 +382,7 @@ impl ProjectStore for EmbeddedStore {
                 "SELECT p.row FROM project_members m JOIN projects p USING (project_id)
                  WHERE m.user_id = ?1 AND (?2 IS NULL OR m.project_id > ?2)
                  ORDER BY m.project_id LIMIT ?3",
-                params![member, after, limit as i64 + 1],
+                params![member, after, sql_int(limit).saturating_add(1)],
             )?;
             Ok(Page::from_extra(found, limit, |p| p.id))
         })
@@ -394,7 +401,7 @@ impl ProjectStore for EmbeddedStore {
                 "project",
                 "SELECT row FROM projects WHERE deleted = 0 AND (?1 IS NULL OR project_id > ?1)
                  ORDER BY project_id LIMIT ?2",
-                params![after, limit as i64 + 1],
+                params![after, sql_int(limit).saturating_add(1)],
             )?;
             Ok(Page::from_extra(found, limit, |p| p.id))
         })
@@ -526,7 +533,7 @@ impl ProjectStore for EmbeddedStore {
                 )
                 .map_err(sql)?;
             let found = statement
-                .query_map(params![project, after as i64, limit as i64], |row| {
+                .query_map(params![project, sql_int(after), sql_int(limit)], |row| {
                     Ok((
                         row.get::<_, i64>(0)?,
                         row.get::<_, bool>(1)?,

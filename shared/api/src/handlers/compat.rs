@@ -99,7 +99,13 @@ impl Transfers {
 pub fn routes() -> axum::Router<SharedState> {
     use axum::routing::{delete, post};
     axum::Router::new()
-        .route("/upload", post(upload))
+        // The file part is streamed to the blob store, which stops it at
+        // TASKGATE_MAX_FILE_BYTES (413) and the quota: axum's default
+        // 2 MiB limit on a multipart body is not the file limit.
+        .route(
+            "/upload",
+            post(upload).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .route("/upload/kill", delete(kill_uploads))
         .route("/export", post(export))
         .route("/export/kill", post(kill_downloads))

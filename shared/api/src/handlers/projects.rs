@@ -112,6 +112,10 @@ impl From<Refused> for ApiError {
                 kind: "owner-cannot-leave",
                 detail: refused.to_string(),
             },
+            Refused::OwnerRoleFixed => Self::Conflict {
+                kind: "owner-role",
+                detail: refused.to_string(),
+            },
             Refused::NoSuchMember(_) => Self::NotFound(refused.to_string()),
             Refused::AssigneeNotMember => Self::invalid("assignee", refused.to_string()),
             Refused::OwnerNotAdmin => Self::invalid("owner", refused.to_string()),
@@ -511,7 +515,7 @@ impl FromBody for MemberRole {
         (status = 201, description = "Added", body = MemberView),
         (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not-found`: no such project, or no such user", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`edit-conflict`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`edit-conflict`; `owner-role`: the owner's role cannot be changed (transfer ownership first)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid-field`", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -535,7 +539,7 @@ pub(crate) async fn put_member(
             user.user_id,
             role,
             state.clock.now(),
-        ))
+        )?)
     })
     .await?;
     let member = project

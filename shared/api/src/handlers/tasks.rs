@@ -13,9 +13,10 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::request::Parts;
 use taskgate_domain::file::FileId;
-use taskgate_domain::permission::{self, Actor};
+use taskgate_domain::permission::{self, Actor, Denied};
 use taskgate_domain::ports::StoreError;
 use taskgate_domain::project::ProjectId;
+use taskgate_domain::project::access;
 use taskgate_domain::recorder::Recorded;
 use taskgate_domain::task::{
     Export, Status, Task, TaskError, TaskEvent, TaskId, TaskKind, TaskSpec,
@@ -114,23 +115,25 @@ fn export_spec(fields: &mut Fields) -> Option<Export> {
 /// are their own (404 missing, 403 someone else's) and complete (409).
 async fn may_export(state: &AppState, session: &Session, export: &Export) -> Result<(), ApiError> {
     match export {
+        // The project rule, keyed by account: a member is the account that
+        // joined, not whoever holds its username now.
         Export::Csv { project } | Export::Ndjson { project } => {
-            let found = state
-                .store
-                .get_project(project)
-                .await?
-                .filter(|p| !p.deleted);
-            match found {
-                Some(p) if p.members.contains_key(&session.user.username) => {}
-                // A global admin sees the project, so its existence is no
-                // secret from them; exporting it is for members.
-                Some(_) if session.actor().is_admin() => {
-                    return Err(ApiError::Forbidden(format!(
+            let Some(found) = state.store.get_project(project).await? else {
+                return Err(ApiError::NotFound(format!("there is no project {project}")));
+            };
+            access::may(Some(&session.actor()), &found, access::Action::Export).map_err(
+                |denied| match denied {
+                    // A global admin sees the project, so its existence is
+                    // no secret from them; exporting it is for members.
+                    Denied::Forbidden(_) => ApiError::Forbidden(format!(
                         "only the members of project {project} may export its items"
-                    )));
-                }
-                _ => return Err(ApiError::NotFound(format!("there is no project {project}"))),
-            }
+                    )),
+                    Denied::NotFound(_) => {
+                        ApiError::NotFound(format!("there is no project {project}"))
+                    }
+                    other => other.into(),
+                },
+            )?;
         }
         Export::Zip { files } => {
             for id in files {

@@ -227,9 +227,11 @@ impl Connection {
                     }
                 }
                 _ = check.tick() => match auth::authenticate(&self.state, &self.token).await {
+                    // The account may have changed (a demoted admin):
+                    // every task subscription is checked again.
                     Ok(session) => {
                         self.session = session;
-                        continue;
+                        self.recheck_tasks()
                     }
                     Err(ApiError::Unauthenticated(why)) => break End::Close(CLOSE_UNAUTHENTICATED, why),
                     // The store is down: keep the socket; check again later.
@@ -282,6 +284,29 @@ impl Connection {
         for topic in topics {
             self.drop_subscription(&topic);
         }
+    }
+
+    /// Ends the `task:{id}` subscriptions the account may no longer see
+    /// (its level changed since it subscribed), with an `error` for each.
+    fn recheck_tasks(&mut self) -> Vec<String> {
+        let actor = self.actor();
+        let denied: Vec<(Topic, (u16, String))> = self
+            .subscriptions
+            .iter()
+            .filter_map(|(topic, subscription)| match subscription {
+                Subscription::Task { task, .. } => may_see_task(&actor, task)
+                    .err()
+                    .map(|denied| (*topic, super::replay::denied(denied))),
+                _ => None,
+            })
+            .collect();
+        denied
+            .into_iter()
+            .map(|(topic, (status, detail))| {
+                self.drop_subscription(&topic);
+                message::error(Some(&topic), status, &detail)
+            })
+            .collect()
     }
 
     fn drop_subscription(&mut self, topic: &Topic) {
@@ -474,8 +499,10 @@ impl Connection {
             };
             let from = *last;
             let wanted = match until {
-                Some(until) if until <= from + 1 => return Ok(messages),
-                Some(until) => ((until - from - 1) as usize).min(REPLAY_PAGE),
+                Some(until) if until <= from.saturating_add(1) => return Ok(messages),
+                Some(until) => usize::try_from(until - from - 1)
+                    .unwrap_or(usize::MAX)
+                    .min(REPLAY_PAGE),
                 None => REPLAY_PAGE,
             };
             let page = self
@@ -484,7 +511,9 @@ impl Connection {
                 .project_feed(&id, from, wanted)
                 .await
                 .map_err(|e| store_failed(&e))?;
-            if page.is_empty() {
+            // Every page must move past `from`; a store that answered at or
+            // before it again would otherwise hold this loop for good.
+            if page.last().is_none_or(|entry| entry.position <= from) {
                 return Ok(messages);
             }
             for entry in page {
@@ -802,6 +831,8 @@ impl Connection {
     /// Progress of every running delay and export this connection follows
     /// (an export's as it last reported it).
     async fn progress(&mut self) -> Vec<String> {
+        // Never a progress report to someone who may no longer see the task.
+        let mut denied = self.recheck_tasks();
         let now = self.state.clock.now();
         let mut exports: HashMap<TaskId, Option<f64>> = HashMap::new();
         for subscription in self.subscriptions.values() {
@@ -842,7 +873,8 @@ impl Connection {
                 messages.push(message::task_progress(topic, task, now));
             }
         }
-        messages
+        denied.extend(messages);
+        denied
     }
 }
 

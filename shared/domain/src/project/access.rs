@@ -12,6 +12,7 @@
 //! | remove another member          | yes   | yes           | 403    | 404        | yes                         |
 //! | remove oneself                 | yes¹  | yes           | yes    | 404        | —                           |
 //! | create, list, read, edit items | yes   | yes           | yes    | 404        | 403                         |
+//! | export the items (csv, ndjson) | yes   | yes           | yes    | 404        | 403                         |
 //! | delete an item                 | yes   | yes           | creator only | 404  | 403                         |
 //!
 //! ¹ Allowed here; the owner cannot leave (409), which is a conflict of
@@ -39,6 +40,9 @@ pub enum Action<'a> {
     },
     /// Create, list, read or edit items.
     UseItems,
+    /// Export the items (an export task, checked when it starts and again
+    /// when it runs).
+    Export,
     /// Delete an item created by `created_by`.
     DeleteItem {
         created_by: &'a Username,
@@ -76,7 +80,7 @@ pub fn may(actor: Option<&Actor>, project: &Project, action: Action<'_>) -> Deci
         Action::RemoveMember { username } => {
             project_admin || global_admin || (role.is_some() && *username == actor.username)
         }
-        Action::UseItems => role.is_some(),
+        Action::UseItems | Action::Export => role.is_some(),
         Action::DeleteItem { created_by } => {
             project_admin || (role.is_some() && *created_by == actor.username)
         }
@@ -93,6 +97,7 @@ pub fn may(actor: Option<&Actor>, project: &Project, action: Action<'_>) -> Deci
                 "only the owner or a global admin may hand the project over"
             }
             Action::Delete => "only the project's owner may delete it",
+            Action::Export => "only the project's members may export its items",
             Action::DeleteItem { .. } => {
                 "only the project's admins and the item's creator may delete it"
             }
@@ -211,6 +216,7 @@ mod tests {
         RemoveAnotherMember,
         RemoveOneself,
         UseItems,
+        Export,
         DeleteOwnItem,
         DeleteOwnersItem,
     }
@@ -230,6 +236,7 @@ mod tests {
             Row::RemoveAnotherMember => Action::RemoveMember { username: adam },
             Row::RemoveOneself => Action::RemoveMember { username: me },
             Row::UseItems => Action::UseItems,
+            Row::Export => Action::Export,
             Row::DeleteOwnItem => Action::DeleteItem { created_by: me },
             Row::DeleteOwnersItem => Action::DeleteItem { created_by: olga },
         }
@@ -240,7 +247,7 @@ mod tests {
     #[test]
     fn the_matrix_cell_by_cell() {
         let world = world();
-        const TABLE: [(Row, [u16; 6]); 10] = [
+        const TABLE: [(Row, [u16; 6]); 11] = [
             (Row::View, [200, 200, 200, 404, 200, 401]),
             (Row::Edit, [200, 200, 403, 404, 200, 401]),
             (Row::TransferOwnership, [200, 403, 403, 404, 200, 401]),
@@ -250,6 +257,7 @@ mod tests {
             (Row::RemoveAnotherMember, [200, 200, 403, 404, 200, 401]),
             (Row::RemoveOneself, [200, 200, 200, 404, 200, 401]),
             (Row::UseItems, [200, 200, 200, 404, 403, 401]),
+            (Row::Export, [200, 200, 200, 404, 403, 401]),
             (Row::DeleteOwnItem, [200, 200, 200, 404, 403, 401]),
             (Row::DeleteOwnersItem, [200, 200, 403, 404, 403, 401]),
         ];
@@ -276,10 +284,13 @@ mod tests {
             user_id: UserId::new(),
             level: Level::User,
         };
-        assert_eq!(
-            status(may(Some(&impostor), &world.project, Action::View)),
-            404
-        );
+        for action in [Action::View, Action::UseItems, Action::Export] {
+            assert_eq!(
+                status(may(Some(&impostor), &world.project, action)),
+                404,
+                "{action:?}"
+            );
+        }
     }
 
     #[test]

@@ -25,6 +25,12 @@ pub enum Refused {
     /// 409: the owner must hand the project over before leaving it.
     #[error("the owner cannot leave the project; transfer ownership first")]
     OwnerCannotLeave,
+    /// 409: the owner is always one of the project's admins; only a
+    /// transfer of ownership changes that.
+    #[error(
+        "the owner is always an admin of the project; transfer ownership first (PATCH the project with {{\"owner\"}})"
+    )]
+    OwnerRoleFixed,
     /// 404: no such member.
     #[error("{0} is not a member of this project")]
     NoSuchMember(Username),
@@ -107,7 +113,9 @@ pub enum Membership {
     Unchanged,
 }
 
-/// Adds `username` with `role`, or changes their role.
+/// Adds `username` with `role`, or changes their role. The owner's role
+/// is not anyone's to change: a project admin could otherwise lock the
+/// owner out of their own project.
 pub fn put_member(
     project: &Project,
     actor: &Actor,
@@ -115,8 +123,17 @@ pub fn put_member(
     user_id: UserId,
     role: ProjectRole,
     at: OffsetDateTime,
-) -> (Membership, Option<ProjectEntry>) {
-    match project.members.get(username) {
+) -> Result<(Membership, Option<ProjectEntry>), Refused> {
+    if *username == project.owner
+        && (role != ProjectRole::Admin
+            || project
+                .members
+                .get(username)
+                .is_none_or(|owner| owner.user_id != user_id))
+    {
+        return Err(Refused::OwnerRoleFixed);
+    }
+    Ok(match project.members.get(username) {
         Some(member) if member.user_id == user_id && member.role == role => {
             (Membership::Unchanged, None)
         }
@@ -147,7 +164,7 @@ pub fn put_member(
                 },
             )),
         ),
-    }
+    })
 }
 
 /// Removes `username` from `project`. Their items are unassigned next, one
@@ -311,7 +328,8 @@ mod tests {
             mia.user_id,
             ProjectRole::Member,
             at(1),
-        );
+        )
+        .unwrap();
         assert_eq!(added, Membership::Added);
         (olga, mia, vec![created, entry.unwrap()])
     }
@@ -361,7 +379,8 @@ mod tests {
             mia.user_id,
             ProjectRole::Admin,
             at(2),
-        );
+        )
+        .unwrap();
         assert_eq!(changed, Membership::Changed);
         log.push(promote.unwrap());
         log.push(
@@ -378,8 +397,26 @@ mod tests {
             mia.user_id,
             ProjectRole::Admin,
             at(4),
-        );
+        )
+        .unwrap();
         assert_eq!((same, none), (Membership::Unchanged, None));
+        // The owner's role is fixed: not even the owner, let alone another
+        // admin, can make them a plain member.
+        let log_now = fold(&log);
+        for by in [&olga, &mia] {
+            let owner = log_now.members.get(&log_now.owner).unwrap();
+            assert_eq!(
+                put_member(
+                    &log_now,
+                    by,
+                    &log_now.owner,
+                    owner.user_id,
+                    ProjectRole::Member,
+                    at(5),
+                ),
+                Err(Refused::OwnerRoleFixed)
+            );
+        }
     }
 
     #[test]
