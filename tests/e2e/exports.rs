@@ -315,7 +315,6 @@ async fn csv_cells_a_spreadsheet_would_run_are_written_as_text(backend: Backend)
 /// project is 404, as `GET /projects/{id}` is. (Export access once looked
 /// at the username alone, and the new account downloaded the items.)
 async fn a_reused_username_cannot_export_a_project_its_namesake_was_in(backend: Backend) {
-    use taskgate_domain::ports::UserStore as _;
     let app = TestApp::spawn(backend).await;
     let admin = app.admin_token().await;
     let alice = app.user_with_token(&admin, "alice", "user").await;

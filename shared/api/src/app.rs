@@ -86,6 +86,7 @@ pub fn routes() -> Routes {
 
 /// [`app`] from routes built beforehand ([`routes`]).
 pub fn app_with(routes: Routes, state: SharedState) -> Router {
+    let max_header_bytes = state.settings.max_header_bytes;
     let api = routes
         .0
         // Creations take an Idempotency-Key (matched routes only).
@@ -95,7 +96,6 @@ pub fn app_with(routes: Routes, state: SharedState) -> Router {
         ))
         .layer(axum::middleware::from_fn(request_context))
         .with_state(state);
-    let max_header_bytes = state.settings.max_header_bytes;
     Router::new()
         .fallback_service(api)
         .layer(axum::middleware::from_fn(rewrite_aliases))

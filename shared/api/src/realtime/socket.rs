@@ -373,15 +373,16 @@ impl Connection {
                 // listening already: whatever is stored after it arrives.
                 // (Taking the first event to arrive as the start lost an
                 // earlier one that it had overtaken.)
-                last: match after {
-                    Some(after) => after,
-                    None => match self.state.store.feed_head(&project.id).await {
-                        Ok(head) => head,
-                        Err(e) => {
-                            self.drop_subscription(&topic);
-                            return Err(store_failed(&e));
-                        }
-                    },
+                //
+                // An `after` past the head (no client can have seen such a
+                // position) counts as the head, as for a task: nothing is
+                // replayed, and what is stored next arrives.
+                last: match self.state.store.feed_head(&project.id).await {
+                    Ok(head) => after.map_or(head, |after| after.min(head)),
+                    Err(e) => {
+                        self.drop_subscription(&topic);
+                        return Err(store_failed(&e));
+                    }
                 },
                 project,
                 pending: BTreeMap::new(),
