@@ -33,6 +33,8 @@ on_each_backend!(
     a_cancelled_export_leaves_no_file,
     csv_cells_a_spreadsheet_would_run_are_written_as_text,
     a_reused_username_cannot_export_a_project_its_namesake_was_in,
+    exports_stop_at_the_quota_and_run_at_most_two_at_a_time,
+    a_third_export_at_once_is_429,
 );
 
 /// Bytes no compressor can shrink (xorshift), so a zip of them is as big.
@@ -370,6 +372,127 @@ async fn a_reused_username_cannot_export_a_project_its_namesake_was_in(backend: 
     .await;
 }
 
+/// An export stops the moment it would pass its owner's quota (it once
+/// wrote the whole file and failed only when its record was written: ten
+/// exports wrote 380 MiB past a 64 MiB quota), and one account runs at most
+/// `TASKGATE_MAX_ACTIVE_EXPORTS_PER_USER` (2) at a time: one more is 429.
+async fn exports_stop_at_the_quota_and_run_at_most_two_at_a_time(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |config| {
+        config.api.files.user_quota_bytes = 16 << 20;
+    })
+    .await;
+    let admin = app.admin_token().await;
+    let alice = app.user_with_token(&admin, "alice", "user").await;
+    let file = upload(&app, &alice, "big.bin", noise(10 << 20, 5)).await;
+    // Two exports of it, at once: each would need 10 MiB, 6 MiB are left.
+    let first = app
+        .start_task(
+            &alice,
+            json!({"type": "export", "files": [file], "format": "zip"}),
+        )
+        .await;
+    let second = app
+        .start_task(
+            &alice,
+            json!({"type": "export", "files": [file], "format": "zip"}),
+        )
+        .await;
+    // A third while they run is refused.
+    let third = app
+        .send_json(
+            Method::POST,
+            "/tasks",
+            Some(&alice),
+            &json!({"type": "export", "files": [file], "format": "zip"}),
+        )
+        .await;
+    let third_status = third.status();
+    for task in [&first, &second] {
+        let done = app
+            .finished_task(
+                &alice,
+                task["id"].as_str().unwrap(),
+                Duration::from_secs(60),
+            )
+            .await;
+        assert_eq!(done["status"], "failed", "{done}");
+        assert_eq!(done["error"]["code"], "quota-exceeded", "{done}");
+        assert!(
+            done["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("6291456 bytes were left"),
+            "{done}"
+        );
+    }
+    // Unless both had already ended (they are fast), the third was 429.
+    if third_status != StatusCode::ACCEPTED {
+        assert_problem(third, StatusCode::TOO_MANY_REQUESTS, "quota-exceeded").await;
+    }
+    // With both ended, exports start again; nothing of the failed ones is kept.
+    let (_, files) = status_and_json(app.get("/files", Some(&alice)).await).await;
+    assert_eq!(files["items"].as_array().unwrap().len(), 1, "{files}");
+    let fourth = app
+        .send_json(
+            Method::POST,
+            "/tasks",
+            Some(&alice),
+            &json!({"type": "export", "files": [file], "format": "zip"}),
+        )
+        .await;
+    assert_eq!(fourth.status(), StatusCode::ACCEPTED);
+}
+
+/// Two exports at a time per account: a third, while two are pending or
+/// running, is 429 `quota-exceeded`, on both stores (the count is kept with
+/// the tasks' own, race-safe).
+async fn a_third_export_at_once_is_429(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin_token().await;
+    let alice = app.user_with_token(&admin, "alice", "user").await;
+    let (_, project) = status_and_json(
+        app.send_json(
+            Method::POST,
+            "/projects",
+            Some(&alice),
+            &json!({"name": "P"}),
+        )
+        .await,
+    )
+    .await;
+    let store = app.store().await;
+    let owner = store
+        .get_user(&taskgate_domain::user::Username::parse("alice").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    // Two exports recorded but not yet run (as a busy engine leaves them).
+    let recorder =
+        taskgate_domain::recorder::Recorder::new(store.clone()).with_max_active_exports(2);
+    let spec = taskgate_domain::task::TaskSpec::Export(taskgate_domain::task::Export::Csv {
+        project: taskgate_domain::project::ProjectId::parse(project["id"].as_str().unwrap())
+            .unwrap(),
+    });
+    for _ in 0..2 {
+        recorder.create(&spec, &owner, 100).await.unwrap();
+    }
+    assert_problem(
+        app.send_json(
+            Method::POST,
+            "/tasks",
+            Some(&alice),
+            &json!({"type": "export", "project": project["id"], "format": "csv"}),
+        )
+        .await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "quota-exceeded",
+    )
+    .await;
+    // Other tasks are not exports: they still start.
+    app.start_task(&alice, json!({"type": "delay", "seconds": 0}))
+        .await;
+}
+
 async fn a_zip_holds_the_callers_files(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let admin = app.admin_token().await;
@@ -686,7 +809,7 @@ async fn stored(
     file.sha256 = Some(hex::encode(Sha256::digest(&bytes)));
     file.expires_at = None;
     file.digest_state = None;
-    store.insert_file(&file, u64::MAX).await.unwrap();
+    store.insert_file(&file, u64::MAX, u64::MAX).await.unwrap();
     file
 }
 
@@ -771,7 +894,7 @@ async fn exports_stop_and_fail_without_leftovers(store: Arc<dyn Store>, subject:
     }
     assert_eq!((subject.leftovers)().await, before);
 
-    // Over the quota: the bytes were complete, and still nothing remains.
+    // Over the quota: stopped as soon as it would pass it; nothing remains.
     let tight = taskgate_api::export::StoreExporter::new(
         store.clone(),
         blobs.clone(),
@@ -1084,7 +1207,7 @@ async fn expired_uploads_are_reaped_on_aws() {
             if leased {
                 file.lease_until = Some(now + Duration::from_secs(600));
             }
-            store.insert_file(&file, u64::MAX).await.unwrap();
+            store.insert_file(&file, u64::MAX, u64::MAX).await.unwrap();
             file
         }
     };

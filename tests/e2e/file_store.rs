@@ -39,6 +39,7 @@ contract!(
     a_file_reads_back_and_changes_only_from_the_version_it_was_read_at,
     the_quota_holds_under_concurrent_uploads_and_deleting_frees_it,
     listings_are_newest_first_and_expired_uploads_are_found,
+    a_user_keeps_at_most_max_files_even_empty_ones,
 );
 
 fn now() -> OffsetDateTime {
@@ -60,9 +61,9 @@ fn upload(owner: &User, size: u64, expires_in: i64) -> StoredFile {
 async fn a_file_reads_back_and_changes_only_from_the_version_it_was_read_at(store: Store) {
     let alice = fixture_user("alice", Level::User);
     let file = upload(&alice, 100, 60);
-    store.insert_file(&file, 1000).await.unwrap();
+    store.insert_file(&file, 1000, u64::MAX).await.unwrap();
     assert!(matches!(
-        store.insert_file(&file, 1000).await,
+        store.insert_file(&file, 1000, u64::MAX).await,
         Err(StoreError::AlreadyExists)
     ));
     assert_eq!(
@@ -113,7 +114,9 @@ async fn the_quota_holds_under_concurrent_uploads_and_deleting_frees_it(store: S
     let bob = Arc::new(fixture_user("bob", Level::User));
     let quota = 1000;
     assert!(matches!(
-        store.insert_file(&upload(&bob, 1001, 60), quota).await,
+        store
+            .insert_file(&upload(&bob, 1001, 60), quota, u64::MAX)
+            .await,
         Err(StoreError::OverQuota)
     ));
     // Ten uploads of 300 bytes at once: at most three fit (DynamoDB may
@@ -123,7 +126,7 @@ async fn the_quota_holds_under_concurrent_uploads_and_deleting_frees_it(store: S
             let (store, bob) = (store.clone(), bob.clone());
             tokio::spawn(async move {
                 let file = upload(&bob, 300, 60);
-                (store.insert_file(&file, quota).await, file)
+                (store.insert_file(&file, quota, u64::MAX).await, file)
             })
         })
         .collect();
@@ -144,16 +147,57 @@ async fn the_quota_holds_under_concurrent_uploads_and_deleting_frees_it(store: S
     assert_eq!(used, 300 * stored.len() as u64);
     // Fill it up, then one more byte is refused.
     let fill = upload(&bob, quota - used, 60);
-    store.insert_file(&fill, quota).await.unwrap();
+    store.insert_file(&fill, quota, u64::MAX).await.unwrap();
     let more = upload(&bob, 100, 60);
     assert!(matches!(
-        store.insert_file(&more, quota).await,
+        store.insert_file(&more, quota, u64::MAX).await,
         Err(StoreError::OverQuota)
     ));
     // Deleting a file gives its bytes back.
     store.delete_file(&fill).await.unwrap();
-    store.insert_file(&more, quota).await.unwrap();
+    store.insert_file(&more, quota, u64::MAX).await.unwrap();
     assert_eq!(store.used_bytes(&bob.user_id).await.unwrap(), used + 100);
+}
+
+/// Files are bounded in number as in bytes (500 empty files once made 500
+/// permanent rows outside any quota): the third of two allowed is
+/// `TooManyFiles`, also when they race; deleting one makes room.
+async fn a_user_keeps_at_most_max_files_even_empty_ones(store: Store) {
+    let dora = Arc::new(fixture_user("dora", Level::User));
+    let attempts: Vec<_> = (0..6)
+        .map(|_| {
+            let (store, dora) = (store.clone(), dora.clone());
+            tokio::spawn(async move {
+                let file = upload(&dora, 0, 60);
+                (store.insert_file(&file, u64::MAX, 2).await, file)
+            })
+        })
+        .collect();
+    let mut stored = Vec::new();
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            (Ok(()), file) => stored.push(file),
+            (Err(StoreError::TooManyFiles | StoreError::Conflict), _) => {}
+            (Err(e), _) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert!(
+        !stored.is_empty() && stored.len() <= 2,
+        "{} files",
+        stored.len()
+    );
+    while stored.len() < 2 {
+        let file = upload(&dora, 0, 60);
+        store.insert_file(&file, u64::MAX, 2).await.unwrap();
+        stored.push(file);
+    }
+    let one_more = upload(&dora, 0, 60);
+    assert!(matches!(
+        store.insert_file(&one_more, u64::MAX, 2).await,
+        Err(StoreError::TooManyFiles)
+    ));
+    store.delete_file(&stored[0]).await.unwrap();
+    store.insert_file(&one_more, u64::MAX, 2).await.unwrap();
 }
 
 async fn listings_are_newest_first_and_expired_uploads_are_found(store: Store) {
@@ -162,7 +206,10 @@ async fn listings_are_newest_first_and_expired_uploads_are_found(store: Store) {
     let mut ids = Vec::new();
     for n in 0..5 {
         let file = upload(&carol, 10, if n % 2 == 0 { -10 } else { 3600 });
-        store.insert_file(&file, u64::MAX / 2).await.unwrap();
+        store
+            .insert_file(&file, u64::MAX / 2, u64::MAX)
+            .await
+            .unwrap();
         ids.push(file.id);
         tokio::time::sleep(Duration::from_millis(2)).await;
     }

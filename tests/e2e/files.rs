@@ -24,6 +24,7 @@ on_each_backend!(
     quotas_sizes_and_expiry_are_enforced,
     the_compatibility_routes_upload_export_and_abort,
     a_compatibility_upload_takes_files_up_to_the_file_limit,
+    a_user_keeps_at_most_max_files,
 );
 
 const MIB: usize = 1024 * 1024;
@@ -891,6 +892,50 @@ async fn two_gib_stream_through_in_bounded_memory() {
         "the server read {} MiB of a 2 GiB file for a client that took 8 MiB and left",
         read >> 20
     );
+}
+
+/// `TASKGATE_MAX_FILES_PER_USER`: empty files count as much as any (each
+/// is a record and an object): past the bound, 413 saying so; deleting
+/// one makes room.
+async fn a_user_keeps_at_most_max_files(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |config| {
+        config.api.files.max_files = 3;
+    })
+    .await;
+    let admin = app.admin_token().await;
+    let alice = app.user_with_token(&admin, "alice", "user").await;
+    let create = || async {
+        tus_request(&app, Method::POST, "/files", &alice)
+            .header("upload-length", "0")
+            .send()
+            .await
+            .unwrap()
+    };
+    let mut made = Vec::new();
+    for _ in 0..3 {
+        let response = create().await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        made.push(response.headers()["location"].to_str().unwrap().to_owned());
+    }
+    let problem = assert_problem(
+        create().await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "storage-quota-exceeded",
+    )
+    .await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("TASKGATE_MAX_FILES_PER_USER"),
+        "{problem}"
+    );
+    let deleted = tus_request(&app, Method::DELETE, &made[0], &alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    assert_eq!(create().await.status(), StatusCode::CREATED);
 }
 
 /// `POST /upload` takes files up to `TASKGATE_MAX_FILE_BYTES`, streamed:

@@ -147,6 +147,10 @@ struct Output<'a> {
     state: BlobState,
     size: u64,
     max: u64,
+    /// What the owner's quota leaves, measured when the export began: the
+    /// export stops the moment it would pass it (the record's own check, at
+    /// the end, is the race-safe one).
+    room: u64,
     digest: RunningDigest,
     pending: Vec<u8>,
     report_every: Duration,
@@ -169,7 +173,17 @@ impl Output<'_> {
         }
         let chunk = Bytes::from(std::mem::take(&mut self.pending));
         let length = chunk.len() as u64;
-        if self.size + length > self.max {
+        if self.size.saturating_add(length) > self.room {
+            return Err(failed(
+                "quota-exceeded",
+                format!(
+                    "the export would pass its owner's storage quota: {} bytes were left \
+                     (TASKGATE_USER_QUOTA_BYTES)",
+                    self.room
+                ),
+            ));
+        }
+        if self.size.saturating_add(length) > self.max {
             return Err(failed(
                 "too-large",
                 format!(
@@ -518,6 +532,12 @@ impl Exporter for StoreExporter {
             return Err(failed("export-failed", "the task is not an export"));
         };
         let id = export_file_id(&task.id);
+        let used = self
+            .store
+            .used_bytes(&task.owner_id)
+            .await
+            .map_err(store_failed)?;
+        let room = self.limits.user_quota_bytes.saturating_sub(used);
         let state = self.blobs.start(&id).await.map_err(blob_failed)?;
         let mut out = Output {
             id,
@@ -526,6 +546,7 @@ impl Exporter for StoreExporter {
             state,
             size: 0,
             max: self.limits.max_file_bytes,
+            room,
             digest: RunningDigest::new(),
             pending: Vec::with_capacity(CHUNK),
             report_every: self.report_every,
@@ -583,7 +604,7 @@ impl Exporter for StoreExporter {
         };
         if let Err(e) = self
             .store
-            .insert_file(&file, self.limits.user_quota_bytes)
+            .insert_file(&file, self.limits.user_quota_bytes, self.limits.max_files)
             .await
         {
             let _ = self.blobs.delete(&id).await;
@@ -594,6 +615,14 @@ impl Exporter for StoreExporter {
                         "the export's {size} bytes do not fit in {}'s storage quota of {} bytes \
                          (TASKGATE_USER_QUOTA_BYTES)",
                         task.owner, self.limits.user_quota_bytes
+                    ),
+                ),
+                StoreError::TooManyFiles => failed(
+                    "quota-exceeded",
+                    format!(
+                        "{} has {} files, as many as an account may keep \
+                         (TASKGATE_MAX_FILES_PER_USER)",
+                        task.owner, self.limits.max_files
                     ),
                 ),
                 other => store_failed(other),

@@ -357,6 +357,16 @@ impl From<StoreError> for ApiError {
             StoreError::OverQuota => Self::FileQuota(
                 "your files would take more than your quota (TASKGATE_USER_QUOTA_BYTES)".into(),
             ),
+            StoreError::TooManyFiles => Self::FileQuota(
+                "you have as many files as an account may keep (TASKGATE_MAX_FILES_PER_USER); \
+                 delete some first"
+                    .into(),
+            ),
+            StoreError::TooManyExports => Self::TooManyTasks(
+                "you have as many exports pending or running as an account may \
+                 (TASKGATE_MAX_ACTIVE_EXPORTS_PER_USER)"
+                    .into(),
+            ),
             StoreError::AlreadyExists | StoreError::Other(_) => Self::Internal(Box::new(e)),
         }
     }

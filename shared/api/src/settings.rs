@@ -75,6 +75,10 @@ pub struct Settings {
 pub struct ActiveTaskLimits {
     pub per_user: u64,
     pub per_admin: u64,
+    /// `TASKGATE_MAX_ACTIVE_EXPORTS_PER_USER` (default 2): pending or
+    /// running exports one account may have (each may write up to a file's
+    /// size); one more is 429 `quota-exceeded`.
+    pub exports: u64,
 }
 
 impl Default for ActiveTaskLimits {
@@ -82,6 +86,7 @@ impl Default for ActiveTaskLimits {
         Self {
             per_user: 100,
             per_admin: 1000,
+            exports: 2,
         }
     }
 }
@@ -105,6 +110,10 @@ pub struct FileLimits {
     /// `TASKGATE_USER_QUOTA_BYTES` (default 20 GiB): the sizes of one user's
     /// files together, finished or not; beyond it 413 `storage-quota-exceeded`.
     pub user_quota_bytes: u64,
+    /// `TASKGATE_MAX_FILES_PER_USER` (default 10000): the files one user
+    /// may keep, finished or not (an empty file is a record too); one more
+    /// is 413 `storage-quota-exceeded`.
+    pub max_files: u64,
     /// `TASKGATE_UPLOAD_EXPIRY_SECONDS` (default 86400): how long an
     /// unfinished upload is kept (`Upload-Expires`).
     pub upload_expiry: Duration,
@@ -119,6 +128,7 @@ impl Default for FileLimits {
         Self {
             max_file_bytes: 5 << 30,
             user_quota_bytes: 20 << 30,
+            max_files: 10_000,
             upload_expiry: Duration::from_secs(86_400),
             max_patch_bytes: None,
         }
@@ -344,6 +354,12 @@ pub struct SettingsArgs {
 
     #[arg(long, env = "TASKGATE_MAX_ACTIVE_TASKS_PER_ADMIN", value_parser = whole(1, 1_000_000))]
     pub max_active_tasks_per_admin: Option<u64>,
+
+    #[arg(long, env = "TASKGATE_MAX_ACTIVE_EXPORTS_PER_USER", value_parser = whole(1, 1000))]
+    pub max_active_exports_per_user: Option<u64>,
+
+    #[arg(long, env = "TASKGATE_MAX_FILES_PER_USER", value_parser = whole(1, 10_000_000))]
+    pub max_files_per_user: Option<u64>,
 }
 
 /// `value` must be at most `max`, another setting's bound.
@@ -476,6 +492,7 @@ impl Settings {
                 user_quota_bytes: args
                     .user_quota_bytes
                     .unwrap_or(defaults.files.user_quota_bytes),
+                max_files: args.max_files_per_user.unwrap_or(defaults.files.max_files),
                 upload_expiry: seconds(args.upload_expiry_seconds, defaults.files.upload_expiry),
                 max_patch_bytes: args.max_patch_bytes.or(defaults.files.max_patch_bytes),
             },
@@ -486,6 +503,9 @@ impl Settings {
                 per_admin: args
                     .max_active_tasks_per_admin
                     .unwrap_or(defaults.max_active_tasks.per_admin),
+                exports: args
+                    .max_active_exports_per_user
+                    .unwrap_or(defaults.max_active_tasks.exports),
             },
         })
     }

@@ -167,7 +167,9 @@ impl AppState {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let hub = Arc::new(Hub::new(settings.realtime.buffer_events));
         Ok(Self {
-            recorder: Recorder::with_clock(store.clone(), clock.clone()).observed_by(hub.clone()),
+            recorder: Recorder::with_clock(store.clone(), clock.clone())
+                .observed_by(hub.clone())
+                .with_max_active_exports(settings.max_active_tasks.exports),
             hub,
             blobs: Arc::new(NoBlobs),
             transfers: Arc::default(),
@@ -184,8 +186,9 @@ impl AppState {
 
     /// Tells the time by `clock` (tests pass a manual one).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.recorder =
-            Recorder::with_clock(self.store.clone(), clock.clone()).observed_by(self.hub.clone());
+        self.recorder = Recorder::with_clock(self.store.clone(), clock.clone())
+            .observed_by(self.hub.clone())
+            .with_max_active_exports(self.settings.max_active_tasks.exports);
         self.clock = clock;
         self
     }

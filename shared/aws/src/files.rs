@@ -72,10 +72,13 @@ impl DynamoStore {
 
 #[async_trait]
 impl FileStore for DynamoStore {
-    async fn insert_file(&self, file: &StoredFile, quota: u64) -> StoreResult<()> {
+    async fn insert_file(&self, file: &StoredFile, quota: u64, max_files: u64) -> StoreResult<()> {
         let Some(room) = quota.checked_sub(file.size) else {
             return Err(StoreError::OverQuota);
         };
+        if max_files == 0 {
+            return Err(StoreError::TooManyFiles);
+        }
         let put = Put::builder()
             .table_name(&self.tables.files)
             .set_item(Some(row(file)))
@@ -85,23 +88,45 @@ impl FileStore for DynamoStore {
         let usage = Update::builder()
             .table_name(&self.tables.files)
             .key("file_id", s(usage_key(&file.owner_id)))
-            .update_expression("SET #bytes = if_not_exists(#bytes, :zero) + :size")
-            .condition_expression("attribute_not_exists(#bytes) OR #bytes <= :room")
+            .update_expression(
+                "SET #bytes = if_not_exists(#bytes, :zero) + :size, \
+                     #files = if_not_exists(#files, :zero) + :one",
+            )
+            .condition_expression(
+                "(attribute_not_exists(#bytes) OR #bytes <= :room) \
+                 AND (attribute_not_exists(#files) OR #files < :max_files)",
+            )
             .expression_attribute_names("#bytes", "bytes")
+            .expression_attribute_names("#files", "files")
             .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":size", n(file.size))
             .expression_attribute_values(":room", n(room))
+            .expression_attribute_values(":max_files", n(max_files))
             .build()
             .map_err(build_error)?;
-        self.transact_files(
-            vec![
-                TransactWriteItem::builder().put(put).build(),
-                TransactWriteItem::builder().update(usage).build(),
-            ],
-            StoreError::AlreadyExists,
-            StoreError::OverQuota,
-        )
-        .await
+        match self
+            .transact_files(
+                vec![
+                    TransactWriteItem::builder().put(put).build(),
+                    TransactWriteItem::builder().update(usage).build(),
+                ],
+                StoreError::AlreadyExists,
+                StoreError::OverQuota,
+            )
+            .await
+        {
+            // Which bound it was: the usage as it stands now says.
+            Err(StoreError::OverQuota) => {
+                let used = self.used_bytes(&file.owner_id).await?;
+                if used <= room {
+                    Err(StoreError::TooManyFiles)
+                } else {
+                    Err(StoreError::OverQuota)
+                }
+            }
+            other => other,
+        }
     }
 
     async fn get_file(&self, id: &FileId) -> StoreResult<Option<StoredFile>> {
@@ -150,9 +175,14 @@ impl FileStore for DynamoStore {
         let usage = Update::builder()
             .table_name(&self.tables.files)
             .key("file_id", s(usage_key(&file.owner_id)))
-            .update_expression("SET #bytes = if_not_exists(#bytes, :size) - :size")
+            .update_expression(
+                "SET #bytes = if_not_exists(#bytes, :size) - :size, \
+                     #files = if_not_exists(#files, :one) - :one",
+            )
             .expression_attribute_names("#bytes", "bytes")
+            .expression_attribute_names("#files", "files")
             .expression_attribute_values(":size", n(file.size))
+            .expression_attribute_values(":one", n(1))
             .build()
             .map_err(build_error)?;
         self.transact_files(

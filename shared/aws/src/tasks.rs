@@ -91,6 +91,11 @@ fn active_key(owner: &UserId) -> String {
     format!("#active#{owner}")
 }
 
+/// The count of an owner's unfinished exports, beside their tasks' count.
+fn active_exports_key(owner: &UserId) -> String {
+    format!("#active-exports#{owner}")
+}
+
 /// How often a creation is tried again when another transaction was
 /// changing the owner's count at the same moment.
 const COUNT_ATTEMPTS: u64 = 32;
@@ -98,22 +103,90 @@ const COUNT_ATTEMPTS: u64 = 32;
 enum Cancelled {
     First,
     Second,
+    Third,
     Conflict,
 }
 
 impl DynamoStore {
     /// Runs a two-item transaction; which condition failed, if one did.
-    async fn transact_pair(
+    /// Runs a transaction; which condition failed, if one did.
+    async fn transact_all(
         &self,
-        first: TransactWriteItem,
-        second: TransactWriteItem,
+        items: Vec<TransactWriteItem>,
     ) -> StoreResult<Result<(), Cancelled>> {
-        Ok(match transact(&self.client, vec![first, second]).await? {
+        Ok(match transact(&self.client, items).await? {
             Ok(()) => Ok(()),
             Err(c) if c.failed_at(0) => Err(Cancelled::First),
             Err(c) if c.failed_at(1) => Err(Cancelled::Second),
+            Err(c) if c.failed_at(2) => Err(Cancelled::Third),
             Err(_) => Err(Cancelled::Conflict),
         })
+    }
+
+    /// `+1` on the count at `key`, if it is below `max`.
+    fn count_up(&self, key: String, max: u64) -> StoreResult<TransactWriteItem> {
+        let update = Update::builder()
+            .table_name(&self.tables.users)
+            .key("username", s(key))
+            .update_expression("SET active = if_not_exists(active, :zero) + :one")
+            .condition_expression("attribute_not_exists(active) OR active < :max")
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":max", n(max))
+            .build()
+            .map_err(build_error)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// An ending whose counts are not all there (tasks from before a count
+    /// began): the event alone, then each count that can go down, each on
+    /// its own (a count at zero stays there).
+    async fn append_ending_uncounted(
+        &self,
+        event: &TaskEvent,
+        owner: &UserId,
+        export: bool,
+    ) -> StoreResult<()> {
+        self.append_event(event).await?;
+        let mut keys = vec![active_key(owner)];
+        if export {
+            keys.push(active_exports_key(owner));
+        }
+        for key in keys {
+            let down = self
+                .client
+                .update_item()
+                .table_name(&self.tables.users)
+                .key("username", s(key))
+                .update_expression("SET active = active - :one")
+                .condition_expression("active > :zero")
+                .expression_attribute_values(":zero", n(0))
+                .expression_attribute_values(":one", n(1))
+                .send()
+                .await;
+            if let Err(e) = down
+                && !e
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception())
+            {
+                return Err(store_error(e));
+            }
+        }
+        Ok(())
+    }
+
+    /// `-1` on the count at `key`, if it is above zero.
+    fn count_down(&self, key: String) -> StoreResult<TransactWriteItem> {
+        let update = Update::builder()
+            .table_name(&self.tables.users)
+            .key("username", s(key))
+            .update_expression("SET active = active - :one")
+            .condition_expression("active > :zero")
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .build()
+            .map_err(build_error)?;
+        Ok(TransactWriteItem::builder().update(update).build())
     }
 
     fn event_put(&self, event: &TaskEvent) -> StoreResult<TransactWriteItem> {
@@ -129,33 +202,38 @@ impl DynamoStore {
 
 #[async_trait]
 impl TaskLog for DynamoStore {
-    async fn append_created(&self, event: &TaskEvent, max_active: u64) -> StoreResult<()> {
+    async fn append_created(
+        &self,
+        event: &TaskEvent,
+        max_active: u64,
+        max_exports: Option<u64>,
+    ) -> StoreResult<()> {
         let EventData::Created { owner_id, .. } = &event.data else {
             return Err(StoreError::other("append_created takes a created event"));
         };
         if max_active == 0 {
             return Err(StoreError::OverQuota);
         }
+        if max_exports == Some(0) {
+            return Err(StoreError::TooManyExports);
+        }
         for attempt in 0..COUNT_ATTEMPTS {
             if attempt > 0 {
                 // Others are creating at the same moment: let them through.
                 tokio::time::sleep(std::time::Duration::from_millis(2 * attempt)).await;
             }
-            let count = Update::builder()
-                .table_name(&self.tables.users)
-                .key("username", s(active_key(owner_id)))
-                .update_expression("SET active = if_not_exists(active, :zero) + :one")
-                .condition_expression("attribute_not_exists(active) OR active < :max")
-                .expression_attribute_values(":zero", n(0))
-                .expression_attribute_values(":one", n(1))
-                .expression_attribute_values(":max", n(max_active))
-                .build()
-                .map_err(build_error)?;
-            let count = TransactWriteItem::builder().update(count).build();
-            match self.transact_pair(self.event_put(event)?, count).await? {
+            let mut items = vec![
+                self.event_put(event)?,
+                self.count_up(active_key(owner_id), max_active)?,
+            ];
+            if let Some(max_exports) = max_exports {
+                items.push(self.count_up(active_exports_key(owner_id), max_exports)?);
+            }
+            match self.transact_all(items).await? {
                 Ok(()) => return Ok(()),
                 Err(Cancelled::First) => return Err(StoreError::AlreadyExists),
                 Err(Cancelled::Second) => return Err(StoreError::OverQuota),
+                Err(Cancelled::Third) => return Err(StoreError::TooManyExports),
                 Err(Cancelled::Conflict) => continue,
             }
         }
@@ -164,27 +242,28 @@ impl TaskLog for DynamoStore {
         ))
     }
 
-    async fn append_ending(&self, event: &TaskEvent, owner: &UserId) -> StoreResult<()> {
+    async fn append_ending(
+        &self,
+        event: &TaskEvent,
+        owner: &UserId,
+        export: bool,
+    ) -> StoreResult<()> {
         for attempt in 0..COUNT_ATTEMPTS {
             if attempt > 0 {
                 tokio::time::sleep(std::time::Duration::from_millis(2 * attempt)).await;
             }
-            let count = Update::builder()
-                .table_name(&self.tables.users)
-                .key("username", s(active_key(owner)))
-                .update_expression("SET active = active - :one")
-                .condition_expression("active > :zero")
-                .expression_attribute_values(":zero", n(0))
-                .expression_attribute_values(":one", n(1))
-                .build()
-                .map_err(build_error)?;
-            let count = TransactWriteItem::builder().update(count).build();
-            match self.transact_pair(self.event_put(event)?, count).await? {
+            let mut items = vec![self.event_put(event)?, self.count_down(active_key(owner))?];
+            if export {
+                items.push(self.count_down(active_exports_key(owner))?);
+            }
+            match self.transact_all(items).await? {
                 Ok(()) => return Ok(()),
                 Err(Cancelled::First) => return Err(StoreError::AlreadyExists),
-                // Not counted (a task from before the count began): the
-                // event alone.
-                Err(Cancelled::Second) => return self.append_event(event).await,
+                // A count that is not there (a task from before the count
+                // began): the event, and the other count if there is one.
+                Err(Cancelled::Second | Cancelled::Third) => {
+                    return self.append_ending_uncounted(event, owner, export).await;
+                }
                 Err(Cancelled::Conflict) => continue,
             }
         }

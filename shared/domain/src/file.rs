@@ -429,3 +429,41 @@ mod tests {
         }
     }
 }
+
+/// `Upload-Metadata` over any input: never a panic, at most
+/// [`MAX_METADATA_PAIRS`] pairs, and whatever a tus client sends (unique
+/// keys, base64 values) read back exactly.
+#[cfg(test)]
+mod metadata_fuzz {
+    use base64::Engine as _;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn any_text_is_metadata_or_refused(raw in "\\PC{0,256}") {
+            if let Ok(pairs) = parse_upload_metadata(&raw) {
+                prop_assert!(pairs.len() <= MAX_METADATA_PAIRS);
+            }
+        }
+
+        #[test]
+        fn what_a_client_sends_reads_back(
+            pairs in proptest::collection::btree_map("[a-z][a-z0-9_.-]{0,15}", proptest::option::of("\\PC{0,40}"), 0..=MAX_METADATA_PAIRS),
+        ) {
+            let header: Vec<String> = pairs
+                .iter()
+                .map(|(key, value)| match value {
+                    Some(value) => format!("{key} {}", base64::engine::general_purpose::STANDARD.encode(value)),
+                    None => key.clone(),
+                })
+                .collect();
+            let parsed = parse_upload_metadata(&header.join(",")).unwrap();
+            let expected: Vec<(String, Option<String>)> = pairs.into_iter().collect();
+            prop_assert_eq!(parsed, expected);
+        }
+    }
+}

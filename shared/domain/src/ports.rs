@@ -38,6 +38,12 @@ pub enum StoreError {
     /// The owner's files would pass their quota.
     #[error("the owner's files would exceed their quota")]
     OverQuota,
+    /// The owner has as many files as they may keep.
+    #[error("the owner has as many files as they may keep")]
+    TooManyFiles,
+    /// The owner has as many unfinished exports as they may.
+    #[error("the owner has as many unfinished exports as they may")]
+    TooManyExports,
     /// The backing service did not answer in time or refused service.
     #[error("the store is unavailable")]
     Unavailable(#[source] Cause),
@@ -180,14 +186,27 @@ pub trait TaskLog: Send + Sync {
 
     /// Appends a task's `created` event (seq 1) if its owner has fewer
     /// than `max_active` tasks that have not ended; `OverQuota` otherwise,
-    /// and nothing is written. Race-safe: concurrent creations cannot pass
-    /// the bound together. `AlreadyExists` as for [`TaskLog::append_event`].
-    async fn append_created(&self, event: &TaskEvent, max_active: u64) -> StoreResult<()>;
+    /// and nothing is written. With `max_exports` (the task is an export),
+    /// also if the owner has fewer than that many unfinished exports;
+    /// `TooManyExports` otherwise. Race-safe: concurrent creations cannot
+    /// pass a bound together. `AlreadyExists` as for
+    /// [`TaskLog::append_event`].
+    async fn append_created(
+        &self,
+        event: &TaskEvent,
+        max_active: u64,
+        max_exports: Option<u64>,
+    ) -> StoreResult<()>;
 
     /// Appends a task's ending event (`succeeded`, `failed`, `cancelled`),
     /// as [`TaskLog::append_event`] does, and counts the task as no longer
-    /// active for `owner`.
-    async fn append_ending(&self, event: &TaskEvent, owner: &UserId) -> StoreResult<()>;
+    /// active for `owner` (nor as an unfinished export, with `export`).
+    async fn append_ending(
+        &self,
+        event: &TaskEvent,
+        owner: &UserId,
+        export: bool,
+    ) -> StoreResult<()>;
 
     /// How many of `owner`'s tasks have not ended (pending or running), as
     /// counted since the count began (see README: tasks from before it are
@@ -345,11 +364,11 @@ pub trait IdempotencyStore: Send + Sync {
 #[async_trait]
 pub trait FileStore: Send + Sync {
     /// Records a new upload if the owner's files (the sizes of all of them,
-    /// finished or not) plus this one stay within `quota` bytes;
-    /// `OverQuota` otherwise, and nothing is written. Race-safe: two
-    /// uploads that each fit alone cannot both pass a quota they exceed
-    /// together.
-    async fn insert_file(&self, file: &StoredFile, quota: u64) -> StoreResult<()>;
+    /// finished or not) plus this one stay within `quota` bytes, and they
+    /// have fewer than `max_files` files; `OverQuota` or `TooManyFiles`
+    /// otherwise, and nothing is written. Race-safe: two uploads that each
+    /// fit alone cannot both pass a bound they exceed together.
+    async fn insert_file(&self, file: &StoredFile, quota: u64, max_files: u64) -> StoreResult<()>;
 
     /// The file, if it exists (strongly consistent).
     async fn get_file(&self, id: &FileId) -> StoreResult<Option<StoredFile>>;

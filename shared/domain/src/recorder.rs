@@ -54,6 +54,8 @@ pub struct Recorder {
     observer: Option<Arc<dyn Observer>>,
     /// Recorded in `created`: the engine meant to run the task.
     engine: Option<String>,
+    /// Unfinished exports one owner may have (`TooManyExports` beyond).
+    max_active_exports: u64,
 }
 
 fn broken(e: impl std::fmt::Display) -> StoreError {
@@ -73,7 +75,15 @@ impl Recorder {
             clock,
             observer: None,
             engine: None,
+            max_active_exports: u64::MAX,
         }
+    }
+
+    /// Bounds the unfinished exports of one owner (a creation beyond is
+    /// `TooManyExports`).
+    pub fn with_max_active_exports(mut self, max: u64) -> Self {
+        self.max_active_exports = max;
+        self
     }
 
     /// The same recorder, naming `engine` in the tasks it creates.
@@ -137,7 +147,10 @@ impl Recorder {
                 engine: self.engine.clone(),
             },
         );
-        self.log.append_created(&event, max_active).await?;
+        let max_exports = matches!(spec, TaskSpec::Export(_)).then_some(self.max_active_exports);
+        self.log
+            .append_created(&event, max_active, max_exports)
+            .await?;
         let task = fold(std::slice::from_ref(&event)).map_err(broken)?;
         self.tell(&task, &event);
         Ok((task, event))
@@ -181,7 +194,9 @@ impl Recorder {
             let last = events.last().expect("a loaded task has events");
             let event = last.next(self.clock.now().max(last.at), actor.cloned(), data);
             let appended = if event.data.is_terminal() {
-                self.log.append_ending(&event, &task.owner_id).await
+                self.log
+                    .append_ending(&event, &task.owner_id, task.kind == TaskKind::Export)
+                    .await
             } else {
                 self.log.append_event(&event).await
             };

@@ -44,18 +44,25 @@ fn rows(
 
 #[async_trait]
 impl FileStore for EmbeddedStore {
-    async fn insert_file(&self, file: &StoredFile, quota: u64) -> StoreResult<()> {
+    async fn insert_file(&self, file: &StoredFile, quota: u64, max_files: u64) -> StoreResult<()> {
         let (id, owner, size, uploading, expires_at, version, item) = columns(file);
         self.with_conn(move |conn| {
-            let used: i64 = conn
+            let (used, files): (i64, i64) = conn
                 .query_row(
-                    "SELECT coalesce(sum(size), 0) FROM files WHERE owner_id = ?1",
+                    "SELECT coalesce(sum(size), 0), count(*) FROM files WHERE owner_id = ?1",
                     [&owner],
-                    |row| row.get(0),
+                    |row| Ok((row.get(0)?, row.get(1)?)),
                 )
                 .map_err(sql)?;
-            if (used as u64).saturating_add(size as u64) > quota {
+            let (used, files) = (
+                u64::try_from(used).unwrap_or(0),
+                u64::try_from(files).unwrap_or(0),
+            );
+            if used.saturating_add(u64::try_from(size).unwrap_or(u64::MAX)) > quota {
                 return Err(StoreError::OverQuota);
+            }
+            if files >= max_files {
+                return Err(StoreError::TooManyFiles);
             }
             let inserted = conn
                 .execute(

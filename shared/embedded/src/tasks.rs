@@ -26,6 +26,11 @@ fn from_json(item: &str) -> StoreResult<TaskEvent> {
     serde_json::from_str(item).map_err(|e| corrupt("task event", e))
 }
 
+/// The `active_tasks` key counting an owner's unfinished exports.
+fn exports_key(owner_id: &str) -> String {
+    format!("exports:{owner_id}")
+}
+
 #[async_trait]
 impl TaskLog for EmbeddedStore {
     async fn record_progress(&self, task: &TaskId, progress: f64) -> StoreResult<()> {
@@ -75,11 +80,19 @@ impl TaskLog for EmbeddedStore {
         .await
     }
 
-    async fn append_created(&self, event: &TaskEvent, max_active: u64) -> StoreResult<()> {
+    async fn append_created(
+        &self,
+        event: &TaskEvent,
+        max_active: u64,
+        max_exports: Option<u64>,
+    ) -> StoreResult<()> {
         let EventData::Created { owner_id, .. } = &event.data else {
             return Err(StoreError::other("append_created takes a created event"));
         };
         let owner_id = owner_id.to_string();
+        // Unfinished exports are counted beside the tasks, under a key of
+        // their own in the same table.
+        let exports_key = exports_key(&owner_id);
         let item = serde_json::to_string(event).expect("an event always serialises");
         let (task_id, seq) = (event.task_id.to_string(), event.seq as i64);
         self.write_log(&event.task_id, move |conn| {
@@ -90,8 +103,20 @@ impl TaskLog for EmbeddedStore {
                     |row| row.get(0),
                 )
                 .map_err(sql)?;
-            if active as u64 >= max_active {
+            if u64::try_from(active).unwrap_or(0) >= max_active {
                 return Err(StoreError::OverQuota);
+            }
+            if let Some(max_exports) = max_exports {
+                let exports: i64 = conn
+                    .query_row(
+                        "SELECT coalesce((SELECT active FROM active_tasks WHERE owner_id = ?1), 0)",
+                        [&exports_key],
+                        |row| row.get(0),
+                    )
+                    .map_err(sql)?;
+                if u64::try_from(exports).unwrap_or(0) >= max_exports {
+                    return Err(StoreError::TooManyExports);
+                }
             }
             insert_new(
                 conn,
@@ -105,13 +130,27 @@ impl TaskLog for EmbeddedStore {
                 [&owner_id],
             )
             .map_err(sql)?;
+            if max_exports.is_some() {
+                conn.execute(
+                    "INSERT INTO active_tasks (owner_id, active) VALUES (?1, 1)
+                     ON CONFLICT (owner_id) DO UPDATE SET active = active + 1",
+                    [&exports_key],
+                )
+                .map_err(sql)?;
+            }
             Ok(())
         })
         .await
     }
 
-    async fn append_ending(&self, event: &TaskEvent, owner: &UserId) -> StoreResult<()> {
+    async fn append_ending(
+        &self,
+        event: &TaskEvent,
+        owner: &UserId,
+        export: bool,
+    ) -> StoreResult<()> {
         let owner = owner.to_string();
+        let exports_key = exports_key(&owner);
         let item = serde_json::to_string(event).expect("an event always serialises");
         let (task_id, seq) = (event.task_id.to_string(), event.seq as i64);
         self.write_log(&event.task_id, move |conn| {
@@ -126,6 +165,13 @@ impl TaskLog for EmbeddedStore {
                 [&owner],
             )
             .map_err(sql)?;
+            if export {
+                conn.execute(
+                    "UPDATE active_tasks SET active = max(active - 1, 0) WHERE owner_id = ?1",
+                    [&exports_key],
+                )
+                .map_err(sql)?;
+            }
             Ok(())
         })
         .await

@@ -243,11 +243,12 @@ async fn upload(
         file.sha256 = Some(digest.finish());
         if let Err(e) = state
             .store
-            .insert_file(&file, limits.user_quota_bytes)
+            .insert_file(&file, limits.user_quota_bytes, limits.max_files)
             .await
         {
             let _ = state.blobs.delete(&file.id).await;
             return Err(match e {
+                StoreError::TooManyFiles => super::files::too_many_files(limits.max_files),
                 StoreError::OverQuota => ApiError::FileQuota(format!(
                     "this file of {} bytes would take your files past your quota of {} bytes (TASKGATE_USER_QUOTA_BYTES)",
                     file.size, limits.user_quota_bytes

@@ -469,11 +469,12 @@ async fn create_upload(
     file.blob = state.blobs.start(&file.id).await?;
     if let Err(e) = state
         .store
-        .insert_file(&file, limits.user_quota_bytes)
+        .insert_file(&file, limits.user_quota_bytes, limits.max_files)
         .await
     {
         let _ = state.blobs.abort(&file.id, &file.blob).await;
         return Err(match e {
+            StoreError::TooManyFiles => too_many_files(limits.max_files),
             StoreError::OverQuota => {
                 let used = state
                     .store
@@ -903,27 +904,43 @@ async fn delete_file(
 
 /// Removes a file or unfinished upload: its record, then its bytes.
 pub(crate) async fn remove(state: &AppState, file: &StoredFile) -> Result<(), ApiError> {
-    Ok(remove_from(state.store.as_ref(), state.blobs.as_ref(), file).await?)
+    // Whatever the file has become meanwhile (say its upload just
+    // finished), the caller asked for it gone.
+    remove_from(state.store.as_ref(), state.blobs.as_ref(), file, |_| true).await?;
+    Ok(())
 }
 
 /// [`remove`] with the stores themselves (the upload reaper on AWS has no
 /// application state).
+/// Deletes `file`'s record, then its bytes. If the record changed since it
+/// was read, it is read again and removed only if `still` holds for what
+/// it is now; and then the bytes removed are those of what it is now (an
+/// upload that finished meanwhile has a whole object, not a multipart
+/// upload: removing the stale state's would orphan the object, outside
+/// any quota). Whether it removed anything.
 async fn remove_from(
     store: &dyn Store,
     blobs: &dyn BlobStore,
     file: &StoredFile,
-) -> Result<(), StoreError> {
-    match store.delete_file(file).await {
-        Ok(()) => {}
-        // Changed meanwhile (e.g. a PATCH took its lease): read it again.
+    still: impl Fn(&StoredFile) -> bool,
+) -> Result<bool, StoreError> {
+    let removed_record = match store.delete_file(file).await {
+        Ok(()) => file.clone(),
+        // Changed meanwhile (e.g. a PATCH took its lease, or finished it):
+        // read it again.
         Err(StoreError::Conflict) => {
             let Some(fresh) = store.get_file(&file.id).await? else {
-                return Ok(());
+                return Ok(false);
             };
+            if !still(&fresh) {
+                return Ok(false);
+            }
             store.delete_file(&fresh).await?;
+            fresh
         }
         Err(e) => return Err(e),
-    }
+    };
+    let file = &removed_record;
     let removed = if file.is_complete() {
         blobs.delete(&file.id).await
     } else {
@@ -932,7 +949,7 @@ async fn remove_from(
     if let Err(e) = removed {
         tracing::error!(file = %file.id, error = %e, "the file's record is gone but its bytes could not be removed");
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Removes the unfinished uploads whose `Upload-Expires` has passed (the
@@ -962,8 +979,16 @@ pub async fn reap_expired_from(
             if file.lease_until.is_some_and(|until| until > now) {
                 continue;
             }
-            remove_from(store, blobs, file).await?;
-            this_round += 1;
+            // Only while it is still an unfinished upload past its expiry
+            // that no PATCH holds: one that finished meanwhile stays.
+            let still_expired = |fresh: &StoredFile| {
+                !fresh.is_complete()
+                    && fresh.expires_at.is_some_and(|at| at <= now)
+                    && !fresh.lease_until.is_some_and(|until| until > now)
+            };
+            if remove_from(store, blobs, file, still_expired).await? {
+                this_round += 1;
+            }
         }
         removed += this_round;
         // A short page was the last; a page of leased uploads only would
@@ -1069,6 +1094,14 @@ pub(crate) async fn get_file(
     Ok(Json(FileView::from(&file)).into_response())
 }
 
+/// 413 for a user who keeps `max` files already.
+pub(crate) fn too_many_files(max: u64) -> ApiError {
+    ApiError::FileQuota(format!(
+        "you have {max} files, as many as an account may keep (TASKGATE_MAX_FILES_PER_USER); \
+         delete some first"
+    ))
+}
+
 /// A single `Range: bytes=…` of a `size`-byte file: `None` for the whole
 /// file (no header, or a form this server does not serve, which RFC 9110
 /// lets it ignore); `Err` when it cannot be satisfied (416).
@@ -1107,7 +1140,8 @@ fn byte_range(headers: &HeaderMap, size: u64) -> Result<Option<std::ops::Range<u
             if end < start {
                 return Ok(None);
             }
-            start..(end + 1).min(size)
+            // `end` may be 2^64 - 1: never past the file, never wrapped.
+            start..end.saturating_add(1).min(size)
         }
     };
     if range.start >= size {
@@ -1305,5 +1339,235 @@ mod tests {
             value.to_str().unwrap(),
             "attachment; filename=\"na_ve _plan_.pdf\"; filename*=UTF-8''na%C3%AFve%20%22plan%22%2Epdf"
         );
+    }
+}
+
+/// The `Range` parser over any input, and numbers from the edges of their
+/// range (0, 1, 2^53, 2^63, 2^64 - 1 and their neighbours): it never
+/// panics, and a range it serves lies inside the file.
+#[cfg(test)]
+mod range_fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn edge() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            Just(0u64),
+            Just(1),
+            Just((1u64 << 53) - 1),
+            Just(1u64 << 53),
+            Just((1u64 << 63) - 1),
+            Just(1u64 << 63),
+            Just(u64::MAX - 1),
+            Just(u64::MAX),
+            0u64..10_000,
+            any::<u64>(),
+        ]
+    }
+
+    fn header(raw: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Ok(value) = HeaderValue::from_str(raw) {
+            headers.insert(header::RANGE, value);
+        }
+        headers
+    }
+
+    fn check(raw: &str, size: u64) {
+        if let Ok(Some(range)) = byte_range(&header(raw), size) {
+            assert!(range.start < range.end, "{raw:?} of {size}: {range:?}");
+            assert!(range.end <= size, "{raw:?} of {size}: {range:?}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn any_text_is_answered_without_panicking(raw in "\\PC{0,64}", size in edge()) {
+            check(&raw, size);
+        }
+
+        #[test]
+        fn numbers_from_the_edges_give_ranges_inside_the_file(
+            first in edge(), last in edge(), size in edge(), form in 0u8..4,
+        ) {
+            let raw = match form {
+                0 => format!("bytes={first}-{last}"),
+                1 => format!("bytes={first}-"),
+                2 => format!("bytes=-{last}"),
+                _ => format!("bytes= {first} - {last} "),
+            };
+            check(&raw, size);
+        }
+    }
+
+    #[test]
+    fn the_largest_last_byte_is_the_files_end() {
+        assert_eq!(
+            byte_range(&header(&format!("bytes=2-{}", u64::MAX)), 10),
+            Ok(Some(2..10))
+        );
+        assert_eq!(byte_range(&header("bytes=0-0"), 10), Ok(Some(0..1)));
+        assert_eq!(byte_range(&header("bytes=10-"), 10), Err(()));
+        assert_eq!(byte_range(&header("bytes=-0"), 10), Err(()));
+    }
+}
+
+/// A removal racing an upload that just finished (the reaper, or a user's
+/// DELETE, read the file while it was still uploading): the reaper leaves
+/// the finished file alone; a DELETE removes it, bytes and all, leaving no
+/// object behind outside every quota.
+#[cfg(test)]
+mod removal_races {
+    use std::sync::Arc;
+
+    use taskgate_domain::file::{ContentType, FileName, FileStatus, StoredFile};
+    use taskgate_domain::ports::{BlobStore, FileStore};
+    use taskgate_domain::user::{Level, User, Username};
+    use taskgate_embedded::EmbeddedStore;
+    use taskgate_embedded::blobs::DiskBlobs;
+    use time::OffsetDateTime;
+
+    use super::{reap_expired_from, remove_from};
+
+    struct World {
+        store: Arc<EmbeddedStore>,
+        blobs: DiskBlobs,
+        _dir: tempfile::TempDir,
+    }
+
+    fn world() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        World {
+            store: Arc::new(EmbeddedStore::in_memory().unwrap()),
+            blobs: DiskBlobs::open(dir.path()).unwrap(),
+            _dir: dir,
+        }
+    }
+
+    fn owner() -> User {
+        let hash = taskgate_domain::password::PasswordHash::parse(
+            "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3V7s8wPDxVyEkXmz4jtoTrhpgXT4x3rKxhWFSmsHCGc",
+        )
+        .unwrap();
+        User::new(
+            Username::parse("ann").unwrap(),
+            hash,
+            Level::User,
+            None,
+            None,
+        )
+    }
+
+    /// An upload of 5 bytes that expired; the copy read before it finished,
+    /// and the finished record.
+    async fn finished_after_being_read(
+        world: &World,
+        now: OffsetDateTime,
+    ) -> (StoredFile, StoredFile) {
+        let mut file = StoredFile::new_upload(
+            &owner(),
+            FileName::parse("late.txt").unwrap(),
+            ContentType::octet_stream(),
+            5,
+            now - time::Duration::hours(2),
+            now - time::Duration::hours(1),
+            serde_json::Value::Null,
+        );
+        file.blob = world.blobs.start(&file.id).await.unwrap();
+        world
+            .store
+            .insert_file(&file, u64::MAX, u64::MAX)
+            .await
+            .unwrap();
+        let stale = file.clone();
+        let body = Box::pin(futures_util::stream::iter([Ok::<_, std::io::Error>(
+            bytes::Bytes::from_static(b"hello"),
+        )]));
+        let appended = world
+            .blobs
+            .append(&file.id, &file.blob, 0, body, 5)
+            .await
+            .unwrap();
+        world
+            .blobs
+            .commit(&file.id, &file.blob, &appended.state)
+            .await
+            .unwrap();
+        world
+            .blobs
+            .finish(&file.id, &appended.state, 5)
+            .await
+            .unwrap();
+        let mut done = file.clone();
+        done.offset = 5;
+        done.blob = appended.state;
+        done.status = FileStatus::Complete;
+        done.expires_at = None;
+        done.version += 1;
+        world.store.update_file(&file, &done).await.unwrap();
+        (stale, done)
+    }
+
+    async fn bytes_of(world: &World, file: &StoredFile) -> Option<Vec<u8>> {
+        use futures_util::StreamExt as _;
+        let mut stream = world
+            .blobs
+            .read(&file.id, 0..file.size, file.size)
+            .await
+            .ok()?;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            bytes.extend_from_slice(&chunk.ok()?);
+        }
+        Some(bytes)
+    }
+
+    #[tokio::test]
+    async fn the_reaper_leaves_an_upload_that_finished_meanwhile() {
+        let world = world();
+        let now = OffsetDateTime::now_utc();
+        let (stale, done) = finished_after_being_read(&world, now).await;
+        let still_expired = |fresh: &StoredFile| !fresh.is_complete();
+        let removed = remove_from(world.store.as_ref(), &world.blobs, &stale, still_expired)
+            .await
+            .unwrap();
+        assert!(!removed);
+        assert_eq!(
+            world.store.get_file(&done.id).await.unwrap(),
+            Some(done.clone())
+        );
+        assert_eq!(
+            bytes_of(&world, &done).await.as_deref(),
+            Some(&b"hello"[..])
+        );
+        // And a whole reaping round finds nothing to take.
+        assert_eq!(
+            reap_expired_from(world.store.as_ref(), &world.blobs, now)
+                .await
+                .unwrap(),
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn a_delete_read_before_the_upload_finished_removes_the_finished_bytes() {
+        let world = world();
+        let now = OffsetDateTime::now_utc();
+        let (stale, done) = finished_after_being_read(&world, now).await;
+        assert!(
+            remove_from(world.store.as_ref(), &world.blobs, &stale, |_| true)
+                .await
+                .unwrap()
+        );
+        assert_eq!(world.store.get_file(&done.id).await.unwrap(), None);
+        assert_eq!(
+            bytes_of(&world, &done).await,
+            None,
+            "the finished object was orphaned"
+        );
+        assert_eq!(world.store.used_bytes(&done.owner_id).await.unwrap(), 0);
     }
 }

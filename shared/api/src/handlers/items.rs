@@ -713,3 +713,82 @@ impl<'a> From<&'a ItemEntry> for ItemEventView<'a> {
         }
     }
 }
+
+/// The listing's parsers over any input: cursors (any text, and every
+/// cursor this API hands out read back exactly), and the query parameters
+/// (`limit` only from 1 to 100, whatever the number sent).
+#[cfg(test)]
+mod listing_fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const SORTS: [&str; 6] = [
+        "due_date",
+        "-due_date",
+        "status",
+        "-status",
+        "created_at",
+        "-created_at",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn any_cursor_text_is_a_position_or_refused(raw in "\\PC{0,96}", sort in 0usize..6) {
+            let _ = decode_cursor(&raw, Sort::parse(SORTS[sort]).unwrap());
+            // Base64 of anything, too.
+            let encoded = URL_SAFE_NO_PAD.encode(raw.as_bytes());
+            let _ = decode_cursor(&encoded, Sort::parse(SORTS[sort]).unwrap());
+        }
+
+        #[test]
+        fn every_cursor_handed_out_reads_back(
+            seconds in 0i64..4_000_000_000, status in 0usize..3, day in 0i64..3650, sort in 0usize..6,
+        ) {
+            let sort = Sort::parse(SORTS[sort]).unwrap();
+            let value = match sort.key {
+                SortKey::CreatedAt => Value::CreatedAt(
+                    time::OffsetDateTime::from_unix_timestamp(seconds).unwrap(),
+                ),
+                SortKey::Status => Value::Status(
+                    ItemStatus::parse(["pending", "in_progress", "completed"][status]).unwrap(),
+                ),
+                SortKey::DueDate if day % 7 == 0 => Value::Due(None),
+                SortKey::DueDate => Value::Due(Some(
+                    DueDate::parse(&format!("{}-{:02}-{:02}", 2020 + day / 336, 1 + day % 12, 1 + day % 28))
+                        .unwrap(),
+                )),
+            };
+            let position = Position { descending: sort.descending, value, id: ItemId::new() };
+            let back = decode_cursor(&encode_cursor(&position), sort);
+            prop_assert_eq!(back, Some(position));
+        }
+
+        #[test]
+        fn any_query_parameters_are_a_listing_or_a_400(
+            names in proptest::collection::vec(
+                prop_oneof![Just("status"), Just("due"), Just("tz"), Just("assignee"), Just("sort"), Just("limit"), Just("cursor")],
+                0..5,
+            ),
+            values in proptest::collection::vec(prop_oneof![
+                "\\PC{0,24}".boxed(),
+                any::<i128>().prop_map(|n| n.to_string()).boxed(),
+                Just(u64::MAX.to_string()).boxed(),
+                Just("18446744073709551616".to_owned()).boxed(),
+                Just("0".to_owned()).boxed(),
+                Just("101".to_owned()).boxed(),
+            ], 5),
+        ) {
+            let params: HashMap<String, String> = names
+                .iter()
+                .zip(&values)
+                .map(|(n, v)| ((*n).to_owned(), v.clone()))
+                .collect();
+            if let Ok(listing) = ItemListing::from_params(params) {
+                prop_assert!((1..=100).contains(&listing.limit));
+            }
+        }
+    }
+}

@@ -264,6 +264,13 @@ pub(crate) async fn start(
                 }
             )));
         }
+        Err(StoreError::TooManyExports) => {
+            return Err(ApiError::TooManyTasks(format!(
+                "you have {} exports pending or running, as many as an account may \
+                 (TASKGATE_MAX_ACTIVE_EXPORTS_PER_USER); wait for one to end or cancel one",
+                state.settings.max_active_tasks.exports
+            )));
+        }
         Err(e) => return Err(e.into()),
     };
     let task = match state.workflow.start(&task).await {

@@ -217,3 +217,52 @@ impl Folds {
         }
     }
 }
+
+/// The WebSocket message and topic parsers over any input and `after` from
+/// the edges of its range: never a panic; every whole number from 0 to
+/// 2^64 - 1 is taken as it is, anything else is a clear error.
+#[cfg(test)]
+mod message_fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn any_text_is_a_message_or_an_error(text in "\\PC{0,128}") {
+            let _ = ClientMessage::parse(&text);
+            let _ = Topic::parse(&text);
+        }
+
+        #[test]
+        fn every_after_in_range_is_kept_exactly(after in prop_oneof![
+            Just(0u64), Just(1), Just((1u64 << 53) + 1), Just((1u64 << 63) - 1),
+            Just(1u64 << 63), Just(u64::MAX), any::<u64>(),
+        ]) {
+            let text = format!(r#"{{"type":"subscribe","topic":"tasks","after":{after}}}"#);
+            match ClientMessage::parse(&text) {
+                Ok(ClientMessage::Subscribe { after: Some(parsed), .. }) => prop_assert_eq!(parsed, after),
+                other => prop_assert!(false, "{text}: {other:?}"),
+            }
+        }
+
+        #[test]
+        fn an_after_out_of_range_is_refused(raw in prop_oneof![
+            Just("-1".to_owned()), Just("18446744073709551616".to_owned()), Just("1e19".to_owned()),
+            Just("0.5".to_owned()), Just("\"1\"".to_owned()), Just("null".to_owned()),
+            (1u128 << 64..u128::MAX).prop_map(|n| n.to_string()),
+            (i64::MIN..0i64).prop_map(|n| n.to_string()),
+        ]) {
+            let text = format!(r#"{{"type":"subscribe","topic":"tasks","after":{raw}}}"#);
+            let parsed = ClientMessage::parse(&text);
+            // `null` is no after at all; everything else is an error.
+            if raw == "null" {
+                prop_assert!(matches!(parsed, Ok(ClientMessage::Subscribe { after: None, .. })));
+            } else {
+                prop_assert!(parsed.is_err(), "{}: {:?}", text, parsed);
+            }
+        }
+    }
+}
