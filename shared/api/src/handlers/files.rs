@@ -1535,9 +1535,15 @@ mod removal_races {
             .await
             .unwrap();
         assert!(!removed);
+        let kept = world
+            .store
+            .get_file(&done.id)
+            .await
+            .unwrap()
+            .expect("the finished file stays");
         assert_eq!(
-            world.store.get_file(&done.id).await.unwrap(),
-            Some(done.clone())
+            (kept.status, kept.version),
+            (FileStatus::Complete, done.version)
         );
         assert_eq!(
             bytes_of(&world, &done).await.as_deref(),

@@ -259,7 +259,8 @@ mod message_fuzz {
             let parsed = ClientMessage::parse(&text);
             // `null` is no after at all; everything else is an error.
             if raw == "null" {
-                prop_assert!(matches!(parsed, Ok(ClientMessage::Subscribe { after: None, .. })));
+                let none = matches!(parsed, Ok(ClientMessage::Subscribe { after: None, .. }));
+                prop_assert!(none, "{}: {:?}", text, parsed);
             } else {
                 prop_assert!(parsed.is_err(), "{}: {:?}", text, parsed);
             }
