@@ -984,7 +984,7 @@ pub async fn reap_expired_from(
             let still_expired = |fresh: &StoredFile| {
                 !fresh.is_complete()
                     && fresh.expires_at.is_some_and(|at| at <= now)
-                    && !fresh.lease_until.is_some_and(|until| until > now)
+                    && fresh.lease_until.is_none_or(|until| until <= now)
             };
             if remove_from(store, blobs, file, still_expired).await? {
                 this_round += 1;
