@@ -384,28 +384,20 @@ pub(crate) async fn delete(
         });
     }
 
-    let mut deleted = None;
-    for _ in 0..ATTEMPTS {
-        let current = stored_user(&state, &target).await?;
-        match state.store.delete_user(&current).await {
-            Ok(()) => {
-                deleted = Some(current);
-                break;
-            }
-            Err(StoreError::Conflict) => continue,
-            Err(e) => return Err(e.into()),
-        }
+    // They leave every project they were in first, and their items there
+    // are unassigned (each change recorded in its log); the account goes
+    // last. A deletion that dies midway thus leaves an account without
+    // memberships (delete it again), never memberships of a name that a
+    // new account could take.
+    let leaving = stored_user(&state, &target).await?;
+    if leaving.level == taskgate_domain::user::Level::Admin && state.store.count_admins().await? <= 1 {
+        return Err(StoreError::LastAdmin.into());
     }
-    let Some(deleted) = deleted else {
-        return Err(StoreError::Conflict.into());
-    };
-    // They leave every project they were in, and their items there are
-    // unassigned: each change recorded in its log.
     let mut done = std::collections::HashSet::new();
     loop {
         let page = state
             .store
-            .member_projects(&deleted.user_id, None, 100)
+            .member_projects(&leaving.user_id, None, 100)
             .await?;
         let fresh: Vec<_> = page.items.iter().filter(|p| done.insert(p.id)).collect();
         if fresh.is_empty() {
@@ -431,6 +423,21 @@ pub(crate) async fn delete(
             }
             unassign_all(&state, Some(&actor), &project.id, &target).await?;
         }
+    }
+    let mut deleted = None;
+    for _ in 0..ATTEMPTS {
+        let current = stored_user(&state, &target).await?;
+        match state.store.delete_user(&current).await {
+            Ok(()) => {
+                deleted = Some(());
+                break;
+            }
+            Err(StoreError::Conflict) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if deleted.is_none() {
+        return Err(StoreError::Conflict.into());
     }
     tracing::info!(username = %target, by = %actor.username, "user deleted");
     // Every token of the deleted user already fails (the user is gone); this
