@@ -9,6 +9,7 @@ use taskgate_e2e::{Backend, TestApp, assert_problem, on_each_backend, status_and
 on_each_backend!(
     retries_with_a_key_create_once_and_answer_the_same,
     a_key_holds_its_answer_for_24_hours,
+    a_key_whose_request_was_cut_off_is_free_again_soon,
 );
 
 async fn send(
@@ -167,4 +168,68 @@ async fn a_key_holds_its_answer_for_24_hours(backend: Backend) {
     let (status, second) = status_and_json(response).await;
     assert_eq!(status, StatusCode::CREATED);
     assert_ne!(second["id"], first["id"]);
+}
+
+/// A request whose process died mid-way (a Lambda timeout) leaves its key
+/// claimed and unanswered. The claim holds for two minutes
+/// (`idempotency::CLAIM`), not the 24 h an answer is kept: afterwards a
+/// retry is handled, not turned away with 409 `idempotency-key-in-use`.
+async fn a_key_whose_request_was_cut_off_is_free_again_soon(backend: Backend) {
+    use taskgate_domain::ports::UserStore as _;
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin_token().await;
+    let alice = app.user_with_token(&admin, "alice", "user").await;
+    let store = app.store().await;
+    let user = store
+        .get_user(&taskgate_domain::user::Username::parse("alice").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let body = json!({"name": "Cut off"});
+    let text = serde_json::to_vec(&body).unwrap();
+    let scope = taskgate_api::idempotency::scope(&user.user_id, "cut-off");
+    let fingerprint = taskgate_api::idempotency::fingerprint(
+        &http::Method::POST,
+        "/projects",
+        Some(b"application/json"),
+        &text,
+    );
+    // Claimed three minutes ago by a request that never answered.
+    let then = time::OffsetDateTime::now_utc() - std::time::Duration::from_secs(180);
+    let claimed = store
+        .claim_key(
+            &scope,
+            &fingerprint,
+            then,
+            then + taskgate_api::idempotency::CLAIM,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(claimed, taskgate_domain::ports::Claim::New));
+    // A claim still within its two minutes is in use.
+    let fresh = time::OffsetDateTime::now_utc();
+    let other_scope = taskgate_api::idempotency::scope(&user.user_id, "in-flight");
+    store
+        .claim_key(
+            &other_scope,
+            &fingerprint,
+            fresh,
+            fresh + taskgate_api::idempotency::CLAIM,
+        )
+        .await
+        .unwrap();
+    assert_problem(
+        send(&app, &alice, "/projects", "in-flight", &body).await,
+        StatusCode::CONFLICT,
+        "idempotency-key-in-use",
+    )
+    .await;
+    // The retry of the cut-off one is handled, and its answer kept.
+    let (status, project) =
+        status_and_json(send(&app, &alice, "/projects", "cut-off", &body).await).await;
+    assert_eq!(status, StatusCode::CREATED, "{project}");
+    let again = send(&app, &alice, "/projects", "cut-off", &body).await;
+    assert!(again.headers().get("idempotency-replayed").is_some());
+    let (_, replayed) = status_and_json(again).await;
+    assert_eq!(replayed["id"], project["id"]);
 }

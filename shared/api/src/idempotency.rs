@@ -25,6 +25,11 @@ use crate::problem::ApiError;
 
 /// How long a key holds its answer.
 pub const WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// How long a claim holds its key while its request is handled: longer
+/// than any request may take (a Lambda's 10 s, API Gateway's 30 s), short
+/// enough that a claim whose process was killed mid-request (a Lambda
+/// timeout) does not turn every retry away for the whole window.
+pub const CLAIM: Duration = Duration::from_secs(120);
 /// The routes that take a key.
 const ROUTES: [&str; 3] = ["/tasks", "/projects", "/projects/{id}/items"];
 /// The headers of an answer that a replay repeats.
@@ -79,22 +84,20 @@ pub async fn layer(State(state): State<SharedState>, request: Request, next: Nex
         Ok(bytes) => bytes,
         Err(e) => return e.into_response(),
     };
-    let mut fingerprint = Sha256::new();
-    fingerprint.update(parts.method.as_str());
-    fingerprint.update([0]);
-    fingerprint.update(parts.uri.path());
-    fingerprint.update([0]);
-    if let Some(content_type) = parts.headers.get(http::header::CONTENT_TYPE) {
-        fingerprint.update(content_type.as_bytes());
-    }
-    fingerprint.update([0]);
-    fingerprint.update(&bytes);
-    let fingerprint = hex::encode(fingerprint.finalize());
-    let scope = format!("{user}:{key}");
+    let fingerprint = fingerprint(
+        &parts.method,
+        parts.uri.path(),
+        parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .map(|v| v.as_bytes()),
+        &bytes,
+    );
+    let scope = scope(&user, &key);
     let now = state.clock.now();
     let claim = match state
         .store
-        .claim_key(&scope, &fingerprint, now, now + WINDOW)
+        .claim_key(&scope, &fingerprint, now, now + CLAIM)
         .await
     {
         Ok(claim) => claim,
@@ -138,6 +141,32 @@ pub async fn layer(State(state): State<SharedState>, request: Request, next: Nex
     }
 }
 
+/// What a key is claimed for: the request, as method, path, content type
+/// and body (a retry must be the same request).
+pub fn fingerprint(
+    method: &Method,
+    path: &str,
+    content_type: Option<&[u8]>,
+    body: &[u8],
+) -> String {
+    let mut fingerprint = Sha256::new();
+    fingerprint.update(method.as_str());
+    fingerprint.update([0]);
+    fingerprint.update(path);
+    fingerprint.update([0]);
+    if let Some(content_type) = content_type {
+        fingerprint.update(content_type);
+    }
+    fingerprint.update([0]);
+    fingerprint.update(body);
+    hex::encode(fingerprint.finalize())
+}
+
+/// Keys are per caller: `user:key`.
+pub fn scope(user: &taskgate_domain::user::UserId, key: &str) -> String {
+    format!("{user}:{key}")
+}
+
 /// Keeps the answer for retries (unless it is a 5xx), and gives it back.
 async fn keep(state: &SharedState, scope: &str, fingerprint: &str, response: Response) -> Response {
     let (parts, body) = response.into_parts();
@@ -162,7 +191,10 @@ async fn keep(state: &SharedState, scope: &str, fingerprint: &str, response: Res
                 .collect(),
             body: String::from_utf8_lossy(&bytes).into_owned(),
         };
-        state.store.keep_response(scope, fingerprint, &kept).await
+        state
+            .store
+            .keep_response(scope, fingerprint, &kept, state.clock.now() + WINDOW)
+            .await
     };
     if let Err(e) = outcome {
         tracing::warn!(error = %taskgate_domain::ports::Chain(&e), "could not keep an idempotent answer");

@@ -93,16 +93,21 @@ impl IdempotencyStore for DynamoStore {
         scope: &str,
         fingerprint: &str,
         response: &KeptResponse,
+        expires_at: OffsetDateTime,
     ) -> StoreResult<()> {
         let response = serde_json::to_string(response).expect("a response always serialises");
         self.client
             .update_item()
             .table_name(&self.tables.security)
             .set_key(Some(key(scope)))
-            .update_expression("SET #response = :response")
+            .update_expression("SET #response = :response, expires_at = :expires")
             .condition_expression("fingerprint = :fingerprint")
             .expression_attribute_names("#response", "response")
             .expression_attribute_values(":response", AttributeValue::S(response))
+            .expression_attribute_values(
+                ":expires",
+                AttributeValue::N(expires_at.unix_timestamp().to_string()),
+            )
             .expression_attribute_values(":fingerprint", AttributeValue::S(fingerprint.into()))
             .send()
             .await

@@ -347,12 +347,16 @@ pub trait IdempotencyStore: Send + Sync {
         expires_at: OffsetDateTime,
     ) -> StoreResult<Claim>;
 
-    /// Keeps `response` for the claim (made by [`IdempotencyStore::claim_key`]).
+    /// Keeps `response` for the claim (made by [`IdempotencyStore::claim_key`]),
+    /// until `expires_at` (a claim is short, the answer it keeps long: a
+    /// claim its request never answered, its process killed, frees the key
+    /// when its own expiry passes).
     async fn keep_response(
         &self,
         scope: &str,
         fingerprint: &str,
         response: &KeptResponse,
+        expires_at: OffsetDateTime,
     ) -> StoreResult<()>;
 
     /// Drops an unanswered claim (the request failed in a way worth

@@ -65,13 +65,16 @@ impl IdempotencyStore for EmbeddedStore {
         scope: &str,
         fingerprint: &str,
         response: &KeptResponse,
+        expires_at: OffsetDateTime,
     ) -> StoreResult<()> {
         let (scope, fingerprint) = (scope.to_owned(), fingerprint.to_owned());
         let response = serde_json::to_string(response).expect("a response always serialises");
+        let expires_at = taskgate_domain::timestamp::format(expires_at);
         self.with_conn(move |conn| {
             conn.execute(
-                "UPDATE idempotency SET response = ?3 WHERE scope = ?1 AND fingerprint = ?2",
-                params![scope, fingerprint, response],
+                "UPDATE idempotency SET response = ?3, expires_at = ?4
+                 WHERE scope = ?1 AND fingerprint = ?2",
+                params![scope, fingerprint, response, expires_at],
             )
             .map_err(sql)?;
             Ok(())

@@ -390,7 +390,9 @@ pub(crate) async fn delete(
     // memberships (delete it again), never memberships of a name that a
     // new account could take.
     let leaving = stored_user(&state, &target).await?;
-    if leaving.level == taskgate_domain::user::Level::Admin && state.store.count_admins().await? <= 1 {
+    if leaving.level == taskgate_domain::user::Level::Admin
+        && state.store.count_admins().await? <= 1
+    {
         return Err(StoreError::LastAdmin.into());
     }
     let mut done = std::collections::HashSet::new();
