@@ -175,7 +175,6 @@ async fn a_key_holds_its_answer_for_24_hours(backend: Backend) {
 /// (`idempotency::CLAIM`), not the 24 h an answer is kept: afterwards a
 /// retry is handled, not turned away with 409 `idempotency-key-in-use`.
 async fn a_key_whose_request_was_cut_off_is_free_again_soon(backend: Backend) {
-    use taskgate_domain::ports::UserStore as _;
     let app = TestApp::spawn(backend).await;
     let admin = app.admin_token().await;
     let alice = app.user_with_token(&admin, "alice", "user").await;
