@@ -31,7 +31,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Session;
 use crate::extract::{Body, BodyContext, FromBody, FromQuery, Params, SharedState, path_values};
-use crate::handlers::projects::{ATTEMPTS, project_for, project_id};
+use crate::handlers::projects::{ATTEMPTS, after_conflict, project_for, project_id};
 use crate::problem::{ApiError, FieldError, Problem};
 use crate::request::{Fields, string};
 use crate::response::{List, Page, timestamp};
@@ -557,7 +557,7 @@ async fn change_item(
         &Item,
     ) -> Result<Option<ItemEntry>, ApiError>,
 ) -> Result<Item, ApiError> {
-    for _ in 0..ATTEMPTS {
+    for attempt in 0..ATTEMPTS {
         let (project, item) = item_for(state, actor, path).await?;
         let Some(entry) = decide(&project, &item)? else {
             return Ok(item);
@@ -566,7 +566,7 @@ async fn change_item(
         next.apply(&entry);
         match state.append_item(&entry, &next).await {
             Ok(()) => return Ok(next),
-            Err(StoreError::Conflict) => continue,
+            Err(StoreError::Conflict) => after_conflict(attempt).await,
             Err(e) => return Err(e.into()),
         }
     }

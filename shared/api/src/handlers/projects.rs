@@ -31,8 +31,21 @@ use crate::request::{Fields, checked, next_cursor, string};
 use crate::response::{Created, List, Page, timestamp};
 use crate::state::AppState;
 
-/// How often a change re-reads and re-decides after losing a race.
-pub(crate) const ATTEMPTS: usize = 3;
+/// How often a change re-reads and re-decides after losing a race. An edit
+/// that names no version lands however busy the item is: each lost race
+/// is followed by a pause ([`after_conflict`]), so writers do not keep
+/// colliding; `edit-conflict` is left for what truly cannot land.
+pub(crate) const ATTEMPTS: usize = 12;
+
+/// The pause after the `attempt`-th lost race: a random time up to 2 ms
+/// doubling with each attempt, at most 64 ms (jittered, so racing writers
+/// spread out).
+pub(crate) async fn after_conflict(attempt: usize) {
+    let ceiling_ms = 2u64 << attempt.min(5);
+    let jitter = u64::try_from(uuid::Uuid::new_v4().as_u128() % 1000).unwrap_or(0);
+    let pause = std::time::Duration::from_micros(ceiling_ms * jitter);
+    tokio::time::sleep(pause).await;
+}
 
 pub(crate) fn no_such_project() -> ApiError {
     ApiError::NotFound("there is no such project".into())
@@ -369,7 +382,7 @@ pub(crate) async fn change_project<T>(
     action: Action<'_>,
     decide: impl Fn(&Project) -> Result<(T, Option<ProjectEntry>), ApiError>,
 ) -> Result<(T, Project), ApiError> {
-    for _ in 0..ATTEMPTS {
+    for attempt in 0..ATTEMPTS {
         let project = project_for(state, actor, id, action).await?;
         let (outcome, entry) = decide(&project)?;
         let Some(entry) = entry else {
@@ -379,7 +392,7 @@ pub(crate) async fn change_project<T>(
         next.apply(&entry);
         match state.append_project(&entry, Some(&project), &next).await {
             Ok(()) => return Ok((outcome, next)),
-            Err(StoreError::Conflict) => continue,
+            Err(StoreError::Conflict) => after_conflict(attempt).await,
             Err(e) => return Err(e.into()),
         }
     }
