@@ -788,14 +788,19 @@ async fn append_now(
     next.updated_at = state.clock.now();
     next.version += 1;
     let complete = next.offset == next.size;
-    if complete {
-        state
+    if complete && let Err(e) = state.blobs.finish(&next.id, &next.blob, next.size).await {
+        // The last chunk does not count, and the lease goes back: the
+        // client sends the chunk again (it was once left locked out, 423,
+        // for the lease's fifteen minutes).
+        tracing::error!(file = %next.id, error = %e, "could not finish an upload");
+        let _ = state
             .blobs
-            .finish(&next.id, &next.blob, next.size)
-            .await
-            .inspect_err(
-                |e| tracing::error!(file = %next.id, error = %e, "could not finish an upload"),
-            )?;
+            .rollback(&leased.id, &leased.blob, &appended.state)
+            .await;
+        release(state, &leased).await;
+        return Err(e.into());
+    }
+    if complete {
         next.status = FileStatus::Complete;
         next.sha256 = Some(seen.digest.finish());
         next.digest_state = None;
@@ -816,7 +821,11 @@ async fn append_now(
             }
             return Err(match e {
                 StoreError::Conflict => no_such_file(&leased.id.to_string()),
-                other => other.into(),
+                other => {
+                    // Not recorded: the lease goes back too.
+                    release(state, &leased).await;
+                    other.into()
+                }
             });
         }
     }
@@ -1575,5 +1584,147 @@ mod removal_races {
             "the finished object was orphaned"
         );
         assert_eq!(world.store.used_bytes(&done.owner_id).await.unwrap(), 0);
+    }
+}
+
+/// A PATCH whose last chunk cannot be turned into a file (the blob store
+/// fails to finish it) gives its lease back: the client retries at once,
+/// not after the lease's fifteen minutes of 423.
+#[cfg(test)]
+mod lease_release {
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use secrecy::SecretSlice;
+    use taskgate_domain::file::{BlobState, ContentType, FileId, FileName, StoredFile};
+    use taskgate_domain::permission::Actor;
+    use taskgate_domain::ports::{Appended, BlobError, BlobStore, ByteStream, FileStore};
+    use taskgate_embedded::EmbeddedStore;
+    use taskgate_embedded::blobs::DiskBlobs;
+
+    use super::append_now;
+    use crate::{AppState, Settings};
+
+    /// Disk blobs whose `finish` fails while `failing` holds.
+    struct FinishFails {
+        inner: DiskBlobs,
+        failing: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait]
+    impl BlobStore for FinishFails {
+        async fn start(&self, id: &FileId) -> Result<BlobState, BlobError> {
+            self.inner.start(id).await
+        }
+        async fn append(
+            &self,
+            id: &FileId,
+            state: &BlobState,
+            offset: u64,
+            body: ByteStream,
+            max: u64,
+        ) -> Result<Appended, BlobError> {
+            self.inner.append(id, state, offset, body, max).await
+        }
+        async fn commit(
+            &self,
+            id: &FileId,
+            before: &BlobState,
+            after: &BlobState,
+        ) -> Result<(), BlobError> {
+            self.inner.commit(id, before, after).await
+        }
+        async fn rollback(
+            &self,
+            id: &FileId,
+            before: &BlobState,
+            pending: &BlobState,
+        ) -> Result<(), BlobError> {
+            self.inner.rollback(id, before, pending).await
+        }
+        async fn finish(&self, id: &FileId, state: &BlobState, size: u64) -> Result<(), BlobError> {
+            if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(BlobError::Unavailable("the store is down".into()));
+            }
+            self.inner.finish(id, state, size).await
+        }
+        async fn abort(&self, id: &FileId, state: &BlobState) -> Result<(), BlobError> {
+            self.inner.abort(id, state).await
+        }
+        async fn read(
+            &self,
+            id: &FileId,
+            range: std::ops::Range<u64>,
+            size: u64,
+        ) -> Result<ByteStream, BlobError> {
+            self.inner.read(id, range, size).await
+        }
+        async fn delete(&self, id: &FileId) -> Result<(), BlobError> {
+            self.inner.delete(id).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_finish_gives_the_lease_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(EmbeddedStore::in_memory().unwrap());
+        let blobs = Arc::new(FinishFails {
+            inner: DiskBlobs::open(dir.path()).unwrap(),
+            failing: true.into(),
+        });
+        let state = AppState::new(
+            store.clone(),
+            &SecretSlice::from(vec![7u8; 64]),
+            Settings::default(),
+        )
+        .unwrap()
+        .with_blobs(blobs.clone());
+        let hash = taskgate_domain::password::PasswordHash::parse(
+            "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3V7s8wPDxVyEkXmz4jtoTrhpgXT4x3rKxhWFSmsHCGc",
+        )
+        .unwrap();
+        let owner = taskgate_domain::user::User::new(
+            taskgate_domain::user::Username::parse("ann").unwrap(),
+            hash,
+            taskgate_domain::user::Level::User,
+            None,
+            None,
+        );
+        let actor = Actor {
+            username: owner.username.clone(),
+            user_id: owner.user_id,
+            level: owner.level,
+        };
+        let now = time::OffsetDateTime::now_utc();
+        let mut file = StoredFile::new_upload(
+            &owner,
+            FileName::parse("last.txt").unwrap(),
+            ContentType::octet_stream(),
+            5,
+            now,
+            now + time::Duration::hours(1),
+            serde_json::Value::Null,
+        );
+        file.blob = blobs.start(&file.id).await.unwrap();
+        store.insert_file(&file, u64::MAX, u64::MAX).await.unwrap();
+        let mut headers = http::HeaderMap::new();
+        headers.insert("content-length", http::HeaderValue::from_static("5"));
+        let chunk = || axum::body::Body::from("hello");
+        assert!(
+            append_now(&state, &actor, file.clone(), &headers, chunk(), 0)
+                .await
+                .is_err()
+        );
+        let after = store.get_file(&file.id).await.unwrap().unwrap();
+        assert_eq!(after.lease_until, None, "the lease was kept");
+        assert_eq!(after.offset, 0);
+        // The retry, once the store works again, lands.
+        blobs
+            .failing
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let done = append_now(&state, &actor, after, &headers, chunk(), 0)
+            .await
+            .unwrap();
+        assert!(done.is_complete());
     }
 }
