@@ -31,30 +31,18 @@ fn moto_endpoint() -> String {
         .expect("tests/run.sh starts moto and sets TASKGATE_TEST_SFN_ENDPOINT")
 }
 
-/// Stores the signing secret in moto's Secrets Manager; returns its name.
+/// Stores the signing secret in moto's Secrets Manager; its ARN.
 async fn create_secret() -> String {
     let name = format!(
         "taskgate-test-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..10]
     );
-    let response = reqwest::Client::new()
-        .post(format!("{}/", moto_endpoint()))
-        .header("x-amz-target", "secretsmanager.CreateSecret")
-        .header("content-type", "application/x-amz-json-1.1")
-        .header(
-            "authorization",
-            "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=0",
-        )
-        .body(json!({"Name": name, "SecretString": "a-signing-key-for-the-lambda-runtime-test-0123456789"}).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        response.status().is_success(),
-        "{}",
-        response.text().await.unwrap()
-    );
-    name
+    taskgate_e2e::deployment::create_secret(
+        &moto_endpoint(),
+        &name,
+        "a-signing-key-for-the-lambda-runtime-test-0123456789",
+    )
+    .await
 }
 
 fn login_event(request_id: &str) -> Value {

@@ -15,6 +15,7 @@ use taskgate_domain::ports::Workflow;
 use taskgate_domain::recorder::Recorder;
 use taskgate_domain::task::{EventData, Status, Task, TaskLimits, TaskSpec};
 use taskgate_domain::user::Level;
+use taskgate_e2e::deployment::moto_auth;
 
 fn endpoint() -> String {
     std::env::var("TASKGATE_TEST_SFN_ENDPOINT").unwrap_or_else(|_| {
@@ -23,14 +24,6 @@ fn endpoint() -> String {
              moto's Step Functions API, or start one (infra/local/moto-server.sh start DIR) and export it."
         )
     })
-}
-
-/// moto routes a request to a service by the credential scope of its
-/// Authorization header; these set-up calls need no real signature.
-fn moto_auth(service: &str) -> String {
-    format!(
-        "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0"
-    )
 }
 
 /// Creates stand-ins for the three step functions and our state machine.

@@ -86,7 +86,6 @@ pub fn routes() -> Routes {
 
 /// [`app`] from routes built beforehand ([`routes`]).
 pub fn app_with(routes: Routes, state: SharedState) -> Router {
-    let max_header_bytes = state.settings.max_header_bytes;
     let api = routes
         .0
         // Creations take an Idempotency-Key (matched routes only).
@@ -99,15 +98,22 @@ pub fn app_with(routes: Routes, state: SharedState) -> Router {
     Router::new()
         .fallback_service(api)
         .layer(axum::middleware::from_fn(rewrite_aliases))
-        .layer(axum::middleware::from_fn(
-            move |request: Request, next: Next| limit_headers(request, next, max_header_bytes),
-        ))
+}
+
+/// `router` behind the bound on a request's headers (431 past `limit`,
+/// `TASKGATE_MAX_HEADER_BYTES`). Each transport applies it once, around
+/// everything it serves: the local server (API, compatibility routes,
+/// health) and every Lambda function.
+pub fn with_header_limit(router: Router, limit: usize) -> Router {
+    router.layer(axum::middleware::from_fn(
+        move |request: Request, next: Next| limit_headers(request, next, limit),
+    ))
 }
 
 /// Refuses a request whose headers are larger together (names and values)
 /// than `limit` with 431, before anything reads them: every parser of a
 /// header then sees a bounded input.
-pub async fn limit_headers(request: Request, next: Next, limit: usize) -> Response {
+async fn limit_headers(request: Request, next: Next, limit: usize) -> Response {
     let total = request
         .headers()
         .iter()
@@ -177,14 +183,12 @@ pub fn finish_headers<B>(response: &mut http::Response<B>, request_id: &str) {
 }
 
 /// For routes served beside the application (the local server's
-/// compatibility routes, health): the headers every response carries
+/// compatibility routes): the headers every response carries
 /// (`Cache-Control: no-store`, `X-Content-Type-Options: nosniff`, an
-/// `X-Request-Id`), where the application's own middleware did not add them.
-pub async fn ensure_common_headers(request: Request, next: Next) -> Response {
+/// `X-Request-Id`), as the application's own middleware gives its answers.
+pub async fn common_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
-    if !response.headers().contains_key("x-request-id") {
-        finish_headers(&mut response, &RequestId::generate().0);
-    }
+    finish_headers(&mut response, &RequestId::generate().0);
     response
 }
 

@@ -68,6 +68,10 @@ pub struct Settings {
     /// answered again while their project is unchanged (embedded store
     /// only; ADR 15), default 16 MiB; 0 keeps none.
     pub page_cache_bytes: usize,
+    /// `TASKGATE_UNSTARTED_GRACE_SECONDS` (default 120; AWS only): how long
+    /// a task may stay created but not started (its start function died)
+    /// before the reconciler's sweep starts or fails it.
+    pub unstarted_grace: Duration,
 }
 
 /// See [`Settings::max_active_tasks`].
@@ -156,6 +160,10 @@ pub struct RealtimeLimits {
     /// logs) is replaced by a notice naming what to read
     /// ([`crate::realtime::message::fit`]), on both transports alike.
     pub max_message_bytes: usize,
+    /// `TASKGATE_WS_REPLAY_BUDGET_MS` (default 5000; AWS only): how long one
+    /// invocation of `$default` replays before it hands the rest to the next
+    /// (its timeout is 10 s).
+    pub replay_budget: Duration,
 }
 
 impl Default for RealtimeLimits {
@@ -166,6 +174,7 @@ impl Default for RealtimeLimits {
             buffer_events: 256,
             ping_interval: Duration::from_secs(30),
             max_message_bytes: 128_000,
+            replay_budget: Duration::from_secs(5),
         }
     }
 }
@@ -187,6 +196,7 @@ impl Default for Settings {
             files: FileLimits::default(),
             max_active_tasks: ActiveTaskLimits::default(),
             page_cache_bytes: 16 << 20,
+            unstarted_grace: Duration::from_secs(120),
         }
     }
 }
@@ -337,6 +347,14 @@ pub struct SettingsArgs {
     #[arg(long, env = "TASKGATE_WS_MAX_MESSAGE_BYTES", value_parser = whole(1024, 16 << 20))]
     pub ws_max_message_bytes: Option<u64>,
 
+    #[arg(long, env = "TASKGATE_WS_REPLAY_BUDGET_MS", value_parser = whole(1, 60_000))]
+    pub ws_replay_budget_ms: Option<u64>,
+
+    /// How long a task may stay created but not started before the AWS
+    /// sweep starts it.
+    #[arg(long, env = "TASKGATE_UNSTARTED_GRACE_SECONDS", value_parser = whole(0, 86_400))]
+    pub unstarted_grace_seconds: Option<u64>,
+
     #[arg(long, env = "TASKGATE_MAX_FILE_BYTES", value_parser = whole(1, 5 << 40))]
     pub max_file_bytes: Option<u64>,
 
@@ -486,7 +504,11 @@ impl Settings {
                     .ws_max_message_bytes
                     .and_then(|n| usize::try_from(n).ok())
                     .unwrap_or(defaults.realtime.max_message_bytes),
+                replay_budget: args
+                    .ws_replay_budget_ms
+                    .map_or(defaults.realtime.replay_budget, Duration::from_millis),
             },
+            unstarted_grace: seconds(args.unstarted_grace_seconds, defaults.unstarted_grace),
             files: FileLimits {
                 max_file_bytes: args.max_file_bytes.unwrap_or(defaults.files.max_file_bytes),
                 user_quota_bytes: args

@@ -153,24 +153,8 @@ impl DynamoStore {
             keys.push(active_exports_key(owner));
         }
         for key in keys {
-            let down = self
-                .client
-                .update_item()
-                .table_name(&self.tables.users)
-                .key("username", s(key))
-                .update_expression("SET active = active - :one")
-                .condition_expression("active > :zero")
-                .expression_attribute_values(":zero", n(0))
-                .expression_attribute_values(":one", n(1))
-                .send()
-                .await;
-            if let Err(e) = down
-                && !e
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception())
-            {
-                return Err(store_error(e));
-            }
+            // A count at zero fails its condition and stays there.
+            let _ = transact(&self.client, vec![self.count_down(key)?]).await?;
         }
         Ok(())
     }

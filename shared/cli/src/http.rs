@@ -41,24 +41,19 @@ pub(crate) fn router(
 ) -> axum::Router {
     let max_in_flight = config.max_requests_in_flight;
     let per_address = config.max_requests_per_address;
-    let compat = taskgate_api::compat::routes().with_state(state.clone());
+    // The compatibility routes are served beside the application, so they
+    // get its common headers here (they once answered a stored,
+    // user-chosen Content-Type without nosniff or no-store).
+    let compat = taskgate_api::compat::routes()
+        .with_state(state.clone())
+        .layer(axum::middleware::from_fn(taskgate_api::app::common_headers));
     let app = docs::routes(taskgate_api::app(state.clone()), &config.api);
     let max_header_bytes = state.settings.max_header_bytes;
-    let app = health::routes(app, state)
-        .merge(compat)
-        .merge(extra)
-        // What the API's own middleware gives its answers, every route gets:
-        // the header bound (431) and the common headers (no-store, nosniff,
-        // a request id): the compatibility routes once answered a stored,
-        // user-chosen Content-Type without them.
-        .layer(axum::middleware::from_fn(
-            taskgate_api::app::ensure_common_headers,
-        ))
-        .layer(axum::middleware::from_fn(
-            move |request: axum::extract::Request, next: axum::middleware::Next| {
-                taskgate_api::app::limit_headers(request, next, max_header_bytes)
-            },
-        ));
+    // One bound on headers around everything served (431).
+    let app = taskgate_api::app::with_header_limit(
+        health::routes(app, state).merge(compat).merge(extra),
+        max_header_bytes,
+    );
     limit_body_time(app, config.body_timeout).layer(axum::middleware::from_fn_with_state(
         InFlight {
             slots: Arc::new(Semaphore::new(max_in_flight)),

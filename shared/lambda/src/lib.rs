@@ -205,7 +205,7 @@ pub async fn realtime_cold_start(handler: &str) -> anyhow::Result<realtime::Real
         Some(realtime::Replays {
             lambda: aws_sdk_lambda::Client::from_conf(config.build()),
             function,
-            budget: replay_budget()?,
+            budget: state.settings.realtime.replay_budget,
         })
     } else {
         None
@@ -218,44 +218,13 @@ pub async fn realtime_cold_start(handler: &str) -> anyhow::Result<realtime::Real
     })
 }
 
-/// A whole number from the environment variable `name`, within `range`;
-/// `default` when it is unset or empty; a clear error otherwise.
-fn env_number(
-    name: &str,
-    range: std::ops::RangeInclusive<u64>,
-    default: u64,
-) -> anyhow::Result<u64> {
-    let Some(raw) = env_endpoint(name) else {
-        return Ok(default);
-    };
-    raw.trim()
-        .parse::<u64>()
-        .ok()
-        .filter(|n| range.contains(n))
-        .with_context(|| {
-            format!(
-                "{name} is {raw:?}; expected a whole number from {} to {}",
-                range.start(),
-                range.end()
-            )
-        })
-}
-
-/// `TASKGATE_WS_REPLAY_BUDGET_MS` (1 to 60000, default 5000): how long one
-/// `$default` invocation replays before it hands the rest to the next
-/// (its timeout is 10 s).
-fn replay_budget() -> anyhow::Result<std::time::Duration> {
-    env_number("TASKGATE_WS_REPLAY_BUDGET_MS", 1..=60_000, 5_000)
-        .map(std::time::Duration::from_millis)
-}
-
 /// Runs the reconciler (see [`reconcile`]): fed by EventBridge, it fails
 /// the tasks whose executions ended without an outcome; run on a schedule
 /// (a `Scheduled Event`), it sweeps the tasks that were created but never
 /// started, older than `TASKGATE_UNSTARTED_GRACE_SECONDS` (default 120).
 pub fn run_reconciler() -> ExitCode {
     bootstrap(async {
-        let grace = unstarted_grace()?;
+        let grace = Settings::from_env()?.unstarted_grace;
         let (sdk, store) = dynamo_store().await;
         let store = Arc::new(store);
         let recorder = Recorder::new(store.clone());
@@ -307,14 +276,6 @@ pub fn run_reconciler() -> ExitCode {
         });
         lambda_runtime::run(handler).await.map_err(runtime_stopped)
     })
-}
-
-/// `TASKGATE_UNSTARTED_GRACE_SECONDS`: how long a task may stay created
-/// but not started before the sweep starts it (0 to 86400; default 120, far
-/// beyond a start's few hundred milliseconds and its function's timeout).
-fn unstarted_grace() -> anyhow::Result<std::time::Duration> {
-    env_number("TASKGATE_UNSTARTED_GRACE_SECONDS", 0..=86_400, 120)
-        .map(std::time::Duration::from_secs)
 }
 
 /// Runs the upload reaper: each scheduled invocation removes the
@@ -541,8 +502,10 @@ pub fn service(state: Arc<AppState>) -> axum::Router {
 
 /// [`service`] from routes built beforehand.
 fn service_with(routes: taskgate_api::app::Routes, state: Arc<AppState>) -> axum::Router {
-    taskgate_api::app::app_with(routes, state).layer(axum::middleware::map_request(
-        |mut request: axum::extract::Request| async move {
+    let max_header_bytes = state.settings.max_header_bytes;
+    let app = taskgate_api::app::app_with(routes, state);
+    taskgate_api::app::with_header_limit(app, max_header_bytes).layer(
+        axum::middleware::map_request(|mut request: axum::extract::Request| async move {
             if let Some(id) = request
                 .lambda_context_ref()
                 .map(|context| RequestId(context.request_id.clone()))
@@ -550,6 +513,6 @@ fn service_with(routes: taskgate_api::app::Routes, state: Arc<AppState>) -> axum
                 request.extensions_mut().insert(id);
             }
             request
-        },
-    ))
+        }),
+    )
 }

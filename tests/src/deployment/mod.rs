@@ -150,26 +150,13 @@ impl Deployment {
             .insert("WebSocketApi".to_owned(), WEBSOCKET_API_ID.to_owned());
 
         // The signing secret.
-        let http = reqwest::Client::new();
-        let secret: Value = http
-            .post(format!("{moto_endpoint}/"))
-            .header("x-amz-target", "secretsmanager.CreateSecret")
-            .header("content-type", "application/x-amz-json-1.1")
-            .header("authorization", moto_auth("secretsmanager"))
-            .body(
-                json!({"Name": format!("{stack}-jwt"), "SecretString": uuid::Uuid::new_v4().simple().to_string().repeat(2)})
-                    .to_string(),
-            )
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        physical.arns.insert(
-            "JwtSecret".to_owned(),
-            secret["ARN"].as_str().expect("a secret ARN").to_owned(),
-        );
+        let secret = create_secret(
+            &moto_endpoint,
+            &format!("{stack}-jwt"),
+            &uuid::Uuid::new_v4().simple().to_string().repeat(2),
+        )
+        .await;
+        physical.arns.insert("JwtSecret".to_owned(), secret);
 
         // The state machine, by the name the template gives it.
         let machine = template.resource("TaskStateMachine").clone();
@@ -218,7 +205,9 @@ impl Deployment {
             logs: tempfile::tempdir().unwrap(),
             http_routes,
         });
-        deployment.deploy_state_machine(&machine, &http).await;
+        deployment
+            .deploy_state_machine(&machine, &reqwest::Client::new())
+            .await;
         deployment
     }
 
@@ -664,6 +653,27 @@ fn url_pairs(query: &str) -> Vec<(String, String)> {
             (decode(name), decode(value))
         })
         .collect()
+}
+
+/// Stores `value` as the secret `name` in moto's Secrets Manager at `moto`;
+/// its ARN.
+pub async fn create_secret(moto: &str, name: &str, value: &str) -> String {
+    let answer: Value = reqwest::Client::new()
+        .post(format!("{moto}/"))
+        .header("x-amz-target", "secretsmanager.CreateSecret")
+        .header("content-type", "application/x-amz-json-1.1")
+        .header("authorization", moto_auth("secretsmanager"))
+        .body(json!({"Name": name, "SecretString": value}).to_string())
+        .send()
+        .await
+        .expect("moto answers")
+        .json()
+        .await
+        .expect("a JSON answer");
+    answer["ARN"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no secret created: {answer}"))
+        .to_owned()
 }
 
 /// moto routes a request to a service by its Authorization header's
