@@ -25,7 +25,7 @@ use taskgate_js::ProcessRunner;
 
 /// The fixtures in the order they run (later ones rely on earlier effects),
 /// with the status each must get.
-const FIXTURES: &[(&str, u16)] = &[
+pub(crate) const FIXTURES: &[(&str, u16)] = &[
     ("root", 200),
     ("auth-login", 200),
     ("auth-login-form", 200),
@@ -70,17 +70,32 @@ const FIXTURES: &[(&str, u16)] = &[
     ("auth-logout", 204),
 ];
 
-struct Placeholders(Vec<(&'static str, String)>);
+pub(crate) struct Placeholders(pub(crate) Vec<(&'static str, String)>);
 
 impl Placeholders {
-    fn set(&mut self, name: &'static str, value: String) {
+    pub(crate) fn set(&mut self, name: &'static str, value: String) {
         self.0.retain(|(n, _)| *n != name);
         self.0.push((name, value));
     }
 }
 
 impl Placeholders {
-    fn fill(&self, text: &str) -> String {
+    /// The fixture `name` with every placeholder filled, in a base64 body
+    /// too.
+    pub(crate) fn event(&self, name: &str) -> Value {
+        let mut event: Value =
+            serde_json::from_str(&self.fill(&std::fs::read_to_string(fixture_path(name)).unwrap()))
+                .unwrap();
+        if event["isBase64Encoded"] == Value::Bool(true) {
+            let decoded =
+                String::from_utf8(STANDARD.decode(event["body"].as_str().unwrap()).unwrap())
+                    .unwrap();
+            event["body"] = Value::String(STANDARD.encode(self.fill(&decoded)));
+        }
+        event
+    }
+
+    pub(crate) fn fill(&self, text: &str) -> String {
         self.0.iter().fold(text.to_owned(), |text, (name, value)| {
             text.replace(&format!("{{{{{name}}}}}"), value)
         })
@@ -169,16 +184,7 @@ async fn each_function_answers_its_api_gateway_events() {
     ]);
 
     for (i, (name, expected)) in FIXTURES.iter().enumerate() {
-        let mut event: Value = serde_json::from_str(
-            &placeholders.fill(&std::fs::read_to_string(fixture_path(name)).unwrap()),
-        )
-        .unwrap();
-        if event["isBase64Encoded"] == Value::Bool(true) {
-            let decoded =
-                String::from_utf8(STANDARD.decode(event["body"].as_str().unwrap()).unwrap())
-                    .unwrap();
-            event["body"] = Value::String(STANDARD.encode(placeholders.fill(&decoded)));
-        }
+        let event = placeholders.event(name);
         let route_key = event["routeKey"].as_str().unwrap().to_owned();
         assert!(
             routes()
