@@ -55,17 +55,6 @@ pub struct HttpAnswer {
 }
 
 impl HttpAnswer {
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|_| {
-            panic!(
-                "{} {}: not JSON: {}",
-                self.function,
-                self.status,
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(String::as_str)
     }
@@ -77,7 +66,6 @@ pub struct Deployment {
     pub functions: Vec<Function>,
     pub tables: TableNames,
     pub bucket: String,
-    pub dynamodb_endpoint: String,
     pub moto_endpoint: String,
     pub state_machine_arn: String,
     pub recorder: Mutex<proxy::Recorder>,
@@ -198,7 +186,6 @@ impl Deployment {
             functions,
             tables,
             bucket,
-            dynamodb_endpoint,
             moto_endpoint,
             processes: Mutex::default(),
             overrides: Default::default(),
