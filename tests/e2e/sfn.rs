@@ -108,7 +108,7 @@ async fn recorded_executions(recorder: &Recorder, task: &Task) -> Vec<Option<Str
     let (_, events) = recorder.load(&task.id).await.unwrap().unwrap();
     events
         .into_iter()
-        .filter_map(|event| match event.data {
+        .filter_map(|event| match event.change {
             EventData::Started { execution } => Some(execution),
             _ => None,
         })

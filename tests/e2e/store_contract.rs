@@ -446,7 +446,7 @@ async fn racing_appends_for_one_seq_have_one_winner(store: Arc<dyn Store>) {
         }
     }
     assert_eq!(winners, 1);
-    assert_eq!(store.task_events(&created.task_id).await.unwrap().len(), 2);
+    assert_eq!(store.task_events(&created.stream).await.unwrap().len(), 2);
 }
 
 async fn cancel_and_completion_racing_record_one_terminal_event(store: Arc<dyn Store>) {
@@ -468,7 +468,7 @@ async fn cancel_and_completion_racing_record_one_terminal_event(store: Arc<dyn S
             .count();
         assert_eq!(appended, 1, "round {round}: {cancel:?} {finish:?} {fail:?}");
         let events = store.task_events(&task.id).await.unwrap();
-        let terminal = events.iter().filter(|e| e.data.is_terminal()).count();
+        let terminal = events.iter().filter(|e| e.change.is_terminal()).count();
         assert_eq!(terminal, 1, "round {round}: {events:#?}");
         assert!(
             taskgate_domain::task::verify(&task.id, &events).is_empty(),
@@ -523,7 +523,7 @@ async fn a_scan_visits_every_event_once(store: Arc<dyn Store>) {
     let mut after = None;
     for _ in 0..20 {
         let page = store.scan_events(after.as_ref(), 5).await.unwrap();
-        seen.extend(page.items.iter().map(|e: &TaskEvent| (e.task_id, e.seq)));
+        seen.extend(page.items.iter().map(|e: &TaskEvent| (e.stream, e.seq)));
         match page.next {
             Some(next) => after = Some(next),
             None => break,

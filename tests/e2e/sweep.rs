@@ -24,7 +24,7 @@ async fn started_events(recorder: &Recorder, task: &Task) -> usize {
     let (_, events) = recorder.load(&task.id).await.unwrap().unwrap();
     events
         .iter()
-        .filter(|e| matches!(e.data, EventData::Started { .. }))
+        .filter(|e| matches!(e.change, EventData::Started { .. }))
         .count()
 }
 

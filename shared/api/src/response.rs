@@ -176,7 +176,7 @@ impl<'a> From<&'a TaskEvent> for EventView<'a> {
             seq: event.seq,
             at: timestamp(event.at),
             actor: event.actor.as_ref().map(Username::as_str),
-            data: &event.data,
+            data: &event.change,
             hash: &event.hash,
             prev_hash: &event.prev_hash,
         }

@@ -26,9 +26,9 @@ use crate::tables::{TASKS_BY_OWNER, TASKS_UNSTARTED, UNSTARTED_SHARDS};
 
 fn to_item(event: &TaskEvent) -> HashMap<String, AttributeValue> {
     let mut item = HashMap::from([
-        ("task_id".to_owned(), s(event.task_id.to_string())),
+        ("task_id".to_owned(), s(event.stream.to_string())),
         ("seq".to_owned(), n(event.seq)),
-        ("type".to_owned(), s(event.data.type_name())),
+        ("type".to_owned(), s(event.change.type_name())),
         (
             "at".to_owned(),
             s(taskgate_domain::timestamp::format(event.at)),
@@ -38,9 +38,9 @@ fn to_item(event: &TaskEvent) -> HashMap<String, AttributeValue> {
             s(serde_json::to_string(event).expect("an event always serialises")),
         ),
     ]);
-    if let EventData::Created { owner_id, .. } = &event.data {
+    if let EventData::Created { owner_id, .. } = &event.change {
         item.insert("owner_id".to_owned(), s(owner_id.to_string()));
-        item.insert("unstarted".to_owned(), s(unstarted_shard(&event.task_id)));
+        item.insert("unstarted".to_owned(), s(unstarted_shard(&event.stream)));
     }
     item
 }
@@ -192,7 +192,7 @@ impl TaskLog for DynamoStore {
         max_active: u64,
         max_exports: Option<u64>,
     ) -> StoreResult<()> {
-        let EventData::Created { owner_id, .. } = &event.data else {
+        let EventData::Created { owner_id, .. } = &event.change else {
             return Err(StoreError::other("append_created takes a created event"));
         };
         if max_active == 0 {
@@ -286,11 +286,11 @@ impl TaskLog for DynamoStore {
             .await
             .map(|_| ())
             .map_err(|e| condition_or(e, StoreError::AlreadyExists))?;
-        if matches!(event.data, EventData::Started { .. }) {
+        if matches!(event.change, EventData::Started { .. }) {
             // Best effort: a marker left behind is cleared by the sweep,
             // which finds the task started and leaves it be.
-            if let Err(e) = self.clear_unstarted(&event.task_id).await {
-                tracing::warn!(task = %event.task_id, error = %e, "could not clear a started task's unstarted marker");
+            if let Err(e) = self.clear_unstarted(&event.stream).await {
+                tracing::warn!(task = %event.stream, error = %e, "could not clear a started task's unstarted marker");
             }
         }
         Ok(())

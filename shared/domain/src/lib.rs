@@ -16,6 +16,8 @@
 //! - [`token`]: JWT issuing and verification (HS256 only) and the stored
 //!   token record that makes logout and revocation possible.
 //! - [`permission`]: the Users rows of the permission matrix as plain functions.
+//! - [`chain`]: the one hash chain every log is made of (tasks, projects,
+//!   items): entries, their hashes, and the chain's checks.
 //! - [`task`]: tasks, their hash-chained event log, the fold that turns events
 //!   into state, and [`task::verify`], which checks a log's invariants.
 //! - [`project`]: projects, members and work items: value types, their
@@ -29,6 +31,7 @@
 //!   log, the workflow engine and the JavaScript runner.
 #![forbid(unsafe_code)]
 
+pub mod chain;
 pub mod clock;
 pub mod file;
 pub mod password;

@@ -251,7 +251,7 @@ pub trait TaskLog: Send + Sync {
         loop {
             let page = self.scan_events(after.as_ref(), 1000).await?;
             for event in page.items {
-                by_task.entry(event.task_id).or_default().push(event);
+                by_task.entry(event.stream).or_default().push(event);
             }
             match page.next {
                 Some(next) => after = Some(next),

@@ -193,7 +193,7 @@ impl Recorder {
             };
             let last = events.last().expect("a loaded task has events");
             let event = last.next(self.clock.now().max(last.at), actor.cloned(), data);
-            let appended = if event.data.is_terminal() {
+            let appended = if event.change.is_terminal() {
                 self.log
                     .append_ending(&event, &task.owner_id, task.kind == TaskKind::Export)
                     .await

@@ -11,7 +11,6 @@ use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -400,94 +399,14 @@ impl EventData {
 }
 
 /// The `prev_hash` of a task's first event.
-pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub use crate::chain::GENESIS_HASH;
 
-/// One entry of a task's log.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TaskEvent {
-    pub task_id: TaskId,
-    /// 1 for `created`, then +1 per event.
-    pub seq: u64,
-    #[serde(with = "crate::timestamp")]
-    pub at: OffsetDateTime,
-    /// Who caused it, when a person did (the creator, the canceller).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub actor: Option<Username>,
-    #[serde(flatten)]
-    pub data: EventData,
-    pub prev_hash: String,
-    pub hash: String,
-}
+/// One entry of a task's log: `task_id`, `seq`, `at`, `actor`, the event
+/// (`type` and its fields), `prev_hash`, `hash` ([`crate::chain`]).
+pub type TaskEvent = crate::chain::Entry<TaskId, EventData>;
 
-/// The fields an event's hash covers, in a fixed order.
-#[derive(Serialize)]
-struct Hashed<'a> {
-    task_id: &'a TaskId,
-    seq: u64,
-    at: String,
-    actor: &'a Option<Username>,
-    #[serde(flatten)]
-    data: &'a EventData,
-    prev_hash: &'a str,
-}
-
-impl TaskEvent {
-    /// The first event of a new task.
-    pub fn first(
-        task_id: TaskId,
-        at: OffsetDateTime,
-        actor: Option<Username>,
-        data: EventData,
-    ) -> Self {
-        Self::sealed(task_id, 1, at, actor, data, GENESIS_HASH.to_owned())
-    }
-
-    /// The event that follows `self`.
-    pub fn next(&self, at: OffsetDateTime, actor: Option<Username>, data: EventData) -> Self {
-        Self::sealed(
-            self.task_id,
-            self.seq + 1,
-            at,
-            actor,
-            data,
-            self.hash.clone(),
-        )
-    }
-
-    fn sealed(
-        task_id: TaskId,
-        seq: u64,
-        at: OffsetDateTime,
-        actor: Option<Username>,
-        data: EventData,
-        prev_hash: String,
-    ) -> Self {
-        let mut event = Self {
-            task_id,
-            seq,
-            at,
-            actor,
-            data,
-            prev_hash,
-            hash: String::new(),
-        };
-        event.hash = event.computed_hash();
-        event
-    }
-
-    /// SHA-256 (hex) of the canonical JSON of every field but `hash`.
-    pub fn computed_hash(&self) -> String {
-        let hashed = Hashed {
-            task_id: &self.task_id,
-            seq: self.seq,
-            at: crate::timestamp::format(self.at),
-            actor: &self.actor,
-            data: &self.data,
-            prev_hash: &self.prev_hash,
-        };
-        let bytes = serde_json::to_vec(&hashed).expect("an event always serialises");
-        hex::encode(Sha256::digest(bytes))
-    }
+impl crate::chain::StreamId for TaskId {
+    const FIELD: &'static str = "task_id";
 }
 
 /// A task's state: the fold of its events.
@@ -577,52 +496,40 @@ pub enum Violation {
     HashMismatch { seq: u64 },
 }
 
-/// Every rule the log of one task breaks, in order of the events. Empty means
-/// the log is sound.
+impl From<crate::chain::Fault<TaskId>> for Violation {
+    fn from(fault: crate::chain::Fault<TaskId>) -> Self {
+        use crate::chain::Fault;
+        match fault {
+            Fault::Stream { seq, other } => Self::WrongTask { seq, other },
+            Fault::Sequence { seq, expected } => Self::SeqGap {
+                expected,
+                found: seq,
+            },
+            Fault::Hash { seq } => Self::HashMismatch { seq },
+            Fault::Chain { seq, previous } => Self::BrokenChain { seq, previous },
+        }
+    }
+}
+
+/// Every rule the log of one task breaks, in order of the events: the
+/// chain's ([`crate::chain::verify`]), then a task's own (`created` first
+/// and once, nothing after the outcome). Empty means the log is sound.
 pub fn verify(task_id: &TaskId, events: &[TaskEvent]) -> Vec<Violation> {
-    let mut violations = Vec::new();
     if events.is_empty() {
-        violations.push(Violation::Empty);
-        return violations;
+        return vec![Violation::Empty];
     }
     let mut terminal: Option<u64> = None;
-    for (i, event) in events.iter().enumerate() {
-        let expected = i as u64 + 1;
-        if event.task_id != *task_id {
-            violations.push(Violation::WrongTask {
-                seq: event.seq,
-                other: event.task_id,
-            });
-        }
-        if event.seq != expected {
-            violations.push(Violation::SeqGap {
-                expected,
-                found: event.seq,
-            });
-        }
-        if event.hash != event.computed_hash() {
-            violations.push(Violation::HashMismatch { seq: event.seq });
-        }
-        let expected_prev = match i {
-            0 => GENESIS_HASH,
-            _ => events[i - 1].hash.as_str(),
-        };
-        if event.prev_hash != expected_prev {
-            violations.push(Violation::BrokenChain {
-                seq: event.seq,
-                previous: if i == 0 { 0 } else { events[i - 1].seq },
-            });
-        }
-        let is_created = matches!(event.data, EventData::Created { .. });
+    crate::chain::verify(task_id, events, |violations, i, event| {
+        let is_created = matches!(event.change, EventData::Created { .. });
         if i == 0 && !is_created {
             violations.push(Violation::FirstNotCreated {
-                found: event.data.type_name(),
+                found: event.change.type_name(),
             });
         } else if i > 0 && is_created {
             violations.push(Violation::CreatedAgain { seq: event.seq });
         }
         if let Some(terminal_seq) = terminal {
-            if event.data.is_terminal() {
+            if event.change.is_terminal() {
                 violations.push(Violation::SecondTerminal {
                     seq: event.seq,
                     first: terminal_seq,
@@ -630,15 +537,14 @@ pub fn verify(task_id: &TaskId, events: &[TaskEvent]) -> Vec<Violation> {
             } else {
                 violations.push(Violation::AfterTerminal {
                     seq: event.seq,
-                    kind: event.data.type_name(),
+                    kind: event.change.type_name(),
                     terminal_seq,
                 });
             }
-        } else if event.data.is_terminal() {
+        } else if event.change.is_terminal() {
             terminal = Some(event.seq);
         }
-    }
-    violations
+    })
 }
 
 /// The state the events describe. Fails on a log whose structure is broken
@@ -657,14 +563,14 @@ pub fn fold(events: &[TaskEvent]) -> Result<Task, Violation> {
         owner_level,
         due_at,
         ..
-    } = &first.data
+    } = &first.change
     else {
         return Err(Violation::FirstNotCreated {
-            found: first.data.type_name(),
+            found: first.change.type_name(),
         });
     };
     let mut task = Task {
-        id: first.task_id,
+        id: first.stream,
         kind: *kind,
         owner: owner.clone(),
         owner_id: *owner_id,
@@ -704,7 +610,7 @@ pub fn fold(events: &[TaskEvent]) -> Result<Task, Violation> {
             continue;
         }
         task.updated_at = event.at;
-        match &event.data {
+        match &event.change {
             EventData::Created { .. } => return Err(Violation::CreatedAgain { seq: event.seq }),
             EventData::Started { .. } => {
                 task.status = Status::Running;
@@ -782,7 +688,7 @@ mod tests {
     #[test]
     fn type_names_lists_every_event_type_in_order() {
         let names: Vec<&str> = [
-            created(TaskId::new()).data,
+            created(TaskId::new()).change,
             EventData::Started { execution: None },
             succeeded(),
             EventData::Failed {
@@ -829,7 +735,7 @@ mod tests {
         // An event after the terminal one.
         let events = log(vec![succeeded(), started.clone()]);
         assert_eq!(
-            verify(&events[0].task_id, &events),
+            verify(&events[0].stream, &events),
             vec![Violation::AfterTerminal {
                 seq: 3,
                 kind: "started",
@@ -839,7 +745,7 @@ mod tests {
         // A gap.
         let mut events = log(vec![started.clone(), succeeded()]);
         events.remove(1);
-        let violations = verify(&events[0].task_id, &events);
+        let violations = verify(&events[0].stream, &events);
         assert!(
             violations.contains(&Violation::SeqGap {
                 expected: 2,
@@ -856,12 +762,12 @@ mod tests {
         );
         // An edited event: its own hash no longer matches.
         let mut events = log(vec![succeeded()]);
-        events[1].data = EventData::Succeeded {
+        events[1].change = EventData::Succeeded {
             result: serde_json::json!(42),
             logs: vec![],
         };
         assert_eq!(
-            verify(&events[0].task_id, &events),
+            verify(&events[0].stream, &events),
             vec![Violation::HashMismatch { seq: 2 }]
         );
         // An edited and re-hashed event: the next event's prev_hash betrays it.
@@ -869,7 +775,7 @@ mod tests {
         events[1].actor = Some(owner());
         events[1].hash = events[1].computed_hash();
         assert_eq!(
-            verify(&events[0].task_id, &events),
+            verify(&events[0].stream, &events),
             vec![Violation::BrokenChain {
                 seq: 3,
                 previous: 2
@@ -878,7 +784,7 @@ mod tests {
         // A log that does not start with created.
         let events = log(vec![succeeded()]);
         assert_eq!(
-            verify(&events[0].task_id, &events[1..]),
+            verify(&events[0].stream, &events[1..]),
             vec![
                 Violation::SeqGap {
                     expected: 1,

@@ -115,17 +115,17 @@ impl LocalEngine {
         let mine = format!("{}:", self.inner.name);
         let legacy = |task: &TaskId| format!("local:{task}");
         for event in events.iter().rev() {
-            if let EventData::Started { execution } = &event.data {
+            if let EventData::Started { execution } = &event.change {
                 return match execution {
                     Some(execution) => {
                         execution.starts_with(&mine)
-                            || (self.inner.exclusive && *execution == legacy(&event.task_id))
+                            || (self.inner.exclusive && *execution == legacy(&event.stream))
                     }
                     None => self.inner.exclusive,
                 };
             }
         }
-        match events.first().map(|e| &e.data) {
+        match events.first().map(|e| &e.change) {
             Some(EventData::Created {
                 engine: Some(engine),
                 ..

@@ -63,13 +63,13 @@ impl TaskLog for EmbeddedStore {
     }
 
     async fn append_event(&self, event: &TaskEvent) -> StoreResult<()> {
-        let owner_id = match &event.data {
+        let owner_id = match &event.change {
             EventData::Created { owner_id, .. } => Some(owner_id.to_string()),
             _ => None,
         };
         let item = serde_json::to_string(event).expect("an event always serialises");
-        let (task_id, seq) = (event.task_id.to_string(), event.seq as i64);
-        self.write_log(&event.task_id, move |conn| {
+        let (task_id, seq) = (event.stream.to_string(), event.seq as i64);
+        self.write_log(&event.stream, move |conn| {
             insert_new(
                 conn,
                 "INSERT INTO task_events (task_id, seq, owner_id, item) VALUES (?1, ?2, ?3, ?4)
@@ -86,7 +86,7 @@ impl TaskLog for EmbeddedStore {
         max_active: u64,
         max_exports: Option<u64>,
     ) -> StoreResult<()> {
-        let EventData::Created { owner_id, .. } = &event.data else {
+        let EventData::Created { owner_id, .. } = &event.change else {
             return Err(StoreError::other("append_created takes a created event"));
         };
         let owner_id = owner_id.to_string();
@@ -94,8 +94,8 @@ impl TaskLog for EmbeddedStore {
         // their own in the same table.
         let exports_key = exports_key(&owner_id);
         let item = serde_json::to_string(event).expect("an event always serialises");
-        let (task_id, seq) = (event.task_id.to_string(), event.seq as i64);
-        self.write_log(&event.task_id, move |conn| {
+        let (task_id, seq) = (event.stream.to_string(), event.seq as i64);
+        self.write_log(&event.stream, move |conn| {
             let active: i64 = conn
                 .query_row(
                     "SELECT coalesce((SELECT active FROM active_tasks WHERE owner_id = ?1), 0)",
@@ -152,8 +152,8 @@ impl TaskLog for EmbeddedStore {
         let owner = owner.to_string();
         let exports_key = exports_key(&owner);
         let item = serde_json::to_string(event).expect("an event always serialises");
-        let (task_id, seq) = (event.task_id.to_string(), event.seq as i64);
-        self.write_log(&event.task_id, move |conn| {
+        let (task_id, seq) = (event.stream.to_string(), event.seq as i64);
+        self.write_log(&event.stream, move |conn| {
             insert_new(
                 conn,
                 "INSERT INTO task_events (task_id, seq, owner_id, item) VALUES (?1, ?2, NULL, ?3)
@@ -272,7 +272,7 @@ impl TaskLog for EmbeddedStore {
             for row in rows {
                 items.push(from_json(&row.map_err(sql)?)?);
             }
-            Ok(Page::from_extra(items, limit, |e| (e.task_id, e.seq)))
+            Ok(Page::from_extra(items, limit, |e| (e.stream, e.seq)))
         })
         .await
     }

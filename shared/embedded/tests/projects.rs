@@ -10,7 +10,7 @@ use taskgate_domain::ports::{FeedChange, ItemQuery, ItemScope, ProjectStore, Tas
 use taskgate_domain::project::listing::{Assignee, Due, ItemFilter, Sort, parse_statuses};
 use taskgate_domain::project::log::{
     Entry, Item, ItemChange, ItemChanges, ItemEntry, Project, ProjectChange, ProjectChanges,
-    ProjectEntry,
+    ProjectEntry, verify_item, verify_project,
 };
 use taskgate_domain::project::{
     DueDate, ItemId, ItemStatus, ProjectId, ProjectName, ProjectRole, Title,
@@ -238,6 +238,78 @@ async fn a_version_3_database_upgrades_with_nothing_lost() {
     let olga = UserId::new();
     let project = project(&store, ("alice", olga), &[]).await;
     assert_eq!(store.get_project(&project.id).await.unwrap(), Some(project));
+}
+
+/// A database written by the release before the one hash chain
+/// (tests/fixtures/embedded/release-schema-v9.db: every kind of task and
+/// outcome, a project with a member, items edited, cleared and deleted, a
+/// file) opens with this build, and every log in it still verifies: the
+/// stored hashes cover the same fields, in the same order, as this build
+/// writes. Every current-state row is still the fold of its log.
+#[tokio::test]
+async fn the_last_release_database_verifies_and_keeps_everything() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/embedded/release-schema-v9.db");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("taskgate.db");
+    std::fs::copy(&fixture, &path).unwrap();
+    let store = EmbeddedStore::open(&path).unwrap();
+
+    let users = store.list_users(None, 10).await.unwrap().items;
+    let names: Vec<&str> = users.iter().map(|u| u.username.as_str()).collect();
+    assert_eq!(names, ["admin", "alice", "bob"]);
+
+    let tasks = store.events_by_task().await.unwrap();
+    assert_eq!(tasks.len(), 5);
+    assert_eq!(tasks.values().map(Vec::len).sum::<usize>(), 15);
+    let mut outcomes = Vec::new();
+    for (id, log) in &tasks {
+        assert_eq!(taskgate_domain::task::verify(id, log), [], "task {id}");
+        let task = taskgate_domain::task::fold(log).unwrap();
+        outcomes.push(format!("{} {}", task.kind.as_str(), task.status.as_str()));
+    }
+    outcomes.sort();
+    assert_eq!(
+        outcomes,
+        [
+            "delay cancelled",
+            "delay succeeded",
+            "export succeeded",
+            "js failed",
+            "js succeeded"
+        ]
+    );
+
+    let logs = store.all_logs().await.unwrap();
+    assert_eq!((logs.projects.len(), logs.items.len()), (1, 3));
+    for (id, log) in &logs.projects {
+        assert_eq!(verify_project(log), [], "project {id}");
+        let project = Project::fold(log).unwrap();
+        assert_eq!(store.get_project(id).await.unwrap(), Some(project.clone()));
+        assert_eq!(project.name.as_str(), "Spring launch");
+        assert_eq!(project.members.len(), 2);
+    }
+    let mut titles = Vec::new();
+    for (id, log) in &logs.items {
+        assert_eq!(verify_item(log), [], "item {id}");
+        let item = Item::fold(log).unwrap();
+        assert_eq!(store.get_item(id).await.unwrap(), Some(item.clone()));
+        titles.push(format!(
+            "{} {} {}",
+            item.title.as_str(),
+            item.status.as_str(),
+            item.deleted
+        ));
+    }
+    titles.sort();
+    assert_eq!(
+        titles,
+        [
+            "Book the room completed false",
+            "Scrap this pending true",
+            "Write the plan in_progress false"
+        ]
+    );
 }
 
 /// Appends entries through a store and remembers each one, with its

@@ -127,7 +127,7 @@ pub fn item_event(topic: &Topic, position: u64, entry: &ItemEntry, item: &Item) 
 /// `started`, `succeeded`, `failed`, `cancelled`), with the task as it
 /// stood after it, its progress as of `now`.
 pub fn task_event(topic: &Topic, event: &TaskEvent, task: &Task, now: OffsetDateTime) -> String {
-    let change = to_value(&event.data)["type"].clone();
+    let change = to_value(&event.change)["type"].clone();
     self::event(
         topic,
         Some(event.seq),

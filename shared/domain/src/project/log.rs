@@ -10,107 +10,19 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use super::{Description, DueDate, ItemId, ItemStatus, ProjectId, ProjectName, ProjectRole, Title};
-use crate::task::GENESIS_HASH;
 use crate::user::{UserId, Username};
 
-/// One entry of a hash-chained log about `stream` (a project or an item).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Entry<Id, Change> {
-    pub stream: Id,
-    /// 1 for the creation, then +1 per change.
-    pub seq: u64,
-    #[serde(with = "crate::timestamp")]
-    pub at: OffsetDateTime,
-    /// Who made the change.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub actor: Option<Username>,
-    #[serde(flatten)]
-    pub change: Change,
-    pub prev_hash: String,
-    pub hash: String,
+pub use crate::chain::Entry;
+
+impl crate::chain::StreamId for ProjectId {
+    const FIELD: &'static str = "stream";
 }
 
-/// The fields an entry's hash covers, in a fixed order.
-#[derive(Serialize)]
-struct Hashed<'a, Id, Change> {
-    stream: &'a Id,
-    seq: u64,
-    at: String,
-    actor: &'a Option<Username>,
-    #[serde(flatten)]
-    change: &'a Change,
-    prev_hash: &'a str,
-}
-
-impl<Id: Serialize + Clone, Change: Serialize> Entry<Id, Change> {
-    /// The first entry of a new log.
-    pub fn first(stream: Id, at: OffsetDateTime, actor: Option<Username>, change: Change) -> Self {
-        Self::sealed(stream, 1, at, actor, change, GENESIS_HASH.to_owned())
-    }
-
-    /// The entry that follows `self` (never earlier than it).
-    pub fn next(&self, at: OffsetDateTime, actor: Option<Username>, change: Change) -> Self {
-        Self::sealed(
-            self.stream.clone(),
-            self.seq + 1,
-            at.max(self.at),
-            actor,
-            change,
-            self.hash.clone(),
-        )
-    }
-
-    /// The entry that follows the one with `seq` and `hash` (what a
-    /// current-state row remembers of its last entry).
-    pub fn after(
-        stream: Id,
-        seq: u64,
-        hash: &str,
-        at: OffsetDateTime,
-        actor: Option<Username>,
-        change: Change,
-    ) -> Self {
-        Self::sealed(stream, seq + 1, at, actor, change, hash.to_owned())
-    }
-
-    fn sealed(
-        stream: Id,
-        seq: u64,
-        at: OffsetDateTime,
-        actor: Option<Username>,
-        change: Change,
-        prev_hash: String,
-    ) -> Self {
-        let mut entry = Self {
-            stream,
-            seq,
-            at,
-            actor,
-            change,
-            prev_hash,
-            hash: String::new(),
-        };
-        entry.hash = entry.computed_hash();
-        entry
-    }
-
-    /// SHA-256 (hex) of the canonical JSON of every field but `hash`.
-    pub fn computed_hash(&self) -> String {
-        let hashed = Hashed {
-            stream: &self.stream,
-            seq: self.seq,
-            at: crate::timestamp::format(self.at),
-            actor: &self.actor,
-            change: &self.change,
-            prev_hash: &self.prev_hash,
-        };
-        let bytes = serde_json::to_vec(&hashed).expect("an entry always serialises");
-        hex::encode(Sha256::digest(bytes))
-    }
+impl crate::chain::StreamId for ItemId {
+    const FIELD: &'static str = "stream";
 }
 
 /// `Option<Option<T>>` as JSON: absent = unchanged, `null` = cleared.
@@ -491,47 +403,49 @@ pub enum Broken {
     AfterDeletion { seq: u64 },
 }
 
-/// Checks a log: seqs 1, 2, 3…, one stream, each entry chained to the one
-/// before and hashed over its own content, a creation first, nothing after a
-/// deletion. `is_creation` and `is_deletion` say which changes those are.
+impl<Id> From<crate::chain::Fault<Id>> for Broken {
+    fn from(fault: crate::chain::Fault<Id>) -> Self {
+        use crate::chain::Fault;
+        match fault {
+            Fault::Stream { seq, .. } => Self::Stream { seq },
+            Fault::Sequence { seq, expected } => Self::Sequence { seq, expected },
+            Fault::Hash { seq } => Self::Hash { seq },
+            Fault::Chain { seq, .. } => Self::Chain { seq },
+        }
+    }
+}
+
+/// Checks a log: the chain ([`crate::chain::verify`]: seqs 1, 2, 3…, one
+/// stream, each entry chained to the one before and hashed over its own
+/// content), a creation first, nothing after a deletion. `is_creation` and
+/// `is_deletion` say which changes those are.
 pub fn verify<Id, Change>(
     entries: &[Entry<Id, Change>],
     is_creation: impl Fn(&Change) -> bool,
     is_deletion: impl Fn(&Change) -> bool,
 ) -> Vec<Broken>
 where
-    Id: Serialize + Clone + PartialEq,
+    Id: crate::chain::StreamId,
     Change: Serialize,
 {
     let mut broken = Vec::new();
     if entries.first().is_none_or(|e| !is_creation(&e.change)) {
         broken.push(Broken::NoCreation);
     }
-    let mut prev_hash = GENESIS_HASH;
+    let Some(first) = entries.first() else {
+        return broken;
+    };
     let mut deleted = false;
-    for (i, entry) in entries.iter().enumerate() {
-        let expected = i as u64 + 1;
-        if entry.seq != expected {
-            broken.push(Broken::Sequence {
-                seq: entry.seq,
-                expected,
-            });
-        }
-        if entry.stream != entries[0].stream {
-            broken.push(Broken::Stream { seq: entry.seq });
-        }
-        if entry.prev_hash != prev_hash {
-            broken.push(Broken::Chain { seq: entry.seq });
-        }
-        if entry.hash != entry.computed_hash() {
-            broken.push(Broken::Hash { seq: entry.seq });
-        }
-        if deleted {
-            broken.push(Broken::AfterDeletion { seq: entry.seq });
-        }
-        deleted |= is_deletion(&entry.change);
-        prev_hash = &entry.hash;
-    }
+    broken.extend(crate::chain::verify(
+        &first.stream,
+        entries,
+        |broken: &mut Vec<Broken>, _, entry| {
+            if deleted {
+                broken.push(Broken::AfterDeletion { seq: entry.seq });
+            }
+            deleted |= is_deletion(&entry.change);
+        },
+    ));
     broken
 }
 
