@@ -848,12 +848,12 @@ async fn exports_stop_and_fail_without_leftovers(store: Arc<dyn Store>, subject:
     )
     .await;
     let before = (subject.leftovers)().await;
-    let limits = taskgate_api::settings::FileLimits::default();
-    let exporter = taskgate_api::export::StoreExporter::new(
+    let limits = taskgate_api::settings::FileLimits::default().export_limits();
+    let exporter = taskgate_app::export::StoreExporter::new(
         store.clone(),
         blobs.clone(),
         Arc::new(taskgate_domain::clock::SystemClock),
-        limits.clone(),
+        limits,
     )
     .reporting_every_chunk();
 
@@ -865,7 +865,7 @@ async fn exports_stop_and_fail_without_leftovers(store: Arc<dyn Store>, subject:
     // Mid-way, the export's bytes were there (on S3 a multipart upload with
     // two parts; on disk a partial file)...
     let held = control.held_at_stop.lock().unwrap().clone();
-    let export_id = taskgate_api::export::export_file_id(&task.id).to_string();
+    let export_id = taskgate_app::export::export_file_id(&task.id).to_string();
     assert!(
         held.iter().any(|kept| kept.contains(&export_id)),
         "{held:?}"
@@ -874,17 +874,17 @@ async fn exports_stop_and_fail_without_leftovers(store: Arc<dyn Store>, subject:
     let fractions = control.fractions.lock().unwrap().clone();
     assert!(fractions.last().unwrap() > &0.7, "{fractions:?}");
     assert_eq!((subject.leftovers)().await, before);
-    let export_id = taskgate_api::export::export_file_id(&task.id);
+    let export_id = taskgate_app::export::export_file_id(&task.id);
     assert_eq!(store.get_file(&export_id).await.unwrap(), None);
 
     // Failed mid-way: larger than the largest file allowed.
-    let small = taskgate_api::export::StoreExporter::new(
+    let small = taskgate_app::export::StoreExporter::new(
         store.clone(),
         blobs.clone(),
         Arc::new(taskgate_domain::clock::SystemClock),
-        taskgate_api::settings::FileLimits {
+        taskgate_app::export::ExportLimits {
             max_file_bytes: 11 * 1024 * 1024,
-            ..limits.clone()
+            ..limits
         },
     );
     let task = zip_task(&alice, vec![source.id]);
@@ -895,11 +895,11 @@ async fn exports_stop_and_fail_without_leftovers(store: Arc<dyn Store>, subject:
     assert_eq!((subject.leftovers)().await, before);
 
     // Over the quota: stopped as soon as it would pass it; nothing remains.
-    let tight = taskgate_api::export::StoreExporter::new(
+    let tight = taskgate_app::export::StoreExporter::new(
         store.clone(),
         blobs.clone(),
         Arc::new(taskgate_domain::clock::SystemClock),
-        taskgate_api::settings::FileLimits {
+        taskgate_app::export::ExportLimits {
             user_quota_bytes: 20 * 1024 * 1024,
             ..limits
         },
@@ -912,7 +912,7 @@ async fn exports_stop_and_fail_without_leftovers(store: Arc<dyn Store>, subject:
     assert_eq!((subject.leftovers)().await, before);
     assert_eq!(
         store
-            .get_file(&taskgate_api::export::export_file_id(&task.id))
+            .get_file(&taskgate_app::export::export_file_id(&task.id))
             .await
             .unwrap(),
         None
@@ -923,7 +923,7 @@ async fn exports_stop_and_fail_without_leftovers(store: Arc<dyn Store>, subject:
     let control = StopAfter::new(None);
     let result = exporter.export(&task, &control).await.unwrap();
     assert_eq!(control.fractions.lock().unwrap().last(), Some(&1.0));
-    let id = taskgate_api::export::export_file_id(&task.id);
+    let id = taskgate_app::export::export_file_id(&task.id);
     assert_eq!(result["file"], id.to_string());
     let file = store.get_file(&id).await.unwrap().unwrap();
     assert!(file.is_complete());
@@ -1057,11 +1057,11 @@ async fn the_export_step_records_stops_on_cancel_and_fails_by_code_on_aws() {
         appended,
         go_on: tokio::sync::Semaphore::new(0),
     });
-    let exporter = Arc::new(taskgate_api::export::StoreExporter::new(
+    let exporter = Arc::new(taskgate_app::export::StoreExporter::new(
         store.clone(),
         gate.clone(),
         Arc::new(taskgate_domain::clock::SystemClock),
-        taskgate_api::settings::FileLimits::default(),
+        taskgate_api::settings::FileLimits::default().export_limits(),
     ));
     let start = |files: Vec<taskgate_domain::file::FileId>| {
         let (recorder, alice) = (recorder.clone(), alice.clone());
@@ -1086,7 +1086,7 @@ async fn the_export_step_records_stops_on_cancel_and_fails_by_code_on_aws() {
         async move { steps::run_export(&recorder, exporter.as_ref(), input, Duration::ZERO).await }
     });
     appends.recv().await.unwrap();
-    let export_id = taskgate_api::export::export_file_id(&task.id).to_string();
+    let export_id = taskgate_app::export::export_file_id(&task.id).to_string();
     let mid_way = (subject.leftovers)().await;
     assert!(
         mid_way
@@ -1102,7 +1102,7 @@ async fn the_export_step_records_stops_on_cancel_and_fails_by_code_on_aws() {
     assert_eq!((subject.leftovers)().await, before);
     assert_eq!(
         store
-            .get_file(&taskgate_api::export::export_file_id(&task.id))
+            .get_file(&taskgate_app::export::export_file_id(&task.id))
             .await
             .unwrap(),
         None
@@ -1119,7 +1119,7 @@ async fn the_export_step_records_stops_on_cancel_and_fails_by_code_on_aws() {
     assert_eq!(done.progress(time::OffsetDateTime::now_utc()), Some(1.0));
     assert_eq!(store.task_progress(&task.id).await.unwrap(), Some(1.0));
     let file = store
-        .get_file(&taskgate_api::export::export_file_id(&task.id))
+        .get_file(&taskgate_app::export::export_file_id(&task.id))
         .await
         .unwrap()
         .unwrap();
@@ -1227,7 +1227,7 @@ async fn expired_uploads_are_reaped_on_aws() {
         "{held:?}"
     );
 
-    let removed = taskgate_api::files::reap_expired_from(store.as_ref(), blobs.as_ref(), now)
+    let removed = taskgate_app::uploads::reap_expired(store.as_ref(), blobs.as_ref(), now)
         .await
         .unwrap();
     assert_eq!(removed, 1);
@@ -1242,7 +1242,7 @@ async fn expired_uploads_are_reaped_on_aws() {
     );
     // Nothing more to do until the lease ends.
     assert_eq!(
-        taskgate_api::files::reap_expired_from(store.as_ref(), blobs.as_ref(), now)
+        taskgate_app::uploads::reap_expired(store.as_ref(), blobs.as_ref(), now)
             .await
             .unwrap(),
         0

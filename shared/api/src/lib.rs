@@ -29,7 +29,6 @@
 
 pub mod app;
 pub mod auth;
-pub mod export;
 pub mod extract;
 mod handlers;
 pub mod idempotency;
@@ -37,7 +36,7 @@ mod pages;
 
 /// Files: what runs beside the routes (the expiry of unfinished uploads).
 pub mod files {
-    pub use crate::handlers::files::{reap_expired, reap_expired_from};
+    pub use crate::handlers::files::reap_expired;
 }
 
 /// The local server's compatibility routes (`/upload`, `/export`).

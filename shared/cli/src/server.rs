@@ -213,11 +213,11 @@ pub async fn start_with_routes(config: ServeConfig, extra: axum::Router) -> anyh
         Ok(uuid::Uuid::new_v4().simple().to_string().into_bytes())
     })?;
     let engine_id = String::from_utf8(engine_id).context("the engine id file is not text")?;
-    let exporter = taskgate_api::export::StoreExporter::new(
+    let exporter = taskgate_app::export::StoreExporter::new(
         state.store.clone(),
         state.blobs.clone(),
         config.clock.clone(),
-        config.api.files.clone(),
+        config.api.files.export_limits(),
     );
     let engine = LocalEngine::new(
         state.recorder(),

@@ -295,7 +295,7 @@ pub fn run_upload_reaper() -> ExitCode {
             async move {
                 // A store failure fails the invocation; the next one (or
                 // EventBridge's retry) carries on where it stopped.
-                let removed = taskgate_api::files::reap_expired_from(
+                let removed = taskgate_app::uploads::reap_expired(
                     store.as_ref(),
                     blobs.as_ref(),
                     time::OffsetDateTime::now_utc(),
@@ -368,11 +368,11 @@ pub fn run_export_step() -> ExitCode {
         let store = Arc::new(store);
         let recorder = Arc::new(Recorder::new(store.clone()));
         let exporter: Arc<dyn taskgate_domain::ports::Exporter> =
-            Arc::new(taskgate_api::export::StoreExporter::new(
+            Arc::new(taskgate_app::export::StoreExporter::new(
                 store,
                 Arc::new(taskgate_aws::blobs::S3Blobs::new(s3, bucket)),
                 Arc::new(taskgate_domain::clock::SystemClock),
-                settings.files,
+                settings.files.export_limits(),
             ));
         tracing::info!(
             function = "step-export",

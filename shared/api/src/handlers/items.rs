@@ -18,7 +18,7 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::Serialize;
 use taskgate_domain::permission::Actor;
-use taskgate_domain::ports::{ItemQuery, ItemScope, StoreError};
+use taskgate_domain::ports::{ItemQuery, ItemScope};
 use taskgate_domain::project::access::Action;
 use taskgate_domain::project::commands::{self, NewItem};
 use taskgate_domain::project::listing::{
@@ -29,9 +29,12 @@ use taskgate_domain::project::{Description, DueDate, ItemId, ItemStatus, Project
 use taskgate_domain::user::Username;
 use utoipa::{IntoParams, ToSchema};
 
+use taskgate_app::conflict::{Attempt, retry};
+use taskgate_views::ItemView;
+
 use crate::auth::Session;
 use crate::extract::{Body, BodyContext, FromBody, FromQuery, Params, SharedState, path_values};
-use crate::handlers::projects::{ATTEMPTS, after_conflict, project_for, project_id};
+use crate::handlers::projects::{project_for, project_id};
 use crate::problem::{ApiError, FieldError, Problem};
 use crate::request::{Fields, string};
 use crate::response::{List, Page, timestamp};
@@ -64,56 +67,6 @@ impl<S: Send + Sync> FromRequestParts<S> for ItemPath {
             .and_then(|raw| ItemId::parse(raw).ok())
             .ok_or_else(no_such_item)?;
         Ok(Self { id, item_id })
-    }
-}
-
-/// An item as clients see it.
-#[derive(Serialize, ToSchema)]
-#[schema(as = Item)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ItemView<'a> {
-    #[schema(value_type = ItemId)]
-    id: String,
-    #[schema(value_type = ProjectId)]
-    project_id: String,
-    #[schema(value_type = Title)]
-    title: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Description>)]
-    description: Option<&'a str>,
-    status: ItemStatus,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<DueDate>)]
-    due_date: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Username>)]
-    assignee: Option<&'a str>,
-    #[schema(value_type = Username)]
-    created_by: &'a str,
-    #[schema(format = DateTime)]
-    created_at: String,
-    #[schema(format = DateTime)]
-    updated_at: String,
-    /// Grows by one with every change; also the `ETag` (`"N"`).
-    #[schema(minimum = 1)]
-    version: u64,
-}
-
-impl<'a> From<&'a Item> for ItemView<'a> {
-    fn from(item: &'a Item) -> Self {
-        Self {
-            id: item.id.to_string(),
-            project_id: item.project_id.to_string(),
-            title: item.title.as_str(),
-            description: item.description.as_ref().map(Description::as_str),
-            status: item.status,
-            due_date: item.due_date.map(|d| d.to_string()),
-            assignee: item.assignee.as_ref().map(Username::as_str),
-            created_by: item.created_by.as_str(),
-            created_at: timestamp(item.created_at),
-            updated_at: timestamp(item.updated_at),
-            version: item.version,
-        }
     }
 }
 
@@ -557,20 +510,21 @@ async fn change_item(
         &Item,
     ) -> Result<Option<ItemEntry>, ApiError>,
 ) -> Result<Item, ApiError> {
-    for attempt in 0..ATTEMPTS {
+    let decide = &decide;
+    retry(move || async move {
         let (project, item) = item_for(state, actor, path).await?;
         let Some(entry) = decide(&project, &item)? else {
             return Ok(item);
         };
         let mut next = item.clone();
         next.apply(&entry);
-        match state.append_item(&entry, &next).await {
-            Ok(()) => return Ok(next),
-            Err(StoreError::Conflict) => after_conflict(attempt).await,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(StoreError::Conflict.into())
+        state
+            .append_item(&entry, &next)
+            .await
+            .map_err(Attempt::of)?;
+        Ok(next)
+    })
+    .await
 }
 
 #[utoipa::path(

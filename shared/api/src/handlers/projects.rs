@@ -13,39 +13,25 @@ use axum::extract::{FromRequestParts, State};
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::request::Parts;
-use serde::Serialize;
 use taskgate_domain::permission::Actor;
 use taskgate_domain::ports::StoreError;
 use taskgate_domain::project::access::{self, Action};
 use taskgate_domain::project::commands::{self, Membership, Refused};
-use taskgate_domain::project::log::{Item, Member, Project, ProjectChanges, ProjectEntry};
+use taskgate_domain::project::log::{Item, Project, ProjectChanges, ProjectEntry};
 use taskgate_domain::project::{Description, ProjectId, ProjectName, ProjectRole};
 use taskgate_domain::user::Username;
 use utoipa::{IntoParams, ToSchema};
+
+use taskgate_app::conflict::{ATTEMPTS, Attempt, retry};
+use taskgate_views::{MemberView, ProjectView};
 
 use crate::auth::Session;
 use crate::extract::{Body, BodyContext, FromBody, FromQuery, Params, SharedState, path_values};
 use crate::handlers::PageQuery;
 use crate::problem::{ApiError, Problem};
 use crate::request::{Fields, checked, next_cursor, string};
-use crate::response::{Created, List, Page, timestamp};
+use crate::response::{Created, List, Page};
 use crate::state::AppState;
-
-/// How often a change re-reads and re-decides after losing a race. An edit
-/// that names no version lands however busy the item is: each lost race
-/// is followed by a pause ([`after_conflict`]), so writers do not keep
-/// colliding; `edit-conflict` is left for what truly cannot land.
-pub(crate) const ATTEMPTS: usize = 12;
-
-/// The pause after the `attempt`-th lost race: a random time up to 2 ms
-/// doubling with each attempt, at most 64 ms (jittered, so racing writers
-/// spread out).
-pub(crate) async fn after_conflict(attempt: usize) {
-    let ceiling_ms = 2u64 << attempt.min(5);
-    let jitter = u64::try_from(uuid::Uuid::new_v4().as_u128() % 1000).unwrap_or(0);
-    let pause = std::time::Duration::from_micros(ceiling_ms * jitter);
-    tokio::time::sleep(pause).await;
-}
 
 pub(crate) fn no_such_project() -> ApiError {
     ApiError::NotFound("there is no such project".into())
@@ -133,69 +119,6 @@ impl From<Refused> for ApiError {
             Refused::AssigneeNotMember => Self::invalid("assignee", refused.to_string()),
             Refused::OwnerNotAdmin => Self::invalid("owner", refused.to_string()),
             Refused::StaleVersion { .. } => Self::PreconditionFailed(refused.to_string()),
-        }
-    }
-}
-
-/// A project as a caller sees it, with the caller's role in it.
-#[derive(Serialize, ToSchema)]
-#[schema(as = Project)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ProjectView<'a> {
-    #[schema(value_type = ProjectId)]
-    id: String,
-    #[schema(value_type = ProjectName)]
-    name: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Description>)]
-    description: Option<&'a str>,
-    #[schema(value_type = Username)]
-    owner: &'a str,
-    /// The caller's role: `admin` for global admins who are not members.
-    role: ProjectRole,
-    #[schema(format = DateTime)]
-    created_at: String,
-    #[schema(format = DateTime)]
-    updated_at: String,
-}
-
-impl<'a> ProjectView<'a> {
-    pub(crate) fn of(project: &'a Project, actor: &Actor) -> Self {
-        let role = project
-            .members
-            .get(&actor.username)
-            .filter(|m| m.user_id == actor.user_id)
-            .map_or(ProjectRole::Admin, |m| m.role);
-        Self {
-            id: project.id.to_string(),
-            name: project.name.as_str(),
-            description: project.description.as_ref().map(Description::as_str),
-            owner: project.owner.as_str(),
-            role,
-            created_at: timestamp(project.created_at),
-            updated_at: timestamp(project.updated_at),
-        }
-    }
-}
-
-/// A project member.
-#[derive(Serialize, ToSchema)]
-#[schema(as = Member)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct MemberView<'a> {
-    #[schema(value_type = Username)]
-    username: &'a str,
-    role: ProjectRole,
-    #[schema(format = DateTime)]
-    added_at: String,
-}
-
-impl<'a> From<&'a Member> for MemberView<'a> {
-    fn from(member: &'a Member) -> Self {
-        Self {
-            username: member.username.as_str(),
-            role: member.role,
-            added_at: timestamp(member.added_at),
         }
     }
 }
@@ -382,7 +305,8 @@ pub(crate) async fn change_project<T>(
     action: Action<'_>,
     decide: impl Fn(&Project) -> Result<(T, Option<ProjectEntry>), ApiError>,
 ) -> Result<(T, Project), ApiError> {
-    for attempt in 0..ATTEMPTS {
+    let decide = &decide;
+    retry(move || async move {
         let project = project_for(state, actor, id, action).await?;
         let (outcome, entry) = decide(&project)?;
         let Some(entry) = entry else {
@@ -390,13 +314,13 @@ pub(crate) async fn change_project<T>(
         };
         let mut next = project.clone();
         next.apply(&entry);
-        match state.append_project(&entry, Some(&project), &next).await {
-            Ok(()) => return Ok((outcome, next)),
-            Err(StoreError::Conflict) => after_conflict(attempt).await,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(StoreError::Conflict.into())
+        state
+            .append_project(&entry, Some(&project), &next)
+            .await
+            .map_err(Attempt::of)?;
+        Ok((outcome, next))
+    })
+    .await
 }
 
 #[utoipa::path(

@@ -25,12 +25,9 @@ use crate::problem::{ApiError, Problem};
 use crate::request::{Fields, as_str, checked, message, next_cursor, string};
 use crate::response::{Created, Page, UserView};
 use crate::state::AppState;
+use taskgate_app::conflict::{Attempt, retry};
 use taskgate_domain::project::access::Action;
 use taskgate_domain::project::commands;
-
-/// How often an edit or delete re-reads and retries after losing a race
-/// with a concurrent change to the same user.
-const ATTEMPTS: usize = 3;
 
 fn no_such_user(username: &str) -> ApiError {
     ApiError::NotFound(format!("there is no user named {username:?}"))
@@ -306,10 +303,20 @@ pub(crate) async fn update(
         profile,
     };
 
-    for _ in 0..ATTEMPTS {
-        let current = stored_user(&state, &target).await?;
+    // Each try borrows what it needs.
+    let (state, target, actor, changes, named, session, request_id) = (
+        &state,
+        &target,
+        &actor,
+        &changes,
+        &named,
+        &session,
+        &request_id,
+    );
+    retry(move || async move {
+        let current = stored_user(state, target).await?;
         let new_level = level.filter(|l| *l != current.level);
-        permission::may_edit_user(&actor, &target, new_level)?;
+        permission::may_edit_user(actor, target, new_level).map_err(ApiError::from)?;
         let Some(next) = changes.apply_to(&current) else {
             return Ok(Json(UserView::from(&current)).into_response());
         };
@@ -320,34 +327,33 @@ pub(crate) async fn update(
                     Some(&actor.username),
                     target.as_str(),
                 )
-                .with("fields", named);
+                .with("fields", named.clone());
                 if let Some(level) = new_level {
                     event = event.with("level", level.as_str());
                 }
                 if password_changed {
                     // Other sessions end with the old password; the caller's
                     // own session survives a change of their own password.
-                    let keep = (actor.username == target).then_some(&session.token.jti);
-                    let revoked = state.store.delete_user_tokens(&target, keep).await;
+                    let keep = (actor.username == *target).then_some(&session.token.jti);
+                    let revoked = state.store.delete_user_tokens(target, keep).await;
                     let revoked = match revoked {
                         Ok(revoked) => revoked,
                         Err(e) => {
-                            state.audit(&request_id, event).await;
-                            return Err(e.into());
+                            state.audit(request_id, event).await;
+                            return Err(ApiError::from(e).into());
                         }
                     };
                     event = event.with("tokens_revoked", revoked);
                     tracing::info!(username = %target, revoked, "password changed, tokens revoked");
                 }
-                state.audit(&request_id, event).await;
+                state.audit(request_id, event).await;
                 tracing::info!(username = %target, by = %actor.username, "user updated");
-                return Ok(Json(UserView::from(&next)).into_response());
+                Ok(Json(UserView::from(&next)).into_response())
             }
-            Err(StoreError::Conflict) => continue,
-            Err(e) => return Err(e.into()),
+            Err(e) => Err(Attempt::of(e)),
         }
-    }
-    Err(StoreError::Conflict.into())
+    })
+    .await
 }
 
 #[utoipa::path(
@@ -426,21 +432,12 @@ pub(crate) async fn delete(
             unassign_all(&state, Some(&actor), &project.id, &target).await?;
         }
     }
-    let mut deleted = None;
-    for _ in 0..ATTEMPTS {
-        let current = stored_user(&state, &target).await?;
-        match state.store.delete_user(&current).await {
-            Ok(()) => {
-                deleted = Some(());
-                break;
-            }
-            Err(StoreError::Conflict) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    if deleted.is_none() {
-        return Err(StoreError::Conflict.into());
-    }
+    let (state, target) = (&state, &target);
+    retry(move || async move {
+        let current = stored_user(state, target).await?;
+        state.store.delete_user(&current).await.map_err(Attempt::of)
+    })
+    .await?;
     tracing::info!(username = %target, by = %actor.username, "user deleted");
     // Every token of the deleted user already fails (the user is gone); this
     // removes the records too. If it fails, TTL removes them later.
@@ -449,7 +446,7 @@ pub(crate) async fn delete(
         Some(&actor.username),
         target.as_str(),
     );
-    match state.store.delete_user_tokens(&target, None).await {
+    match state.store.delete_user_tokens(target, None).await {
         Ok(revoked) => event = event.with("tokens_revoked", revoked),
         Err(e) => {
             tracing::warn!(username = %target, error = %e, "could not delete the tokens of a deleted user");

@@ -12,9 +12,7 @@ use taskgate_domain::user::Username;
 use time::OffsetDateTime;
 
 use super::Topic;
-use crate::handlers::items::ItemView;
-use crate::handlers::projects::{MemberView, ProjectView};
-use crate::response::TaskView;
+use taskgate_views::{ItemView, MemberView, ProjectView, TaskView};
 
 /// `{"type": "subscribed", "topic": T}`.
 pub fn subscribed(topic: &Topic) -> String {

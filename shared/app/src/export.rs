@@ -37,8 +37,6 @@ use taskgate_domain::project::log::Item;
 use taskgate_domain::project::{ProjectId, access};
 use taskgate_domain::task::{Export, Task, TaskError, TaskId};
 
-use crate::settings::FileLimits;
-
 /// Bytes gathered before they are appended: S3's smallest part, so every
 /// append but the last fills a part and nothing is staged between them.
 pub const CHUNK: usize = 5 * 1024 * 1024;
@@ -55,12 +53,22 @@ pub fn export_file_id(task: &TaskId) -> FileId {
     FileId::parse(&task.to_string()).expect("a task id is a uuid")
 }
 
+/// What an export may write: the limits of the owner's files
+/// (`TASKGATE_MAX_FILE_BYTES`, `TASKGATE_USER_QUOTA_BYTES`,
+/// `TASKGATE_MAX_FILES_PER_USER`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExportLimits {
+    pub max_file_bytes: u64,
+    pub user_quota_bytes: u64,
+    pub max_files: u64,
+}
+
 /// Exports through a store and a blob store (see the module docs).
 pub struct StoreExporter {
     store: Arc<dyn Store>,
     blobs: Arc<dyn BlobStore>,
     clock: Arc<dyn Clock>,
-    limits: FileLimits,
+    limits: ExportLimits,
     report_every: Duration,
 }
 
@@ -69,7 +77,7 @@ impl StoreExporter {
         store: Arc<dyn Store>,
         blobs: Arc<dyn BlobStore>,
         clock: Arc<dyn Clock>,
-        limits: FileLimits,
+        limits: ExportLimits,
     ) -> Self {
         Self {
             store,
@@ -279,15 +287,15 @@ impl Rows {
                         &item.due_date.map(|d| d.to_string()).unwrap_or_default(),
                         &spreadsheet_safe(item.assignee.as_ref().map_or("", |a| a.as_str())),
                         &spreadsheet_safe(item.created_by.as_str()),
-                        &crate::response::timestamp(item.created_at),
-                        &crate::response::timestamp(item.updated_at),
+                        &taskgate_views::timestamp(item.created_at),
+                        &taskgate_views::timestamp(item.updated_at),
                         &item.version.to_string(),
                     ])
                     .map_err(|e| failed("export-failed", format!("could not write CSV: {e}")))?;
                 writer.flush().map_err(io)
             }
             Self::Ndjson(out) => {
-                let view = crate::handlers::items::ItemView::from(item);
+                let view = taskgate_views::ItemView::from(item);
                 serde_json::to_writer(&mut *out, &view)
                     .map_err(|e| failed("export-failed", format!("could not write JSON: {e}")))?;
                 out.write_all(b"\n").map_err(io)
