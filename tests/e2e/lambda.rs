@@ -27,6 +27,8 @@ use taskgate_js::ProcessRunner;
 /// with the status each must get.
 pub(crate) const FIXTURES: &[(&str, u16)] = &[
     ("root", 200),
+    ("console", 200),
+    ("console-asset", 200),
     ("auth-login", 200),
     ("auth-login-form", 200),
     ("users-list", 200),
@@ -69,6 +71,16 @@ pub(crate) const FIXTURES: &[(&str, u16)] = &[
     ("audit-list", 200),
     ("auth-logout", 204),
 ];
+
+/// The served name of the console's entry module, from its page (the
+/// `console-asset` fixture asks for it: names change with the files).
+pub(crate) fn console_entry(page: &str) -> String {
+    let at = page
+        .find("/app/assets/app.")
+        .unwrap_or_else(|| panic!("the console page names no entry module: {page}"))
+        + "/app/assets/".len();
+    page[at..at + page[at..].find('"').unwrap()].to_owned()
+}
 
 pub(crate) struct Placeholders(pub(crate) Vec<(&'static str, String)>);
 
@@ -213,6 +225,31 @@ async fn each_function_answers_its_api_gateway_events() {
             format!("lambda-request-{i}"),
             "{name}: the Lambda request id is not used"
         );
+        if name.starts_with("console") {
+            // The console: the page revalidated, its files kept a year, both
+            // under the console's policy.
+            let expected_cache = if *name == "console" {
+                "no-cache"
+            } else {
+                "public, max-age=31536000, immutable"
+            };
+            assert_eq!(headers["cache-control"], expected_cache, "{name}");
+            assert!(
+                headers["content-security-policy"]
+                    .as_str()
+                    .is_some_and(|csp| csp.contains("script-src 'self'")),
+                "{name}: {headers}"
+            );
+            let body = response["body"].as_str().unwrap();
+            if *name == "console" {
+                assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+                placeholders.set("console_asset", console_entry(body));
+            } else {
+                assert_eq!(headers["content-type"], "text/javascript; charset=utf-8");
+                assert!(body.contains("import "), "{name}: {body}");
+            }
+            continue;
+        }
         assert_eq!(headers["cache-control"], "no-store", "{name}");
         if *name == "files-create" {
             let location = headers["location"].as_str().unwrap();

@@ -8,6 +8,7 @@ mod backup;
 mod bad_input;
 mod blob_store;
 mod client;
+mod console;
 mod deployment;
 mod exports;
 mod faults;

@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Path, Request};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, Method, Uri, header};
@@ -70,11 +70,21 @@ pub struct Routes(Router<SharedState>);
 /// The routes of [`app`], with their fallbacks; [`app_with`] completes them.
 pub fn routes() -> Routes {
     let (api, _) = api().split_for_parts();
+    taskgate_console::serve::prepare();
     Routes(
         api
             // Real-time updates: a WebSocket, so outside the OpenAPI document
             // (docs/API.md describes it). On AWS the WebSocket API serves them.
-            .route("/ws", axum::routing::get(crate::realtime::socket::upgrade))
+            .route(
+                "/ws",
+                axum::routing::get(crate::realtime::socket::upgrade).layer(
+                    axum::middleware::from_fn(taskgate_console::socket_protocol::layer),
+                ),
+            )
+            // The web console (taskgate-console): its page and assets.
+            .route("/app", axum::routing::get(taskgate_console::page))
+            .route("/app/", axum::routing::get(taskgate_console::page))
+            .route("/app/assets/{*name}", axum::routing::get(console_asset))
             .fallback(|method: Method, uri: Uri| async move {
                 ApiError::NotFound(format!("there is no route {method} {}", uri.path()))
             })
@@ -82,6 +92,12 @@ pub fn routes() -> Routes {
                 ApiError::MethodNotAllowed { method }
             }),
     )
+}
+
+/// `GET /app/assets/{*name}`: a fingerprinted file of the console.
+async fn console_asset(Path(name): Path<String>) -> Result<Response, ApiError> {
+    taskgate_console::asset(&name)
+        .ok_or_else(|| ApiError::NotFound(format!("the console has no file {name}")))
 }
 
 /// [`app`] from routes built beforehand ([`routes`]).
@@ -175,7 +191,11 @@ pub fn finish_headers<B>(response: &mut http::Response<B>, request_id: &str) {
     if let Ok(value) = HeaderValue::from_str(request_id) {
         headers.insert("x-request-id", value);
     }
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // Answers are private and fresh, unless the handler said otherwise (the
+    // console's page and fingerprinted assets).
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

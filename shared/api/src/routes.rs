@@ -19,7 +19,8 @@ pub struct Route {
     pub function: String,
 }
 
-/// Every route of the API, canonical ones first, in path order.
+/// Every route of the API, canonical ones first, in path order, then the
+/// compatibility routes, then the console's.
 pub fn routes() -> Vec<Route> {
     let (_, doc) = api().split_for_parts();
     let mut routes = Vec::new();
@@ -54,6 +55,14 @@ pub fn routes() -> Vec<Route> {
             method: alias.method.clone(),
             path: alias.path.to_owned(),
             function: canonical,
+        });
+    }
+    // The web console: one function serves its page and files.
+    for (method, path) in taskgate_console::ROUTES {
+        routes.push(Route {
+            method: method.parse().expect("the console's methods are methods"),
+            path: path.to_owned(),
+            function: "console".to_owned(),
         });
     }
     routes

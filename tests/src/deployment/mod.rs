@@ -431,18 +431,43 @@ impl Deployment {
         path: &str,
     ) -> Option<(String, String, BTreeMap<String, String>)> {
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        let mut best: Option<(usize, String, String, BTreeMap<String, String>)> = None;
+        // Rank: a route without a greedy `{name+}` beats one with; then the
+        // more literal segments, the more specific.
+        type Candidate = ((bool, usize), String, String, BTreeMap<String, String>);
+        let mut best: Option<Candidate> = None;
         for (route_method, template, function) in &self.http_routes {
             if route_method != method {
                 continue;
             }
-            let pattern: Vec<&str> = template.trim_start_matches('/').split('/').collect();
-            if pattern.len() != segments.len() {
+            let mut pattern: Vec<&str> = template.trim_start_matches('/').split('/').collect();
+            let mut parameters = BTreeMap::new();
+            // A greedy last segment (`{proxy+}`) takes the rest of the path,
+            // one segment or more.
+            let greedy = pattern
+                .last()
+                .and_then(|p| p.strip_prefix('{'))
+                .and_then(|p| p.strip_suffix("+}"))
+                .map(str::to_owned);
+            let segments_here: &[&str] = match &greedy {
+                Some(name) => {
+                    pattern.pop();
+                    if segments.len() <= pattern.len() {
+                        continue;
+                    }
+                    let rest = segments[pattern.len()..].join("/");
+                    if rest.is_empty() {
+                        continue;
+                    }
+                    parameters.insert(name.clone(), rest);
+                    &segments[..pattern.len()]
+                }
+                None => &segments,
+            };
+            if pattern.len() != segments_here.len() {
                 continue;
             }
-            let mut parameters = BTreeMap::new();
             let mut literal = 0;
-            let fits = pattern.iter().zip(&segments).all(|(p, s)| {
+            let fits = pattern.iter().zip(segments_here).all(|(p, s)| {
                 if let Some(name) = p.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
                     parameters.insert(name.to_owned(), (*s).to_owned());
                     !s.is_empty()
@@ -451,8 +476,9 @@ impl Deployment {
                     p == s
                 }
             });
-            if fits && best.as_ref().is_none_or(|(l, ..)| literal > *l) {
-                best = Some((literal, template.clone(), function.clone(), parameters));
+            let rank = (greedy.is_none(), literal);
+            if fits && best.as_ref().is_none_or(|(r, ..)| rank > *r) {
+                best = Some((rank, template.clone(), function.clone(), parameters));
             }
         }
         best.map(|(_, template, function, parameters)| (function, template, parameters))
