@@ -121,7 +121,7 @@ impl Drop for Browser {
     /// of this browser ends here, whatever happened.
     fn drop(&mut self) {
         let _ = std::process::Command::new("pkill")
-            .args(["-KILL", "-f"])
+            .args(["-KILL", "-f", "--"])
             .arg(format!("--user-data-dir={}", self.profile.path().display()))
             .status();
     }

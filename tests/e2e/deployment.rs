@@ -554,6 +554,24 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
     ok(&page, 200, "the console's page");
     assert_eq!(page.function, "ConsoleFunction");
     assert_eq!(page.header("cache-control"), Some("no-cache"));
+    // On AWS the live socket is the WebSocket API, another origin: the page
+    // names it and its policy allows it (and nothing else).
+    let html = String::from_utf8_lossy(&page.body).into_owned();
+    let websocket = html
+        .split("<meta name=\"taskgate-websocket\" content=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("the page names no WebSocket API: {html}"));
+    assert!(
+        websocket.starts_with("wss://") && websocket.ends_with(".amazonaws.com/live"),
+        "{websocket}"
+    );
+    let origin = websocket.trim_end_matches("/live");
+    let policy = page.header("content-security-policy").unwrap();
+    assert!(
+        policy.contains(&format!("connect-src 'self' {origin};")),
+        "{policy}"
+    );
     let entry = crate::lambda::console_entry(&String::from_utf8_lossy(&page.body));
     let answer = d
         .http("GET", &format!("/app/assets/{entry}"), &[], None)

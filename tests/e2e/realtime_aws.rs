@@ -298,6 +298,35 @@ async fn connect_checks_the_token_and_the_limit_and_disconnect_forgets() {
     assert!(rt.connections.get(&first).await.unwrap().is_none());
     assert!(rt.connections.topics_of(&first).await.unwrap().is_empty());
     assert_eq!(connect(&rt, &connection("mia"), &team.mia).await, 200);
+    // A browser (the web console) offers the token as a subprotocol beside
+    // `taskgate`, never in the URL; the answer selects `taskgate`.
+    let offering = |id: &str, offered: String| {
+        event("connect", id, move |event| {
+            event["headers"]["Sec-WebSocket-Protocol"] = json!(offered);
+            event["multiValueHeaders"]["Sec-WebSocket-Protocol"] = json!([offered]);
+        })
+    };
+    let browser = connection("nina");
+    let response = rt
+        .connect(offering(
+            &browser,
+            format!("taskgate, taskgate.bearer.{}", team.nina),
+        ))
+        .await;
+    assert_eq!(response.status_code, 200);
+    assert_eq!(response.headers["sec-websocket-protocol"], "taskgate");
+    let stored = rt.connections.get(&browser).await.unwrap().unwrap();
+    assert_eq!(stored.username.as_str(), "nina");
+    // Without `taskgate` beside it, the name is some other protocol.
+    let stranger = connection("nina");
+    let response = rt
+        .connect(offering(
+            &stranger,
+            format!("taskgate.bearer.{}", team.nina),
+        ))
+        .await;
+    assert_eq!(response.status_code, 401);
+    assert!(rt.connections.get(&stranger).await.unwrap().is_none());
 }
 
 /// From a change made through the API to the bytes moto recorded for each

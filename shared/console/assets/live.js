@@ -53,7 +53,9 @@ export function stop() {
 function connect() {
   const s = session();
   if (stopped || !s) return;
-  const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
+  // Here, /ws; on AWS the page names the stack's WebSocket API.
+  const elsewhere = document.querySelector('meta[name="taskgate-websocket"]')?.content;
+  const url = elsewhere || `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
   const ws = new WebSocket(url, ['taskgate', `taskgate.bearer.${s.token}`]);
   socket = ws;
   ws.onopen = () => {

@@ -24,17 +24,93 @@ form-action 'self'; frame-ancestors 'none'; object-src 'none'";
 /// Fingerprinted files never change under their name.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
+/// `TASKGATE_CONSOLE_WEBSOCKET_URL`: where the console opens its live
+/// socket when that is not this origin's `/ws`: on AWS, the stack's
+/// WebSocket API (`wss://…/live`, set by the template). Unset: `/ws` here.
+pub const WEBSOCKET_URL_VARIABLE: &str = "TASKGATE_CONSOLE_WEBSOCKET_URL";
+
 static ASSETS: LazyLock<Assets> = LazyLock::new(Assets::build);
 
-/// Fingerprints the assets now (at startup) rather than on the first visit.
+static PAGE: LazyLock<Page> = LazyLock::new(|| {
+    let url = std::env::var(WEBSOCKET_URL_VARIABLE)
+        .ok()
+        .filter(|url| !url.is_empty());
+    Page::render(&ASSETS, url.as_deref())
+        .unwrap_or_else(|e| panic!("{WEBSOCKET_URL_VARIABLE}: {e}"))
+});
+
+/// Fingerprints the assets and renders the page now (at startup) rather
+/// than on the first visit; a bad `TASKGATE_CONSOLE_WEBSOCKET_URL` stops
+/// the program here, naming the variable.
 pub fn prepare() {
-    LazyLock::force(&ASSETS);
+    LazyLock::force(&PAGE);
+}
+
+/// The page as served, and its policy.
+struct Page {
+    html: String,
+    policy: HeaderValue,
+}
+
+impl Page {
+    /// The page, naming `websocket` (when the live socket is on another
+    /// origin) in a `<meta name="taskgate-websocket">` and in the policy's
+    /// `connect-src`, which allows that origin and nothing else.
+    fn render(assets: &Assets, websocket: Option<&str>) -> Result<Self, String> {
+        let Some(url) = websocket else {
+            return Ok(Self {
+                html: assets.page().to_owned(),
+                policy: HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+            });
+        };
+        let origin = websocket_origin(url)?;
+        let html = assets.page().replacen(
+            "</head>",
+            &format!("<meta name=\"taskgate-websocket\" content=\"{url}\">\n</head>"),
+            1,
+        );
+        let policy = CONTENT_SECURITY_POLICY.replace(
+            "connect-src 'self'",
+            &format!("connect-src 'self' {origin}"),
+        );
+        Ok(Self {
+            html,
+            policy: HeaderValue::from_str(&policy).map_err(|e| e.to_string())?,
+        })
+    }
+}
+
+/// `wss://host[:port]` of a `wss://host[:port]/path` URL whose every
+/// character is one a URL needs here (so it is safe in an attribute and a
+/// policy as it stands).
+fn websocket_origin(url: &str) -> Result<&str, String> {
+    let rest = url
+        .strip_prefix("wss://")
+        .ok_or_else(|| format!("must be a wss:// URL, not {url:?}"))?;
+    let host_end = rest.find('/').unwrap_or(rest.len());
+    let host = &rest[..host_end];
+    let path = &rest[host_end..];
+    let host_ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'));
+    let path_ok = path
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '-' | '_' | '~'));
+    if host_ok && path_ok {
+        Ok(&url[.."wss://".len() + host_end])
+    } else {
+        Err(format!(
+            "must be wss://host[:port]/path with letters, digits and . - _ ~ only, not {url:?}"
+        ))
+    }
 }
 
 /// `index.html`: revalidated on every load (it names the current assets),
 /// under the CSP, never framed, sending no referrer.
 pub async fn page() -> Response {
-    let mut response = Response::new(Body::from(ASSETS.page().to_owned()));
+    let page = &*PAGE;
+    let mut response = Response::new(Body::from(page.html.clone()));
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -42,6 +118,7 @@ pub async fn page() -> Response {
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     locked_down(headers);
+    headers.insert(header::CONTENT_SECURITY_POLICY, page.policy.clone());
     response
 }
 
@@ -115,6 +192,45 @@ mod tests {
         let body = text(response).await;
         assert!(body.starts_with("<!doctype html>"), "{body}");
         assert!(body.contains("/app/assets/app."), "{body}");
+    }
+
+    #[test]
+    fn a_websocket_elsewhere_is_named_in_the_page_and_allowed_by_the_policy() {
+        let assets = Assets::build();
+        let here = Page::render(&assets, None).unwrap();
+        assert!(!here.html.contains("taskgate-websocket"));
+        assert_eq!(here.policy, CONTENT_SECURITY_POLICY);
+
+        let url = "wss://abc123.execute-api.eu-west-1.amazonaws.com/live";
+        let aws = Page::render(&assets, Some(url)).unwrap();
+        assert!(
+            aws.html.contains(&format!(
+                "<meta name=\"taskgate-websocket\" content=\"{url}\">"
+            )),
+            "{}",
+            aws.html
+        );
+        let policy = aws.policy.to_str().unwrap();
+        assert!(
+            policy.contains("connect-src 'self' wss://abc123.execute-api.eu-west-1.amazonaws.com;"),
+            "{policy}"
+        );
+        assert_eq!(
+            websocket_origin("wss://localhost:8443").unwrap(),
+            "wss://localhost:8443"
+        );
+        // Nothing that could leave the attribute or widen the policy.
+        for bad in [
+            "ws://plain.example/live",
+            "https://x.example/live",
+            "wss://",
+            "wss://x.example/live\"><script>",
+            "wss://x.example/live; script-src *",
+            "wss://*.example/live",
+            "wss://x.example/live?token=1",
+        ] {
+            assert!(Page::render(&assets, Some(bad)).is_err(), "{bad}");
+        }
     }
 
     #[tokio::test]

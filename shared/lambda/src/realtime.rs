@@ -1,7 +1,8 @@
 //! Real-time updates on AWS: the API Gateway WebSocket API's routes and the
 //! fan-out from DynamoDB Streams.
 //!
-//! - `$connect` ([`Realtime::connect`]) checks the token (query `token` or
+//! - `$connect` ([`Realtime::connect`]) checks the token (the `taskgate.bearer.`
+//!   subprotocol a browser offers, query `token` or
 //!   `Authorization: Bearer`) and the per-user connection limit, and records
 //!   the connection; a refusal is an HTTP status, and API Gateway then
 //!   refuses the upgrade.
@@ -129,7 +130,16 @@ impl Realtime {
             Ok(token) => token.map(str::to_owned),
             Err(e) => return respond(e.status().as_u16(), Some(problem(&e))),
         };
-        let Some(token) = from_header.or_else(|| {
+        // A browser (the web console) offers the token as a subprotocol,
+        // beside `taskgate`, which the answer then selects.
+        let from_protocol = request
+            .headers
+            .get(http::header::SEC_WEBSOCKET_PROTOCOL)
+            .and_then(|offered| offered.to_str().ok())
+            .and_then(taskgate_console::socket_protocol::bearer)
+            .map(str::to_owned);
+        let speaks_taskgate = from_protocol.is_some();
+        let Some(token) = from_header.or(from_protocol).or_else(|| {
             request
                 .query_string_parameters
                 .first("token")
@@ -163,7 +173,16 @@ impl Realtime {
                 .min(now + MAX_CONNECTION_SECONDS),
         };
         match self.connections.open(&connection).await {
-            Ok(()) => respond(200, None),
+            Ok(()) => {
+                let mut response = respond(200, None);
+                if speaks_taskgate {
+                    response.headers.insert(
+                        http::header::SEC_WEBSOCKET_PROTOCOL,
+                        http::HeaderValue::from_static(taskgate_console::socket_protocol::PROTOCOL),
+                    );
+                }
+                response
+            }
             Err(e) => respond(503, Some(store_failed(&e).1)),
         }
     }
