@@ -60,7 +60,7 @@ pub fn routes() -> Vec<Route> {
     // The web console: one function serves its page and files.
     for (method, path) in taskgate_console::ROUTES {
         routes.push(Route {
-            method: method.parse().expect("the console's methods are methods"),
+            method,
             path: path.to_owned(),
             function: "console".to_owned(),
         });

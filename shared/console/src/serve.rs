@@ -6,12 +6,12 @@ use std::sync::LazyLock;
 
 use axum::body::Body;
 use axum::response::Response;
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderValue, Method, header};
 
 use crate::assets::Assets;
 
 /// The API Gateway routes of the console (method and path template).
-pub const ROUTES: [(&str, &str); 2] = [("GET", "/app"), ("GET", "/app/{proxy+}")];
+pub const ROUTES: [(Method, &str); 2] = [(Method::GET, "/app"), (Method::GET, "/app/{proxy+}")];
 
 /// The page's policy: its own scripts and styles only, no inline code, no
 /// `eval`, requests to its own origin only (CSP Level 3's `'self'` includes
@@ -109,40 +109,37 @@ fn websocket_origin(url: &str) -> Result<&str, String> {
 /// `index.html`: revalidated on every load (it names the current assets),
 /// under the CSP, never framed, sending no referrer.
 pub async fn page() -> Response {
-    let page = &*PAGE;
-    let mut response = Response::new(Body::from(page.html.clone()));
+    // Rendered once (the body is borrowed from the static, not copied).
+    let page: &'static Page = &PAGE;
+    let mut response = Response::new(Body::from(page.html.as_str()));
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    locked_down(headers);
-    headers.insert(header::CONTENT_SECURITY_POLICY, page.policy.clone());
+    locked_down(headers, page.policy.clone());
     response
 }
 
 /// A fingerprinted asset, kept by browsers for a year; `None` for any
 /// other name (the caller answers 404).
 pub fn asset(name: &str) -> Option<Response> {
-    let asset = ASSETS.get(name)?;
-    let mut response = Response::new(Body::from(asset.body.clone()));
-    *response.status_mut() = StatusCode::OK;
+    let assets: &'static Assets = &ASSETS;
+    let asset = assets.get(name)?;
+    let mut response = Response::new(Body::from(asset.body.as_str()));
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(asset.content_type),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
-    locked_down(headers);
+    locked_down(headers, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
     Some(response)
 }
 
-fn locked_down(headers: &mut http::HeaderMap) {
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-    );
+fn locked_down(headers: &mut http::HeaderMap, policy: HeaderValue) {
+    headers.insert(header::CONTENT_SECURITY_POLICY, policy);
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -172,7 +169,7 @@ mod tests {
     #[tokio::test]
     async fn the_page_is_revalidated_and_locked_down() {
         let response = page().await;
-        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.status(), http::StatusCode::OK);
         let headers = response.headers().clone();
         assert_eq!(headers[header::CONTENT_TYPE], "text/html; charset=utf-8");
         assert_eq!(headers[header::CACHE_CONTROL], "no-cache");

@@ -11,7 +11,7 @@
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 
 /// The subprotocol the console speaks.
 pub const PROTOCOL: &str = "taskgate";
@@ -36,15 +36,29 @@ pub fn bearer(offered: &str) -> Option<&str> {
     token.filter(|t| speaks_taskgate && !t.is_empty())
 }
 
+/// The token a handshake's `Sec-WebSocket-Protocol` offers ([`bearer`]).
+/// Both transports read it here: the local `/ws` ([`layer`]) and the
+/// WebSocket API's `$connect` on AWS.
+pub fn offered_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|value| value.to_str().ok())
+        .and_then(bearer)
+}
+
+/// Selects [`PROTOCOL`] in a handshake's answer (a browser fails a
+/// handshake that selects none of the protocols it offered).
+pub fn select_protocol(headers: &mut HeaderMap) {
+    headers.insert(
+        header::SEC_WEBSOCKET_PROTOCOL,
+        HeaderValue::from_static(PROTOCOL),
+    );
+}
+
 /// Moves a subprotocol token into `Authorization` and selects
 /// [`PROTOCOL`] in the handshake's answer.
 pub async fn layer(mut request: Request, next: Next) -> Response {
-    let offered = request
-        .headers()
-        .get(header::SEC_WEBSOCKET_PROTOCOL)
-        .and_then(|value| value.to_str().ok());
-    let authorization = offered
-        .and_then(bearer)
+    let authorization = offered_token(request.headers())
         .and_then(|token| HeaderValue::from_str(&format!("Bearer {token}")).ok());
     let Some(mut authorization) = authorization else {
         return next.run(request).await;
@@ -55,16 +69,10 @@ pub async fn layer(mut request: Request, next: Next) -> Response {
         headers.insert(header::AUTHORIZATION, authorization);
     }
     // Nothing after this layer sees the token as a protocol name.
-    headers.insert(
-        header::SEC_WEBSOCKET_PROTOCOL,
-        HeaderValue::from_static(PROTOCOL),
-    );
+    select_protocol(headers);
     let mut response = next.run(request).await;
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        response.headers_mut().insert(
-            header::SEC_WEBSOCKET_PROTOCOL,
-            HeaderValue::from_static(PROTOCOL),
-        );
+        select_protocol(response.headers_mut());
     }
     response
 }

@@ -21,6 +21,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use taskgate_console::socket_protocol;
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::dynamodb::{Event, EventRecord};
@@ -132,12 +133,7 @@ impl Realtime {
         };
         // A browser (the web console) offers the token as a subprotocol,
         // beside `taskgate`, which the answer then selects.
-        let from_protocol = request
-            .headers
-            .get(http::header::SEC_WEBSOCKET_PROTOCOL)
-            .and_then(|offered| offered.to_str().ok())
-            .and_then(taskgate_console::socket_protocol::bearer)
-            .map(str::to_owned);
+        let from_protocol = socket_protocol::offered_token(&request.headers).map(str::to_owned);
         let speaks_taskgate = from_protocol.is_some();
         let Some(token) = from_header.or(from_protocol).or_else(|| {
             request
@@ -176,10 +172,7 @@ impl Realtime {
             Ok(()) => {
                 let mut response = respond(200, None);
                 if speaks_taskgate {
-                    response.headers.insert(
-                        http::header::SEC_WEBSOCKET_PROTOCOL,
-                        http::HeaderValue::from_static(taskgate_console::socket_protocol::PROTOCOL),
-                    );
+                    socket_protocol::select_protocol(&mut response.headers);
                 }
                 response
             }
