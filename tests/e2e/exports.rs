@@ -848,7 +848,7 @@ async fn exports_stop_and_fail_without_leftovers(store: Arc<dyn Store>, subject:
     )
     .await;
     let before = (subject.leftovers)().await;
-    let limits = taskgate_api::settings::FileLimits::default().export_limits();
+    let limits = taskgate_app::settings::FileLimits::default().export_limits();
     let exporter = taskgate_app::export::StoreExporter::new(
         store.clone(),
         blobs.clone(),
@@ -1061,7 +1061,7 @@ async fn the_export_step_records_stops_on_cancel_and_fails_by_code_on_aws() {
         store.clone(),
         gate.clone(),
         Arc::new(taskgate_domain::clock::SystemClock),
-        taskgate_api::settings::FileLimits::default().export_limits(),
+        taskgate_app::settings::FileLimits::default().export_limits(),
     ));
     let start = |files: Vec<taskgate_domain::file::FileId>| {
         let (recorder, alice) = (recorder.clone(), alice.clone());

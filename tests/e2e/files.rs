@@ -1161,7 +1161,7 @@ async fn on_s3_a_download_redirects_to_a_short_lived_url() {
         taskgate_api::AppState::new(
             store,
             &secrecy::SecretSlice::from(vec![7u8; 64]),
-            taskgate_api::Settings::default(),
+            taskgate_app::settings::Settings::default(),
         )
         .unwrap()
         .with_blobs(Arc::new(taskgate_aws::blobs::S3Blobs::new(s3, bucket))),

@@ -5,7 +5,7 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use taskgate_api::Settings;
+use taskgate_app::settings::Settings;
 use taskgate_domain::permission::Registration;
 use taskgate_e2e::{Backend, PASSWORD, TestApp, on_each_backend, status_and_json};
 

@@ -253,7 +253,8 @@ async fn stopping_aborts_a_waiting_execution_and_starting_twice_starts_once() {
 async fn a_task_whose_execution_cannot_start_fails_at_once() {
     use secrecy::{ExposeSecret, SecretSlice};
     use std::sync::Arc;
-    use taskgate_api::{AppState, Settings};
+    use taskgate_api::AppState;
+    use taskgate_app::settings::Settings;
     use tower::ServiceExt as _;
 
     let endpoint = endpoint();

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use taskgate_api::Settings;
+use taskgate_app::settings::Settings;
 use taskgate_domain::permission::Registration;
 use taskgate_e2e::{Backend, PASSWORD, TestApp, assert_problem, on_each_backend, status_and_json};
 

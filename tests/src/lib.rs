@@ -15,8 +15,8 @@ use std::sync::Once;
 
 use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
-use taskgate::{ServeConfig, Server, StoreConfig, config};
-use taskgate_api::Settings;
+use taskgate::{ServeConfig, Server, StoreConfig};
+use taskgate_app::settings::Settings;
 use taskgate_aws::TableNames;
 use taskgate_domain::password::PasswordHash;
 use taskgate_domain::user::{Level, User, Username};
@@ -251,15 +251,12 @@ impl TestApp {
             store,
             admin_username: Username::parse("admin").unwrap(),
             admin_password: Some(ADMIN_PASSWORD.to_owned().into()),
-            max_requests_in_flight: config::DEFAULT_MAX_REQUESTS_IN_FLIGHT,
-            max_requests_per_address: config::DEFAULT_MAX_REQUESTS_PER_ADDRESS,
-            body_timeout: config::DEFAULT_BODY_TIMEOUT,
             api: Settings {
                 max_concurrent_hashes: 4,
                 ..Settings::default()
             },
             js_worker: js_worker(),
-            clock: std::sync::Arc::new(taskgate_domain::clock::SystemClock),
+            ..ServeConfig::from_lookup(|_| None).expect("the declared defaults")
         };
         configure(&mut config);
         let mut app = Self {

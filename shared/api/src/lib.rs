@@ -19,7 +19,6 @@
 //!   from the document.
 //! - [`state`]: `AppState` (stores, clock, keys, hasher, settings), built
 //!   once per process or cold start.
-//! - [`settings`]: `Settings` read from `TASKGATE_*` variables by clap.
 //! - `handlers`: one module per resource, one annotated function per endpoint.
 //! - `pages`: item pages kept to be answered again while their project is
 //!   unchanged.
@@ -51,7 +50,6 @@ pub mod realtime;
 pub mod request;
 pub mod response;
 pub mod routes;
-pub mod settings;
 pub mod state;
 
 pub use app::app;

@@ -22,7 +22,7 @@ use utoipa::openapi::{Deprecated, OpenApi as Document};
 use utoipa::{Modify, OpenApi};
 
 use crate::app::{ALIASES, api};
-use crate::settings::Settings;
+use taskgate_app::settings::Settings;
 use taskgate_domain::task::TaskLimits;
 
 struct BearerAuth;

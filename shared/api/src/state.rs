@@ -25,7 +25,7 @@ use tokio::sync::Semaphore;
 use crate::extract::RequestId;
 use crate::problem::ApiError;
 use crate::realtime::hub::Hub;
-pub use crate::settings::{ConfigError, Settings};
+pub use taskgate_app::settings::{ConfigError, Settings};
 
 /// What handlers share: the stores, the task recorder and workflow engine,
 /// the token keys, the password hasher and the settings.

@@ -10,10 +10,13 @@
 //!   log-backed aggregate (projects, items, users) goes through.
 //! - [`export`]: export tasks (a project's items as CSV or NDJSON, files as
 //!   a zip) written through the blob port, on disk or on S3.
+//! - [`settings`]: the settings every transport shares, each declared once
+//!   (variable, default, bounds, help) and read by clap.
 //! - [`uploads`]: removing files and unfinished uploads, and reaping the
 //!   uploads past their expiry.
 #![forbid(unsafe_code)]
 
 pub mod conflict;
 pub mod export;
+pub mod settings;
 pub mod uploads;

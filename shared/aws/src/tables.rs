@@ -59,9 +59,8 @@ impl TableNames {
         }
     }
 
-    /// Names from `TASKGATE_USERS_TABLE`, `TASKGATE_TOKENS_TABLE`,
-    /// `TASKGATE_TASK_EVENTS_TABLE` and `TASKGATE_SECURITY_TABLE` (read
-    /// through `lookup`), defaulting to the `taskgate-` prefixed names.
+    /// Names from the variables of [`Self::variables`] (read through
+    /// `lookup`), defaulting to the `taskgate-` prefixed names.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
         let defaults = Self::with_prefix("taskgate");
         Self {
@@ -74,6 +73,21 @@ impl TableNames {
             connections: lookup(Self::CONNECTIONS_ENV).unwrap_or(defaults.connections),
             files: lookup(Self::FILES_ENV).unwrap_or(defaults.files),
         }
+    }
+
+    /// Each table's variable and name (the defaults' names are those of
+    /// `with_prefix("taskgate")`), for documentation and its test.
+    pub fn variables(&self) -> [(&'static str, &str); 8] {
+        [
+            (Self::USERS_ENV, &self.users),
+            (Self::TOKENS_ENV, &self.tokens),
+            (Self::TASK_EVENTS_ENV, &self.task_events),
+            (Self::SECURITY_ENV, &self.security),
+            (Self::PROJECTS_ENV, &self.projects),
+            (Self::PROJECT_LOG_ENV, &self.project_log),
+            (Self::CONNECTIONS_ENV, &self.connections),
+            (Self::FILES_ENV, &self.files),
+        ]
     }
 
     /// Every table name, in the order of [`table_specs`].

@@ -25,7 +25,7 @@
 //! (`TASKGATE_USERS_TABLE`, `TASKGATE_TOKENS_TABLE`,
 //! `TASKGATE_TASK_EVENTS_TABLE`), `TASKGATE_JWT_SECRET_ARN`,
 //! `TASKGATE_STATE_MACHINE_ARN` (the functions that start and stop tasks),
-//! and the shared settings of `taskgate_api::Settings`.
+//! and the shared settings of `taskgate_app::settings::Settings`.
 //! `TASKGATE_FILES_BUCKET` (the S3 bucket of files' bytes).
 //! `TASKGATE_DYNAMODB_ENDPOINT`, `TASKGATE_STEPFUNCTIONS_ENDPOINT`,
 //! `TASKGATE_SECRETSMANAGER_ENDPOINT` and `TASKGATE_S3_ENDPOINT` point the functions at local stand-ins
@@ -39,7 +39,8 @@ use anyhow::Context as _;
 use lambda_http::RequestExt;
 use lambda_http::lambda_runtime::{self, LambdaEvent};
 use secrecy::SecretSlice;
-use taskgate_api::{AppState, RequestId, Settings};
+use taskgate_api::{AppState, RequestId};
+use taskgate_app::settings::Settings;
 use taskgate_aws::workflow::StepFunctionsWorkflow;
 use taskgate_aws::{DynamoStore, TableNames};
 use taskgate_domain::ports::JsRunner;

@@ -1363,7 +1363,8 @@ mod lease_release {
     use taskgate_embedded::blobs::DiskBlobs;
 
     use super::append_now;
-    use crate::{AppState, Settings};
+    use crate::AppState;
+    use taskgate_app::settings::Settings;
 
     /// Disk blobs whose `finish` fails while `failing` holds.
     struct FinishFails {

@@ -17,7 +17,7 @@ use taskgate_api::app::{finish_headers, problem};
 use taskgate_api::{ApiError, RequestId};
 use utoipa_swagger_ui::Config;
 
-pub(super) fn routes(router: Router, settings: &taskgate_api::Settings) -> Router {
+pub(super) fn routes(router: Router, settings: &taskgate_app::settings::Settings) -> Router {
     // Built once, with this server's limits; each response shares the bytes.
     let document = Bytes::from(taskgate_api::openapi::document_json_for(settings));
     let config = Arc::new(
