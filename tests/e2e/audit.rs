@@ -6,9 +6,9 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{Value, json};
-use taskgate::StoreConfig;
 use taskgate_domain::task::{TaskId, Violation};
 use taskgate_e2e::{Backend, TestApp};
+use taskgate_server::StoreConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_verify_catches_edits_to_the_dynamodb_log() {
@@ -31,7 +31,9 @@ async fn audit_verify_catches_edits_to_the_dynamodb_log() {
         events += app.task_events(&admin, id).await.len();
     }
     let store = app.store().await;
-    let report = taskgate::audit::verify_log(store.as_ref()).await.unwrap();
+    let report = taskgate_tools::audit::verify_log(store.as_ref())
+        .await
+        .unwrap();
     assert!(report.is_sound(), "{:?}", report.violations);
     assert_eq!((report.tasks, report.events), (2, events));
 
@@ -77,7 +79,9 @@ async fn audit_verify_catches_edits_to_the_dynamodb_log() {
         .await
         .unwrap();
 
-    let report = taskgate::audit::verify_log(store.as_ref()).await.unwrap();
+    let report = taskgate_tools::audit::verify_log(store.as_ref())
+        .await
+        .unwrap();
     let first = TaskId::parse(&ids[0]).unwrap();
     let second = TaskId::parse(&ids[1]).unwrap();
     assert!(

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use taskgate::config::StoreConfig;
 use taskgate_e2e::{Backend, PASSWORD, TestApp, status_and_json, unique_tables};
+use taskgate_server::config::StoreConfig;
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/local/dynamodb-local.sh")
@@ -215,7 +215,9 @@ async fn a_dynamodb_outage_answers_503_then_service_resumes_without_a_restart() 
 
     // Nothing half-written: the task log verifies; every user and security
     // event reads back; the admin counter matches the admins.
-    let report = taskgate::audit::verify_log(store.as_ref()).await.unwrap();
+    let report = taskgate_tools::audit::verify_log(store.as_ref())
+        .await
+        .unwrap();
     assert!(report.is_sound(), "{:?}", report.violations);
     let users = app.all_users(&admin).await;
     let admins = users.iter().filter(|u| u["level"] == "admin").count();

@@ -181,7 +181,7 @@ async fn offset_of(app: &TestApp, token: &str, path: &str) -> u64 {
 
 /// Every upload and file the server keeps on disk.
 pub(crate) fn kept(app: &TestApp) -> Vec<String> {
-    let root = app.data_dir.path().join(taskgate::server::FILES_DIR);
+    let root = app.data_dir.path().join(taskgate_server::server::FILES_DIR);
     let mut names = Vec::new();
     for dir in ["uploads", "done"] {
         if let Ok(entries) = std::fs::read_dir(root.join(dir)) {

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::json;
-use taskgate::config::StoreConfig;
 use taskgate_e2e::{Backend, TestApp, assert_problem, status_and_json, unique_tables};
+use taskgate_server::config::StoreConfig;
 
 use crate::faults::{free_port, start_dynamodb, stop_dynamodb};
 

@@ -13,12 +13,12 @@ use aws_sdk_dynamodbstreams::types::{AttributeValue, ShardIteratorType};
 use base64::Engine as _;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use taskgate::config::StoreConfig;
 use taskgate_api::AppState;
 use taskgate_aws::TableNames;
 use taskgate_aws::connections::Connections;
 use taskgate_e2e::{Backend, TestApp, status_and_json};
 use taskgate_lambda::realtime::Realtime;
+use taskgate_server::config::StoreConfig;
 
 use crate::projects::team_on;
 

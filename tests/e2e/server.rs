@@ -6,8 +6,8 @@ use std::os::unix::fs::PermissionsExt;
 use reqwest::{Method, StatusCode};
 use secrecy::ExposeSecret;
 use serde_json::json;
-use taskgate::StoreConfig;
 use taskgate_e2e::{Backend, PASSWORD, TestApp, on_each_backend, status_and_json};
+use taskgate_server::StoreConfig;
 
 on_each_backend!(
     data_and_tokens_survive_a_restart,
@@ -25,8 +25,8 @@ async fn https_is_served_with_the_generated_certificate() {
         (StatusCode::OK, json!({"message": "Hello World"}))
     );
     for file in [
-        taskgate::server::TLS_KEY_FILE,
-        taskgate::server::JWT_SECRET_FILE,
+        taskgate_server::server::TLS_KEY_FILE,
+        taskgate_server::server::JWT_SECRET_FILE,
     ] {
         let mode = std::fs::metadata(app.data_dir.path().join(file))
             .unwrap()

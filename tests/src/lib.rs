@@ -1,6 +1,6 @@
 //! # End-to-end test harness
 //!
-//! [`TestApp::spawn`] starts the real local server (`taskgate::start`, the
+//! [`TestApp::spawn`] starts the real local server (`taskgate_server::start`, the
 //! same code as `taskgate serve`) on port 0 with its own data directory and,
 //! for DynamoDB, its own freshly created tables, and talks to it over a real
 //! socket with a real HTTP client (reqwest).
@@ -15,11 +15,11 @@ use std::sync::Once;
 
 use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
-use taskgate::{ServeConfig, Server, StoreConfig};
 use taskgate_app::settings::Settings;
 use taskgate_aws::TableNames;
 use taskgate_domain::password::PasswordHash;
 use taskgate_domain::user::{Level, User, Username};
+use taskgate_server::{ServeConfig, Server, StoreConfig};
 use tempfile::TempDir;
 
 pub use serde_json;
@@ -273,13 +273,18 @@ impl TestApp {
     }
 
     async fn start(&mut self) {
-        let server = taskgate::start_with_routes(self.config.clone(), self.extra_routes.clone())
-            .await
-            .expect("the test server starts");
+        let server =
+            taskgate_server::start_with_routes(self.config.clone(), self.extra_routes.clone())
+                .await
+                .expect("the test server starts");
         self.base_url = server.url();
         if self.config.tls {
-            let cert = std::fs::read(self.data_dir.path().join(taskgate::server::TLS_CERT_FILE))
-                .expect("the generated certificate");
+            let cert = std::fs::read(
+                self.data_dir
+                    .path()
+                    .join(taskgate_server::server::TLS_CERT_FILE),
+            )
+            .expect("the generated certificate");
             self.client = Client::builder()
                 .tls_certs_only([reqwest::Certificate::from_pem(&cert).unwrap()])
                 .resolve("localhost", server.local_addr())
@@ -304,8 +309,12 @@ impl TestApp {
     pub fn tls_client_config(&self) -> std::sync::Arc<rustls::ClientConfig> {
         use rustls::pki_types::CertificateDer;
         use rustls::pki_types::pem::PemObject as _;
-        let cert = std::fs::read(self.data_dir.path().join(taskgate::server::TLS_CERT_FILE))
-            .expect("the generated certificate");
+        let cert = std::fs::read(
+            self.data_dir
+                .path()
+                .join(taskgate_server::server::TLS_CERT_FILE),
+        )
+        .expect("the generated certificate");
         let mut roots = rustls::RootCertStore::empty();
         for der in CertificateDer::pem_slice_iter(&cert) {
             roots.add(der.unwrap()).unwrap();
@@ -334,7 +343,10 @@ impl TestApp {
         match &self.config.store {
             StoreConfig::Embedded => std::sync::Arc::new(
                 taskgate_embedded::EmbeddedStore::open(
-                    &self.data_dir.path().join(taskgate::server::DATABASE_FILE),
+                    &self
+                        .data_dir
+                        .path()
+                        .join(taskgate_server::server::DATABASE_FILE),
                 )
                 .unwrap(),
             ),
@@ -350,9 +362,12 @@ impl TestApp {
     /// The JWT signing secret of this server (to forge tokens in attacks).
     pub fn jwt_secret(&self) -> Vec<u8> {
         use base64::Engine as _;
-        let encoded =
-            std::fs::read_to_string(self.data_dir.path().join(taskgate::server::JWT_SECRET_FILE))
-                .expect("the secret file");
+        let encoded = std::fs::read_to_string(
+            self.data_dir
+                .path()
+                .join(taskgate_server::server::JWT_SECRET_FILE),
+        )
+        .expect("the secret file");
         base64::engine::general_purpose::STANDARD
             .decode(encoded.trim())
             .expect("the secret is base64")

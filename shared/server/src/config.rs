@@ -70,7 +70,7 @@ pub struct ServeArgs {
     #[arg(long, env = "TASKGATE_METRICS_ADDR", value_parser = address)]
     metrics_addr: Option<SocketAddr>,
     /// `off` serves plain HTTP (behind a proxy, or for tests).
-    #[arg(long, env = "TASKGATE_TLS", value_parser = on_off, default_value = "on")]
+    #[arg(long, env = "TASKGATE_TLS", value_parser = on_off, default_value = "on", action = clap::ArgAction::Set)]
     tls: bool,
     /// Database, JWT signing key, TLS certificate and key.
     #[arg(long, env = "TASKGATE_DATA_DIR", default_value = "./.taskgate")]
@@ -330,5 +330,8 @@ mod tests {
         assert_eq!(config.addr, SocketAddr::from(([127, 0, 0, 1], 8443)));
         assert_eq!(config.max_requests_in_flight, 256);
         assert_eq!(config.api, Settings::default());
+        assert!(config.tls);
+        let lookup = |name: &str| (name == "TASKGATE_TLS").then(|| "off".to_owned());
+        assert!(!ServeConfig::from_lookup(lookup).unwrap().tls);
     }
 }

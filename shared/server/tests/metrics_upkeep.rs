@@ -35,13 +35,13 @@ async fn record_requests(count: usize) -> u64 {
 async fn latencies_recorded_while_nobody_scrapes_do_not_pile_up() {
     // The recorder, installed as the server installs it, with nothing yet
     // folding its samples.
-    taskgate::metrics::recorder().unwrap();
+    taskgate_server::metrics::recorder().unwrap();
     // Each latency is kept as a sample until it is folded in: about 16
     // bytes a request (measured), so 1,000,000 requests left unfolded
     // hold about 16 MiB.
     let unfolded = record_requests(1_000_000).await;
     let addr = "127.0.0.1:0".parse().unwrap();
-    let served = taskgate::metrics::serve_folding_every(addr, Duration::from_millis(20))
+    let served = taskgate_server::metrics::serve_folding_every(addr, Duration::from_millis(20))
         .await
         .unwrap();
     let folded = record_requests(1_000_000).await;

@@ -1,4 +1,4 @@
-//! # The `taskgate` command
+//! # The local server
 //!
 //! `taskgate serve` runs the whole API as one local HTTPS server, with the
 //! same route table and handlers as the Lambda functions, on the embedded
@@ -7,18 +7,14 @@
 //! - [`config`]: `ServeConfig`, every setting read from the environment.
 //! - [`server`]: `start` (open the store, bootstrap, bind, serve) and the
 //!   running [`server::Server`] handle that tests and `main` share.
-//! - `data_dir`: the data directory: JWT secret, TLS certificate, database.
-//! - `bootstrap`: the first admin account.
+//! - [`data_dir`]: the data directory: JWT secret, TLS certificate, database.
+//! - [`bootstrap`]: the first admin account.
 //! - `http`: the axum router built from the route table.
 //! - [`store`]: opening the configured store (creating it, or not, for audits).
-//! - [`audit`]: `taskgate audit verify` and `replay` over the task event log.
-//! - [`client`]: the command-line client (`taskgate login`, `tasks`,
-//!   `files`, `projects`, `members`, `items`, `users`).
+//! - [`metrics`]: the Prometheus endpoint.
 #![forbid(unsafe_code)]
 
-pub mod audit;
 pub mod bootstrap;
-pub mod client;
 pub mod config;
 pub mod data_dir;
 mod http;
