@@ -169,7 +169,7 @@ pub struct RealtimeLimits {
     /// `TASKGATE_WS_MAX_MESSAGE_BYTES` (default 128000, API Gateway's 128 KB
     /// per message): a larger message (a task event with a big result or
     /// logs) is replaced by a notice naming what to read
-    /// ([`crate::realtime::message::fit`]), on both transports alike.
+    /// ([`taskgate_app::realtime::message::fit`]), on both transports alike.
     pub max_message_bytes: usize,
     /// `TASKGATE_WS_REPLAY_BUDGET_MS` (default 5000; AWS only): how long one
     /// invocation of `$default` replays before it hands the rest to the next

@@ -10,10 +10,14 @@
 //!   log-backed aggregate (projects, items, users) goes through.
 //! - [`export`]: export tasks (a project's items as CSV or NDJSON, files as
 //!   a zip) written through the blob port, on disk or on S3.
+//! - [`realtime`]: what each real-time subscription shows, in which order:
+//!   one state machine per subscription, which both WebSocket transports
+//!   drive.
 //! - [`uploads`]: removing files and unfinished uploads, and reaping the
 //!   uploads past their expiry.
 #![forbid(unsafe_code)]
 
 pub mod conflict;
 pub mod export;
+pub mod realtime;
 pub mod uploads;
