@@ -556,9 +556,9 @@ impl Realtime {
         }
     }
 
-    /// Forgets a connection's subscription to `topic` (a failure is logged:
-    /// the subscriber gets nothing more it may not see, whose every entry
-    /// is checked).
+    /// Forgets a connection's subscription to `topic`. A failure is only
+    /// logged: every later entry is checked against the rules again, so the
+    /// subscriber still gets nothing it may not see.
     async fn unsubscribe(&self, connection: &str, topic: &str) {
         if let Err(e) = self.connections.unsubscribe(connection, topic).await {
             store_failed(&e);

@@ -123,7 +123,10 @@ impl fmt::Display for Topic {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod topic_tests {
     use super::*;
 
     #[test]
