@@ -10,6 +10,9 @@
 //!   log-backed aggregate (projects, items, users) goes through.
 //! - [`export`]: export tasks (a project's items as CSV or NDJSON, files as
 //!   a zip) written through the blob port, on disk or on S3.
+//! - [`realtime`]: what each real-time subscription shows, in which order:
+//!   one state machine per subscription, which both WebSocket transports
+//!   drive.
 //! - [`settings`]: the settings every transport shares, each declared once
 //!   (variable, default, bounds, help) and read by clap.
 //! - [`uploads`]: removing files and unfinished uploads, and reaping the
@@ -18,5 +21,6 @@
 
 pub mod conflict;
 pub mod export;
+pub mod realtime;
 pub mod settings;
 pub mod uploads;

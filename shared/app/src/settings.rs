@@ -108,8 +108,8 @@ pub struct RealtimeLimits {
     pub max_subscriptions: usize,
     pub buffer_events: usize,
     pub ping_interval: Duration,
-    /// A larger message is replaced by a notice naming what to read, on
-    /// both transports alike.
+    /// A larger message is replaced by a notice naming what to read
+    /// ([`crate::realtime::message::fit`]), on both transports alike.
     pub max_message_bytes: usize,
     /// AWS only: how long one `$default` invocation replays.
     pub replay_budget: Duration,

@@ -17,7 +17,11 @@
 //!   and posts it (`PostToConnection`). A connection API Gateway reports gone
 //!   (410) is forgotten; a revoked token's connection is closed.
 //!
-//! The messages are those of the local server ([`taskgate_api::realtime`]).
+//! The messages, and what each subscriber may see, are those of the local
+//! server: both apply the rules and state machines of
+//! [`taskgate_app::realtime`]. No state is kept between invocations, so the
+//! fan-out applies the rules to each entry with the project as it is now,
+//! and a replay runs a state machine rebuilt from where it stands.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,25 +32,24 @@ use aws_lambda_events::dynamodb::{Event, EventRecord};
 use aws_lambda_events::encodings::Body;
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use serde_json::json;
-use taskgate_api::realtime::Topic;
-use taskgate_api::realtime::message;
-use taskgate_api::realtime::replay::{
-    Allowed, ClientMessage, Folds, Refusal, Rendered, already_subscribed, authorize, may_subscribe,
-    store_failed,
-};
 use taskgate_api::{AppState, auth};
+use taskgate_app::realtime::client::{
+    ClientMessage, Refusal, already_subscribed, may_subscribe, store_failed,
+};
+use taskgate_app::realtime::read::{Allowed, Folds, authorize};
+use taskgate_app::realtime::{
+    ProjectFeed, Rendered, Source, Step, TaskFeed, Topic, message, project_entry, resume_at,
+    task_entry,
+};
 use taskgate_aws::connections::{Connection, Connections, Subscriber};
-use taskgate_domain::permission::{Actor, may_see_task};
+use taskgate_domain::permission::Actor;
 use taskgate_domain::ports::{FeedChange, FeedEntry};
 use taskgate_domain::project::ProjectId;
-use taskgate_domain::project::access::{Action, may};
 use taskgate_domain::project::log::Project;
 use taskgate_domain::task::{TaskId, fold};
 
 /// API Gateway closes a WebSocket after two hours whatever happens.
 const MAX_CONNECTION_SECONDS: i64 = 2 * 3600;
-/// Entries posted per feed read when replaying.
-const REPLAY_PAGE: usize = 100;
 
 /// Where a replay stopped for want of time, carried on by the next
 /// invocation of `$default` (an asynchronous invoke of itself).
@@ -300,21 +303,25 @@ impl Realtime {
             Ok(topics) if topics.contains(&rest.topic) => {}
             _ => return,
         }
-        let Ok(Allowed::Project(project)) = authorize(&self.state, &actor, &topic).await else {
+        let Ok(Allowed::Project(project)) = self.authorize(&actor, &topic).await else {
             return;
         };
-        let (messages, more) = match self
-            .replay_project(&topic, &project, &actor, rest.after)
-            .await
-        {
+        let (step, more) = match self.replay_project(project, &actor, rest.after).await {
             Ok(replayed) => replayed,
-            Err((status, detail)) => (vec![message::error(Some(&topic), status, &detail)], None),
+            Err((status, detail)) => (
+                Step::send(vec![message::error(Some(&topic), status, &detail)]),
+                None,
+            ),
         };
-        for text in messages {
+        for text in step.messages {
             if let Err(Undelivered::Gone) = self.post(&connection.id, text).await {
                 let _ = self.connections.forget(&connection.id).await;
                 return;
             }
+        }
+        if step.ended {
+            self.unsubscribe(&connection.id, &rest.topic).await;
+            return;
         }
         if let Some(after) = more {
             self.carry_on(Continuation {
@@ -326,48 +333,64 @@ impl Realtime {
         }
     }
 
-    /// A project's feed after `from`, page by page, for at most the replay
-    /// budget (at least one page): the messages, and where it stopped if
-    /// there is more.
+    /// The rule of the matching GET, read from the store.
+    async fn authorize(&self, actor: &Actor, topic: &Topic) -> Result<Allowed, Refusal> {
+        authorize(
+            self.state.store.as_ref(),
+            &self.state.recorder,
+            actor,
+            topic,
+        )
+        .await
+    }
+
+    /// A project's feed after `from`, page by page as its state machine
+    /// asks, for at most the replay budget (at least one page): what to
+    /// send, and where it stopped if there is more.
     async fn replay_project(
         &self,
-        topic: &Topic,
-        project: &Project,
+        project: Project,
         actor: &Actor,
         from: u64,
-    ) -> Result<(Vec<String>, Option<u64>), Refusal> {
+    ) -> Result<(Step, Option<u64>), Refusal> {
         let begun = std::time::Instant::now();
         let budget = self.replays.as_ref().map(|r| r.budget);
+        let id = project.id;
+        let mut feed = ProjectFeed::new(project, from);
         let mut folds = Folds::default();
-        let mut messages = Vec::new();
-        let mut from = from;
+        let mut step = Step::default();
+        // Each page taken moves the feed's last position past where it was
+        // read from (`Read::advanced`), or ends the subscription.
         loop {
+            let Some(read) = feed.next_read(None) else {
+                return Ok((step, None));
+            };
             let page = self
                 .state
                 .store
-                .project_feed(&project.id, from, REPLAY_PAGE)
+                .project_feed(&id, read.after, read.limit)
                 .await
                 .map_err(|e| store_failed(&e))?;
             let Some(last) = page.last().map(|entry| entry.position) else {
-                return Ok((messages, None));
+                return Ok((step, None));
             };
-            // Every page must move on; a store that answered the same page
-            // again would otherwise hold this loop for good.
-            if last <= from {
-                tracing::error!(project = %project.id, from, last, "the feed did not advance; the replay stops");
-                return Ok((messages, None));
+            if !read.advanced(&page) {
+                tracing::error!(project = %id, from = read.after, last, "the feed did not advance; the replay stops");
+                return Ok((step, None));
             }
-            from = last;
-            let full = page.len() == REPLAY_PAGE;
+            let full = page.len() == read.limit;
             for entry in page {
-                let rendered = folds.render(&self.state, entry).await?;
-                messages.extend(history(topic, rendered, project, actor));
+                let rendered = folds.render(self.state.store.as_ref(), entry).await?;
+                step.extend(feed.replayed(rendered, actor));
+                if step.ended {
+                    return Ok((step, None));
+                }
             }
             if !full {
-                return Ok((messages, None));
+                return Ok((step, None));
             }
             if budget.is_some_and(|budget| begun.elapsed() >= budget) {
-                return Ok((messages, Some(from)));
+                return Ok((step, Some(feed.last())));
             }
         }
     }
@@ -392,7 +415,7 @@ impl Realtime {
             topics.len(),
             limit,
         )?;
-        let allowed = authorize(&self.state, actor, topic).await?;
+        let allowed = self.authorize(actor, topic).await?;
         // Recorded first, then the history read: what is stored from here
         // on reaches the connection through the fan-out.
         let recorded = self
@@ -411,27 +434,29 @@ impl Realtime {
         let Some(after) = after else {
             return Ok((messages, None));
         };
-        let mut rest = None;
-        match allowed {
+        let (replayed, rest) = match allowed {
             Allowed::Project(project) => {
-                let (replayed, more) = self.replay_project(topic, &project, actor, after).await?;
-                messages.extend(replayed);
-                rest = more.map(|after| Continuation {
+                let (replayed, more) = self.replay_project(project, actor, after).await?;
+                let rest = more.map(|after| Continuation {
                     connection: connection.id.clone(),
                     topic: topic.to_string(),
                     after,
                 });
+                (replayed, rest)
             }
-            Allowed::Task(_, events) => {
-                let now = self.state.clock.now();
-                let skip = usize::try_from(after).unwrap_or(usize::MAX);
-                for (index, event) in events.iter().enumerate().skip(skip) {
-                    if let Ok(task) = fold(&events[..=index]) {
-                        messages.push(message::task_event(topic, event, &task, now));
-                    }
-                }
+            Allowed::Task(task, events) => {
+                let head = events.last().map_or(0, |e| e.seq);
+                let mut feed = TaskFeed::one(task, resume_at(Some(after), head));
+                let replayed = feed
+                    .replayed(&events, actor, self.state.clock.now())
+                    .map_err(|e| store_failed(&e))?;
+                (replayed, None)
             }
-            Allowed::Tasks => {}
+            Allowed::Tasks => (Step::default(), None),
+        };
+        messages.extend(replayed.messages);
+        if replayed.ended {
+            self.unsubscribe(&connection.id, &topic.to_string()).await;
         }
         Ok((messages, rest))
     }
@@ -521,6 +546,25 @@ impl Realtime {
         }
     }
 
+    /// Posts a step to a subscriber, and forgets the subscription if it
+    /// ended.
+    async fn settle(&self, subscriber: &Subscriber, step: Step) {
+        self.deliver(subscriber, step.messages).await;
+        if step.ended {
+            self.unsubscribe(&subscriber.connection.id, &subscriber.topic)
+                .await;
+        }
+    }
+
+    /// Forgets a connection's subscription to `topic`. A failure is only
+    /// logged: every later entry is checked against the rules again, so the
+    /// subscriber still gets nothing it may not see.
+    async fn unsubscribe(&self, connection: &str, topic: &str) {
+        if let Err(e) = self.connections.unsubscribe(connection, topic).await {
+            store_failed(&e);
+        }
+    }
+
     /// The fan-out: each new log entry in the stream batch, to its
     /// subscribers. A record that cannot be handled is logged and skipped,
     /// so one bad record does not hold back (or repeat) the others.
@@ -592,7 +636,7 @@ impl Realtime {
             FeedChange::Item(serde_json::from_str(entry).map_err(unreadable)?)
         };
         let rendered = Folds::default()
-            .render(&self.state, FeedEntry { position, change })
+            .render(self.state.store.as_ref(), FeedEntry { position, change })
             .await?;
         // Item events are checked against the project as it is now.
         let current = match &rendered {
@@ -608,16 +652,8 @@ impl Realtime {
             let Some(actor) = self.actor_of(sessions, subscriber).await else {
                 continue;
             };
-            let (messages, ends) = live(&topic, &rendered, current.as_ref(), &actor);
-            self.deliver(subscriber, messages).await;
-            if ends
-                && let Err(e) = self
-                    .connections
-                    .unsubscribe(&subscriber.connection.id, &subscriber.topic)
-                    .await
-            {
-                store_failed(&e);
-            }
+            let step = project_entry(&topic, &rendered, current.as_ref(), &actor, Source::Live);
+            self.settle(subscriber, step).await;
         }
         Ok(())
     }
@@ -657,102 +693,11 @@ impl Realtime {
                 let Some(actor) = self.actor_of(sessions, subscriber).await else {
                     continue;
                 };
-                if may_see_task(&actor, &task).is_err() {
-                    continue;
-                }
-                let text = message::task_event(&topic, event, &task, now);
-                self.deliver(subscriber, vec![text]).await;
+                let step = task_entry(&topic, event, &task, &actor, now);
+                self.settle(subscriber, step).await;
             }
         }
         Ok(())
-    }
-}
-
-/// A replayed entry, shown as `actor` may see the project now.
-fn history(topic: &Topic, rendered: Rendered, now: &Project, actor: &Actor) -> Vec<String> {
-    match rendered {
-        Rendered::Project {
-            position,
-            entry,
-            before,
-            after,
-        } => vec![message::project_event(
-            topic,
-            position,
-            &entry,
-            before.as_ref(),
-            &after,
-            actor,
-        )],
-        Rendered::Item {
-            position,
-            entry,
-            item,
-        } => {
-            if may(Some(actor), now, Action::UseItems).is_ok() {
-                vec![message::item_event(topic, position, &entry, &item)]
-            } else {
-                vec![]
-            }
-        }
-    }
-}
-
-/// A live entry for `actor`, and whether it ends their subscription (they
-/// may no longer see the project). `current` is the project now, for items.
-fn live(
-    topic: &Topic,
-    rendered: &Rendered,
-    current: Option<&Project>,
-    actor: &Actor,
-) -> (Vec<String>, bool) {
-    match rendered {
-        Rendered::Project {
-            position,
-            entry,
-            before,
-            after,
-        } => {
-            let event =
-                || message::project_event(topic, *position, entry, before.as_ref(), after, actor);
-            match may(Some(actor), after, Action::View) {
-                Ok(()) => (vec![event()], false),
-                Err(_) if after.deleted => (
-                    vec![
-                        event(),
-                        message::error(Some(topic), 404, "the project was deleted"),
-                    ],
-                    true,
-                ),
-                Err(_) => (
-                    vec![message::error(
-                        Some(topic),
-                        404,
-                        "you are no longer a member of this project",
-                    )],
-                    true,
-                ),
-            }
-        }
-        Rendered::Item {
-            position,
-            entry,
-            item,
-        } => match current {
-            Some(project) if may(Some(actor), project, Action::UseItems).is_ok() => (
-                vec![message::item_event(topic, *position, entry, item)],
-                false,
-            ),
-            Some(project) if may(Some(actor), project, Action::View).is_ok() => (vec![], false),
-            _ => (
-                vec![message::error(
-                    Some(topic),
-                    404,
-                    "you are no longer a member of this project",
-                )],
-                true,
-            ),
-        },
     }
 }
 

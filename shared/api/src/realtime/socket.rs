@@ -1,4 +1,4 @@
-//! One WebSocket connection (`GET /ws`).
+//! One WebSocket connection (`GET /ws`): its I/O.
 //!
 //! The token is checked before the upgrade (401 otherwise) and then every
 //! [`SESSION_CHECK`]: a revoked or expired token, or a deleted user, closes
@@ -6,15 +6,17 @@
 //! when it is made, and again on every event (a member removed from a
 //! project gets an `error` for the topic and nothing more from it).
 //!
-//! Ordering: live events come from the hub; each subscription remembers the
-//! last `seq` it delivered and skips what it has already sent. A live event
-//! that skips ahead (two writers published out of commit order) is held
-//! until the ones before it arrive, which they do within microseconds; if
-//! they have not after [`GAP_WAIT`] (or too many are held), they are read
-//! from the store. Reading is the exception: it folds an item's whole log. Replay with `after` reads the store after subscribing to the
-//! hub, so nothing committed around the seam is lost or sent twice.
+//! What each subscription sends, and in which order, is decided by its
+//! state machine ([`ProjectFeed`], [`TaskFeed`]; see
+//! [`taskgate_app::realtime`]). This connection feeds it what the hub
+//! pushes, the store reads it asks for (the replay of `after`, and the gaps
+//! left by events pushed out of commit order, read after [`GAP_WAIT`] or
+//! when too many are held), the time, and the account as the session check
+//! last found it; and sends what it answers. The replay of `after` reads
+//! the store after subscribing to the hub, so nothing committed around the
+//! seam is lost or sent twice.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,21 +27,19 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt as _;
 use http::HeaderMap;
-use taskgate_domain::permission::{Actor, may_see_task};
-use taskgate_domain::ports::StoreError;
-use taskgate_domain::project::access::{Action, may};
-use taskgate_domain::project::log::Project;
-use taskgate_domain::task::{Status, Task, TaskEvent, TaskId, TaskKind, fold};
+use taskgate_app::realtime::client::{ClientMessage, Refusal, may_subscribe, store_failed};
+use taskgate_app::realtime::read::{Allowed, Folds, authorize};
+use taskgate_app::realtime::{
+    Behind, GAP_WAIT, Gap, Live, ProjectFeed, Rendered, Step, TaskFeed, Topic, message, resume_at,
+};
+use taskgate_domain::permission::Actor;
+use taskgate_domain::task::{Task, TaskEvent, TaskId};
 use tokio::time::{Instant, interval, timeout};
 use tokio_stream::StreamMap;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 
 use super::hub::{ConnectionGuard, Key, Notice};
-use super::replay::{
-    Allowed, ClientMessage, Folds, Refusal, Rendered, authorize, may_subscribe, store_failed,
-};
-use super::{Topic, message};
 use crate::auth::{self, Session};
 use crate::extract::SharedState;
 use crate::problem::ApiError;
@@ -50,17 +50,10 @@ pub const SESSION_CHECK: Duration = Duration::from_secs(2);
 /// How often the subscribers of a running delay or export are sent its progress (the
 /// contract asks for at least every 2 s).
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(1);
-/// How long an event that came ahead of its turn waits for the ones before
-/// it to arrive from the hub before they are read from the store.
-const GAP_WAIT: Duration = Duration::from_millis(200);
-/// Events held waiting for a gap to close, at most (then the store is read).
-const MAX_PENDING: usize = 256;
 /// How long one message may take to go out before the client is deemed gone.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest message a client may send (subscriptions are small).
 const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
-/// Entries read from a feed per round trip when replaying.
-const REPLAY_PAGE: usize = 100;
 /// The caller's newest tasks looked at, when subscribing to `tasks`, for
 /// running delays whose progress to report.
 const RUNNING_LOOKBACK: usize = 50;
@@ -134,30 +127,11 @@ fn query_token(uri: &http::Uri) -> Result<Option<String>, ApiError> {
         .map(|(_, v)| v))
 }
 
-/// What one subscription remembers.
+/// One subscription's state machine.
 enum Subscription {
-    Project {
-        /// The project as of the last event delivered (permissions are
-        /// checked against it).
-        project: Project,
-        /// The feed position last delivered: `after`, or the feed's head
-        /// when the subscription began without one.
-        last: u64,
-        /// Events that came ahead of the next position, by position.
-        pending: BTreeMap<u64, Rendered>,
-        /// Since when the next position is missing.
-        gap_since: Option<Instant>,
-    },
-    Task {
-        task: Task,
-        last: u64,
-    },
-    Tasks {
-        /// The last seq delivered per unfinished task.
-        last: HashMap<TaskId, u64>,
-        /// Running delays, for progress.
-        running: HashMap<TaskId, Task>,
-    },
+    Project(ProjectFeed),
+    /// `task:{id}` or `tasks`.
+    Task(TaskFeed),
 }
 
 /// Why a connection ends.
@@ -286,27 +260,55 @@ impl Connection {
         }
     }
 
+    /// The messages of `step` for `topic`, forgetting the subscription if
+    /// it ended.
+    fn settle(&mut self, topic: &Topic, step: Step) -> Vec<String> {
+        if step.ended {
+            self.drop_subscription(topic);
+        }
+        step.messages
+    }
+
+    /// `topic`'s `error`, the subscription forgotten: a read it needed
+    /// failed.
+    fn fail(&mut self, topic: &Topic, (status, detail): Refusal) -> Vec<String> {
+        self.drop_subscription(topic);
+        vec![message::error(Some(topic), status, &detail)]
+    }
+
+    fn project_feed(&mut self, topic: &Topic) -> Option<&mut ProjectFeed> {
+        match self.subscriptions.get_mut(topic) {
+            Some(Subscription::Project(feed)) => Some(feed),
+            _ => None,
+        }
+    }
+
+    fn task_feed(&mut self, topic: &Topic) -> Option<&mut TaskFeed> {
+        match self.subscriptions.get_mut(topic) {
+            Some(Subscription::Task(feed)) => Some(feed),
+            _ => None,
+        }
+    }
+
     /// Ends the `task:{id}` subscriptions the account may no longer see
     /// (its level changed since it subscribed), with an `error` for each.
     fn recheck_tasks(&mut self) -> Vec<String> {
         let actor = self.actor();
-        let denied: Vec<(Topic, (u16, String))> = self
-            .subscriptions
-            .iter()
-            .filter_map(|(topic, subscription)| match subscription {
-                Subscription::Task { task, .. } => may_see_task(&actor, task)
-                    .err()
-                    .map(|denied| (*topic, super::replay::denied(denied))),
-                _ => None,
-            })
-            .collect();
-        denied
-            .into_iter()
-            .map(|(topic, (status, detail))| {
-                self.drop_subscription(&topic);
-                message::error(Some(&topic), status, &detail)
-            })
-            .collect()
+        let mut messages = Vec::new();
+        let mut ended = Vec::new();
+        for (topic, subscription) in &mut self.subscriptions {
+            if let Subscription::Task(feed) = subscription {
+                let step = feed.recheck(&actor);
+                if step.ended {
+                    ended.push(*topic);
+                }
+                messages.extend(step.messages);
+            }
+        }
+        for topic in ended {
+            self.drop_subscription(&topic);
+        }
+        messages
     }
 
     fn drop_subscription(&mut self, topic: &Topic) {
@@ -364,49 +366,40 @@ impl Connection {
         let actor = self.actor();
         // Check first, then listen, then read what came before: whatever is
         // stored from here on is either read below or arrives live.
-        let allowed = authorize(&self.state, &actor, &topic).await?;
+        let allowed = authorize(
+            self.state.store.as_ref(),
+            &self.state.recorder,
+            &actor,
+            &topic,
+        )
+        .await?;
         let receiver = self.state.hub.subscribe(self.key(&topic));
         self.streams.insert(topic, BroadcastStream::new(receiver));
         let subscription = match allowed {
-            Allowed::Project(project) => Subscription::Project {
-                // Without `after`, live from the head read now, while
-                // listening already: whatever is stored after it arrives.
-                // (Taking the first event to arrive as the start lost an
-                // earlier one that it had overtaken.)
-                //
-                // An `after` past the head (no client can have seen such a
-                // position) counts as the head, as for a task: nothing is
-                // replayed, and what is stored next arrives.
-                last: match self.state.store.feed_head(&project.id).await {
-                    Ok(head) => after.map_or(head, |after| after.min(head)),
-                    Err(e) => {
-                        self.drop_subscription(&topic);
-                        return Err(store_failed(&e));
-                    }
-                },
-                project,
-                pending: BTreeMap::new(),
-                gap_since: None,
+            // Without `after`, live from the head read now, while listening
+            // already: whatever is stored after it arrives. (Taking the
+            // first event to arrive as the start lost an earlier one that
+            // it had overtaken.)
+            Allowed::Project(project) => match self.state.store.feed_head(&project.id).await {
+                Ok(head) => {
+                    Subscription::Project(ProjectFeed::new(project, resume_at(after, head)))
+                }
+                Err(e) => {
+                    self.drop_subscription(&topic);
+                    return Err(store_failed(&e));
+                }
             },
             Allowed::Task(task, events) => {
-                let last = events.last().map_or(0, |e| e.seq);
-                Subscription::Task {
-                    task,
-                    last: after.map_or(last, |a| a.min(last)),
-                }
+                let head = events.last().map_or(0, |e| e.seq);
+                Subscription::Task(TaskFeed::one(task, resume_at(after, head)))
             }
-            Allowed::Tasks => Subscription::Tasks {
-                last: HashMap::new(),
-                running: HashMap::new(),
-            },
+            Allowed::Tasks => Subscription::Task(TaskFeed::owner()),
         };
         self.subscriptions.insert(topic, subscription);
         let mut messages = vec![message::subscribed(&topic)];
         let replayed = match topic {
             Topic::Project(id) if after.is_some() => {
                 let mut replayed = self.replay_project(&topic, None).await;
-                // History was shown as the subscriber may see it now; if
-                // that changed while it was read, say so now.
                 if let Ok(messages) = &mut replayed
                     && self.subscriptions.contains_key(&topic)
                 {
@@ -416,21 +409,14 @@ impl Connection {
                         .get_project(&id)
                         .await
                         .map_err(|e| store_failed(&e))?;
-                    let allowed = current
-                        .as_ref()
-                        .is_some_and(|p| may(Some(&actor), p, Action::View).is_ok());
-                    if !allowed {
-                        messages.push(message::error(
-                            Some(&topic),
-                            404,
-                            "you are no longer a member of this project",
-                        ));
-                        self.drop_subscription(&topic);
+                    if let Some(feed) = self.project_feed(&topic) {
+                        let step = feed.replay_done(current.as_ref(), &actor);
+                        messages.extend(self.settle(&topic, step));
                     }
                 }
                 replayed
             }
-            Topic::Task(id) if after.is_some() => self.replay_task(&topic, &id, None).await,
+            Topic::Task(id) if after.is_some() => self.replay_task(&topic, &id).await,
             Topic::Task(_) => Ok(vec![]),
             Topic::Tasks => self.find_running().await.map(|()| vec![]),
             Topic::Project(_) => Ok(vec![]),
@@ -454,7 +440,8 @@ impl Connection {
             .ok_or((404, "there is no such task".to_owned()))
     }
 
-    /// The running delays among the caller's newest tasks.
+    /// The running delays and exports among the caller's newest tasks, for
+    /// the `tasks` subscription's progress reports.
     async fn find_running(&mut self) -> Result<(), Refusal> {
         let user = self.session.user.user_id;
         let page = self
@@ -463,425 +450,217 @@ impl Connection {
             .owner_tasks(&user, None, RUNNING_LOOKBACK)
             .await
             .map_err(|e| store_failed(&e))?;
-        let mut found = HashMap::new();
+        let mut found = Vec::new();
         for id in page.items {
-            if let Ok((task, events)) = self.load_task(&id).await
-                && reports_progress(&task)
-            {
-                found.insert(id, (task, events.last().map_or(0, |e| e.seq)));
+            if let Ok((task, events)) = self.load_task(&id).await {
+                found.push((task, events.last().map_or(0, |e| e.seq)));
             }
         }
-        if let Some(Subscription::Tasks { last, running }) =
-            self.subscriptions.get_mut(&Topic::Tasks)
-        {
-            for (id, (task, seq)) in found {
-                last.insert(id, seq);
-                running.insert(id, task);
+        if let Some(feed) = self.task_feed(&Topic::Tasks) {
+            for (task, seq) in found {
+                feed.found(task, seq);
             }
         }
         Ok(())
     }
 
-    /// Reads a project's feed from the subscription's last position up to
-    /// `until` (exclusive; `None`: to the end) and renders it.
+    /// Reads a project's feed from the subscription's last position, as
+    /// its state machine asks: to the end (the replay of `after`), or
+    /// through `gap` (then the entries are live ones that came late).
     async fn replay_project(
         &mut self,
         topic: &Topic,
-        until: Option<u64>,
+        gap: Option<Gap>,
     ) -> Result<Vec<String>, Refusal> {
         let Topic::Project(id) = *topic else {
             return Ok(vec![]);
         };
+        let actor = self.actor();
         let mut messages = Vec::new();
         let mut folds = Folds::default();
+        // Each page taken moves the feed's last position past where it was
+        // read from, or ends the subscription (`Read::advanced`).
         loop {
-            let Some(Subscription::Project { last, .. }) = self.subscriptions.get(topic) else {
+            let Some(read) = self
+                .project_feed(topic)
+                .and_then(|feed| feed.next_read(gap))
+            else {
                 return Ok(messages);
-            };
-            let from = *last;
-            let wanted = match until {
-                Some(until) if until <= from.saturating_add(1) => return Ok(messages),
-                Some(until) => usize::try_from(until - from - 1)
-                    .unwrap_or(usize::MAX)
-                    .min(REPLAY_PAGE),
-                None => REPLAY_PAGE,
             };
             let page = self
                 .state
                 .store
-                .project_feed(&id, from, wanted)
+                .project_feed(&id, read.after, read.limit)
                 .await
                 .map_err(|e| store_failed(&e))?;
-            // Every page must move past `from`; a store that answered at or
-            // before it again would otherwise hold this loop for good.
-            if page.last().is_none_or(|entry| entry.position <= from) {
+            if !read.advanced(&page) {
                 return Ok(messages);
             }
             for entry in page {
-                let rendered = folds.render(&self.state, entry).await?;
-                messages.extend(self.deliver_project(topic, rendered, until.is_none()));
-                if !self.subscriptions.contains_key(topic) {
+                let rendered = folds.render(self.state.store.as_ref(), entry).await?;
+                let Some(feed) = self.project_feed(topic) else {
+                    return Ok(messages);
+                };
+                let step = match gap {
+                    None => feed.replayed(rendered, &actor),
+                    Some(_) => feed.filled(rendered, &actor),
+                };
+                let ended = step.ended;
+                messages.extend(self.settle(topic, step));
+                if ended {
                     return Ok(messages);
                 }
             }
         }
     }
 
-    /// Sends a task's events from the subscription's last seq up to `until`
-    /// (exclusive; `None`: all).
-    async fn replay_task(
-        &mut self,
-        topic: &Topic,
-        id: &TaskId,
-        until: Option<u64>,
-    ) -> Result<Vec<String>, Refusal> {
+    /// Sends a task's events after the subscription's last seq (the replay
+    /// of `after`).
+    async fn replay_task(&mut self, topic: &Topic, id: &TaskId) -> Result<Vec<String>, Refusal> {
         let (_, events) = self.load_task(id).await?;
         let now = self.state.clock.now();
-        let mut messages = Vec::new();
-        for (index, event) in events.iter().enumerate() {
-            if until.is_some_and(|until| event.seq >= until) {
-                break;
-            }
-            let task = fold(&events[..=index])
-                .map_err(|e| store_failed(&StoreError::other(e.to_string())))?;
-            messages.extend(self.deliver_task(topic, event, &task, now));
-        }
-        Ok(messages)
-    }
-
-    /// A project event for this subscriber, or the error that ends the
-    /// subscription when they may no longer see the project. `history`:
-    /// the event is replayed from before the subscription, and shown as the
-    /// subscriber may see the project now (a member sees the history from
-    /// before they joined, as `GET …/events` shows it).
-    fn deliver_project(&mut self, topic: &Topic, rendered: Rendered, history: bool) -> Vec<String> {
         let actor = self.actor();
-        let Some(Subscription::Project { project, last, .. }) = self.subscriptions.get_mut(topic)
-        else {
-            return vec![];
+        let Some(feed) = self.task_feed(topic) else {
+            return Ok(vec![]);
         };
-        let position = rendered.position();
-        if position <= *last {
-            return vec![];
-        }
-        *last = position;
-        match rendered {
-            Rendered::Project {
-                position,
-                entry,
-                before,
-                after,
-            } => {
-                if history && !after.deleted {
-                    return vec![message::project_event(
-                        topic,
-                        position,
-                        &entry,
-                        before.as_ref(),
-                        &after,
-                        &actor,
-                    )];
-                }
-                *project = after.clone();
-                match may(Some(&actor), &after, Action::View) {
-                    Ok(()) => vec![message::project_event(
-                        topic,
-                        position,
-                        &entry,
-                        before.as_ref(),
-                        &after,
-                        &actor,
-                    )],
-                    Err(_) => {
-                        let mut messages = Vec::new();
-                        let detail = if after.deleted {
-                            messages.push(message::project_event(
-                                topic,
-                                position,
-                                &entry,
-                                before.as_ref(),
-                                &after,
-                                &actor,
-                            ));
-                            "the project was deleted"
-                        } else {
-                            "you are no longer a member of this project"
-                        };
-                        messages.push(message::error(Some(topic), 404, detail));
-                        self.drop_subscription(topic);
-                        messages
-                    }
-                }
-            }
-            Rendered::Item {
-                position,
-                entry,
-                item,
-            } => {
-                // Global admins who are not members see the project, not
-                // its items (as over HTTP).
-                if may(Some(&actor), project, Action::UseItems).is_err() {
-                    return vec![];
-                }
-                vec![message::item_event(topic, position, &entry, &item)]
-            }
-        }
+        let step = feed
+            .replayed(&events, &actor, now)
+            .map_err(|e| store_failed(&e))?;
+        Ok(self.settle(topic, step))
     }
 
-    /// A task event for this subscriber (checked like `GET /tasks/{id}`).
-    fn deliver_task(
-        &mut self,
-        topic: &Topic,
-        event: &TaskEvent,
-        task: &Task,
-        now: time::OffsetDateTime,
-    ) -> Vec<String> {
-        let actor = self.actor();
-        match self.subscriptions.get_mut(topic) {
-            Some(Subscription::Task { task: known, last }) => {
-                if event.seq <= *last {
-                    return vec![];
-                }
-                if let Err(denied_) = may_see_task(&actor, task) {
-                    let (status, detail) = super::replay::denied(denied_);
-                    self.drop_subscription(topic);
-                    return vec![message::error(Some(topic), status, &detail)];
-                }
-                *last = event.seq;
-                *known = task.clone();
-                vec![message::task_event(topic, event, task, now)]
-            }
-            Some(Subscription::Tasks { last, running }) => {
-                let seen = last.get(&task.id).copied().unwrap_or(0);
-                if event.seq <= seen {
-                    return vec![];
-                }
-                if task.status.is_terminal() {
-                    last.remove(&task.id);
-                    running.remove(&task.id);
-                } else {
-                    last.insert(task.id, event.seq);
-                    if reports_progress(task) {
-                        running.insert(task.id, task.clone());
-                    }
-                }
-                vec![message::task_event(topic, event, task, now)]
-            }
-            _ => vec![],
-        }
-    }
-
-    /// Delivers the held events that now follow on.
-    fn drain_pending(&mut self, topic: &Topic) -> Vec<String> {
-        let mut messages = Vec::new();
-        loop {
-            let Some(Subscription::Project {
-                last,
-                pending,
-                gap_since,
-                ..
-            }) = self.subscriptions.get_mut(topic)
-            else {
-                return messages;
-            };
-            let next = *last + 1;
-            // Anything at or below what was delivered is a repeat.
-            while pending.first_key_value().is_some_and(|(p, _)| *p < next) {
-                pending.pop_first();
-            }
-            match pending.first_key_value() {
-                Some((position, _)) if *position == next => {
-                    let (_, rendered) = pending.pop_first().expect("just seen");
-                    messages.extend(self.deliver_project(topic, rendered, false));
-                }
-                Some(_) => return messages,
-                None => {
-                    *gap_since = None;
-                    return messages;
-                }
-            }
-        }
-    }
-
-    /// Reads the missing positions from the store, then delivers what was
-    /// held.
-    async fn fill_gap(&mut self, topic: &Topic) -> Vec<String> {
-        let until = match self.subscriptions.get(topic) {
-            Some(Subscription::Project { pending, .. }) => pending.keys().next().copied(),
-            _ => None,
-        };
-        let Some(until) = until else {
-            return vec![];
-        };
-        let mut messages = match self.replay_project(topic, Some(until)).await {
+    /// Reads the gap from the store, then delivers what was held.
+    async fn fill_gap(&mut self, topic: &Topic, gap: Gap) -> Vec<String> {
+        let mut messages = match self.replay_project(topic, Some(gap)).await {
             Ok(filled) => filled,
-            Err((status, detail)) => {
-                self.drop_subscription(topic);
-                return vec![message::error(Some(topic), status, &detail)];
-            }
+            Err(refusal) => return self.fail(topic, refusal),
         };
-        messages.extend(self.drain_pending(topic));
-        if let Some(Subscription::Project {
-            pending, gap_since, ..
-        }) = self.subscriptions.get_mut(topic)
-        {
-            *gap_since = (!pending.is_empty()).then(Instant::now);
+        let actor = self.actor();
+        let now = Instant::now().into_std();
+        if let Some(feed) = self.project_feed(topic) {
+            let step = feed.gap_filled(&actor, now);
+            messages.extend(self.settle(topic, step));
         }
         messages
     }
 
     /// Fills the gaps that did not close by themselves within [`GAP_WAIT`].
     async fn fill_stale_gaps(&mut self) -> Vec<String> {
-        let stale: Vec<Topic> = self
+        let now = Instant::now().into_std();
+        let stale: Vec<(Topic, Gap)> = self
             .subscriptions
             .iter()
             .filter_map(|(topic, subscription)| match subscription {
-                Subscription::Project {
-                    gap_since: Some(since),
-                    ..
-                } if since.elapsed() >= GAP_WAIT => Some(*topic),
-                _ => None,
+                Subscription::Project(feed) => feed.stale(now).map(|gap| (*topic, gap)),
+                Subscription::Task(_) => None,
             })
             .collect();
         let mut messages = Vec::new();
-        for topic in stale {
-            messages.extend(self.fill_gap(&topic).await);
+        for (topic, gap) in stale {
+            messages.extend(self.fill_gap(&topic, gap).await);
         }
         messages
     }
 
     async fn on_notice(&mut self, topic: Topic, notice: &Notice) -> Vec<String> {
-        let mut messages = Vec::new();
-        match notice {
-            Notice::Project { .. } | Notice::Item { .. } => {
-                let rendered = match notice {
-                    Notice::Project {
-                        position,
-                        entry,
-                        before,
-                        after,
-                    } => Rendered::Project {
-                        position: *position,
-                        entry: entry.clone(),
-                        before: before.clone(),
-                        after: after.clone(),
-                    },
-                    Notice::Item {
-                        position,
-                        entry,
-                        item,
-                    } => Rendered::Item {
-                        position: *position,
-                        entry: entry.clone(),
-                        item: item.clone(),
-                    },
-                    Notice::Task { .. } => unreachable!("matched above"),
-                };
-                let position = rendered.position();
-                let Some(Subscription::Project {
-                    last,
-                    pending,
-                    gap_since,
-                    ..
-                }) = self.subscriptions.get_mut(&topic)
-                else {
-                    return messages;
-                };
-                if position <= *last {
-                    return messages;
-                }
-                // Ahead of the next: the ones between were stored first and
-                // are on their way (publishers can overtake each other);
-                // hold it until they come, or read them.
-                if position > *last + 1 {
-                    pending.insert(position, rendered);
-                    gap_since.get_or_insert_with(Instant::now);
-                    if pending.len() > MAX_PENDING {
-                        return self.fill_gap(&topic).await;
-                    }
-                    return messages;
-                }
-                messages.extend(self.deliver_project(&topic, rendered, false));
-                messages.extend(self.drain_pending(&topic));
-            }
-            Notice::Task { event, task } => {
-                let now = self.state.clock.now();
-                let behind = match self.subscriptions.get(&topic) {
-                    Some(Subscription::Task { last, .. }) => event.seq > last + 1,
-                    Some(Subscription::Tasks { last, .. }) => {
-                        last.get(&task.id).is_some_and(|seen| event.seq > seen + 1)
-                    }
-                    _ => false,
-                };
-                if behind {
-                    match self.replay_task(&topic, &task.id, Some(event.seq)).await {
-                        Ok(filled) => messages.extend(filled),
-                        Err((status, detail)) => {
-                            messages.push(message::error(Some(&topic), status, &detail));
-                            self.drop_subscription(&topic);
-                            return messages;
-                        }
-                    }
-                }
-                messages.extend(self.deliver_task(&topic, event, task, now));
-            }
+        let actor = self.actor();
+        let rendered = match notice {
+            Notice::Project {
+                position,
+                entry,
+                before,
+                after,
+            } => Rendered::Project {
+                position: *position,
+                entry: entry.clone(),
+                before: before.clone(),
+                after: after.clone(),
+            },
+            Notice::Item {
+                position,
+                entry,
+                item,
+            } => Rendered::Item {
+                position: *position,
+                entry: entry.clone(),
+                item: item.clone(),
+            },
+            Notice::Task { event, task } => return self.on_task(topic, event, task).await,
+        };
+        let now = Instant::now().into_std();
+        let Some(feed) = self.project_feed(&topic) else {
+            return vec![];
+        };
+        match feed.live(rendered, &actor, now) {
+            Live::Step(step) => self.settle(&topic, step),
+            Live::Fill(gap) => self.fill_gap(&topic, gap).await,
         }
-        messages
+    }
+
+    /// A task event from the hub; if it skipped ahead of its task's next
+    /// seq, the ones before it are read from the store first.
+    async fn on_task(&mut self, topic: Topic, event: &TaskEvent, task: &Task) -> Vec<String> {
+        let actor = self.actor();
+        let now = self.state.clock.now();
+        let Some(feed) = self.task_feed(&topic) else {
+            return vec![];
+        };
+        let step = match feed.live(event, task, &actor, now) {
+            Ok(step) => step,
+            Err(Behind) => {
+                let caught_up = match self.load_task(&task.id).await {
+                    Ok((_, events)) => match self.task_feed(&topic) {
+                        Some(feed) => feed
+                            .caught_up(&events, event, task, &actor, now)
+                            .map_err(|e| store_failed(&e)),
+                        None => return vec![],
+                    },
+                    Err(refusal) => Err(refusal),
+                };
+                match caught_up {
+                    Ok(step) => step,
+                    Err(refusal) => return self.fail(&topic, refusal),
+                }
+            }
+        };
+        self.settle(&topic, step)
     }
 
     /// Progress of every running delay and export this connection follows
     /// (an export's as it last reported it).
     async fn progress(&mut self) -> Vec<String> {
         // Never a progress report to someone who may no longer see the task.
-        let mut denied = self.recheck_tasks();
+        let mut messages = self.recheck_tasks();
         let now = self.state.clock.now();
-        let mut exports: HashMap<TaskId, Option<f64>> = HashMap::new();
-        for subscription in self.subscriptions.values() {
-            let tasks: Vec<&Task> = match subscription {
-                Subscription::Task { task, .. } => vec![task],
-                Subscription::Tasks { running, .. } => running.values().collect(),
-                _ => Vec::new(),
-            };
-            for task in tasks {
-                if task.kind == TaskKind::Export && task.status == Status::Running {
-                    exports.insert(task.id, None);
-                }
-            }
-        }
-        for (id, progress) in &mut exports {
-            *progress = self
+        let exports: HashSet<TaskId> = self
+            .subscriptions
+            .values()
+            .filter_map(|subscription| match subscription {
+                Subscription::Task(feed) => Some(feed.running_exports()),
+                Subscription::Project(_) => None,
+            })
+            .flatten()
+            .collect();
+        let mut reported = HashMap::new();
+        for id in exports {
+            if let Some(progress) = self
                 .state
                 .recorder
                 .log()
-                .task_progress(id)
+                .task_progress(&id)
                 .await
-                .unwrap_or_default();
-        }
-        let mut messages = Vec::new();
-        for (topic, subscription) in &mut self.subscriptions {
-            let tasks: Vec<&mut Task> = match subscription {
-                Subscription::Task { task, .. } => vec![task],
-                Subscription::Tasks { running, .. } => running.values_mut().collect(),
-                _ => Vec::new(),
-            };
-            for task in tasks {
-                if !reports_progress(task) {
-                    continue;
-                }
-                if let Some(Some(progress)) = exports.get(&task.id) {
-                    task.reported_progress = Some(*progress);
-                }
-                messages.push(message::task_progress(topic, task, now));
+                .unwrap_or_default()
+            {
+                reported.insert(id, progress);
             }
         }
-        denied.extend(messages);
-        denied
+        for subscription in self.subscriptions.values_mut() {
+            if let Subscription::Task(feed) = subscription {
+                messages.extend(feed.progress(&reported, now));
+            }
+        }
+        messages
     }
-}
-
-/// A running delay or export: its subscribers are sent its progress.
-fn reports_progress(task: &Task) -> bool {
-    matches!(task.kind, TaskKind::Delay | TaskKind::Export) && task.status == Status::Running
 }
 
 async fn send(socket: &mut WebSocket, message: Message) -> Result<(), ()> {
