@@ -266,7 +266,7 @@ async fn the_last_release_database_verifies_and_keeps_everything() {
     for (id, log) in &tasks {
         assert_eq!(taskgate_domain::task::verify(id, log), [], "task {id}");
         let task = taskgate_domain::task::fold(log).unwrap();
-        outcomes.push(format!("{} {}", task.kind.as_str(), task.status.as_str()));
+        outcomes.push(format!("{} {}", task.kind().as_str(), task.status.as_str()));
     }
     outcomes.sort();
     assert_eq!(

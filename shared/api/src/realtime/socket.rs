@@ -843,7 +843,7 @@ impl Connection {
                 _ => Vec::new(),
             };
             for task in tasks {
-                if task.kind == TaskKind::Export && task.status == Status::Running {
+                if task.kind() == TaskKind::Export && task.status == Status::Running {
                     exports.insert(task.id, None);
                 }
             }
@@ -881,7 +881,7 @@ impl Connection {
 
 /// A running delay or export: its subscribers are sent its progress.
 fn reports_progress(task: &Task) -> bool {
-    matches!(task.kind, TaskKind::Delay | TaskKind::Export) && task.status == Status::Running
+    matches!(task.kind(), TaskKind::Delay | TaskKind::Export) && task.status == Status::Running
 }
 
 async fn send(socket: &mut WebSocket, message: Message) -> Result<(), ()> {
