@@ -6,6 +6,13 @@
 //! most one is terminal (`succeeded`, `failed`, `cancelled`) and nothing
 //! follows it. Each event carries the hash of the one before it, and its own
 //! hash covers all its fields, so [`verify`] can prove a log was not edited.
+//!
+//! The state is valid by construction: a [`Task`] holds the [`TaskSpec`] it
+//! was created with (a delay has its seconds and no code), and its
+//! [`Status`] holds the outcome (a succeeded task has its result, a
+//! cancelled one who cancelled it). The stored forms are older than these
+//! types and do not follow them: [`TaskCreated`] is written and read in the
+//! flat form `created` has always had, so stored hashes stay valid.
 
 use std::fmt;
 use std::time::Duration;
