@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use taskgate_domain::file::{ContentType, FileName, FileStatus, StoredFile};
 use taskgate_domain::ports::{BlobStore, ExportControl, ExportFailure, Exporter, Store};
-use taskgate_domain::task::{Export, Task, TaskSpec};
+use taskgate_domain::task::{Export, Status, StatusKind, Task, TaskSpec};
 use taskgate_domain::user::User;
 use taskgate_e2e::{Backend, TestApp, assert_problem, on_each_backend, status_and_json};
 
@@ -818,17 +818,14 @@ fn zip_task(alice: &User, files: Vec<taskgate_domain::file::FileId>) -> Task {
         taskgate_domain::task::TaskId::new(),
         time::OffsetDateTime::now_utc(),
         Some(alice.username.clone()),
-        taskgate_domain::task::EventData::Created {
-            kind: TaskSpec::Export(Export::files(files.clone()).unwrap()).kind(),
-            seconds: None,
-            code: None,
-            export: Some(Export::files(files).unwrap()),
+        taskgate_domain::task::EventData::Created(taskgate_domain::task::TaskCreated {
+            spec: TaskSpec::Export(Export::files(files).unwrap()),
             owner: alice.username.clone(),
             owner_id: alice.user_id,
             owner_level: alice.level,
             due_at: None,
             engine: None,
-        },
+        }),
     );
     taskgate_domain::task::fold(&[event]).unwrap()
 }
@@ -1097,7 +1094,7 @@ async fn the_export_step_records_stops_on_cancel_and_fails_by_code_on_aws() {
     recorder.cancelled(&task.id, &alice.username).await.unwrap();
     gate.go_on.add_permits(100);
     let output = run.await.unwrap().unwrap();
-    assert_eq!(output.status, taskgate_domain::task::Status::Cancelled);
+    assert_eq!(output.status, StatusKind::Cancelled);
     assert_eq!(output.result, None);
     assert_eq!((subject.leftovers)().await, before);
     assert_eq!(
@@ -1113,9 +1110,12 @@ async fn the_export_step_records_stops_on_cancel_and_fails_by_code_on_aws() {
     let output = steps::run_export(&recorder, exporter.as_ref(), input(&task), Duration::ZERO)
         .await
         .unwrap();
-    assert_eq!(output.status, taskgate_domain::task::Status::Succeeded);
+    assert_eq!(output.status, StatusKind::Succeeded);
     let (done, _) = recorder.load(&task.id).await.unwrap().unwrap();
-    assert_eq!(done.result, output.result);
+    let Status::Succeeded { result, .. } = &done.status else {
+        panic!("not succeeded: {:?}", done.status);
+    };
+    assert_eq!(Some(result), output.result.as_ref());
     assert_eq!(done.progress(time::OffsetDateTime::now_utc()), Some(1.0));
     assert_eq!(store.task_progress(&task.id).await.unwrap(), Some(1.0));
     let file = store
@@ -1131,10 +1131,7 @@ async fn the_export_step_records_stops_on_cancel_and_fails_by_code_on_aws() {
     let again = steps::run_export(&recorder, exporter.as_ref(), input(&task), Duration::ZERO)
         .await
         .unwrap();
-    assert_eq!(
-        (again.status, again.result),
-        (taskgate_domain::task::Status::Succeeded, None)
-    );
+    assert_eq!((again.status, again.result), (StatusKind::Succeeded, None));
 
     // A file gone before the run: an error named by its code, which the
     // record step (the state machine's Catch) records as `failed`.
@@ -1163,7 +1160,9 @@ async fn the_export_step_records_stops_on_cancel_and_fails_by_code_on_aws() {
     .await
     .unwrap();
     let (failed, _) = recorder.load(&task.id).await.unwrap().unwrap();
-    let failure = failed.error.unwrap();
+    let Status::Failed { error: failure, .. } = failed.status else {
+        panic!("not failed: {:?}", failed.status);
+    };
     assert_eq!(failure.code, "not-found");
     assert!(failure.message.contains("has no file"), "{failure:?}");
 }

@@ -292,8 +292,8 @@ async fn each_function_answers_its_api_gateway_events() {
     let task_id = taskgate_domain::task::TaskId::parse(&placeholders.fill("{{task_id}}")).unwrap();
     let (task, events) = state.recorder.load(&task_id).await.unwrap().unwrap();
     assert_eq!(
-        task.status,
-        taskgate_domain::task::Status::Cancelled,
+        task.status.kind(),
+        taskgate_domain::task::StatusKind::Cancelled,
         "{events:#?}"
     );
     engine.shutdown().await;

@@ -13,7 +13,7 @@ use serde_json::json;
 use taskgate_aws::workflow::StepFunctionsWorkflow;
 use taskgate_domain::ports::Workflow;
 use taskgate_domain::recorder::Recorder;
-use taskgate_domain::task::{EventData, Status, Task, TaskLimits, TaskSpec};
+use taskgate_domain::task::{EventData, Status, StatusKind, Task, TaskLimits, TaskSpec};
 use taskgate_domain::user::Level;
 use taskgate_e2e::deployment::moto_auth;
 
@@ -306,5 +306,5 @@ async fn a_task_whose_execution_cannot_start_fails_at_once() {
     assert_eq!(task["error"]["code"], "workflow-unavailable", "{task}");
     let id = taskgate_domain::task::TaskId::parse(task["id"].as_str().unwrap()).unwrap();
     let (stored, _) = state.recorder.load(&id).await.unwrap().unwrap();
-    assert_eq!(stored.status, Status::Failed);
+    assert_eq!(stored.status.kind(), StatusKind::Failed);
 }

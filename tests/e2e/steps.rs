@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use taskgate_domain::recorder::Recorder;
-use taskgate_domain::task::{JsLimits, Status, Task, TaskLimits, TaskSpec};
+use taskgate_domain::task::{JsLimits, Status, StatusKind, Task, TaskLimits, TaskSpec};
 use taskgate_domain::user::{Level, User, Username};
 use taskgate_js::ProcessRunner;
 use taskgate_lambda::steps::{self, JsInput, RecordInput};
@@ -51,7 +51,7 @@ async fn the_record_step_appends_once_and_reports_a_lost_race() {
         .await
         .unwrap();
     assert!(first.recorded);
-    assert_eq!(first.status, Status::Succeeded);
+    assert_eq!(first.status, StatusKind::Succeeded);
     let again = steps::record(&recorder, payload::<RecordInput>(input))
         .await
         .unwrap();
@@ -82,15 +82,18 @@ async fn a_script_step_result_and_a_caught_failure_end_up_in_the_log() {
     assert_eq!(
         output,
         steps::JsOutput {
-            status: Status::Succeeded,
+            status: StatusKind::Succeeded,
             recorded: true
         }
     );
     assert!(serde_json::to_string(&output).unwrap().len() < 64);
     let task = recorder.load(&ok.id).await.unwrap().unwrap().0;
     assert_eq!(
-        (task.status, task.result, task.logs),
-        (Status::Succeeded, Some(json!(42)), vec!["step".to_owned()])
+        task.status,
+        Status::Succeeded {
+            result: json!(42),
+            logs: vec!["step".to_owned()]
+        }
     );
 
     let bad = script(&recorder, "console.log('before'); null.boom").await;
@@ -102,13 +105,14 @@ async fn a_script_step_result_and_a_caught_failure_end_up_in_the_log() {
     )
     .await
     .unwrap();
-    assert_eq!((output.status, output.recorded), (Status::Failed, true));
+    assert_eq!((output.status, output.recorded), (StatusKind::Failed, true));
     let task = recorder.load(&bad.id).await.unwrap().unwrap().0;
-    assert_eq!(task.status, Status::Failed);
-    let error = task.error.unwrap();
+    let Status::Failed { error, logs } = task.status else {
+        panic!("not failed: {:?}", task.status);
+    };
     assert_eq!(error.code, "script-error");
     assert!(error.message.contains("TypeError"), "{}", error.message);
-    assert_eq!(task.logs, ["before"]);
+    assert_eq!(logs, ["before"]);
 }
 
 #[tokio::test]
@@ -136,7 +140,10 @@ async fn the_js_step_stops_a_script_once_its_task_is_cancelled() {
     .unwrap();
     let stopped_after = cancelled_at.await.unwrap().elapsed();
     // The cancel stands: the step records nothing over it.
-    assert_eq!((output.status, output.recorded), (Status::Cancelled, false));
+    assert_eq!(
+        (output.status, output.recorded),
+        (StatusKind::Cancelled, false)
+    );
     assert!(
         stopped_after < Duration::from_secs(1),
         "the script ran {stopped_after:?} past its cancel"
@@ -150,5 +157,5 @@ async fn the_js_step_stops_a_script_once_its_task_is_cancelled() {
     .await
     .unwrap();
     assert!(!recorded.recorded);
-    assert_eq!(recorded.status, Status::Cancelled);
+    assert_eq!(recorded.status, StatusKind::Cancelled);
 }

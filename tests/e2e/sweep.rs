@@ -9,7 +9,7 @@ use std::time::Duration;
 use taskgate_aws::workflow::StepFunctionsWorkflow;
 use taskgate_domain::ports::Workflow;
 use taskgate_domain::recorder::Recorder;
-use taskgate_domain::task::{EventData, Status, Task, TaskLimits, TaskSpec};
+use taskgate_domain::task::{EventData, Status, StatusKind, Task, TaskLimits, TaskSpec};
 use taskgate_domain::user::{Level, Username};
 use taskgate_lambda::reconcile::sweep;
 
@@ -120,8 +120,9 @@ async fn a_task_that_never_started_is_started_once_even_racing_a_late_start() {
             .unwrap()
             .unwrap()
             .0
-            .status,
-        Status::Cancelled
+            .status
+            .kind(),
+        StatusKind::Cancelled
     );
     let swept = sweep(&store, &recorder, &workflow, now(), Duration::ZERO)
         .await
@@ -148,8 +149,10 @@ async fn a_stuck_task_step_functions_refuses_fails_with_a_clear_code() {
         .unwrap();
     assert_eq!(swept.failed, vec![stuck.id], "{swept:?}");
     let task = recorder.load(&stuck.id).await.unwrap().unwrap().0;
-    assert_eq!(task.status, Status::Failed);
-    assert_eq!(task.error.unwrap().code, "workflow-unavailable");
+    let Status::Failed { error, .. } = task.status else {
+        panic!("not failed: {:?}", task.status);
+    };
+    assert_eq!(error.code, "workflow-unavailable");
     let again = sweep(&store, &recorder, &workflow, now, Duration::ZERO)
         .await
         .unwrap();

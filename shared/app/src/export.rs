@@ -35,7 +35,7 @@ use taskgate_domain::ports::{
 use taskgate_domain::project::listing::{ItemFilter, Sort, SortKey, Zone};
 use taskgate_domain::project::log::Item;
 use taskgate_domain::project::{ProjectId, access};
-use taskgate_domain::task::{Export, Task, TaskError, TaskId};
+use taskgate_domain::task::{Export, Task, TaskError, TaskId, TaskSpec};
 
 /// Bytes gathered before they are appended: S3's smallest part, so every
 /// append but the last fills a part and nothing is staged between them.
@@ -536,7 +536,7 @@ impl Exporter for StoreExporter {
         task: &Task,
         control: &dyn ExportControl,
     ) -> Result<Value, ExportFailure> {
-        let Some(export) = task.export.clone() else {
+        let TaskSpec::Export(export) = &task.spec else {
             return Err(failed("export-failed", "the task is not an export"));
         };
         let id = export_file_id(&task.id);
@@ -560,7 +560,7 @@ impl Exporter for StoreExporter {
             report_every: self.report_every,
             last_report: None,
         };
-        let written = match &export {
+        let written = match export {
             Export::Csv { project } => self.write_project(task, *project, false, &mut out).await,
             Export::Ndjson { project } => self.write_project(task, *project, true, &mut out).await,
             Export::Zip { files } => self.write_zip(task, files, &mut out).await,

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use taskgate_domain::ports::{Page, StoreError, StoreResult, TaskLog};
-use taskgate_domain::task::{EventData, TaskEvent, TaskId};
+use taskgate_domain::task::{EventData, TaskCreated, TaskEvent, TaskId};
 use taskgate_domain::user::UserId;
 
 use crate::DynamoStore;
@@ -38,7 +38,7 @@ fn to_item(event: &TaskEvent) -> HashMap<String, AttributeValue> {
             s(serde_json::to_string(event).expect("an event always serialises")),
         ),
     ]);
-    if let EventData::Created { owner_id, .. } = &event.change {
+    if let EventData::Created(TaskCreated { owner_id, .. }) = &event.change {
         item.insert("owner_id".to_owned(), s(owner_id.to_string()));
         item.insert("unstarted".to_owned(), s(unstarted_shard(&event.stream)));
     }
@@ -192,7 +192,7 @@ impl TaskLog for DynamoStore {
         max_active: u64,
         max_exports: Option<u64>,
     ) -> StoreResult<()> {
-        let EventData::Created { owner_id, .. } = &event.change else {
+        let EventData::Created(TaskCreated { owner_id, .. }) = &event.change else {
             return Err(StoreError::other("append_created takes a created event"));
         };
         if max_active == 0 {

@@ -106,7 +106,7 @@ impl Workflow for StepFunctionsWorkflow {
     async fn start(&self, task: &Task) -> Result<Task, WorkflowError> {
         let input = Input {
             task_id: task.id.to_string(),
-            kind: task.kind.as_str(),
+            kind: task.kind().as_str(),
             due_at: task.due_at.map(taskgate_domain::timestamp::format),
         };
         let input = serde_json::to_string(&input).expect("the input always serialises");

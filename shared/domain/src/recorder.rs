@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::clock::{Clock, SystemClock};
 use crate::ports::{StoreError, StoreResult, TaskLog};
 use crate::task::{
-    EventData, Status, Task, TaskError, TaskEvent, TaskId, TaskKind, TaskSpec, fold,
+    EventData, Status, Task, TaskCreated, TaskError, TaskEvent, TaskId, TaskSpec, fold,
 };
 use crate::user::{User, Username};
 
@@ -122,30 +122,22 @@ impl Recorder {
         max_active: u64,
     ) -> StoreResult<(Task, TaskEvent)> {
         let at = self.clock.now();
-        let (mut seconds, mut code, mut due_at, mut export) = (None, None, None, None);
-        match spec {
-            TaskSpec::Delay { seconds: s } => {
-                seconds = Some(*s);
-                due_at = Some(at + std::time::Duration::from_secs_f64(*s));
-            }
-            TaskSpec::Js { code: c } => code = Some(c.clone()),
-            TaskSpec::Export(e) => export = Some(e.clone()),
-        }
+        let due_at = match spec {
+            TaskSpec::Delay { seconds } => Some(at + std::time::Duration::from_secs_f64(*seconds)),
+            TaskSpec::Js { .. } | TaskSpec::Export(_) => None,
+        };
         let event = TaskEvent::first(
             TaskId::new(),
             at,
             Some(owner.username.clone()),
-            EventData::Created {
-                kind: spec.kind(),
-                seconds,
-                code,
-                export,
+            EventData::Created(TaskCreated {
+                spec: spec.clone(),
                 owner: owner.username.clone(),
                 owner_id: owner.user_id,
                 owner_level: owner.level,
                 due_at,
                 engine: self.engine.clone(),
-            },
+            }),
         );
         let max_exports = matches!(spec, TaskSpec::Export(_)).then_some(self.max_active_exports);
         self.log
@@ -164,7 +156,7 @@ impl Recorder {
             return Ok(None);
         }
         let mut task = fold(&events).map_err(broken)?;
-        if task.kind == TaskKind::Export && task.status == Status::Running {
+        if matches!(task.spec, TaskSpec::Export(_)) && task.status == Status::Running {
             task.reported_progress = self.log.task_progress(id).await?;
         }
         Ok(Some((task, events)))
@@ -195,7 +187,11 @@ impl Recorder {
             let event = last.next(self.clock.now().max(last.at), actor.cloned(), data);
             let appended = if event.change.is_terminal() {
                 self.log
-                    .append_ending(&event, &task.owner_id, task.kind == TaskKind::Export)
+                    .append_ending(
+                        &event,
+                        &task.owner_id,
+                        matches!(task.spec, TaskSpec::Export(_)),
+                    )
                     .await
             } else {
                 self.log.append_event(&event).await

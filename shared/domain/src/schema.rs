@@ -16,7 +16,7 @@ use crate::project::{
     Description, DueDate, ItemId, ItemStatus, ProjectId, ProjectName, ProjectRole, Title,
 };
 use crate::security::{SecurityEvent, SecurityKind};
-use crate::task::{EventData, Status, TaskError, TaskId, TaskKind, TaskSpec};
+use crate::task::{EventData, StatusKind, TaskError, TaskId, TaskKind, TaskSpec};
 use crate::user::{Email, Level, Profile, Username};
 
 /// The pattern of a UUID as this API writes it (lower-case hex).
@@ -122,9 +122,9 @@ schema!(
     one_of_strings(TaskKind::ALL.map(TaskKind::as_str))
 );
 schema!(
-    Status,
+    StatusKind,
     "TaskStatus",
-    one_of_strings(Status::ALL.map(Status::as_str))
+    one_of_strings(StatusKind::ALL.map(StatusKind::as_str))
 );
 schema!(
     SecurityKind,

@@ -27,7 +27,9 @@ use taskgate_domain::ports::{
     ExportControl, ExportFailure, Exporter, JsRunner, StoreResult, Workflow, WorkflowError,
 };
 use taskgate_domain::recorder::{Recorded, Recorder};
-use taskgate_domain::task::{EventData, Task, TaskError, TaskEvent, TaskId, TaskKind, fold};
+use taskgate_domain::task::{
+    EventData, Task, TaskCreated, TaskError, TaskEvent, TaskId, TaskKind, TaskSpec, fold,
+};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -126,11 +128,11 @@ impl LocalEngine {
             }
         }
         match events.first().map(|e| &e.change) {
-            Some(EventData::Created {
+            Some(EventData::Created(TaskCreated {
                 engine: Some(engine),
                 ..
-            }) => *engine == self.inner.name,
-            Some(EventData::Created { engine: None, .. }) => self.inner.exclusive,
+            })) => *engine == self.inner.name,
+            Some(EventData::Created(TaskCreated { engine: None, .. })) => self.inner.exclusive,
             _ => false,
         }
     }
@@ -174,7 +176,7 @@ impl LocalEngine {
                 recovery.others += 1;
                 continue;
             }
-            match task.kind {
+            match task.kind() {
                 TaskKind::Delay => {
                     // A crash between `created` and the start leaves it pending.
                     self.inner
@@ -185,12 +187,13 @@ impl LocalEngine {
                     recovery.resumed += 1;
                 }
                 TaskKind::Js | TaskKind::Export => {
-                    let what = if task.kind == TaskKind::Js {
+                    let what = if task.kind() == TaskKind::Js {
                         "script"
                     } else {
                         "export"
                     };
-                    if let (TaskKind::Export, Some(exporter)) = (task.kind, &self.inner.exporter) {
+                    if let (TaskKind::Export, Some(exporter)) = (task.kind(), &self.inner.exporter)
+                    {
                         exporter.clean_up(&id).await;
                     }
                     let error = TaskError::new(
@@ -232,7 +235,7 @@ impl LocalEngine {
     }
 
     fn spawn(&self, task: Task) {
-        if task.kind == TaskKind::Delay {
+        if task.kind() == TaskKind::Delay {
             // A pending delay is an entry in the scheduler's queue (there
             // may be 100,000 of them), not a task of its own.
             let due = task.due_at.unwrap_or(task.created_at);
@@ -385,14 +388,13 @@ impl Inner {
 
     async fn run(&self, task: Task, token: CancellationToken) {
         let id = task.id;
-        let outcome = match task.kind {
+        let outcome = match &task.spec {
             // Delays are the scheduler's (see `spawn`).
-            TaskKind::Delay => Outcome::Stopped,
-            TaskKind::Js => {
-                let code = task.code.clone().unwrap_or_default();
+            TaskSpec::Delay { .. } => Outcome::Stopped,
+            TaskSpec::Js { code } => {
                 match self
                     .js
-                    .run(&id, &code, Box::pin(token.clone().cancelled_owned()))
+                    .run(&id, code, Box::pin(token.clone().cancelled_owned()))
                     .await
                 {
                     Ok(output) => Outcome::Succeeded(output.result, output.logs),
@@ -400,7 +402,7 @@ impl Inner {
                     Err(failure) => Outcome::Failed(failure.error, failure.logs),
                 }
             }
-            TaskKind::Export => match &self.exporter {
+            TaskSpec::Export(_) => match &self.exporter {
                 None => Outcome::Failed(
                     TaskError::new("export-unavailable", "this server does not run exports"),
                     Vec::new(),

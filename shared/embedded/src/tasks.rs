@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use rusqlite::params;
 use taskgate_domain::ports::{Page, StoreError, StoreResult, TaskLog};
-use taskgate_domain::task::{EventData, TaskEvent, TaskId};
+use taskgate_domain::task::{EventData, TaskCreated, TaskEvent, TaskId};
 use taskgate_domain::user::UserId;
 
 use crate::{EmbeddedStore, corrupt, insert_new, sql};
@@ -64,7 +64,7 @@ impl TaskLog for EmbeddedStore {
 
     async fn append_event(&self, event: &TaskEvent) -> StoreResult<()> {
         let owner_id = match &event.change {
-            EventData::Created { owner_id, .. } => Some(owner_id.to_string()),
+            EventData::Created(TaskCreated { owner_id, .. }) => Some(owner_id.to_string()),
             _ => None,
         };
         let item = serde_json::to_string(event).expect("an event always serialises");
@@ -86,7 +86,7 @@ impl TaskLog for EmbeddedStore {
         max_active: u64,
         max_exports: Option<u64>,
     ) -> StoreResult<()> {
-        let EventData::Created { owner_id, .. } = &event.change else {
+        let EventData::Created(TaskCreated { owner_id, .. }) = &event.change else {
             return Err(StoreError::other("append_created takes a created event"));
         };
         let owner_id = owner_id.to_string();

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use taskgate_domain::password::PasswordHash;
 use taskgate_domain::ports::{JsFailure, JsOutput, JsRunner, Workflow};
 use taskgate_domain::recorder::Recorder;
-use taskgate_domain::task::{Status, Task, TaskError, TaskId, TaskLimits, TaskSpec};
+use taskgate_domain::task::{Status, StatusKind, Task, TaskError, TaskId, TaskLimits, TaskSpec};
 use taskgate_domain::user::{Level, User, Username};
 use taskgate_embedded::EmbeddedStore;
 use taskgate_embedded::engine::{LocalEngine, ManualClock, Recovery};
@@ -123,8 +123,11 @@ async fn a_delay_succeeds_when_due_and_not_a_moment_before() {
     s.clock.advance(Duration::from_secs(2));
     let done = s.finished(&task.id).await;
     assert_eq!(
-        (done.status, done.result),
-        (Status::Succeeded, Some(serde_json::json!(0)))
+        done.status,
+        Status::Succeeded {
+            result: serde_json::json!(0),
+            logs: vec![]
+        }
     );
     assert_eq!(s.engine.running(), 0);
 }
@@ -136,7 +139,10 @@ async fn a_zero_second_delay_succeeds_at_once() {
     // Due at its creation, which the manual clock (set up earlier) may not have reached.
     s.clock.advance(Duration::from_secs(1));
     s.engine.start(&task).await.unwrap();
-    assert_eq!(s.finished(&task.id).await.status, Status::Succeeded);
+    assert_eq!(
+        s.finished(&task.id).await.status.kind(),
+        StatusKind::Succeeded
+    );
 }
 
 #[tokio::test]
@@ -152,13 +158,18 @@ async fn scripts_record_their_result_or_their_error_with_logs() {
     s.engine.start(&bad).await.unwrap();
     let ok = s.finished(&ok.id).await;
     assert_eq!(
-        (ok.result, ok.logs),
-        (Some(serde_json::json!("42")), vec!["ran".to_owned()])
+        ok.status,
+        Status::Succeeded {
+            result: serde_json::json!("42"),
+            logs: vec!["ran".to_owned()]
+        }
     );
     let bad = s.finished(&bad.id).await;
-    assert_eq!(bad.status, Status::Failed);
-    assert_eq!(bad.error.unwrap().code, "script-error");
-    assert_eq!(bad.logs, ["before"]);
+    let Status::Failed { error, logs } = bad.status else {
+        panic!("not failed: {:?}", bad.status);
+    };
+    assert_eq!(error.code, "script-error");
+    assert_eq!(logs, ["before"]);
 }
 
 #[tokio::test]
@@ -184,7 +195,12 @@ async fn stopping_a_run_records_nothing_and_ends_it() {
     for task in [&waiting, &hanging] {
         let events = s.recorder.load(&task.id).await.unwrap().unwrap().1;
         assert_eq!(events.len(), 3, "{events:#?}");
-        assert_eq!(s.status(&task.id).await.status, Status::Cancelled);
+        assert_eq!(
+            s.status(&task.id).await.status,
+            Status::Cancelled {
+                by: s.owner.username.clone()
+            }
+        );
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(s.engine.running(), 0);
@@ -222,11 +238,16 @@ async fn recovery_resumes_delays_and_interrupts_scripts() {
         }
     );
     let script = s.status(&started_script.id).await;
-    assert_eq!(script.status, Status::Failed);
-    assert_eq!(script.error.unwrap().code, "interrupted");
+    let Status::Failed { error, .. } = script.status else {
+        panic!("not failed: {:?}", script.status);
+    };
+    assert_eq!(error.code, "interrupted");
     assert_eq!(s.settled(&due_later.id).await.status, Status::Running);
     s.clock.advance(Duration::from_secs(301));
-    assert_eq!(s.finished(&due_later.id).await.status, Status::Succeeded);
+    assert_eq!(
+        s.finished(&due_later.id).await.status.kind(),
+        StatusKind::Succeeded
+    );
     assert_eq!(
         s.recorder
             .load(&finished.id)

@@ -266,7 +266,7 @@ async fn the_last_release_database_verifies_and_keeps_everything() {
     for (id, log) in &tasks {
         assert_eq!(taskgate_domain::task::verify(id, log), [], "task {id}");
         let task = taskgate_domain::task::fold(log).unwrap();
-        outcomes.push(format!("{} {}", task.kind.as_str(), task.status.as_str()));
+        outcomes.push(format!("{} {}", task.kind().as_str(), task.status.as_str()));
     }
     outcomes.sort();
     assert_eq!(
@@ -310,6 +310,34 @@ async fn the_last_release_database_verifies_and_keeps_everything() {
             "Write the plan in_progress false"
         ]
     );
+}
+
+/// Every task event past releases stored (both fixtures) reads into this
+/// build's types and writes out again byte for byte: what a hash covers
+/// cannot have moved, whatever shape the Rust types have taken.
+#[test]
+fn every_task_event_of_past_releases_writes_out_as_it_was_stored() {
+    for fixture in ["schema-v3.db", "release-schema-v9.db"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/embedded")
+            .join(fixture);
+        let conn = rusqlite::Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        let mut query = conn.prepare("SELECT item FROM task_events").unwrap();
+        let stored: Vec<String> = query
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(stored.len(), if fixture == "schema-v3.db" { 6 } else { 15 });
+        for text in stored {
+            let event: taskgate_domain::task::TaskEvent = serde_json::from_str(&text).unwrap();
+            assert_eq!(serde_json::to_string(&event).unwrap(), text, "{fixture}");
+        }
+    }
 }
 
 /// Appends entries through a store and remembers each one, with its

@@ -8,7 +8,7 @@ use lambda_http::lambda_runtime::Diagnostic;
 use serde::{Deserialize, Serialize};
 use taskgate_domain::ports::{ExportControl, ExportFailure, Exporter, JsRunner};
 use taskgate_domain::recorder::{Recorded, Recorder};
-use taskgate_domain::task::{Status, Task, TaskError, TaskId};
+use taskgate_domain::task::{StatusKind, Task, TaskError, TaskId, TaskSpec};
 
 /// The functions in `functions/` that are state machine steps, not endpoints.
 pub const STEP_FUNCTIONS: &[&str] = &["step-record", "step-js", "step-export"];
@@ -106,7 +106,7 @@ pub enum RecordOutcome {
 pub struct RecordOutput {
     /// `false` when the task had already ended (e.g. it was cancelled).
     pub recorded: bool,
-    pub status: Status,
+    pub status: StatusKind,
 }
 
 /// What a JS step failure carries in its message, so the record step can
@@ -161,11 +161,11 @@ pub async fn record(recorder: &Recorder, input: RecordInput) -> Result<RecordOut
     match recorded {
         Recorded::Appended(task) => Ok(RecordOutput {
             recorded: true,
-            status: task.status,
+            status: task.status.kind(),
         }),
         Recorded::Unchanged(task) => Ok(RecordOutput {
             recorded: false,
-            status: task.status,
+            status: task.status.kind(),
         }),
         Recorded::Missing => Err(StepError::new(
             "TaskNotFound",
@@ -187,7 +187,7 @@ pub struct JsInput {
 #[derive(Debug, Serialize, PartialEq)]
 pub struct JsOutput {
     /// The task's status once the step is done with it.
-    pub status: Status,
+    pub status: StatusKind,
     /// `false` when the task had ended before the outcome could be
     /// recorded (a cancel won the race: the cancel stands).
     pub recorded: bool,
@@ -211,11 +211,16 @@ pub async fn run_js(
     let (id, task) = load_task(recorder, &input.task_id).await?;
     if task.status.is_terminal() {
         return Ok(JsOutput {
-            status: task.status,
+            status: task.status.kind(),
             recorded: false,
         });
     }
-    let code = task.code.unwrap_or_default();
+    let TaskSpec::Js { code } = task.spec else {
+        return Err(StepError::new(
+            "BadInput",
+            format!("task {id} is a {} task, not a script", task.kind().as_str()),
+        ));
+    };
     let watcher = recorder.clone();
     let ended = Box::pin(async move {
         loop {
@@ -245,13 +250,13 @@ pub async fn run_js(
         match recorded {
             Ok(Recorded::Appended(task)) => {
                 return Ok(JsOutput {
-                    status: task.status,
+                    status: task.status.kind(),
                     recorded: true,
                 });
             }
             Ok(Recorded::Unchanged(task)) => {
                 return Ok(JsOutput {
-                    status: task.status,
+                    status: task.status.kind(),
                     recorded: false,
                 });
             }
@@ -288,7 +293,7 @@ pub struct ExportInput {
 #[derive(Debug, Serialize, PartialEq)]
 pub struct ExportOutput {
     /// The task's status once the step is done with it.
-    pub status: Status,
+    pub status: StatusKind,
     /// The result recorded (`{"file", "size", "sha256"}`), if the export
     /// succeeded.
     pub result: Option<serde_json::Value>,
@@ -342,7 +347,7 @@ pub async fn run_export(
     let (id, task) = load_task(recorder, &input.task_id).await?;
     if task.status.is_terminal() {
         return Ok(ExportOutput {
-            status: task.status,
+            status: task.status.kind(),
             result: None,
         });
     }
@@ -360,7 +365,7 @@ pub async fn run_export(
                 .await
                 .ok()
                 .flatten()
-                .map_or(Status::Cancelled, |(task, _)| task.status);
+                .map_or(StatusKind::Cancelled, |(task, _)| task.status.kind());
             return Ok(ExportOutput {
                 status,
                 result: None,
@@ -373,14 +378,14 @@ pub async fn run_export(
         match recorder.succeeded(&id, result.clone(), Vec::new()).await {
             Ok(Recorded::Appended(task)) => {
                 return Ok(ExportOutput {
-                    status: task.status,
+                    status: task.status.kind(),
                     result: Some(result),
                 });
             }
             Ok(Recorded::Unchanged(task)) => {
                 exporter.discard(&result).await;
                 return Ok(ExportOutput {
-                    status: task.status,
+                    status: task.status.kind(),
                     result: None,
                 });
             }

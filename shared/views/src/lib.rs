@@ -13,7 +13,9 @@ use taskgate_domain::project::log::{Item, Member, Project};
 use taskgate_domain::project::{
     Description, DueDate, ItemId, ItemStatus, ProjectId, ProjectName, ProjectRole, Title,
 };
-use taskgate_domain::task::{EventData, Status, Task, TaskError, TaskEvent, TaskKind};
+use taskgate_domain::task::{
+    EventData, Status, StatusKind, Task, TaskError, TaskEvent, TaskKind, TaskSpec,
+};
 use taskgate_domain::user::{Level, Profile, User, Username};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -66,7 +68,7 @@ pub struct TaskView<'a> {
     #[serde(rename = "type")]
     #[schema(value_type = TaskKind)]
     kind: &'static str,
-    status: Status,
+    status: StatusKind,
     #[schema(example = "alice")]
     owner: &'a str,
     #[schema(format = DateTime)]
@@ -107,20 +109,30 @@ impl<'a> TaskView<'a> {
 
     /// The view at `now` (a delay's progress depends on the time).
     pub fn at(task: &'a Task, now: OffsetDateTime) -> Self {
+        let (result, error, cancelled_by) = match &task.status {
+            Status::Succeeded { result, .. } => (Some(result), None, None),
+            Status::Failed { error, .. } => (None, Some(error), None),
+            Status::Cancelled { by } => (None, None, Some(by.as_str())),
+            Status::Pending | Status::Running => (None, None, None),
+        };
         Self {
             id: task.id.to_string(),
-            kind: task.kind.as_str(),
-            status: task.status,
+            kind: task.kind().as_str(),
+            status: task.status.kind(),
             owner: task.owner.as_str(),
             created_at: timestamp(task.created_at),
             updated_at: timestamp(task.updated_at),
-            result: task.result.as_ref(),
-            error: task.error.as_ref(),
-            cancelled_by: task.cancelled_by.as_ref().map(Username::as_str),
+            result,
+            error,
+            cancelled_by,
             progress: task.progress(now),
-            logs: (task.kind == TaskKind::Js && task.status.is_terminal())
-                .then_some(task.logs.as_slice()),
-            seconds: task.seconds,
+            // Every ended script shows its logs, `[]` if it was cancelled.
+            logs: (matches!(task.spec, TaskSpec::Js { .. }) && task.status.is_terminal())
+                .then_some(task.status.logs()),
+            seconds: match task.spec {
+                TaskSpec::Delay { seconds } => Some(seconds),
+                TaskSpec::Js { .. } | TaskSpec::Export(_) => None,
+            },
             due_at: task.due_at.map(timestamp),
         }
     }

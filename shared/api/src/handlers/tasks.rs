@@ -19,7 +19,7 @@ use taskgate_domain::project::ProjectId;
 use taskgate_domain::project::access;
 use taskgate_domain::recorder::Recorded;
 use taskgate_domain::task::{
-    Export, Status, Task, TaskError, TaskEvent, TaskId, TaskKind, TaskSpec,
+    Export, StatusKind, Task, TaskError, TaskEvent, TaskId, TaskKind, TaskSpec,
 };
 use taskgate_domain::user::Username;
 use utoipa::IntoParams;
@@ -291,7 +291,7 @@ pub(crate) async fn start(
                 .ok_or_else(|| ApiError::internal("a task vanished right after it was created"))?
         }
     };
-    tracing::info!(task = %task.id, kind = task.kind.as_str(), owner = %task.owner, "task started");
+    tracing::info!(task = %task.id, kind = task.kind().as_str(), owner = %task.owner, "task started");
     Ok(Created {
         status: StatusCode::ACCEPTED,
         location: format!("/tasks/{}", task.id),
@@ -305,7 +305,7 @@ pub(crate) async fn start(
 #[into_params(parameter_in = Query)]
 pub(crate) struct TaskQuery {
     /// Only tasks with this status.
-    status: Option<Status>,
+    status: Option<StatusKind>,
     /// Admins: a plain user's tasks (default: your own).
     #[param(value_type = Option<Username>)]
     owner: Option<Username>,
@@ -320,7 +320,7 @@ impl FromQuery for TaskQuery {
     fn from_params(params: HashMap<String, String>) -> Result<Self, ApiError> {
         let status = params
             .get("status")
-            .map(|raw| Status::parse(raw).map_err(|e| ApiError::invalid("status", e.0)))
+            .map(|raw| StatusKind::parse(raw).map_err(|e| ApiError::invalid("status", e.0)))
             .transpose()?;
         let page = PageQuery::from_map(&params)?;
         let owner = params
@@ -397,7 +397,7 @@ pub(crate) async fn list(
             let Some((task, _)) = state.recorder.load(id).await? else {
                 continue;
             };
-            if status.is_none_or(|wanted| task.status == wanted) {
+            if status.is_none_or(|wanted| task.status.kind() == wanted) {
                 tasks.push(task);
             }
             if tasks.len() == limit {

@@ -169,7 +169,7 @@ impl Hub {
 
 impl Observer for Hub {
     fn appended(&self, task: &Task, event: &TaskEvent) {
-        crate::metrics::task_event(task.kind.as_str(), event.change.type_name());
+        crate::metrics::task_event(task.kind().as_str(), event.change.type_name());
         let keys = [Key::Task(task.id), Key::Owner(task.owner_id)];
         if !keys.iter().any(|key| self.listened(key)) {
             return;

@@ -186,5 +186,5 @@ pub fn resume_at(after: Option<u64>, head: u64) -> u64 {
 
 /// A running delay or export: its subscribers are sent its progress.
 pub(super) fn reports_progress(task: &Task) -> bool {
-    matches!(task.kind, TaskKind::Delay | TaskKind::Export) && task.status == Status::Running
+    matches!(task.kind(), TaskKind::Delay | TaskKind::Export) && task.status == Status::Running
 }

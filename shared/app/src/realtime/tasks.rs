@@ -162,7 +162,7 @@ impl TaskFeed {
         };
         followed
             .into_iter()
-            .filter(|task| task.kind == TaskKind::Export && task.status == Status::Running)
+            .filter(|task| task.kind() == TaskKind::Export && task.status == Status::Running)
             .map(|task| task.id)
             .collect()
     }

@@ -10,7 +10,9 @@ use taskgate_domain::project::log::{
     Item, ItemChange, ItemEntry, Project, ProjectChange, ProjectChanges, ProjectEntry,
 };
 use taskgate_domain::project::{ItemId, ItemStatus, ProjectId, ProjectName, ProjectRole, Title};
-use taskgate_domain::task::{EventData, Task, TaskEvent, TaskId, TaskKind, fold};
+use taskgate_domain::task::{
+    EventData, Export, Task, TaskCreated, TaskEvent, TaskId, TaskKind, TaskSpec, fold,
+};
 use taskgate_domain::user::{Level, UserId, Username};
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -480,17 +482,18 @@ fn task_log(owner: &Actor, kind: TaskKind, end: Option<EventData>) -> Vec<TaskEv
         TaskId::new(),
         AT,
         Some(owner.username.clone()),
-        EventData::Created {
-            kind,
-            seconds: (kind == TaskKind::Delay).then_some(60.0),
-            code: None,
-            export: None,
+        EventData::Created(TaskCreated {
+            spec: match kind {
+                TaskKind::Delay => TaskSpec::Delay { seconds: 60.0 },
+                TaskKind::Js => TaskSpec::Js { code: "1".into() },
+                TaskKind::Export => TaskSpec::Export(Export::Zip { files: Vec::new() }),
+            },
             owner: owner.username.clone(),
             owner_id: owner.user_id,
             owner_level: owner.level,
             due_at: None,
             engine: None,
-        },
+        }),
     );
     let started = created.next(AT, None, EventData::Started { execution: None });
     let mut events = vec![created, started];

@@ -6,6 +6,13 @@
 //! most one is terminal (`succeeded`, `failed`, `cancelled`) and nothing
 //! follows it. Each event carries the hash of the one before it, and its own
 //! hash covers all its fields, so [`verify`] can prove a log was not edited.
+//!
+//! The state is valid by construction: a [`Task`] holds the [`TaskSpec`] it
+//! was created with (a delay has its seconds and no code), and its
+//! [`Status`] holds the outcome (a succeeded task has its result, a
+//! cancelled one who cancelled it). The stored forms are older than these
+//! types and do not follow them: [`TaskCreated`] is written and read in the
+//! flat form `created` has always had, so stored hashes stay valid.
 
 use std::fmt;
 use std::time::Duration;
@@ -17,6 +24,12 @@ use uuid::Uuid;
 use crate::file::FileId;
 use crate::project::ProjectId;
 use crate::user::{InvalidValue, Level, UserId, Username};
+
+mod created;
+mod status;
+
+pub use created::TaskCreated;
+pub use status::{Status, StatusKind};
 
 /// A task's id: a UUIDv7, so ids sort by creation time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -259,54 +272,6 @@ impl TaskSpec {
     }
 }
 
-/// Where a task is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Pending,
-    Running,
-    Succeeded,
-    Failed,
-    Cancelled,
-}
-
-impl Status {
-    pub const ALL: [Status; 5] = [
-        Self::Pending,
-        Self::Running,
-        Self::Succeeded,
-        Self::Failed,
-        Self::Cancelled,
-    ];
-
-    pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Running => "running",
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
-        match raw {
-            "pending" => Ok(Self::Pending),
-            "running" => Ok(Self::Running),
-            "succeeded" => Ok(Self::Succeeded),
-            "failed" => Ok(Self::Failed),
-            "cancelled" => Ok(Self::Cancelled),
-            _ => Err(InvalidValue(
-                "must be one of pending, running, succeeded, failed, cancelled".into(),
-            )),
-        }
-    }
-}
-
 /// Why a task failed: a stable code clients can match, and a sentence.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskError {
@@ -328,33 +293,7 @@ impl TaskError {
 #[serde(tag = "type", content = "data", rename_all = "lowercase")]
 pub enum EventData {
     /// The task was accepted. Holds everything needed to run it.
-    Created {
-        kind: TaskKind,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        seconds: Option<f64>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        code: Option<String>,
-        /// Exports: what to write.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        export: Option<Export>,
-        owner: Username,
-        owner_id: UserId,
-        /// The owner's level when the task was created; visibility rules use it.
-        owner_level: Level,
-        /// When a delay is due (created + seconds).
-        #[serde(
-            default,
-            skip_serializing_if = "Option::is_none",
-            with = "crate::timestamp::option"
-        )]
-        due_at: Option<OffsetDateTime>,
-        /// The engine meant to run it (`local:<engine id>` for a local
-        /// server, `step-functions` on AWS), so that a local server sharing
-        /// a deployment's tables recovers only its own tasks. Absent in
-        /// tasks created before it was recorded.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        engine: Option<String>,
-    },
+    Created(TaskCreated),
     /// The workflow took the task on.
     Started {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -413,50 +352,44 @@ impl crate::chain::StreamId for TaskId {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Task {
     pub id: TaskId,
-    pub kind: TaskKind,
+    /// What it runs, as `created` recorded it.
+    pub spec: TaskSpec,
     pub owner: Username,
     pub owner_id: UserId,
     pub owner_level: Level,
+    /// Where it is, and how it ended once it has.
     pub status: Status,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
     pub started_at: Option<OffsetDateTime>,
+    /// When a delay is due (created + seconds); `None` for other kinds.
     pub due_at: Option<OffsetDateTime>,
-    pub seconds: Option<f64>,
-    pub code: Option<String>,
-    pub export: Option<Export>,
     /// How far a running export has got, as it last reported (kept beside
     /// the log, not in it: see [`crate::ports::TaskLog::record_progress`]).
     pub reported_progress: Option<f64>,
-    pub result: Option<serde_json::Value>,
-    pub error: Option<TaskError>,
-    pub cancelled_by: Option<Username>,
-    pub logs: Vec<String>,
     /// The last event's seq and hash, for appending the next one.
     pub last_seq: u64,
 }
 
 impl Task {
+    /// Its kind, from its spec.
+    pub fn kind(&self) -> TaskKind {
+        self.spec.kind()
+    }
+
     /// How far a delay or an export has got, from 0 to 1, at `now`. `None`
     /// for scripts (they cannot tell) and for tasks that ended without
     /// succeeding.
     pub fn progress(&self, now: OffsetDateTime) -> Option<f64> {
-        match self.kind {
-            TaskKind::Js => return None,
-            TaskKind::Export => {
-                return match self.status {
-                    Status::Succeeded => Some(1.0),
-                    Status::Pending => Some(0.0),
-                    Status::Running => Some(self.reported_progress.unwrap_or(0.0).clamp(0.0, 1.0)),
-                    Status::Failed | Status::Cancelled => None,
-                };
+        match (&self.spec, &self.status) {
+            (TaskSpec::Js { .. }, _) => None,
+            (_, Status::Failed { .. } | Status::Cancelled { .. }) => None,
+            (_, Status::Succeeded { .. }) => Some(1.0),
+            (_, Status::Pending) => Some(0.0),
+            (TaskSpec::Export(_), Status::Running) => {
+                Some(self.reported_progress.unwrap_or(0.0).clamp(0.0, 1.0))
             }
-            TaskKind::Delay => {}
-        }
-        match self.status {
-            Status::Succeeded => Some(1.0),
-            Status::Pending => Some(0.0),
-            Status::Running => {
+            (TaskSpec::Delay { .. }, Status::Running) => {
                 let (start, due) = (self.created_at, self.due_at?);
                 let total = (due - start).as_seconds_f64();
                 if total <= 0.0 {
@@ -464,7 +397,6 @@ impl Task {
                 }
                 Some(((now - start).as_seconds_f64() / total).clamp(0.0, 1.0))
             }
-            Status::Failed | Status::Cancelled => None,
         }
     }
 }
@@ -520,7 +452,7 @@ pub fn verify(task_id: &TaskId, events: &[TaskEvent]) -> Vec<Violation> {
     }
     let mut terminal: Option<u64> = None;
     crate::chain::verify(task_id, events, |violations, i, event| {
-        let is_created = matches!(event.change, EventData::Created { .. });
+        let is_created = matches!(event.change, EventData::Created(_));
         if i == 0 && !is_created {
             violations.push(Violation::FirstNotCreated {
                 found: event.change.type_name(),
@@ -553,41 +485,23 @@ pub fn fold(events: &[TaskEvent]) -> Result<Task, Violation> {
     let Some(first) = events.first() else {
         return Err(Violation::Empty);
     };
-    let EventData::Created {
-        kind,
-        seconds,
-        code,
-        export,
-        owner,
-        owner_id,
-        owner_level,
-        due_at,
-        ..
-    } = &first.change
-    else {
+    let EventData::Created(created) = &first.change else {
         return Err(Violation::FirstNotCreated {
             found: first.change.type_name(),
         });
     };
     let mut task = Task {
         id: first.stream,
-        kind: *kind,
-        owner: owner.clone(),
-        owner_id: *owner_id,
-        owner_level: *owner_level,
+        spec: created.spec.clone(),
+        owner: created.owner.clone(),
+        owner_id: created.owner_id,
+        owner_level: created.owner_level,
         status: Status::Pending,
         created_at: first.at,
         updated_at: first.at,
         started_at: None,
-        due_at: *due_at,
-        seconds: *seconds,
-        code: code.clone(),
-        export: export.clone(),
+        due_at: created.due_at,
         reported_progress: None,
-        result: None,
-        error: None,
-        cancelled_by: None,
-        logs: Vec::new(),
         last_seq: first.seq,
     };
     if first.seq != 1 {
@@ -611,24 +525,25 @@ pub fn fold(events: &[TaskEvent]) -> Result<Task, Violation> {
         }
         task.updated_at = event.at;
         match &event.change {
-            EventData::Created { .. } => return Err(Violation::CreatedAgain { seq: event.seq }),
+            EventData::Created(_) => return Err(Violation::CreatedAgain { seq: event.seq }),
             EventData::Started { .. } => {
                 task.status = Status::Running;
                 task.started_at = Some(event.at);
             }
             EventData::Succeeded { result, logs } => {
-                task.status = Status::Succeeded;
-                task.result = Some(result.clone());
-                task.logs = logs.clone();
+                task.status = Status::Succeeded {
+                    result: result.clone(),
+                    logs: logs.clone(),
+                };
             }
             EventData::Failed { error, logs } => {
-                task.status = Status::Failed;
-                task.error = Some(error.clone());
-                task.logs = logs.clone();
+                task.status = Status::Failed {
+                    error: error.clone(),
+                    logs: logs.clone(),
+                };
             }
             EventData::Cancelled { by } => {
-                task.status = Status::Cancelled;
-                task.cancelled_by = Some(by.clone());
+                task.status = Status::Cancelled { by: by.clone() };
             }
         }
     }
@@ -650,27 +565,37 @@ mod tests {
     }
 
     fn created(id: TaskId) -> TaskEvent {
+        created_as(
+            id,
+            TaskSpec::Delay { seconds: 5.0 },
+            Some(crate::now() + Duration::from_secs(5)),
+        )
+    }
+
+    fn created_as(id: TaskId, spec: TaskSpec, due_at: Option<OffsetDateTime>) -> TaskEvent {
         TaskEvent::first(
             id,
             crate::now(),
             Some(owner()),
-            EventData::Created {
-                kind: TaskKind::Delay,
-                seconds: Some(5.0),
-                code: None,
-                export: None,
+            EventData::Created(TaskCreated {
+                spec,
                 owner: owner(),
                 owner_id: UserId::new(),
                 owner_level: Level::User,
-                due_at: Some(crate::now() + Duration::from_secs(5)),
+                due_at,
                 engine: None,
-            },
+            }),
         )
     }
 
     /// given `data` appended in order after `created`
     fn log(data: Vec<EventData>) -> Vec<TaskEvent> {
-        let mut events = vec![created(TaskId::new())];
+        log_of(created(TaskId::new()), data)
+    }
+
+    /// given `data` appended in order after `first`
+    fn log_of(first: TaskEvent, data: Vec<EventData>) -> Vec<TaskEvent> {
+        let mut events = vec![first];
         for data in data {
             let next = events.last().unwrap().next(crate::now(), None, data);
             events.push(next);
@@ -712,8 +637,11 @@ mod tests {
         let events = log(vec![EventData::Started { execution: None }, succeeded()]);
         let task = fold(&events).unwrap();
         assert_eq!(
-            (task.status, task.result),
-            (Status::Succeeded, Some(serde_json::json!(0)))
+            task.status,
+            Status::Succeeded {
+                result: serde_json::json!(0),
+                logs: vec![]
+            }
         );
         assert!(verify(&task.id, &events).is_empty());
     }
@@ -722,7 +650,7 @@ mod tests {
     fn the_first_terminal_event_decides_the_outcome() {
         let events = log(vec![EventData::Cancelled { by: owner() }, succeeded()]);
         let task = fold(&events).unwrap();
-        assert_eq!(task.status, Status::Cancelled);
+        assert_eq!(task.status, Status::Cancelled { by: owner() });
         assert_eq!(
             verify(&task.id, &events),
             vec![Violation::SecondTerminal { seq: 3, first: 2 }]
@@ -841,5 +769,174 @@ mod tests {
         assert!(TaskSpec::js("1 + 1", &limits).is_ok());
         assert!(TaskSpec::js("  ", &limits).is_err());
         assert!(TaskSpec::js(&"1;".repeat(limits.max_code_bytes), &limits).is_err());
+    }
+
+    fn started() -> EventData {
+        EventData::Started { execution: None }
+    }
+
+    #[test]
+    fn each_outcome_is_folded_into_a_status_that_carries_it() {
+        let error = TaskError::new("script-error", "x is not defined");
+        let logs = vec!["line".to_owned()];
+        let rows = [
+            (
+                "succeeded",
+                EventData::Succeeded {
+                    result: serde_json::json!({"n": 42}),
+                    logs: logs.clone(),
+                },
+                Status::Succeeded {
+                    result: serde_json::json!({"n": 42}),
+                    logs: logs.clone(),
+                },
+            ),
+            (
+                "failed",
+                EventData::Failed {
+                    error: error.clone(),
+                    logs: logs.clone(),
+                },
+                Status::Failed {
+                    error,
+                    logs: logs.clone(),
+                },
+            ),
+            (
+                "cancelled",
+                EventData::Cancelled { by: owner() },
+                Status::Cancelled { by: owner() },
+            ),
+        ];
+        for (outcome, data, expected) in rows {
+            let events = log(vec![started(), data]);
+            let task = fold(&events).unwrap();
+            assert_eq!(task.status, expected, "{outcome}");
+            assert_eq!(task.status.as_str(), outcome);
+            assert_eq!(task.updated_at, events[2].at, "{outcome}");
+            assert_eq!(task.started_at, Some(events[1].at), "{outcome}");
+        }
+    }
+
+    #[test]
+    fn an_outcome_recorded_before_any_start_is_folded_the_same() {
+        let events = log(vec![succeeded()]);
+        let task = fold(&events).unwrap();
+        assert_eq!(
+            task.status,
+            Status::Succeeded {
+                result: serde_json::json!(0),
+                logs: vec![]
+            }
+        );
+        assert_eq!(task.started_at, None);
+    }
+
+    #[test]
+    fn a_task_keeps_the_spec_it_was_created_with() {
+        let project = ProjectId::parse("01a24237-ac42-7279-b730-476c47f8c3af").unwrap();
+        let rows = [
+            (TaskSpec::Delay { seconds: 2.5 }, TaskKind::Delay),
+            (
+                TaskSpec::Js {
+                    code: "1 + 1".into(),
+                },
+                TaskKind::Js,
+            ),
+            (TaskSpec::Export(Export::Csv { project }), TaskKind::Export),
+        ];
+        for (spec, kind) in rows {
+            let first = created_as(TaskId::new(), spec.clone(), None);
+            let task = fold(&[first]).unwrap();
+            assert_eq!((&task.spec, task.kind()), (&spec, kind));
+        }
+    }
+
+    #[test]
+    fn progress_follows_the_kind_and_the_status() {
+        let project = ProjectId::parse("01a24237-ac42-7279-b730-476c47f8c3af").unwrap();
+        let script = || TaskSpec::Js { code: "1".into() };
+        let export = || TaskSpec::Export(Export::Csv { project });
+        let failed = || EventData::Failed {
+            error: TaskError::new("timeout", "too long"),
+            logs: vec![],
+        };
+        let cancelled = || EventData::Cancelled { by: owner() };
+        let rows: [(TaskSpec, Vec<EventData>, Option<f64>); 8] = [
+            (script(), vec![started()], None),
+            (script(), vec![succeeded()], None),
+            (export(), vec![], Some(0.0)),
+            (export(), vec![started()], Some(0.25)),
+            (export(), vec![started(), succeeded()], Some(1.0)),
+            (export(), vec![started(), failed()], None),
+            (export(), vec![cancelled()], None),
+            (TaskSpec::Delay { seconds: 5.0 }, vec![failed()], None),
+        ];
+        for (spec, data, expected) in rows {
+            let first = created_as(TaskId::new(), spec.clone(), None);
+            let mut task = fold(&log_of(first, data.clone())).unwrap();
+            task.reported_progress = Some(0.25);
+            assert_eq!(task.progress(crate::now()), expected, "{spec:?} {data:?}");
+        }
+    }
+
+    #[test]
+    fn a_created_event_is_written_in_its_stored_form() {
+        let id = TaskId::parse("01a24237-ae88-749e-934a-4847f78290db").unwrap();
+        let at = time::macros::datetime!(2026-12-05 09:00:00.125 UTC);
+        let owner_id = UserId::parse("0bdbd1d9-6150-412a-a953-d8954f70cb91").unwrap();
+        let project = ProjectId::parse("01a24237-ac42-7279-b730-476c47f8c3af").unwrap();
+        let event = |spec, due_at, engine: Option<&str>| {
+            TaskEvent::first(
+                id,
+                at,
+                Some(owner()),
+                EventData::Created(TaskCreated {
+                    spec,
+                    owner: owner(),
+                    owner_id,
+                    owner_level: Level::Admin,
+                    due_at,
+                    engine: engine.map(str::to_owned),
+                }),
+            )
+        };
+        let rows = [
+            (
+                event(
+                    TaskSpec::Delay { seconds: 2.75 },
+                    Some(at + Duration::from_millis(2750)),
+                    None,
+                ),
+                // Written by the build before `created` held a TaskSpec.
+                r#"{"task_id":"01a24237-ae88-749e-934a-4847f78290db","seq":1,"at":"2026-12-05T09:00:00.125Z","actor":"alice","type":"created","data":{"kind":"delay","seconds":2.75,"owner":"alice","owner_id":"0bdbd1d9-6150-412a-a953-d8954f70cb91","owner_level":"admin","due_at":"2026-12-05T09:00:02.875Z"},"prev_hash":"0000000000000000000000000000000000000000000000000000000000000000","hash":"454ca24493f8f9c83cf33ee13e3e1dbef15bf6309227c5a8baee037f8a097e77"}"#,
+            ),
+            (
+                event(
+                    TaskSpec::Js {
+                        code: "throw new Error(\"boom\")".into(),
+                    },
+                    None,
+                    Some("local:engine"),
+                ),
+                r#"{"task_id":"01a24237-ae88-749e-934a-4847f78290db","seq":1,"at":"2026-12-05T09:00:00.125Z","actor":"alice","type":"created","data":{"kind":"js","code":"throw new Error(\"boom\")","owner":"alice","owner_id":"0bdbd1d9-6150-412a-a953-d8954f70cb91","owner_level":"admin","engine":"local:engine"},"prev_hash":"0000000000000000000000000000000000000000000000000000000000000000","hash":"#,
+            ),
+            (
+                event(
+                    TaskSpec::Export(Export::Ndjson { project }),
+                    None,
+                    Some("step-functions"),
+                ),
+                r#"{"task_id":"01a24237-ae88-749e-934a-4847f78290db","seq":1,"at":"2026-12-05T09:00:00.125Z","actor":"alice","type":"created","data":{"kind":"export","export":{"format":"ndjson","project":"01a24237-ac42-7279-b730-476c47f8c3af"},"owner":"alice","owner_id":"0bdbd1d9-6150-412a-a953-d8954f70cb91","owner_level":"admin","engine":"step-functions"},"prev_hash":"0000000000000000000000000000000000000000000000000000000000000000","hash":"#,
+            ),
+        ];
+        for (event, stored) in rows {
+            let text = serde_json::to_string(&event).unwrap();
+            assert!(text.starts_with(stored), "{text}\n  is not\n{stored}");
+            let back: TaskEvent = serde_json::from_str(&text).unwrap();
+            assert_eq!(back, event);
+            assert_eq!(serde_json::to_string(&back).unwrap(), text);
+            assert_eq!(back.computed_hash(), event.hash);
+        }
     }
 }
