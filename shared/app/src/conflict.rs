@@ -1,9 +1,13 @@
 //! Changes under contention: read, decide, append on the condition that
 //! nothing changed since the read, and after a lost race
-//! ([`Attempt::Lost`]) read and decide again. Each lost race means another writer's change landed,
-//! so the loop advances; after [`ATTEMPTS`] it gives up with
-//! [`StoreError::Conflict`] (`edit-conflict`), which only a storm of
+//! ([`Attempt::Lost`]) read and decide again. Each lost race means another
+//! writer's change landed, so the loop advances; after [`ATTEMPTS`] it gives
+//! up with [`StoreError::Conflict`] (`edit-conflict`), which only a storm of
 //! writers on one aggregate can cause.
+//!
+//! [`change`] is that loop over an [`Aggregate`] (a project, an item, an
+//! account): the aggregate says how it is read and how a change is written;
+//! the caller says what to decide; the loop is written once, here.
 
 use std::future::Future;
 
@@ -72,6 +76,100 @@ where
         }
     }
     Err(StoreError::Conflict.into())
+}
+
+/// Something changed by reading it, deciding, and writing on the condition
+/// that what was read is still what is stored: a project's row, an item's,
+/// an account. [`change`] runs the loop over it.
+pub trait Aggregate: Sync {
+    /// What is read, and what a write leaves.
+    type State: Send + Sync;
+    /// What a decision writes.
+    type Change: Send;
+    /// Why a change does not happen; a lost race is not one of them.
+    type Error: From<StoreError> + Send;
+
+    /// Reads it as it stands. A refusal here (missing, hidden, not
+    /// allowed) is final.
+    fn load(&self) -> impl Future<Output = Result<Self::State, Self::Error>> + Send;
+
+    /// Writes `change`, decided on `current`, if `current` is still what
+    /// is stored; [`StoreError::Conflict`] if not (the loop then reads and
+    /// decides again). Returns what it is now.
+    fn append(
+        &self,
+        current: &Self::State,
+        change: Self::Change,
+    ) -> impl Future<Output = Result<Self::State, StoreError>> + Send;
+}
+
+/// How [`change`] ended: the last decision and what it left.
+#[derive(Debug)]
+pub struct Outcome<T, S> {
+    /// What the decision said besides its change (e.g. whether a member
+    /// was added or had their role changed).
+    pub decided: T,
+    /// The aggregate as it stands afterwards.
+    pub state: S,
+    /// Whether the decision wrote a change (deciding on no change writes
+    /// nothing, and a caller may have nothing to report then).
+    pub appended: bool,
+}
+
+/// Reads `aggregate`, asks `decide` what to write (`None`: nothing), and
+/// writes it conditionally; after a lost race, all again on the fresh
+/// state ([`retry`]). `decide` is pure, so deciding again is harmless; a
+/// refusal from it or from the read is final.
+pub async fn change<A, T>(
+    aggregate: &A,
+    decide: impl Fn(&A::State) -> Result<(T, Option<A::Change>), A::Error>,
+) -> Result<Outcome<T, A::State>, A::Error>
+where
+    A: Aggregate,
+{
+    change_from(aggregate, None, decide).await
+}
+
+/// [`change`], with the first decision made on `known` (just read by the
+/// caller, e.g. in a listing) instead of a fresh read; after a lost race
+/// the aggregate is read as usual.
+pub async fn change_from<A, T>(
+    aggregate: &A,
+    mut known: Option<A::State>,
+    decide: impl Fn(&A::State) -> Result<(T, Option<A::Change>), A::Error>,
+) -> Result<Outcome<T, A::State>, A::Error>
+where
+    A: Aggregate,
+{
+    let decide = &decide;
+    retry(move || {
+        // Taken once: every later try reads afresh.
+        let known = known.take();
+        async move {
+            let current = match known {
+                Some(state) => state,
+                None => aggregate.load().await?,
+            };
+            let (decided, change) = decide(&current)?;
+            let Some(change) = change else {
+                return Ok(Outcome {
+                    decided,
+                    state: current,
+                    appended: false,
+                });
+            };
+            let state = aggregate
+                .append(&current, change)
+                .await
+                .map_err(Attempt::of)?;
+            Ok(Outcome {
+                decided,
+                state,
+                appended: true,
+            })
+        }
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -1,0 +1,276 @@
+//! Projects and their members: create, read, list, edit (rename,
+//! redescribe, hand over), delete; add a member or change their role,
+//! remove one.
+//!
+//! Every change goes through [`conflict::change`] on the project's row
+//! ([`ProjectRow`]): read it, check that the caller may
+//! ([`access::may`], the one place that decides), decide the entry
+//! ([`commands`]), append it with the row it produces and publish it. A
+//! project the caller may not learn of is missing to them.
+
+use taskgate_domain::permission::Actor;
+use taskgate_domain::ports::{Page, StoreError};
+use taskgate_domain::project::access::{self, Action};
+use taskgate_domain::project::commands::{self, Membership};
+use taskgate_domain::project::log::{Member, Project, ProjectChanges, ProjectEntry};
+use taskgate_domain::project::{Description, ProjectId, ProjectName, ProjectRole};
+use taskgate_domain::user::Username;
+
+use crate::Error;
+use crate::conflict::{self, Aggregate};
+use crate::items;
+use crate::ports::Ports;
+
+/// A project's row, as `actor` may do `action` with it: what every project
+/// change reads and writes.
+struct ProjectRow<'a> {
+    ports: Ports<'a>,
+    actor: &'a Actor,
+    id: &'a ProjectId,
+    action: Action<'a>,
+}
+
+impl Aggregate for ProjectRow<'_> {
+    type State = Project;
+    type Change = ProjectEntry;
+    type Error = Error;
+
+    async fn load(&self) -> Result<Project, Error> {
+        find(self.ports, self.actor, self.id, self.action).await
+    }
+
+    async fn append(&self, current: &Project, entry: ProjectEntry) -> Result<Project, StoreError> {
+        let mut next = current.clone();
+        next.apply(&entry);
+        store(self.ports, &entry, Some(current), &next).await?;
+        Ok(next)
+    }
+}
+
+/// The project `id` if `actor` may do `action` in it: missing
+/// ([`Error::NoSuchProject`], or denied as not found) to anyone who may
+/// not learn that it exists.
+pub(crate) async fn find(
+    ports: Ports<'_>,
+    actor: &Actor,
+    id: &ProjectId,
+    action: Action<'_>,
+) -> Result<Project, Error> {
+    let project = ports
+        .store
+        .get_project(id)
+        .await?
+        .ok_or(Error::NoSuchProject)?;
+    access::may(Some(actor), &project, action)?;
+    Ok(project)
+}
+
+/// Stores `entry` and the project it produces (`before` → `after`), then
+/// publishes it.
+async fn store(
+    ports: Ports<'_>,
+    entry: &ProjectEntry,
+    before: Option<&Project>,
+    after: &Project,
+) -> Result<(), StoreError> {
+    let position = ports.store.append_project(entry, after).await?;
+    ports
+        .publisher
+        .project_appended(position, entry, before, after);
+    Ok(())
+}
+
+/// A new project's fields.
+#[derive(Clone, Debug)]
+pub struct NewProject {
+    pub name: ProjectName,
+    pub description: Option<Description>,
+}
+
+/// Creates a project owned by `actor`, its first admin.
+pub async fn create(ports: Ports<'_>, actor: &Actor, new: NewProject) -> Result<Project, Error> {
+    let entry = commands::create_project(actor, new.name, new.description, ports.clock.now());
+    let project = Project::fold(std::slice::from_ref(&entry))
+        .ok_or_else(|| Error::internal("a new project's log does not fold"))?;
+    store(ports, &entry, None, &project).await?;
+    tracing::info!(project = %project.id, owner = %actor.username, "project created");
+    Ok(project)
+}
+
+/// Which projects a listing walks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Those the caller is a member of.
+    Mine,
+    /// Everyone's (global admins).
+    Every,
+}
+
+/// Up to `limit` live projects of `scope`, by id after `after`.
+pub async fn list(
+    ports: Ports<'_>,
+    actor: &Actor,
+    scope: Scope,
+    after: Option<&ProjectId>,
+    limit: usize,
+) -> Result<Page<Project, ProjectId>, Error> {
+    let page = match scope {
+        Scope::Every => {
+            access::may_list_every_project(actor)?;
+            ports.store.all_projects(after, limit).await?
+        }
+        Scope::Mine => {
+            ports
+                .store
+                .member_projects(&actor.user_id, after, limit)
+                .await?
+        }
+    };
+    Ok(page)
+}
+
+/// The project `id`, with its members, if `actor` may see it.
+pub async fn get(ports: Ports<'_>, actor: &Actor, id: &ProjectId) -> Result<Project, Error> {
+    find(ports, actor, id, Action::View).await
+}
+
+/// Renames, redescribes or hands over project `id` (the fields given);
+/// the project as it now is. Renaming and redescribing take the right to
+/// edit, a hand-over the right to transfer, a change of nothing neither.
+pub async fn edit(
+    ports: Ports<'_>,
+    actor: &Actor,
+    id: &ProjectId,
+    changes: ProjectChanges,
+) -> Result<Project, Error> {
+    let action = if changes.name.is_some() || changes.description.is_some() {
+        Action::Edit
+    } else {
+        Action::View
+    };
+    let row = ProjectRow {
+        ports,
+        actor,
+        id,
+        action,
+    };
+    let edited = conflict::change(&row, |project| {
+        if changes.owner.is_some() {
+            access::may(Some(actor), project, Action::TransferOwnership)?;
+        }
+        let entry = commands::edit_project(project, actor, changes.clone(), ports.clock.now())?;
+        Ok(((), entry))
+    })
+    .await?;
+    Ok(edited.state)
+}
+
+/// Deletes project `id` (its owner only): it, its members and its items
+/// stop being served; their history stays.
+pub async fn delete(ports: Ports<'_>, actor: &Actor, id: &ProjectId) -> Result<(), Error> {
+    let row = ProjectRow {
+        ports,
+        actor,
+        id,
+        action: Action::Delete,
+    };
+    conflict::change(&row, |project| {
+        Ok((
+            (),
+            Some(commands::delete_project(project, actor, ports.clock.now())),
+        ))
+    })
+    .await?;
+    tracing::info!(project = %id, by = %actor.username, "project deleted");
+    Ok(())
+}
+
+/// Whether `actor` may add members to project `id` or change their
+/// roles, before what they ask is read: who may not learns nothing more.
+pub async fn may_put_member(ports: Ports<'_>, actor: &Actor, id: &ProjectId) -> Result<(), Error> {
+    find(ports, actor, id, Action::PutMember).await.map(drop)
+}
+
+/// Adds the account `username` to project `id` with `role`, or changes
+/// their role: what was done, and the member as they now are.
+pub async fn put_member(
+    ports: Ports<'_>,
+    actor: &Actor,
+    id: &ProjectId,
+    username: &Username,
+    role: ProjectRole,
+) -> Result<(Membership, Member), Error> {
+    let user = ports
+        .store
+        .get_user(username)
+        .await?
+        .ok_or_else(|| Error::NoSuchUser(username.clone()))?;
+    let row = ProjectRow {
+        ports,
+        actor,
+        id,
+        action: Action::PutMember,
+    };
+    let put = conflict::change(&row, |project| {
+        let now = ports.clock.now();
+        Ok(commands::put_member(
+            project,
+            actor,
+            &user.username,
+            user.user_id,
+            role,
+            now,
+        )?)
+    })
+    .await?;
+    let member = put
+        .state
+        .members
+        .get(&user.username)
+        .cloned()
+        .ok_or_else(|| Error::internal("a member just put is missing"))?;
+    Ok((put.decided, member))
+}
+
+/// Removes `username` from project `id` (a member may remove themself;
+/// the owner cannot leave). Their items there become unassigned, each
+/// change recorded in the item's history.
+pub async fn remove_member(
+    ports: Ports<'_>,
+    actor: &Actor,
+    id: &ProjectId,
+    username: &Username,
+) -> Result<(), Error> {
+    // Refuse first (404, 409) without touching anything; then unassign
+    // their items, remove them, and sweep once more for items assigned in
+    // between. Unassigning first keeps a retry after a failure useful: the
+    // member is only gone once their items are free.
+    let project = find(ports, actor, id, Action::RemoveMember { username }).await?;
+    commands::remove_member(&project, actor, username, ports.clock.now())?;
+    items::unassign_all(ports, actor, id, username).await?;
+    remove(ports, actor, id, username).await?;
+    items::unassign_all(ports, actor, id, username).await?;
+    tracing::info!(project = %id, member = %username, by = %actor.username, "member removed");
+    Ok(())
+}
+
+/// Removes `username` from project `id`'s members, and only that.
+pub(crate) async fn remove(
+    ports: Ports<'_>,
+    actor: &Actor,
+    id: &ProjectId,
+    username: &Username,
+) -> Result<(), Error> {
+    let row = ProjectRow {
+        ports,
+        actor,
+        id,
+        action: Action::RemoveMember { username },
+    };
+    conflict::change(&row, |project| {
+        let entry = commands::remove_member(project, actor, username, ports.clock.now())?;
+        Ok(((), Some(entry)))
+    })
+    .await?;
+    Ok(())
+}
