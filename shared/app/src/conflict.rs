@@ -214,4 +214,98 @@ mod tests {
         assert!(matches!(result, Err(StoreError::Other(_))));
         assert_eq!(tries.load(Ordering::SeqCst), 1);
     }
+
+    /// A counter whose writes lose the race while `losses` lasts; it
+    /// counts its reads and writes.
+    struct Counter {
+        stored: std::sync::Mutex<u64>,
+        losses: AtomicUsize,
+        reads: AtomicUsize,
+        writes: AtomicUsize,
+    }
+
+    impl Counter {
+        fn losing(times: usize) -> Self {
+            Self {
+                stored: std::sync::Mutex::new(0),
+                losses: AtomicUsize::new(times),
+                reads: AtomicUsize::new(0),
+                writes: AtomicUsize::new(0),
+            }
+        }
+    }
+
+    impl Aggregate for Counter {
+        type State = u64;
+        type Change = u64;
+        type Error = StoreError;
+
+        async fn load(&self) -> Result<u64, StoreError> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            Ok(*self.stored.lock().unwrap())
+        }
+
+        async fn append(&self, current: &u64, next: u64) -> Result<u64, StoreError> {
+            self.writes.fetch_add(1, Ordering::SeqCst);
+            let lost = self
+                .losses
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            let mut stored = self.stored.lock().unwrap();
+            if lost {
+                // Someone else's change landed first.
+                *stored += 10;
+                return Err(StoreError::Conflict);
+            }
+            assert_eq!(*stored, *current, "written only on what was read");
+            *stored = next;
+            Ok(next)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_lost_race_is_decided_again_on_a_fresh_read() {
+        let counter = Counter::losing(2);
+        let done = change(&counter, |n| Ok((*n, Some(n + 1)))).await.unwrap();
+        // Decided on 0, then 10, then 20 (what the winners left).
+        assert_eq!((done.decided, done.state, done.appended), (20, 21, true));
+        assert_eq!(counter.reads.load(Ordering::SeqCst), 3);
+        assert_eq!(counter.writes.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_known_state_saves_the_first_read_only() {
+        let counter = Counter::losing(1);
+        let done = change_from(&counter, Some(0), |n| Ok(((), Some(n + 1))))
+            .await
+            .unwrap();
+        assert_eq!(done.state, 11);
+        assert_eq!(
+            counter.reads.load(Ordering::SeqCst),
+            1,
+            "after the lost race"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deciding_on_no_change_writes_nothing_and_a_refusal_is_final() {
+        let counter = Counter::losing(0);
+        let done = change(&counter, |_| Ok(((), None))).await.unwrap();
+        assert!(!done.appended);
+        let refused = change(&counter, |_| {
+            Err::<((), Option<u64>), _>(StoreError::LastAdmin)
+        })
+        .await;
+        assert!(matches!(refused, Err(StoreError::LastAdmin)));
+        assert_eq!(counter.writes.load(Ordering::SeqCst), 0);
+        assert_eq!(counter.reads.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_aggregate_that_always_loses_gives_up_with_the_conflict() {
+        let counter = Counter::losing(usize::MAX);
+        let lost = change(&counter, |n| Ok(((), Some(n + 1)))).await;
+        assert!(matches!(lost, Err(StoreError::Conflict)));
+        assert_eq!(counter.writes.load(Ordering::SeqCst), ATTEMPTS);
+    }
 }

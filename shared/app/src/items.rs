@@ -249,3 +249,229 @@ pub(crate) async fn unassign_all(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use taskgate_domain::permission::Denied;
+    use taskgate_domain::ports::ProjectStore;
+    use taskgate_domain::project::commands::Refused;
+
+    use super::*;
+    use crate::testing::{Heard, team};
+
+    fn titled(title: &str) -> ItemChanges {
+        ItemChanges {
+            title: Some(taskgate_domain::project::Title::parse(title).unwrap()),
+            ..ItemChanges::default()
+        }
+    }
+
+    fn edit_of(title: &str, expected: Option<u64>) -> Edit {
+        Edit {
+            changes: titled(title),
+            expected,
+        }
+    }
+
+    /// Six edits at once, none naming a version, by three members: each
+    /// loses races to the others and is decided again on the fresh item,
+    /// so all six land, each once, and each is published.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn six_concurrent_edits_without_an_expected_version_all_land() {
+        let team = team().await;
+        let item = team.item(&team.mia, "Busy", None).await;
+        let writers = [
+            &team.mia, &team.olga, &team.adam, &team.mia, &team.olga, &team.adam,
+        ];
+        let edits = writers.iter().enumerate().map(|(i, writer)| {
+            let (ports, project, id) = (team.ports(), &team.project, &item.id);
+            async move {
+                let edit = edit_of(&format!("edit {i}"), None);
+                super::edit(ports, writer, project, id, edit).await
+            }
+        });
+        let landed = futures_util::future::join_all(edits).await;
+        assert!(landed.iter().all(Result::is_ok), "{landed:?}");
+
+        let now = get(team.ports(), &team.mia, &team.project, &item.id)
+            .await
+            .unwrap();
+        assert_eq!(now.version, 7);
+        let history = history(team.ports(), &team.mia, &team.project, &item.id)
+            .await
+            .unwrap();
+        let mut titles: Vec<String> = history[1..]
+            .iter()
+            .map(|entry| serde_json::to_value(&entry.change).unwrap()["data"]["title"].to_string())
+            .collect();
+        titles.sort();
+        titles.dedup();
+        assert_eq!(titles.len(), 6, "each edit once: {titles:?}");
+        let items_heard = team
+            .world
+            .ear
+            .heard()
+            .into_iter()
+            .filter(|heard| matches!(heard, Heard::Item { .. }))
+            .count();
+        assert_eq!(items_heard, 7, "the creation and six edits");
+    }
+
+    /// An edit made against version 1 after another edit landed is refused
+    /// with the current version, and changes nothing.
+    #[tokio::test]
+    async fn an_edit_against_a_stale_version_is_refused() {
+        let team = team().await;
+        let (ports, project) = (team.ports(), &team.project);
+        let item = team.item(&team.mia, "Shared", None).await;
+        let first = edit(
+            ports,
+            &team.mia,
+            project,
+            &item.id,
+            edit_of("mine", Some(1)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(first.version, 2);
+
+        let late = edit(
+            ports,
+            &team.olga,
+            project,
+            &item.id,
+            edit_of("theirs", Some(1)),
+        )
+        .await;
+        assert!(
+            matches!(
+                late,
+                Err(Error::Refused(Refused::StaleVersion {
+                    expected: 1,
+                    current: 2
+                }))
+            ),
+            "{late:?}"
+        );
+        let now = get(ports, &team.mia, project, &item.id).await.unwrap();
+        assert_eq!((now.version, now.title), (2, first.title));
+        // Naming the current version lands.
+        let named = edit(
+            ports,
+            &team.olga,
+            project,
+            &item.id,
+            edit_of("theirs", Some(2)),
+        )
+        .await;
+        assert_eq!(named.unwrap().version, 3);
+    }
+
+    /// Who may not use the items is refused, and nothing is appended: a
+    /// non-member does not learn the project exists, a global admin who is
+    /// no member is forbidden, a member deletes only what they created.
+    #[tokio::test]
+    async fn those_the_matrix_refuses_change_nothing() {
+        let team = team().await;
+        let (ports, project) = (team.ports(), &team.project);
+        let item = team.item(&team.olga, "Olga's", None).await;
+
+        let by_nina = edit(ports, &team.nina, project, &item.id, edit_of("nina", None)).await;
+        assert!(
+            matches!(by_nina, Err(Error::Denied(Denied::NotFound(_)))),
+            "{by_nina:?}"
+        );
+        let by_root = edit(ports, &team.root, project, &item.id, edit_of("root", None)).await;
+        assert!(
+            matches!(by_root, Err(Error::Denied(Denied::Forbidden(_)))),
+            "{by_root:?}"
+        );
+        let by_mia = delete(ports, &team.mia, project, &item.id).await;
+        assert!(
+            matches!(by_mia, Err(Error::Denied(Denied::Forbidden(_)))),
+            "{by_mia:?}"
+        );
+        let log = team.world.store.item_log(&item.id).await.unwrap();
+        assert_eq!(log.len(), 1, "only the creation");
+
+        // A project admin deletes anyone's item; then it is missing.
+        delete(ports, &team.adam, project, &item.id).await.unwrap();
+        let gone = get(ports, &team.olga, project, &item.id).await;
+        assert!(matches!(gone, Err(Error::NoSuchItem)), "{gone:?}");
+    }
+
+    /// Once its project is deleted, its items are not edited (nor seen) by
+    /// anyone: the project is missing to all.
+    #[tokio::test]
+    async fn a_deleted_project_refuses_item_edits() {
+        let team = team().await;
+        let (ports, project) = (team.ports(), &team.project);
+        let item = team.item(&team.mia, "Left behind", None).await;
+        crate::projects::delete(ports, &team.olga, project)
+            .await
+            .unwrap();
+
+        for who in [&team.olga, &team.mia, &team.root] {
+            let edited = edit(ports, who, project, &item.id, edit_of("after", None)).await;
+            assert!(
+                matches!(edited, Err(Error::Denied(Denied::NotFound(_)))),
+                "{}: {edited:?}",
+                who.username
+            );
+        }
+        let log = team.world.store.item_log(&item.id).await.unwrap();
+        assert_eq!(log.len(), 1);
+    }
+
+    /// A removed member's items are unassigned, each change recorded (on
+    /// behalf of who removed them) and published; others' items stay.
+    #[tokio::test]
+    async fn removing_a_member_unassigns_their_items() {
+        let team = team().await;
+        let (ports, project) = (team.ports(), &team.project);
+        let theirs = team.item(&team.olga, "For mia", Some(&team.mia)).await;
+        let adams = team.item(&team.olga, "For adam", Some(&team.adam)).await;
+
+        crate::projects::remove_member(ports, &team.adam, project, &team.mia.username)
+            .await
+            .unwrap();
+
+        let theirs = team
+            .world
+            .store
+            .get_item(&theirs.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((theirs.assignee, theirs.version), (None, 2));
+        let log = team.world.store.item_log(&theirs.id).await.unwrap();
+        assert_eq!(log[1].actor.as_ref(), Some(&team.adam.username));
+        let adams = team.world.store.get_item(&adams.id).await.unwrap().unwrap();
+        assert_eq!(adams.assignee.as_ref(), Some(&team.adam.username));
+        assert!(team.world.ear.heard().contains(&Heard::Item { seq: 2 }));
+        // And she can no longer use the items.
+        let refused = get(ports, &team.mia, project, &adams.id).await;
+        assert!(matches!(refused, Err(Error::Denied(Denied::NotFound(_)))));
+    }
+
+    /// An assignee must be a member; the refusal appends nothing.
+    #[tokio::test]
+    async fn items_are_assigned_to_members_only() {
+        let team = team().await;
+        let (ports, project) = (team.ports(), &team.project);
+        let item = team.item(&team.mia, "Mine", None).await;
+        let to_nina = Edit {
+            changes: ItemChanges {
+                assignee: Some(Some(team.nina.username.clone())),
+                ..ItemChanges::default()
+            },
+            expected: None,
+        };
+        let refused = edit(ports, &team.mia, project, &item.id, to_nina).await;
+        assert!(
+            matches!(refused, Err(Error::Refused(Refused::AssigneeNotMember))),
+            "{refused:?}"
+        );
+        assert_eq!(team.world.store.item_log(&item.id).await.unwrap().len(), 1);
+    }
+}

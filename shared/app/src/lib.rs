@@ -31,6 +31,8 @@ pub mod items;
 pub mod ports;
 pub mod projects;
 pub mod settings;
+#[cfg(test)]
+mod testing;
 pub mod uploads;
 pub mod users;
 

@@ -274,3 +274,136 @@ pub(crate) async fn remove(
     .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use taskgate_domain::permission::Denied;
+    use taskgate_domain::ports::ProjectStore;
+    use taskgate_domain::project::commands::Refused;
+
+    use super::*;
+    use crate::testing::{Heard, team};
+
+    fn renamed(name: &str) -> ProjectChanges {
+        ProjectChanges {
+            name: Some(ProjectName::parse(name).unwrap()),
+            ..ProjectChanges::default()
+        }
+    }
+
+    /// Every change is published with the project before and after it;
+    /// its creation with none before.
+    #[tokio::test]
+    async fn changes_are_stored_and_published() {
+        let team = team().await;
+        let project = edit(team.ports(), &team.adam, &team.project, renamed("Launch 2"))
+            .await
+            .unwrap();
+        assert_eq!((project.name.as_str(), project.version), ("Launch 2", 4));
+        let log = team.world.store.project_log(&team.project).await.unwrap();
+        assert_eq!(log.len(), 4);
+        let heard = team.world.ear.heard();
+        assert_eq!(
+            heard,
+            [
+                Heard::Project {
+                    seq: 1,
+                    with_before: false
+                },
+                Heard::Project {
+                    seq: 2,
+                    with_before: true
+                },
+                Heard::Project {
+                    seq: 3,
+                    with_before: true
+                },
+                Heard::Project {
+                    seq: 4,
+                    with_before: true
+                },
+            ]
+        );
+    }
+
+    /// Putting a member as they already are appends nothing; a new role is
+    /// a change; a new member is added.
+    #[tokio::test]
+    async fn putting_a_member_says_what_it_did() {
+        let team = team().await;
+        let (ports, id, olga) = (team.ports(), &team.project, &team.olga);
+        let put = |who: &'static str, role| async move {
+            let who = Username::parse(who).unwrap();
+            put_member(ports, olga, id, &who, role).await
+        };
+        let (same, member) = put("mia", ProjectRole::Member).await.unwrap();
+        assert_eq!(
+            (same, member.role),
+            (Membership::Unchanged, ProjectRole::Member)
+        );
+        let (changed, _) = put("mia", ProjectRole::Admin).await.unwrap();
+        assert_eq!(changed, Membership::Changed);
+        let (added, _) = put("nina", ProjectRole::Member).await.unwrap();
+        assert_eq!(added, Membership::Added);
+        assert_eq!(get(ports, &team.nina, id).await.unwrap().version, 5);
+
+        let nobody = Username::parse("nobody").unwrap();
+        let missing = put_member(ports, &team.olga, id, &nobody, ProjectRole::Member).await;
+        assert!(matches!(missing, Err(Error::NoSuchUser(_))), "{missing:?}");
+    }
+
+    /// The matrix and the project's state refuse, and nothing is appended.
+    #[tokio::test]
+    async fn refusals_change_nothing() {
+        let team = team().await;
+        let (ports, id) = (team.ports(), &team.project);
+        let by_mia = edit(ports, &team.mia, id, renamed("Mine now")).await;
+        assert!(matches!(by_mia, Err(Error::Denied(Denied::Forbidden(_)))));
+        let by_nina = edit(ports, &team.nina, id, renamed("Mine now")).await;
+        assert!(matches!(by_nina, Err(Error::Denied(Denied::NotFound(_)))));
+        let to_mia = ProjectChanges {
+            owner: Some(team.mia.username.clone()),
+            ..ProjectChanges::default()
+        };
+        let by_adam = edit(ports, &team.adam, id, to_mia.clone()).await;
+        assert!(matches!(by_adam, Err(Error::Denied(Denied::Forbidden(_)))));
+        let not_admin = edit(ports, &team.olga, id, to_mia).await;
+        assert!(matches!(
+            not_admin,
+            Err(Error::Refused(Refused::OwnerNotAdmin))
+        ));
+        let leaving = remove_member(ports, &team.olga, id, &team.olga.username).await;
+        assert!(matches!(
+            leaving,
+            Err(Error::Refused(Refused::OwnerCannotLeave))
+        ));
+        let by_root = delete(ports, &team.root, id).await;
+        assert!(matches!(by_root, Err(Error::Denied(Denied::Forbidden(_)))));
+        assert_eq!(team.world.store.project_log(id).await.unwrap().len(), 3);
+
+        let every = list(ports, &team.olga, Scope::Every, None, 10).await;
+        assert!(matches!(every, Err(Error::Denied(Denied::Forbidden(_)))));
+        let every = list(ports, &team.root, Scope::Every, None, 10)
+            .await
+            .unwrap();
+        assert_eq!(every.items.len(), 1);
+    }
+
+    /// A deleted project is missing to everyone, its owner included.
+    #[tokio::test]
+    async fn a_deleted_project_is_missing() {
+        let team = team().await;
+        let (ports, id) = (team.ports(), &team.project);
+        delete(ports, &team.olga, id).await.unwrap();
+        for who in [&team.olga, &team.mia, &team.root] {
+            let seen = get(ports, who, id).await;
+            assert!(matches!(seen, Err(Error::Denied(Denied::NotFound(_)))));
+        }
+        let mine = list(ports, &team.olga, Scope::Mine, None, 10)
+            .await
+            .unwrap();
+        assert!(mine.items.is_empty());
+        let missing = get(ports, &team.olga, &ProjectId::new()).await;
+        assert!(matches!(missing, Err(Error::NoSuchProject)));
+    }
+}

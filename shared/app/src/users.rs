@@ -326,3 +326,144 @@ async fn leave_every_project(ports: Ports<'_>, actor: &Actor, leaving: &User) ->
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use taskgate_domain::ports::{ProjectStore, SecurityStore, UserStore};
+
+    use super::*;
+    use crate::testing::{NoHashing, World, team};
+
+    fn new_user(name: &str, level: Option<Level>) -> NewUser {
+        NewUser {
+            username: Username::parse(name).unwrap(),
+            password: Password::parse("correct horse battery staple", None).unwrap(),
+            level,
+            email: None,
+            profile: None,
+        }
+    }
+
+    /// Open sign-up creates users, never admins; a taken name is refused;
+    /// each creation is in the security log.
+    #[tokio::test]
+    async fn sign_up_creates_users_once() {
+        let world = World::new();
+        let ports = world.ports();
+        let open = Registration::Open;
+        let user = create(ports, &NoHashing, None, open, new_user("alice", None), "r1")
+            .await
+            .unwrap();
+        assert_eq!(user.level, Level::User);
+        let again = create(ports, &NoHashing, None, open, new_user("Alice", None), "r2").await;
+        assert!(matches!(again, Err(Error::UsernameTaken(_))), "{again:?}");
+        let admin = new_user("eve", Some(Level::Admin));
+        let admin = create(ports, &NoHashing, None, open, admin, "r3").await;
+        assert!(matches!(admin, Err(Error::Denied(Denied::Forbidden(_)))));
+        let closed = may_create(None, Registration::AdminOnly);
+        assert!(matches!(
+            closed,
+            Err(Error::Denied(Denied::Unauthenticated(_)))
+        ));
+
+        let log = world.store.security_events(None, 10).await.unwrap();
+        assert_eq!(log.items.len(), 1);
+        assert_eq!(log.items[0].request_id.as_deref(), Some("r1"));
+    }
+
+    /// Nobody changes their own level; an edit that changes nothing writes
+    /// nothing and logs nothing; an admin's edit lands and is logged with
+    /// the new level.
+    #[tokio::test]
+    async fn edits_are_checked_on_the_account_as_it_is() {
+        let world = World::new();
+        let ports = world.ports();
+        let root = world.account("root", Level::Admin).await;
+        let mia = world.account("mia", Level::User).await;
+        let token = TokenId::new();
+        let promote = || UserEdit {
+            level: Some(Level::Admin),
+            ..UserEdit::default()
+        };
+        let own = edit(
+            ports,
+            &NoHashing,
+            &mia,
+            &token,
+            &mia.username,
+            promote(),
+            "r",
+        )
+        .await;
+        assert!(
+            matches!(own, Err(Error::Denied(Denied::Forbidden(_)))),
+            "{own:?}"
+        );
+        // Asking for the level one has already is no change of level.
+        let same = UserEdit {
+            level: Some(Level::User),
+            ..UserEdit::default()
+        };
+        let same = edit(ports, &NoHashing, &mia, &token, &mia.username, same, "r").await;
+        assert_eq!(same.unwrap().version, 1);
+        assert!(
+            world
+                .store
+                .security_events(None, 10)
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+        );
+
+        let promoted = edit(
+            ports,
+            &NoHashing,
+            &root,
+            &token,
+            &mia.username,
+            promote(),
+            "r2",
+        )
+        .await
+        .unwrap();
+        assert_eq!((promoted.level, promoted.version), (Level::Admin, 2));
+        let log = world.store.security_events(None, 10).await.unwrap();
+        assert_eq!(log.items.len(), 1);
+        assert_eq!(log.items[0].detail["level"], "admin");
+    }
+
+    /// An owner is not deleted until their projects are handed over; a
+    /// member is, leaving their projects and their items unassigned; the
+    /// last admin stays.
+    #[tokio::test]
+    async fn deleting_an_account_leaves_its_projects_first() {
+        let team = team().await;
+        let ports = team.ports();
+        let closed = Registration::AdminOnly;
+        let owner = delete(ports, &team.root, &team.olga.username, closed, "r").await;
+        assert!(
+            matches!(&owner, Err(Error::OwnsProjects { projects, .. }) if projects == &[team.project]),
+            "{owner:?}"
+        );
+        let item = team.item(&team.olga, "For mia", Some(&team.mia)).await;
+
+        delete(ports, &team.root, &team.mia.username, closed, "r")
+            .await
+            .unwrap();
+        let store = &team.world.store;
+        assert!(store.get_user(&team.mia.username).await.unwrap().is_none());
+        let project = store.get_project(&team.project).await.unwrap().unwrap();
+        assert!(!project.members.contains_key(&team.mia.username));
+        let item = store.get_item(&item.id).await.unwrap().unwrap();
+        assert_eq!((item.assignee, item.version), (None, 2));
+
+        let last = delete(ports, &team.root, &team.root.username, closed, "r").await;
+        assert!(
+            matches!(last, Err(Error::Store(StoreError::LastAdmin))),
+            "{last:?}"
+        );
+        let by_user = delete(ports, &team.nina, &team.adam.username, closed, "r").await;
+        assert!(matches!(by_user, Err(Error::Denied(Denied::Forbidden(_)))));
+    }
+}
