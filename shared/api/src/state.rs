@@ -223,6 +223,13 @@ impl AppState {
         self
     }
 
+    /// Hashes a new password (at most `max_concurrent_hashes` at a time):
+    /// [`Hashing::hash`], for callers outside the use cases (the first
+    /// admin's creation).
+    pub async fn hash_password(&self, password: Password) -> Result<PasswordHash, ApiError> {
+        Ok(Hashing::hash(self, password).await?)
+    }
+
     /// Checks a login password; with no hash (unknown user) does the same
     /// work and returns `false`.
     pub async fn verify_password(
