@@ -52,6 +52,27 @@ impl Aggregate for ItemRow<'_> {
     }
 }
 
+/// Changes item `item` of project `project`, whose items `actor` may use,
+/// as `decide` says (on the project and the item as they are read); the
+/// item as it then is ([`conflict::change`] on its row).
+async fn change(
+    ports: Ports<'_>,
+    actor: &Actor,
+    project: &ProjectId,
+    item: &ItemId,
+    decide: impl Fn(&Project, &Item) -> Result<Option<ItemEntry>, Error>,
+) -> Result<Item, Error> {
+    let row = ItemRow {
+        ports,
+        actor,
+        project,
+        item,
+    };
+    let changed =
+        conflict::change(&row, |(project, item)| Ok(((), decide(project, item)?))).await?;
+    Ok(changed.state.1)
+}
+
 /// An item alone, whoever may see it: what unassigning reads and writes,
 /// on behalf of someone already allowed to remove its assignee.
 struct AssignedItem<'a> {
@@ -174,25 +195,17 @@ pub async fn edit(
     item: &ItemId,
     edit: Edit,
 ) -> Result<Item, Error> {
-    let row = ItemRow {
-        ports,
-        actor,
-        project,
-        item,
-    };
-    let edited = conflict::change(&row, |(project, item)| {
-        let entry = commands::edit_item(
+    change(ports, actor, project, item, |project, item| {
+        Ok(commands::edit_item(
             project,
             item,
             actor,
             edit.changes.clone(),
             edit.expected,
             ports.clock.now(),
-        )?;
-        Ok(((), entry))
+        )?)
     })
-    .await?;
-    Ok(edited.state.1)
+    .await
 }
 
 /// Deletes item `item` of project `project` (project admins; its creator).
@@ -202,19 +215,10 @@ pub async fn delete(
     project: &ProjectId,
     item: &ItemId,
 ) -> Result<(), Error> {
-    let row = ItemRow {
-        ports,
-        actor,
-        project,
-        item,
-    };
-    conflict::change(&row, |(project, item)| {
+    change(ports, actor, project, item, |project, item| {
         let created_by = &item.created_by;
         access::may(Some(actor), project, Action::DeleteItem { created_by })?;
-        Ok((
-            (),
-            Some(commands::delete_item(item, actor, ports.clock.now())),
-        ))
+        Ok(Some(commands::delete_item(item, actor, ports.clock.now())))
     })
     .await?;
     Ok(())
@@ -324,46 +328,24 @@ mod tests {
         let team = team().await;
         let (ports, project) = (team.ports(), &team.project);
         let item = team.item(&team.mia, "Shared", None).await;
-        let first = edit(
-            ports,
-            &team.mia,
-            project,
-            &item.id,
-            edit_of("mine", Some(1)),
-        )
-        .await
-        .unwrap();
+        let edit_as =
+            |who, title, expected| edit(ports, who, project, &item.id, edit_of(title, expected));
+        let first = edit_as(&team.mia, "mine", Some(1)).await.unwrap();
         assert_eq!(first.version, 2);
 
-        let late = edit(
-            ports,
-            &team.olga,
-            project,
-            &item.id,
-            edit_of("theirs", Some(1)),
-        )
-        .await;
+        let late = edit_as(&team.olga, "theirs", Some(1)).await;
+        let stale = Refused::StaleVersion {
+            expected: 1,
+            current: 2,
+        };
         assert!(
-            matches!(
-                late,
-                Err(Error::Refused(Refused::StaleVersion {
-                    expected: 1,
-                    current: 2
-                }))
-            ),
+            matches!(&late, Err(Error::Refused(refused)) if *refused == stale),
             "{late:?}"
         );
         let now = get(ports, &team.mia, project, &item.id).await.unwrap();
         assert_eq!((now.version, now.title), (2, first.title));
         // Naming the current version lands.
-        let named = edit(
-            ports,
-            &team.olga,
-            project,
-            &item.id,
-            edit_of("theirs", Some(2)),
-        )
-        .await;
+        let named = edit_as(&team.olga, "theirs", Some(2)).await;
         assert_eq!(named.unwrap().version, 3);
     }
 

@@ -17,7 +17,7 @@ use taskgate_domain::project::{Description, ProjectId, ProjectName, ProjectRole}
 use taskgate_domain::user::Username;
 
 use crate::Error;
-use crate::conflict::{self, Aggregate};
+use crate::conflict::{self, Aggregate, Outcome};
 use crate::items;
 use crate::ports::Ports;
 
@@ -45,6 +45,24 @@ impl Aggregate for ProjectRow<'_> {
         store(self.ports, &entry, Some(current), &next).await?;
         Ok(next)
     }
+}
+
+/// Changes project `id`, in which `actor` may do `action`, as `decide`
+/// says ([`conflict::change`] on its row).
+async fn change<T>(
+    ports: Ports<'_>,
+    actor: &Actor,
+    id: &ProjectId,
+    action: Action<'_>,
+    decide: impl Fn(&Project) -> Result<(T, Option<ProjectEntry>), Error>,
+) -> Result<Outcome<T, Project>, Error> {
+    let row = ProjectRow {
+        ports,
+        actor,
+        id,
+        action,
+    };
+    conflict::change(&row, decide).await
 }
 
 /// The project `id` if `actor` may do `action` in it: missing
@@ -148,13 +166,7 @@ pub async fn edit(
     } else {
         Action::View
     };
-    let row = ProjectRow {
-        ports,
-        actor,
-        id,
-        action,
-    };
-    let edited = conflict::change(&row, |project| {
+    let edited = change(ports, actor, id, action, |project| {
         if changes.owner.is_some() {
             access::may(Some(actor), project, Action::TransferOwnership)?;
         }
@@ -168,13 +180,7 @@ pub async fn edit(
 /// Deletes project `id` (its owner only): it, its members and its items
 /// stop being served; their history stays.
 pub async fn delete(ports: Ports<'_>, actor: &Actor, id: &ProjectId) -> Result<(), Error> {
-    let row = ProjectRow {
-        ports,
-        actor,
-        id,
-        action: Action::Delete,
-    };
-    conflict::change(&row, |project| {
+    change(ports, actor, id, Action::Delete, |project| {
         Ok((
             (),
             Some(commands::delete_project(project, actor, ports.clock.now())),
@@ -205,13 +211,7 @@ pub async fn put_member(
         .get_user(username)
         .await?
         .ok_or_else(|| Error::NoSuchUser(username.clone()))?;
-    let row = ProjectRow {
-        ports,
-        actor,
-        id,
-        action: Action::PutMember,
-    };
-    let put = conflict::change(&row, |project| {
+    let put = change(ports, actor, id, Action::PutMember, |project| {
         let now = ports.clock.now();
         Ok(commands::put_member(
             project,
@@ -261,13 +261,8 @@ pub(crate) async fn remove(
     id: &ProjectId,
     username: &Username,
 ) -> Result<(), Error> {
-    let row = ProjectRow {
-        ports,
-        actor,
-        id,
-        action: Action::RemoveMember { username },
-    };
-    conflict::change(&row, |project| {
+    let action = Action::RemoveMember { username };
+    change(ports, actor, id, action, |project| {
         let entry = commands::remove_member(project, actor, username, ports.clock.now())?;
         Ok(((), Some(entry)))
     })
