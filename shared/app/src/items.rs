@@ -4,7 +4,7 @@
 //! Members use a project's items; project admins and an item's creator
 //! delete one ([`access::may`] decides, on the project as read with the
 //! item). Every change goes through [`conflict::change`] on the item's row
-//! ([`ItemRow`]): an edit that names a version applies only to it
+//! (`ItemRow`): an edit that names a version applies only to it
 //! ([`Refused::StaleVersion`]); one that names none is decided again on
 //! the fresh item after each lost race, so concurrent edits all land, one
 //! after the other, each in the history.

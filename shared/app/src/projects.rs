@@ -3,7 +3,7 @@
 //! remove one.
 //!
 //! Every change goes through [`conflict::change`] on the project's row
-//! ([`ProjectRow`]): read it, check that the caller may
+//! (`ProjectRow`): read it, check that the caller may
 //! ([`access::may`], the one place that decides), decide the entry
 //! ([`commands`]), append it with the row it produces and publish it. A
 //! project the caller may not learn of is missing to them.

@@ -4,7 +4,7 @@
 //! The Users rows of the permission matrix decide
 //! ([`permission`]); the store guards the rest (a taken username or
 //! e-mail, the last admin). An edit goes through [`conflict::change`] on
-//! the account ([`Account`]), re-deciding on the fresh account after a
+//! the account (`Account`), re-deciding on the fresh account after a
 //! lost race; what changed goes to the security log.
 
 use std::collections::HashSet;
