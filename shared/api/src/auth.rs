@@ -25,11 +25,7 @@ pub struct Session {
 
 impl Session {
     pub fn actor(&self) -> Actor {
-        Actor {
-            username: self.user.username.clone(),
-            user_id: self.user.user_id,
-            level: self.user.level,
-        }
+        Actor::from(&self.user)
     }
 }
 

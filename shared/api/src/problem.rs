@@ -10,6 +10,7 @@ use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 use taskgate_domain::permission::Denied;
 use taskgate_domain::ports::{Cause, Chain, StoreError};
+use taskgate_domain::project::commands::Refused;
 use utoipa::ToSchema;
 
 use crate::extract::RequestId;
@@ -380,6 +381,52 @@ impl From<taskgate_domain::ports::BlobError> for ApiError {
             }
             taskgate_domain::ports::BlobError::Unavailable(_) => Self::Unavailable(Box::new(e)),
             taskgate_domain::ports::BlobError::Other(_) => Self::Internal(Box::new(e)),
+        }
+    }
+}
+
+impl From<Refused> for ApiError {
+    fn from(refused: Refused) -> Self {
+        match &refused {
+            Refused::OwnerCannotLeave => Self::Conflict {
+                kind: "owner-cannot-leave",
+                detail: refused.to_string(),
+            },
+            Refused::OwnerRoleFixed => Self::Conflict {
+                kind: "owner-role",
+                detail: refused.to_string(),
+            },
+            Refused::NoSuchMember(_) => Self::NotFound(refused.to_string()),
+            Refused::AssigneeNotMember => Self::invalid("assignee", refused.to_string()),
+            Refused::OwnerNotAdmin => Self::invalid("owner", refused.to_string()),
+            Refused::StaleVersion { .. } => Self::PreconditionFailed(refused.to_string()),
+        }
+    }
+}
+
+impl From<taskgate_app::Error> for ApiError {
+    /// Each use-case error as one status and problem type; the detail is
+    /// the error's own text.
+    fn from(e: taskgate_app::Error) -> Self {
+        use taskgate_app::Error;
+        match e {
+            Error::Denied(denied) => denied.into(),
+            Error::Refused(refused) => refused.into(),
+            Error::NoSuchProject | Error::NoSuchItem | Error::NoSuchUser(_) => {
+                Self::NotFound(e.to_string())
+            }
+            Error::UsernameTaken(_) => Self::Conflict {
+                kind: "username-taken",
+                detail: e.to_string(),
+            },
+            Error::OwnsProjects { .. } => Self::Conflict {
+                kind: "owns-projects",
+                detail: format!(
+                    "{e}; transfer their ownership (PATCH /projects/{{id}} {{\"owner\"}}) first"
+                ),
+            },
+            Error::Store(e) => e.into(),
+            Error::Internal(cause) => Self::Internal(cause),
         }
     }
 }

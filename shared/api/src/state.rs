@@ -1,9 +1,10 @@
 //! `AppState`: what every handler needs, built once per process (or Lambda
 //! cold start) and shared by every request.
 //!
-//! Handlers store project and item changes through [`AppState::append_project`]
-//! and [`AppState::append_item`] (never the store's methods directly), so
-//! that every change reaches real-time subscribers.
+//! Handlers change projects, items and accounts through the use cases of
+//! `taskgate-app`, given [`AppState::ports`] (never the store's methods
+//! directly), so that every change reaches real-time subscribers: the hub
+//! is the use cases' [`Publisher`].
 
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use taskgate_domain::clock::{Clock, SystemClock};
 use taskgate_domain::file::{BlobState, FileId};
 use taskgate_domain::password::{Password, PasswordHash, PasswordHasher};
 use taskgate_domain::ports::{
-    Appended, BlobError, BlobStore, ByteStream, Store, StoreResult, Workflow, WorkflowError,
+    Appended, BlobError, BlobStore, ByteStream, Store, Workflow, WorkflowError,
 };
 use taskgate_domain::project::log::{Item, ItemEntry, Project, ProjectEntry};
 use taskgate_domain::recorder::Recorder;
@@ -25,7 +26,9 @@ use tokio::sync::Semaphore;
 use crate::extract::RequestId;
 use crate::problem::ApiError;
 use crate::realtime::hub::Hub;
+use taskgate_app::ports::{Ports, Publisher};
 pub use taskgate_app::settings::{ConfigError, Settings};
+use taskgate_app::users::Hashing;
 
 /// What handlers share: the stores, the task recorder and workflow engine,
 /// the token keys, the password hasher and the settings.
@@ -75,16 +78,14 @@ impl HashPool {
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce(&PasswordHasher) -> T + Send + 'static,
-    ) -> Result<T, ApiError> {
+    ) -> Result<T, tokio::task::JoinError> {
         let _slot = self
             .slots
             .acquire()
             .await
             .expect("the semaphore is never closed");
         let hasher = Arc::clone(&self.hasher);
-        tokio::task::spawn_blocking(move || work(&hasher))
-            .await
-            .map_err(|e| ApiError::internal(format!("hashing task failed: {e}")))
+        tokio::task::spawn_blocking(move || work(&hasher)).await
     }
 }
 
@@ -199,24 +200,14 @@ impl AppState {
         self.recorder.clone()
     }
 
-    /// Stores a project entry and the project it produces
-    /// ([`ProjectStore::append_project`]), then publishes it.
-    pub async fn append_project(
-        &self,
-        entry: &ProjectEntry,
-        before: Option<&Project>,
-        after: &Project,
-    ) -> StoreResult<()> {
-        let position = self.store.append_project(entry, after).await?;
-        self.hub.project_appended(position, entry, before, after);
-        Ok(())
-    }
-
-    /// Stores an item entry and the item it produces, then publishes it.
-    pub async fn append_item(&self, entry: &ItemEntry, item: &Item) -> StoreResult<()> {
-        let position = self.store.append_item(entry, item).await?;
-        self.hub.item_appended(position, entry, item);
-        Ok(())
+    /// What the use cases work through: the store, the clock, and the hub
+    /// that publishes every stored project and item change.
+    pub fn ports(&self) -> Ports<'_> {
+        Ports {
+            store: &*self.store,
+            clock: &*self.clock,
+            publisher: &*self.hub,
+        }
     }
 
     /// Where file bytes go (without it, file routes answer 503).
@@ -232,12 +223,11 @@ impl AppState {
         self
     }
 
-    /// Hashes a new password (at most `max_concurrent_hashes` at a time).
+    /// Hashes a new password (at most `max_concurrent_hashes` at a time):
+    /// [`Hashing::hash`], for callers outside the use cases (the first
+    /// admin's creation).
     pub async fn hash_password(&self, password: Password) -> Result<PasswordHash, ApiError> {
-        self.hashing
-            .run(move |hasher| hasher.hash(&password))
-            .await?
-            .map_err(ApiError::internal)
+        Ok(Hashing::hash(self, password).await?)
     }
 
     /// Checks a login password; with no hash (unknown user) does the same
@@ -250,6 +240,7 @@ impl AppState {
         self.hashing
             .run(move |hasher| hasher.verify(candidate.expose_secret(), hash.as_ref()))
             .await
+            .map_err(|e| ApiError::internal(format!("hashing task failed: {e}")))
     }
 
     /// Appends `event` to the security log, tagged with the request's id.
@@ -257,11 +248,38 @@ impl AppState {
     /// does not fail the request: the event goes to the error log whole
     /// (events hold no secrets), to be recovered from there.
     pub async fn audit(&self, request_id: &RequestId, event: SecurityEvent) {
-        let event = event.with_request_id(&request_id.0);
-        if let Err(e) = self.store.append_security_event(&event).await {
-            let event = serde_json::to_string(&event).unwrap_or_default();
-            tracing::error!(error = %e, event, "could not append to the security log");
-        }
+        taskgate_app::audit::record(&*self.store, &request_id.0, event).await;
+    }
+}
+
+/// New passwords are hashed in the pool, at most `max_concurrent_hashes`
+/// at a time.
+#[async_trait]
+impl Hashing for AppState {
+    async fn hash(&self, password: Password) -> Result<PasswordHash, taskgate_app::Error> {
+        self.hashing
+            .run(move |hasher| hasher.hash(&password))
+            .await
+            .map_err(|e| taskgate_app::Error::internal(format!("hashing task failed: {e}")))?
+            .map_err(taskgate_app::Error::internal)
+    }
+}
+
+/// The hub hears of every project and item change the use cases store.
+impl Publisher for Hub {
+    fn project_appended(
+        &self,
+        position: u64,
+        entry: &ProjectEntry,
+        before: Option<&Project>,
+        after: &Project,
+    ) {
+        // The hub's own method (inherent methods come first).
+        Hub::project_appended(self, position, entry, before, after);
+    }
+
+    fn item_appended(&self, position: u64, entry: &ItemEntry, item: &Item) {
+        Hub::item_appended(self, position, entry, item);
     }
 }
 

@@ -1,9 +1,13 @@
 //! Changes under contention: read, decide, append on the condition that
 //! nothing changed since the read, and after a lost race
-//! ([`Attempt::Lost`]) read and decide again. Each lost race means another writer's change landed,
-//! so the loop advances; after [`ATTEMPTS`] it gives up with
-//! [`StoreError::Conflict`] (`edit-conflict`), which only a storm of
+//! ([`Attempt::Lost`]) read and decide again. Each lost race means another
+//! writer's change landed, so the loop advances; after [`ATTEMPTS`] it gives
+//! up with [`StoreError::Conflict`] (`edit-conflict`), which only a storm of
 //! writers on one aggregate can cause.
+//!
+//! [`change`] is that loop over an [`Aggregate`] (a project, an item, an
+//! account): the aggregate says how it is read and how a change is written;
+//! the caller says what to decide; the loop is written once, here.
 
 use std::future::Future;
 
@@ -74,6 +78,100 @@ where
     Err(StoreError::Conflict.into())
 }
 
+/// Something changed by reading it, deciding, and writing on the condition
+/// that what was read is still what is stored: a project's row, an item's,
+/// an account. [`change`] runs the loop over it.
+pub trait Aggregate: Sync {
+    /// What is read, and what a write leaves.
+    type State: Send + Sync;
+    /// What a decision writes.
+    type Change: Send;
+    /// Why a change does not happen; a lost race is not one of them.
+    type Error: From<StoreError> + Send;
+
+    /// Reads it as it stands. A refusal here (missing, hidden, not
+    /// allowed) is final.
+    fn load(&self) -> impl Future<Output = Result<Self::State, Self::Error>> + Send;
+
+    /// Writes `change`, decided on `current`, if `current` is still what
+    /// is stored; [`StoreError::Conflict`] if not (the loop then reads and
+    /// decides again). Returns what it is now.
+    fn append(
+        &self,
+        current: &Self::State,
+        change: Self::Change,
+    ) -> impl Future<Output = Result<Self::State, StoreError>> + Send;
+}
+
+/// How [`change`] ended: the last decision and what it left.
+#[derive(Debug)]
+pub struct Outcome<T, S> {
+    /// What the decision said besides its change (e.g. whether a member
+    /// was added or had their role changed).
+    pub decided: T,
+    /// The aggregate as it stands afterwards.
+    pub state: S,
+    /// Whether the decision wrote a change (deciding on no change writes
+    /// nothing, and a caller may have nothing to report then).
+    pub appended: bool,
+}
+
+/// Reads `aggregate`, asks `decide` what to write (`None`: nothing), and
+/// writes it conditionally; after a lost race, all again on the fresh
+/// state ([`retry`]). `decide` is pure, so deciding again is harmless; a
+/// refusal from it or from the read is final.
+pub async fn change<A, T>(
+    aggregate: &A,
+    decide: impl Fn(&A::State) -> Result<(T, Option<A::Change>), A::Error>,
+) -> Result<Outcome<T, A::State>, A::Error>
+where
+    A: Aggregate,
+{
+    change_from(aggregate, None, decide).await
+}
+
+/// [`change`], with the first decision made on `known` (just read by the
+/// caller, e.g. in a listing) instead of a fresh read; after a lost race
+/// the aggregate is read as usual.
+pub async fn change_from<A, T>(
+    aggregate: &A,
+    mut known: Option<A::State>,
+    decide: impl Fn(&A::State) -> Result<(T, Option<A::Change>), A::Error>,
+) -> Result<Outcome<T, A::State>, A::Error>
+where
+    A: Aggregate,
+{
+    let decide = &decide;
+    retry(move || {
+        // Taken once: every later try reads afresh.
+        let known = known.take();
+        async move {
+            let current = match known {
+                Some(state) => state,
+                None => aggregate.load().await?,
+            };
+            let (decided, change) = decide(&current)?;
+            let Some(change) = change else {
+                return Ok(Outcome {
+                    decided,
+                    state: current,
+                    appended: false,
+                });
+            };
+            let state = aggregate
+                .append(&current, change)
+                .await
+                .map_err(Attempt::of)?;
+            Ok(Outcome {
+                decided,
+                state,
+                appended: true,
+            })
+        }
+    })
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -115,5 +213,99 @@ mod tests {
         .await;
         assert!(matches!(result, Err(StoreError::Other(_))));
         assert_eq!(tries.load(Ordering::SeqCst), 1);
+    }
+
+    /// A counter whose writes lose the race while `losses` lasts; it
+    /// counts its reads and writes.
+    struct Counter {
+        stored: std::sync::Mutex<u64>,
+        losses: AtomicUsize,
+        reads: AtomicUsize,
+        writes: AtomicUsize,
+    }
+
+    impl Counter {
+        fn losing(times: usize) -> Self {
+            Self {
+                stored: std::sync::Mutex::new(0),
+                losses: AtomicUsize::new(times),
+                reads: AtomicUsize::new(0),
+                writes: AtomicUsize::new(0),
+            }
+        }
+    }
+
+    impl Aggregate for Counter {
+        type State = u64;
+        type Change = u64;
+        type Error = StoreError;
+
+        async fn load(&self) -> Result<u64, StoreError> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            Ok(*self.stored.lock().unwrap())
+        }
+
+        async fn append(&self, current: &u64, next: u64) -> Result<u64, StoreError> {
+            self.writes.fetch_add(1, Ordering::SeqCst);
+            let lost = self
+                .losses
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            let mut stored = self.stored.lock().unwrap();
+            if lost {
+                // Someone else's change landed first.
+                *stored += 10;
+                return Err(StoreError::Conflict);
+            }
+            assert_eq!(*stored, *current, "written only on what was read");
+            *stored = next;
+            Ok(next)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_lost_race_is_decided_again_on_a_fresh_read() {
+        let counter = Counter::losing(2);
+        let done = change(&counter, |n| Ok((*n, Some(n + 1)))).await.unwrap();
+        // Decided on 0, then 10, then 20 (what the winners left).
+        assert_eq!((done.decided, done.state, done.appended), (20, 21, true));
+        assert_eq!(counter.reads.load(Ordering::SeqCst), 3);
+        assert_eq!(counter.writes.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_known_state_saves_the_first_read_only() {
+        let counter = Counter::losing(1);
+        let done = change_from(&counter, Some(0), |n| Ok(((), Some(n + 1))))
+            .await
+            .unwrap();
+        assert_eq!(done.state, 11);
+        assert_eq!(
+            counter.reads.load(Ordering::SeqCst),
+            1,
+            "after the lost race"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deciding_on_no_change_writes_nothing_and_a_refusal_is_final() {
+        let counter = Counter::losing(0);
+        let done = change(&counter, |_| Ok(((), None))).await.unwrap();
+        assert!(!done.appended);
+        let refused = change(&counter, |_| {
+            Err::<((), Option<u64>), _>(StoreError::LastAdmin)
+        })
+        .await;
+        assert!(matches!(refused, Err(StoreError::LastAdmin)));
+        assert_eq!(counter.writes.load(Ordering::SeqCst), 0);
+        assert_eq!(counter.reads.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_aggregate_that_always_loses_gives_up_with_the_conflict() {
+        let counter = Counter::losing(usize::MAX);
+        let lost = change(&counter, |n| Ok(((), Some(n + 1)))).await;
+        assert!(matches!(lost, Err(StoreError::Conflict)));
+        assert_eq!(counter.writes.load(Ordering::SeqCst), ATTEMPTS);
     }
 }

@@ -5,9 +5,16 @@
 //! JavaScript engine here, only the domain's types and ports. Transports
 //! translate to and from these; the rules they apply live in the domain.
 //!
+//! - [`projects`], [`items`], [`users`]: what the API does with projects
+//!   and their members, work items, and accounts. Each operation takes the
+//!   [`ports::Ports`] it works through, the acting account and a typed
+//!   command, and answers a typed result or an [`Error`]; who may do what
+//!   is the domain's to decide, asked from here.
 //! - [`conflict`]: load, decide, append conditionally, and after a lost
-//!   race read again, with jittered pauses: the loop every change to a
-//!   log-backed aggregate (projects, items, users) goes through.
+//!   race read again, with jittered pauses: the one loop
+//!   ([`conflict::change`] over an [`conflict::Aggregate`]) every change
+//!   to a project, an item or an account goes through.
+//! - [`audit`]: writing to the security log after the change it records.
 //! - [`export`]: export tasks (a project's items as CSV or NDJSON, files as
 //!   a zip) written through the blob port, on disk or on S3.
 //! - [`realtime`]: what each real-time subscription shows, in which order:
@@ -19,8 +26,18 @@
 //!   uploads past their expiry.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod conflict;
+mod error;
 pub mod export;
+pub mod items;
+pub mod ports;
+pub mod projects;
 pub mod realtime;
 pub mod settings;
+#[cfg(test)]
+mod testing;
 pub mod uploads;
+pub mod users;
+
+pub use error::Error;

@@ -32,6 +32,17 @@ pub struct Actor {
     pub level: Level,
 }
 
+impl From<&User> for Actor {
+    /// The account as it acts: its name, its id and its level as read now.
+    fn from(user: &User) -> Self {
+        Self {
+            username: user.username.clone(),
+            user_id: user.user_id,
+            level: user.level,
+        }
+    }
+}
+
 impl Actor {
     pub fn is_admin(&self) -> bool {
         self.level == Level::Admin

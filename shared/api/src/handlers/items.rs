@@ -1,10 +1,12 @@
 //! Work items: `/projects/{id}/items…` and `GET /items`.
 //!
 //! Members create, list, read and edit items; project admins and an item's
-//! creator delete it. An edit with `If-Match: "N"` applies only to version
-//! N (412 otherwise); without it, concurrent edits are applied one after the
-//! other and the history shows each. Listings filter and sort as the
-//! contract says; a bad parameter is 400 naming it.
+//! creator delete it ([`taskgate_app::items`] decides and changes). An
+//! edit with `If-Match: "N"` applies only to version N (412 otherwise);
+//! without it, concurrent edits are applied one after the other and the
+//! history shows each. Listings filter and sort as the contract says; a
+//! bad parameter is 400 naming it; a page answered lately is answered
+//! again while its project is unchanged.
 
 use std::collections::HashMap;
 
@@ -17,10 +19,10 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::Serialize;
+use taskgate_app::items;
 use taskgate_domain::permission::Actor;
 use taskgate_domain::ports::{ItemQuery, ItemScope};
-use taskgate_domain::project::access::Action;
-use taskgate_domain::project::commands::{self, NewItem};
+use taskgate_domain::project::commands::NewItem;
 use taskgate_domain::project::listing::{
     Assignee, Due, ItemFilter, Position, Sort, SortKey, Value, Zone, parse_statuses,
 };
@@ -29,12 +31,11 @@ use taskgate_domain::project::{Description, DueDate, ItemId, ItemStatus, Project
 use taskgate_domain::user::Username;
 use utoipa::{IntoParams, ToSchema};
 
-use taskgate_app::conflict::{Attempt, retry};
 use taskgate_views::ItemView;
 
 use crate::auth::Session;
 use crate::extract::{Body, BodyContext, FromBody, FromQuery, Params, SharedState, path_values};
-use crate::handlers::projects::{project_for, project_id};
+use crate::handlers::projects::{ProjectPath, project_id};
 use crate::problem::{ApiError, FieldError, Problem};
 use crate::request::{Fields, string};
 use crate::response::{List, Page, timestamp};
@@ -77,23 +78,6 @@ fn with_etag(status: StatusCode, item: &Item) -> Response {
         response.headers_mut().insert(header::ETAG, etag);
     }
     response
-}
-
-/// The item `item_id` of project `id`, if `actor` may use the project's
-/// items; deleted items and items of other projects are missing.
-async fn item_for(
-    state: &AppState,
-    actor: &Actor,
-    path: &ItemPath,
-) -> Result<(taskgate_domain::project::log::Project, Item), ApiError> {
-    let project = project_for(state, actor, &path.id, Action::UseItems).await?;
-    let item = state
-        .store
-        .get_item(&path.item_id)
-        .await?
-        .filter(|item| !item.deleted && item.project_id == project.id)
-        .ok_or_else(no_such_item)?;
-    Ok((project, item))
 }
 
 /// `POST /projects/{id}/items` body.
@@ -149,27 +133,20 @@ impl FromBody for NewItemBody {
 pub(crate) async fn create(
     State(state): State<SharedState>,
     session: Session,
-    crate::handlers::projects::ProjectPath { id }: crate::handlers::projects::ProjectPath,
+    ProjectPath { id }: ProjectPath,
     body: Result<Body<NewItemBody>, ApiError>,
 ) -> Result<Response, ApiError> {
     let actor = session.actor();
-    let project = project_for(&state, &actor, &id, Action::UseItems).await?;
+    let project = items::project(state.ports(), &actor, &id).await?;
     let Body(new) = body?;
-    let entry = commands::create_item(
-        &project,
-        &actor,
-        NewItem {
-            title: new.title,
-            description: new.description,
-            status: new.status,
-            due_date: new.due_date,
-            assignee: new.assignee,
-        },
-        state.clock.now(),
-    )?;
-    let item = Item::fold(std::slice::from_ref(&entry))
-        .ok_or_else(|| ApiError::internal("a new item's log does not fold"))?;
-    state.append_item(&entry, &item).await?;
+    let new = NewItem {
+        title: new.title,
+        description: new.description,
+        status: new.status,
+        due_date: new.due_date,
+        assignee: new.assignee,
+    };
+    let item = items::create(state.ports(), &actor, &project, new).await?;
     let mut response = with_etag(StatusCode::CREATED, &item);
     if let Ok(location) = HeaderValue::from_str(&format!("/projects/{id}/items/{}", item.id)) {
         response.headers_mut().insert(header::LOCATION, location);
@@ -385,11 +362,11 @@ fn json_body(body: Bytes) -> Response {
 pub(crate) async fn list(
     State(state): State<SharedState>,
     session: Session,
-    crate::handlers::projects::ProjectPath { id }: crate::handlers::projects::ProjectPath,
+    ProjectPath { id }: ProjectPath,
     query: Result<Params<ItemListing>, ApiError>,
 ) -> Result<Response, ApiError> {
     let actor = session.actor();
-    project_for(&state, &actor, &id, Action::UseItems).await?;
+    items::project(state.ports(), &actor, &id).await?;
     let Params(listing) = query.map_err(as_bad_query)?;
     list_page(&state, &actor, ItemScope::Project(id), listing).await
 }
@@ -440,7 +417,7 @@ pub(crate) async fn get(
     session: Session,
     path: ItemPath,
 ) -> Result<Response, ApiError> {
-    let (_, item) = item_for(&state, &session.actor(), &path).await?;
+    let item = items::get(state.ports(), &session.actor(), &path.id, &path.item_id).await?;
     Ok(with_etag(StatusCode::OK, &item))
 }
 
@@ -499,34 +476,6 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
         })
 }
 
-/// Appends what `decide` makes of the current item, re-reading after a
-/// lost race (an `If-Match` edit then fails its check: 412).
-async fn change_item(
-    state: &AppState,
-    actor: &Actor,
-    path: &ItemPath,
-    decide: impl Fn(
-        &taskgate_domain::project::log::Project,
-        &Item,
-    ) -> Result<Option<ItemEntry>, ApiError>,
-) -> Result<Item, ApiError> {
-    let decide = &decide;
-    retry(move || async move {
-        let (project, item) = item_for(state, actor, path).await?;
-        let Some(entry) = decide(&project, &item)? else {
-            return Ok(item);
-        };
-        let mut next = item.clone();
-        next.apply(&entry);
-        state
-            .append_item(&entry, &next)
-            .await
-            .map_err(Attempt::of)?;
-        Ok(next)
-    })
-    .await
-}
-
 #[utoipa::path(
     patch, path = "/projects/{id}/items/{item_id}", tag = "projects", operation_id = "items-update",
     summary = "Edit an item (members); with If-Match only if it is still that version",
@@ -553,27 +502,20 @@ pub(crate) async fn update(
     body: Result<Body<ItemEdit>, ApiError>,
 ) -> Result<Response, ApiError> {
     let actor = session.actor();
-    item_for(&state, &actor, &path).await?;
+    let ItemPath { id, item_id } = &path;
+    items::get(state.ports(), &actor, id, item_id).await?;
     let Body(edit) = body?;
-    let expected = if_match(&headers)?;
-    let changes = ItemChanges {
-        title: edit.title,
-        description: edit.description,
-        status: edit.status,
-        due_date: edit.due_date,
-        assignee: edit.assignee,
+    let edit = items::Edit {
+        changes: ItemChanges {
+            title: edit.title,
+            description: edit.description,
+            status: edit.status,
+            due_date: edit.due_date,
+            assignee: edit.assignee,
+        },
+        expected: if_match(&headers)?,
     };
-    let item = change_item(&state, &actor, &path, |project, item| {
-        Ok(commands::edit_item(
-            project,
-            item,
-            &actor,
-            changes.clone(),
-            expected,
-            state.clock.now(),
-        )?)
-    })
-    .await?;
+    let item = items::edit(state.ports(), &actor, id, item_id, edit).await?;
     Ok(with_etag(StatusCode::OK, &item))
 }
 
@@ -594,18 +536,7 @@ pub(crate) async fn delete(
     session: Session,
     path: ItemPath,
 ) -> Result<StatusCode, ApiError> {
-    let actor = session.actor();
-    change_item(&state, &actor, &path, |project, item| {
-        taskgate_domain::project::access::may(
-            Some(&actor),
-            project,
-            Action::DeleteItem {
-                created_by: &item.created_by,
-            },
-        )?;
-        Ok(Some(commands::delete_item(item, &actor, state.clock.now())))
-    })
-    .await?;
+    items::delete(state.ports(), &session.actor(), &path.id, &path.item_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -625,8 +556,7 @@ pub(crate) async fn events(
     session: Session,
     path: ItemPath,
 ) -> Result<Response, ApiError> {
-    item_for(&state, &session.actor(), &path).await?;
-    let log = state.store.item_log(&path.item_id).await?;
+    let log = items::history(state.ports(), &session.actor(), &path.id, &path.item_id).await?;
     Ok(Json(List {
         items: log.iter().map(ItemEventView::from).collect(),
     })

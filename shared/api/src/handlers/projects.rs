@@ -1,10 +1,11 @@
 //! `/projects` and `/projects/{id}/members`: create, list, read, edit and
 //! delete projects, and manage their members.
 //!
-//! Each handler: authenticate, find the project (404 for anyone who may not
-//! learn it exists), authorise ([`access::may`]), decide the change
-//! ([`commands`]), append it with its row (re-deciding on the fresh row
-//! after a lost race), respond.
+//! Each handler: authenticate, parse, call the use case
+//! ([`taskgate_app::projects`]: it finds the project, 404 for anyone who
+//! may not learn it exists, asks the domain whether the caller may, and
+//! appends the change), respond. Where the right to act does not depend on
+//! the body, the use case is asked before the body is read.
 
 use std::collections::HashMap;
 
@@ -13,16 +14,13 @@ use axum::extract::{FromRequestParts, State};
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::request::Parts;
-use taskgate_domain::permission::Actor;
-use taskgate_domain::ports::StoreError;
-use taskgate_domain::project::access::{self, Action};
-use taskgate_domain::project::commands::{self, Membership, Refused};
-use taskgate_domain::project::log::{Item, Project, ProjectChanges, ProjectEntry};
+use taskgate_app::projects::{self, Scope};
+use taskgate_domain::project::commands::Membership;
+use taskgate_domain::project::log::ProjectChanges;
 use taskgate_domain::project::{Description, ProjectId, ProjectName, ProjectRole};
 use taskgate_domain::user::Username;
 use utoipa::{IntoParams, ToSchema};
 
-use taskgate_app::conflict::{ATTEMPTS, Attempt, retry};
 use taskgate_views::{MemberView, ProjectView};
 
 use crate::auth::Session;
@@ -31,7 +29,6 @@ use crate::handlers::PageQuery;
 use crate::problem::{ApiError, Problem};
 use crate::request::{Fields, checked, next_cursor, string};
 use crate::response::{Created, List, Page};
-use crate::state::AppState;
 
 pub(crate) fn no_such_project() -> ApiError {
     ApiError::NotFound("there is no such project".into())
@@ -88,41 +85,6 @@ impl<S: Send + Sync> FromRequestParts<S> for MemberPath {
     }
 }
 
-/// The project `id` if `actor` may do `action` in it (404 or 403 otherwise).
-pub(crate) async fn project_for(
-    state: &AppState,
-    actor: &Actor,
-    id: &ProjectId,
-    action: Action<'_>,
-) -> Result<Project, ApiError> {
-    let project = state
-        .store
-        .get_project(id)
-        .await?
-        .ok_or_else(no_such_project)?;
-    access::may(Some(actor), &project, action)?;
-    Ok(project)
-}
-
-impl From<Refused> for ApiError {
-    fn from(refused: Refused) -> Self {
-        match &refused {
-            Refused::OwnerCannotLeave => Self::Conflict {
-                kind: "owner-cannot-leave",
-                detail: refused.to_string(),
-            },
-            Refused::OwnerRoleFixed => Self::Conflict {
-                kind: "owner-role",
-                detail: refused.to_string(),
-            },
-            Refused::NoSuchMember(_) => Self::NotFound(refused.to_string()),
-            Refused::AssigneeNotMember => Self::invalid("assignee", refused.to_string()),
-            Refused::OwnerNotAdmin => Self::invalid("owner", refused.to_string()),
-            Refused::StaleVersion { .. } => Self::PreconditionFailed(refused.to_string()),
-        }
-    }
-}
-
 /// `POST /projects` body.
 #[derive(ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -163,11 +125,11 @@ pub(crate) async fn create(
     Body(new): Body<NewProject>,
 ) -> Result<Response, ApiError> {
     let actor = session.actor();
-    let entry = commands::create_project(&actor, new.name, new.description, state.clock.now());
-    let project = Project::fold(std::slice::from_ref(&entry))
-        .ok_or_else(|| ApiError::internal("a new project's log does not fold"))?;
-    state.append_project(&entry, None, &project).await?;
-    tracing::info!(project = %project.id, owner = %actor.username, "project created");
+    let new = projects::NewProject {
+        name: new.name,
+        description: new.description,
+    };
+    let project = projects::create(state.ports(), &actor, new).await?;
     Ok(Created {
         status: StatusCode::CREATED,
         location: format!("/projects/{}", project.id),
@@ -222,22 +184,19 @@ pub(crate) async fn list(
 ) -> Result<Response, ApiError> {
     let actor = session.actor();
     let after = query.page.cursor(|id| ProjectId::parse(id).ok())?;
-    let page = if query.all == Some(true) {
-        if !actor.is_admin() {
-            return Err(ApiError::Forbidden(
-                "only global admins may list every project".into(),
-            ));
-        }
-        state
-            .store
-            .all_projects(after.as_ref(), query.page.limit)
-            .await?
+    let scope = if query.all == Some(true) {
+        Scope::Every
     } else {
-        state
-            .store
-            .member_projects(&actor.user_id, after.as_ref(), query.page.limit)
-            .await?
+        Scope::Mine
     };
+    let page = projects::list(
+        state.ports(),
+        &actor,
+        scope,
+        after.as_ref(),
+        query.page.limit,
+    )
+    .await?;
     Ok(Json(Page {
         items: page
             .items
@@ -265,7 +224,7 @@ pub(crate) async fn get(
     ProjectPath { id }: ProjectPath,
 ) -> Result<Response, ApiError> {
     let actor = session.actor();
-    let project = project_for(&state, &actor, &id, Action::View).await?;
+    let project = projects::get(state.ports(), &actor, &id).await?;
     Ok(Json(ProjectView::of(&project, &actor)).into_response())
 }
 
@@ -296,33 +255,6 @@ impl FromBody for ProjectEdit {
     }
 }
 
-/// Appends what `decide` makes of the current project, re-reading and
-/// re-deciding after a lost race. `None` from `decide`: nothing to append.
-pub(crate) async fn change_project<T>(
-    state: &AppState,
-    actor: &Actor,
-    id: &ProjectId,
-    action: Action<'_>,
-    decide: impl Fn(&Project) -> Result<(T, Option<ProjectEntry>), ApiError>,
-) -> Result<(T, Project), ApiError> {
-    let decide = &decide;
-    retry(move || async move {
-        let project = project_for(state, actor, id, action).await?;
-        let (outcome, entry) = decide(&project)?;
-        let Some(entry) = entry else {
-            return Ok((outcome, project));
-        };
-        let mut next = project.clone();
-        next.apply(&entry);
-        state
-            .append_project(&entry, Some(&project), &next)
-            .await
-            .map_err(Attempt::of)?;
-        Ok((outcome, next))
-    })
-    .await
-}
-
 #[utoipa::path(
     patch, path = "/projects/{id}", tag = "projects", operation_id = "projects-update",
     summary = "Edit a project (project admins; global admins); hand it over (the owner; global admins)",
@@ -346,26 +278,14 @@ pub(crate) async fn update(
 ) -> Result<Response, ApiError> {
     let actor = session.actor();
     // Members who may not see it learn nothing from the body.
-    project_for(&state, &actor, &id, Action::View).await?;
+    projects::get(state.ports(), &actor, &id).await?;
     let Body(edit) = body?;
-    let action = if edit.name.is_some() || edit.description.is_some() {
-        Action::Edit
-    } else {
-        Action::View
-    };
     let changes = ProjectChanges {
         name: edit.name,
         description: edit.description,
         owner: edit.owner,
     };
-    let (_, project) = change_project(&state, &actor, &id, action, |project| {
-        if changes.owner.is_some() {
-            access::may(Some(&actor), project, Action::TransferOwnership)?;
-        }
-        let entry = commands::edit_project(project, &actor, changes.clone(), state.clock.now())?;
-        Ok(((), entry))
-    })
-    .await?;
+    let project = projects::edit(state.ports(), &actor, &id, changes).await?;
     Ok(Json(ProjectView::of(&project, &actor)).into_response())
 }
 
@@ -387,15 +307,7 @@ pub(crate) async fn delete(
     session: Session,
     ProjectPath { id }: ProjectPath,
 ) -> Result<StatusCode, ApiError> {
-    let actor = session.actor();
-    change_project(&state, &actor, &id, Action::Delete, |project| {
-        Ok((
-            (),
-            Some(commands::delete_project(project, &actor, state.clock.now())),
-        ))
-    })
-    .await?;
-    tracing::info!(project = %id, by = %actor.username, "project deleted");
+    projects::delete(state.ports(), &session.actor(), &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -414,7 +326,7 @@ pub(crate) async fn members(
     session: Session,
     ProjectPath { id }: ProjectPath,
 ) -> Result<Response, ApiError> {
-    let project = project_for(&state, &session.actor(), &id, Action::View).await?;
+    let project = projects::get(state.ports(), &session.actor(), &id).await?;
     Ok(Json(List {
         items: project.members.values().map(MemberView::from).collect(),
     })
@@ -463,31 +375,15 @@ pub(crate) async fn put_member(
     body: Result<Body<MemberRole>, ApiError>,
 ) -> Result<Response, ApiError> {
     let actor = session.actor();
-    project_for(&state, &actor, &id, Action::PutMember).await?;
+    projects::may_put_member(state.ports(), &actor, &id).await?;
     let Body(MemberRole { role }) = body?;
-    let user = state.store.get_user(&username).await?.ok_or_else(|| {
-        ApiError::NotFound(format!("there is no user named {:?}", username.as_str()))
-    })?;
-    let (membership, project) = change_project(&state, &actor, &id, Action::PutMember, |project| {
-        Ok(commands::put_member(
-            project,
-            &actor,
-            &user.username,
-            user.user_id,
-            role,
-            state.clock.now(),
-        )?)
-    })
-    .await?;
-    let member = project
-        .members
-        .get(&user.username)
-        .ok_or_else(|| ApiError::internal("a member just put is missing"))?;
+    let (membership, member) =
+        projects::put_member(state.ports(), &actor, &id, &username, role).await?;
     let status = match membership {
         Membership::Added => StatusCode::CREATED,
         Membership::Changed | Membership::Unchanged => StatusCode::OK,
     };
-    Ok((status, Json(MemberView::from(member))).into_response())
+    Ok((status, Json(MemberView::from(&member))).into_response())
 }
 
 #[utoipa::path(
@@ -509,53 +405,6 @@ pub(crate) async fn remove_member(
     session: Session,
     MemberPath { id, username }: MemberPath,
 ) -> Result<StatusCode, ApiError> {
-    let actor = session.actor();
-    let action = Action::RemoveMember {
-        username: &username,
-    };
-    // Refuse first (404, 409) without touching anything; then unassign
-    // their items, remove them, and sweep once more for items assigned in
-    // between. Unassigning first keeps a retry after a failure useful: the
-    // member is only gone once their items are free.
-    let project = project_for(&state, &actor, &id, action).await?;
-    commands::remove_member(&project, &actor, &username, state.clock.now())?;
-    unassign_all(&state, Some(&actor), &id, &username).await?;
-    change_project(&state, &actor, &id, action, |project| {
-        let entry = commands::remove_member(project, &actor, &username, state.clock.now())?;
-        Ok(((), Some(entry)))
-    })
-    .await?;
-    unassign_all(&state, Some(&actor), &id, &username).await?;
-    tracing::info!(project = %id, member = %username, by = %actor.username, "member removed");
+    projects::remove_member(state.ports(), &session.actor(), &id, &username).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Unassigns every item of `username` in `project`, one recorded edit each.
-pub(crate) async fn unassign_all(
-    state: &AppState,
-    actor: Option<&Actor>,
-    project: &ProjectId,
-    username: &Username,
-) -> Result<(), ApiError> {
-    for item in state.store.assigned_items(project, username).await? {
-        let mut item: Item = item;
-        for attempt in 0..ATTEMPTS {
-            let Some(entry) = commands::unassign(&item, actor, state.clock.now()) else {
-                break;
-            };
-            let mut next = item.clone();
-            next.apply(&entry);
-            match state.append_item(&entry, &next).await {
-                Ok(()) => break,
-                Err(StoreError::Conflict) if attempt + 1 < ATTEMPTS => {
-                    match state.store.get_item(&item.id).await? {
-                        Some(fresh) if fresh.assignee.as_ref() == Some(username) => item = fresh,
-                        _ => break,
-                    }
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-    Ok(())
 }

@@ -1,33 +1,28 @@
 //! `/users` (and the compatibility routes under `/user`): create, list,
 //! read, edit, delete.
 //!
-//! Authorisation happens before the body is read wherever the answer does not
-//! depend on the body, so a caller who may not act learns nothing from
-//! validation errors.
+//! Each handler parses, calls the use case ([`taskgate_app::users`]) and
+//! answers. Authorisation happens before the body is read wherever the
+//! answer does not depend on the body, so a caller who may not act learns
+//! nothing from validation errors.
 
 use axum::Json;
 use axum::extract::{FromRequestParts, State};
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::request::Parts;
+use taskgate_app::users;
 use taskgate_domain::password::Password;
-use taskgate_domain::permission;
-use taskgate_domain::ports::StoreError;
-use taskgate_domain::security::{SecurityEvent, SecurityKind};
-use taskgate_domain::user::{Email, Level, Profile, User, UserChanges, Username};
+use taskgate_domain::user::{Email, Level, Profile, Username};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Session;
 use crate::extract::{Body, BodyContext, FromBody, Params, RequestId, SharedState, path_value};
 use crate::handlers::PageQuery;
-use crate::handlers::projects::{change_project, unassign_all};
 use crate::problem::{ApiError, Problem};
 use crate::request::{Fields, as_str, checked, message, next_cursor, string};
 use crate::response::{Created, Page, UserView};
 use crate::state::AppState;
-use taskgate_app::conflict::{Attempt, retry};
-use taskgate_domain::project::access::Action;
-use taskgate_domain::project::commands;
 
 fn no_such_user(username: &str) -> ApiError {
     ApiError::NotFound(format!("there is no user named {username:?}"))
@@ -50,15 +45,6 @@ impl<S: Send + Sync> FromRequestParts<S> for UserPath {
         let username = Username::parse(&raw).map_err(|_| no_such_user(&raw))?;
         Ok(Self { username })
     }
-}
-
-/// The stored user named `target`, or 404.
-async fn stored_user(state: &AppState, target: &Username) -> Result<User, ApiError> {
-    state
-        .store
-        .get_user(target)
-        .await?
-        .ok_or_else(|| no_such_user(target.as_str()))
 }
 
 /// Reads a `profile` field within the configured limits.
@@ -128,28 +114,24 @@ pub(crate) async fn create(
     let actor = session.as_ref().map(|s| s.actor());
     let registration = state.settings.registration;
     // Who may create users at all is decided before the body is looked at.
-    permission::may_create_any_user(actor.as_ref(), registration)?;
+    users::may_create(actor.as_ref(), registration)?;
     let Body(new) = body?;
-    let level = new.level.unwrap_or(Level::User);
-    permission::may_create_user(actor.as_ref(), level, registration)?;
-
-    let hash = state.hash_password(new.password).await?;
-    let user = User::new(new.username, hash, level, new.email, new.profile);
-    match state.store.insert_user(&user).await {
-        Ok(()) => {}
-        Err(StoreError::AlreadyExists) => {
-            return Err(ApiError::Conflict {
-                kind: "username-taken",
-                detail: format!("the username {:?} is already taken", user.username.as_str()),
-            });
-        }
-        Err(e) => return Err(e.into()),
-    }
-    let by = actor.as_ref().map(|a| &a.username);
-    let event = SecurityEvent::new(SecurityKind::UserCreated, by, user.username.as_str())
-        .with("level", user.level.as_str());
-    state.audit(&request_id, event).await;
-    tracing::info!(username = %user.username, level = %user.level, by = ?by.map(Username::as_str), "user created");
+    let new = users::NewUser {
+        username: new.username,
+        password: new.password,
+        level: new.level,
+        email: new.email,
+        profile: new.profile,
+    };
+    let user = users::create(
+        state.ports(),
+        &*state,
+        actor.as_ref(),
+        registration,
+        new,
+        &request_id.0,
+    )
+    .await?;
     Ok(Created {
         status: StatusCode::CREATED,
         location: format!("/users/{}", user.username),
@@ -174,12 +156,12 @@ pub(crate) async fn list(
     session: Session,
     query: Result<Params<PageQuery>, ApiError>,
 ) -> Result<Response, ApiError> {
-    permission::may_list_users(&session.actor())?;
+    let actor = session.actor();
+    users::may_list(&actor)?;
     let Params(query) = query?;
     // The cursor is the last username of the previous page.
     let after = query.cursor(|name| Username::parse(name).ok())?;
-
-    let page = state.store.list_users(after.as_ref(), query.limit).await?;
+    let page = users::list(state.ports(), &actor, after.as_ref(), query.limit).await?;
     Ok(Json(Page {
         items: page.items.iter().map(UserView::from).collect(),
         next: page.next.map(next_cursor),
@@ -203,13 +185,7 @@ pub(crate) async fn get(
     session: Session,
     UserPath { username: target }: UserPath,
 ) -> Result<Response, ApiError> {
-    permission::may_view_user(&session.actor(), &target)?;
-
-    let user = if target == session.user.username {
-        session.user
-    } else {
-        stored_user(&state, &target).await?
-    };
+    let user = users::get(state.ports(), session.user, &target).await?;
     Ok(Json(UserView::from(&user)).into_response())
 }
 
@@ -275,85 +251,30 @@ pub(crate) async fn update(
     body: Result<Body<UserEdit>, ApiError>,
 ) -> Result<Response, ApiError> {
     let actor = session.actor();
-    permission::may_edit_user(&actor, &target, None)?;
+    users::may_edit(&actor, &target)?;
     let Body(UserEdit {
         password,
         level,
         email,
         profile,
     }) = body?;
-
-    let password_changed = password.is_some();
-    let named: Vec<&str> = [
-        ("password", password_changed),
-        ("level", level.is_some()),
-        ("email", email.is_some()),
-        ("profile", profile.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(name, given)| given.then_some(name))
-    .collect();
-    let changes = UserChanges {
-        password_hash: match password {
-            Some(password) => Some(state.hash_password(password).await?),
-            None => None,
-        },
+    let edit = users::UserEdit {
+        password,
         level,
         email,
         profile,
     };
-
-    // Each try borrows what it needs.
-    let (state, target, actor, changes, named, session, request_id) = (
-        &state,
-        &target,
+    let user = users::edit(
+        state.ports(),
+        &*state,
         &actor,
-        &changes,
-        &named,
-        &session,
-        &request_id,
-    );
-    retry(move || async move {
-        let current = stored_user(state, target).await?;
-        let new_level = level.filter(|l| *l != current.level);
-        permission::may_edit_user(actor, target, new_level).map_err(ApiError::from)?;
-        let Some(next) = changes.apply_to(&current) else {
-            return Ok(Json(UserView::from(&current)).into_response());
-        };
-        match state.store.update_user(&current, &next).await {
-            Ok(()) => {
-                let mut event = SecurityEvent::new(
-                    SecurityKind::UserUpdated,
-                    Some(&actor.username),
-                    target.as_str(),
-                )
-                .with("fields", named.clone());
-                if let Some(level) = new_level {
-                    event = event.with("level", level.as_str());
-                }
-                if password_changed {
-                    // Other sessions end with the old password; the caller's
-                    // own session survives a change of their own password.
-                    let keep = (actor.username == *target).then_some(&session.token.jti);
-                    let revoked = state.store.delete_user_tokens(target, keep).await;
-                    let revoked = match revoked {
-                        Ok(revoked) => revoked,
-                        Err(e) => {
-                            state.audit(request_id, event).await;
-                            return Err(ApiError::from(e).into());
-                        }
-                    };
-                    event = event.with("tokens_revoked", revoked);
-                    tracing::info!(username = %target, revoked, "password changed, tokens revoked");
-                }
-                state.audit(request_id, event).await;
-                tracing::info!(username = %target, by = %actor.username, "user updated");
-                Ok(Json(UserView::from(&next)).into_response())
-            }
-            Err(e) => Err(Attempt::of(e)),
-        }
-    })
-    .await
+        &session.token.jti,
+        &target,
+        edit,
+        &request_id.0,
+    )
+    .await?;
+    Ok(Json(UserView::from(&user)).into_response())
 }
 
 #[utoipa::path(
@@ -375,83 +296,13 @@ pub(crate) async fn delete(
     session: Session,
     UserPath { username: target }: UserPath,
 ) -> Result<StatusCode, ApiError> {
-    let actor = session.actor();
-    permission::may_delete_user(&actor, &target, state.settings.registration)?;
-    // An owner hands their projects over first: a project always has one.
-    let owned = state.store.owned_projects(&target).await?;
-    if !owned.is_empty() {
-        let ids: Vec<String> = owned.iter().map(ToString::to_string).collect();
-        return Err(ApiError::Conflict {
-            kind: "owns-projects",
-            detail: format!(
-                "{target} owns projects {}; transfer their ownership (PATCH /projects/{{id}} {{\"owner\"}}) first",
-                ids.join(", ")
-            ),
-        });
-    }
-
-    // They leave every project they were in first, and their items there
-    // are unassigned (each change recorded in its log); the account goes
-    // last. A deletion that dies midway thus leaves an account without
-    // memberships (delete it again), never memberships of a name that a
-    // new account could take.
-    let leaving = stored_user(&state, &target).await?;
-    if leaving.level == taskgate_domain::user::Level::Admin
-        && state.store.count_admins().await? <= 1
-    {
-        return Err(StoreError::LastAdmin.into());
-    }
-    let mut done = std::collections::HashSet::new();
-    loop {
-        let page = state
-            .store
-            .member_projects(&leaving.user_id, None, 100)
-            .await?;
-        let fresh: Vec<_> = page.items.iter().filter(|p| done.insert(p.id)).collect();
-        if fresh.is_empty() {
-            break;
-        }
-        for project in fresh {
-            unassign_all(&state, Some(&actor), &project.id, &target).await?;
-            let removal = change_project(
-                &state,
-                &actor,
-                &project.id,
-                Action::RemoveMember { username: &target },
-                |project| {
-                    let entry =
-                        commands::remove_member(project, &actor, &target, state.clock.now())?;
-                    Ok(((), Some(entry)))
-                },
-            )
-            .await;
-            match removal {
-                Ok(_) | Err(ApiError::NotFound(_)) => {}
-                Err(e) => return Err(e),
-            }
-            unassign_all(&state, Some(&actor), &project.id, &target).await?;
-        }
-    }
-    let (state, target) = (&state, &target);
-    retry(move || async move {
-        let current = stored_user(state, target).await?;
-        state.store.delete_user(&current).await.map_err(Attempt::of)
-    })
+    users::delete(
+        state.ports(),
+        &session.actor(),
+        &target,
+        state.settings.registration,
+        &request_id.0,
+    )
     .await?;
-    tracing::info!(username = %target, by = %actor.username, "user deleted");
-    // Every token of the deleted user already fails (the user is gone); this
-    // removes the records too. If it fails, TTL removes them later.
-    let mut event = SecurityEvent::new(
-        SecurityKind::UserDeleted,
-        Some(&actor.username),
-        target.as_str(),
-    );
-    match state.store.delete_user_tokens(target, None).await {
-        Ok(revoked) => event = event.with("tokens_revoked", revoked),
-        Err(e) => {
-            tracing::warn!(username = %target, error = %e, "could not delete the tokens of a deleted user");
-        }
-    }
-    state.audit(&request_id, event).await;
     Ok(StatusCode::NO_CONTENT)
 }

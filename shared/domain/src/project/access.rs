@@ -14,11 +14,15 @@
 //! | create, list, read, edit items | yes   | yes           | yes    | 404        | 403                         |
 //! | export the items (csv, ndjson) | yes   | yes           | yes    | 404        | 403                         |
 //! | delete an item                 | yes   | yes           | creator only | 404  | 403                         |
+//! | list every project (`?all`)²   | 403   | 403           | 403    | 403        | yes                         |
 //!
 //! ¹ Allowed here; the owner cannot leave (409), which is a conflict of
 //! state, not of permission. Anonymous callers get 401 everywhere. A member
 //! is a member as an account (`UserId`): a username deleted and created again
 //! is not the member it was.
+//!
+//! ² Not a question about one project: [`may_list_every_project`] answers
+//! it by the caller's level alone.
 
 use super::ProjectRole;
 use super::log::Project;
@@ -102,6 +106,18 @@ pub fn may(actor: Option<&Actor>, project: &Project, action: Action<'_>) -> Deci
                 "only the project's admins and the item's creator may delete it"
             }
         }))
+    }
+}
+
+/// Whether `actor` may list every project, not only those they are a
+/// member of: global admins only.
+pub fn may_list_every_project(actor: &Actor) -> Decision {
+    if actor.is_admin() {
+        Ok(())
+    } else {
+        Err(Denied::Forbidden(
+            "only global admins may list every project",
+        ))
     }
 }
 
@@ -273,6 +289,15 @@ mod tests {
                 );
                 assert_eq!(status(decision), expected[column], "{row:?} by {who:?}");
             }
+        }
+    }
+
+    #[test]
+    fn only_global_admins_list_every_project() {
+        for (who, actor) in world().actors {
+            let Some(actor) = actor else { continue };
+            let expected = if who == Who::GlobalAdmin { 200 } else { 403 };
+            assert_eq!(status(may_list_every_project(&actor)), expected, "{who:?}");
         }
     }
 
