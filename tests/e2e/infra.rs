@@ -255,16 +255,68 @@ fn the_function_crates_are_the_http_program_the_steps_and_realtime() {
     )
     .unwrap();
     assert!(
-        main.contains("taskgate_lambda::run_http()"),
+        main.contains("taskgate_lambda_http::run_http()"),
         "functions/{HTTP_BINARY}/src/main.rs does not serve the application"
     );
     let main = std::fs::read_to_string(repo().join("functions/realtime/src/main.rs")).unwrap();
-    assert!(main.contains("taskgate_lambda::run_realtime()"));
+    assert!(main.contains("taskgate_lambda_http::run_realtime()"));
     let main =
         std::fs::read_to_string(repo().join("functions/task-reconciler/src/main.rs")).unwrap();
     assert!(main.contains("taskgate_lambda::run_reconciler()"));
     let main = std::fs::read_to_string(repo().join("functions/upload-reaper/src/main.rs")).unwrap();
     assert!(main.contains("taskgate_lambda::run_upload_reaper()"));
+}
+
+/// The packages `package` links (its normal dependencies, transitively, on
+/// this machine's target), by name, from `cargo tree`.
+fn linked_packages(package: &str) -> BTreeSet<String> {
+    let output = std::process::Command::new(env!("CARGO"))
+        .args([
+            "tree",
+            "--locked",
+            "--offline",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+        ])
+        .args(["--format", "{p}", "-p", package])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn no_function_but_the_http_ones_links_the_http_application() {
+    let mut others: Vec<&str> = taskgate_lambda::steps::STEP_FUNCTIONS.to_vec();
+    others.extend(["task-reconciler", "upload-reaper"]);
+    for function in others {
+        let linked = linked_packages(function);
+        assert!(linked.contains("taskgate-app"), "{function}: {linked:?}");
+        for http in [
+            "taskgate-api",
+            "taskgate-lambda-http",
+            "taskgate-console",
+            "axum",
+            "lambda_http",
+        ] {
+            assert!(!linked.contains(http), "{function} links {http}");
+        }
+    }
+    for function in [HTTP_BINARY, "realtime"] {
+        assert!(linked_packages(function).contains("taskgate-api"));
+    }
 }
 
 #[test]

@@ -17,7 +17,7 @@ use taskgate_api::AppState;
 use taskgate_aws::TableNames;
 use taskgate_aws::connections::Connections;
 use taskgate_e2e::{Backend, TestApp, status_and_json};
-use taskgate_lambda::realtime::Realtime;
+use taskgate_lambda_http::realtime::Realtime;
 use taskgate_server::config::StoreConfig;
 
 use crate::projects::team_on;

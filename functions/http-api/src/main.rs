@@ -3,5 +3,5 @@
 //! deployed as each function of `infra/template.yaml`, each with its own
 //! role and log group; API Gateway sends each function only its own routes.
 fn main() -> std::process::ExitCode {
-    taskgate_lambda::run_http()
+    taskgate_lambda_http::run_http()
 }

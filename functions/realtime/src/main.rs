@@ -3,5 +3,5 @@
 //! log tables' streams, chosen by `TASKGATE_REALTIME_HANDLER` (set per
 //! function by `infra/template.yaml`).
 fn main() -> std::process::ExitCode {
-    taskgate_lambda::run_realtime()
+    taskgate_lambda_http::run_realtime()
 }

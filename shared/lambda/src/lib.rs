@@ -1,45 +1,29 @@
 //! # Lambda bootstrap
 //!
-//! The one `main` every HTTP function in `functions/` calls:
-//!
-//! ```no_run
-//! fn main() -> std::process::ExitCode {
-//!     taskgate_lambda::run_http()
-//! }
-//! ```
-//!
-//! Per cold start, [`cold_start`] reads the configuration, builds the AWS
-//! clients and fetches the JWT signing secret from Secrets Manager, once.
-//! Every HTTP function serves the whole application ([`taskgate_api::app`])
-//! through `lambda_http`, which turns each API Gateway event into a request
-//! for the router and its response back ([`service`]): path parameters are
-//! matched by the router from the request's path, exactly as on the local
-//! server. Which routes reach a function is API Gateway's choice
-//! (infra/template.yaml), and its role allows only what those routes need.
-//!
-//! The task steps the state machine invokes are bootstrapped the same way:
-//! [`run_record_step`], [`run_js_step`] and [`run_export_step`] (see
-//! [`steps`]).
+//! What every Lambda function's `main` starts with ([`bootstrap`]: JSON
+//! logs, a runtime, an error that ends the container), and the functions
+//! that are not HTTP: the task steps the state machine invokes
+//! ([`run_record_step`], [`run_js_step`], [`run_export_step`]; see
+//! [`steps`]), the reconciler ([`run_reconciler`]; see [`reconcile`]) and
+//! the upload reaper ([`run_upload_reaper`]). This crate does not depend on
+//! the HTTP application: a step's binary carries the use cases, the domain
+//! and the AWS adapters only. The HTTP and WebSocket functions are
+//! bootstrapped by `taskgate-lambda-http`, on top of this crate.
 //!
 //! Environment (set by `infra/template.yaml`): the table names
-//! (`TASKGATE_USERS_TABLE`, `TASKGATE_TOKENS_TABLE`,
-//! `TASKGATE_TASK_EVENTS_TABLE`), `TASKGATE_JWT_SECRET_ARN`,
-//! `TASKGATE_STATE_MACHINE_ARN` (the functions that start and stop tasks),
-//! and the shared settings of `taskgate_app::settings::Settings`.
-//! `TASKGATE_FILES_BUCKET` (the S3 bucket of files' bytes).
+//! (`TASKGATE_*_TABLE`), `TASKGATE_STATE_MACHINE_ARN`,
+//! `TASKGATE_FILES_BUCKET` (the S3 bucket of files' bytes) and the shared
+//! settings of `taskgate_app::settings::Settings`.
 //! `TASKGATE_DYNAMODB_ENDPOINT`, `TASKGATE_STEPFUNCTIONS_ENDPOINT`,
-//! `TASKGATE_SECRETSMANAGER_ENDPOINT` and `TASKGATE_S3_ENDPOINT` point the functions at local stand-ins
-//! under `sam local start-api` (empty on AWS).
+//! `TASKGATE_SECRETSMANAGER_ENDPOINT` and `TASKGATE_S3_ENDPOINT` point the
+//! functions at local stand-ins under `sam local start-api` (empty on AWS).
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use lambda_http::RequestExt;
-use lambda_http::lambda_runtime::{self, LambdaEvent};
-use secrecy::SecretSlice;
-use taskgate_api::{AppState, RequestId};
+use lambda_runtime::LambdaEvent;
 use taskgate_app::settings::Settings;
 use taskgate_aws::workflow::StepFunctionsWorkflow;
 use taskgate_aws::{DynamoStore, TableNames};
@@ -47,14 +31,15 @@ use taskgate_domain::ports::JsRunner;
 use taskgate_domain::recorder::Recorder;
 use taskgate_domain::task::JsLimits;
 
-pub mod realtime;
+pub use lambda_runtime;
+
 pub mod reconcile;
 pub mod steps;
 
 /// Runs `serve` (cold start, then the runtime loop) on a fresh runtime with
 /// JSON logs. An error ends the process: Lambda reports it and starts a
 /// fresh container for the next invocation.
-fn bootstrap<F>(serve: F) -> ExitCode
+pub fn bootstrap<F>(serve: F) -> ExitCode
 where
     F: Future<Output = anyhow::Result<()>>,
 {
@@ -78,145 +63,13 @@ where
     }
 }
 
-fn runtime_stopped(e: lambda_runtime::Error) -> anyhow::Error {
+pub fn runtime_stopped(e: lambda_runtime::Error) -> anyhow::Error {
     anyhow::anyhow!("the Lambda runtime stopped: {e}")
 }
 
-/// Runs an HTTP function until the runtime stops it.
-pub fn run_http() -> ExitCode {
-    bootstrap(async move {
-        let begun = std::time::Instant::now();
-        // The routes take CPU, the configuration and the secret mostly wait
-        // on the network: built side by side.
-        let routes = tokio::task::spawn_blocking(|| {
-            let begun = std::time::Instant::now();
-            (taskgate_api::app::routes(), begun.elapsed())
-        });
-        let state = Arc::new(cold_start().await?);
-        let (routes, routes_took) = routes
-            .await
-            .map_err(|e| anyhow::anyhow!("building the routes failed: {e}"))?;
-        let service = service_with(routes, state);
-        tracing::info!(
-            total_ms = ms(begun.elapsed()),
-            routes_ms = ms(routes_took),
-            "cold start complete: settings, clients, signing key and routes ready"
-        );
-        lambda_http::run(service).await.map_err(runtime_stopped)
-    })
-}
-
 /// A duration in milliseconds, for cold-start logs.
-fn ms(duration: std::time::Duration) -> f64 {
+pub fn ms(duration: std::time::Duration) -> f64 {
     (duration.as_secs_f64() * 1e5).round() / 100.0
-}
-
-/// Runs one of the real-time functions, chosen by
-/// `TASKGATE_REALTIME_HANDLER`: `connect`, `disconnect`, `default` (the
-/// WebSocket API's routes) or `fan-out` (the streams of the log tables).
-/// See [`realtime`].
-pub fn run_realtime() -> ExitCode {
-    bootstrap(async {
-        let handler = std::env::var("TASKGATE_REALTIME_HANDLER").unwrap_or_default();
-        let realtime = Arc::new(realtime_cold_start(&handler).await?);
-        tracing::info!(function = "realtime", handler, "cold start complete");
-        match handler.as_str() {
-            "connect" | "disconnect" | "default" => {
-                let handler =
-                    lambda_runtime::service_fn(move |event: LambdaEvent<serde_json::Value>| {
-                        let (realtime, handler) = (Arc::clone(&realtime), handler.clone());
-                        async move {
-                            // `$default` also takes the rest of a replay it
-                            // handed itself (realtime::Replays).
-                            if handler == "default"
-                                && let Ok(rest) = serde_json::from_value::<realtime::ReplayEvent>(
-                                    event.payload.clone(),
-                                )
-                            {
-                                realtime.resume(rest.taskgate_replay).await;
-                                return Ok(serde_json::Value::Null);
-                            }
-                            let request: aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest =
-                                serde_json::from_value(event.payload)
-                                    .map_err(|e| format!("not a WebSocket API event: {e}"))?;
-                            let response = match handler.as_str() {
-                                "connect" => realtime.connect(request).await,
-                                "disconnect" => realtime.disconnect(request).await,
-                                _ => realtime.message(request).await,
-                            };
-                            serde_json::to_value(response).map_err(|e| e.to_string())
-                        }
-                    });
-                lambda_runtime::run(handler).await.map_err(runtime_stopped)
-            }
-            "fan-out" => {
-                let handler = lambda_runtime::service_fn(
-                    move |event: LambdaEvent<aws_lambda_events::dynamodb::Event>| {
-                        let realtime = Arc::clone(&realtime);
-                        async move {
-                            realtime.fan_out(event.payload).await;
-                            Ok::<_, std::convert::Infallible>(())
-                        }
-                    },
-                );
-                lambda_runtime::run(handler).await.map_err(runtime_stopped)
-            }
-            other => anyhow::bail!(
-                "TASKGATE_REALTIME_HANDLER is {other:?}; expected connect, disconnect, default or fan-out"
-            ),
-        }
-    })
-}
-
-/// The state of a real-time function: the application's, the Connections
-/// table, and the management API at `TASKGATE_WS_ENDPOINT`.
-///
-/// Only `$connect` verifies tokens, so only it reads the signing secret
-/// (and only its role may); the others check a connection's token by its
-/// record (`SessionStore`), and are given a throwaway key they never use.
-pub async fn realtime_cold_start(handler: &str) -> anyhow::Result<realtime::Realtime> {
-    let (sdk, store) = dynamo_store().await;
-    let state = if handler == "connect" {
-        state_with(&sdk, store.clone()).await?
-    } else {
-        let unused = SecretSlice::from(uuid_bytes());
-        AppState::new(Arc::new(store.clone()), &unused, Settings::from_env()?)?
-    };
-    let state = Arc::new(state);
-    let endpoint = env_endpoint("TASKGATE_WS_ENDPOINT")
-        .context("TASKGATE_WS_ENDPOINT is not set; the SAM template sets it")?;
-    let management = aws_sdk_apigatewaymanagement::Client::from_conf(
-        aws_sdk_apigatewaymanagement::config::Builder::from(&sdk)
-            .endpoint_url(endpoint)
-            .build(),
-    );
-    let connections = taskgate_aws::connections::Connections::new(
-        store.client().clone(),
-        store.tables().connections.clone(),
-    );
-    // `$default` hands a replay longer than its budget to its next
-    // invocation (itself, by the name Lambda gives it).
-    let replays = if handler == "default" {
-        let function = env_endpoint("AWS_LAMBDA_FUNCTION_NAME")
-            .context("AWS_LAMBDA_FUNCTION_NAME is not set; Lambda sets it")?;
-        let mut config = aws_sdk_lambda::config::Builder::from(&sdk);
-        if let Some(endpoint) = env_endpoint("TASKGATE_LAMBDA_ENDPOINT") {
-            config = config.endpoint_url(endpoint);
-        }
-        Some(realtime::Replays {
-            lambda: aws_sdk_lambda::Client::from_conf(config.build()),
-            function,
-            budget: state.settings.realtime.replay_budget,
-        })
-    } else {
-        None
-    };
-    Ok(realtime::Realtime {
-        state,
-        connections,
-        management,
-        replays,
-    })
 }
 
 /// Runs the reconciler (see [`reconcile`]): fed by EventBridge, it fails
@@ -409,12 +262,12 @@ fn init_logging() {
         .init();
 }
 
-fn env_endpoint(name: &str) -> Option<String> {
+pub fn env_endpoint(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|e| !e.is_empty())
 }
 
 /// The AWS configuration and the DynamoDB store of this deployment.
-async fn dynamo_store() -> (aws_config::SdkConfig, DynamoStore) {
+pub async fn dynamo_store() -> (aws_config::SdkConfig, DynamoStore) {
     let endpoint = env_endpoint("TASKGATE_DYNAMODB_ENDPOINT");
     let sdk = taskgate_aws::load_sdk_config(endpoint.as_deref()).await;
     let dynamodb = taskgate_aws::dynamodb_client(&sdk, endpoint.as_deref());
@@ -424,96 +277,4 @@ async fn dynamo_store() -> (aws_config::SdkConfig, DynamoStore) {
 async fn recorder() -> Recorder {
     let (_, store) = dynamo_store().await;
     Recorder::new(Arc::new(store))
-}
-
-/// Everything built once per container: settings, clients, the secret, and
-/// the Step Functions workflow where `TASKGATE_STATE_MACHINE_ARN` is set.
-pub async fn cold_start() -> anyhow::Result<AppState> {
-    let begun = std::time::Instant::now();
-    let (sdk, store) = dynamo_store().await;
-    tracing::debug!(
-        aws_configuration_ms = ms(begun.elapsed()),
-        "cold start: AWS configuration and DynamoDB client"
-    );
-    state_with(&sdk, store).await
-}
-
-/// [`cold_start`] with the AWS configuration and store already made.
-async fn state_with(sdk: &aws_config::SdkConfig, store: DynamoStore) -> anyhow::Result<AppState> {
-    let settings = Settings::from_env()?;
-    let begun = std::time::Instant::now();
-    let secret = jwt_secret(sdk).await?;
-    let read = begun.elapsed();
-    let mut state = AppState::new(Arc::new(store), &secret, settings)?;
-    tracing::debug!(
-        secret_ms = ms(read),
-        app_state_ms = ms(begun.elapsed() - read),
-        "cold start: signing secret read, application state built"
-    );
-    if let Some(arn) = env_endpoint("TASKGATE_STATE_MACHINE_ARN") {
-        let endpoint = env_endpoint("TASKGATE_STEPFUNCTIONS_ENDPOINT");
-        let sfn = taskgate_aws::sfn_client(sdk, endpoint.as_deref());
-        let workflow = StepFunctionsWorkflow::new(sfn, arn, state.recorder.clone());
-        state = state.with_workflow(Arc::new(workflow));
-    }
-    // The bytes of files, where the template names a bucket.
-    if let Some(bucket) = env_endpoint("TASKGATE_FILES_BUCKET") {
-        let endpoint = env_endpoint("TASKGATE_S3_ENDPOINT");
-        let s3 = taskgate_aws::s3_client(sdk, endpoint.as_deref());
-        state = state.with_blobs(Arc::new(taskgate_aws::blobs::S3Blobs::new(s3, bucket)));
-    }
-    Ok(state)
-}
-
-/// 32 random bytes (a signing key nothing will ever verify with).
-fn uuid_bytes() -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(32);
-    bytes.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
-    bytes.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
-    bytes
-}
-
-/// Reads the JWT signing secret from Secrets Manager (`TASKGATE_JWT_SECRET_ARN`).
-async fn jwt_secret(sdk: &aws_config::SdkConfig) -> anyhow::Result<SecretSlice<u8>> {
-    let arn = std::env::var("TASKGATE_JWT_SECRET_ARN")
-        .context("TASKGATE_JWT_SECRET_ARN is not set; the SAM template sets it")?;
-    let mut config = aws_sdk_secretsmanager::config::Builder::from(sdk);
-    if let Some(endpoint) = env_endpoint("TASKGATE_SECRETSMANAGER_ENDPOINT") {
-        config = config.endpoint_url(endpoint);
-    }
-    let client = aws_sdk_secretsmanager::Client::from_conf(config.build());
-    let output = client
-        .get_secret_value()
-        .secret_id(&arn)
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!("{}", aws_sdk_secretsmanager::error::DisplayErrorContext(e)))
-        .context("cannot read the JWT signing secret from Secrets Manager")?;
-    let secret = output
-        .secret_string()
-        .context("the JWT signing secret has no string value")?;
-    Ok(SecretSlice::from(secret.as_bytes().to_vec()))
-}
-
-/// The service `lambda_http::run` drives: the application, with Lambda's
-/// request id as the request's id (in logs, error bodies, `X-Request-Id`).
-pub fn service(state: Arc<AppState>) -> axum::Router {
-    service_with(taskgate_api::app::routes(), state)
-}
-
-/// [`service`] from routes built beforehand.
-fn service_with(routes: taskgate_api::app::Routes, state: Arc<AppState>) -> axum::Router {
-    let max_header_bytes = state.settings.max_header_bytes;
-    let app = taskgate_api::app::app_with(routes, state);
-    taskgate_api::app::with_header_limit(app, max_header_bytes).layer(
-        axum::middleware::map_request(|mut request: axum::extract::Request| async move {
-            if let Some(id) = request
-                .lambda_context_ref()
-                .map(|context| RequestId(context.request_id.clone()))
-            {
-                request.extensions_mut().insert(id);
-            }
-            request
-        }),
-    )
 }

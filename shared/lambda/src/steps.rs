@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use lambda_http::lambda_runtime::Diagnostic;
+use lambda_runtime::Diagnostic;
 use serde::{Deserialize, Serialize};
 use taskgate_domain::ports::{ExportControl, ExportFailure, Exporter, JsRunner};
 use taskgate_domain::recorder::{Recorded, Recorder};
