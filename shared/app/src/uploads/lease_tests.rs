@@ -1,0 +1,1 @@
+//! Tests of the lease guard (filled in below).
