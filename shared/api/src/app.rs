@@ -46,7 +46,11 @@ pub fn api() -> OpenApiRouter<SharedState> {
         .routes(routes!(items::mine))
         .routes(routes!(items::get, items::update, items::delete))
         .routes(routes!(items::events))
-        .routes(routes!(files::tus::capabilities, files::tus::create, files::list))
+        .routes(routes!(
+            files::tus::capabilities,
+            files::tus::create,
+            files::list
+        ))
         .routes(routes!(
             files::tus::head_upload,
             files::get_file,

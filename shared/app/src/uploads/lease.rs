@@ -40,7 +40,8 @@ pub const LEASE: Duration = Duration::from_secs(15 * 60);
 pub(crate) struct Lease {
     store: Arc<dyn FileStore>,
     /// The record as the lease wrote it; `None` once recorded or given back.
-    leased: Option<StoredFile>,
+    /// Boxed: the guard is moved about, and handed back in [`NotRecorded`].
+    leased: Option<Box<StoredFile>>,
 }
 
 /// Why [`Lease::record`] did not record.
@@ -70,7 +71,7 @@ impl Lease {
         match store.update_file(file, &leased).await {
             Ok(()) => Ok(Self {
                 store: Arc::clone(store),
-                leased: Some(leased),
+                leased: Some(Box::new(leased)),
             }),
             Err(StoreError::Conflict) => Err(UploadError::ChangedMeanwhile),
             Err(e) => Err(e.into()),
@@ -80,14 +81,17 @@ impl Lease {
     /// The record as the lease wrote it.
     pub(crate) fn file(&self) -> &StoredFile {
         self.leased
-            .as_ref()
+            .as_deref()
             .expect("a lease is held until it is consumed")
     }
 
     /// Writes `next` (the leased record's successor, its lease cleared) in
     /// place of the leased record: the lease ends with that write.
     pub(crate) async fn record(mut self, next: &StoredFile) -> Result<(), NotRecorded> {
-        debug_assert!(next.lease_until.is_none(), "a recorded append keeps no lease");
+        debug_assert!(
+            next.lease_until.is_none(),
+            "a recorded append keeps no lease"
+        );
         let leased = self
             .leased
             .take()

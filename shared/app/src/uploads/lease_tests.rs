@@ -499,7 +499,10 @@ async fn a_concurrent_append_meets_the_lease() {
         tokio::time::sleep(Duration::from_millis(10)).await;
         leased = world.stored(&file).await;
     }
-    assert!(leased.lease_until.is_some(), "the first append took no lease");
+    assert!(
+        leased.lease_until.is_some(),
+        "the first append took no lease"
+    );
 
     let busy = uploads
         .append(&world.actor(), leased.clone(), chunk(0, b"HELLO"))

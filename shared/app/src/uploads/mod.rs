@@ -43,9 +43,9 @@ use crate::settings::FileLimits;
 mod append;
 mod digest;
 mod lease;
-mod new_file;
 #[cfg(test)]
 mod lease_tests;
+mod new_file;
 #[cfg(test)]
 mod removal_races;
 
@@ -381,4 +381,3 @@ pub async fn reap_expired(
         }
     }
 }
-

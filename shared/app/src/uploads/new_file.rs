@@ -173,11 +173,7 @@ impl NewFile {
         content_type: ContentType,
     ) -> Result<StoredFile, UploadError> {
         let uploads = self.uploads.clone();
-        if let Err(e) = uploads
-            .blobs
-            .finish(&self.id, &self.state, self.size)
-            .await
-        {
+        if let Err(e) = uploads.blobs.finish(&self.id, &self.state, self.size).await {
             self.abort().await;
             return Err(e.into());
         }

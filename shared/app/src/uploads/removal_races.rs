@@ -44,10 +44,7 @@ fn owner() -> User {
 
 /// An upload of 5 bytes that expired; the copy read before it finished,
 /// and the finished record.
-async fn finished_after_being_read(
-    world: &World,
-    now: OffsetDateTime,
-) -> (StoredFile, StoredFile) {
+async fn finished_after_being_read(world: &World, now: OffsetDateTime) -> (StoredFile, StoredFile) {
     let mut file = StoredFile::new_upload(
         &owner(),
         FileName::parse("late.txt").unwrap(),

@@ -125,7 +125,6 @@ impl UploadChecksum {
             ))),
         }
     }
-
 }
 
 impl uploads::ChunkCheck for UploadChecksum {
