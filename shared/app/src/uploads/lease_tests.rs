@@ -20,12 +20,13 @@ use taskgate_domain::permission::Actor;
 use taskgate_domain::ports::{
     Appended, BlobError, BlobStore, ByteStream, FileStore, Page, StoreError, StoreResult,
 };
-use taskgate_domain::user::{Level, User, UserId, Username};
+use taskgate_domain::user::{User, UserId};
 use taskgate_embedded::EmbeddedStore;
 use taskgate_embedded::blobs::DiskBlobs;
 use time::OffsetDateTime;
 
 use super::lease::Lease;
+use super::removal_races::owner;
 use super::{Chunk, ChunkCheck, UploadError, Uploads};
 use crate::settings::FileLimits;
 
@@ -163,10 +164,6 @@ fn limits(max_patch_bytes: Option<u64>) -> FileLimits {
 
 fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
-    let hash = taskgate_domain::password::PasswordHash::parse(
-        "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3V7s8wPDxVyEkXmz4jtoTrhpgXT4x3rKxhWFSmsHCGc",
-    )
-    .unwrap();
     World {
         store: Arc::new(CountedStore {
             inner: EmbeddedStore::in_memory().unwrap(),
@@ -178,13 +175,7 @@ fn world() -> World {
             failing_append: false.into(),
             failing_finish: false.into(),
         }),
-        owner: User::new(
-            Username::parse("ann").unwrap(),
-            hash,
-            Level::User,
-            None,
-            None,
-        ),
+        owner: owner(),
         _dir: dir,
     }
 }
@@ -291,20 +282,63 @@ async fn a_failed_finish_gives_the_lease_back() {
     assert!(done.is_complete());
 }
 
+/// A step that fails: the append the blob store refuses (nothing of it
+/// counts), or the write that would record the chunk (it is rolled back).
+/// Either way the lease is given back, once, and the client may send the
+/// chunk again.
 #[tokio::test]
-async fn a_failed_append_gives_the_lease_back() {
-    let world = world();
-    let file = world.upload(5).await;
-    world.blobs.failing_append.store(true, Ordering::SeqCst);
-    let failed = world
-        .uploads(None)
-        .append(&world.actor(), file.clone(), chunk(0, b"hel"))
-        .await;
-    assert!(matches!(failed, Err(UploadError::Blob(_))), "{failed:?}");
-    let after = world.stored(&file).await;
-    assert_eq!((after.lease_until, after.offset), (None, 0));
-    assert_eq!(after.version, file.version + 2, "taken, given back");
-    assert_eq!(world.updates_once_settled().await, 2);
+async fn a_failed_step_gives_the_lease_back() {
+    struct Case {
+        why: &'static str,
+        fail: fn(&World),
+        failed: fn(&UploadError) -> bool,
+        /// Conditional writes made: the lease taken, then given back (with
+        /// a failed record between them).
+        updates: usize,
+    }
+    let cases = [
+        Case {
+            why: "the blob store refuses the append",
+            fail: |world| world.blobs.failing_append.store(true, Ordering::SeqCst),
+            failed: |e| matches!(e, UploadError::Blob(_)),
+            updates: 2,
+        },
+        Case {
+            why: "the store fails to record the chunk",
+            fail: |world| world.store.failing_update.store(2, Ordering::SeqCst),
+            failed: |e| matches!(e, UploadError::Store(_)),
+            updates: 3,
+        },
+    ];
+    for case in cases {
+        let world = world();
+        let file = world.upload(5).await;
+        (case.fail)(&world);
+        let failed = world
+            .uploads(None)
+            .append(&world.actor(), file.clone(), chunk(0, b"hel"))
+            .await;
+        assert!(
+            failed.as_ref().is_err_and(case.failed),
+            "{}: {failed:?}",
+            case.why
+        );
+        let after = world.stored(&file).await;
+        assert_eq!((after.lease_until, after.offset), (None, 0), "{}", case.why);
+        assert_eq!(
+            world.updates_once_settled().await,
+            case.updates,
+            "{}",
+            case.why
+        );
+        world.blobs.failing_append.store(false, Ordering::SeqCst);
+        let next = world
+            .uploads(None)
+            .append(&world.actor(), after, chunk(0, b"hel"))
+            .await
+            .unwrap();
+        assert_eq!(next.offset, 3, "{}", case.why);
+    }
 }
 
 /// Each way a chunk is refused for what it is: rolled back, and the lease
@@ -392,33 +426,6 @@ async fn a_refused_chunk_gives_the_lease_back() {
             .unwrap();
         assert!(done.is_complete(), "{}", case.why);
     }
-}
-
-/// The write that records the chunk fails: the chunk is rolled back and
-/// the lease given back (a third write), and the client may send it again.
-#[tokio::test]
-async fn a_store_failure_gives_the_lease_back() {
-    let world = world();
-    let file = world.upload(5).await;
-    world.store.failing_update.store(2, Ordering::SeqCst);
-    let failed = world
-        .uploads(None)
-        .append(&world.actor(), file.clone(), chunk(0, b"hel"))
-        .await;
-    assert!(matches!(failed, Err(UploadError::Store(_))), "{failed:?}");
-    let after = world.stored(&file).await;
-    assert_eq!((after.lease_until, after.offset), (None, 0));
-    assert_eq!(
-        world.updates_once_settled().await,
-        3,
-        "taken, not recorded, given back"
-    );
-    let next = world
-        .uploads(None)
-        .append(&world.actor(), after, chunk(0, b"hel"))
-        .await
-        .unwrap();
-    assert_eq!(next.offset, 3);
 }
 
 /// A recorded append ends its lease in the recording write: nothing is

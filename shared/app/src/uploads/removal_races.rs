@@ -28,7 +28,8 @@ fn world() -> World {
     }
 }
 
-fn owner() -> User {
+/// A plain user, the owner of every file in these tests.
+pub(super) fn owner() -> User {
     let hash = taskgate_domain::password::PasswordHash::parse(
         "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3V7s8wPDxVyEkXmz4jtoTrhpgXT4x3rKxhWFSmsHCGc",
     )
