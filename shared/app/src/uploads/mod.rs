@@ -22,7 +22,8 @@
 //!   removes its bytes.
 //!
 //! Besides: [`Uploads::find`] (a file a caller may see, expired uploads
-//! hidden), [`Uploads::remove`] and [`Uploads::reap_expired`].
+//! hidden), [`Uploads::remove`] (and [`Uploads::remove_id`]) and
+//! [`Uploads::reap_expired`].
 //!
 //! No transport's vocabulary here: errors are [`UploadError`]s, which each
 //! transport words as it must (a problem+json body, a task's error).
@@ -74,8 +75,8 @@ pub enum UploadError {
     #[error("there is no file {0}")]
     NoSuchFile(FileId),
     /// The caller may not see, or append to, the file.
-    #[error("{0:?}")]
-    Denied(Denied),
+    #[error(transparent)]
+    Denied(#[from] Denied),
     /// Larger than `TASKGATE_MAX_FILE_BYTES`: `size` when it was announced,
     /// `None` when the bytes themselves went past it.
     #[error("the largest file is {max} bytes")]
@@ -133,12 +134,6 @@ pub enum UploadError {
     /// A bug: a task of the operation's own failed.
     #[error("{0}")]
     Internal(String),
-}
-
-impl From<Denied> for UploadError {
-    fn from(denied: Denied) -> Self {
-        Self::Denied(denied)
-    }
 }
 
 impl UploadError {
