@@ -46,14 +46,18 @@ pub fn api() -> OpenApiRouter<SharedState> {
         .routes(routes!(items::mine))
         .routes(routes!(items::get, items::update, items::delete))
         .routes(routes!(items::events))
-        .routes(routes!(files::capabilities, files::create, files::list))
         .routes(routes!(
-            files::head_upload,
-            files::get_file,
-            files::patch,
-            files::delete
+            files::tus::capabilities,
+            files::tus::create,
+            files::list
         ))
-        .routes(routes!(files::content))
+        .routes(routes!(
+            files::tus::head_upload,
+            files::get_file,
+            files::tus::patch,
+            files::tus::delete
+        ))
+        .routes(routes!(files::download::content))
 }
 
 /// The application for `state`: the API with its fallbacks, request ids,

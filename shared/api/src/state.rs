@@ -210,6 +210,18 @@ impl AppState {
         }
     }
 
+    /// Files and uploads over this state's stores, clock and file limits
+    /// (cheap: the ports are shared), counted by the uploads gauge.
+    pub fn uploads(&self) -> taskgate_app::uploads::Uploads {
+        taskgate_app::uploads::Uploads::new(
+            self.store.clone(),
+            self.blobs.clone(),
+            self.clock.clone(),
+            self.settings.files.clone(),
+        )
+        .with_append_gauge(crate::metrics::upload)
+    }
+
     /// Where file bytes go (without it, file routes answer 503).
     pub fn with_blobs(mut self, blobs: Arc<dyn BlobStore>) -> Self {
         self.blobs = blobs;

@@ -3,14 +3,17 @@
 //! through the blob port, so the same code runs under the local engine (on
 //! disk) and in the state machine's export step (on S3).
 //!
-//! The bytes go out in chunks of [`CHUNK`] (an S3 part), each appended and
-//! committed as an upload's would be, with the SHA-256 running over them;
-//! memory stays at about one chunk whatever the size. Between chunks the
-//! export reports its progress and asks whether to stop. When it stops or
-//! fails, it aborts what it wrote (on S3 the multipart upload and its
-//! staged objects), so nothing remains. The file's record is written last,
-//! once the bytes are complete, with the owner's quota checked in that
-//! write; the task's result names it.
+//! The file is a [`NewFile`] of the upload use case, recorded last: the
+//! bytes go out in chunks of [`CHUNK`] (an S3 part), each appended and
+//! committed with the SHA-256 running over them; memory stays at about one
+//! chunk whatever the size. Between chunks the export reports its progress
+//! and asks whether to stop. When it stops or fails, it aborts what it
+//! wrote (on S3 the multipart upload and its staged objects), so nothing
+//! remains. The file's record is written last, once the bytes are
+//! complete, with the owner's quota checked in that write (and, so that an
+//! export that cannot fit stops early, against what the quota left when it
+//! began, before each chunk: [`QuotaCheck::AsWritten`]); the task's result
+//! names it.
 //!
 //! Access is checked again when the export runs, not only when it was
 //! asked for: a member removed meanwhile, or a file deleted, fails it.
@@ -25,9 +28,7 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 use taskgate_domain::clock::Clock;
-use taskgate_domain::file::{
-    BlobState, ContentType, FileId, FileName, FileStatus, RunningDigest, StoredFile,
-};
+use taskgate_domain::file::{ContentType, FileId, FileName};
 use taskgate_domain::permission::Actor;
 use taskgate_domain::ports::{
     BlobStore, ExportControl, ExportFailure, Exporter, ItemQuery, ItemScope, Store, StoreError,
@@ -36,6 +37,10 @@ use taskgate_domain::project::listing::{ItemFilter, Sort, SortKey, Zone};
 use taskgate_domain::project::log::Item;
 use taskgate_domain::project::{ProjectId, access};
 use taskgate_domain::task::{Export, Task, TaskError, TaskId, TaskSpec};
+use taskgate_domain::user::Username;
+
+use crate::settings::FileLimits;
+use crate::uploads::{NewFile, QuotaCheck, UploadError, Uploads};
 
 /// Bytes gathered before they are appended: S3's smallest part, so every
 /// append but the last fills a part and nothing is staged between them.
@@ -66,9 +71,11 @@ pub struct ExportLimits {
 /// Exports through a store and a blob store (see the module docs).
 pub struct StoreExporter {
     store: Arc<dyn Store>,
+    /// Where the files of a zip are read from.
     blobs: Arc<dyn BlobStore>,
     clock: Arc<dyn Clock>,
-    limits: ExportLimits,
+    /// Where the export's own file is written, and removed.
+    uploads: Uploads,
     report_every: Duration,
 }
 
@@ -79,11 +86,24 @@ impl StoreExporter {
         clock: Arc<dyn Clock>,
         limits: ExportLimits,
     ) -> Self {
+        let uploads = Uploads::new(
+            store.clone(),
+            blobs.clone(),
+            clock.clone(),
+            FileLimits {
+                max_file_bytes: limits.max_file_bytes,
+                user_quota_bytes: limits.user_quota_bytes,
+                max_files: limits.max_files,
+                // An export's file is whole when recorded: it has no expiry
+                // as an upload, and no PATCH bound.
+                ..FileLimits::default()
+            },
+        );
         Self {
             store,
             blobs,
             clock,
-            limits,
+            uploads,
             report_every: REPORT_EVERY,
         }
     }
@@ -116,6 +136,54 @@ fn blob_failed(e: taskgate_domain::ports::BlobError) -> ExportFailure {
     )
 }
 
+/// An upload use case's error as the export's failure; `owner`'s name is in
+/// the quota messages.
+fn upload_failed(e: UploadError, owner: &Username) -> ExportFailure {
+    match e {
+        UploadError::NoRoom { room } => failed(
+            "quota-exceeded",
+            format!(
+                "the export would pass its owner's storage quota: {room} bytes were left \
+                 (TASKGATE_USER_QUOTA_BYTES)"
+            ),
+        ),
+        UploadError::FileTooLarge { max, .. } => failed(
+            "too-large",
+            format!(
+                "the export would be larger than the largest file allowed, {max} bytes \
+                 (TASKGATE_MAX_FILE_BYTES)"
+            ),
+        ),
+        UploadError::OverQuota { quota, size, .. } => failed(
+            "quota-exceeded",
+            format!(
+                "the export's {size} bytes do not fit in {owner}'s storage quota of {quota} bytes \
+                 (TASKGATE_USER_QUOTA_BYTES)"
+            ),
+        ),
+        UploadError::TooManyFiles { max } => failed(
+            "quota-exceeded",
+            format!(
+                "{owner} has {max} files, as many as an account may keep \
+                 (TASKGATE_MAX_FILES_PER_USER)"
+            ),
+        ),
+        UploadError::NotAsAnnounced { .. } => failed(
+            "export-failed",
+            "the file storage kept fewer bytes than were written",
+        ),
+        UploadError::Store(e) => store_failed(e),
+        UploadError::Blob(e) => blob_failed(e),
+        other => {
+            tracing::error!(error = %other, "an export could not write its file");
+            failed(
+                "export-failed",
+                "the export's file could not be written; start it again",
+            )
+        }
+    }
+}
+
 /// A byte buffer shared with a synchronous writer (the csv and zip
 /// writers), drained into the output between their writes.
 #[derive(Clone, Default)]
@@ -145,21 +213,13 @@ impl std::io::Write for Shared {
     }
 }
 
-/// Where an export's bytes go: appended to the blob store a chunk at a
-/// time, hashed on the way, reporting progress and asking to stop between
-/// chunks.
+/// Where an export's bytes go: appended to its file a chunk at a time,
+/// reporting progress and asking to stop between chunks.
 struct Output<'a> {
-    id: FileId,
-    blobs: &'a dyn BlobStore,
+    file: NewFile,
+    /// Whose export it is, for the quota messages.
+    owner: &'a Username,
     control: &'a dyn ExportControl,
-    state: BlobState,
-    size: u64,
-    max: u64,
-    /// What the owner's quota leaves, measured when the export began: the
-    /// export stops the moment it would pass it (the record's own check, at
-    /// the end, is the race-safe one).
-    room: u64,
-    digest: RunningDigest,
     pending: Vec<u8>,
     report_every: Duration,
     last_report: Option<Instant>,
@@ -181,45 +241,11 @@ impl Output<'_> {
         }
         let chunk = Bytes::from(std::mem::take(&mut self.pending));
         let length = chunk.len() as u64;
-        if self.size.saturating_add(length) > self.room {
-            return Err(failed(
-                "quota-exceeded",
-                format!(
-                    "the export would pass its owner's storage quota: {} bytes were left \
-                     (TASKGATE_USER_QUOTA_BYTES)",
-                    self.room
-                ),
-            ));
-        }
-        if self.size.saturating_add(length) > self.max {
-            return Err(failed(
-                "too-large",
-                format!(
-                    "the export would be larger than the largest file allowed, {} bytes \
-                     (TASKGATE_MAX_FILE_BYTES)",
-                    self.max
-                ),
-            ));
-        }
-        self.digest.update(&chunk);
         let body = Box::pin(futures_util::stream::iter([Ok::<_, std::io::Error>(chunk)]));
-        let appended = self
-            .blobs
-            .append(&self.id, &self.state, self.size, body, length)
+        self.file
+            .append(body, Some(length))
             .await
-            .map_err(blob_failed)?;
-        if appended.bytes != length {
-            return Err(failed(
-                "export-failed",
-                "the file storage kept fewer bytes than were written",
-            ));
-        }
-        self.blobs
-            .commit(&self.id, &self.state, &appended.state)
-            .await
-            .map_err(blob_failed)?;
-        self.state = appended.state;
-        self.size += length;
+            .map_err(|e| upload_failed(e, self.owner))?;
         Ok(())
     }
 
@@ -540,22 +566,20 @@ impl Exporter for StoreExporter {
             return Err(failed("export-failed", "the task is not an export"));
         };
         let id = export_file_id(&task.id);
-        let used = self
-            .store
-            .used_bytes(&task.owner_id)
+        let owner = Actor {
+            username: task.owner.clone(),
+            user_id: task.owner_id,
+            level: task.owner_level,
+        };
+        let file = self
+            .uploads
+            .new_file(owner, id, QuotaCheck::AsWritten)
             .await
-            .map_err(store_failed)?;
-        let room = self.limits.user_quota_bytes.saturating_sub(used);
-        let state = self.blobs.start(&id).await.map_err(blob_failed)?;
+            .map_err(|e| upload_failed(e, &task.owner))?;
         let mut out = Output {
-            id,
-            blobs: self.blobs.as_ref(),
+            file,
+            owner: &task.owner,
             control,
-            state,
-            size: 0,
-            max: self.limits.max_file_bytes,
-            room,
-            digest: RunningDigest::new(),
             pending: Vec::with_capacity(CHUNK),
             report_every: self.report_every,
             last_report: None,
@@ -569,73 +593,28 @@ impl Exporter for StoreExporter {
             Ok(name) => out.flush().await.map(|()| name),
             Err(e) => Err(e),
         };
+        let file = out.file;
         let name = match written {
             Ok(name) => name,
             Err(e) => {
-                if let Err(abort) = self.blobs.abort(&id, &out.state).await {
-                    tracing::error!(file = %id, error = %abort, "could not remove a stopped export's bytes");
-                }
+                file.abort().await;
                 return Err(e);
             }
         };
-        let (size, sha256) = (out.size, out.digest.clone().finish());
-        if let Err(e) = self.blobs.finish(&id, &out.state, size).await {
-            let _ = self.blobs.abort(&id, &out.state).await;
-            return Err(blob_failed(e));
-        }
-        let now = self.clock.now();
         let content_type = match export {
             Export::Csv { .. } => "text/csv",
             Export::Ndjson { .. } => "application/x-ndjson",
             Export::Zip { .. } => "application/zip",
         };
-        let file = StoredFile {
-            id,
-            owner: task.owner.clone(),
-            owner_id: task.owner_id,
-            owner_level: task.owner_level,
-            name: FileName::parse(&name).unwrap_or_else(|_| {
-                FileName::parse(&format!("export.{}", export.format())).expect("a plain name")
-            }),
-            content_type: ContentType::parse(content_type).expect("a known media type"),
-            size,
-            offset: size,
-            status: FileStatus::Complete,
-            sha256: Some(sha256.clone()),
-            created_at: now,
-            updated_at: now,
-            expires_at: None,
-            blob: out.state.clone(),
-            lease_until: None,
-            digest_state: None,
-            version: 1,
-        };
-        if let Err(e) = self
-            .store
-            .insert_file(&file, self.limits.user_quota_bytes, self.limits.max_files)
+        let name = FileName::parse(&name).unwrap_or_else(|_| {
+            FileName::parse(&format!("export.{}", export.format())).expect("a plain name")
+        });
+        let content_type = ContentType::parse(content_type).expect("a known media type");
+        let stored = file
+            .finish(name, content_type)
             .await
-        {
-            let _ = self.blobs.delete(&id).await;
-            return Err(match e {
-                StoreError::OverQuota => failed(
-                    "quota-exceeded",
-                    format!(
-                        "the export's {size} bytes do not fit in {}'s storage quota of {} bytes \
-                         (TASKGATE_USER_QUOTA_BYTES)",
-                        task.owner, self.limits.user_quota_bytes
-                    ),
-                ),
-                StoreError::TooManyFiles => failed(
-                    "quota-exceeded",
-                    format!(
-                        "{} has {} files, as many as an account may keep \
-                         (TASKGATE_MAX_FILES_PER_USER)",
-                        task.owner, self.limits.max_files
-                    ),
-                ),
-                other => store_failed(other),
-            });
-        }
+            .map_err(|e| upload_failed(e, &task.owner))?;
+        let (size, sha256) = (stored.size, stored.sha256.unwrap_or_default());
         control.progress(1.0).await;
         tracing::info!(task = %task.id, file = %id, size, "export written");
         Ok(json!({"file": id.to_string(), "size": size, "sha256": sha256}))
@@ -666,18 +645,8 @@ impl Exporter for StoreExporter {
 impl StoreExporter {
     /// Deletes the file `id` (record, then bytes), if it exists.
     async fn remove(&self, id: &FileId) {
-        match self.store.get_file(id).await {
-            Ok(Some(file)) => {
-                if let Err(e) = self.store.delete_file(&file).await {
-                    tracing::error!(file = %id, error = %e, "could not delete an export's file");
-                    return;
-                }
-                if let Err(e) = self.blobs.delete(id).await {
-                    tracing::error!(file = %id, error = %e, "could not delete an export's bytes");
-                }
-            }
-            Ok(None) => {}
-            Err(e) => tracing::error!(file = %id, error = %e, "could not read an export's file"),
+        if let Err(e) = self.uploads.remove_id(id).await {
+            tracing::error!(file = %id, error = %e, "could not delete an export's file");
         }
     }
 }

@@ -22,8 +22,10 @@
 //!   drive.
 //! - [`settings`]: the settings every transport shares, each declared once
 //!   (variable, default, bounds, help) and read by clap.
-//! - [`uploads`]: removing files and unfinished uploads, and reaping the
-//!   uploads past their expiry.
+//! - [`uploads`]: files whose bytes arrive over time, for every transport:
+//!   created within the owner's quotas, appended under a lease guard (tus)
+//!   or written before their record (the compatibility upload, exports),
+//!   finished, removed, and reaped past their expiry.
 #![forbid(unsafe_code)]
 
 pub mod audit;

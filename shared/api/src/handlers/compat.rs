@@ -11,7 +11,9 @@
 //!   `{"aborted": N}`); their connections end short.
 //!
 //! Transfers in progress are registered per user ([`Transfers`]) with a
-//! cancellation token the kill routes trigger.
+//! cancellation token the kill routes trigger. An upload is a file of the
+//! upload use case recorded last ([`taskgate_app::uploads::NewFile`]): its
+//! size is learnt from the body, its record written once it is whole.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,8 +26,9 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt as _;
 use http::{HeaderValue, StatusCode, header};
 use serde_json::json;
-use taskgate_domain::file::{ContentType, FileName, FileStatus, RunningDigest, StoredFile};
-use taskgate_domain::ports::{ByteStream, StoreError};
+use taskgate_app::uploads::{QuotaCheck, UploadError};
+use taskgate_domain::file::{ContentType, FileId, FileName};
+use taskgate_domain::ports::ByteStream;
 use taskgate_domain::user::UserId;
 use tokio_util::sync::CancellationToken;
 
@@ -126,7 +129,7 @@ async fn upload(
     let mut multipart = multipart.map_err(|e| {
         ApiError::UnsupportedMediaType(format!("send multipart/form-data with a file field ({e})"))
     })?;
-    let limits = state.settings.files.clone();
+    let uploads = state.uploads();
     let transfer = state
         .transfers
         .begin(session.user.user_id, Direction::Upload);
@@ -154,22 +157,15 @@ async fn upload(
             .content_type()
             .and_then(|t| ContentType::parse(t).ok())
             .unwrap_or_else(ContentType::octet_stream);
-        let now = state.clock.now();
-        let mut file = StoredFile::new_upload(
-            &session.user,
-            name,
-            content_type,
-            0,
-            now,
-            now + limits.upload_expiry,
-            serde_json::Value::Null,
-        );
-        file.blob = state.blobs.start(&file.id).await?;
+        // Written before it is recorded: nothing of it is listed, or
+        // counted against the quota, until it is whole.
+        let mut file = uploads
+            .new_file(session.actor(), FileId::new(), QuotaCheck::AtRecord)
+            .await?;
         // The field borrows the request; its bytes go to the blob store
         // through a small channel, so the two run side by side.
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
         let mut field = field;
-        let mut digest = RunningDigest::new();
         let pump = async {
             loop {
                 // The store may stop reading first (a kill, the size limit):
@@ -180,7 +176,6 @@ async fn upload(
                 };
                 match chunk {
                     Ok(Some(bytes)) => {
-                        digest.update(&bytes);
                         if tx.send(Ok(bytes)).await.is_err() {
                             break;
                         }
@@ -199,63 +194,27 @@ async fn upload(
             tokio_stream::wrappers::ReceiverStream::new(rx)
                 .take_until(async move { token.cancelled().await }),
         );
-        let (_, appended) = tokio::join!(
-            pump,
-            state
-                .blobs
-                .append(&file.id, &file.blob, 0, stream, limits.max_file_bytes)
-        );
-        let appended = match appended {
-            Ok(appended) => appended,
-            Err(e) => {
-                let _ = state.blobs.abort(&file.id, &file.blob).await;
-                return Err(e.into());
-            }
-        };
-        let refusal = if transfer.token.is_cancelled() {
-            Some(aborted())
-        } else if appended.cut {
-            Some(ApiError::Malformed(
-                "the upload broke off; nothing of it was kept".into(),
-            ))
-        } else if appended.truncated {
-            Some(ApiError::TooLarge(format!(
-                "the largest file is {} bytes (TASKGATE_MAX_FILE_BYTES)",
-                limits.max_file_bytes
-            )))
-        } else {
-            None
+        let (_, appended) = tokio::join!(pump, file.append(stream, None));
+        // A kill outranks what it did to the body (cut short, or not).
+        let refusal = match appended {
+            Ok(_) if transfer.token.is_cancelled() => Some(aborted()),
+            Ok(_) => None,
+            Err(e) if e.is_refusal() && transfer.token.is_cancelled() => Some(aborted()),
+            Err(e) => Some(e.into()),
         };
         if let Some(refusal) = refusal {
-            let _ = state.blobs.abort(&file.id, &appended.state).await;
+            file.abort().await;
             return Err(refusal);
         }
-        state
-            .blobs
-            .finish(&file.id, &appended.state, appended.bytes)
-            .await?;
-        file.size = appended.bytes;
-        file.offset = appended.bytes;
-        file.status = FileStatus::Complete;
-        file.expires_at = None;
-        file.digest_state = None;
-        file.blob = appended.state;
-        file.sha256 = Some(digest.finish());
-        if let Err(e) = state
-            .store
-            .insert_file(&file, limits.user_quota_bytes, limits.max_files)
+        let file = file
+            .finish(name, content_type)
             .await
-        {
-            let _ = state.blobs.delete(&file.id).await;
-            return Err(match e {
-                StoreError::TooManyFiles => super::files::too_many_files(limits.max_files),
-                StoreError::OverQuota => ApiError::FileQuota(format!(
-                    "this file of {} bytes would take your files past your quota of {} bytes (TASKGATE_USER_QUOTA_BYTES)",
-                    file.size, limits.user_quota_bytes
+            .map_err(|e| match e {
+                UploadError::OverQuota { quota, size, .. } => ApiError::FileQuota(format!(
+                    "this file of {size} bytes would take your files past your quota of {quota} bytes (TASKGATE_USER_QUOTA_BYTES)"
                 )),
                 other => other.into(),
-            });
-        }
+            })?;
         let mut response = (StatusCode::CREATED, Json(FileView::from(&file))).into_response();
         if let Ok(location) = HeaderValue::from_str(&format!("/files/{}", file.id)) {
             response.headers_mut().insert(header::LOCATION, location);
