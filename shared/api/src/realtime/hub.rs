@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use taskgate_app::realtime::Rendered;
 use taskgate_domain::project::ProjectId;
 use taskgate_domain::project::log::{Item, ItemEntry, Project, ProjectEntry};
 use taskgate_domain::recorder::Observer;
@@ -32,19 +33,9 @@ pub enum Key {
 /// One stored change, with the state it produced.
 #[derive(Debug)]
 pub enum Notice {
-    Project {
-        /// Its position in the project's feed.
-        position: u64,
-        entry: ProjectEntry,
-        /// The project before the change (`None` for its creation).
-        before: Option<Project>,
-        after: Project,
-    },
-    Item {
-        position: u64,
-        entry: ItemEntry,
-        item: Item,
-    },
+    /// A project's or an item's entry, at its position in the project's
+    /// feed, as the subscriptions' state machines take it.
+    Feed(Rendered),
     Task {
         event: TaskEvent,
         task: Task,
@@ -121,12 +112,12 @@ impl Hub {
         if !self.listened(&key) {
             return;
         }
-        let notice = Arc::new(Notice::Project {
+        let notice = Arc::new(Notice::Feed(Rendered::Project {
             position,
             entry: entry.clone(),
             before: before.cloned(),
             after: after.clone(),
-        });
+        }));
         self.publish(key, &notice);
     }
 
@@ -136,11 +127,11 @@ impl Hub {
         if !self.listened(&key) {
             return;
         }
-        let notice = Arc::new(Notice::Item {
+        let notice = Arc::new(Notice::Feed(Rendered::Item {
             position,
             entry: entry.clone(),
             item: item.clone(),
-        });
+        }));
         self.publish(key, &notice);
     }
 

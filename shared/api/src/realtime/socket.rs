@@ -30,7 +30,7 @@ use http::HeaderMap;
 use taskgate_app::realtime::client::{ClientMessage, Refusal, may_subscribe, store_failed};
 use taskgate_app::realtime::read::{Allowed, Folds, authorize};
 use taskgate_app::realtime::{
-    Behind, GAP_WAIT, Gap, Live, ProjectFeed, Rendered, Step, TaskFeed, Topic, message, resume_at,
+    Behind, GAP_WAIT, Gap, Live, ProjectFeed, Step, TaskFeed, Topic, message, resume_at,
 };
 use taskgate_domain::permission::Actor;
 use taskgate_domain::task::{Task, TaskEvent, TaskId};
@@ -565,26 +565,7 @@ impl Connection {
     async fn on_notice(&mut self, topic: Topic, notice: &Notice) -> Vec<String> {
         let actor = self.actor();
         let rendered = match notice {
-            Notice::Project {
-                position,
-                entry,
-                before,
-                after,
-            } => Rendered::Project {
-                position: *position,
-                entry: entry.clone(),
-                before: before.clone(),
-                after: after.clone(),
-            },
-            Notice::Item {
-                position,
-                entry,
-                item,
-            } => Rendered::Item {
-                position: *position,
-                entry: entry.clone(),
-                item: item.clone(),
-            },
+            Notice::Feed(rendered) => rendered.clone(),
             Notice::Task { event, task } => return self.on_task(topic, event, task).await,
         };
         let now = Instant::now().into_std();
