@@ -49,6 +49,8 @@ pub mod recorder;
 pub mod schema;
 pub mod security;
 pub mod task;
+#[cfg(test)]
+mod testing;
 pub mod timestamp;
 pub mod token;
 pub mod user;

@@ -357,7 +357,6 @@ mod tests {
     use async_trait::async_trait;
 
     use super::*;
-    use crate::password::PasswordHash;
     use crate::ports::Page;
     use crate::task::{StatusKind, TaskLimits, verify};
     use crate::user::{Level, UserId};
@@ -495,17 +494,7 @@ mod tests {
     }
 
     fn alice() -> User {
-        let hash = PasswordHash::parse(
-            "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3V7s8wPDxVyEkXmz4jtoTrhpgXT4x3rKxhWFSmsHCGc",
-        )
-        .unwrap();
-        User::new(
-            Username::parse("alice").unwrap(),
-            hash,
-            Level::User,
-            None,
-            None,
-        )
+        crate::testing::user("alice", Level::User)
     }
 
     /// A recorder over `log` with a new delay task of alice's in it.
