@@ -13,7 +13,9 @@
 //! - [`conflict`]: load, decide, append conditionally, and after a lost
 //!   race read again, with jittered pauses: the one loop
 //!   ([`conflict::change`] over an [`conflict::Aggregate`]) every change
-//!   to a project, an item or an account goes through.
+//!   to a project, an item or an account goes through. It is the domain's
+//!   (`taskgate_domain::conflict`), where the task recorder goes through it
+//!   too; this crate names it where its use cases find it.
 //! - [`audit`]: writing to the security log after the change it records.
 //! - [`export`]: export tasks (a project's items as CSV or NDJSON, files as
 //!   a zip) written through the blob port, on disk or on S3.
@@ -29,7 +31,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
-pub mod conflict;
+pub use taskgate_domain::conflict;
 mod error;
 pub mod export;
 pub mod items;

@@ -22,8 +22,13 @@
 //!   into state, and [`task::verify`], which checks a log's invariants.
 //! - [`project`]: projects, members and work items: value types, their
 //!   hash-chained logs and folds, who may do what, listing filters.
+//! - [`conflict`]: the one loop every conditional change goes through
+//!   (load, decide, append on the condition that nothing changed, and after
+//!   a lost race again), over an [`conflict::Aggregate`]: a task's log here,
+//!   projects, items and accounts in `taskgate-app`.
 //! - [`recorder`]: appending to a task's log (conditional on the next seq,
-//!   retried after a lost race), shared by the API, the engines and the steps.
+//!   retried after a lost race through [`conflict`]), shared by the API, the
+//!   engines and the steps.
 //! - [`security`]: the security audit log's events and the login throttle.
 //! - `schema` (feature `openapi`): the OpenAPI schemas of the value types,
 //!   built from the same constants their `parse` functions check.
@@ -33,6 +38,7 @@
 
 pub mod chain;
 pub mod clock;
+pub mod conflict;
 pub mod file;
 pub mod password;
 pub mod permission;
@@ -43,6 +49,8 @@ pub mod recorder;
 pub mod schema;
 pub mod security;
 pub mod task;
+#[cfg(test)]
+mod testing;
 pub mod timestamp;
 pub mod token;
 pub mod user;

@@ -315,7 +315,6 @@ pub struct VerifiedClaims {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::password::PasswordHash;
     use crate::user::Level;
 
     fn keys(secret: &[u8]) -> TokenKeys {
@@ -323,17 +322,7 @@ mod tests {
     }
 
     fn user() -> User {
-        let hash = PasswordHash::parse(
-            "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3V7s8wPDxVyEkXmz4jtoTrhpgXT4x3rKxhWFSmsHCGc",
-        )
-        .unwrap();
-        User::new(
-            Username::parse("alice").unwrap(),
-            hash,
-            Level::User,
-            None,
-            None,
-        )
+        crate::testing::user("alice", Level::User)
     }
 
     #[test]

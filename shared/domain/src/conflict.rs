@@ -1,22 +1,37 @@
 //! Changes under contention: read, decide, append on the condition that
 //! nothing changed since the read, and after a lost race
 //! ([`Attempt::Lost`]) read and decide again. Each lost race means another
-//! writer's change landed, so the loop advances; after [`ATTEMPTS`] it gives
-//! up with [`StoreError::Conflict`] (`edit-conflict`), which only a storm of
+//! writer's change landed, so the loop advances; after as many tries as
+//! the aggregate's [`Policy`] allows it gives up, by default with
+//! [`StoreError::Conflict`] (`edit-conflict`), which only a storm of
 //! writers on one aggregate can cause.
 //!
-//! [`change`] is that loop over an [`Aggregate`] (a project, an item, an
-//! account): the aggregate says how it is read and how a change is written;
+//! [`change`] is that loop over an [`Aggregate`]: the aggregate says how
+//! it is read, how a change is written, and how hard to contend for it;
 //! the caller says what to decide; the loop is written once, here.
+//!
+//! It lives in the domain, not in the use-case crate, because its users
+//! sit on both sides of that crate: `taskgate-app` changes projects, items
+//! and accounts through it (its `conflict` module is this one), and the
+//! task [`Recorder`](crate::recorder::Recorder), which the adapters and the
+//! Lambda steps use without the use cases, changes a task's log through it.
+//! The aggregates differ only in what their [`Policy`] and
+//! [`Aggregate::gave_up`] say:
+//!
+//! | aggregate | tries | after a lost race | giving up |
+//! |---|---|---|---|
+//! | project, item, account | [`ATTEMPTS`] (12) | jittered pause ([`after_conflict`]) | `Conflict` (409 `edit-conflict`) |
+//! | task | 8 | none | `Unavailable` (503) |
 
 use std::future::Future;
 
-use taskgate_domain::ports::StoreError;
+use crate::ports::StoreError;
 
-/// How often a change re-reads and re-decides after losing a race. An edit
-/// that names no version lands however busy its aggregate is: each lost
-/// race is followed by a pause ([`after_conflict`]), so writers do not keep
-/// colliding; `edit-conflict` is left for what truly cannot land.
+/// How often a change re-reads and re-decides after losing a race, unless
+/// its aggregate says otherwise. An edit that names no version lands
+/// however busy its aggregate is: each lost race is followed by a pause
+/// ([`after_conflict`]), so writers do not keep colliding; `edit-conflict`
+/// is left for what truly cannot land.
 pub const ATTEMPTS: usize = 12;
 
 /// The pause after the `attempt`-th lost race: a random time up to 2 ms
@@ -27,6 +42,36 @@ pub async fn after_conflict(attempt: usize) {
     let jitter = u64::try_from(uuid::Uuid::new_v4().as_u128() % 1000).unwrap_or(0);
     let pause = std::time::Duration::from_micros(ceiling_ms * jitter);
     tokio::time::sleep(pause).await;
+}
+
+/// What a writer does after losing a race, before it reads again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pause {
+    /// Reads again at once: for an aggregate whose every lost race brings
+    /// it nearer an end where nothing more is decided (a task's log).
+    None,
+    /// Waits a jittered while ([`after_conflict`]), so writers that keep
+    /// colliding spread out.
+    Jittered,
+}
+
+/// How hard a change contends for its aggregate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// Tries in all, the first one included; after the last lost race the
+    /// change gives up ([`Aggregate::gave_up`]).
+    pub attempts: usize,
+    /// What follows a lost race that is not the last.
+    pub pause: Pause,
+}
+
+impl Policy {
+    /// Any number of writers, none of them bounded by the aggregate:
+    /// [`ATTEMPTS`] tries, a jittered pause after each lost race.
+    pub const CONTENDED: Self = Self {
+        attempts: ATTEMPTS,
+        pause: Pause::Jittered,
+    };
 }
 
 /// How one try of a change ended, short of landing.
@@ -56,31 +101,51 @@ impl<E: From<StoreError>> Attempt<E> {
 }
 
 /// Runs `attempt` (read, decide, append) until it lands or fails finally,
-/// pausing after each lost race; after [`ATTEMPTS`] lost races,
+/// under [`Policy::CONTENDED`]; after [`ATTEMPTS`] lost races,
 /// [`StoreError::Conflict`].
 ///
 /// `attempt` makes a fresh future per try (`move || async move { … }`
 /// over references), so the future is `Send` wherever its parts are.
-pub async fn retry<T, E, F, Fut>(mut attempt: F) -> Result<T, E>
+pub async fn retry<T, E, F, Fut>(attempt: F) -> Result<T, E>
 where
     E: From<StoreError>,
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, Attempt<E>>>,
 {
-    for tries in 0..ATTEMPTS {
+    retry_with(Policy::CONTENDED, || StoreError::Conflict.into(), attempt).await
+}
+
+/// Runs `attempt` until it lands or fails finally, at most
+/// `policy.attempts` times, pausing after a lost race as `policy` says;
+/// after the last lost race, what `gave_up` makes. Every iteration either
+/// returns or counts one try, so the loop ends.
+pub async fn retry_with<T, E, F, Fut>(
+    policy: Policy,
+    gave_up: impl FnOnce() -> E,
+    mut attempt: F,
+) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Attempt<E>>>,
+{
+    for tries in 0..policy.attempts {
         match attempt().await {
             Ok(done) => return Ok(done),
             Err(Attempt::Failed(e)) => return Err(e),
-            Err(Attempt::Lost) if tries + 1 < ATTEMPTS => after_conflict(tries).await,
+            Err(Attempt::Lost)
+                if policy.pause == Pause::Jittered && tries + 1 < policy.attempts =>
+            {
+                after_conflict(tries).await;
+            }
             Err(Attempt::Lost) => {}
         }
     }
-    Err(StoreError::Conflict.into())
+    Err(gave_up())
 }
 
 /// Something changed by reading it, deciding, and writing on the condition
 /// that what was read is still what is stored: a project's row, an item's,
-/// an account. [`change`] runs the loop over it.
+/// an account, a task's log. [`change`] runs the loop over it.
 pub trait Aggregate: Sync {
     /// What is read, and what a write leaves.
     type State: Send + Sync;
@@ -88,6 +153,10 @@ pub trait Aggregate: Sync {
     type Change: Send;
     /// Why a change does not happen; a lost race is not one of them.
     type Error: From<StoreError> + Send;
+
+    /// How hard a change contends for it; [`Policy::CONTENDED`] unless the
+    /// aggregate knows better.
+    const POLICY: Policy = Policy::CONTENDED;
 
     /// Reads it as it stands. A refusal here (missing, hidden, not
     /// allowed) is final.
@@ -101,6 +170,13 @@ pub trait Aggregate: Sync {
         current: &Self::State,
         change: Self::Change,
     ) -> impl Future<Output = Result<Self::State, StoreError>> + Send;
+
+    /// What a change fails with once it has lost the race as often as
+    /// [`Aggregate::POLICY`] allows; [`StoreError::Conflict`]
+    /// (`edit-conflict`) unless the aggregate says otherwise.
+    fn gave_up(&self) -> Self::Error {
+        StoreError::Conflict.into()
+    }
 }
 
 /// How [`change`] ended: the last decision and what it left.
@@ -118,8 +194,9 @@ pub struct Outcome<T, S> {
 
 /// Reads `aggregate`, asks `decide` what to write (`None`: nothing), and
 /// writes it conditionally; after a lost race, all again on the fresh
-/// state ([`retry`]). `decide` is pure, so deciding again is harmless; a
-/// refusal from it or from the read is final.
+/// state, as the aggregate's [`Policy`] allows ([`retry_with`]). `decide`
+/// is pure, so deciding again is harmless; a refusal from it or from the
+/// read is final.
 pub async fn change<A, T>(
     aggregate: &A,
     decide: impl Fn(&A::State) -> Result<(T, Option<A::Change>), A::Error>,
@@ -142,33 +219,37 @@ where
     A: Aggregate,
 {
     let decide = &decide;
-    retry(move || {
-        // Taken once: every later try reads afresh.
-        let known = known.take();
-        async move {
-            let current = match known {
-                Some(state) => state,
-                None => aggregate.load().await?,
-            };
-            let (decided, change) = decide(&current)?;
-            let Some(change) = change else {
-                return Ok(Outcome {
+    retry_with(
+        A::POLICY,
+        || aggregate.gave_up(),
+        move || {
+            // Taken once: every later try reads afresh.
+            let known = known.take();
+            async move {
+                let current = match known {
+                    Some(state) => state,
+                    None => aggregate.load().await?,
+                };
+                let (decided, change) = decide(&current)?;
+                let Some(change) = change else {
+                    return Ok(Outcome {
+                        decided,
+                        state: current,
+                        appended: false,
+                    });
+                };
+                let state = aggregate
+                    .append(&current, change)
+                    .await
+                    .map_err(Attempt::of)?;
+                Ok(Outcome {
                     decided,
-                    state: current,
-                    appended: false,
-                });
-            };
-            let state = aggregate
-                .append(&current, change)
-                .await
-                .map_err(Attempt::of)?;
-            Ok(Outcome {
-                decided,
-                state,
-                appended: true,
-            })
-        }
-    })
+                    state,
+                    appended: true,
+                })
+            }
+        },
+    )
     .await
 }
 
@@ -214,6 +295,35 @@ mod tests {
         assert!(matches!(result, Err(StoreError::Other(_))));
         assert_eq!(tries.load(Ordering::SeqCst), 1);
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_contended_policy_pauses_between_tries_and_the_unpaused_does_not() {
+        for (policy, pauses) in [(Policy::CONTENDED, true), (UNPAUSED, false)] {
+            let before = tokio::time::Instant::now();
+            let tries = AtomicUsize::new(0);
+            let result: Result<(), StoreError> = retry_with(
+                policy,
+                || StoreError::unavailable("gave up"),
+                || async {
+                    tries.fetch_add(1, Ordering::SeqCst);
+                    Err(Attempt::Lost)
+                },
+            )
+            .await;
+            assert!(
+                matches!(result, Err(StoreError::Unavailable(_))),
+                "{policy:?}"
+            );
+            assert_eq!(tries.load(Ordering::SeqCst), policy.attempts, "{policy:?}");
+            assert_eq!(tokio::time::Instant::now() > before, pauses, "{policy:?}");
+        }
+    }
+
+    /// Three tries, none paused: what a task's log contends under, in small.
+    const UNPAUSED: Policy = Policy {
+        attempts: 3,
+        pause: Pause::None,
+    };
 
     /// A counter whose writes lose the race while `losses` lasts; it
     /// counts its reads and writes.
@@ -299,6 +409,37 @@ mod tests {
         assert!(matches!(refused, Err(StoreError::LastAdmin)));
         assert_eq!(counter.writes.load(Ordering::SeqCst), 0);
         assert_eq!(counter.reads.load(Ordering::SeqCst), 2);
+    }
+
+    /// [`Counter`] under a policy of its own, giving up its own way.
+    struct Impatient(Counter);
+
+    impl Aggregate for Impatient {
+        type State = u64;
+        type Change = u64;
+        type Error = StoreError;
+
+        const POLICY: Policy = UNPAUSED;
+
+        async fn load(&self) -> Result<u64, StoreError> {
+            self.0.load().await
+        }
+
+        async fn append(&self, current: &u64, next: u64) -> Result<u64, StoreError> {
+            self.0.append(current, next).await
+        }
+
+        fn gave_up(&self) -> StoreError {
+            StoreError::unavailable("impatient")
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_aggregate_contends_under_its_own_policy() {
+        let impatient = Impatient(Counter::losing(usize::MAX));
+        let lost = change(&impatient, |n| Ok(((), Some(n + 1)))).await;
+        assert!(matches!(lost, Err(StoreError::Unavailable(_))));
+        assert_eq!(impatient.0.writes.load(Ordering::SeqCst), UNPAUSED.attempts);
     }
 
     #[tokio::test(start_paused = true)]
