@@ -845,12 +845,12 @@ async fn exports_stop_and_fail_without_leftovers(store: Arc<dyn Store>, subject:
     )
     .await;
     let before = (subject.leftovers)().await;
-    let limits = taskgate_app::settings::FileLimits::default().export_limits();
+    let limits = taskgate_app::settings::FileLimits::default();
     let exporter = taskgate_app::export::StoreExporter::new(
         store.clone(),
         blobs.clone(),
         Arc::new(taskgate_domain::clock::SystemClock),
-        limits,
+        limits.clone(),
     )
     .reporting_every_chunk();
 
@@ -879,9 +879,9 @@ async fn exports_stop_and_fail_without_leftovers(store: Arc<dyn Store>, subject:
         store.clone(),
         blobs.clone(),
         Arc::new(taskgate_domain::clock::SystemClock),
-        taskgate_app::export::ExportLimits {
+        taskgate_app::settings::FileLimits {
             max_file_bytes: 11 * 1024 * 1024,
-            ..limits
+            ..limits.clone()
         },
     );
     let task = zip_task(&alice, vec![source.id]);
@@ -896,9 +896,9 @@ async fn exports_stop_and_fail_without_leftovers(store: Arc<dyn Store>, subject:
         store.clone(),
         blobs.clone(),
         Arc::new(taskgate_domain::clock::SystemClock),
-        taskgate_app::export::ExportLimits {
+        taskgate_app::settings::FileLimits {
             user_quota_bytes: 20 * 1024 * 1024,
-            ..limits
+            ..limits.clone()
         },
     );
     let task = zip_task(&alice, vec![source.id]);
@@ -1058,7 +1058,7 @@ async fn the_export_step_records_stops_on_cancel_and_fails_by_code_on_aws() {
         store.clone(),
         gate.clone(),
         Arc::new(taskgate_domain::clock::SystemClock),
-        taskgate_app::settings::FileLimits::default().export_limits(),
+        taskgate_app::settings::FileLimits::default(),
     ));
     let start = |files: Vec<taskgate_domain::file::FileId>| {
         let (recorder, alice) = (recorder.clone(), alice.clone());

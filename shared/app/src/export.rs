@@ -29,7 +29,6 @@ use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 use taskgate_domain::clock::Clock;
 use taskgate_domain::file::{ContentType, FileId, FileName};
-use taskgate_domain::permission::Actor;
 use taskgate_domain::ports::{
     BlobStore, ExportControl, ExportFailure, Exporter, ItemQuery, ItemScope, Store, StoreError,
 };
@@ -58,16 +57,6 @@ pub fn export_file_id(task: &TaskId) -> FileId {
     FileId::parse(&task.to_string()).expect("a task id is a uuid")
 }
 
-/// What an export may write: the limits of the owner's files
-/// (`TASKGATE_MAX_FILE_BYTES`, `TASKGATE_USER_QUOTA_BYTES`,
-/// `TASKGATE_MAX_FILES_PER_USER`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ExportLimits {
-    pub max_file_bytes: u64,
-    pub user_quota_bytes: u64,
-    pub max_files: u64,
-}
-
 /// Exports through a store and a blob store (see the module docs).
 pub struct StoreExporter {
     store: Arc<dyn Store>,
@@ -84,21 +73,12 @@ impl StoreExporter {
         store: Arc<dyn Store>,
         blobs: Arc<dyn BlobStore>,
         clock: Arc<dyn Clock>,
-        limits: ExportLimits,
+        limits: FileLimits,
     ) -> Self {
-        let uploads = Uploads::new(
-            store.clone(),
-            blobs.clone(),
-            clock.clone(),
-            FileLimits {
-                max_file_bytes: limits.max_file_bytes,
-                user_quota_bytes: limits.user_quota_bytes,
-                max_files: limits.max_files,
-                // An export's file is whole when recorded: it has no expiry
-                // as an upload, and no PATCH bound.
-                ..FileLimits::default()
-            },
-        );
+        // An export writes as its owner: the file size, quota and file
+        // count bound it (its file is whole when recorded, so the upload
+        // expiry and the PATCH bound never apply).
+        let uploads = Uploads::new(store.clone(), blobs.clone(), clock.clone(), limits);
         Self {
             store,
             blobs,
@@ -384,12 +364,7 @@ impl StoreExporter {
             .filter(|p| {
                 // The project rule, keyed by the account that started the
                 // export (not whoever holds its username now).
-                let owner = Actor {
-                    username: task.owner.clone(),
-                    user_id: task.owner_id,
-                    level: task.owner_level,
-                };
-                access::may(Some(&owner), p, access::Action::Export).is_ok()
+                access::may(Some(&task.owner_actor()), p, access::Action::Export).is_ok()
             });
         let Some(found) = found else {
             return Err(failed(
@@ -566,11 +541,7 @@ impl Exporter for StoreExporter {
             return Err(failed("export-failed", "the task is not an export"));
         };
         let id = export_file_id(&task.id);
-        let owner = Actor {
-            username: task.owner.clone(),
-            user_id: task.owner_id,
-            level: task.owner_level,
-        };
+        let owner = task.owner_actor();
         let file = self
             .uploads
             .new_file(owner, id, QuotaCheck::AsWritten)

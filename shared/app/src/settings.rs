@@ -84,17 +84,6 @@ pub struct FileLimits {
     pub max_patch_bytes: Option<u64>,
 }
 
-impl FileLimits {
-    /// What an export may write (the owner's file limits).
-    pub fn export_limits(&self) -> crate::export::ExportLimits {
-        crate::export::ExportLimits {
-            max_file_bytes: self.max_file_bytes,
-            user_quota_bytes: self.user_quota_bytes,
-            max_files: self.max_files,
-        }
-    }
-}
-
 impl Default for FileLimits {
     fn default() -> Self {
         Settings::default().files

@@ -212,6 +212,12 @@ pub struct StoredFile {
 }
 
 impl StoredFile {
+    /// Whether an append holds the upload's lease at `now` (a lease past
+    /// its time is as good as given back).
+    pub fn is_leased(&self, now: OffsetDateTime) -> bool {
+        self.lease_until.is_some_and(|until| until > now)
+    }
+
     /// A new upload of `size` bytes by `owner`, kept until `expires_at`.
     pub fn new_upload(
         owner: &crate::user::User,

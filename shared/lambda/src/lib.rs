@@ -226,7 +226,7 @@ pub fn run_export_step() -> ExitCode {
                 store,
                 Arc::new(taskgate_aws::blobs::S3Blobs::new(s3, bucket)),
                 Arc::new(taskgate_domain::clock::SystemClock),
-                settings.files.export_limits(),
+                settings.files.clone(),
             ));
         tracing::info!(
             function = "step-export",

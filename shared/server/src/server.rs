@@ -217,7 +217,7 @@ pub async fn start_with_routes(config: ServeConfig, extra: axum::Router) -> anyh
         state.store.clone(),
         state.blobs.clone(),
         config.clock.clone(),
-        config.api.files.export_limits(),
+        config.api.files.clone(),
     );
     let engine = LocalEngine::new(
         state.recorder(),

@@ -34,7 +34,7 @@ use super::UploadError;
 
 /// How long an append holds its upload. Longer than any append should
 /// take; a server that died mid-append frees the upload after it.
-pub const LEASE: Duration = Duration::from_secs(15 * 60);
+pub(crate) const LEASE: Duration = Duration::from_secs(15 * 60);
 
 /// An upload's lease, held (see the module documentation).
 pub(crate) struct Lease {
@@ -62,7 +62,7 @@ impl Lease {
         file: &StoredFile,
         now: OffsetDateTime,
     ) -> Result<Self, UploadError> {
-        if file.lease_until.is_some_and(|until| until > now) {
+        if file.is_leased(now) {
             return Err(UploadError::Busy);
         }
         let mut leased = file.clone();
@@ -87,31 +87,33 @@ impl Lease {
 
     /// Writes `next` (the leased record's successor, its lease cleared) in
     /// place of the leased record: the lease ends with that write.
+    ///
+    /// The guard keeps the lease until the write has answered: if this
+    /// future is dropped mid-write, the drop still gives the lease back
+    /// (conditionally, so a write that did land is left as it is).
     pub(crate) async fn record(mut self, next: &StoredFile) -> Result<(), NotRecorded> {
         debug_assert!(
             next.lease_until.is_none(),
             "a recorded append keeps no lease"
         );
-        let leased = self
-            .leased
-            .take()
-            .expect("a lease is held until it is consumed");
-        match self.store.update_file(&leased, next).await {
-            Ok(()) => Ok(()),
-            Err(StoreError::Conflict) => Err(NotRecorded::Gone),
-            Err(e) => {
-                self.leased = Some(leased);
-                Err(NotRecorded::Failed(e, self))
+        match self.store.update_file(self.file(), next).await {
+            Ok(()) => {
+                self.leased = None;
+                Ok(())
             }
+            Err(StoreError::Conflict) => {
+                self.leased = None;
+                Err(NotRecorded::Gone)
+            }
+            Err(e) => Err(NotRecorded::Failed(e, self)),
         }
     }
 
     /// Gives the lease back. A failure is logged: the lease then runs out
-    /// by itself.
+    /// by itself. Held until the write has answered, as in [`Self::record`].
     pub(crate) async fn release(mut self) {
-        if let Some(leased) = self.leased.take() {
-            release(self.store.as_ref(), &leased).await;
-        }
+        release(self.store.as_ref(), self.file()).await;
+        self.leased = None;
     }
 }
 

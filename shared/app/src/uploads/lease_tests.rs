@@ -191,11 +191,7 @@ impl World {
     }
 
     fn actor(&self) -> Actor {
-        Actor {
-            username: self.owner.username.clone(),
-            user_id: self.owner.user_id,
-            level: self.owner.level,
-        }
+        Actor::from(&self.owner)
     }
 
     /// A new upload of `size` bytes; the update count starts from here.

@@ -178,10 +178,6 @@ impl Uploads {
         self
     }
 
-    pub fn limits(&self) -> &FileLimits {
-        &self.limits
-    }
-
     /// Whether a file of `size` bytes may exist at all
     /// (`TASKGATE_MAX_FILE_BYTES`). [`Uploads::create`] asks too; a
     /// transport asks first where this answer must come before its own
@@ -354,16 +350,13 @@ pub async fn reap_expired(
         let expired = store.expired_uploads(now, 100).await?;
         let mut this_round = 0;
         for file in &expired {
-            if file.lease_until.is_some_and(|until| until > now) {
+            if file.is_leased(now) {
                 continue;
             }
             // Only while it is still an unfinished upload past its expiry
             // that no PATCH holds: one that finished meanwhile stays.
-            let still_expired = |fresh: &StoredFile| {
-                !fresh.is_complete()
-                    && fresh.expires_at.is_some_and(|at| at <= now)
-                    && fresh.lease_until.is_none_or(|until| until <= now)
-            };
+            let still_expired =
+                |fresh: &StoredFile| is_expired(fresh, now) && !fresh.is_leased(now);
             if remove_from(store, blobs, file, still_expired).await? {
                 this_round += 1;
             }

@@ -80,15 +80,6 @@ impl Uploads {
 }
 
 impl NewFile {
-    pub fn id(&self) -> FileId {
-        self.id
-    }
-
-    /// The bytes written so far.
-    pub fn size(&self) -> u64 {
-        self.size
-    }
-
     /// Appends `body`: `announced` bytes exactly when the length is known
     /// beforehand (then a file that would pass the quota's room or the
     /// largest file's size is refused before any byte is taken), or

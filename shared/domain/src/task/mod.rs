@@ -372,6 +372,16 @@ pub struct Task {
 }
 
 impl Task {
+    /// The account that started the task, as it was then (its level at
+    /// creation): whom an export acts for.
+    pub fn owner_actor(&self) -> crate::permission::Actor {
+        crate::permission::Actor {
+            username: self.owner.clone(),
+            user_id: self.owner_id,
+            level: self.owner_level,
+        }
+    }
+
     /// Its kind, from its spec.
     pub fn kind(&self) -> TaskKind {
         self.spec.kind()

@@ -138,7 +138,10 @@ impl From<UploadError> for ApiError {
             UploadError::OverQuota { used, quota, size } => ApiError::FileQuota(format!(
                 "your files take {used} of your {quota} bytes (TASKGATE_USER_QUOTA_BYTES); this one needs {size}"
             )),
-            UploadError::TooManyFiles { max } => too_many_files(max),
+            UploadError::TooManyFiles { max } => ApiError::FileQuota(format!(
+                "you have {max} files, as many as an account may keep (TASKGATE_MAX_FILES_PER_USER); \
+                 delete some first"
+            )),
             UploadError::NoRoom { room } => ApiError::FileQuota(format!(
                 "your files would pass your quota: {room} bytes were left (TASKGATE_USER_QUOTA_BYTES)"
             )),
@@ -287,12 +290,4 @@ pub(crate) async fn get_file(
 ) -> Result<Response, ApiError> {
     let file = state.uploads().find(&session.actor(), &id).await?;
     Ok(Json(FileView::from(&file)).into_response())
-}
-
-/// 413 for a user who keeps `max` files already.
-pub(crate) fn too_many_files(max: u64) -> ApiError {
-    ApiError::FileQuota(format!(
-        "you have {max} files, as many as an account may keep (TASKGATE_MAX_FILES_PER_USER); \
-         delete some first"
-    ))
 }
