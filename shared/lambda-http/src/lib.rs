@@ -35,8 +35,9 @@ use secrecy::SecretSlice;
 use taskgate_api::{AppState, RequestId};
 use taskgate_app::settings::Settings;
 use taskgate_aws::DynamoStore;
-use taskgate_aws::workflow::StepFunctionsWorkflow;
-use taskgate_lambda::{bootstrap, dynamo_store, env_endpoint, ms, runtime_stopped};
+use taskgate_lambda::{
+    bootstrap, dynamo_store, env_endpoint, files_bucket, ms, runtime_stopped, workflow,
+};
 
 pub mod realtime;
 
@@ -196,17 +197,12 @@ async fn state_with(sdk: &aws_config::SdkConfig, store: DynamoStore) -> anyhow::
         app_state_ms = ms(begun.elapsed() - read),
         "cold start: signing secret read, application state built"
     );
-    if let Some(arn) = env_endpoint("TASKGATE_STATE_MACHINE_ARN") {
-        let endpoint = env_endpoint("TASKGATE_STEPFUNCTIONS_ENDPOINT");
-        let sfn = taskgate_aws::sfn_client(sdk, endpoint.as_deref());
-        let workflow = StepFunctionsWorkflow::new(sfn, arn, state.recorder.clone());
+    if let Some(workflow) = workflow(sdk, &state.recorder) {
         state = state.with_workflow(Arc::new(workflow));
     }
     // The bytes of files, where the template names a bucket.
-    if let Some(bucket) = env_endpoint("TASKGATE_FILES_BUCKET") {
-        let endpoint = env_endpoint("TASKGATE_S3_ENDPOINT");
-        let s3 = taskgate_aws::s3_client(sdk, endpoint.as_deref());
-        state = state.with_blobs(Arc::new(taskgate_aws::blobs::S3Blobs::new(s3, bucket)));
+    if let Some(blobs) = files_bucket(sdk) {
+        state = state.with_blobs(Arc::new(blobs));
     }
     Ok(state)
 }

@@ -34,7 +34,7 @@ use aws_sdk_apigatewaymanagement::primitives::Blob;
 use serde_json::json;
 use taskgate_api::{AppState, auth};
 use taskgate_app::realtime::client::{
-    ClientMessage, Refusal, already_subscribed, may_subscribe, store_failed,
+    ClientMessage, Refusal, already_subscribed, may_subscribe, not_subscribed, store_failed,
 };
 use taskgate_app::realtime::read::{Allowed, Folds, authorize};
 use taskgate_app::realtime::{
@@ -102,6 +102,14 @@ fn respond(status: u16, body: Option<String>) -> ApiGatewayProxyResponse {
     response
 }
 
+/// 503 with a problem+json body for a failed store call (logged once,
+/// by [`store_failed`]; the client reads the fixed sentence only).
+fn unavailable(e: taskgate_domain::ports::StoreError) -> ApiGatewayProxyResponse {
+    store_failed(&e);
+    let e = taskgate_api::problem::ApiError::Unavailable(Box::new(e));
+    respond(e.status().as_u16(), Some(problem(&e)))
+}
+
 fn connection_id(request: &ApiGatewayWebsocketProxyRequest) -> Option<&str> {
     request.request_context.connection_id.as_deref()
 }
@@ -157,7 +165,7 @@ impl Realtime {
                 return respond(429, Some(problem(&e)));
             }
             Ok(_) => {}
-            Err(e) => return respond(503, Some(store_failed(&e).1)),
+            Err(e) => return unavailable(e),
         }
         let now = self.state.clock.now().unix_timestamp();
         let connection = Connection {
@@ -179,7 +187,7 @@ impl Realtime {
                 }
                 response
             }
-            Err(e) => respond(503, Some(store_failed(&e).1)),
+            Err(e) => unavailable(e),
         }
     }
 
@@ -208,7 +216,7 @@ impl Realtime {
         let connection = match self.connections.get(id).await {
             Ok(Some(connection)) => connection,
             Ok(None) => return respond(410, None),
-            Err(e) => return respond(503, Some(store_failed(&e).1)),
+            Err(e) => return unavailable(e),
         };
         let Some(actor) = self.session_of(&connection).await else {
             return respond(401, None);
@@ -232,11 +240,10 @@ impl Realtime {
                 Err(detail) => vec![message::error(None, 400, &detail)],
                 Ok(topic) => match self.connections.unsubscribe(id, &topic.to_string()).await {
                     Ok(true) => vec![message::unsubscribed(&topic)],
-                    Ok(false) => vec![message::error(
-                        Some(&topic),
-                        400,
-                        "not subscribed to this topic",
-                    )],
+                    Ok(false) => {
+                        let (status, detail) = not_subscribed();
+                        vec![message::error(Some(&topic), status, &detail)]
+                    }
                     Err(e) => {
                         let (status, detail) = store_failed(&e);
                         vec![message::error(Some(&topic), status, &detail)]
@@ -308,8 +315,10 @@ impl Realtime {
         };
         let (step, more) = match self.replay_project(project, &actor, rest.after).await {
             Ok(replayed) => replayed,
+            // The rest could not be read: the subscription ends with the
+            // error (unsubscribed below), so the client may subscribe again.
             Err((status, detail)) => (
-                Step::send(vec![message::error(Some(&topic), status, &detail)]),
+                Step::end(vec![message::error(Some(&topic), status, &detail)]),
                 None,
             ),
         };
@@ -434,25 +443,36 @@ impl Realtime {
         let Some(after) = after else {
             return Ok((messages, None));
         };
-        let (replayed, rest) = match allowed {
+        let replay = match allowed {
             Allowed::Project(project) => {
-                let (replayed, more) = self.replay_project(project, actor, after).await?;
-                let rest = more.map(|after| Continuation {
-                    connection: connection.id.clone(),
-                    topic: topic.to_string(),
-                    after,
-                });
-                (replayed, rest)
+                self.replay_project(project, actor, after)
+                    .await
+                    .map(|(replayed, more)| {
+                        let rest = more.map(|after| Continuation {
+                            connection: connection.id.clone(),
+                            topic: topic.to_string(),
+                            after,
+                        });
+                        (replayed, rest)
+                    })
             }
             Allowed::Task(task, events) => {
-                let head = events.last().map_or(0, |e| e.seq);
+                let head = task.last_seq;
                 let mut feed = TaskFeed::one(task, resume_at(Some(after), head));
-                let replayed = feed
-                    .replayed(&events, actor, self.state.clock.now())
-                    .map_err(|e| store_failed(&e))?;
-                (replayed, None)
+                feed.replayed(&events, actor, self.state.clock.now())
+                    .map(|replayed| (replayed, None))
+                    .map_err(|e| store_failed(&e))
             }
-            Allowed::Tasks => (Step::default(), None),
+            Allowed::Tasks => Ok((Step::default(), None)),
+        };
+        // A replay that failed ends the subscription it recorded, so the
+        // client may subscribe again.
+        let (replayed, rest) = match replay {
+            Ok(replayed) => replayed,
+            Err(refusal) => {
+                self.unsubscribe(&connection.id, &topic.to_string()).await;
+                return Err(refusal);
+            }
         };
         messages.extend(replayed.messages);
         if replayed.ended {
@@ -682,7 +702,7 @@ impl Realtime {
         let now = self.state.clock.now();
         for (topic, key) in [
             (Topic::Task(*id), Topic::Task(*id).to_string()),
-            (Topic::Tasks, format!("tasks:{}", task.owner_id)),
+            (Topic::Tasks, topic_key(&Topic::Tasks, &task.owner_id)),
         ] {
             let subscribers = self
                 .connections

@@ -31,8 +31,6 @@ use taskgate_domain::ports::JsRunner;
 use taskgate_domain::recorder::Recorder;
 use taskgate_domain::task::JsLimits;
 
-pub use lambda_runtime;
-
 pub mod reconcile;
 pub mod steps;
 
@@ -82,13 +80,10 @@ pub fn run_reconciler() -> ExitCode {
         let (sdk, store) = dynamo_store().await;
         let store = Arc::new(store);
         let recorder = Recorder::new(store.clone());
-        let arn = env_endpoint("TASKGATE_STATE_MACHINE_ARN")
-            .context("TASKGATE_STATE_MACHINE_ARN must name the state machine")?;
-        let sfn = taskgate_aws::sfn_client(
-            &sdk,
-            env_endpoint("TASKGATE_STEPFUNCTIONS_ENDPOINT").as_deref(),
+        let workflow = Arc::new(
+            workflow(&sdk, &recorder)
+                .context("TASKGATE_STATE_MACHINE_ARN must name the state machine")?,
         );
-        let workflow = Arc::new(StepFunctionsWorkflow::new(sfn, arn, recorder.clone()));
         let recorder = Arc::new(recorder);
         tracing::info!(function = "task-reconciler", "cold start complete");
         let handler = lambda_runtime::service_fn(move |event: LambdaEvent<serde_json::Value>| {
@@ -138,11 +133,8 @@ pub fn run_reconciler() -> ExitCode {
 pub fn run_upload_reaper() -> ExitCode {
     bootstrap(async {
         let (sdk, store) = dynamo_store().await;
-        let bucket = env_endpoint("TASKGATE_FILES_BUCKET")
-            .context("TASKGATE_FILES_BUCKET must name the files bucket")?;
-        let s3 = taskgate_aws::s3_client(&sdk, env_endpoint("TASKGATE_S3_ENDPOINT").as_deref());
+        let blobs = Arc::new(files_bucket(&sdk).context(NO_BUCKET)?);
         let store = Arc::new(store);
-        let blobs = Arc::new(taskgate_aws::blobs::S3Blobs::new(s3, bucket));
         tracing::info!(function = "upload-reaper", "cold start complete");
         let handler = lambda_runtime::service_fn(move |_: LambdaEvent<serde_json::Value>| {
             let (store, blobs) = (Arc::clone(&store), Arc::clone(&blobs));
@@ -216,15 +208,13 @@ pub fn run_export_step() -> ExitCode {
     bootstrap(async {
         let settings = Settings::from_env()?;
         let (sdk, store) = dynamo_store().await;
-        let bucket = env_endpoint("TASKGATE_FILES_BUCKET")
-            .context("TASKGATE_FILES_BUCKET must name the files bucket")?;
-        let s3 = taskgate_aws::s3_client(&sdk, env_endpoint("TASKGATE_S3_ENDPOINT").as_deref());
+        let blobs = files_bucket(&sdk).context(NO_BUCKET)?;
         let store = Arc::new(store);
         let recorder = Arc::new(Recorder::new(store.clone()));
         let exporter: Arc<dyn taskgate_domain::ports::Exporter> =
             Arc::new(taskgate_app::export::StoreExporter::new(
                 store,
-                Arc::new(taskgate_aws::blobs::S3Blobs::new(s3, bucket)),
+                Arc::new(blobs),
                 Arc::new(taskgate_domain::clock::SystemClock),
                 settings.files.clone(),
             ));
@@ -264,6 +254,26 @@ fn init_logging() {
 
 pub fn env_endpoint(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|e| !e.is_empty())
+}
+
+const NO_BUCKET: &str = "TASKGATE_FILES_BUCKET must name the files bucket";
+
+/// The Step Functions workflow of `TASKGATE_STATE_MACHINE_ARN`
+/// (`TASKGATE_STEPFUNCTIONS_ENDPOINT` for a local stand-in), if it is set.
+pub fn workflow(sdk: &aws_config::SdkConfig, recorder: &Recorder) -> Option<StepFunctionsWorkflow> {
+    let arn = env_endpoint("TASKGATE_STATE_MACHINE_ARN")?;
+    let endpoint = env_endpoint("TASKGATE_STEPFUNCTIONS_ENDPOINT");
+    let sfn = taskgate_aws::sfn_client(sdk, endpoint.as_deref());
+    Some(StepFunctionsWorkflow::new(sfn, arn, recorder.clone()))
+}
+
+/// The files' bytes in `TASKGATE_FILES_BUCKET` (`TASKGATE_S3_ENDPOINT` for
+/// a local stand-in), if it is set.
+pub fn files_bucket(sdk: &aws_config::SdkConfig) -> Option<taskgate_aws::blobs::S3Blobs> {
+    let bucket = env_endpoint("TASKGATE_FILES_BUCKET")?;
+    let endpoint = env_endpoint("TASKGATE_S3_ENDPOINT");
+    let s3 = taskgate_aws::s3_client(sdk, endpoint.as_deref());
+    Some(taskgate_aws::blobs::S3Blobs::new(s3, bucket))
 }
 
 /// The AWS configuration and the DynamoDB store of this deployment.

@@ -85,11 +85,6 @@ impl Hub {
         self.channels().contains_key(key)
     }
 
-    /// How many keys have listeners (for tests and metrics).
-    pub fn channel_count(&self) -> usize {
-        self.channels().len()
-    }
-
     fn publish(&self, key: Key, notice: &Arc<Notice>) {
         let mut channels = self.channels();
         if let Some(channel) = channels.get(&key)
@@ -149,12 +144,6 @@ impl Hub {
             hub: Arc::clone(self),
             user,
         })
-    }
-
-    /// Open connections, all users together.
-    pub fn connection_count(&self) -> usize {
-        let connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
-        connections.values().sum()
     }
 }
 

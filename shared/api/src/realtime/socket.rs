@@ -27,7 +27,9 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt as _;
 use http::HeaderMap;
-use taskgate_app::realtime::client::{ClientMessage, Refusal, may_subscribe, store_failed};
+use taskgate_app::realtime::client::{
+    ClientMessage, Refusal, may_subscribe, not_subscribed, store_failed,
+};
 use taskgate_app::realtime::read::{Allowed, Folds, authorize};
 use taskgate_app::realtime::{
     Behind, GAP_WAIT, Gap, Live, ProjectFeed, Step, TaskFeed, Topic, message, resume_at,
@@ -339,11 +341,8 @@ impl Connection {
                     Err(detail) => return vec![message::error(None, 400, &detail)],
                 };
                 if !self.subscriptions.contains_key(&topic) {
-                    return vec![message::error(
-                        Some(&topic),
-                        400,
-                        "not subscribed to this topic",
-                    )];
+                    let (status, detail) = not_subscribed();
+                    return vec![message::error(Some(&topic), status, &detail)];
                 }
                 self.drop_subscription(&topic);
                 vec![message::unsubscribed(&topic)]
@@ -389,8 +388,8 @@ impl Connection {
                     return Err(store_failed(&e));
                 }
             },
-            Allowed::Task(task, events) => {
-                let head = events.last().map_or(0, |e| e.seq);
+            Allowed::Task(task, _) => {
+                let head = task.last_seq;
                 Subscription::Task(TaskFeed::one(task, resume_at(after, head)))
             }
             Allowed::Tasks => Subscription::Task(TaskFeed::owner()),
@@ -400,18 +399,20 @@ impl Connection {
         let replayed = match topic {
             Topic::Project(id) if after.is_some() => {
                 let mut replayed = self.replay_project(&topic, None).await;
-                if let Ok(messages) = &mut replayed
-                    && self.subscriptions.contains_key(&topic)
-                {
-                    let current = self
-                        .state
-                        .store
-                        .get_project(&id)
-                        .await
-                        .map_err(|e| store_failed(&e))?;
-                    if let Some(feed) = self.project_feed(&topic) {
-                        let step = feed.replay_done(current.as_ref(), &actor);
-                        messages.extend(self.settle(&topic, step));
+                if replayed.is_ok() && self.subscriptions.contains_key(&topic) {
+                    // A failed read ends the subscription below, as a
+                    // failed replay does.
+                    match self.state.store.get_project(&id).await {
+                        Ok(current) => {
+                            if let Some(feed) = self.project_feed(&topic) {
+                                let step = feed.replay_done(current.as_ref(), &actor);
+                                let settled = self.settle(&topic, step);
+                                if let Ok(messages) = &mut replayed {
+                                    messages.extend(settled);
+                                }
+                            }
+                        }
+                        Err(e) => replayed = Err(store_failed(&e)),
                     }
                 }
                 replayed
@@ -452,8 +453,9 @@ impl Connection {
             .map_err(|e| store_failed(&e))?;
         let mut found = Vec::new();
         for id in page.items {
-            if let Ok((task, events)) = self.load_task(&id).await {
-                found.push((task, events.last().map_or(0, |e| e.seq)));
+            if let Ok((task, _)) = self.load_task(&id).await {
+                let seq = task.last_seq;
+                found.push((task, seq));
             }
         }
         if let Some(feed) = self.task_feed(&Topic::Tasks) {
@@ -610,8 +612,9 @@ impl Connection {
     /// Progress of every running delay and export this connection follows
     /// (an export's as it last reported it).
     async fn progress(&mut self) -> Vec<String> {
-        // Never a progress report to someone who may no longer see the task.
-        let mut messages = self.recheck_tasks();
+        // Whom a report may reach changes only with the session, which the
+        // check tick reads (and then calls `recheck_tasks`).
+        let mut messages = Vec::new();
         let now = self.state.clock.now();
         let exports: HashSet<TaskId> = self
             .subscriptions

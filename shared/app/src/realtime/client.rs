@@ -59,6 +59,11 @@ pub fn already_subscribed() -> Refusal {
     )
 }
 
+/// The 400 for an unsubscribe from a topic not subscribed to.
+pub fn not_subscribed() -> Refusal {
+    (400, "not subscribed to this topic".into())
+}
+
 /// The checks of a subscription that need no store: not twice, not past
 /// `limit` (`held` are open already), no `after` on `tasks`.
 pub fn may_subscribe(

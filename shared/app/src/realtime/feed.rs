@@ -139,10 +139,17 @@ impl ProjectFeed {
     /// The history was shown as the subscriber may see the project; if
     /// that changed while it was read, the live entries that said so were
     /// dropped as repeats, so it is said now.
+    /// Items are shown against `current` from here on: the replay showed
+    /// history as of each entry and left the project as it was when the
+    /// subscription began.
     pub fn replay_done(&mut self, current: Option<&Project>, viewer: &Actor) -> Step {
-        if self.ended
-            || current.is_some_and(|project| may(Some(viewer), project, Action::View).is_ok())
+        if self.ended {
+            return Step::default();
+        }
+        if let Some(project) = current
+            && may(Some(viewer), project, Action::View).is_ok()
         {
+            self.project = project.clone();
             return Step::default();
         }
         self.end();

@@ -424,6 +424,35 @@ fn a_replay_shows_the_projects_history_as_it_was_and_ends_if_the_subscriber_left
 }
 
 #[test]
+fn after_a_replay_items_follow_the_project_as_it_is_now() {
+    // A global admin who was a member when they subscribed, removed while
+    // the replay was read: they still see the project, no longer its items.
+    let mut f = Fixture::new();
+    let viewer = actor("carl", Level::Admin);
+    f.change(
+        3,
+        ProjectChange::MemberAdded {
+            username: viewer.username.clone(),
+            user_id: viewer.user_id,
+            role: ProjectRole::Member,
+        },
+    );
+    let mut feed = ProjectFeed::new(f.project(), 3);
+    let removed = f.change(
+        4,
+        ProjectChange::MemberRemoved {
+            username: viewer.username.clone(),
+        },
+    );
+    let step = feed.replayed(removed, &viewer);
+    assert_eq!(parsed(&step)[0]["event"]["kind"], "member.removed");
+    let step = feed.replay_done(Some(&f.project()), &viewer);
+    assert_eq!(step, Step::default(), "an admin still sees the project");
+    let step = pushed(&mut feed, f.item(5), &viewer, Instant::now());
+    assert_eq!(step, Step::default(), "but not its items");
+}
+
+#[test]
 fn a_global_admin_who_is_not_a_member_sees_the_projects_changes_but_not_its_items() {
     let mut f = Fixture::new();
     let mut root_feed = ProjectFeed::new(f.project(), 0);
