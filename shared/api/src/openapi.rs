@@ -23,7 +23,6 @@ use utoipa::{Modify, OpenApi};
 
 use crate::app::{ALIASES, api};
 use taskgate_app::settings::Settings;
-use taskgate_domain::task::TaskLimits;
 
 struct BearerAuth;
 
@@ -310,7 +309,7 @@ pub fn document_json_for(settings: &Settings) -> String {
     seconds.maximum = Some(utoipa::Number::Float(max));
     seconds.description = Some(format!(
         "0 up to `TASKGATE_MAX_DELAY_SECONDS`: {max} on this server (default {})",
-        TaskLimits::default().max_delay_seconds
+        Settings::default().tasks.max_delay_seconds
     ));
     // The largest file, likewise.
     let length = document

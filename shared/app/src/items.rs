@@ -176,6 +176,26 @@ pub async fn history(
     Ok(ports.store.item_log(item).await?)
 }
 
+/// An item `actor` may use, as it was just read with its project: what an
+/// edit decides on first (see [`check`]).
+pub struct Checked {
+    project: Project,
+    item: Item,
+}
+
+/// Whether `actor` may use item `item` of project `project` (the answer a
+/// request gets before its body is read): the project and the item as
+/// read, for [`edit`] to decide on without reading them again.
+pub async fn check(
+    ports: Ports<'_>,
+    actor: &Actor,
+    project: &ProjectId,
+    item: &ItemId,
+) -> Result<Checked, Error> {
+    let (project, item) = find(ports, actor, project, item).await?;
+    Ok(Checked { project, item })
+}
+
 /// An edit of an item.
 #[derive(Clone, Debug, Default)]
 pub struct Edit {
@@ -186,26 +206,37 @@ pub struct Edit {
     pub expected: Option<u64>,
 }
 
-/// Edits item `item` of project `project`; the item as it now is (as it
-/// was, when the edit changes nothing).
+/// Edits the item `checked` read; the item as it now is (as it was, when
+/// the edit changes nothing).
 pub async fn edit(
     ports: Ports<'_>,
     actor: &Actor,
-    project: &ProjectId,
-    item: &ItemId,
+    checked: Checked,
     edit: Edit,
 ) -> Result<Item, Error> {
-    change(ports, actor, project, item, |project, item| {
-        Ok(commands::edit_item(
+    let (project, item) = (checked.project.id, checked.item.id);
+    let row = ItemRow {
+        ports,
+        actor,
+        project: &project,
+        item: &item,
+    };
+    // The first decision on what `check` read (the request's own read,
+    // never older than what its client saw); after a lost race, afresh.
+    let known = Some((checked.project, checked.item));
+    let changed = conflict::change_from(&row, known, |(project, item)| {
+        let entry = commands::edit_item(
             project,
             item,
             actor,
             edit.changes.clone(),
             edit.expected,
             ports.clock.now(),
-        )?)
+        )?;
+        Ok(((), entry))
     })
-    .await
+    .await?;
+    Ok(changed.state.1)
 }
 
 /// Deletes item `item` of project `project` (project admins; its creator).
@@ -263,6 +294,18 @@ mod tests {
     use super::*;
     use crate::testing::{Heard, team};
 
+    /// An edit as a request makes it: checked, then edited.
+    async fn edit(
+        ports: Ports<'_>,
+        actor: &Actor,
+        project: &ProjectId,
+        item: &ItemId,
+        changes: Edit,
+    ) -> Result<Item, Error> {
+        let checked = check(ports, actor, project, item).await?;
+        super::edit(ports, actor, checked, changes).await
+    }
+
     fn titled(title: &str) -> ItemChanges {
         ItemChanges {
             title: Some(taskgate_domain::project::Title::parse(title).unwrap()),
@@ -290,8 +333,8 @@ mod tests {
         let edits = writers.iter().enumerate().map(|(i, writer)| {
             let (ports, project, id) = (team.ports(), &team.project, &item.id);
             async move {
-                let edit = edit_of(&format!("edit {i}"), None);
-                super::edit(ports, writer, project, id, edit).await
+                let changes = edit_of(&format!("edit {i}"), None);
+                edit(ports, writer, project, id, changes).await
             }
         });
         let landed = futures_util::future::join_all(edits).await;

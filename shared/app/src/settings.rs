@@ -56,12 +56,6 @@ pub struct ActiveTaskLimits {
     pub exports: u64,
 }
 
-impl Default for ActiveTaskLimits {
-    fn default() -> Self {
-        Settings::default().max_active_tasks
-    }
-}
-
 impl ActiveTaskLimits {
     /// The bound for an account of `level`.
     pub fn for_level(&self, level: taskgate_domain::user::Level) -> u64 {
@@ -102,12 +96,6 @@ pub struct RealtimeLimits {
     pub max_message_bytes: usize,
     /// AWS only: how long one `$default` invocation replays.
     pub replay_budget: Duration,
-}
-
-impl Default for RealtimeLimits {
-    fn default() -> Self {
-        Settings::default().realtime
-    }
 }
 
 impl Default for Settings {

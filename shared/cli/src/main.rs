@@ -103,7 +103,9 @@ fn main() -> ExitCode {
         Command::Serve => runtime.block_on(serve()),
         Command::CreateTables => runtime.block_on(taskgate_tools::create_tables()),
         Command::CreateAdmin => runtime.block_on(taskgate_tools::create_admin()),
-        Command::Audit { command } => return runtime.block_on(taskgate_tools::audit(command)),
+        Command::Audit { command } => {
+            return runtime.block_on(taskgate_tools::audit_command(command));
+        }
         Command::Backup { path } => taskgate_tools::backup(&path),
         Command::Client(command) => {
             return runtime.block_on(taskgate_client::run(cli.connection, command));

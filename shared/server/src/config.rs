@@ -61,7 +61,7 @@ pub struct ServeConfig {
 /// The variables of `serve` (beside the shared [`SettingsArgs`]), read by
 /// clap: each one's name, default, bounds and meaning declared once.
 #[derive(Args, Clone, Debug)]
-pub struct ServeArgs {
+struct ServeArgs {
     /// Listen address.
     #[arg(long, env = "TASKGATE_ADDR", value_parser = address, default_value = "127.0.0.1:8443")]
     addr: SocketAddr,

@@ -90,7 +90,7 @@ pub fn backup(into: &std::path::Path) -> anyhow::Result<()> {
 }
 
 /// `taskgate audit …`: the exit code says whether the logs are sound.
-pub async fn audit(command: AuditCommand) -> ExitCode {
+pub async fn audit_command(command: AuditCommand) -> ExitCode {
     match run_audit(command).await {
         Ok(code) => code,
         Err(e) => {

@@ -503,7 +503,7 @@ pub(crate) async fn update(
 ) -> Result<Response, ApiError> {
     let actor = session.actor();
     let ItemPath { id, item_id } = &path;
-    items::get(state.ports(), &actor, id, item_id).await?;
+    let checked = items::check(state.ports(), &actor, id, item_id).await?;
     let Body(edit) = body?;
     let edit = items::Edit {
         changes: ItemChanges {
@@ -515,7 +515,7 @@ pub(crate) async fn update(
         },
         expected: if_match(&headers)?,
     };
-    let item = items::edit(state.ports(), &actor, id, item_id, edit).await?;
+    let item = items::edit(state.ports(), &actor, checked, edit).await?;
     Ok(with_etag(StatusCode::OK, &item))
 }
 

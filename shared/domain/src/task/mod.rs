@@ -244,7 +244,11 @@ impl TaskSpec {
                 limits.max_delay_seconds
             )));
         }
-        Ok(Self::Delay { seconds })
+        // `-0` passes the check above; adding zero makes it `0`, so it is
+        // stored and shown as the client would expect.
+        Ok(Self::Delay {
+            seconds: seconds + 0.0,
+        })
     }
 
     /// A script: not blank, at most the limit in bytes.
@@ -775,6 +779,11 @@ mod tests {
             limits.max_delay_seconds + 1.0,
         ] {
             assert!(TaskSpec::delay(bad, &limits).is_err(), "{bad}");
+        }
+        // Negative zero is zero, not a delay that shows as `-0.0`.
+        match TaskSpec::delay(-0.0, &limits).unwrap() {
+            TaskSpec::Delay { seconds } => assert!(seconds.is_sign_positive()),
+            other => panic!("{other:?}"),
         }
         assert!(TaskSpec::js("1 + 1", &limits).is_ok());
         assert!(TaskSpec::js("  ", &limits).is_err());
