@@ -11,6 +11,11 @@ use crate::{EmbeddedStore, corrupt, insert_new, sql};
 /// Expired records are purged this long after expiry, the way DynamoDB's TTL
 /// deletes them some time after. Until then `get_token` still returns them
 /// and the caller's expiry check refuses them.
+///
+/// "Now" for the purge is the issue time of the token being inserted: the
+/// issuer's clock (injected, so tests may run at any date), not this
+/// machine's. A test whose clock was fixed days back lost its fresh tokens
+/// to a purge by the system clock.
 const PURGE_AFTER_SECONDS: i64 = 24 * 60 * 60;
 
 #[async_trait]
@@ -18,7 +23,7 @@ impl TokenStore for EmbeddedStore {
     async fn insert_token(&self, token: &TokenRecord) -> StoreResult<()> {
         let token = token.clone();
         self.with_conn(move |conn| {
-            let cutoff = time::OffsetDateTime::now_utc().unix_timestamp() - PURGE_AFTER_SECONDS;
+            let cutoff = token.issued_at.unix_timestamp() - PURGE_AFTER_SECONDS;
             conn.execute("DELETE FROM tokens WHERE expires_at < ?1", [cutoff])
                 .map_err(sql)?;
             insert_new(
@@ -196,5 +201,45 @@ impl SessionCache {
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         entries.retain(|jti, (_, user, _)| !affected(jti, user));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use taskgate_domain::token::TokenRecord;
+    use taskgate_domain::user::{UserId, Username};
+    use time::{Duration, OffsetDateTime, macros::datetime};
+
+    use super::*;
+
+    fn token(issued_at: OffsetDateTime, ttl: Duration) -> TokenRecord {
+        TokenRecord {
+            jti: TokenId::new(),
+            username: Username::parse("alice").unwrap(),
+            user_id: UserId::new(),
+            issued_at,
+            expires_at: issued_at + ttl,
+        }
+    }
+
+    /// The purge goes by the issuer's clock: tokens issued on a clock set
+    /// long ago stay while they are valid by that clock, whatever the date
+    /// on this machine; tokens expired a day before the newest issue go.
+    #[tokio::test]
+    async fn the_purge_goes_by_the_issuers_clock_not_the_machines() {
+        let store = EmbeddedStore::in_memory().unwrap();
+        let then = datetime!(2020-01-01 12:00 UTC);
+        let valid = token(then, Duration::hours(1));
+        store.insert_token(&valid).await.unwrap();
+        let stale = token(then - Duration::days(3), Duration::hours(1));
+        store.insert_token(&stale).await.unwrap();
+        // Another token issued on the same (old) clock purges what expired
+        // more than a day before it, and nothing else.
+        store
+            .insert_token(&token(then, Duration::hours(1)))
+            .await
+            .unwrap();
+        assert_eq!(store.get_token(&valid.jti).await.unwrap(), Some(valid));
+        assert_eq!(store.get_token(&stale.jti).await.unwrap(), None);
     }
 }
