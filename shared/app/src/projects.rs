@@ -48,12 +48,14 @@ impl Aggregate for ProjectRow<'_> {
 }
 
 /// Changes project `id`, in which `actor` may do `action`, as `decide`
-/// says ([`conflict::change`] on its row).
+/// says ([`conflict::change`] on its row), deciding first on `known` when
+/// the caller has just read it ([`Checked`]).
 async fn change<T>(
     ports: Ports<'_>,
     actor: &Actor,
     id: &ProjectId,
     action: Action<'_>,
+    known: Option<Project>,
     decide: impl Fn(&Project) -> Result<(T, Option<ProjectEntry>), Error>,
 ) -> Result<Outcome<T, Project>, Error> {
     let row = ProjectRow {
@@ -62,7 +64,24 @@ async fn change<T>(
         id,
         action,
     };
-    conflict::change(&row, decide).await
+    conflict::change_from(&row, known, decide).await
+}
+
+/// A project as read for a request before its body (the answer it gets
+/// first: 404 to who may not see it, 403 to who may not act), for the
+/// change that follows to decide on without reading it again.
+pub struct Checked(Project);
+
+impl Checked {
+    /// The project as read.
+    pub fn project(&self) -> &Project {
+        &self.0
+    }
+}
+
+/// Whether `actor` may see project `id`: the project, for [`edit`].
+pub async fn check(ports: Ports<'_>, actor: &Actor, id: &ProjectId) -> Result<Checked, Error> {
+    find(ports, actor, id, Action::View).await.map(Checked)
 }
 
 /// The project `id` if `actor` may do `action` in it: missing
@@ -152,13 +171,14 @@ pub async fn get(ports: Ports<'_>, actor: &Actor, id: &ProjectId) -> Result<Proj
     find(ports, actor, id, Action::View).await
 }
 
-/// Renames, redescribes or hands over project `id` (the fields given);
-/// the project as it now is. Renaming and redescribing take the right to
-/// edit, a hand-over the right to transfer, a change of nothing neither.
+/// Renames, redescribes or hands over the project `checked` read (the
+/// fields given); the project as it now is. Renaming and redescribing take
+/// the right to edit, a hand-over the right to transfer, a change of
+/// nothing neither.
 pub async fn edit(
     ports: Ports<'_>,
     actor: &Actor,
-    id: &ProjectId,
+    Checked(project): Checked,
     changes: ProjectChanges,
 ) -> Result<Project, Error> {
     let action = if changes.name.is_some() || changes.description.is_some() {
@@ -166,7 +186,10 @@ pub async fn edit(
     } else {
         Action::View
     };
-    let edited = change(ports, actor, id, action, |project| {
+    let id = project.id;
+    let edited = change(ports, actor, &id, action, Some(project), |project| {
+        // `check` read it as viewable; a fresh read checks `action` itself.
+        access::may(Some(actor), project, action)?;
         if changes.owner.is_some() {
             access::may(Some(actor), project, Action::TransferOwnership)?;
         }
@@ -180,7 +203,7 @@ pub async fn edit(
 /// Deletes project `id` (its owner only): it, its members and its items
 /// stop being served; their history stays.
 pub async fn delete(ports: Ports<'_>, actor: &Actor, id: &ProjectId) -> Result<(), Error> {
-    change(ports, actor, id, Action::Delete, |project| {
+    change(ports, actor, id, Action::Delete, None, |project| {
         Ok((
             (),
             Some(commands::delete_project(project, actor, ports.clock.now())),
@@ -193,16 +216,21 @@ pub async fn delete(ports: Ports<'_>, actor: &Actor, id: &ProjectId) -> Result<(
 
 /// Whether `actor` may add members to project `id` or change their
 /// roles, before what they ask is read: who may not learns nothing more.
-pub async fn may_put_member(ports: Ports<'_>, actor: &Actor, id: &ProjectId) -> Result<(), Error> {
-    find(ports, actor, id, Action::PutMember).await.map(drop)
-}
-
-/// Adds the account `username` to project `id` with `role`, or changes
-/// their role: what was done, and the member as they now are.
-pub async fn put_member(
+/// The project as read, for [`put_member`].
+pub async fn may_put_member(
     ports: Ports<'_>,
     actor: &Actor,
     id: &ProjectId,
+) -> Result<Checked, Error> {
+    find(ports, actor, id, Action::PutMember).await.map(Checked)
+}
+
+/// Adds the account `username` to the project `checked` read with `role`,
+/// or changes their role: what was done, and the member as they now are.
+pub async fn put_member(
+    ports: Ports<'_>,
+    actor: &Actor,
+    Checked(project): Checked,
     username: &Username,
     role: ProjectRole,
 ) -> Result<(Membership, Member), Error> {
@@ -211,17 +239,25 @@ pub async fn put_member(
         .get_user(username)
         .await?
         .ok_or_else(|| Error::NoSuchUser(username.clone()))?;
-    let put = change(ports, actor, id, Action::PutMember, |project| {
-        let now = ports.clock.now();
-        Ok(commands::put_member(
-            project,
-            actor,
-            &user.username,
-            user.user_id,
-            role,
-            now,
-        )?)
-    })
+    let id = project.id;
+    let put = change(
+        ports,
+        actor,
+        &id,
+        Action::PutMember,
+        Some(project),
+        |project| {
+            let now = ports.clock.now();
+            Ok(commands::put_member(
+                project,
+                actor,
+                &user.username,
+                user.user_id,
+                role,
+                now,
+            )?)
+        },
+    )
     .await?;
     let member = put
         .state
@@ -248,21 +284,27 @@ pub async fn remove_member(
     let project = find(ports, actor, id, Action::RemoveMember { username }).await?;
     commands::remove_member(&project, actor, username, ports.clock.now())?;
     items::unassign_all(ports, actor, id, username).await?;
-    remove(ports, actor, id, username).await?;
+    // Unassigning changes items, not the project: the removal decides on
+    // the project as read (a change meanwhile loses the race and rereads).
+    remove(ports, actor, id, username, Some(project)).await?;
     items::unassign_all(ports, actor, id, username).await?;
     tracing::info!(project = %id, member = %username, by = %actor.username, "member removed");
     Ok(())
 }
 
-/// Removes `username` from project `id`'s members, and only that.
+/// Removes `username` from project `id`'s members, and only that;
+/// deciding first on `known`, when the caller has just read the project.
 pub(crate) async fn remove(
     ports: Ports<'_>,
     actor: &Actor,
     id: &ProjectId,
     username: &Username,
+    known: Option<Project>,
 ) -> Result<(), Error> {
     let action = Action::RemoveMember { username };
-    change(ports, actor, id, action, |project| {
+    change(ports, actor, id, action, known, |project| {
+        // A `known` project was read by the caller; a fresh read checks too.
+        access::may(Some(actor), project, action)?;
         let entry = commands::remove_member(project, actor, username, ports.clock.now())?;
         Ok(((), Some(entry)))
     })
@@ -278,6 +320,28 @@ mod tests {
 
     use super::*;
     use crate::testing::{Heard, team};
+
+    /// [`super::edit`] as a request makes it: checked first.
+    async fn edit(
+        ports: Ports<'_>,
+        actor: &Actor,
+        id: &ProjectId,
+        changes: ProjectChanges,
+    ) -> Result<Project, Error> {
+        super::edit(ports, actor, check(ports, actor, id).await?, changes).await
+    }
+
+    /// [`super::put_member`] as a request makes it: checked first.
+    async fn put_member(
+        ports: Ports<'_>,
+        actor: &Actor,
+        id: &ProjectId,
+        username: &Username,
+        role: ProjectRole,
+    ) -> Result<(Membership, Member), Error> {
+        let checked = may_put_member(ports, actor, id).await?;
+        super::put_member(ports, actor, checked, username, role).await
+    }
 
     fn renamed(name: &str) -> ProjectChanges {
         ProjectChanges {

@@ -136,7 +136,10 @@ pub async fn team() -> Team {
         .unwrap()
         .id;
     for (member, role) in [(&adam, ProjectRole::Admin), (&mia, ProjectRole::Member)] {
-        projects::put_member(world.ports(), &olga, &project, &member.username, role)
+        let checked = projects::may_put_member(world.ports(), &olga, &project)
+            .await
+            .unwrap();
+        projects::put_member(world.ports(), &olga, checked, &member.username, role)
             .await
             .unwrap();
     }

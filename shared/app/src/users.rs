@@ -269,7 +269,8 @@ pub async fn delete(
         store: ports.store,
         username: target,
     };
-    conflict::change(&account, |_| Ok(((), Some(Write::Delete)))).await?;
+    // Decided on the account as read above; changed since, it is read again.
+    conflict::change_from(&account, Some(leaving), |_| Ok(((), Some(Write::Delete)))).await?;
     tracing::info!(username = %target, by = %actor.username, "user deleted");
     // Every token of the deleted account already fails (the account is
     // gone); this removes the records too. If it fails, TTL removes them
@@ -312,7 +313,8 @@ async fn leave_every_project(ports: Ports<'_>, actor: &Actor, leaving: &User) ->
         }
         for project in fresh {
             items::unassign_all(ports, actor, &project.id, username).await?;
-            match projects::remove(ports, actor, &project.id, username).await {
+            match projects::remove(ports, actor, &project.id, username, Some(project.clone())).await
+            {
                 // Gone meanwhile, or they left it already.
                 Ok(())
                 | Err(

@@ -278,14 +278,14 @@ pub(crate) async fn update(
 ) -> Result<Response, ApiError> {
     let actor = session.actor();
     // Members who may not see it learn nothing from the body.
-    projects::get(state.ports(), &actor, &id).await?;
+    let checked = projects::check(state.ports(), &actor, &id).await?;
     let Body(edit) = body?;
     let changes = ProjectChanges {
         name: edit.name,
         description: edit.description,
         owner: edit.owner,
     };
-    let project = projects::edit(state.ports(), &actor, &id, changes).await?;
+    let project = projects::edit(state.ports(), &actor, checked, changes).await?;
     Ok(Json(ProjectView::of(&project, &actor)).into_response())
 }
 
@@ -375,10 +375,10 @@ pub(crate) async fn put_member(
     body: Result<Body<MemberRole>, ApiError>,
 ) -> Result<Response, ApiError> {
     let actor = session.actor();
-    projects::may_put_member(state.ports(), &actor, &id).await?;
+    let checked = projects::may_put_member(state.ports(), &actor, &id).await?;
     let Body(MemberRole { role }) = body?;
     let (membership, member) =
-        projects::put_member(state.ports(), &actor, &id, &username, role).await?;
+        projects::put_member(state.ports(), &actor, checked, &username, role).await?;
     let status = match membership {
         Membership::Added => StatusCode::CREATED,
         Membership::Changed | Membership::Unchanged => StatusCode::OK,
