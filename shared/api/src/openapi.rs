@@ -17,7 +17,7 @@ use http::Method;
 use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
 use utoipa::openapi::schema::Schema;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
+use utoipa::openapi::{Content, ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::openapi::{Deprecated, OpenApi as Document};
 use utoipa::{Modify, OpenApi};
 
@@ -90,16 +90,18 @@ pub fn operation<'d>(doc: &'d Document, method: &Method, path: &str) -> Option<&
     }
 }
 
+/// The body of every error answer.
+fn problem_content() -> Content {
+    ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name("Problem")))
+        .build()
+}
+
 /// A problem+json response.
 fn problem(description: &str) -> RefOr<Response> {
     ResponseBuilder::new()
         .description(description)
-        .content(
-            "application/problem+json",
-            ContentBuilder::new()
-                .schema(Some(Ref::from_schema_name("Problem")))
-                .build(),
-        )
+        .content("application/problem+json", problem_content())
         .build()
         .into()
 }
@@ -154,6 +156,27 @@ fn add_shared_problems(op: &mut Operation, method: &Method) {
                     problem(description)
                 }
             });
+    }
+}
+
+/// Every error answer is problem+json (the [`crate::problem`] body), so a
+/// handler declares an error response by its status and description only;
+/// this gives each one without content its `Problem` body (HEAD answers
+/// carry none). A response that shows an example declares its body itself.
+fn problem_bodies(op: &mut Operation, method: &Method) {
+    if *method == Method::HEAD {
+        return;
+    }
+    for (status, response) in &mut op.responses.responses {
+        if let RefOr::T(response) = response
+            && (status.starts_with('4') || status.starts_with('5'))
+            && response.content.is_empty()
+        {
+            response.content.insert(
+                "application/problem+json".to_owned(),
+                problem_content().into(),
+            );
+        }
     }
 }
 
@@ -240,6 +263,7 @@ pub fn document() -> Document {
         for method in METHODS {
             if let Some(op) = operation_mut(item, &method) {
                 add_idempotency(op);
+                problem_bodies(op, &method);
                 add_shared_problems(op, &method);
                 headers_not_nullable(op);
             }
