@@ -16,6 +16,10 @@ use taskgate_domain::user::{InvalidValue, json_depth};
 
 use crate::problem::{ApiError, FieldError};
 
+mod collect;
+
+pub use collect::collect;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum BodyFormat {
     Json,
