@@ -613,6 +613,37 @@ mod tests {
         assert!(fields_of::<Value>().is_none());
     }
 
+    /// What a field cannot judge alone waits for the body's conversion
+    /// (`RequestBody::check`), which runs once every field is valid: until
+    /// then the 422 names only the fields that are wrong on their own.
+    #[test]
+    fn field_errors_come_before_the_rules_across_fields() {
+        // A login's username or e-mail address is one rule across two
+        // fields: an empty login is refused for its password first.
+        assert_eq!(
+            refusals::<body::Login>(json!({})),
+            pairs(&[("password", "is required")])
+        );
+        // A password that contains the username is long enough on its own.
+        assert_eq!(
+            refusals::<body::NewUser>(
+                json!({"username": "newbie", "password": "i am newbie, trust me", "level": "god"})
+            ),
+            pairs(&[("level", r#"must be "admin" or "user""#)])
+        );
+        // A field of another kind of task is read as its type first.
+        assert_eq!(
+            refusals::<body::StartTask>(json!({"type": "js", "code": "1", "seconds": "x"})),
+            pairs(&[("seconds", "must be a number")])
+        );
+        // And null is absent: a null field of another kind is not given.
+        let task: body::StartTask = collect(&object(
+            json!({"type": "delay", "seconds": 1, "code": null}),
+        ))
+        .unwrap();
+        assert_eq!(task.code, None);
+    }
+
     #[test]
     fn a_password_never_shows_in_debug() {
         let user: body::NewUser = collect(&object(
