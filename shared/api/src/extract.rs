@@ -3,10 +3,11 @@
 //!
 //! - [`Session`] (a token is required) or `Option<Session>` (anonymous is
 //!   fine, a bad token is still 401);
-//! - [`Body<T>`]: the body parsed into `T` ([`FromBody`]), with every
-//!   rejection as problem+json: 413 over the size limit, 408 when it stops
-//!   arriving, 415 for a wrong content type, 400 for malformed or too deeply
-//!   nested JSON, 422 listing every unknown, missing or invalid field;
+//! - [`Body<T>`]: the body read as `T` and made its use case's input
+//!   ([`RequestBody`]), with every rejection as problem+json: 413 over the
+//!   size limit, 408 when it stops arriving, 415 for a wrong content type,
+//!   400 for malformed or too deeply nested JSON, 422 listing every
+//!   unknown, missing or invalid field;
 //! - [`Params<T>`]: the query string parsed into `T` ([`FromQuery`]);
 //! - [`RequestId`]: the id of this request (in logs and error bodies).
 //!
@@ -19,10 +20,12 @@ use std::sync::Arc;
 use axum::extract::{FromRequest, FromRequestParts, OptionalFromRequestParts, RawPathParams};
 use bytes::Bytes;
 use http::request::Parts;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
 
 use crate::auth::{self, Session};
-use crate::problem::ApiError;
-use crate::request::{self, Fields};
+use crate::problem::{ApiError, FieldError};
+use crate::request;
 use crate::state::AppState;
 
 /// The state every handler shares.
@@ -123,17 +126,72 @@ pub async fn path_values(parts: &mut Parts) -> Result<HashMap<String, String>, A
     Ok(values)
 }
 
-/// A request body type: how its JSON object becomes `Self`.
-pub trait FromBody: Sized {
-    /// The field names it may have; any other is a 422.
-    const FIELDS: &'static [&'static str];
-    /// Whether `application/x-www-form-urlencoded` is accepted too.
+/// A request body type (one of [`taskgate_views::body`]): what it becomes
+/// for the use case, and what else that takes.
+///
+/// Not plain `TryFrom`: some bodies need what the request knows beyond
+/// them (the settings' limits for a task's `seconds` or a profile, the
+/// path's username a new password must not contain, the session for who
+/// may start which task), and a conversion trait cannot be given those.
+/// Bodies that need nothing say so with [`context_free!`], through their
+/// `TryFrom` (or `From`) into the input.
+///
+/// Every field is judged on its own first ([`request::collect`]); `check`
+/// adds the rules across fields and settings, and runs only once every
+/// field is valid.
+pub trait RequestBody: DeserializeOwned {
+    /// What the use case takes.
+    type Input;
+    /// Whether `application/x-www-form-urlencoded` is accepted too (every
+    /// value a string).
     const FORM: bool = false;
 
-    /// Reads the fields, then calls [`Fields::finish`] so one 422 lists
-    /// every problem.
-    fn from_fields(fields: Fields, context: &BodyContext<'_>) -> Result<Self, ApiError>;
+    /// Looks at the object before any field is read: a refusal here comes
+    /// before any 422 (a task's kind decides whether the caller may start
+    /// it at all).
+    fn admit(_object: &Map<String, Value>, _context: &BodyContext<'_>) -> Result<(), ApiError> {
+        Ok(())
+    }
+
+    /// The input, or every rule across fields and settings it breaks.
+    fn check(self, context: &BodyContext<'_>) -> Result<Self::Input, Vec<FieldError>>;
 }
+
+/// The errors of a body's `TryFrom` into its input: none (`From`) or
+/// field errors.
+pub trait FieldErrors {
+    fn into_errors(self) -> Vec<FieldError>;
+}
+
+impl FieldErrors for std::convert::Infallible {
+    fn into_errors(self) -> Vec<FieldError> {
+        match self {}
+    }
+}
+
+impl FieldErrors for Vec<FieldError> {
+    fn into_errors(self) -> Vec<FieldError> {
+        self
+    }
+}
+
+/// `body => input`: a body that becomes its input through `TryFrom` alone.
+macro_rules! context_free {
+    ($($body:ty => $input:ty),* $(,)?) => {$(
+        impl $crate::extract::RequestBody for $body {
+            type Input = $input;
+
+            fn check(
+                self,
+                _: &$crate::extract::BodyContext<'_>,
+            ) -> Result<$input, Vec<$crate::problem::FieldError>> {
+                <$input as TryFrom<$body>>::try_from(self)
+                    .map_err($crate::extract::FieldErrors::into_errors)
+            }
+        }
+    )*};
+}
+pub(crate) use context_free;
 
 /// What a body may need to know beyond itself: the settings, who is asking
 /// (a task's kind decides whether a plain user may even start it) and the
@@ -151,12 +209,11 @@ impl BodyContext<'_> {
     }
 }
 
-/// The request body, parsed into `T`. Put it last among the extractors: the
-/// session is checked before the body is looked at.
-#[derive(Debug)]
-pub struct Body<T>(pub T);
+/// The request body, read as `T` and made `T`'s input. Put it last among
+/// the extractors: the session is checked before the body is looked at.
+pub struct Body<T: RequestBody>(pub T::Input);
 
-impl<T: FromBody> FromRequest<SharedState> for Body<T> {
+impl<T: RequestBody> FromRequest<SharedState> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(
@@ -185,7 +242,9 @@ impl<T: FromBody> FromRequest<SharedState> for Body<T> {
             session: parts.extensions.get::<Session>(),
             path,
         };
-        T::from_fields(Fields::new(object, T::FIELDS), &context).map(Body)
+        T::admit(&object, &context)?;
+        let body: T = request::collect(&object)?;
+        body.check(&context).map(Body).map_err(ApiError::Invalid)
     }
 }
 

@@ -124,6 +124,15 @@ pub struct NewProject {
     pub description: Option<Description>,
 }
 
+impl From<taskgate_views::body::NewProject> for NewProject {
+    fn from(body: taskgate_views::body::NewProject) -> Self {
+        Self {
+            name: body.name,
+            description: body.description,
+        }
+    }
+}
+
 /// Creates a project owned by `actor`, its first admin.
 pub async fn create(ports: Ports<'_>, actor: &Actor, new: NewProject) -> Result<Project, Error> {
     let entry = commands::create_project(actor, new.name, new.description, ports.clock.now());

@@ -16,7 +16,14 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
+use taskgate_domain::file::FileId;
+use taskgate_domain::project::{
+    Description, DueDate, ItemStatus, ProjectId, ProjectName, ProjectRole, Title,
+};
+use taskgate_domain::task::TaskKind;
+use taskgate_domain::user::{Email, InvalidValue, Level, Username};
+use taskgate_views::body;
 
 mod api;
 mod config;
@@ -482,11 +489,12 @@ async fn login(
     };
     let password = read_password(password_stdin, "Password: ")?;
     let answer = api
-        .json(
-            api.http
-                .post(api.url("/auth"))
-                .json(&json!({"username": username, "password": password})),
-        )
+        .json(api.http.post(api.url("/auth")).json(&body::Login {
+            username: Some(username.clone()),
+            email: None,
+            password: body::Secret::new(password),
+            device_token: None,
+        }))
         .await?;
     let token = answer["token"]
         .as_str()
@@ -582,7 +590,10 @@ async fn tasks(api: &Api, json: bool, command: TasksCommand) -> Result<(), Failu
     match command {
         TasksCommand::Start { task, watch } => {
             let body = match task {
-                NewTask::Delay { seconds } => json!({"type": "delay", "seconds": seconds}),
+                NewTask::Delay { seconds } => body::StartTask {
+                    seconds: Some(seconds),
+                    ..body::StartTask::of(TaskKind::Delay)
+                },
                 NewTask::Js { file, code } => {
                     let code = match (code, file) {
                         (Some(code), _) => code,
@@ -601,21 +612,37 @@ async fn tasks(api: &Api, json: bool, command: TasksCommand) -> Result<(), Failu
                             ));
                         }
                     };
-                    json!({"type": "js", "code": code})
+                    body::StartTask {
+                        code: Some(code),
+                        ..body::StartTask::of(TaskKind::Js)
+                    }
                 }
                 NewTask::Export {
                     project,
                     file,
                     format,
                 } => match project {
-                    Some(project) => json!({
-                        "type": "export", "project": project,
-                        "format": format.unwrap_or_else(|| "csv".into()),
-                    }),
-                    None => json!({
-                        "type": "export", "files": file,
-                        "format": format.unwrap_or_else(|| "zip".into()),
-                    }),
+                    Some(project) => body::StartTask {
+                        project: Some(field("project", ProjectId::parse(&project))?),
+                        format: Some(format.unwrap_or_else(|| "csv".into())),
+                        ..body::StartTask::of(TaskKind::Export)
+                    },
+                    None => body::StartTask {
+                        files: Some(
+                            file.iter()
+                                .map(|id| {
+                                    field(
+                                        "files",
+                                        FileId::parse(id).map_err(|_| {
+                                            InvalidValue(format!("{id:?} is not a file id"))
+                                        }),
+                                    )
+                                })
+                                .collect::<Result<_, _>>()?,
+                        ),
+                        format: Some(format.unwrap_or_else(|| "zip".into())),
+                        ..body::StartTask::of(TaskKind::Export)
+                    },
                 },
             };
             let task = api
@@ -771,10 +798,10 @@ async fn projects(api: &Api, json: bool, command: ProjectsCommand) -> Result<(),
             output::list(json, &answer, output::PROJECTS);
         }
         ProjectsCommand::Create { name, description } => {
-            let mut body = json!({"name": name});
-            if let Some(d) = description {
-                body["description"] = json!(d);
-            }
+            let body = body::NewProject {
+                name: field("name", ProjectName::parse(&name))?,
+                description: optional("description", description, Description::parse)?,
+            };
             let project = api
                 .json(api.request(Method::POST, "/projects")?.json(&body))
                 .await?;
@@ -792,16 +819,11 @@ async fn projects(api: &Api, json: bool, command: ProjectsCommand) -> Result<(),
             description,
             owner,
         } => {
-            let mut body = json!({});
-            for (key, value) in [
-                ("name", name),
-                ("description", description),
-                ("owner", owner),
-            ] {
-                if let Some(value) = value {
-                    body[key] = json!(value);
-                }
-            }
+            let body = body::ProjectEdit {
+                name: optional("name", name, ProjectName::parse)?,
+                description: optional("description", description, Description::parse)?.map(Some),
+                owner: optional("owner", owner, Username::parse)?,
+            };
             let project = api
                 .json(
                     api.request(Method::PATCH, &format!("/projects/{id}"))?
@@ -835,8 +857,8 @@ async fn members(api: &Api, json: bool, command: MembersCommand) -> Result<(), F
             role,
         } => {
             let role = match role {
-                Role::Member => "member",
-                Role::Admin => "admin",
+                Role::Member => ProjectRole::Member,
+                Role::Admin => ProjectRole::Admin,
             };
             let member = api
                 .json(
@@ -844,7 +866,7 @@ async fn members(api: &Api, json: bool, command: MembersCommand) -> Result<(), F
                         Method::PUT,
                         &format!("/projects/{project}/members/{username}"),
                     )?
-                    .json(&json!({"role": role})),
+                    .json(&body::MemberRole { role }),
                 )
                 .await?;
             output::object(json, &member);
@@ -863,20 +885,34 @@ async fn members(api: &Api, json: bool, command: MembersCommand) -> Result<(), F
     Ok(())
 }
 
-fn item_body(title: Option<String>, fields: ItemFields) -> Value {
-    let mut body = json!({});
-    for (key, value) in [
-        ("title", title),
-        ("description", fields.description),
-        ("status", fields.status),
-        ("due_date", fields.due),
-        ("assignee", fields.assignee),
-    ] {
-        if let Some(value) = value {
-            body[key] = json!(value);
-        }
-    }
-    body
+/// A field of a body, checked here as the server would: refused, it is
+/// the one line (and exit code) of the server's 422.
+fn field<T>(name: &str, parsed: Result<T, InvalidValue>) -> Result<T, Failure> {
+    parsed.map_err(|e| {
+        Failure::Other(format!(
+            "Invalid fields: invalid value for: {name} ({name} {e})"
+        ))
+    })
+}
+
+/// An optional field of a body, checked as [`field`].
+fn optional<T>(
+    name: &str,
+    raw: Option<String>,
+    parse: impl FnOnce(&str) -> Result<T, InvalidValue>,
+) -> Result<Option<T>, Failure> {
+    raw.map(|raw| field(name, parse(&raw))).transpose()
+}
+
+/// The fields of an item body, checked as the server checks them.
+fn item_body(title: Option<String>, fields: ItemFields) -> Result<body::ItemEdit, Failure> {
+    Ok(body::ItemEdit {
+        title: optional("title", title, Title::parse)?,
+        description: optional("description", fields.description, Description::parse)?.map(Some),
+        status: optional("status", fields.status, ItemStatus::parse)?,
+        due_date: optional("due_date", fields.due, DueDate::parse)?.map(Some),
+        assignee: optional("assignee", fields.assignee, Username::parse)?.map(Some),
+    })
 }
 
 async fn items(api: &Api, json: bool, command: ItemsCommand) -> Result<(), Failure> {
@@ -915,10 +951,18 @@ async fn items(api: &Api, json: bool, command: ItemsCommand) -> Result<(), Failu
             title,
             fields,
         } => {
+            let title = field("title", Title::parse(&title))?;
+            let fields = item_body(None, fields)?;
             let item = api
                 .json(
                     api.request(Method::POST, &format!("/projects/{project}/items"))?
-                        .json(&item_body(Some(title), fields)),
+                        .json(&body::NewItem {
+                            title,
+                            description: fields.description.flatten(),
+                            status: fields.status,
+                            due_date: fields.due_date.flatten(),
+                            assignee: fields.assignee.flatten(),
+                        }),
                 )
                 .await?;
             output::object(json, &item);
@@ -936,19 +980,18 @@ async fn items(api: &Api, json: bool, command: ItemsCommand) -> Result<(), Failu
             fields,
             clear,
         } => {
-            let mut body = item_body(title, fields);
+            let mut body = item_body(title, fields)?;
             for field in clear {
-                let key = match field.as_str() {
-                    "due" | "due_date" => "due_date",
-                    "description" => "description",
-                    "assignee" => "assignee",
+                match field.as_str() {
+                    "due" | "due_date" => body.due_date = Some(None),
+                    "description" => body.description = Some(None),
+                    "assignee" => body.assignee = Some(None),
                     other => {
                         return Err(Failure::Usage(format!(
                             "--clear {other}: only due, description and assignee can be cleared"
                         )));
                     }
-                };
-                body[key] = Value::Null;
+                }
             }
             let item = api
                 .json(
@@ -1000,10 +1043,13 @@ async fn users(api: &Api, json: bool, command: UsersCommand) -> Result<(), Failu
             password_stdin,
         } => {
             let password = read_password(password_stdin, &format!("Password for {username}: "))?;
-            let mut body = json!({"username": username, "password": password, "level": level});
-            if let Some(email) = email {
-                body["email"] = json!(email);
-            }
+            let body = body::NewUser {
+                username: field("username", Username::parse(&username))?,
+                password: field("password", body::NewPassword::parse(&password))?,
+                level: Some(field("level", Level::parse(&level))?),
+                email: optional("email", email, Email::parse)?,
+                profile: None,
+            };
             let user = api
                 .json(api.request(Method::POST, "/users")?.json(&body))
                 .await?;

@@ -5,7 +5,10 @@
 //! written by the HTTP handlers, the real-time messages of both transports
 //! and the exports, from one definition each. Views borrow from the domain
 //! value they show, so a response is written without copying it first.
+//! The bodies clients send are in [`body`].
 #![forbid(unsafe_code)]
+
+pub mod body;
 
 use serde::Serialize;
 use taskgate_domain::permission::Actor;

@@ -17,13 +17,13 @@ use serde::Serialize;
 use taskgate_domain::ports::StoreError;
 use taskgate_domain::security::{Admission, LoginAttempts, LoginKey, SecurityEvent, SecurityKind};
 use taskgate_domain::user::Username;
+use taskgate_views::body;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::auth::Session;
-use crate::extract::{Body, BodyContext, FromBody, RequestId, SharedState};
-use crate::problem::{ApiError, Problem};
-use crate::request::{Fields, any_string, checked};
+use crate::extract::{Body, BodyContext, RequestBody, RequestId, SharedState};
+use crate::problem::{ApiError, FieldError, Problem};
 use crate::response::timestamp;
 use crate::state::AppState;
 
@@ -32,86 +32,52 @@ const DEVICE_TOKEN_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
 /// Compare-and-set rounds before a contended login key answers 429.
 const COUNT_ATTEMPTS: usize = 5;
 
-/// `POST /auth` body (JSON or `application/x-www-form-urlencoded`): the
-/// username or the e-mail address (one of them), and the password.
-pub(crate) struct Login {
-    username: Option<String>,
-    email: Option<String>,
+/// What a login body asks: the account (by username or by e-mail
+/// address, as typed), the password and the device token, if any.
+pub struct Credentials {
+    account: Account,
     password: SecretString,
     device_token: Option<String>,
 }
 
-/// The two shapes of a login body, by username or by e-mail address.
-impl utoipa::PartialSchema for Login {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::{
-            AdditionalProperties, ObjectBuilder, OneOfBuilder, SchemaType, Type,
+pub enum Account {
+    Username(String),
+    Email(String),
+}
+
+/// Exactly one of `username` and `email`.
+impl TryFrom<body::Login> for Credentials {
+    type Error = Vec<FieldError>;
+
+    fn try_from(login: body::Login) -> Result<Self, Self::Error> {
+        let refused = |message: &str| {
+            vec![FieldError {
+                field: "username".into(),
+                message: message.into(),
+            }]
         };
-        let string = || ObjectBuilder::new().schema_type(Type::String);
-        let by = |field: &str, description: &str, example: &str| {
-            ObjectBuilder::new()
-                .schema_type(Type::Object)
-                .property(
-                    field,
-                    string().description(Some(description)).examples([example]),
-                )
-                .required(field)
-                .property(
-                    "password",
-                    string().examples(["correct horse battery staple"]),
-                )
-                .required("password")
-                .property(
-                    "device_token",
-                    ObjectBuilder::new()
-                        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
-                        .description(Some(
-                            "The `device_token` of an earlier successful login as this user: \
-                         failed logins then count against this device only, so others' \
-                         failures cannot lock it out",
-                        )),
-                )
-                .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        let account = match (login.username, login.email) {
+            (Some(_), Some(_)) => {
+                return Err(refused("give the username or the e-mail address, not both"));
+            }
+            (Some(username), None) => Account::Username(username),
+            (None, Some(email)) => Account::Email(email),
+            (None, None) => return Err(refused("is required")),
         };
-        OneOfBuilder::new()
-            .item(by("username", "The username, any case", "alice"))
-            .item(by(
-                "email",
-                "The account's e-mail address, any case",
-                "alice@example.com",
-            ))
-            .into()
+        Ok(Self {
+            account,
+            password: login.password.into_inner(),
+            device_token: login.device_token,
+        })
     }
 }
 
-impl ToSchema for Login {}
-
-impl FromBody for Login {
-    const FIELDS: &'static [&'static str] = &["username", "email", "password", "device_token"];
+impl RequestBody for body::Login {
+    type Input = Credentials;
     const FORM: bool = true;
 
-    /// Any strings: a name that cannot exist is refused like a wrong password.
-    /// Exactly one of `username` and `email`.
-    fn from_fields(mut fields: Fields, _: &BodyContext<'_>) -> Result<Self, ApiError> {
-        let email = fields.optional("email", any_string);
-        let username = if email.is_some() {
-            fields.reject(
-                "username",
-                "give the username or the e-mail address, not both",
-            );
-            None
-        } else {
-            fields.required("username", any_string)
-        };
-        let password = fields.required("password", |v| any_string(v).map(SecretString::from));
-        let device_token = fields.optional("device_token", any_string);
-        fields.finish()?;
-        Ok(Self {
-            username,
-            email,
-            password: checked(password),
-            device_token,
-        })
+    fn check(self, _: &BodyContext<'_>) -> Result<Credentials, Vec<FieldError>> {
+        Credentials::try_from(self)
     }
 }
 
@@ -193,8 +159,8 @@ async fn count_attempt(
         429 until then, whatever the password and whether or not the user exists.",
     security(()),
     request_body(content(
-        (Login = "application/json", example = json!({"username": "alice", "password": "correct horse battery staple"})),
-        (Login = "application/x-www-form-urlencoded"),
+        (body::Login = "application/json", example = json!({"username": "alice", "password": "correct horse battery staple"})),
+        (body::Login = "application/x-www-form-urlencoded"),
     )),
     responses(
         (status = 200, description = "Logged in", body = LoginResponse,
@@ -211,19 +177,18 @@ async fn count_attempt(
 pub(crate) async fn login(
     State(state): State<SharedState>,
     request_id: RequestId,
-    Body(login): Body<Login>,
+    Body(credentials): Body<body::Login>,
 ) -> Result<Response, ApiError> {
-    let Login {
-        username,
-        email,
+    let Credentials {
+        account,
         password,
         device_token,
-    } = login;
+    } = credentials;
     // An e-mail address names the account it belongs to, if any; one that
     // belongs to nobody is refused like an unknown username.
-    let typed = match (username, email) {
-        (Some(username), _) => username,
-        (None, Some(email)) => {
+    let typed = match account {
+        Account::Username(username) => username,
+        Account::Email(email) => {
             let owner = match taskgate_domain::user::Email::parse(&email) {
                 Ok(email) => state.store.get_user_by_email(&email).await?,
                 Err(_) => None,
@@ -238,7 +203,6 @@ pub(crate) async fn login(
                 }
             }
         }
-        (None, None) => return Err(ApiError::invalid("username", "is required")),
     };
 
     let Ok(username) = Username::parse(&typed) else {

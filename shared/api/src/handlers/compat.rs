@@ -30,13 +30,13 @@ use taskgate_app::uploads::{QuotaCheck, UploadError};
 use taskgate_domain::file::{ContentType, FileId, FileName};
 use taskgate_domain::ports::ByteStream;
 use taskgate_domain::user::UserId;
+use taskgate_views::body;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Session;
-use crate::extract::{Body as JsonBody, BodyContext, FromBody, SharedState};
+use crate::extract::{Body as JsonBody, SharedState, context_free};
 use crate::handlers::files::FileView;
 use crate::problem::ApiError;
-use crate::request::{Fields, string};
 
 /// What kind of transfer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -245,27 +245,12 @@ async fn kill_downloads(
     Json(json!({ "aborted": aborted }))
 }
 
-/// `POST /export` body.
-pub(crate) struct ExportRequest {
-    filename: FileName,
-}
-
-impl FromBody for ExportRequest {
-    const FIELDS: &'static [&'static str] = &["filename"];
-
-    fn from_fields(mut fields: Fields, _: &BodyContext<'_>) -> Result<Self, ApiError> {
-        let filename = fields.required("filename", string(FileName::parse));
-        fields.finish()?;
-        Ok(Self {
-            filename: filename.expect("finish reports a missing field"),
-        })
-    }
-}
+context_free!(body::ExportFile => FileName);
 
 async fn export(
     State(state): State<SharedState>,
     session: Session,
-    JsonBody(request): JsonBody<ExportRequest>,
+    JsonBody(filename): JsonBody<body::ExportFile>,
 ) -> Result<Response, ApiError> {
     // The newest complete file of that name among the caller's.
     let mut after = None;
@@ -275,7 +260,7 @@ async fn export(
             .owner_files(&session.user.user_id, after.as_ref(), 100)
             .await?;
         for file in page.items {
-            if file.is_complete() && file.name == request.filename {
+            if file.is_complete() && file.name == filename {
                 break 'search file;
             }
         }
@@ -284,7 +269,7 @@ async fn export(
             None => {
                 return Err(ApiError::NotFound(format!(
                     "you have no file named {:?}",
-                    request.filename.as_str()
+                    filename.as_str()
                 )));
             }
         }

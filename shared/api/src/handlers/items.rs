@@ -27,17 +27,16 @@ use taskgate_domain::project::listing::{
     Assignee, Due, ItemFilter, Position, Sort, SortKey, Value, Zone, parse_statuses,
 };
 use taskgate_domain::project::log::{Item, ItemChanges, ItemEntry};
-use taskgate_domain::project::{Description, DueDate, ItemId, ItemStatus, ProjectId, Title};
+use taskgate_domain::project::{DueDate, ItemId, ItemStatus, ProjectId};
 use taskgate_domain::user::Username;
 use utoipa::{IntoParams, ToSchema};
 
-use taskgate_views::ItemView;
+use taskgate_views::{ItemView, body};
 
 use crate::auth::Session;
-use crate::extract::{Body, BodyContext, FromBody, FromQuery, Params, SharedState, path_values};
+use crate::extract::{Body, FromQuery, Params, SharedState, context_free, path_values};
 use crate::handlers::projects::{ProjectPath, project_id};
 use crate::problem::{ApiError, FieldError, Problem};
-use crate::request::{Fields, string};
 use crate::response::{List, Page, timestamp};
 use crate::state::AppState;
 
@@ -80,46 +79,17 @@ fn with_etag(status: StatusCode, item: &Item) -> Response {
     response
 }
 
-/// `POST /projects/{id}/items` body.
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct NewItemBody {
-    title: Title,
-    description: Option<Description>,
-    /// Default `pending`.
-    status: Option<ItemStatus>,
-    due_date: Option<DueDate>,
-    /// A member of the project.
-    assignee: Option<Username>,
-}
-
-impl FromBody for NewItemBody {
-    const FIELDS: &'static [&'static str] =
-        &["title", "description", "status", "due_date", "assignee"];
-
-    fn from_fields(mut fields: Fields, _: &BodyContext<'_>) -> Result<Self, ApiError> {
-        let title = fields.required("title", string(Title::parse));
-        let description = fields.optional("description", string(Description::parse));
-        let status = fields.optional("status", string(ItemStatus::parse));
-        let due_date = fields.optional("due_date", string(DueDate::parse));
-        let assignee = fields.optional("assignee", string(Username::parse));
-        fields.finish()?;
-        Ok(Self {
-            title: crate::request::checked(title),
-            description,
-            status,
-            due_date,
-            assignee,
-        })
-    }
-}
+context_free!(
+    body::NewItem => NewItem,
+    body::ItemEdit => ItemChanges,
+);
 
 #[utoipa::path(
     post, path = "/projects/{id}/items", tag = "projects", operation_id = "items-create",
     summary = "Create a work item (members)",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "The project id")),
-    request_body(content = NewItemBody, content_type = "application/json",
+    request_body(content = body::NewItem, content_type = "application/json",
         example = json!({"title": "Write the report", "due_date": "2026-12-01", "assignee": "mia"})),
     responses(
         (status = 201, description = "Created", body = ItemView,
@@ -134,18 +104,11 @@ pub(crate) async fn create(
     State(state): State<SharedState>,
     session: Session,
     ProjectPath { id }: ProjectPath,
-    body: Result<Body<NewItemBody>, ApiError>,
+    body: Result<Body<body::NewItem>, ApiError>,
 ) -> Result<Response, ApiError> {
     let actor = session.actor();
     let project = items::project(state.ports(), &actor, &id).await?;
     let Body(new) = body?;
-    let new = NewItem {
-        title: new.title,
-        description: new.description,
-        status: new.status,
-        due_date: new.due_date,
-        assignee: new.assignee,
-    };
     let item = items::create(state.ports(), &actor, &project, new).await?;
     let mut response = with_etag(StatusCode::CREATED, &item);
     if let Ok(location) = HeaderValue::from_str(&format!("/projects/{id}/items/{}", item.id)) {
@@ -421,42 +384,6 @@ pub(crate) async fn get(
     Ok(with_etag(StatusCode::OK, &item))
 }
 
-/// `PATCH /projects/{id}/items/{item_id}` body: any of the fields; `null`
-/// clears `description`, `due_date` or `assignee`.
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ItemEdit {
-    title: Option<Title>,
-    #[schema(nullable)]
-    description: Option<Option<Description>>,
-    status: Option<ItemStatus>,
-    #[schema(nullable)]
-    due_date: Option<Option<DueDate>>,
-    #[schema(nullable)]
-    assignee: Option<Option<Username>>,
-}
-
-impl FromBody for ItemEdit {
-    const FIELDS: &'static [&'static str] =
-        &["title", "description", "status", "due_date", "assignee"];
-
-    fn from_fields(mut fields: Fields, _: &BodyContext<'_>) -> Result<Self, ApiError> {
-        let title = fields.optional("title", string(Title::parse));
-        let description = fields.nullable("description", string(Description::parse));
-        let status = fields.optional("status", string(ItemStatus::parse));
-        let due_date = fields.nullable("due_date", string(DueDate::parse));
-        let assignee = fields.nullable("assignee", string(Username::parse));
-        fields.finish()?;
-        Ok(Self {
-            title,
-            description,
-            status,
-            due_date,
-            assignee,
-        })
-    }
-}
-
 /// `If-Match: "N"` (or `W/"N"`): the version the edit was made against.
 /// Anything else is not an ETag this API sends: 400.
 fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
@@ -482,7 +409,7 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     security(("bearer" = [])),
     params(ItemPath,
         ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(W/)?"[0-9]+"$"#, description = "The item's ETag (`\"N\"`): apply only to version N")),
-    request_body(content = ItemEdit, content_type = "application/json",
+    request_body(content = body::ItemEdit, content_type = "application/json",
         example = json!({"status": "in_progress", "assignee": null})),
     responses(
         (status = 200, description = "The item as it now is", body = ItemView,
@@ -499,20 +426,14 @@ pub(crate) async fn update(
     session: Session,
     path: ItemPath,
     headers: HeaderMap,
-    body: Result<Body<ItemEdit>, ApiError>,
+    body: Result<Body<body::ItemEdit>, ApiError>,
 ) -> Result<Response, ApiError> {
     let actor = session.actor();
     let ItemPath { id, item_id } = &path;
     let checked = items::check(state.ports(), &actor, id, item_id).await?;
-    let Body(edit) = body?;
+    let Body(changes) = body?;
     let edit = items::Edit {
-        changes: ItemChanges {
-            title: edit.title,
-            description: edit.description,
-            status: edit.status,
-            due_date: edit.due_date,
-            assignee: edit.assignee,
-        },
+        changes,
         expected: if_match(&headers)?,
     };
     let item = items::edit(state.ports(), &actor, checked, edit).await?;

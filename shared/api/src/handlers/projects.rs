@@ -17,17 +17,18 @@ use http::request::Parts;
 use taskgate_app::projects::{self, Scope};
 use taskgate_domain::project::commands::Membership;
 use taskgate_domain::project::log::ProjectChanges;
-use taskgate_domain::project::{Description, ProjectId, ProjectName, ProjectRole};
+use taskgate_domain::project::{ProjectId, ProjectRole};
 use taskgate_domain::user::Username;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
+use taskgate_views::body;
 use taskgate_views::{MemberView, ProjectView};
 
 use crate::auth::Session;
-use crate::extract::{Body, BodyContext, FromBody, FromQuery, Params, SharedState, path_values};
+use crate::extract::{Body, FromQuery, Params, SharedState, context_free, path_values};
 use crate::handlers::PageQuery;
 use crate::problem::{ApiError, Problem};
-use crate::request::{Fields, checked, next_cursor, string};
+use crate::request::next_cursor;
 use crate::response::{Created, List, Page};
 
 pub(crate) fn no_such_project() -> ApiError {
@@ -85,33 +86,17 @@ impl<S: Send + Sync> FromRequestParts<S> for MemberPath {
     }
 }
 
-/// `POST /projects` body.
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct NewProject {
-    name: ProjectName,
-    description: Option<Description>,
-}
-
-impl FromBody for NewProject {
-    const FIELDS: &'static [&'static str] = &["name", "description"];
-
-    fn from_fields(mut fields: Fields, _: &BodyContext<'_>) -> Result<Self, ApiError> {
-        let name = fields.required("name", string(ProjectName::parse));
-        let description = fields.optional("description", string(Description::parse));
-        fields.finish()?;
-        Ok(Self {
-            name: checked(name),
-            description,
-        })
-    }
-}
+context_free!(
+    body::NewProject => projects::NewProject,
+    body::ProjectEdit => ProjectChanges,
+    body::MemberRole => ProjectRole,
+);
 
 #[utoipa::path(
     post, path = "/projects", tag = "projects", operation_id = "projects-create",
     summary = "Create a project (you become its owner and first admin)",
     security(("bearer" = [])),
-    request_body(content = NewProject, content_type = "application/json",
+    request_body(content = body::NewProject, content_type = "application/json",
         example = json!({"name": "Launch", "description": "Everything for the launch"})),
     responses(
         (status = 201, description = "Created", body = ProjectView,
@@ -122,13 +107,9 @@ impl FromBody for NewProject {
 pub(crate) async fn create(
     State(state): State<SharedState>,
     session: Session,
-    Body(new): Body<NewProject>,
+    Body(new): Body<body::NewProject>,
 ) -> Result<Response, ApiError> {
     let actor = session.actor();
-    let new = projects::NewProject {
-        name: new.name,
-        description: new.description,
-    };
     let project = projects::create(state.ports(), &actor, new).await?;
     Ok(Created {
         status: StatusCode::CREATED,
@@ -228,39 +209,12 @@ pub(crate) async fn get(
     Ok(Json(ProjectView::of(&project, &actor)).into_response())
 }
 
-/// `PATCH /projects/{id}` body: any of the fields; `null` clears the
-/// description; `owner` names a project admin.
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ProjectEdit {
-    name: Option<ProjectName>,
-    #[schema(nullable)]
-    description: Option<Option<Description>>,
-    owner: Option<Username>,
-}
-
-impl FromBody for ProjectEdit {
-    const FIELDS: &'static [&'static str] = &["name", "description", "owner"];
-
-    fn from_fields(mut fields: Fields, _: &BodyContext<'_>) -> Result<Self, ApiError> {
-        let name = fields.optional("name", string(ProjectName::parse));
-        let description = fields.nullable("description", string(Description::parse));
-        let owner = fields.optional("owner", string(Username::parse));
-        fields.finish()?;
-        Ok(Self {
-            name,
-            description,
-            owner,
-        })
-    }
-}
-
 #[utoipa::path(
     patch, path = "/projects/{id}", tag = "projects", operation_id = "projects-update",
     summary = "Edit a project (project admins; global admins); hand it over (the owner; global admins)",
     security(("bearer" = [])),
     params(ProjectPath),
-    request_body(content = ProjectEdit, content_type = "application/json",
+    request_body(content = body::ProjectEdit, content_type = "application/json",
         example = json!({"name": "Launch, phase 2", "description": null})),
     responses(
         (status = 200, description = "The project as it now is", body = ProjectView),
@@ -274,17 +228,12 @@ pub(crate) async fn update(
     State(state): State<SharedState>,
     session: Session,
     ProjectPath { id }: ProjectPath,
-    body: Result<Body<ProjectEdit>, ApiError>,
+    body: Result<Body<body::ProjectEdit>, ApiError>,
 ) -> Result<Response, ApiError> {
     let actor = session.actor();
     // Members who may not see it learn nothing from the body.
     let checked = projects::check(state.ports(), &actor, &id).await?;
-    let Body(edit) = body?;
-    let changes = ProjectChanges {
-        name: edit.name,
-        description: edit.description,
-        owner: edit.owner,
-    };
+    let Body(changes) = body?;
     let project = projects::edit(state.ports(), &actor, checked, changes).await?;
     Ok(Json(ProjectView::of(&project, &actor)).into_response())
 }
@@ -333,31 +282,12 @@ pub(crate) async fn members(
     .into_response())
 }
 
-/// `PUT /projects/{id}/members/{username}` body.
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct MemberRole {
-    role: ProjectRole,
-}
-
-impl FromBody for MemberRole {
-    const FIELDS: &'static [&'static str] = &["role"];
-
-    fn from_fields(mut fields: Fields, _: &BodyContext<'_>) -> Result<Self, ApiError> {
-        let role = fields.required("role", string(ProjectRole::parse));
-        fields.finish()?;
-        Ok(Self {
-            role: checked(role),
-        })
-    }
-}
-
 #[utoipa::path(
     put, path = "/projects/{id}/members/{username}", tag = "projects", operation_id = "members-put",
     summary = "Add a member, or change a member's role (project admins; global admins)",
     security(("bearer" = [])),
     params(MemberPath),
-    request_body(content = MemberRole, content_type = "application/json",
+    request_body(content = body::MemberRole, content_type = "application/json",
         example = json!({"role": "member"})),
     responses(
         (status = 200, description = "The role changed (or already was)", body = MemberView),
@@ -372,11 +302,11 @@ pub(crate) async fn put_member(
     State(state): State<SharedState>,
     session: Session,
     MemberPath { id, username }: MemberPath,
-    body: Result<Body<MemberRole>, ApiError>,
+    body: Result<Body<body::MemberRole>, ApiError>,
 ) -> Result<Response, ApiError> {
     let actor = session.actor();
     let checked = projects::may_put_member(state.ports(), &actor, &id).await?;
-    let Body(MemberRole { role }) = body?;
+    let Body(role) = body?;
     let (membership, member) =
         projects::put_member(state.ports(), &actor, checked, &username, role).await?;
     let status = match membership {

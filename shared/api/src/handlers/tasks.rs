@@ -12,6 +12,7 @@ use axum::extract::{FromRequestParts, State};
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::request::Parts;
+use serde_json::{Map, Value};
 use taskgate_domain::file::FileId;
 use taskgate_domain::permission::{self, Actor, Denied};
 use taskgate_domain::ports::StoreError;
@@ -21,14 +22,15 @@ use taskgate_domain::recorder::Recorded;
 use taskgate_domain::task::{
     Export, StatusKind, Task, TaskError, TaskEvent, TaskId, TaskKind, TaskSpec,
 };
-use taskgate_domain::user::Username;
+use taskgate_domain::user::{InvalidValue, Username};
+use taskgate_views::body;
 use utoipa::IntoParams;
 
 use crate::auth::Session;
-use crate::extract::{Body, BodyContext, FromBody, FromQuery, Params, SharedState, path_value};
+use crate::extract::{Body, BodyContext, FromQuery, Params, RequestBody, SharedState, path_value};
 use crate::handlers::PageQuery;
-use crate::problem::{ApiError, Problem};
-use crate::request::{Fields, as_number, as_str, checked, message, next_cursor, string};
+use crate::problem::{ApiError, FieldError, Problem};
+use crate::request::next_cursor;
 use crate::response::{Created, EventView, List, Page, TaskView};
 use crate::state::AppState;
 
@@ -70,42 +72,65 @@ async fn visible_task(
     Ok((task, events))
 }
 
+fn field_error(field: &str, message: impl Into<String>) -> FieldError {
+    FieldError {
+        field: field.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// Records that `field` does not belong, if it was given.
+fn reject(errors: &mut Vec<FieldError>, given: bool, field: &str, message: &str) {
+    if given {
+        errors.push(field_error(field, message));
+    }
+}
+
+/// A required field's value made by `make`, or its error recorded.
+fn required<T, V>(
+    errors: &mut Vec<FieldError>,
+    field: &str,
+    value: Option<V>,
+    make: impl FnOnce(V) -> Result<T, InvalidValue>,
+) -> Option<T> {
+    let Some(value) = value else {
+        errors.push(field_error(field, "is required"));
+        return None;
+    };
+    make(value)
+        .map_err(|e| errors.push(field_error(field, e.0)))
+        .ok()
+}
+
 /// An export's fields: `project` and `format` (`csv`, `ndjson`), or
 /// `files` and `format` (`zip`).
-fn export_spec(fields: &mut Fields) -> Option<Export> {
-    let format = fields.required("format", |v| {
-        let format = as_str(v)?;
-        match format {
-            "csv" | "ndjson" | "zip" => Ok(format.to_owned()),
-            _ => Err(r#"must be "csv", "ndjson" or "zip""#.to_owned()),
-        }
+fn export_spec(
+    errors: &mut Vec<FieldError>,
+    project: Option<ProjectId>,
+    files: Option<Vec<FileId>>,
+    format: Option<String>,
+) -> Option<Export> {
+    let format = required(errors, "format", format, |format| match format.as_str() {
+        "csv" | "ndjson" | "zip" => Ok(format),
+        _ => Err(InvalidValue(r#"must be "csv", "ndjson" or "zip""#.into())),
     })?;
     if format == "zip" {
-        fields.reject(
+        reject(
+            errors,
+            project.is_some(),
             "project",
             r#"a zip exports files: give "files", not "project""#,
         );
-        fields.required("files", |v| {
-            let ids = v
-                .as_array()
-                .ok_or_else(|| "must be an array of file ids".to_owned())?
-                .iter()
-                .map(|id| {
-                    id.as_str()
-                        .and_then(|id| FileId::parse(id).ok())
-                        .ok_or_else(|| format!("{id} is not a file id"))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            Export::files(ids).map_err(message)
-        })
+        required(errors, "files", files, Export::files)
     } else {
-        fields.reject(
+        reject(
+            errors,
+            files.is_some(),
             "files",
             r#"a csv or ndjson export is of a project: give "project""#,
         );
-        fields.required("project", |v| {
-            let project = ProjectId::parse(as_str(v)?).map_err(message)?;
-            Export::project(project, &format).map_err(message)
+        required(errors, "project", project, |project| {
+            Export::project(project, &format)
         })
     }
 }
@@ -157,55 +182,87 @@ async fn may_export(state: &AppState, session: &Session, export: &Export) -> Res
     Ok(())
 }
 
-/// What a `POST /tasks` body asks for.
-pub(crate) struct StartTask(TaskSpec);
+/// A task body's fields are those of its kind, within the configured
+/// limits.
+impl RequestBody for body::StartTask {
+    type Input = TaskSpec;
 
-impl FromBody for StartTask {
-    const FIELDS: &'static [&'static str] =
-        &["type", "seconds", "code", "project", "files", "format"];
-
-    fn from_fields(mut fields: Fields, context: &BodyContext<'_>) -> Result<Self, ApiError> {
-        // The kind decides who may start the task, before the rest is checked.
-        if let Some((kind, session)) = fields
-            .peek("type")
-            .and_then(|v| v.as_str())
+    /// The kind decides who may start the task, before the rest is read.
+    fn admit(object: &Map<String, Value>, context: &BodyContext<'_>) -> Result<(), ApiError> {
+        if let Some((kind, session)) = object
+            .get("type")
+            .and_then(Value::as_str)
             .and_then(|t| TaskKind::parse(t).ok())
             .zip(context.session)
         {
             permission::may_start_task(&session.actor(), kind)?;
         }
+        Ok(())
+    }
+
+    fn check(self, context: &BodyContext<'_>) -> Result<TaskSpec, Vec<FieldError>> {
+        let body::StartTask {
+            kind,
+            seconds,
+            code,
+            project,
+            files,
+            format,
+        } = self;
         let limits = &context.state.settings.tasks;
-        let not_export = |fields: &mut Fields| {
-            for name in ["project", "files", "format"] {
-                fields.reject(name, "belongs to export tasks only");
+        let mut errors = Vec::new();
+        if kind != TaskKind::Export {
+            for (given, name) in [
+                (project.is_some(), "project"),
+                (files.is_some(), "files"),
+                (format.is_some(), "format"),
+            ] {
+                reject(&mut errors, given, name, "belongs to export tasks only");
             }
-        };
-        let kind = fields.required("type", string(TaskKind::parse));
-        if kind != Some(TaskKind::Export) {
-            not_export(&mut fields);
         }
         let spec = match kind {
-            Some(TaskKind::Export) => {
-                fields.reject("seconds", "belongs to delay tasks only");
-                fields.reject("code", "belongs to js tasks only");
-                export_spec(&mut fields).map(TaskSpec::Export)
+            TaskKind::Export => {
+                reject(
+                    &mut errors,
+                    seconds.is_some(),
+                    "seconds",
+                    "belongs to delay tasks only",
+                );
+                reject(
+                    &mut errors,
+                    code.is_some(),
+                    "code",
+                    "belongs to js tasks only",
+                );
+                export_spec(&mut errors, project, files, format).map(TaskSpec::Export)
             }
-            Some(TaskKind::Delay) => {
-                fields.reject("code", "belongs to js tasks only");
-                fields.required("seconds", |v| {
-                    TaskSpec::delay(as_number(v)?, limits).map_err(message)
+            TaskKind::Delay => {
+                reject(
+                    &mut errors,
+                    code.is_some(),
+                    "code",
+                    "belongs to js tasks only",
+                );
+                required(&mut errors, "seconds", seconds, |seconds| {
+                    TaskSpec::delay(seconds, limits)
                 })
             }
-            Some(TaskKind::Js) => {
-                fields.reject("seconds", "belongs to delay tasks only");
-                fields.required("code", |v| {
-                    TaskSpec::js(as_str(v)?, limits).map_err(message)
+            TaskKind::Js => {
+                reject(
+                    &mut errors,
+                    seconds.is_some(),
+                    "seconds",
+                    "belongs to delay tasks only",
+                );
+                required(&mut errors, "code", code, |code| {
+                    TaskSpec::js(&code, limits)
                 })
             }
-            None => None,
         };
-        fields.finish()?;
-        Ok(Self(checked(spec)))
+        match spec {
+            Some(spec) if errors.is_empty() => Ok(spec),
+            _ => Err(errors),
+        }
     }
 }
 
@@ -218,7 +275,7 @@ impl FromBody for StartTask {
         (members only) or some of the caller's own complete files into a new file of the \
         caller's; its `result` is `{\"file\", \"size\", \"sha256\"}`.",
     security(("bearer" = [])),
-    request_body(content = TaskSpec, content_type = "application/json",
+    request_body(content = body::StartTask, content_type = "application/json",
         examples(
             ("delay" = (value = json!({"type": "delay", "seconds": 5}))),
             ("js" = (value = json!({"type": "js", "code": "console.log('hi'); [1, 2, 3].map(x => x * 2)"}))),
@@ -238,7 +295,7 @@ impl FromBody for StartTask {
 pub(crate) async fn start(
     State(state): State<SharedState>,
     session: Session,
-    Body(StartTask(spec)): Body<StartTask>,
+    Body(spec): Body<body::StartTask>,
 ) -> Result<Response, ApiError> {
     if let TaskSpec::Export(export) = &spec {
         may_export(&state, &session, export).await?;

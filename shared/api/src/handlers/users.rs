@@ -13,14 +13,15 @@ use http::StatusCode;
 use http::request::Parts;
 use taskgate_app::users;
 use taskgate_domain::password::Password;
-use taskgate_domain::user::{Email, Level, Profile, Username};
-use utoipa::{IntoParams, ToSchema};
+use taskgate_domain::user::{Profile, Username};
+use taskgate_views::body;
+use utoipa::IntoParams;
 
 use crate::auth::Session;
-use crate::extract::{Body, BodyContext, FromBody, Params, RequestId, SharedState, path_value};
+use crate::extract::{Body, BodyContext, Params, RequestBody, RequestId, SharedState, path_value};
 use crate::handlers::PageQuery;
-use crate::problem::{ApiError, Problem};
-use crate::request::{Fields, as_str, checked, message, next_cursor, string};
+use crate::problem::{ApiError, FieldError, Problem};
+use crate::request::next_cursor;
 use crate::response::{Created, Page, UserView};
 use crate::state::AppState;
 
@@ -47,44 +48,50 @@ impl<S: Send + Sync> FromRequestParts<S> for UserPath {
     }
 }
 
-/// Reads a `profile` field within the configured limits.
-fn profile_field(
-    state: &AppState,
-) -> impl FnOnce(&serde_json::Value) -> Result<Profile, String> + '_ {
-    |value| Profile::parse(value.clone(), &state.settings.profile).map_err(message)
+/// A profile as sent, within the configured limits.
+fn profile(state: &AppState, sent: body::JsonObject) -> Result<Profile, FieldError> {
+    Profile::parse(serde_json::Value::Object(sent.0), &state.settings.profile).map_err(|e| {
+        FieldError {
+            field: "profile".into(),
+            message: e.0,
+        }
+    })
 }
 
-/// `POST /users` body.
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct NewUser {
-    username: Username,
-    password: Password,
-    /// Default `user`. Only admins may create admins; open sign-up creates `user` only.
-    level: Option<Level>,
-    email: Option<Email>,
-    profile: Option<Profile>,
+/// A new password for `username`'s account (the policy's other rules were
+/// checked when the field was read).
+fn password(sent: &body::NewPassword, username: Option<&Username>) -> Result<Password, FieldError> {
+    sent.for_user(username).map_err(|e| FieldError {
+        field: "password".into(),
+        message: e.0,
+    })
 }
 
-impl FromBody for NewUser {
-    const FIELDS: &'static [&'static str] = &["username", "password", "level", "email", "profile"];
+/// The password must not contain the username; the profile is within the
+/// settings' limits.
+impl RequestBody for body::NewUser {
+    type Input = users::NewUser;
 
-    fn from_fields(mut fields: Fields, context: &BodyContext<'_>) -> Result<Self, ApiError> {
-        let username = fields.required("username", string(Username::parse));
-        let password = fields.required("password", |v| {
-            Password::parse(as_str(v)?, username.as_ref()).map_err(message)
+    fn check(self, context: &BodyContext<'_>) -> Result<users::NewUser, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let password = password(&self.password, Some(&self.username))
+            .map_err(|e| errors.push(e))
+            .ok();
+        let profile = self.profile.and_then(|sent| {
+            profile(context.state, sent)
+                .map_err(|e| errors.push(e))
+                .ok()
         });
-        let level = fields.optional("level", string(Level::parse));
-        let email = fields.optional("email", string(Email::parse));
-        let profile = fields.optional("profile", profile_field(context.state));
-        fields.finish()?;
-        Ok(Self {
-            username: checked(username),
-            password: checked(password),
-            level,
-            email,
-            profile,
-        })
+        match password {
+            Some(password) if errors.is_empty() => Ok(users::NewUser {
+                username: self.username,
+                password,
+                level: self.level,
+                email: self.email,
+                profile,
+            }),
+            _ => Err(errors),
+        }
     }
 }
 
@@ -94,7 +101,7 @@ impl FromBody for NewUser {
     description = "Admins create users of any level. With `TASKGATE_REGISTRATION=open`, anyone \
         may sign up without a token, as level `user` only.",
     security(("bearer" = []), ()),
-    request_body(content = NewUser, content_type = "application/json",
+    request_body(content = body::NewUser, content_type = "application/json",
         example = json!({"username": "alice", "password": "correct horse battery staple", "email": "alice@example.com", "profile": {"team": "blue"}})),
     responses(
         (status = 201, description = "Created", body = UserView,
@@ -109,20 +116,13 @@ pub(crate) async fn create(
     State(state): State<SharedState>,
     request_id: RequestId,
     session: Option<Session>,
-    body: Result<Body<NewUser>, ApiError>,
+    body: Result<Body<body::NewUser>, ApiError>,
 ) -> Result<Response, ApiError> {
     let actor = session.as_ref().map(|s| s.actor());
     let registration = state.settings.registration;
     // Who may create users at all is decided before the body is looked at.
     users::may_create(actor.as_ref(), registration)?;
     let Body(new) = body?;
-    let new = users::NewUser {
-        username: new.username,
-        password: new.password,
-        level: new.level,
-        email: new.email,
-        profile: new.profile,
-    };
     let user = users::create(
         state.ports(),
         &*state,
@@ -189,39 +189,37 @@ pub(crate) async fn get(
     Ok(Json(UserView::from(&user)).into_response())
 }
 
-/// `PATCH /users/{username}` body: any of the fields; `null` clears `email`
-/// or `profile`. A user may not change their own level.
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct UserEdit {
-    password: Option<Password>,
-    level: Option<Level>,
-    #[schema(nullable)]
-    email: Option<Option<Email>>,
-    #[schema(nullable)]
-    profile: Option<Option<Profile>>,
-}
+/// The password must not contain the username of the path; the profile is
+/// within the settings' limits.
+impl RequestBody for body::UserEdit {
+    type Input = users::UserEdit;
 
-impl FromBody for UserEdit {
-    const FIELDS: &'static [&'static str] = &["password", "level", "email", "profile"];
-
-    fn from_fields(mut fields: Fields, context: &BodyContext<'_>) -> Result<Self, ApiError> {
+    fn check(self, context: &BodyContext<'_>) -> Result<users::UserEdit, Vec<FieldError>> {
         // A path that is no username never gets here: the handler's path
         // extractor answered 404 first.
         let target = context
             .path("username")
             .and_then(|raw| Username::parse(raw).ok());
-        let password = fields.optional("password", |v| {
-            Password::parse(as_str(v)?, target.as_ref()).map_err(message)
+        let mut errors = Vec::new();
+        let password = self.password.and_then(|sent| {
+            password(&sent, target.as_ref())
+                .map_err(|e| errors.push(e))
+                .ok()
         });
-        let level = fields.optional("level", string(Level::parse));
-        let email = fields.nullable("email", string(Email::parse));
-        let profile = fields.nullable("profile", profile_field(context.state));
-        fields.finish()?;
-        Ok(Self {
+        let profile = self.profile.map(|sent| {
+            sent.and_then(|sent| {
+                profile(context.state, sent)
+                    .map_err(|e| errors.push(e))
+                    .ok()
+            })
+        });
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(users::UserEdit {
             password,
-            level,
-            email,
+            level: self.level,
+            email: self.email,
             profile,
         })
     }
@@ -233,7 +231,7 @@ impl FromBody for UserEdit {
     description = "A password change revokes the user's other tokens.",
     security(("bearer" = [])),
     params(UserPath),
-    request_body(content = UserEdit, content_type = "application/json",
+    request_body(content = body::UserEdit, content_type = "application/json",
         example = json!({"email": null, "profile": {"team": "red"}})),
     responses(
         (status = 200, description = "The user as it now is", body = UserView),
@@ -248,22 +246,11 @@ pub(crate) async fn update(
     request_id: RequestId,
     session: Session,
     UserPath { username: target }: UserPath,
-    body: Result<Body<UserEdit>, ApiError>,
+    body: Result<Body<body::UserEdit>, ApiError>,
 ) -> Result<Response, ApiError> {
     let actor = session.actor();
     users::may_edit(&actor, &target)?;
-    let Body(UserEdit {
-        password,
-        level,
-        email,
-        profile,
-    }) = body?;
-    let edit = users::UserEdit {
-        password,
-        level,
-        email,
-        profile,
-    };
+    let Body(edit) = body?;
     let user = users::edit(
         state.ports(),
         &*state,

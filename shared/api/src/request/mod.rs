@@ -2,9 +2,9 @@
 //! that say exactly what is wrong. The extractors in [`crate::extract`] are
 //! built on these.
 //!
-//! Bodies are parsed in two steps: bytes to a JSON object (400 if that is
-//! impossible, 415 for a wrong content type), then object to domain values
-//! with [`Fields`], which collects every field error into one 422.
+//! Bodies are read in two steps: bytes to a JSON object ([`object`]: 400 if
+//! that is impossible, 415 for a wrong content type), then object to a body
+//! type ([`collect`]), which lists every field error in one 422.
 
 use std::collections::HashMap;
 
@@ -12,9 +12,13 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderMap, header};
 use serde_json::{Map, Value};
-use taskgate_domain::user::{InvalidValue, json_depth};
+use taskgate_domain::user::json_depth;
 
 use crate::problem::{ApiError, FieldError};
+
+mod collect;
+
+pub use collect::collect;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum BodyFormat {
@@ -180,149 +184,4 @@ pub fn cursor<T>(
 /// The `next` cursor for a listing that stopped after the item with `key`.
 pub fn next_cursor(key: impl std::fmt::Display) -> String {
     URL_SAFE_NO_PAD.encode(key.to_string())
-}
-
-/// Reads the fields of a JSON object into domain values, collecting every
-/// problem (unknown, missing, wrong type, invalid) so one 422 lists them all.
-///
-/// Values a `required` call returns are `Some` whenever [`Fields::finish`]
-/// returns `Ok`: read them with [`checked`] after `finish`.
-pub struct Fields {
-    map: Map<String, Value>,
-    errors: Vec<FieldError>,
-}
-
-/// What a field parser returns: the value, or a message that follows the
-/// field's name ("must be a string").
-pub type FieldResult<T> = Result<T, String>;
-
-impl Fields {
-    /// Starts reading `map`; any key not in `allowed` is an error.
-    pub fn new(map: Map<String, Value>, allowed: &[&str]) -> Self {
-        let mut errors: Vec<FieldError> = map
-            .keys()
-            .filter(|key| !allowed.contains(&key.as_str()))
-            .map(|key| FieldError {
-                field: key.clone(),
-                message: format!("is not a known field (known: {})", allowed.join(", ")),
-            })
-            .collect();
-        errors.sort_by(|a, b| a.field.cmp(&b.field));
-        Self { map, errors }
-    }
-
-    fn record<T>(&mut self, name: &str, result: FieldResult<T>) -> Option<T> {
-        result
-            .map_err(|message| {
-                self.errors.push(FieldError {
-                    field: name.to_owned(),
-                    message,
-                })
-            })
-            .ok()
-    }
-
-    /// A field that must be present and not null.
-    pub fn required<T>(
-        &mut self,
-        name: &str,
-        parse: impl FnOnce(&Value) -> FieldResult<T>,
-    ) -> Option<T> {
-        match self.map.get(name) {
-            None | Some(Value::Null) => self.record(name, Err("is required".into())),
-            Some(value) => {
-                let parsed = parse(value);
-                self.record(name, parsed)
-            }
-        }
-    }
-
-    /// A field that may be absent (or null, which means the same).
-    pub fn optional<T>(
-        &mut self,
-        name: &str,
-        parse: impl FnOnce(&Value) -> FieldResult<T>,
-    ) -> Option<T> {
-        match self.map.get(name) {
-            None | Some(Value::Null) => None,
-            Some(value) => {
-                let parsed = parse(value);
-                self.record(name, parsed)
-            }
-        }
-    }
-
-    /// A field where absent means "leave alone" (`None`) and null means
-    /// "clear" (`Some(None)`).
-    pub fn nullable<T>(
-        &mut self,
-        name: &str,
-        parse: impl FnOnce(&Value) -> FieldResult<T>,
-    ) -> Option<Option<T>> {
-        match self.map.get(name) {
-            None => None,
-            Some(Value::Null) => Some(None),
-            Some(value) => {
-                let parsed = parse(value);
-                self.record(name, parsed).map(Some)
-            }
-        }
-    }
-
-    /// Records an error if `name` is present at all (a field that does not
-    /// belong with the others given).
-    pub fn reject(&mut self, name: &str, message: &str) {
-        if self.map.contains_key(name) {
-            self.errors.push(FieldError {
-                field: name.to_owned(),
-                message: message.to_owned(),
-            });
-        }
-    }
-
-    /// The raw value of a field, if present.
-    pub fn peek(&self, name: &str) -> Option<&Value> {
-        self.map.get(name)
-    }
-
-    /// `Ok` when every field was fine; otherwise one 422 listing them all.
-    pub fn finish(self) -> Result<(), ApiError> {
-        if self.errors.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::Invalid(self.errors))
-        }
-    }
-}
-
-/// Unwraps a required field after [`Fields::finish`] returned `Ok`.
-pub fn checked<T>(value: Option<T>) -> T {
-    value.expect("Fields::finish reports every missing or invalid required field")
-}
-
-/// The value as a string slice.
-pub fn as_str(value: &Value) -> FieldResult<&str> {
-    value.as_str().ok_or_else(|| "must be a string".to_owned())
-}
-
-/// A parser for string fields from a domain `parse` function.
-pub fn string<T>(
-    parse: impl FnOnce(&str) -> Result<T, InvalidValue>,
-) -> impl FnOnce(&Value) -> FieldResult<T> {
-    move |value| parse(as_str(value)?).map_err(|e| e.0)
-}
-
-/// The value as a number.
-pub fn as_number(value: &Value) -> FieldResult<f64> {
-    value.as_f64().ok_or_else(|| "must be a number".to_owned())
-}
-
-/// A parser for any string, unvalidated (login credentials).
-pub fn any_string(value: &Value) -> FieldResult<String> {
-    as_str(value).map(str::to_owned)
-}
-
-/// Maps a domain validation error to a field message.
-pub fn message(e: InvalidValue) -> String {
-    e.0
 }
