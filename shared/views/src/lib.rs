@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 use serde::Serialize;
+use std::borrow::Cow;
 use taskgate_domain::permission::Actor;
 use taskgate_domain::project::log::{Item, Member, Project};
 use taskgate_domain::project::{
@@ -19,28 +20,30 @@ use taskgate_domain::task::{
 use taskgate_domain::user::{Level, Profile, User, Username};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
+// Read back as well as written: the client deserialises what the server
+// serialises ([`owned`]).
+use serde::Deserialize;
 
 pub use taskgate_domain::timestamp::format as timestamp;
 
 /// A user as the API shows it (never the password hash, never the internal id).
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[schema(as = User)]
 #[serde(deny_unknown_fields)]
 pub struct UserView<'a> {
     #[schema(example = "alice")]
-    pub username: &'a str,
-    #[schema(value_type = Level)]
-    pub level: &'static str,
+    pub username: Cow<'a, str>,
+    pub level: Level,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = "alice@example.com")]
-    pub email: Option<&'a str>,
+    pub email: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Profile>)]
-    pub profile: Option<&'a serde_json::Map<String, serde_json::Value>>,
-    #[serde(serialize_with = "taskgate_domain::timestamp::serialize")]
+    pub profile: Option<Cow<'a, serde_json::Map<String, serde_json::Value>>>,
+    #[serde(with = "taskgate_domain::timestamp")]
     #[schema(value_type = String, format = DateTime, example = "2026-11-21T18:25:03.053Z")]
     pub created_at: OffsetDateTime,
-    #[serde(serialize_with = "taskgate_domain::timestamp::serialize")]
+    #[serde(with = "taskgate_domain::timestamp")]
     #[schema(value_type = String, format = DateTime, example = "2026-11-21T18:25:03.053Z")]
     pub updated_at: OffsetDateTime,
 }
@@ -48,10 +51,10 @@ pub struct UserView<'a> {
 impl<'a> From<&'a User> for UserView<'a> {
     fn from(user: &'a User) -> Self {
         Self {
-            username: user.username.as_str(),
-            level: user.level.as_str(),
-            email: user.email.as_ref().map(|e| e.as_str()),
-            profile: user.profile.as_ref().map(|p| p.as_map()),
+            username: user.username.as_str().into(),
+            level: user.level,
+            email: user.email.as_ref().map(|e| e.as_str().into()),
+            profile: user.profile.as_ref().map(|p| Cow::Borrowed(p.as_map())),
             created_at: user.created_at,
             updated_at: user.updated_at,
         }
@@ -59,47 +62,46 @@ impl<'a> From<&'a User> for UserView<'a> {
 }
 
 /// A task as it stands.
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[schema(as = Task)]
 #[serde(deny_unknown_fields)]
 pub struct TaskView<'a> {
     #[schema(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
-    id: String,
+    pub id: String,
     #[serde(rename = "type")]
-    #[schema(value_type = TaskKind)]
-    kind: &'static str,
-    status: StatusKind,
+    pub kind: TaskKind,
+    pub status: StatusKind,
     #[schema(example = "alice")]
-    owner: &'a str,
+    pub owner: Cow<'a, str>,
     #[schema(format = DateTime)]
-    created_at: String,
+    pub created_at: String,
     #[schema(format = DateTime)]
-    updated_at: String,
+    pub updated_at: String,
     /// The outcome, once `succeeded` (0 for delays; any JSON for scripts).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<serde_json::Value>)]
-    result: Option<&'a serde_json::Value>,
+    pub result: Option<Cow<'a, serde_json::Value>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<TaskError>)]
-    error: Option<&'a TaskError>,
+    pub error: Option<Cow<'a, TaskError>>,
     /// Who cancelled it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    cancelled_by: Option<&'a str>,
+    pub cancelled_by: Option<Cow<'a, str>>,
     /// Delays and exports: 0 to 1.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 0, maximum = 1)]
-    progress: Option<f64>,
+    pub progress: Option<f64>,
     /// Finished scripts: what they printed with `console.log`.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<String>>)]
-    logs: Option<&'a [String]>,
+    pub logs: Option<Cow<'a, [String]>>,
     /// Delays only: the requested seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
-    seconds: Option<f64>,
+    pub seconds: Option<f64>,
     /// Delays only: when it is due.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(format = DateTime)]
-    due_at: Option<String>,
+    pub due_at: Option<String>,
 }
 
 impl<'a> TaskView<'a> {
@@ -110,16 +112,16 @@ impl<'a> TaskView<'a> {
     /// The view at `now` (a delay's progress depends on the time).
     pub fn at(task: &'a Task, now: OffsetDateTime) -> Self {
         let (result, error, cancelled_by) = match &task.status {
-            Status::Succeeded { result, .. } => (Some(result), None, None),
-            Status::Failed { error, .. } => (None, Some(error), None),
-            Status::Cancelled { by } => (None, None, Some(by.as_str())),
+            Status::Succeeded { result, .. } => (Some(Cow::Borrowed(result)), None, None),
+            Status::Failed { error, .. } => (None, Some(Cow::Borrowed(error)), None),
+            Status::Cancelled { by } => (None, None, Some(by.as_str().into())),
             Status::Pending | Status::Running => (None, None, None),
         };
         Self {
             id: task.id.to_string(),
-            kind: task.kind().as_str(),
+            kind: task.kind(),
             status: task.status.kind(),
-            owner: task.owner.as_str(),
+            owner: task.owner.as_str().into(),
             created_at: timestamp(task.created_at),
             updated_at: timestamp(task.updated_at),
             result,
@@ -128,7 +130,7 @@ impl<'a> TaskView<'a> {
             progress: task.progress(now),
             // Every ended script shows its logs, `[]` if it was cancelled.
             logs: (matches!(task.spec, TaskSpec::Js { .. }) && task.status.is_terminal())
-                .then_some(task.status.logs()),
+                .then_some(Cow::Borrowed(task.status.logs())),
             seconds: match task.spec {
                 TaskSpec::Delay { seconds } => Some(seconds),
                 TaskSpec::Js { .. } | TaskSpec::Export(_) => None,
@@ -139,36 +141,36 @@ impl<'a> TaskView<'a> {
 }
 
 /// One event of a task's append-only, hash-chained log.
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[schema(as = TaskEvent)]
 pub struct EventView<'a> {
     #[schema(minimum = 1)]
-    seq: u64,
+    pub seq: u64,
     #[schema(format = DateTime)]
-    at: String,
+    pub at: String,
     /// Who caused it (a user), when a user did.
     #[serde(skip_serializing_if = "Option::is_none")]
-    actor: Option<&'a str>,
+    pub actor: Option<Cow<'a, str>>,
     #[serde(flatten)]
     #[schema(value_type = EventData)]
-    data: &'a EventData,
+    pub data: Cow<'a, EventData>,
     /// SHA-256 of this event and `prev_hash`, hex.
     #[schema(pattern = "^[0-9a-f]{64}$")]
-    hash: &'a str,
+    pub hash: Cow<'a, str>,
     #[schema(pattern = "^[0-9a-f]{64}$")]
-    prev_hash: &'a str,
+    pub prev_hash: Cow<'a, str>,
 }
 
 /// A page of a listing: `next` is the `?cursor=` of the following page,
 /// `null` on the last.
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next: Option<String>,
 }
 
 /// Every item at once (a log, in order).
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct List<T> {
     pub items: Vec<T>,
 }
@@ -178,44 +180,44 @@ impl<'a> From<&'a TaskEvent> for EventView<'a> {
         Self {
             seq: event.seq,
             at: timestamp(event.at),
-            actor: event.actor.as_ref().map(Username::as_str),
-            data: &event.change,
-            hash: &event.hash,
-            prev_hash: &event.prev_hash,
+            actor: event.actor.as_ref().map(|a| a.as_str().into()),
+            data: Cow::Borrowed(&event.change),
+            hash: event.hash.as_str().into(),
+            prev_hash: event.prev_hash.as_str().into(),
         }
     }
 }
 
 /// An item as clients see it.
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[schema(as = Item)]
 #[serde(deny_unknown_fields)]
 pub struct ItemView<'a> {
     #[schema(value_type = ItemId)]
-    id: String,
+    pub id: String,
     #[schema(value_type = ProjectId)]
-    project_id: String,
+    pub project_id: String,
     #[schema(value_type = Title)]
-    title: &'a str,
+    pub title: Cow<'a, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Description>)]
-    description: Option<&'a str>,
-    status: ItemStatus,
+    pub description: Option<Cow<'a, str>>,
+    pub status: ItemStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<DueDate>)]
-    due_date: Option<String>,
+    pub due_date: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Username>)]
-    assignee: Option<&'a str>,
+    pub assignee: Option<Cow<'a, str>>,
     #[schema(value_type = Username)]
-    created_by: &'a str,
+    pub created_by: Cow<'a, str>,
     #[schema(format = DateTime)]
-    created_at: String,
+    pub created_at: String,
     #[schema(format = DateTime)]
-    updated_at: String,
+    pub updated_at: String,
     /// Grows by one with every change; also the `ETag` (`"N"`).
     #[schema(minimum = 1)]
-    version: u64,
+    pub version: u64,
 }
 
 impl<'a> From<&'a Item> for ItemView<'a> {
@@ -223,12 +225,12 @@ impl<'a> From<&'a Item> for ItemView<'a> {
         Self {
             id: item.id.to_string(),
             project_id: item.project_id.to_string(),
-            title: item.title.as_str(),
-            description: item.description.as_ref().map(Description::as_str),
+            title: item.title.as_str().into(),
+            description: item.description.as_ref().map(|d| d.as_str().into()),
             status: item.status,
             due_date: item.due_date.map(|d| d.to_string()),
-            assignee: item.assignee.as_ref().map(Username::as_str),
-            created_by: item.created_by.as_str(),
+            assignee: item.assignee.as_ref().map(|a| a.as_str().into()),
+            created_by: item.created_by.as_str().into(),
             created_at: timestamp(item.created_at),
             updated_at: timestamp(item.updated_at),
             version: item.version,
@@ -237,25 +239,25 @@ impl<'a> From<&'a Item> for ItemView<'a> {
 }
 
 /// A project as a caller sees it, with the caller's role in it.
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[schema(as = Project)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectView<'a> {
     #[schema(value_type = ProjectId)]
-    id: String,
+    pub id: String,
     #[schema(value_type = ProjectName)]
-    name: &'a str,
+    pub name: Cow<'a, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Description>)]
-    description: Option<&'a str>,
+    pub description: Option<Cow<'a, str>>,
     #[schema(value_type = Username)]
-    owner: &'a str,
+    pub owner: Cow<'a, str>,
     /// The caller's role: `admin` for global admins who are not members.
-    role: ProjectRole,
+    pub role: ProjectRole,
     #[schema(format = DateTime)]
-    created_at: String,
+    pub created_at: String,
     #[schema(format = DateTime)]
-    updated_at: String,
+    pub updated_at: String,
 }
 
 impl<'a> ProjectView<'a> {
@@ -267,9 +269,9 @@ impl<'a> ProjectView<'a> {
             .map_or(ProjectRole::Admin, |m| m.role);
         Self {
             id: project.id.to_string(),
-            name: project.name.as_str(),
-            description: project.description.as_ref().map(Description::as_str),
-            owner: project.owner.as_str(),
+            name: project.name.as_str().into(),
+            description: project.description.as_ref().map(|d| d.as_str().into()),
+            owner: project.owner.as_str().into(),
             role,
             created_at: timestamp(project.created_at),
             updated_at: timestamp(project.updated_at),
@@ -278,23 +280,35 @@ impl<'a> ProjectView<'a> {
 }
 
 /// A project member.
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[schema(as = Member)]
 #[serde(deny_unknown_fields)]
 pub struct MemberView<'a> {
     #[schema(value_type = Username)]
-    username: &'a str,
-    role: ProjectRole,
+    pub username: Cow<'a, str>,
+    pub role: ProjectRole,
     #[schema(format = DateTime)]
-    added_at: String,
+    pub added_at: String,
 }
 
 impl<'a> From<&'a Member> for MemberView<'a> {
     fn from(member: &'a Member) -> Self {
         Self {
-            username: member.username.as_str(),
+            username: member.username.as_str().into(),
             role: member.role,
             added_at: timestamp(member.added_at),
         }
     }
+}
+
+/// The views as a client reads them: the same types, their `Cow`s owned.
+/// The server writes a view borrowing from the domain value it shows (no
+/// copy); a client deserialises it into its `'static` form.
+pub mod owned {
+    pub type User = super::UserView<'static>;
+    pub type Task = super::TaskView<'static>;
+    pub type TaskEvent = super::EventView<'static>;
+    pub type Item = super::ItemView<'static>;
+    pub type Project = super::ProjectView<'static>;
+    pub type Member = super::MemberView<'static>;
 }
