@@ -9,8 +9,9 @@
 
 use serde::Serialize;
 use std::borrow::Cow;
+use taskgate_domain::file::{FileStatus, StoredFile};
 use taskgate_domain::permission::Actor;
-use taskgate_domain::project::log::{Item, Member, Project};
+use taskgate_domain::project::log::{Item, ItemChange, ItemEntry, Member, Project};
 use taskgate_domain::project::{
     Description, DueDate, ItemId, ItemStatus, ProjectId, ProjectName, ProjectRole, Title,
 };
@@ -301,6 +302,165 @@ impl<'a> From<&'a Member> for MemberView<'a> {
     }
 }
 
+/// One event of an item's history.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(as = ItemEvent)]
+pub struct ItemEventView<'a> {
+    #[schema(minimum = 1)]
+    pub seq: u64,
+    #[schema(format = DateTime)]
+    pub at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Username>)]
+    pub actor: Option<Cow<'a, str>>,
+    /// `{"type": "created" | "updated" | "deleted", "data": {...}}`:
+    /// `updated` carries the changed fields (`null`: cleared).
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub change: Cow<'a, ItemChange>,
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    pub hash: Cow<'a, str>,
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    pub prev_hash: Cow<'a, str>,
+}
+
+impl<'a> From<&'a ItemEntry> for ItemEventView<'a> {
+    fn from(entry: &'a ItemEntry) -> Self {
+        Self {
+            seq: entry.seq,
+            at: timestamp(entry.at),
+            actor: entry.actor.as_ref().map(|a| a.as_str().into()),
+            change: Cow::Borrowed(&entry.change),
+            hash: entry.hash.as_str().into(),
+            prev_hash: entry.prev_hash.as_str().into(),
+        }
+    }
+}
+
+/// A file, finished or still uploading.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(as = File)]
+pub struct FileView<'a> {
+    #[schema(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
+    pub id: String,
+    /// As the uploader named it (`Upload-Metadata` `filename`).
+    pub name: Cow<'a, str>,
+    /// As the uploader typed it (`filetype`); `application/octet-stream` if not.
+    pub content_type: Cow<'a, str>,
+    /// The length announced at creation (`Upload-Length`).
+    pub size: u64,
+    /// How many bytes have arrived.
+    pub offset: u64,
+    #[schema(value_type = String, pattern = "^(uploading|complete)$")]
+    pub status: FileStatus,
+    /// Hex SHA-256 of the content, once complete.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    pub sha256: Option<Cow<'a, str>>,
+    #[schema(value_type = Username)]
+    pub owner: Cow<'a, str>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    /// When an unfinished upload is removed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
+}
+
+impl<'a> From<&'a StoredFile> for FileView<'a> {
+    fn from(file: &'a StoredFile) -> Self {
+        Self {
+            id: file.id.to_string(),
+            name: file.name.as_str().into(),
+            content_type: file.content_type.as_str().into(),
+            size: file.size,
+            offset: file.offset,
+            status: file.status,
+            sha256: file.sha256.as_deref().map(Cow::Borrowed),
+            owner: file.owner.as_str().into(),
+            created_at: timestamp(file.created_at),
+            expires_at: file
+                .expires_at
+                .filter(|_| !file.is_complete())
+                .map(timestamp),
+        }
+    }
+}
+
+/// What an export task succeeds with: the file it wrote (the task's
+/// `result`).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportResult {
+    /// The new file's id.
+    pub file: String,
+    pub size: u64,
+    /// Hex SHA-256 of the file.
+    pub sha256: String,
+}
+
+/// One invalid field of a 422.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FieldError {
+    #[schema(example = "password")]
+    pub field: String,
+    #[schema(example = "must be at least 15 characters long")]
+    pub message: String,
+}
+
+/// Every error: RFC 9457 problem details.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Problem {
+    /// `urn:taskgate:problem:<slug>`, stable: match on it.
+    #[schema(
+        pattern = "^urn:taskgate:problem:[a-z-]+$",
+        example = "urn:taskgate:problem:invalid-field"
+    )]
+    pub r#type: String,
+    #[schema(example = "Invalid fields")]
+    pub title: String,
+    #[schema(minimum = 400, maximum = 599, example = 422)]
+    pub status: u16,
+    #[schema(example = "invalid value for: password")]
+    pub detail: String,
+    /// 422 (fields) and 400 `invalid-query` (parameters): every one that is wrong.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FieldError>>,
+    /// Quote it when reporting a problem: it finds the request's log lines.
+    #[schema(example = "3f1c0c7e2b8a4e0f9d6a5b4c3d2e1f00")]
+    pub request_id: String,
+}
+
+/// A successful login.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginResponse<'a> {
+    /// Send as `Authorization: Bearer <token>`.
+    pub token: Cow<'a, str>,
+    #[schema(pattern = "^Bearer$", example = "Bearer")]
+    pub token_type: Cow<'a, str>,
+    #[schema(format = DateTime)]
+    pub expires_at: String,
+    /// Seconds until `expires_at`.
+    #[schema(minimum = 60)]
+    pub expires_in: u64,
+    /// Keep it and send it with later logins (see `Login`).
+    pub device_token: Cow<'a, str>,
+}
+
+/// `GET /` answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Hello<'a> {
+    #[schema(pattern = "^Hello World$", example = "Hello World")]
+    pub message: Cow<'a, str>,
+    /// The caller, when a token was sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<UserView<'a>>,
+}
+
 /// The views as a client reads them: the same types, their `Cow`s owned.
 /// The server writes a view borrowing from the domain value it shows (no
 /// copy); a client deserialises it into its `'static` form.
@@ -309,6 +469,10 @@ pub mod owned {
     pub type Task = super::TaskView<'static>;
     pub type TaskEvent = super::EventView<'static>;
     pub type Item = super::ItemView<'static>;
+    pub type ItemEvent = super::ItemEventView<'static>;
     pub type Project = super::ProjectView<'static>;
     pub type Member = super::MemberView<'static>;
+    pub type File = super::FileView<'static>;
+    pub type LoginResponse = super::LoginResponse<'static>;
+    pub type Hello = super::Hello<'static>;
 }
