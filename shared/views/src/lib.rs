@@ -79,7 +79,11 @@ pub struct TaskView<'a> {
     #[schema(format = DateTime)]
     pub updated_at: String,
     /// The outcome, once `succeeded` (0 for delays; any JSON for scripts).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<serde_json::Value>)]
     pub result: Option<Cow<'a, serde_json::Value>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -103,6 +107,16 @@ pub struct TaskView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(format = DateTime)]
     pub due_at: Option<String>,
+}
+
+/// A field whose value may be `null` (a script's result): read as
+/// `Some(null)` when it is there, `None` only when it is not.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
 }
 
 impl<'a> TaskView<'a> {

@@ -17,6 +17,10 @@ fn every_view_reads_back_as_it_was_written() {
         r#"{"message":"Hello World","user":{"username":"alice","level":"user","email":"alice@example.com","profile":{"team":"blue"},"created_at":"2026-11-21T18:25:03.053Z","updated_at":"2026-11-21T18:25:03.053Z"}}"#,
     );
     reads_back::<owned::Hello>(r#"{"message":"Hello World"}"#);
+    // A script whose value is null: its result is there, and null.
+    reads_back::<owned::Task>(
+        r#"{"id":"01a24237-abac-761d-b24f-44be43d57967","type":"js","status":"succeeded","owner":"admin","created_at":"2026-12-04T18:01:14.412Z","updated_at":"2026-12-04T18:01:14.414Z","result":null,"logs":[]}"#,
+    );
     reads_back::<owned::LoginResponse>(
         r#"{"token":"t.o.k","token_type":"Bearer","expires_at":"2026-11-21T19:25:03.000Z","expires_in":3600,"device_token":"d.e.v"}"#,
     );
