@@ -7,23 +7,14 @@
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
-use serde::Serialize;
 use taskgate_domain::permission::Denied;
 use taskgate_domain::ports::{Cause, Chain, StoreError};
 use taskgate_domain::project::commands::Refused;
-use utoipa::ToSchema;
 
 use crate::extract::RequestId;
 
-/// One invalid field of a 422.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct FieldError {
-    #[schema(example = "password")]
-    pub field: String,
-    #[schema(example = "must be at least 15 characters long")]
-    pub message: String,
-}
+/// The problem+json body and its field errors, shared with the client.
+pub use taskgate_views::{FieldError, Problem};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -310,30 +301,6 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         self.to_response(&RequestId::current().0)
     }
-}
-
-/// Every error: RFC 9457 problem details.
-#[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Problem {
-    /// `urn:taskgate:problem:<slug>`, stable: match on it.
-    #[schema(
-        pattern = "^urn:taskgate:problem:[a-z-]+$",
-        example = "urn:taskgate:problem:invalid-field"
-    )]
-    r#type: String,
-    #[schema(example = "Invalid fields")]
-    title: String,
-    #[schema(minimum = 400, maximum = 599, example = 422)]
-    status: u16,
-    #[schema(example = "invalid value for: password")]
-    detail: String,
-    /// 422 (fields) and 400 `invalid-query` (parameters): every one that is wrong.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    errors: Option<Vec<FieldError>>,
-    /// Quote it when reporting a problem: it finds the request's log lines.
-    #[schema(example = "3f1c0c7e2b8a4e0f9d6a5b4c3d2e1f00")]
-    request_id: String,
 }
 
 impl From<StoreError> for ApiError {

@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
-use serde_json::{Value, json};
+use serde::Deserialize as _;
+use serde_json::Value;
 use taskgate_domain::clock::Clock;
 use taskgate_domain::file::{ContentType, FileId, FileName};
 use taskgate_domain::ports::{
@@ -37,6 +38,7 @@ use taskgate_domain::project::log::Item;
 use taskgate_domain::project::{ProjectId, access};
 use taskgate_domain::task::{Export, Task, TaskError, TaskId, TaskSpec};
 use taskgate_domain::user::Username;
+use taskgate_views::ExportResult;
 
 use crate::settings::FileLimits;
 use crate::uploads::{NewFile, QuotaCheck, UploadError, Uploads};
@@ -588,13 +590,18 @@ impl Exporter for StoreExporter {
         let (size, sha256) = (stored.size, stored.sha256.unwrap_or_default());
         control.progress(1.0).await;
         tracing::info!(task = %task.id, file = %id, size, "export written");
-        Ok(json!({"file": id.to_string(), "size": size, "sha256": sha256}))
+        let result = ExportResult {
+            file: id.to_string(),
+            size,
+            sha256,
+        };
+        Ok(serde_json::to_value(result).expect("an export's result serialises"))
     }
 
     async fn discard(&self, result: &Value) {
-        let Some(id) = result["file"]
-            .as_str()
-            .and_then(|id| FileId::parse(id).ok())
+        let Some(id) = ExportResult::deserialize(result)
+            .ok()
+            .and_then(|result| FileId::parse(&result.file).ok())
         else {
             return;
         };

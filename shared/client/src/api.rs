@@ -1,17 +1,27 @@
 //! The HTTP side of the client: which server, which certificate to trust,
-//! the saved token, and turning answers into values or one-line errors.
+//! the saved token, and turning answers into the views they are (the
+//! server's own types, [`taskgate_views::owned`]) or one-line errors.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
+use taskgate_views::Problem;
 
 use super::Failure;
 use super::config::{Credentials, Store};
 
 /// The local server's address, where the client looks by default.
 pub const DEFAULT_SERVER: &str = "https://localhost:8443";
+
+/// A 2xx answer: read into the view it is (`value`), and its JSON as the
+/// server sent it (`json`, what `--json` prints).
+pub struct Answer<T> {
+    pub json: Value,
+    pub value: T,
+}
 
 /// A connection to one server, with the token saved for it (if any).
 pub struct Api {
@@ -109,31 +119,41 @@ impl Api {
             .bearer_auth(self.token()?))
     }
 
-    /// Sends `request`; a 2xx answer's JSON body (null when empty).
-    pub async fn json(&self, request: RequestBuilder) -> Result<Value, Failure> {
-        let response = self.send(request).await?;
-        let bytes = response
+    /// Sends `request`; a 2xx answer read into `T`, with its JSON as sent.
+    /// An answer that is not a `T` is a failure naming the endpoint.
+    pub async fn json<T: DeserializeOwned>(
+        &self,
+        request: RequestBuilder,
+    ) -> Result<Answer<T>, Failure> {
+        let (http, request) = request.build_split();
+        let request = request.map_err(|e| self.unreachable(e))?;
+        let endpoint = format!("{} {}", request.method(), request.url().path());
+        let response = http
+            .execute(request)
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let bytes = successful(response)
+            .await?
             .bytes()
             .await
-            .map_err(|e| Failure::Other(format!("the answer broke off: {e}")))?;
-        if bytes.is_empty() {
-            return Ok(Value::Null);
-        }
-        serde_json::from_slice(&bytes).map_err(|e| {
+            .map_err(|e| Failure::Other(format!("the answer to {endpoint} broke off: {e}")))?;
+        let json: Value = serde_json::from_slice(&bytes).map_err(|e| {
             Failure::Other(format!(
-                "the server answered something that is not JSON: {e}"
+                "the server answered {endpoint} with something that is not JSON: {e}"
             ))
-        })
+        })?;
+        let value = T::deserialize(&json).map_err(|e| {
+            Failure::Other(format!(
+                "the server's answer to {endpoint} is not what this client reads: {e}"
+            ))
+        })?;
+        Ok(Answer { json, value })
     }
 
     /// Sends `request`; the response if it is a success, else the failure
     /// its problem+json describes.
     pub async fn send(&self, request: RequestBuilder) -> Result<Response, Failure> {
-        let response = request.send().await.map_err(|e| self.unreachable(e))?;
-        if response.status().is_success() || response.status().is_redirection() {
-            return Ok(response);
-        }
-        Err(problem(response).await)
+        successful(request.send().await.map_err(|e| self.unreachable(e))?).await
     }
 
     pub fn unreachable(&self, e: reqwest::Error) -> Failure {
@@ -184,36 +204,128 @@ impl Api {
     }
 }
 
-/// One line from a problem+json answer: title, detail and field errors.
+/// `response` if it is a success, else the failure its problem+json
+/// describes.
+async fn successful(response: Response) -> Result<Response, Failure> {
+    if response.status().is_success() || response.status().is_redirection() {
+        return Ok(response);
+    }
+    Err(problem(response).await)
+}
+
+/// One line from a problem+json answer: title, detail and field errors
+/// (the status alone when the body is not a problem).
 pub async fn problem(response: Response) -> Failure {
     let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    let mut line = match (body["title"].as_str(), body["detail"].as_str()) {
-        (Some(title), Some(detail)) => format!("{title}: {detail}"),
-        (Some(title), None) => title.to_owned(),
-        (None, Some(detail)) => detail.to_owned(),
-        (None, None) => format!("the server answered {status}"),
-    };
-    if let Some(errors) = body["errors"].as_array() {
-        let fields: Vec<String> = errors
-            .iter()
-            .map(|e| {
-                format!(
-                    "{} {}",
-                    e["field"].as_str().unwrap_or("?"),
-                    e["message"].as_str().unwrap_or("is invalid")
-                )
-            })
-            .collect();
-        if !fields.is_empty() {
-            line.push_str(&format!(" ({})", fields.join("; ")));
+    let body = response.bytes().await.unwrap_or_default();
+    let line = match serde_json::from_slice::<Problem>(&body) {
+        Ok(problem) => {
+            let mut line = format!("{}: {}", problem.title, problem.detail);
+            let fields: Vec<String> = problem
+                .errors
+                .iter()
+                .flatten()
+                .map(|e| format!("{} {}", e.field, e.message))
+                .collect();
+            if !fields.is_empty() {
+                line.push_str(&format!(" ({})", fields.join("; ")));
+            }
+            line
         }
-    }
+        Err(_) => format!("the server answered {status}"),
+    };
     match status {
         StatusCode::UNAUTHORIZED => {
             Failure::Auth(format!("{line}. Log in again with `taskgate login`"))
         }
         StatusCode::FORBIDDEN | StatusCode::NOT_FOUND => Failure::Missing(line),
         _ => Failure::Other(line),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use taskgate_views::owned::Task;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+
+    /// A server on a local port that answers one request with `status` and
+    /// `body`; a client of it (and the directory its store is in).
+    async fn answering(status: &str, body: &'static str) -> (Api, tempfile::TempDir) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let response = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+             connection: close\r\n\r\n{body}",
+            body.len()
+        );
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = vec![0; 4096];
+            let _ = socket.read(&mut request).await.unwrap();
+            socket.write_all(response.as_bytes()).await.unwrap();
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let api = Api::new(&base, None, Store::at(dir.path().to_owned())).unwrap();
+        (api, dir)
+    }
+
+    async fn failure<T: DeserializeOwned>(api: &Api, path: &str) -> Failure {
+        match api.json::<T>(api.http.get(api.url(path))).await {
+            Ok(_) => panic!("{path} was read"),
+            Err(failure) => failure,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_is_not_its_view_is_an_error_naming_the_endpoint() {
+        let (api, _dir) = answering("200 OK", r#"{"id": 7}"#).await;
+        let Failure::Other(message) = failure::<Task>(&api, "/tasks/t1").await else {
+            panic!("another kind of failure")
+        };
+        assert!(message.contains("GET /tasks/t1"), "{message}");
+        let (api, _dir) = answering("200 OK", "<html>").await;
+        let Failure::Other(message) = failure::<Task>(&api, "/tasks/t1").await else {
+            panic!("another kind of failure")
+        };
+        assert!(
+            message.contains("GET /tasks/t1") && message.contains("not JSON"),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_problem_is_one_line_with_its_invalid_fields() {
+        let (api, _dir) = answering(
+            "422 Unprocessable Entity",
+            r#"{"type":"urn:taskgate:problem:invalid-field","title":"Invalid fields","status":422,"detail":"invalid value for: seconds","errors":[{"field":"seconds","message":"must be at most 86400"}],"request_id":"r1"}"#,
+        )
+        .await;
+        let Failure::Other(message) = failure::<Task>(&api, "/tasks").await else {
+            panic!("another kind of failure")
+        };
+        assert_eq!(
+            message,
+            "Invalid fields: invalid value for: seconds (seconds must be at most 86400)"
+        );
+        let (api, _dir) = answering(
+            "404 Not Found",
+            r#"{"type":"urn:taskgate:problem:not-found","title":"Not found","status":404,"detail":"there is no task","request_id":"r2"}"#,
+        )
+        .await;
+        let Failure::Missing(message) = failure::<Task>(&api, "/tasks/t1").await else {
+            panic!("another kind of failure")
+        };
+        assert_eq!(message, "Not found: there is no task");
+    }
+
+    #[tokio::test]
+    async fn an_error_that_is_no_problem_is_its_status() {
+        let (api, _dir) = answering("502 Bad Gateway", r#"{"message":"Bad Gateway"}"#).await;
+        let Failure::Other(message) = failure::<Task>(&api, "/tasks").await else {
+            panic!("another kind of failure")
+        };
+        assert_eq!(message, "the server answered 502 Bad Gateway");
     }
 }

@@ -55,6 +55,12 @@ impl Store {
         Ok(Self { dir })
     }
 
+    /// A store in `dir` (tests: never the user's own).
+    #[cfg(test)]
+    pub fn at(dir: PathBuf) -> Self {
+        Self { dir }
+    }
+
     fn read<T: for<'de> Deserialize<'de> + Default>(&self, name: &str) -> Result<T, Failure> {
         let path = self.dir.join(name);
         match std::fs::read(&path) {

@@ -31,8 +31,12 @@ mod output;
 mod transfer;
 mod watch;
 
-use api::Api;
 pub use api::DEFAULT_SERVER;
+use api::{Answer, Api};
+use taskgate_views::owned::{
+    File, Hello, Item, ItemEvent, LoginResponse, Member, Project, Task, TaskEvent, User,
+};
+use taskgate_views::{List, Page as PageOf};
 
 /// Why a client command did not succeed; each kind has its exit code.
 #[derive(Debug)]
@@ -488,33 +492,33 @@ async fn login(
         None => return Err(Failure::Usage("give --username".into())),
     };
     let password = read_password(password_stdin, "Password: ")?;
-    let answer = api
+    let answer: LoginResponse = api
         .json(api.http.post(api.url("/auth")).json(&body::Login {
             username: Some(username.clone()),
             email: None,
             password: body::Secret::new(password),
             device_token: None,
         }))
-        .await?;
-    let token = answer["token"]
-        .as_str()
-        .ok_or_else(|| Failure::Other("the server gave no token".into()))?;
+        .await?
+        .value;
     let credentials = config::Credentials {
         username: username.clone(),
-        token: token.to_owned(),
-        expires_at: answer["expires_at"].as_str().map(str::to_owned),
+        token: answer.token.to_string(),
+        expires_at: Some(answer.expires_at.clone()),
     };
     api.store.save_credentials(&api.base, credentials.clone())?;
     api.credentials = Some(credentials);
     if json {
-        let mut shown = answer.clone();
-        shown["token"] = json!("(saved)");
-        println!("{shown}");
+        let shown = LoginResponse {
+            token: "(saved)".into(),
+            ..answer
+        };
+        println!("{}", serde_json::to_string(&shown).expect("views print"));
     } else {
         eprintln!(
             "logged in to {} as {username} (until {}); the token is in {}",
             api.base,
-            answer["expires_at"].as_str().unwrap_or("?"),
+            answer.expires_at,
             api.store.path().join("credentials.json").display()
         );
     }
@@ -558,22 +562,17 @@ async fn dispatch(connection: &Connection, command: Command) -> Result<(), Failu
             Ok(())
         }
         Command::Whoami => {
-            let hello = api.json(api.request(Method::GET, "/")?).await?;
-            if hello["user"].is_null() {
+            let hello: Hello = api.json(api.request(Method::GET, "/")?).await?.value;
+            let Some(user) = hello.user else {
                 return Err(Failure::Auth(format!(
                     "the saved token for {} is no longer good: run `taskgate login`",
                     api.base
                 )));
-            }
+            };
             if json {
-                println!("{}", hello["user"]);
+                println!("{}", serde_json::to_string(&user).expect("views print"));
             } else {
-                println!(
-                    "{} ({}) on {}",
-                    hello["user"]["username"].as_str().unwrap_or("?"),
-                    hello["user"]["level"].as_str().unwrap_or("?"),
-                    api.base
-                );
+                println!("{} ({}) on {}", user.username, user.level, api.base);
             }
             Ok(())
         }
@@ -645,21 +644,21 @@ async fn tasks(api: &Api, json: bool, command: TasksCommand) -> Result<(), Failu
                     },
                 },
             };
-            let task = api
+            let task: Answer<Task> = api
                 .json(api.request(Method::POST, "/tasks")?.json(&body))
                 .await?;
-            let id = task["id"].as_str().unwrap_or_default().to_owned();
+            let id = &task.value.id;
             if watch {
-                let done = watch::watch(api, &id).await?;
+                let done = watch::watch(api, id).await?;
                 return watch::report(json, &done);
             }
             if json {
-                println!("{task}");
+                println!("{}", task.json);
             } else {
                 println!(
                     "started {} task {id} ({}); follow it with: taskgate tasks watch {id}",
-                    task["type"].as_str().unwrap_or("?"),
-                    task["status"].as_str().unwrap_or("?")
+                    task.value.kind.as_str(),
+                    task.value.status.as_str()
                 );
             }
             Ok(())
@@ -674,33 +673,33 @@ async fn tasks(api: &Api, json: bool, command: TasksCommand) -> Result<(), Failu
                 "/tasks{}",
                 query(&[("status", status), ("owner", owner), limit, cursor])
             );
-            let answer = api.json(api.request(Method::GET, &path)?).await?;
-            output::list(json, &answer, output::TASKS);
+            let answer: Answer<PageOf<Task>> = api.json(api.request(Method::GET, &path)?).await?;
+            output::page(json, &answer, output::TASKS);
             Ok(())
         }
         TasksCommand::Get { id } => {
-            let task = api
+            let task: Answer<Task> = api
                 .json(api.request(Method::GET, &format!("/tasks/{id}"))?)
                 .await?;
             output::object(json, &task);
             Ok(())
         }
         TasksCommand::Cancel { id } => {
-            let task = api
+            let task: Answer<Task> = api
                 .json(api.request(Method::POST, &format!("/tasks/{id}/cancel"))?)
                 .await?;
             if json {
-                println!("{task}");
+                println!("{}", task.json);
             } else {
-                println!("task {id} is {}", task["status"].as_str().unwrap_or("?"));
+                println!("task {id} is {}", task.value.status.as_str());
             }
             Ok(())
         }
         TasksCommand::Events { id } => {
-            let events = api
+            let events: Answer<List<TaskEvent>> = api
                 .json(api.request(Method::GET, &format!("/tasks/{id}/events"))?)
                 .await?;
-            output::list(json, &events, output::EVENTS);
+            output::list(json, &events, output::TASK_EVENTS);
             Ok(())
         }
         TasksCommand::Watch { id } => {
@@ -737,14 +736,14 @@ async fn files(api: &Api, json: bool, command: FilesCommand) -> Result<(), Failu
             )
             .await?;
             if json {
-                println!("{file}");
+                println!("{}", file.json);
             } else {
                 println!(
                     "uploaded {} as {} ({}, sha256 {})",
                     path.display(),
-                    file["id"].as_str().unwrap_or("?"),
-                    output::bytes(file["size"].as_u64().unwrap_or(0)),
-                    file["sha256"].as_str().unwrap_or("?")
+                    file.value.id,
+                    output::bytes(file.value.size),
+                    file.value.sha256.as_deref().unwrap_or("?")
                 );
             }
             Ok(())
@@ -761,12 +760,12 @@ async fn files(api: &Api, json: bool, command: FilesCommand) -> Result<(), Failu
         FilesCommand::List { owner, page: p } => {
             let [limit, cursor] = page(&p);
             let path = format!("/files{}", query(&[("owner", owner), limit, cursor]));
-            let answer = api.json(api.request(Method::GET, &path)?).await?;
-            output::list(json, &answer, output::FILES);
+            let answer: Answer<PageOf<File>> = api.json(api.request(Method::GET, &path)?).await?;
+            output::page(json, &answer, output::FILES);
             Ok(())
         }
         FilesCommand::Get { id } => {
-            let file = api
+            let file: Answer<File> = api
                 .json(api.request(Method::GET, &format!("/files/{id}"))?)
                 .await?;
             output::object(json, &file);
@@ -794,21 +793,22 @@ async fn projects(api: &Api, json: bool, command: ProjectsCommand) -> Result<(),
                 "/projects{}",
                 query(&[("all", all.then(|| "true".into())), limit, cursor])
             );
-            let answer = api.json(api.request(Method::GET, &path)?).await?;
-            output::list(json, &answer, output::PROJECTS);
+            let answer: Answer<PageOf<Project>> =
+                api.json(api.request(Method::GET, &path)?).await?;
+            output::page(json, &answer, output::PROJECTS);
         }
         ProjectsCommand::Create { name, description } => {
             let body = body::NewProject {
                 name: field("name", ProjectName::parse(&name))?,
                 description: optional("description", description, Description::parse)?,
             };
-            let project = api
+            let project: Answer<Project> = api
                 .json(api.request(Method::POST, "/projects")?.json(&body))
                 .await?;
             output::object(json, &project);
         }
         ProjectsCommand::Get { id } => {
-            let project = api
+            let project: Answer<Project> = api
                 .json(api.request(Method::GET, &format!("/projects/{id}"))?)
                 .await?;
             output::object(json, &project);
@@ -824,7 +824,7 @@ async fn projects(api: &Api, json: bool, command: ProjectsCommand) -> Result<(),
                 description: optional("description", description, Description::parse)?.map(Some),
                 owner: optional("owner", owner, Username::parse)?,
             };
-            let project = api
+            let project: Answer<Project> = api
                 .json(
                     api.request(Method::PATCH, &format!("/projects/{id}"))?
                         .json(&body),
@@ -846,7 +846,7 @@ async fn projects(api: &Api, json: bool, command: ProjectsCommand) -> Result<(),
 async fn members(api: &Api, json: bool, command: MembersCommand) -> Result<(), Failure> {
     match command {
         MembersCommand::List { project } => {
-            let answer = api
+            let answer: Answer<List<Member>> = api
                 .json(api.request(Method::GET, &format!("/projects/{project}/members"))?)
                 .await?;
             output::list(json, &answer, output::MEMBERS);
@@ -860,7 +860,7 @@ async fn members(api: &Api, json: bool, command: MembersCommand) -> Result<(), F
                 Role::Member => ProjectRole::Member,
                 Role::Admin => ProjectRole::Admin,
             };
-            let member = api
+            let member: Answer<Member> = api
                 .json(
                     api.request(
                         Method::PUT,
@@ -943,8 +943,8 @@ async fn items(api: &Api, json: bool, command: ItemsCommand) -> Result<(), Failu
                     cursor,
                 ])
             );
-            let answer = api.json(api.request(Method::GET, &path)?).await?;
-            output::list(json, &answer, output::ITEMS);
+            let answer: Answer<PageOf<Item>> = api.json(api.request(Method::GET, &path)?).await?;
+            output::page(json, &answer, output::ITEMS);
         }
         ItemsCommand::Create {
             project,
@@ -953,7 +953,7 @@ async fn items(api: &Api, json: bool, command: ItemsCommand) -> Result<(), Failu
         } => {
             let title = field("title", Title::parse(&title))?;
             let fields = item_body(None, fields)?;
-            let item = api
+            let item: Answer<Item> = api
                 .json(
                     api.request(Method::POST, &format!("/projects/{project}/items"))?
                         .json(&body::NewItem {
@@ -968,7 +968,7 @@ async fn items(api: &Api, json: bool, command: ItemsCommand) -> Result<(), Failu
             output::object(json, &item);
         }
         ItemsCommand::Get { project, item } => {
-            let item = api
+            let item: Answer<Item> = api
                 .json(api.request(Method::GET, &format!("/projects/{project}/items/{item}"))?)
                 .await?;
             output::object(json, &item);
@@ -993,7 +993,7 @@ async fn items(api: &Api, json: bool, command: ItemsCommand) -> Result<(), Failu
                     }
                 }
             }
-            let item = api
+            let item: Answer<Item> = api
                 .json(
                     api.request(Method::PATCH, &format!("/projects/{project}/items/{item}"))?
                         .json(&body),
@@ -1009,13 +1009,13 @@ async fn items(api: &Api, json: bool, command: ItemsCommand) -> Result<(), Failu
             }
         }
         ItemsCommand::Events { project, item } => {
-            let events = api
+            let events: Answer<List<ItemEvent>> = api
                 .json(api.request(
                     Method::GET,
                     &format!("/projects/{project}/items/{item}/events"),
                 )?)
                 .await?;
-            output::list(json, &events, output::EVENTS);
+            output::list(json, &events, output::ITEM_EVENTS);
         }
     }
     Ok(())
@@ -1025,13 +1025,13 @@ async fn users(api: &Api, json: bool, command: UsersCommand) -> Result<(), Failu
     match command {
         UsersCommand::List { page: p } => {
             let [limit, cursor] = page(&p);
-            let answer = api
+            let answer: Answer<PageOf<User>> = api
                 .json(api.request(Method::GET, &format!("/users{}", query(&[limit, cursor])))?)
                 .await?;
-            output::list(json, &answer, output::USERS);
+            output::page(json, &answer, output::USERS);
         }
         UsersCommand::Get { username } => {
-            let user = api
+            let user: Answer<User> = api
                 .json(api.request(Method::GET, &format!("/users/{username}"))?)
                 .await?;
             output::object(json, &user);
@@ -1050,7 +1050,7 @@ async fn users(api: &Api, json: bool, command: UsersCommand) -> Result<(), Failu
                 email: optional("email", email, Email::parse)?,
                 profile: None,
             };
-            let user = api
+            let user: Answer<User> = api
                 .json(api.request(Method::POST, "/users")?.json(&body))
                 .await?;
             output::object(json, &user);

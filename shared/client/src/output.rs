@@ -1,14 +1,20 @@
-//! Printing answers: tables for people, the API's own JSON for scripts
-//! (`--json`).
+//! Printing answers: tables for people, read from the views the answers
+//! are; the API's own JSON for scripts (`--json`).
 
 use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::{ContentArrangement, Table};
+use serde::Serialize;
 use serde_json::Value;
+use taskgate_domain::file::FileStatus;
+use taskgate_views::owned::{File, Item, ItemEvent, Member, Project, Task, TaskEvent, User};
+use taskgate_views::{List, Page};
+
+use super::api::Answer;
 
 /// How a listing's columns come out of each item.
-pub struct Column {
+pub struct Column<T> {
     pub title: &'static str,
-    pub cell: fn(&Value) -> String,
+    pub cell: fn(&T) -> String,
 }
 
 fn text(value: &Value) -> String {
@@ -20,11 +26,29 @@ fn text(value: &Value) -> String {
 }
 
 /// `2026-11-26T07:44:02.388Z` as `2026-11-26 07:44:02`.
-fn time(value: &Value) -> String {
-    let raw = text(value);
+fn time(raw: &str) -> String {
     match raw.split_once('T') {
         Some((date, rest)) => format!("{date} {}", rest.get(..8).unwrap_or(rest)),
-        None => raw,
+        None => raw.to_owned(),
+    }
+}
+
+/// An optional text field, empty when absent.
+fn or_empty(value: Option<&str>) -> String {
+    value.unwrap_or_default().to_owned()
+}
+
+/// A change's `type` and `data` (an event's, as the API writes them).
+fn tagged(change: &impl Serialize) -> (String, String) {
+    match serde_json::to_value(change) {
+        Ok(Value::Object(mut fields)) => (
+            fields.remove("type").map(|t| text(&t)).unwrap_or_default(),
+            fields
+                .remove("data")
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
+        ),
+        _ => Default::default(),
     }
 }
 
@@ -52,218 +76,249 @@ fn table(headers: Vec<&str>) -> Table {
     table
 }
 
-/// A page of `items` as a table; says how to get the next page.
-pub fn list(json: bool, page: &Value, columns: &[Column]) {
-    if json {
-        println!("{page}");
-        return;
-    }
-    let items = page["items"].as_array().cloned().unwrap_or_default();
+/// `items` as a table.
+fn rows<T>(items: &[T], columns: &[Column<T>]) {
     if items.is_empty() {
         println!("(none)");
-    } else {
-        let mut table = table(columns.iter().map(|c| c.title).collect());
-        for item in &items {
-            table.add_row(columns.iter().map(|c| (c.cell)(item)).collect::<Vec<_>>());
-        }
-        println!("{table}");
+        return;
     }
-    if let Some(next) = page["next"].as_str() {
+    let mut table = table(columns.iter().map(|c| c.title).collect());
+    for item in items {
+        table.add_row(columns.iter().map(|c| (c.cell)(item)).collect::<Vec<_>>());
+    }
+    println!("{table}");
+}
+
+/// A page of a listing as a table; says how to get the next page.
+pub fn page<T>(json: bool, answer: &Answer<Page<T>>, columns: &[Column<T>]) {
+    if json {
+        println!("{}", answer.json);
+        return;
+    }
+    rows(&answer.value.items, columns);
+    if let Some(next) = &answer.value.next {
         eprintln!("more: add --cursor {next}");
     }
 }
 
-/// One object as a two-column table (or its JSON).
-pub fn object(json: bool, value: &Value) {
+/// Every item (a log) as a table.
+pub fn list<T>(json: bool, answer: &Answer<List<T>>, columns: &[Column<T>]) {
     if json {
-        println!("{value}");
+        println!("{}", answer.json);
+        return;
+    }
+    rows(&answer.value.items, columns);
+}
+
+/// One view as a two-column table of its fields (or its JSON).
+pub fn object<T: Serialize>(json: bool, answer: &Answer<T>) {
+    if json {
+        println!("{}", answer.json);
         return;
     }
     let mut table = table(vec!["field", "value"]);
-    if let Some(map) = value.as_object() {
-        for (key, field) in map {
+    if let Ok(Value::Object(fields)) = serde_json::to_value(&answer.value) {
+        for (key, field) in fields {
             let shown = match field {
                 Value::Object(_) | Value::Array(_) => field.to_string(),
-                other => text(other),
+                other => text(&other),
             };
-            table.add_row(vec![key.clone(), shown]);
+            table.add_row(vec![key, shown]);
         }
     }
     println!("{table}");
 }
 
-pub const TASKS: &[Column] = &[
+pub const TASKS: &[Column<Task>] = &[
     Column {
         title: "ID",
-        cell: |t| text(&t["id"]),
+        cell: |t| t.id.clone(),
     },
     Column {
         title: "TYPE",
-        cell: |t| text(&t["type"]),
+        cell: |t| t.kind.as_str().to_owned(),
     },
     Column {
         title: "STATUS",
-        cell: |t| text(&t["status"]),
+        cell: |t| t.status.as_str().to_owned(),
     },
     Column {
         title: "PROGRESS",
         cell: |t| {
-            t["progress"]
-                .as_f64()
+            t.progress
                 .map(|p| format!("{:.0}%", p * 100.0))
                 .unwrap_or_default()
         },
     },
     Column {
         title: "CREATED",
-        cell: |t| time(&t["created_at"]),
+        cell: |t| time(&t.created_at),
     },
     Column {
         title: "RESULT",
-        cell: |t| {
-            if let Some(error) = t.get("error") {
-                format!("{}: {}", text(&error["code"]), text(&error["message"]))
-            } else {
-                t.get("result").map(|r| r.to_string()).unwrap_or_default()
-            }
+        cell: |t| match (&t.error, &t.result) {
+            (Some(error), _) => format!("{}: {}", error.code, error.message),
+            (None, Some(result)) => result.to_string(),
+            (None, None) => String::new(),
         },
     },
 ];
 
-/// A task's or an item's events.
-pub const EVENTS: &[Column] = &[
+pub const TASK_EVENTS: &[Column<TaskEvent>] = &[
     Column {
         title: "SEQ",
-        cell: |e| text(&e["seq"]),
+        cell: |e| e.seq.to_string(),
     },
     Column {
         title: "TYPE",
-        cell: |e| text(&e["type"]),
+        cell: |e| e.data.type_name().to_owned(),
     },
     Column {
         title: "AT",
-        cell: |e| time(&e["at"]),
+        cell: |e| time(&e.at),
     },
     Column {
         title: "ACTOR",
-        cell: |e| text(&e["actor"]),
+        cell: |e| or_empty(e.actor.as_deref()),
     },
     Column {
         title: "DATA",
-        cell: |e| e.get("data").map(|d| d.to_string()).unwrap_or_default(),
+        cell: |e| tagged(&e.data).1,
     },
 ];
 
-pub const FILES: &[Column] = &[
+pub const ITEM_EVENTS: &[Column<ItemEvent>] = &[
+    Column {
+        title: "SEQ",
+        cell: |e| e.seq.to_string(),
+    },
+    Column {
+        title: "TYPE",
+        cell: |e| tagged(&e.change).0,
+    },
+    Column {
+        title: "AT",
+        cell: |e| time(&e.at),
+    },
+    Column {
+        title: "ACTOR",
+        cell: |e| or_empty(e.actor.as_deref()),
+    },
+    Column {
+        title: "DATA",
+        cell: |e| tagged(&e.change).1,
+    },
+];
+
+pub const FILES: &[Column<File>] = &[
     Column {
         title: "ID",
-        cell: |f| text(&f["id"]),
+        cell: |f| f.id.clone(),
     },
     Column {
         title: "NAME",
-        cell: |f| text(&f["name"]),
+        cell: |f| f.name.to_string(),
     },
     Column {
         title: "SIZE",
-        cell: |f| bytes(f["size"].as_u64().unwrap_or(0)),
+        cell: |f| bytes(f.size),
     },
     Column {
         title: "STATUS",
-        cell: |f| match f["status"].as_str() {
-            Some("uploading") => format!(
+        cell: |f| match f.status {
+            FileStatus::Uploading => format!(
                 "uploading {:.0}%",
-                100.0 * f["offset"].as_f64().unwrap_or(0.0)
-                    / f["size"].as_f64().unwrap_or(1.0).max(1.0)
+                100.0 * f.offset as f64 / (f.size as f64).max(1.0)
             ),
-            _ => text(&f["status"]),
+            FileStatus::Complete => "complete".to_owned(),
         },
     },
     Column {
         title: "CREATED",
-        cell: |f| time(&f["created_at"]),
+        cell: |f| time(&f.created_at),
     },
 ];
 
-pub const PROJECTS: &[Column] = &[
+pub const PROJECTS: &[Column<Project>] = &[
     Column {
         title: "ID",
-        cell: |p| text(&p["id"]),
+        cell: |p| p.id.clone(),
     },
     Column {
         title: "NAME",
-        cell: |p| text(&p["name"]),
+        cell: |p| p.name.to_string(),
     },
     Column {
         title: "OWNER",
-        cell: |p| text(&p["owner"]),
+        cell: |p| p.owner.to_string(),
     },
     Column {
         title: "ROLE",
-        cell: |p| text(&p["role"]),
+        cell: |p| p.role.as_str().to_owned(),
     },
     Column {
         title: "UPDATED",
-        cell: |p| time(&p["updated_at"]),
+        cell: |p| time(&p.updated_at),
     },
 ];
 
-pub const MEMBERS: &[Column] = &[
+pub const MEMBERS: &[Column<Member>] = &[
     Column {
         title: "USERNAME",
-        cell: |m| text(&m["username"]),
+        cell: |m| m.username.to_string(),
     },
     Column {
         title: "ROLE",
-        cell: |m| text(&m["role"]),
+        cell: |m| m.role.as_str().to_owned(),
     },
     Column {
         title: "ADDED",
-        cell: |m| time(&m["added_at"]),
+        cell: |m| time(&m.added_at),
     },
 ];
 
-pub const ITEMS: &[Column] = &[
+pub const ITEMS: &[Column<Item>] = &[
     Column {
         title: "ID",
-        cell: |i| text(&i["id"]),
+        cell: |i| i.id.clone(),
     },
     Column {
         title: "TITLE",
-        cell: |i| text(&i["title"]),
+        cell: |i| i.title.to_string(),
     },
     Column {
         title: "STATUS",
-        cell: |i| text(&i["status"]),
+        cell: |i| i.status.as_str().to_owned(),
     },
     Column {
         title: "DUE",
-        cell: |i| text(&i["due_date"]),
+        cell: |i| or_empty(i.due_date.as_deref()),
     },
     Column {
         title: "ASSIGNEE",
-        cell: |i| text(&i["assignee"]),
+        cell: |i| or_empty(i.assignee.as_deref()),
     },
     Column {
         title: "UPDATED",
-        cell: |i| time(&i["updated_at"]),
+        cell: |i| time(&i.updated_at),
     },
 ];
 
-pub const USERS: &[Column] = &[
+pub const USERS: &[Column<User>] = &[
     Column {
         title: "USERNAME",
-        cell: |u| text(&u["username"]),
+        cell: |u| u.username.to_string(),
     },
     Column {
         title: "LEVEL",
-        cell: |u| text(&u["level"]),
+        cell: |u| u.level.as_str().to_owned(),
     },
     Column {
         title: "EMAIL",
-        cell: |u| text(&u["email"]),
+        cell: |u| or_empty(u.email.as_deref()),
     },
     Column {
         title: "CREATED",
-        cell: |u| time(&u["created_at"]),
+        cell: |u| time(&taskgate_views::timestamp(u.created_at)),
     },
 ];

@@ -10,12 +10,12 @@ use base64::Engine as _;
 use futures_util::StreamExt as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::{Method, StatusCode};
-use serde_json::Value;
 use sha2::Digest as _;
+use taskgate_views::owned::File;
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
 
 use super::Failure;
-use super::api::{Api, problem};
+use super::api::{Answer, Api, problem};
 use super::config::PendingUpload;
 
 const TUS: &str = "1.0.0";
@@ -87,7 +87,7 @@ async fn server_offset(api: &Api, location: &str) -> Result<Option<u64>, Failure
 }
 
 /// Uploads the file (or resumes its unfinished upload); the file's record.
-pub async fn upload(api: &Api, upload: Upload<'_>) -> Result<Value, Failure> {
+pub async fn upload(api: &Api, upload: Upload<'_>) -> Result<Answer<File>, Failure> {
     let path = std::fs::canonicalize(upload.path).map_err(|e| io("read", upload.path, e))?;
     let metadata = std::fs::metadata(&path).map_err(|e| io("read", &path, e))?;
     if !metadata.is_file() {
@@ -235,12 +235,13 @@ pub async fn abort(api: &Api, path: &Path) -> Result<String, Failure> {
 /// Downloads file `id` to `output` (default: its name, here), resuming a
 /// `.part` file left by an interrupted download; the path written.
 pub async fn download(api: &Api, id: &str, output: Option<PathBuf>) -> Result<PathBuf, Failure> {
-    let file = api
+    let file: File = api
         .json(api.request(Method::GET, &format!("/files/{id}"))?)
-        .await?;
-    let name = file["name"].as_str().unwrap_or("download").to_owned();
-    let size = file["size"].as_u64().unwrap_or(0);
-    let expected = file["sha256"].as_str().map(str::to_owned);
+        .await?
+        .value;
+    let name = file.name.into_owned();
+    let size = file.size;
+    let expected = file.sha256.map(|sha| sha.into_owned());
     let target = match output {
         Some(path) if path.is_dir() => path.join(&name),
         Some(path) => path,

@@ -10,21 +10,41 @@ use std::time::Duration;
 use futures_util::{SinkExt as _, StreamExt as _};
 use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::Method;
+use serde::Deserialize;
 use serde_json::{Value, json};
+use taskgate_domain::task::{StatusKind, TaskKind};
+use taskgate_views::ExportResult;
+use taskgate_views::owned::Task;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
 use super::Failure;
-use super::api::Api;
+use super::api::{Answer, Api};
 
 /// How often the task is read when there is no WebSocket.
 const POLL_EVERY: Duration = Duration::from_millis(500);
 
-fn is_terminal_status(task: &Value) -> bool {
-    matches!(
-        task["status"].as_str(),
-        Some("succeeded" | "failed" | "cancelled")
-    )
+/// What the client reads of a real-time message (the rest it ignores).
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum Incoming {
+    Subscribed,
+    Event {
+        event: TaskNotice,
+    },
+    Error {
+        detail: String,
+    },
+    #[serde(other)]
+    Other,
+}
+
+/// A `task.updated` event: the task as it stands, unless it was too large
+/// for a message (`truncated`: then only its short fields came).
+#[derive(Deserialize)]
+struct TaskNotice {
+    task: Value,
+    truncated: Option<Value>,
 }
 
 /// What the watcher shows: a bar or spinner on a terminal, lines otherwise.
@@ -34,16 +54,14 @@ struct Display {
 }
 
 impl Display {
-    fn new(task: &Value) -> Self {
+    fn new(task: &Task) -> Self {
         if !std::io::stderr().is_terminal() {
             return Self {
                 bar: None,
                 last_line: String::new(),
             };
         }
-        let id = task["id"].as_str().unwrap_or("?");
-        let kind = task["type"].as_str().unwrap_or("task");
-        let bar = if kind == "js" {
+        let bar = if task.kind == TaskKind::Js {
             let bar = ProgressBar::new_spinner();
             bar.set_style(
                 ProgressStyle::with_template("{spinner} {prefix} {msg} {elapsed}")
@@ -62,16 +80,17 @@ impl Display {
             );
             bar
         };
-        bar.set_prefix(format!("{kind} {}", &id[..id.len().min(8)]));
+        let short: String = task.id.chars().take(8).collect();
+        bar.set_prefix(format!("{} {short}", task.kind.as_str()));
         Self {
             bar: Some(bar),
             last_line: String::new(),
         }
     }
 
-    fn show(&mut self, task: &Value) {
-        let status = task["status"].as_str().unwrap_or("?");
-        let progress = task["progress"].as_f64();
+    fn show(&mut self, task: &Task) {
+        let status = task.status.as_str();
+        let progress = task.progress;
         match &self.bar {
             Some(bar) => {
                 bar.set_message(status.to_owned());
@@ -84,10 +103,10 @@ impl Display {
                 let line = match progress {
                     Some(p) => format!(
                         "task {} {status} {:.0}%",
-                        task["id"].as_str().unwrap_or("?"),
+                        task.id,
                         (p * 10.0).floor() * 10.0
                     ),
-                    None => format!("task {} {status}", task["id"].as_str().unwrap_or("?")),
+                    None => format!("task {} {status}", task.id),
                 };
                 if line != self.last_line {
                     eprintln!("{line}");
@@ -105,14 +124,14 @@ impl Display {
 }
 
 /// Follows task `id` until it ends; the task as it ended.
-pub async fn watch(api: &Api, id: &str) -> Result<Value, Failure> {
+pub async fn watch(api: &Api, id: &str) -> Result<Answer<Task>, Failure> {
     let path = format!("/tasks/{id}");
-    let mut task = api.json(api.request(Method::GET, &path)?).await?;
-    let mut display = Display::new(&task);
-    display.show(&task);
+    let task: Answer<Task> = api.json(api.request(Method::GET, &path)?).await?;
+    let mut display = Display::new(&task.value);
+    display.show(&task.value);
     let followed = async {
-        if is_terminal_status(&task) {
-            return Ok(task.clone());
+        if task.value.status.is_terminal() {
+            return Ok(task);
         }
         match follow_socket(api, id, &mut display).await {
             Ok(Some(done)) => return Ok(done),
@@ -120,10 +139,10 @@ pub async fn watch(api: &Api, id: &str) -> Result<Value, Failure> {
             Err(reason) => tracing::debug!(%reason, "following by polling"),
         }
         loop {
-            task = api.json(api.request(Method::GET, &path)?).await?;
-            display.show(&task);
-            if is_terminal_status(&task) {
-                return Ok(task.clone());
+            let task: Answer<Task> = api.json(api.request(Method::GET, &path)?).await?;
+            display.show(&task.value);
+            if task.value.status.is_terminal() {
+                return Ok(task);
             }
             tokio::time::sleep(POLL_EVERY).await;
         }
@@ -138,13 +157,21 @@ pub async fn watch(api: &Api, id: &str) -> Result<Value, Failure> {
     outcome
 }
 
+/// Reads task `id` (when a message could not carry all of it).
+async fn read(api: &Api, id: &str) -> Result<Answer<Task>, String> {
+    let request = api
+        .request(Method::GET, &format!("/tasks/{id}"))
+        .map_err(|e| e.to_string())?;
+    api.json(request).await.map_err(|e| e.to_string())
+}
+
 /// Follows the task over the WebSocket: `Some(task)` when it ended, `None`
 /// (or an error) when the socket could not be used or went away.
 async fn follow_socket(
     api: &Api,
     id: &str,
     display: &mut Display,
-) -> Result<Option<Value>, String> {
+) -> Result<Option<Answer<Task>>, String> {
     let mut request = api
         .websocket_url()
         .into_client_request()
@@ -175,92 +202,96 @@ async fn follow_socket(
             Message::Close(_) => return Ok(None),
             _ => continue,
         };
-        let Ok(message) = serde_json::from_str::<Value>(&text) else {
+        let Ok(message) = serde_json::from_str::<Incoming>(&text) else {
             continue;
         };
-        match message["type"].as_str() {
+        let task = match message {
             // Live from here on: read the task once more, in case it ended
             // between the first read and the subscription.
-            Some("subscribed") => {
-                let request = api
-                    .request(reqwest::Method::GET, &format!("/tasks/{id}"))
-                    .map_err(|e| e.to_string())?;
-                let task = api.json(request).await.map_err(|e| e.to_string())?;
-                display.show(&task);
-                if is_terminal_status(&task) {
-                    let _ = socket.close(None).await;
-                    return Ok(Some(task));
-                }
+            Incoming::Subscribed => read(api, id).await?,
+            Incoming::Event {
+                event:
+                    TaskNotice {
+                        task,
+                        truncated: None,
+                    },
+            } => {
+                let value = Task::deserialize(&task)
+                    .map_err(|e| format!("a task event that is not a task: {e}"))?;
+                Answer { json: task, value }
             }
-            Some("event") => {
-                let task = &message["event"]["task"];
-                if task.is_object() {
-                    display.show(task);
-                    if is_terminal_status(task) {
-                        let _ = socket.close(None).await;
-                        return Ok(Some(task.clone()));
-                    }
-                }
-            }
-            Some("error") => return Err(message["detail"].as_str().unwrap_or("error").to_owned()),
-            _ => {}
+            // Too large for a message: the task as it is.
+            Incoming::Event { .. } => read(api, id).await?,
+            Incoming::Error { detail } => return Err(detail),
+            Incoming::Other => continue,
+        };
+        display.show(&task.value);
+        if task.value.status.is_terminal() {
+            let _ = socket.close(None).await;
+            return Ok(Some(task));
         }
     }
     Ok(None)
 }
 
-/// Prints how a watched task ended; a failed or cancelled one is a failure.
-pub fn report(json: bool, task: &Value) -> Result<(), Failure> {
-    if json {
-        println!("{task}");
+fn print_logs(task: &Task) {
+    for line in task.logs.iter().flat_map(|logs| logs.iter()) {
+        println!("log: {line}");
     }
-    let id = task["id"].as_str().unwrap_or("?");
-    match task["status"].as_str() {
-        Some("succeeded") => {
-            if !json {
-                match task["type"].as_str() {
-                    Some("export") => {
-                        let result = &task["result"];
-                        println!(
-                            "export {id} succeeded: file {} ({} bytes, sha256 {})",
-                            result["file"].as_str().unwrap_or("?"),
-                            result["size"],
-                            result["sha256"].as_str().unwrap_or("?")
-                        );
-                        println!(
-                            "download it with: taskgate files download {}",
-                            result["file"].as_str().unwrap_or("?")
-                        );
-                    }
-                    _ => {
-                        for line in task["logs"].as_array().into_iter().flatten() {
-                            println!("log: {}", line.as_str().unwrap_or_default());
-                        }
-                        println!(
-                            "{}",
-                            serde_json::to_string_pretty(&task["result"]).unwrap_or_default()
-                        );
-                    }
-                }
+}
+
+/// Prints how a watched task ended; a failed or cancelled one is a failure.
+pub fn report(json: bool, answer: &Answer<Task>) -> Result<(), Failure> {
+    if json {
+        println!("{}", answer.json);
+    }
+    let task = &answer.value;
+    let id = &task.id;
+    match task.status {
+        StatusKind::Succeeded => {
+            if json {
+                return Ok(());
+            }
+            let result = task.result.as_deref().unwrap_or(&Value::Null);
+            if task.kind == TaskKind::Export {
+                let file = ExportResult::deserialize(result).map_err(|e| {
+                    Failure::Other(format!(
+                        "export {id} succeeded, but its result is not a file: {e}"
+                    ))
+                })?;
+                println!(
+                    "export {id} succeeded: file {} ({} bytes, sha256 {})",
+                    file.file, file.size, file.sha256
+                );
+                println!("download it with: taskgate files download {}", file.file);
+            } else {
+                print_logs(task);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(result).expect("JSON values print")
+                );
             }
             Ok(())
         }
-        Some("failed") => {
+        StatusKind::Failed => {
             if !json {
-                for line in task["logs"].as_array().into_iter().flatten() {
-                    println!("log: {}", line.as_str().unwrap_or_default());
-                }
+                print_logs(task);
             }
+            let (code, message) = task
+                .error
+                .as_ref()
+                .map_or(("?", "?"), |e| (e.code.as_str(), e.message.as_str()));
             Err(Failure::TaskFailed(format!(
-                "task {id} failed: {}: {}",
-                task["error"]["code"].as_str().unwrap_or("?"),
-                task["error"]["message"].as_str().unwrap_or("?")
+                "task {id} failed: {code}: {message}"
             )))
         }
-        Some("cancelled") => Err(Failure::TaskFailed(format!(
+        StatusKind::Cancelled => Err(Failure::TaskFailed(format!(
             "task {id} was cancelled by {}",
-            task["cancelled_by"].as_str().unwrap_or("someone")
+            task.cancelled_by.as_deref().unwrap_or("someone")
         ))),
-        other => Err(Failure::Other(format!("task {id} is {other:?}"))),
+        StatusKind::Pending | StatusKind::Running => Err(Failure::Other(format!(
+            "task {id} is {}",
+            task.status.as_str()
+        ))),
     }
 }

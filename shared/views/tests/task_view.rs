@@ -6,7 +6,7 @@
 use serde_json::json;
 use taskgate_domain::task::{EventData, Task, TaskError, TaskEvent, fold};
 use taskgate_domain::user::Username;
-use taskgate_views::{EventView, TaskView};
+use taskgate_views::{EventView, TaskView, owned};
 use time::OffsetDateTime;
 use time::macros::datetime;
 
@@ -40,8 +40,8 @@ fn shown(events: &[TaskEvent]) -> String {
     serde_json::to_string(&TaskView::at(&task, NOW)).unwrap()
 }
 
-#[test]
-fn a_task_is_shown_the_same_in_every_state() {
+/// A task in every state, and the JSON it is shown as.
+fn states() -> Vec<(&'static str, Vec<TaskEvent>, &'static str)> {
     let succeeded = |result, logs: &[&str]| EventData::Succeeded {
         result,
         logs: logs.iter().map(|l| (*l).to_owned()).collect(),
@@ -53,7 +53,7 @@ fn a_task_is_shown_the_same_in_every_state() {
     let cancelled = EventData::Cancelled {
         by: Username::parse("bob").unwrap(),
     };
-    let rows: Vec<(&str, Vec<TaskEvent>, &str)> = vec![
+    vec![
         (
             "a pending delay",
             log(DELAY, vec![]),
@@ -120,9 +120,26 @@ fn a_task_is_shown_the_same_in_every_state() {
             log(EXPORT, vec![started(), failed]),
             r#"{"id":"01a24237-ae88-749e-934a-4847f78290da","type":"export","status":"failed","owner":"alice","created_at":"2026-12-04T18:01:15.144Z","updated_at":"2026-12-04T18:01:15.146Z","error":{"code":"script-error","message":"uncaught Error: boom"}}"#,
         ),
-    ];
-    for (description, events, expected) in rows {
+    ]
+}
+
+#[test]
+fn a_task_is_shown_the_same_in_every_state() {
+    for (description, events, expected) in states() {
         assert_eq!(shown(&events), expected, "{description}");
+    }
+}
+
+/// What the client reads: the same view, owned, written back unchanged.
+#[test]
+fn a_task_reads_back_as_it_was_shown() {
+    for (description, _, expected) in states() {
+        let read: owned::Task = serde_json::from_str(expected).unwrap();
+        assert_eq!(
+            serde_json::to_string(&read).unwrap(),
+            expected,
+            "{description}"
+        );
     }
 }
 
@@ -133,4 +150,22 @@ fn a_created_event_is_shown_with_its_stored_fields() {
         serde_json::to_string(&EventView::from(&events[0])).unwrap(),
         r#"{"seq":1,"at":"2026-12-04T18:01:15.144Z","actor":"alice","type":"created","data":{"kind":"export","export":{"format":"csv","project":"01a24237-ac42-7279-b730-476c47f8c3af"},"owner":"alice","owner_id":"0bdbd1d9-6150-412a-a953-d8954f70cb91","owner_level":"user","engine":"local:bc205bbecbc648d0957129c65078a0b2"},"hash":"53708262ea786316884d0a43477879f2ace9a563b2580b6fcebfa6f405e7145c","prev_hash":"0000000000000000000000000000000000000000000000000000000000000000"}"#
     );
+}
+
+#[test]
+fn an_event_reads_back_as_it_was_shown() {
+    let events = log(SCRIPT, vec![started(), succeeded_with_logs()]);
+    for event in &events {
+        let shown = serde_json::to_string(&EventView::from(event)).unwrap();
+        let read: owned::TaskEvent = serde_json::from_str(&shown).unwrap();
+        assert_eq!(*read.data, event.change);
+        assert_eq!(serde_json::to_string(&read).unwrap(), shown);
+    }
+}
+
+fn succeeded_with_logs() -> EventData {
+    EventData::Succeeded {
+        result: json!({"answer": 42}),
+        logs: vec!["hi".into()],
+    }
 }

@@ -13,13 +13,11 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
-use serde::Serialize;
 use taskgate_domain::ports::StoreError;
 use taskgate_domain::security::{Admission, LoginAttempts, LoginKey, SecurityEvent, SecurityKind};
 use taskgate_domain::user::Username;
 use taskgate_views::body;
 use time::OffsetDateTime;
-use utoipa::ToSchema;
 
 use crate::auth::Session;
 use crate::extract::{Body, BodyContext, RequestBody, RequestId, SharedState};
@@ -79,23 +77,6 @@ impl RequestBody for body::Login {
     fn check(self, _: &BodyContext<'_>) -> Result<Credentials, Vec<FieldError>> {
         Credentials::try_from(self)
     }
-}
-
-/// A successful login.
-#[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct LoginResponse<'a> {
-    /// Send as `Authorization: Bearer <token>`.
-    token: &'a str,
-    #[schema(pattern = "^Bearer$", example = "Bearer")]
-    token_type: &'static str,
-    #[schema(format = DateTime)]
-    expires_at: String,
-    /// Seconds until `expires_at`.
-    #[schema(minimum = 60)]
-    expires_in: u64,
-    /// Keep it and send it with later logins (see `Login`).
-    device_token: &'a str,
 }
 
 /// Same status, body and (by hashing a dummy) time whether the username is
@@ -163,7 +144,7 @@ async fn count_attempt(
         (body::Login = "application/x-www-form-urlencoded"),
     )),
     responses(
-        (status = 200, description = "Logged in", body = LoginResponse,
+        (status = 200, description = "Logged in", body = taskgate_views::LoginResponse,
             example = json!({"token": "eyJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJ0YXNrZ2F0ZSJ9.c2ln", "token_type": "Bearer", "expires_at": "2026-11-21T19:25:03.000Z", "expires_in": 3600, "device_token": "eyJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJ0YXNrZ2F0ZS9kZXZpY2UifQ.c2ln"})),
         (status = 400, description = "`malformed-request`: the body is not a JSON object or form", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`unauthenticated`: the username or password is wrong (the same answer for both)", body = Problem, content_type = "application/problem+json",
@@ -256,12 +237,12 @@ pub(crate) async fn login(
         .with("device", device.to_string());
     state.audit(&request_id, event).await;
     tracing::info!(outcome = "success", username = %user.username, jti = %issued.record.jti, "login");
-    Ok(Json(LoginResponse {
-        token: issued.token.expose_secret(),
-        token_type: "Bearer",
+    Ok(Json(taskgate_views::LoginResponse {
+        token: issued.token.expose_secret().into(),
+        token_type: "Bearer".into(),
         expires_at: timestamp(issued.record.expires_at),
         expires_in: state.settings.token_ttl.as_secs(),
-        device_token: device_token.expose_secret(),
+        device_token: device_token.expose_secret().into(),
     })
     .into_response())
 }

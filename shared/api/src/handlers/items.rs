@@ -18,7 +18,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use serde::Serialize;
 use taskgate_app::items;
 use taskgate_domain::permission::Actor;
 use taskgate_domain::ports::{ItemQuery, ItemScope};
@@ -26,10 +25,9 @@ use taskgate_domain::project::commands::NewItem;
 use taskgate_domain::project::listing::{
     Assignee, Due, ItemFilter, Position, Sort, SortKey, Value, Zone, parse_statuses,
 };
-use taskgate_domain::project::log::{Item, ItemChanges, ItemEntry};
+use taskgate_domain::project::log::{Item, ItemChanges};
 use taskgate_domain::project::{DueDate, ItemId, ItemStatus, ProjectId};
-use taskgate_domain::user::Username;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 use taskgate_views::{ItemView, body};
 
@@ -467,7 +465,7 @@ pub(crate) async fn delete(
     security(("bearer" = [])),
     params(ItemPath),
     responses(
-        (status = 200, description = "Every event", body = List<ItemEventView>),
+        (status = 200, description = "Every event", body = List<taskgate_views::ItemEventView>),
         (status = 403, description = "`forbidden`: not a member", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not-found`", body = Problem, content_type = "application/problem+json"),
     )
@@ -479,44 +477,12 @@ pub(crate) async fn events(
 ) -> Result<Response, ApiError> {
     let log = items::history(state.ports(), &session.actor(), &path.id, &path.item_id).await?;
     Ok(Json(List {
-        items: log.iter().map(ItemEventView::from).collect(),
+        items: log
+            .iter()
+            .map(taskgate_views::ItemEventView::from)
+            .collect(),
     })
     .into_response())
-}
-
-/// One event of an item's history.
-#[derive(Serialize, ToSchema)]
-#[schema(as = ItemEvent)]
-pub(crate) struct ItemEventView<'a> {
-    #[schema(minimum = 1)]
-    seq: u64,
-    #[schema(format = DateTime)]
-    at: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Username>)]
-    actor: Option<&'a str>,
-    /// `{"type": "created" | "updated" | "deleted", "data": {...}}`:
-    /// `updated` carries the changed fields (`null`: cleared).
-    #[serde(flatten)]
-    #[schema(value_type = Object)]
-    change: &'a taskgate_domain::project::log::ItemChange,
-    #[schema(pattern = "^[0-9a-f]{64}$")]
-    hash: &'a str,
-    #[schema(pattern = "^[0-9a-f]{64}$")]
-    prev_hash: &'a str,
-}
-
-impl<'a> From<&'a ItemEntry> for ItemEventView<'a> {
-    fn from(entry: &'a ItemEntry) -> Self {
-        Self {
-            seq: entry.seq,
-            at: timestamp(entry.at),
-            actor: entry.actor.as_ref().map(Username::as_str),
-            change: &entry.change,
-            hash: &entry.hash,
-            prev_hash: &entry.prev_hash,
-        }
-    }
 }
 
 /// The listing's parsers over any input: cursors (any text, and every

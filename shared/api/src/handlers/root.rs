@@ -2,22 +2,10 @@
 
 use axum::Json;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-use utoipa::ToSchema;
+use taskgate_views::Hello;
 
 use crate::auth::Session;
 use crate::response::UserView;
-
-/// `GET /` answer.
-#[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Hello<'a> {
-    #[schema(pattern = "^Hello World$", example = "Hello World")]
-    message: &'static str,
-    /// The caller, when a token was sent.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    user: Option<UserView<'a>>,
-}
 
 #[utoipa::path(
     get, path = "/", tag = "general", operation_id = "root",
@@ -30,7 +18,7 @@ pub(crate) struct Hello<'a> {
 )]
 pub(crate) async fn hello(session: Option<Session>) -> Response {
     Json(Hello {
-        message: "Hello World",
+        message: "Hello World".into(),
         user: session.as_ref().map(|s| UserView::from(&s.user)),
     })
     .into_response()

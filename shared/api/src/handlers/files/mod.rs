@@ -18,10 +18,10 @@ use axum::extract::{FromRequestParts, State};
 use axum::response::{IntoResponse, Response};
 use http::HeaderValue;
 use http::request::Parts;
-use serde::Serialize;
 use taskgate_app::uploads::UploadError;
-use taskgate_domain::file::{FileId, FileStatus, StoredFile};
+use taskgate_domain::file::FileId;
 use taskgate_domain::user::Username;
+pub(crate) use taskgate_views::FileView;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Session;
@@ -29,7 +29,7 @@ use crate::extract::{FromQuery, Params, SharedState, path_value};
 use crate::handlers::PageQuery;
 use crate::problem::{ApiError, Problem};
 use crate::request::next_cursor;
-use crate::response::{Page, timestamp};
+use crate::response::Page;
 use crate::state::AppState;
 
 pub(crate) mod download;
@@ -58,61 +58,11 @@ impl<S: Send + Sync> FromRequestParts<S> for FilePath {
     }
 }
 
-/// A file, finished or still uploading.
-#[derive(Serialize, ToSchema)]
-#[schema(as = File)]
-pub(crate) struct FileView<'a> {
-    #[schema(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
-    id: String,
-    /// As the uploader named it (`Upload-Metadata` `filename`).
-    name: &'a str,
-    /// As the uploader typed it (`filetype`); `application/octet-stream` if not.
-    content_type: &'a str,
-    /// The length announced at creation (`Upload-Length`).
-    size: u64,
-    /// How many bytes have arrived.
-    offset: u64,
-    #[schema(value_type = String, pattern = "^(uploading|complete)$")]
-    status: FileStatus,
-    /// Hex SHA-256 of the content, once complete.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(pattern = "^[0-9a-f]{64}$")]
-    sha256: Option<&'a str>,
-    #[schema(value_type = Username)]
-    owner: &'a str,
-    #[schema(format = DateTime)]
-    created_at: String,
-    /// When an unfinished upload is removed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(format = DateTime)]
-    expires_at: Option<String>,
-}
-
 /// The bytes of a tus request (`application/offset+octet-stream`).
 #[derive(ToSchema)]
 #[schema(value_type = String, format = Binary)]
 #[allow(dead_code)] // documentation only
 pub(crate) struct Chunk(Vec<u8>);
-
-impl<'a> From<&'a StoredFile> for FileView<'a> {
-    fn from(file: &'a StoredFile) -> Self {
-        Self {
-            id: file.id.to_string(),
-            name: file.name.as_str(),
-            content_type: file.content_type.as_str(),
-            size: file.size,
-            offset: file.offset,
-            status: file.status,
-            sha256: file.sha256.as_deref(),
-            owner: file.owner.as_str(),
-            created_at: timestamp(file.created_at),
-            expires_at: file
-                .expires_at
-                .filter(|_| !file.is_complete())
-                .map(timestamp),
-        }
-    }
-}
 
 fn header_value(value: impl ToString) -> HeaderValue {
     HeaderValue::from_str(&value.to_string()).expect("numbers and dates are valid header values")
