@@ -8,7 +8,7 @@ use taskgate_domain::security::SecurityEvent;
 use crate::auth::Session;
 use crate::extract::{Params, SharedState};
 use crate::handlers::PageQuery;
-use crate::problem::{ApiError, Problem};
+use crate::problem::ApiError;
 use crate::request::next_cursor;
 use crate::response::Page;
 
@@ -19,8 +19,8 @@ use crate::response::Page;
     params(PageQuery),
     responses(
         (status = 200, description = "A page of events", body = Page<SecurityEvent>),
-        (status = 403, description = "`forbidden`: not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`invalid-field`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: not an admin"),
+        (status = 422, description = "`invalid-field`"),
     )
 )]
 pub(crate) async fn list(

@@ -146,10 +146,10 @@ async fn count_attempt(
     responses(
         (status = 200, description = "Logged in", body = taskgate_views::LoginResponse,
             example = json!({"token": "eyJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJ0YXNrZ2F0ZSJ9.c2ln", "token_type": "Bearer", "expires_at": "2026-11-21T19:25:03.000Z", "expires_in": 3600, "device_token": "eyJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJ0YXNrZ2F0ZS9kZXZpY2UifQ.c2ln"})),
-        (status = 400, description = "`malformed-request`: the body is not a JSON object or form", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`malformed-request`: the body is not a JSON object or form"),
         (status = 401, description = "`unauthenticated`: the username or password is wrong (the same answer for both)", body = Problem, content_type = "application/problem+json",
             example = json!({"type": "urn:taskgate:problem:unauthenticated", "title": "Authentication required", "status": 401, "detail": "the username or password is wrong", "request_id": "3f1c0c7e2b8a4e0f9d6a5b4c3d2e1f00"})),
-        (status = 422, description = "`invalid-field`: a field is missing, unknown or not a string", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid-field`: a field is missing, unknown or not a string"),
         (status = 429, description = "`login-locked`: too many failed logins; retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds until the lock ends")),
             example = json!({"type": "urn:taskgate:problem:login-locked", "title": "Too many failed logins", "status": 429, "detail": "too many failed logins; try again in 4 s", "request_id": "3f1c0c7e2b8a4e0f9d6a5b4c3d2e1f00"})),

@@ -34,7 +34,7 @@ use taskgate_views::{ItemView, body};
 use crate::auth::Session;
 use crate::extract::{Body, FromQuery, Params, SharedState, context_free, path_values};
 use crate::handlers::projects::{ProjectPath, project_id};
-use crate::problem::{ApiError, FieldError, Problem};
+use crate::problem::{ApiError, FieldError};
 use crate::response::{List, Page, timestamp};
 use crate::state::AppState;
 
@@ -93,9 +93,9 @@ context_free!(
         (status = 201, description = "Created", body = ItemView,
             headers(("Location" = String, description = "`/projects/{id}/items/{item_id}`"),
                     ("ETag" = String, description = "`\"1\"`"))),
-        (status = 403, description = "`forbidden`: not a member", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not-found`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`invalid-field`: e.g. an assignee who is not a member", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: not a member"),
+        (status = 404, description = "`not-found`"),
+        (status = 422, description = "`invalid-field`: e.g. an assignee who is not a member"),
     )
 )]
 pub(crate) async fn create(
@@ -315,9 +315,9 @@ fn json_body(body: Bytes) -> Response {
     params(("id" = String, Path, description = "The project id"), ItemListing),
     responses(
         (status = 200, description = "A page of items", body = Page<ItemView>),
-        (status = 400, description = "`invalid-query`: a bad parameter, named in `errors`", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`: not a member", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not-found`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid-query`: a bad parameter, named in `errors`"),
+        (status = 403, description = "`forbidden`: not a member"),
+        (status = 404, description = "`not-found`"),
     )
 )]
 pub(crate) async fn list(
@@ -339,7 +339,7 @@ pub(crate) async fn list(
     params(ItemListing),
     responses(
         (status = 200, description = "A page of items", body = Page<ItemView>),
-        (status = 400, description = "`invalid-query`: a bad parameter, named in `errors`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid-query`: a bad parameter, named in `errors`"),
     )
 )]
 pub(crate) async fn mine(
@@ -369,8 +369,8 @@ fn as_bad_query(error: ApiError) -> ApiError {
     responses(
         (status = 200, description = "The item", body = ItemView,
             headers(("ETag" = String, description = "`\"N\"`, N the item's version"))),
-        (status = 403, description = "`forbidden`: not a member", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not-found`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: not a member"),
+        (status = 404, description = "`not-found`"),
     )
 )]
 pub(crate) async fn get(
@@ -412,11 +412,11 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     responses(
         (status = 200, description = "The item as it now is", body = ItemView,
             headers(("ETag" = String, description = "`\"N\"`"))),
-        (status = 403, description = "`forbidden`: not a member", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not-found`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`edit-conflict`", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "`precondition-failed`: the item changed since that version; nothing was changed", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`invalid-field`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: not a member"),
+        (status = 404, description = "`not-found`"),
+        (status = 409, description = "`edit-conflict`"),
+        (status = 412, description = "`precondition-failed`: the item changed since that version; nothing was changed"),
+        (status = 422, description = "`invalid-field`"),
     )
 )]
 pub(crate) async fn update(
@@ -445,9 +445,9 @@ pub(crate) async fn update(
     params(ItemPath),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not-found`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`edit-conflict`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`"),
+        (status = 404, description = "`not-found`"),
+        (status = 409, description = "`edit-conflict`"),
     )
 )]
 pub(crate) async fn delete(
@@ -466,8 +466,8 @@ pub(crate) async fn delete(
     params(ItemPath),
     responses(
         (status = 200, description = "Every event", body = List<taskgate_views::ItemEventView>),
-        (status = 403, description = "`forbidden`: not a member", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not-found`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: not a member"),
+        (status = 404, description = "`not-found`"),
     )
 )]
 pub(crate) async fn events(

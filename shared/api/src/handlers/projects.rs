@@ -27,7 +27,7 @@ use taskgate_views::{MemberView, ProjectView};
 use crate::auth::Session;
 use crate::extract::{Body, FromQuery, Params, SharedState, context_free, path_values};
 use crate::handlers::PageQuery;
-use crate::problem::{ApiError, Problem};
+use crate::problem::ApiError;
 use crate::request::next_cursor;
 use crate::response::{Created, List, Page};
 
@@ -101,7 +101,7 @@ context_free!(
     responses(
         (status = 201, description = "Created", body = ProjectView,
             headers(("Location" = String, description = "`/projects/{id}`"))),
-        (status = 422, description = "`invalid-field`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid-field`"),
     )
 )]
 pub(crate) async fn create(
@@ -154,8 +154,8 @@ impl FromQuery for ProjectQuery {
     params(ProjectQuery, PageQuery),
     responses(
         (status = 200, description = "A page of projects, by id", body = Page<ProjectView>),
-        (status = 403, description = "`forbidden`: `all` without being a global admin", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`invalid-field`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: `all` without being a global admin"),
+        (status = 422, description = "`invalid-field`"),
     )
 )]
 pub(crate) async fn list(
@@ -196,7 +196,7 @@ pub(crate) async fn list(
     params(ProjectPath),
     responses(
         (status = 200, description = "The project", body = ProjectView),
-        (status = 404, description = "`not-found`: no such project, or you may not see it", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not-found`: no such project, or you may not see it"),
     )
 )]
 pub(crate) async fn get(
@@ -218,10 +218,10 @@ pub(crate) async fn get(
         example = json!({"name": "Launch, phase 2", "description": null})),
     responses(
         (status = 200, description = "The project as it now is", body = ProjectView),
-        (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not-found`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`edit-conflict`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`invalid-field`: e.g. an owner who is not a project admin", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`"),
+        (status = 404, description = "`not-found`"),
+        (status = 409, description = "`edit-conflict`"),
+        (status = 422, description = "`invalid-field`: e.g. an owner who is not a project admin"),
     )
 )]
 pub(crate) async fn update(
@@ -246,9 +246,9 @@ pub(crate) async fn update(
     params(ProjectPath),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 403, description = "`forbidden`: not the owner", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not-found`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`edit-conflict`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: not the owner"),
+        (status = 404, description = "`not-found`"),
+        (status = 409, description = "`edit-conflict`"),
     )
 )]
 pub(crate) async fn delete(
@@ -267,7 +267,7 @@ pub(crate) async fn delete(
     params(ProjectPath),
     responses(
         (status = 200, description = "Every member", body = List<MemberView>),
-        (status = 404, description = "`not-found`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not-found`"),
     )
 )]
 pub(crate) async fn members(
@@ -292,10 +292,10 @@ pub(crate) async fn members(
     responses(
         (status = 200, description = "The role changed (or already was)", body = MemberView),
         (status = 201, description = "Added", body = MemberView),
-        (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not-found`: no such project, or no such user", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`edit-conflict`; `owner-role`: the owner's role cannot be changed (transfer ownership first)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`invalid-field`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`"),
+        (status = 404, description = "`not-found`: no such project, or no such user"),
+        (status = 409, description = "`edit-conflict`; `owner-role`: the owner's role cannot be changed (transfer ownership first)"),
+        (status = 422, description = "`invalid-field`"),
     )
 )]
 pub(crate) async fn put_member(
@@ -325,9 +325,9 @@ pub(crate) async fn put_member(
     params(MemberPath),
     responses(
         (status = 204, description = "Removed"),
-        (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not-found`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`owner-cannot-leave` or `edit-conflict`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`"),
+        (status = 404, description = "`not-found`"),
+        (status = 409, description = "`owner-cannot-leave` or `edit-conflict`"),
     )
 )]
 pub(crate) async fn remove_member(

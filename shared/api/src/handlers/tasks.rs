@@ -29,7 +29,7 @@ use utoipa::IntoParams;
 use crate::auth::Session;
 use crate::extract::{Body, BodyContext, FromQuery, Params, RequestBody, SharedState, path_value};
 use crate::handlers::PageQuery;
-use crate::problem::{ApiError, FieldError, Problem};
+use crate::problem::{ApiError, FieldError};
 use crate::request::next_cursor;
 use crate::response::{Created, EventView, List, Page, TaskView};
 use crate::state::AppState;
@@ -285,11 +285,11 @@ impl RequestBody for body::StartTask {
         (status = 202, description = "Started (or, if the workflow engine is down, already failed with `workflow-unavailable`)", body = TaskView,
             headers(("Location" = String, description = "`/tasks/{id}`")),
             example = json!({"id": "019a8f3c-5d2e-7b41-9c0a-3e5f7a9b1c2d", "type": "delay", "status": "running", "owner": "alice", "created_at": "2026-11-21T18:25:03.053Z", "updated_at": "2026-11-21T18:25:03.061Z", "progress": 0.0, "seconds": 5.0, "due_at": "2026-11-21T18:25:08.053Z"})),
-        (status = 403, description = "`forbidden`: a script, and not an admin; an export of someone else's file, or of a project the caller (a global admin) is not a member of", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not-found`: an export of a project the caller is not in, or of a file that does not exist", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`file-incomplete`: an export of a file still uploading", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`invalid-field`: unknown type, seconds out of range, code too large, an unknown format…", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`quota-exceeded`: as many tasks pending or running as the account may have", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: a script, and not an admin; an export of someone else's file, or of a project the caller (a global admin) is not a member of"),
+        (status = 404, description = "`not-found`: an export of a project the caller is not in, or of a file that does not exist"),
+        (status = 409, description = "`file-incomplete`: an export of a file still uploading"),
+        (status = 422, description = "`invalid-field`: unknown type, seconds out of range, code too large, an unknown format…"),
+        (status = 429, description = "`quota-exceeded`: as many tasks pending or running as the account may have"),
     )
 )]
 pub(crate) async fn start(
@@ -399,9 +399,9 @@ impl FromQuery for TaskQuery {
     params(TaskQuery, PageQuery),
     responses(
         (status = 200, description = "A page of tasks", body = Page<TaskView>),
-        (status = 403, description = "`forbidden`: another owner, and not allowed to see their tasks", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not-found`: no such owner", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`invalid-field`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: another owner, and not allowed to see their tasks"),
+        (status = 404, description = "`not-found`: no such owner"),
+        (status = 422, description = "`invalid-field`"),
     )
 )]
 pub(crate) async fn list(
@@ -486,8 +486,8 @@ pub(crate) async fn list(
     responses(
         (status = 200, description = "The task", body = TaskView,
             example = json!({"id": "019a8f3c-5d2e-7b41-9c0a-3e5f7a9b1c2d", "type": "js", "status": "succeeded", "owner": "admin", "created_at": "2026-11-21T18:25:03.053Z", "updated_at": "2026-11-21T18:25:03.180Z", "result": [2, 4, 6], "logs": ["hi"]})),
-        (status = 403, description = "`forbidden`: the task exists and is not yours to see", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not-found`: no such task", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the task exists and is not yours to see"),
+        (status = 404, description = "`not-found`: no such task"),
     )
 )]
 pub(crate) async fn get(
@@ -506,9 +506,9 @@ pub(crate) async fn get(
     params(TaskPath),
     responses(
         (status = 200, description = "Cancelled", body = TaskView),
-        (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not-found`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`task-finished`: it had already ended", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`"),
+        (status = 404, description = "`not-found`"),
+        (status = 409, description = "`task-finished`: it had already ended"),
     )
 )]
 pub(crate) async fn cancel(
@@ -546,8 +546,8 @@ pub(crate) async fn cancel(
     params(TaskPath),
     responses(
         (status = 200, description = "Every event", body = List<EventView>),
-        (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not-found`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`"),
+        (status = 404, description = "`not-found`"),
     )
 )]
 pub(crate) async fn events(

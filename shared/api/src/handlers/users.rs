@@ -106,8 +106,8 @@ impl RequestBody for body::NewUser {
     responses(
         (status = 201, description = "Created", body = UserView,
             headers(("Location" = String, description = "`/users/{username}`"))),
-        (status = 403, description = "`forbidden`: not an admin (and registration closed), or a non-admin asking for `admin`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`username-taken`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: not an admin (and registration closed), or a non-admin asking for `admin`"),
+        (status = 409, description = "`username-taken`"),
         (status = 422, description = "`invalid-field`: every bad field is listed", body = Problem, content_type = "application/problem+json",
             example = json!({"type": "urn:taskgate:problem:invalid-field", "title": "Invalid fields", "status": 422, "detail": "invalid value for: password", "errors": [{"field": "password", "message": "must be at least 15 characters long"}], "request_id": "3f1c0c7e2b8a4e0f9d6a5b4c3d2e1f00"})),
     )
@@ -147,8 +147,8 @@ pub(crate) async fn create(
     params(PageQuery),
     responses(
         (status = 200, description = "A page of users", body = Page<UserView>),
-        (status = 403, description = "`forbidden`: not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`invalid-field`: a bad `limit` or `cursor`, or an unknown parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: not an admin"),
+        (status = 422, description = "`invalid-field`: a bad `limit` or `cursor`, or an unknown parameter"),
     )
 )]
 pub(crate) async fn list(
@@ -176,8 +176,8 @@ pub(crate) async fn list(
     params(UserPath),
     responses(
         (status = 200, description = "The user", body = UserView),
-        (status = 403, description = "`forbidden`: another user, and not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not-found`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: another user, and not an admin"),
+        (status = 404, description = "`not-found`"),
     )
 )]
 pub(crate) async fn get(
@@ -235,10 +235,10 @@ impl RequestBody for body::UserEdit {
         example = json!({"email": null, "profile": {"team": "red"}})),
     responses(
         (status = 200, description = "The user as it now is", body = UserView),
-        (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not-found`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`last-admin` (demoting the last admin) or `edit-conflict`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`invalid-field`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`"),
+        (status = 404, description = "`not-found`"),
+        (status = 409, description = "`last-admin` (demoting the last admin) or `edit-conflict`"),
+        (status = 422, description = "`invalid-field`"),
     )
 )]
 pub(crate) async fn update(
@@ -272,9 +272,9 @@ pub(crate) async fn update(
     params(UserPath),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not-found`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`last-admin`, `owns-projects` (transfer them first) or `edit-conflict`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`"),
+        (status = 404, description = "`not-found`"),
+        (status = 409, description = "`last-admin`, `owns-projects` (transfer them first) or `edit-conflict`"),
     )
 )]
 pub(crate) async fn delete(

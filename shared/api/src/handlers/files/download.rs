@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use super::{Chunk, FilePath, header_value};
 use crate::auth::Session;
 use crate::extract::SharedState;
-use crate::problem::{ApiError, Problem};
+use crate::problem::ApiError;
 
 /// How long a download URL the store hands out (S3's presigned) lasts.
 const DOWNLOAD_URL_TTL: Duration = Duration::from_secs(300);
@@ -112,10 +112,10 @@ fn content_disposition(name: &str) -> HeaderValue {
         (status = 304, description = "Unchanged (`If-None-Match`)"),
         (status = 307, description = "AWS: fetch it from `Location`, a short-lived S3 URL",
             headers(("Location" = String, description = "A presigned S3 URL"))),
-        (status = 403, description = "`forbidden`: someone else's file", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not-found`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`upload-unfinished`: the upload is not complete", body = Problem, content_type = "application/problem+json"),
-        (status = 416, description = "`range-not-satisfiable`: the range is outside the file", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: someone else's file"),
+        (status = 404, description = "`not-found`"),
+        (status = 409, description = "`upload-unfinished`: the upload is not complete"),
+        (status = 416, description = "`range-not-satisfiable`: the range is outside the file"),
     )
 )]
 pub(crate) async fn content(

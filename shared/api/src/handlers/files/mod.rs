@@ -27,7 +27,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::Session;
 use crate::extract::{FromQuery, Params, SharedState, path_value};
 use crate::handlers::PageQuery;
-use crate::problem::{ApiError, Problem};
+use crate::problem::ApiError;
 use crate::request::next_cursor;
 use crate::response::Page;
 use crate::state::AppState;
@@ -179,9 +179,9 @@ impl FromQuery for FileQuery {
     params(FileQuery, PageQuery),
     responses(
         (status = 200, description = "A page of files", body = Page<FileView>),
-        (status = 403, description = "`forbidden`: another owner, and not allowed to see their files", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not-found`: no such owner", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`invalid-field`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: another owner, and not allowed to see their files"),
+        (status = 404, description = "`not-found`: no such owner"),
+        (status = 422, description = "`invalid-field`"),
     )
 )]
 pub(crate) async fn list(
@@ -229,8 +229,8 @@ pub(crate) async fn list(
     params(FilePath),
     responses(
         (status = 200, description = "The file", body = FileView),
-        (status = 403, description = "`forbidden`: someone else's file", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not-found`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: someone else's file"),
+        (status = 404, description = "`not-found`"),
     )
 )]
 pub(crate) async fn get_file(

@@ -25,7 +25,7 @@ use time::OffsetDateTime;
 use super::{Chunk, FilePath, header_value};
 use crate::auth::Session;
 use crate::extract::SharedState;
-use crate::problem::{ApiError, Problem};
+use crate::problem::ApiError;
 use crate::state::AppState;
 
 pub(crate) const TUS_VERSION: &str = "1.0.0";
@@ -211,11 +211,11 @@ async fn options_with_size(state: &AppState) -> Response {
                 ("Upload-Offset" = u64, description = "With a body: the bytes kept of it"),
                 ("Tus-Resumable" = String, description = "`1.0.0`"),
             )),
-        (status = 400, description = "`malformed-request`: a missing or malformed tus header", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "`precondition-failed`: no or another `Tus-Resumable`", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`file-too-large`: over `TASKGATE_MAX_FILE_BYTES`; `storage-quota-exceeded`: over the owner's quota", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "`unsupported-media-type`: a body that is not `application/offset+octet-stream`", body = Problem, content_type = "application/problem+json"),
-        (status = 460, description = "`checksum-mismatch`: the body's bytes do not match `Upload-Checksum` (the upload is created, the bytes dropped)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`malformed-request`: a missing or malformed tus header"),
+        (status = 412, description = "`precondition-failed`: no or another `Tus-Resumable`"),
+        (status = 413, description = "`file-too-large`: over `TASKGATE_MAX_FILE_BYTES`; `storage-quota-exceeded`: over the owner's quota"),
+        (status = 415, description = "`unsupported-media-type`: a body that is not `application/offset+octet-stream`"),
+        (status = 460, description = "`checksum-mismatch`: the body's bytes do not match `Upload-Checksum` (the upload is created, the bytes dropped)"),
     )
 )]
 pub(crate) async fn create(
@@ -389,15 +389,15 @@ async fn head_of(state: &AppState, session: &Session, id: &FileId) -> Result<Res
                 ("Upload-Expires" = String, description = "Unfinished uploads: when it is removed"),
                 ("Tus-Resumable" = String, description = "`1.0.0`"),
             )),
-        (status = 400, description = "`malformed-request`: a missing or malformed tus header", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`: not the uploader", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not-found`: no such upload (or it expired, or was terminated)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`offset-mismatch`: `Upload-Offset` is not the upload's offset (a PATCH at the end of a complete upload is 204)", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "`precondition-failed`: no or another `Tus-Resumable`", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`file-too-large`: more bytes than the upload has room for, or a body over `TASKGATE_MAX_PATCH_BYTES`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "`unsupported-media-type`: not `application/offset+octet-stream`", body = Problem, content_type = "application/problem+json"),
-        (status = 423, description = "`upload-busy`: another request is appending to it", body = Problem, content_type = "application/problem+json"),
-        (status = 460, description = "`checksum-mismatch`: the chunk does not match `Upload-Checksum`; it was dropped", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`malformed-request`: a missing or malformed tus header"),
+        (status = 403, description = "`forbidden`: not the uploader"),
+        (status = 404, description = "`not-found`: no such upload (or it expired, or was terminated)"),
+        (status = 409, description = "`offset-mismatch`: `Upload-Offset` is not the upload's offset (a PATCH at the end of a complete upload is 204)"),
+        (status = 412, description = "`precondition-failed`: no or another `Tus-Resumable`"),
+        (status = 413, description = "`file-too-large`: more bytes than the upload has room for, or a body over `TASKGATE_MAX_PATCH_BYTES`"),
+        (status = 415, description = "`unsupported-media-type`: not `application/offset+octet-stream`"),
+        (status = 423, description = "`upload-busy`: another request is appending to it"),
+        (status = 460, description = "`checksum-mismatch`: the chunk does not match `Upload-Checksum`; it was dropped"),
     )
 )]
 pub(crate) async fn patch(
@@ -452,8 +452,8 @@ async fn patch_upload(
     responses(
         (status = 204, description = "Gone",
             headers(("Tus-Resumable" = String, description = "`1.0.0`"))),
-        (status = 403, description = "`forbidden`: someone else's file", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not-found`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: someone else's file"),
+        (status = 404, description = "`not-found`"),
     )
 )]
 pub(crate) async fn delete(
