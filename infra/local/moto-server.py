@@ -23,6 +23,12 @@ real-time tests need from the API Gateway management API:
   once and delivered in the background, as Lambda does. Other
   functions keep moto's stub (without Docker it echoes the payload).
 
+- A request signed twice, in its query (a presigned URL's
+  `X-Amz-Signature`) and in an `Authorization` header, is refused 400
+  `InvalidArgument` ("Only one auth mechanism allowed"), as S3 refuses it
+  (moto alone serves it): a browser that carried an API token along a
+  redirect to a presigned URL fails here as it would on AWS.
+
 Usage: python moto-server.py HOST PORT
 """
 
@@ -142,6 +148,15 @@ def app(environ, start_response):
         name = name.split("function:")[-1].split(":")[0]
         if name in lambda_targets:
             return forward_invocation(environ, start_response, lambda_targets[name])
+    if "X-Amz-Signature=" in environ.get("QUERY_STRING", "") and environ.get("HTTP_AUTHORIZATION"):
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InvalidArgument</Code>'
+            "<Message>Only one auth mechanism allowed; only the X-Amz-Algorithm query "
+            "parameter, Signature query string parameter or the Authorization header "
+            "should be specified</Message></Error>"
+        ).encode()
+        start_response("400 Bad Request", [("Content-Type", "application/xml")])
+        return [body]
     if "/@connections/" in path:
         stage, _, rest = path.lstrip("/").partition("/@connections/")
         if not stage or "/" in stage:

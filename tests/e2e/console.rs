@@ -18,9 +18,16 @@ use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
 use reqwest::Method;
 use serde_json::{Value, json};
-use taskgate_e2e::{ADMIN_PASSWORD, Backend, PASSWORD, TestApp, on_each_backend};
+use taskgate_e2e::{ADMIN_PASSWORD, Backend, PASSWORD, TestApp, on_each_backend, status_and_json};
 
-on_each_backend!(the_whole_journey_in_two_browsers);
+on_each_backend!(
+    the_whole_journey_in_two_browsers,
+    files_on_s3_time_zones_and_the_keyboard
+);
+
+/// WebDriver's Tab and Enter keys.
+const TAB: &str = "\u{E004}";
+const ENTER: &str = "\u{E007}";
 
 /// How long anything the console shows may take to appear (generous: CI
 /// machines are slow; what a person waits for is reported, not asserted).
@@ -184,6 +191,67 @@ impl Browser {
             .unwrap_or_else(|e| panic!("{}: chromium {path}: {e}", self.who));
     }
 
+    /// A Chrome DevTools Protocol command on this browser's page.
+    async fn cdp(&self, cmd: &str, params: Value) {
+        self.chromium(
+            http::Method::POST,
+            "goog/cdp/execute",
+            Some(json!({"cmd": cmd, "params": params})),
+        )
+        .await;
+    }
+
+    /// Cuts this browser off the network (every request fails at once,
+    /// those under way too), or (`false`) lets it back on unthrottled.
+    async fn offline(&self, offline: bool) {
+        if offline {
+            self.chromium(
+                http::Method::POST,
+                "chromium/network_conditions",
+                Some(json!({"network_conditions": {
+                    "offline": true, "latency": 0,
+                    "download_throughput": 0, "upload_throughput": 0,
+                }})),
+            )
+            .await;
+        } else {
+            self.throttle(None).await;
+        }
+    }
+
+    /// Presses `key` (a WebDriver key code, or text) on whatever has focus,
+    /// as a keyboard would.
+    async fn key(&self, key: &str) {
+        self.client
+            .active_element()
+            .await
+            .unwrap()
+            .send_keys(key)
+            .await
+            .unwrap_or_else(|e| panic!("{}: key {key:?}: {e}", self.who));
+    }
+
+    /// Presses Tab until the control labelled `label` has the focus (at most
+    /// 400 times: every control of a page is reachable well within that),
+    /// and checks that a sighted keyboard user can see where they are.
+    async fn tab_to(&self, label: &str) {
+        for _ in 0..400 {
+            self.key(TAB).await;
+            let here = self
+                .js(
+                    "const e = document.activeElement;
+                     return [e.getAttribute('aria-label') || e.textContent, getComputedStyle(e).outlineStyle];",
+                    vec![],
+                )
+                .await;
+            if here[0] == label {
+                assert_ne!(here[1], "none", "{label}: the focus is not shown");
+                return;
+            }
+        }
+        panic!("{}: Tab never reached {label:?}", self.who);
+    }
+
     /// Uploads from this browser at most `bytes_per_second` (`None`: no limit).
     async fn throttle(&self, bytes_per_second: Option<u64>) {
         match bytes_per_second {
@@ -247,8 +315,8 @@ impl Browser {
         }
     }
 
-    /// Waits for the element, then clicks it.
-    async fn click(&self, css: &str) {
+    /// Waits until the element is shown and enabled.
+    async fn until_shown(&self, css: &str) {
         self.until(
             &format!("{css} to be shown"),
             &format!(
@@ -256,6 +324,11 @@ impl Browser {
             ),
         )
         .await;
+    }
+
+    /// Waits for the element, then clicks it.
+    async fn click(&self, css: &str) {
+        self.until_shown(css).await;
         self.client
             .find(Locator::Css(css))
             .await
@@ -263,6 +336,19 @@ impl Browser {
             .click()
             .await
             .unwrap_or_else(|e| panic!("{}: click {css}: {e}", self.who));
+    }
+
+    /// Picks the option whose value is `value` in the select list, as a
+    /// person choosing from it would (the page sees a `change` event).
+    async fn choose(&self, css: &str, value: &str) {
+        self.until_shown(css).await;
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .select_by_value(value)
+            .await
+            .unwrap_or_else(|e| panic!("{}: choose {value} in {css}: {e}", self.who));
     }
 
     /// Clears the field and types `text` into it.
@@ -286,6 +372,16 @@ impl Browser {
             .send_keys(path.to_str().unwrap())
             .await
             .unwrap_or_else(|e| panic!("{}: choose {}: {e}", self.who, path.display()));
+    }
+
+    /// Chooses `path` for upload and waits until its first MiB has arrived.
+    async fn upload_first_mib(&self, path: &Path) {
+        self.choose_file(path).await;
+        self.until(
+            "a first MiB to arrive",
+            "const b = document.querySelector('#uploads progress'); return b && b.value >= 1048576;",
+        )
+        .await;
     }
 
     /// The button whose aria-label is `label`, clicked.
@@ -321,6 +417,11 @@ impl Browser {
         self.type_into("#login-form input[name=password]", password)
             .await;
         self.click("#login-form button[type=submit]").await;
+        self.until_logged_in().await;
+    }
+
+    /// Waits for the navigation a logged-in person sees and the live socket.
+    async fn until_logged_in(&self) {
         self.until(
             "the navigation after logging in",
             "return !document.getElementById('nav').hidden && document.getElementById('whoami').textContent;",
@@ -701,19 +802,10 @@ async fn the_whole_journey_in_two_browsers(backend: Backend) {
 
     // --- Files: an upload cut by a reload resumes; another is aborted ------
     let work = tempfile::tempdir().unwrap();
-    let big: Vec<u8> = (0..6 * 1024 * 1024u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
-    let big_path = work.path().join("report.bin");
-    std::fs::write(&big_path, &big).unwrap();
+    let (big_path, big) = file_of(work.path(), "report.bin", 6, 2_654_435_761);
     a.page("#/files", "Files").await;
     a.throttle(Some(1024 * 1024)).await;
-    a.choose_file(&big_path).await;
-    a.until(
-        "a first MiB to arrive",
-        "const b = document.querySelector('#uploads progress'); return b && b.value >= 1048576;",
-    )
-    .await;
+    a.upload_first_mib(&big_path).await;
     // The page goes away mid-upload; the same file chosen again resumes.
     a.client.refresh().await.unwrap();
     a.until(
@@ -846,4 +938,285 @@ async fn the_whole_journey_in_two_browsers(backend: Backend) {
         "console journey on {backend:?}; screenshots in {}",
         shots.display()
     );
+}
+
+/// Today's date (`YYYY-MM-DD`) in the IANA zone `zone`, as the browser
+/// works it out (not through the console's code).
+async fn today_in(browser: &Browser, zone: &str) -> String {
+    browser
+        .js(
+            "return new Intl.DateTimeFormat('en-CA', { timeZone: arguments[0] }).format(new Date());",
+            vec![json!(zone)],
+        )
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A moto S3 bucket with the CORS rules the template gives its FilesBucket.
+async fn bucket_as_deployed() -> (String, String) {
+    use aws_sdk_s3::types::{CorsConfiguration, CorsRule};
+    let moto = std::env::var("TASKGATE_TEST_SFN_ENDPOINT")
+        .expect("tests/run.sh starts moto and sets TASKGATE_TEST_SFN_ENDPOINT");
+    let sdk = taskgate_aws::load_sdk_config(Some(&moto)).await;
+    let s3 = taskgate_aws::s3_client(&sdk, Some(&moto));
+    let bucket = format!(
+        "tg-console-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let template = taskgate_e2e::deployment::template::Template::load();
+    let rules = &template.resource("FilesBucket")["Properties"]["CorsConfiguration"]["CorsRules"];
+    let strings = |rule: &serde_norway::Value, key: &str| -> Vec<String> {
+        rule[key]
+            .as_sequence()
+            .map(|a| a.iter().map(|v| v.as_str().unwrap().to_owned()).collect())
+            .unwrap_or_default()
+    };
+    let mut cors = CorsConfiguration::builder();
+    for rule in rules.as_sequence().expect("the FilesBucket has CORS rules") {
+        cors = cors.cors_rules(
+            CorsRule::builder()
+                .set_allowed_methods(Some(strings(rule, "AllowedMethods")))
+                .set_allowed_origins(Some(strings(rule, "AllowedOrigins")))
+                .set_expose_headers(Some(strings(rule, "ExposedHeaders")))
+                .set_max_age_seconds(rule["MaxAge"].as_i64().map(|n| i32::try_from(n).unwrap()))
+                .build()
+                .unwrap(),
+        );
+    }
+    s3.put_bucket_cors()
+        .bucket(&bucket)
+        .cors_configuration(cors.build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    (moto, bucket)
+}
+
+/// What the first journey does not reach: the files in S3 as on AWS (a
+/// download follows the API's 307 to a presigned URL on another origin,
+/// which the page's policy and the template's bucket CORS rule must both
+/// let through), an upload over a connection that drops, deleting a file,
+/// an NDJSON export, the due filters in the browser's own time zone, and a
+/// person who uses only the keyboard.
+async fn files_on_s3_time_zones_and_the_keyboard(backend: Backend) {
+    let (moto, bucket) = bucket_as_deployed().await;
+    let app = TestApp::spawn_with(backend, |config| {
+        config.files = taskgate_server::FilesConfig::S3 {
+            bucket: bucket.clone(),
+            endpoint: Some(moto.clone()),
+        };
+    })
+    .await;
+    let shots = screenshots(backend).join("s3");
+    let _ = std::fs::remove_dir_all(&shots);
+    let page = app.get("/app/", None).await;
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains(&format!("connect-src 'self' {moto};")),
+        "{csp}"
+    );
+    let driver = Driver::start().await;
+    let a = Browser::open(&driver, &app, &shots, "admin").await;
+
+    // --- Logged in with the keyboard alone ----------------------------------
+    a.goto("/app/").await;
+    a.until(
+        "the login field focused",
+        "return document.activeElement && document.activeElement.name === 'login';",
+    )
+    .await;
+    a.key("admin").await;
+    a.key(TAB).await;
+    a.key(ADMIN_PASSWORD).await;
+    a.key(ENTER).await;
+    a.until_logged_in().await;
+    let token = app.login("admin", ADMIN_PASSWORD).await;
+
+    // --- Due dates in the browser's time zone --------------------------------
+    // Kiritimati (UTC+14) and Pago Pago (UTC-11) are 25 hours apart: their
+    // dates always differ, so "today" in one is never today in the other,
+    // and a console that asked for another zone's today would show the
+    // wrong item in one of the two.
+    const EAST: &str = "Pacific/Kiritimati";
+    const WEST: &str = "Pacific/Pago_Pago";
+    let (_, project) = status_and_json(
+        app.send_json(
+            Method::POST,
+            "/projects",
+            Some(&token),
+            &json!({"name": "Dates"}),
+        )
+        .await,
+    )
+    .await;
+    let project = project["id"].as_str().unwrap().to_owned();
+    let east_today = today_in(&a, EAST).await;
+    let west_today = today_in(&a, WEST).await;
+    assert!(west_today < east_today, "{west_today} {east_today}");
+    for (title, due) in [("Due east", &east_today), ("Due west", &west_today)] {
+        let created = app
+            .send_json(
+                Method::POST,
+                &format!("/projects/{project}/items"),
+                Some(&token),
+                &json!({"title": title, "due_date": due, "assignee": "admin"}),
+            )
+            .await;
+        assert_eq!(created.status(), 201);
+    }
+    for (zone, due, shown) in [
+        (EAST, "today", ["Due east"]),
+        (EAST, "overdue", ["Due west"]),
+        (WEST, "today", ["Due west"]),
+        (WEST, "future", ["Due east"]),
+    ] {
+        a.cdp("Emulation.setTimezoneOverride", json!({"timezoneId": zone}))
+            .await;
+        a.page("#/projects", "Projects").await;
+        a.page("#/items", "My items").await;
+        a.choose("#filters select[name=due]", due).await;
+        let titles = a
+            .until(
+                &format!("the items due {due} in {zone}"),
+                &format!(
+                    "const rows = [...document.querySelectorAll('#items-table tbody tr[data-item]')];
+                     const caption = document.querySelector('#items-table caption').textContent;
+                     return caption.includes({zone:?}) && document.querySelector('#filters select[name=due]').value === {due:?}
+                       && rows.length === 1 && rows.map((r) => r.querySelector('td').textContent);"
+                ),
+            )
+            .await;
+        assert_eq!(titles, json!(shown), "due {due} in {zone}");
+    }
+    a.shot("items-due-today").await.unwrap();
+
+    // --- A move by keyboard, an NDJSON export from S3 ------------------------
+    a.page(&format!("#/projects/{project}"), "Dates").await;
+    a.until("the board", &card_in("pending", "Due east")).await;
+    a.tab_to("Move “Due east” to In progress").await;
+    a.key(ENTER).await;
+    a.until("the moved card", &card_in("in_progress", "Due east"))
+        .await;
+    a.tab_to("Export NDJSON").await;
+    a.key(ENTER).await;
+    a.until(
+        "the export to succeed",
+        "return !!document.querySelector('#exports article.task[data-status=succeeded]');",
+    )
+    .await;
+    a.click("#exports article.task .outcome button").await;
+    let ndjson = String::from_utf8(a.downloaded(".ndjson").await).unwrap();
+    let mut exported: Vec<(String, String)> = ndjson
+        .lines()
+        .map(|line| {
+            let item: Value = serde_json::from_str(line).unwrap();
+            (
+                item["title"].as_str().unwrap().to_owned(),
+                item["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    exported.sort();
+    assert_eq!(
+        exported,
+        [
+            ("Due east".to_owned(), "in_progress".to_owned()),
+            ("Due west".to_owned(), "pending".to_owned())
+        ]
+    );
+
+    // --- An upload whose connection drops, downloaded from S3, deleted -------
+    let work = tempfile::tempdir().unwrap();
+    let (path, bytes) = file_of(work.path(), "field notes.bin", 3, 2_246_822_519);
+    a.page("#/files", "Files").await;
+    a.throttle(Some(512 * 1024)).await;
+    a.upload_first_mib(&path).await;
+    a.offline(true).await;
+    a.until(
+        "the console to say the connection was lost",
+        "const c = document.querySelector('#uploads .upload');
+         return c.dataset.state === 'retrying' && c.querySelector('.upload-text').textContent.includes('Connection lost');",
+    )
+    .await;
+    a.shot("upload-connection-lost").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    a.offline(false).await;
+    a.until(
+        "the upload to carry on and finish",
+        "return !!document.querySelector('#uploads .upload[data-state=done]');",
+    )
+    .await;
+    let files: Value = app.get("/files", Some(&token)).await.json().await.unwrap();
+    let id = files["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "field notes.bin")
+        .unwrap_or_else(|| panic!("{files}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The console's download goes where AWS would send it: a presigned URL
+    // on the bucket's origin.
+    let redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(app.url(&format!("/files/{id}/content")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(redirect.status(), 307);
+    let location = redirect.headers()["location"].to_str().unwrap();
+    assert!(
+        location.starts_with(&format!("{moto}/{bucket}/")),
+        "{location}"
+    );
+    // Had the browser carried the token along the redirect, S3 (and moto
+    // here, infra/local/moto-server.py) would refuse the request.
+    let doubled = reqwest::Client::new()
+        .get(location)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        doubled.status(),
+        400,
+        "a token beside a signature is refused"
+    );
+    a.press("Download field notes.bin").await;
+    assert!(
+        a.downloaded("field notes.bin").await == bytes,
+        "the download from S3 is the file, whole"
+    );
+    a.shot("files-s3").await.unwrap();
+    a.press("Delete field notes.bin").await;
+    a.until(
+        "the file gone from the list",
+        "return !document.querySelector('#file-table tr[data-name=\"field notes.bin\"]');",
+    )
+    .await;
+    let gone = app.get(&format!("/files/{id}"), Some(&token)).await;
+    assert_eq!(gone.status(), 404, "the file is deleted");
+
+    a.client.clone().close().await.unwrap();
+}
+
+/// A file of `mib` MiB of varied bytes (`seed` picks which) written as
+/// `name` in `dir`: its path and its contents.
+fn file_of(dir: &Path, name: &str, mib: u32, seed: u32) -> (std::path::PathBuf, Vec<u8>) {
+    let bytes: Vec<u8> = (0..mib * 1024 * 1024)
+        .map(|i| (i.wrapping_mul(seed) >> 13) as u8)
+        .collect();
+    let path = dir.join(name);
+    std::fs::write(&path, &bytes).unwrap();
+    (path, bytes)
 }

@@ -567,9 +567,14 @@ async fn the_deployment_runs_end_to_end_and_every_role_covers_exactly_its_calls(
         "{websocket}"
     );
     let origin = websocket.trim_end_matches("/live");
+    // A download leads (307) to the files bucket, a third origin, which
+    // the policy allows too.
+    let bucket = d.function("ConsoleFunction").environment["TASKGATE_FILES_BUCKET"].clone();
     let policy = page.header("content-security-policy").unwrap();
     assert!(
-        policy.contains(&format!("connect-src 'self' {origin};")),
+        policy.contains(&format!(
+            "connect-src 'self' {origin} https://{bucket}.s3.us-east-1.amazonaws.com;"
+        )),
         "{policy}"
     );
     let entry = crate::lambda::console_entry(&String::from_utf8_lossy(&page.body));

@@ -663,3 +663,45 @@ fn cors_allows_and_exposes_what_tus_and_the_api_need() {
         assert!(exposed.contains(header), "{header} is not exposed");
     }
 }
+
+/// The console's policy lets a download through to where it really leads:
+/// the template's `TASKGATE_CONSOLE_DOWNLOAD_ORIGIN` is the origin of the
+/// presigned URLs the SDK makes for the deployed bucket in its region (so
+/// the CSP and the redirect cannot drift apart unnoticed).
+#[tokio::test]
+async fn the_consoles_download_origin_is_where_presigned_urls_lead() {
+    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+    use taskgate_e2e::deployment::template::{Physical, REGION, Template};
+
+    let template = Template::load();
+    let bucket = "taskgate-filesbucket-1a2b3c4d5e6f";
+    let physical = Physical {
+        stack: "taskgate".to_owned(),
+        names: [("FilesBucket".to_owned(), bucket.to_owned())].into(),
+        ..Physical::default()
+    };
+    let variable = &template.root["Globals"]["Function"]["Environment"]["Variables"]["TASKGATE_CONSOLE_DOWNLOAD_ORIGIN"];
+    let declared = template.resolve(&physical, variable);
+    // The client a function in that region builds (no endpoint override).
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .credentials_provider(Credentials::new(
+                "AKIDEXAMPLE",
+                "secret",
+                None,
+                None,
+                "test",
+            ))
+            .build(),
+    );
+    let blobs = taskgate_aws::blobs::S3Blobs::new(s3, bucket);
+    assert_eq!(declared, blobs.download_origin().await.unwrap());
+    // And the console accepts it as an origin.
+    taskgate_console::Console::new(&taskgate_console::Elsewhere {
+        websocket: None,
+        downloads: Some(declared),
+    })
+    .unwrap();
+}

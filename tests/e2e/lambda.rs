@@ -209,7 +209,8 @@ async fn each_function_answers_its_api_gateway_events() {
         let payload: LambdaRequest = serde_json::from_value(event).unwrap();
         let mut context = Context::default();
         context.request_id = format!("lambda-request-{i}");
-        let mut function = Adapter::from(taskgate_lambda_http::service(Arc::clone(&state)));
+        let mut function =
+            Adapter::from(taskgate_lambda_http::service(Arc::clone(&state)).unwrap());
         let response = function
             .call(LambdaEvent::new(payload, context))
             .await

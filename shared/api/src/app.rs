@@ -18,6 +18,7 @@ use axum::extract::{MatchedPath, Path, Request};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, Method, Uri, header};
+use taskgate_console::{Console, Elsewhere};
 use tracing::Instrument as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -61,9 +62,12 @@ pub fn api() -> OpenApiRouter<SharedState> {
 }
 
 /// The application for `state`: the API with its fallbacks, request ids,
-/// logging and standard headers, behind the alias rewrite.
+/// logging and standard headers, behind the alias rewrite; the console
+/// connecting to this origin only.
 pub fn app(state: SharedState) -> Router {
-    app_with(routes(), state)
+    let console =
+        Console::new(&Elsewhere::default()).expect("the console renders with no origin elsewhere");
+    app_with(routes(console), state)
 }
 
 /// The API's routes before any state is known: the costly part of building
@@ -71,10 +75,14 @@ pub fn app(state: SharedState) -> Router {
 /// way), so a Lambda cold start builds it while it waits for its secret.
 pub struct Routes(Router<SharedState>);
 
-/// The routes of [`app`], with their fallbacks; [`app_with`] completes them.
-pub fn routes() -> Routes {
+/// The routes of [`app`], with their fallbacks and `console`'s page;
+/// [`app_with`] completes them.
+pub fn routes(console: Console) -> Routes {
     let (api, _) = api().split_for_parts();
-    taskgate_console::serve::prepare();
+    let page = move || {
+        let console = console.clone();
+        async move { console.page() }
+    };
     Routes(
         api
             // Real-time updates: a WebSocket, so outside the OpenAPI document
@@ -86,8 +94,8 @@ pub fn routes() -> Routes {
                 ),
             )
             // The web console (taskgate-console): its page and assets.
-            .route("/app", axum::routing::get(taskgate_console::page))
-            .route("/app/", axum::routing::get(taskgate_console::page))
+            .route("/app", axum::routing::get(page.clone()))
+            .route("/app/", axum::routing::get(page))
             .route("/app/assets/{*name}", axum::routing::get(console_asset))
             .fallback(|method: Method, uri: Uri| async move {
                 ApiError::NotFound(format!("there is no route {method} {}", uri.path()))

@@ -231,6 +231,31 @@ impl S3Blobs {
         Ok(request.uri().to_string())
     }
 
+    /// The origin (`scheme://host[:port]`) of the URLs
+    /// [`presigned_get`](Self::presigned_get) hands out, which a browser
+    /// must be allowed to fetch from: on AWS the bucket's own host
+    /// (`https://<bucket>.s3.<region>.amazonaws.com`), on a local S3
+    /// stand-in its address. Worked out by presigning a probe (signing is
+    /// local: nothing is sent), so it is what the SDK really does.
+    pub async fn download_origin(&self) -> Result<String, BlobError> {
+        let config = PresigningConfig::expires_in(Duration::from_secs(60))
+            .map_err(|e| other(format!("invalid presigning duration: {e}")))?;
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key("files/origin-probe")
+            .presigned(config)
+            .await
+            .map_err(s3_error)?;
+        origin_of(request.uri()).ok_or_else(|| {
+            other(format!(
+                "a presigned URL without an origin: {}",
+                request.uri()
+            ))
+        })
+    }
+
     /// The bytes of a staged object, which must be `staged.size` long.
     async fn staged_bytes(&self, staged: &Staged) -> Result<Bytes, BlobError> {
         let output = self
@@ -641,6 +666,13 @@ impl BlobStore for S3Blobs {
     }
 }
 
+/// `scheme://authority` of an absolute URL.
+fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    (!scheme.is_empty() && !authority.is_empty()).then(|| format!("{scheme}://{authority}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -666,5 +698,46 @@ mod tests {
         assert!(State::parse(&state).is_ok());
         let wrong = serde_json::json!({"upload": "u", "parts": [], "staged": null, "offset": 1});
         assert!(State::parse(&wrong).is_err());
+    }
+
+    fn client(region: &str, endpoint: Option<&str>) -> Client {
+        use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+        let mut config = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(region.to_owned()))
+            .credentials_provider(Credentials::new(
+                "AKIDEXAMPLE",
+                "secret",
+                None,
+                None,
+                "test",
+            ));
+        if let Some(endpoint) = endpoint {
+            config = config.endpoint_url(endpoint).force_path_style(true);
+        }
+        Client::from_conf(config.build())
+    }
+
+    #[tokio::test]
+    async fn downloads_come_from_the_bucket_host_on_aws_and_the_endpoint_locally() {
+        for region in ["eu-west-1", "us-east-1"] {
+            let blobs = S3Blobs::new(client(region, None), "taskgate-files-1a2b");
+            assert_eq!(
+                blobs.download_origin().await.unwrap(),
+                format!("https://taskgate-files-1a2b.s3.{region}.amazonaws.com")
+            );
+        }
+        let local = S3Blobs::new(client("us-east-1", Some("http://127.0.0.1:5000")), "files");
+        assert_eq!(
+            local.download_origin().await.unwrap(),
+            "http://127.0.0.1:5000"
+        );
+        assert_eq!(
+            origin_of("https://h:1/p?q#f").as_deref(),
+            Some("https://h:1")
+        );
+        assert_eq!(origin_of("https://h?q").as_deref(), Some("https://h"));
+        assert_eq!(origin_of("no-scheme"), None);
+        assert_eq!(origin_of("https:///path"), None);
     }
 }

@@ -42,8 +42,18 @@ async function problemOf(response) {
   return e;
 }
 
-async function offsetOf(url, signal) {
-  const r = await fetch(url, { method: 'HEAD', headers: { ...TUS, ...auth() }, signal, cache: 'no-store' });
+/**
+ * Where the server says the upload stands; null if it does not know it, or
+ * (with `orUnreachable`) if the server cannot be reached.
+ */
+async function offsetOf(url, signal, { orUnreachable = false } = {}) {
+  let r;
+  try {
+    r = await fetch(url, { method: 'HEAD', headers: { ...TUS, ...auth() }, signal, cache: 'no-store' });
+  } catch (e) {
+    if (orUnreachable && e.name !== 'AbortError') return null;
+    throw e;
+  }
   if (!r.ok) return null;
   return Number(r.headers.get('Upload-Offset'));
 }
@@ -63,10 +73,12 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * Uploads `file`, resuming a remembered upload. `onProgress(sent, total,
- * resumedFrom)`; `onStart(url)` once the upload exists. `signal` pauses
- * (the upload is kept); use `abort` to remove it. Resolves to the file id.
+ * resumedFrom)`; `onStart(url)` once the upload exists; `onRetry(seconds)`
+ * when the connection dropped and the next try is that far off. `signal`
+ * pauses (the upload is kept); use `abort` to remove it. Resolves to the
+ * file id.
  */
-export async function upload(file, { onProgress = () => {}, onStart = () => {}, signal } = {}) {
+export async function upload(file, { onProgress = () => {}, onStart = () => {}, onRetry = () => {}, signal } = {}) {
   const k = key(file);
   let url = localStorage.getItem(k);
   let offset = url ? await offsetOf(url, signal) : null;
@@ -105,10 +117,14 @@ export async function upload(file, { onProgress = () => {}, onStart = () => {}, 
       }
     } catch (e) {
       if (e.name === 'AbortError' || e.status) throw e;
-      // The connection dropped: wait, ask where the server is, go on.
-      if (++failures > 8) throw new Error('The connection keeps failing; try again later.');
-      await sleep(Math.min(500 * 2 ** failures, 8000));
-      offset = (await offsetOf(url, signal)) ?? offset;
+      // The connection dropped: wait, ask where the server is (which may
+      // fail the same way: then the next PATCH is refused with 409 and
+      // the offset asked again), go on.
+      if (++failures > 8) throw new Error('The connection keeps failing; choose the file again to resume.');
+      const wait = Math.min(500 * 2 ** failures, 8000);
+      onRetry(wait / 1000);
+      await sleep(wait);
+      offset = (await offsetOf(url, signal, { orUnreachable: true })) ?? offset;
     }
     onProgress(offset, file.size, resumedFrom);
   }

@@ -13,4 +13,4 @@ pub mod assets;
 pub mod serve;
 pub mod socket_protocol;
 
-pub use serve::{ROUTES, asset, page};
+pub use serve::{Console, Elsewhere, ROUTES, asset};

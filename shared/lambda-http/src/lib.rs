@@ -49,12 +49,14 @@ pub fn run_http() -> ExitCode {
         // on the network: built side by side.
         let routes = tokio::task::spawn_blocking(|| {
             let begun = std::time::Instant::now();
-            (taskgate_api::app::routes(), begun.elapsed())
+            let routes = console().map(taskgate_api::app::routes);
+            (routes, begun.elapsed())
         });
         let state = Arc::new(cold_start().await?);
         let (routes, routes_took) = routes
             .await
             .map_err(|e| anyhow::anyhow!("building the routes failed: {e}"))?;
+        let routes = routes?;
         let service = service_with(routes, state);
         tracing::info!(
             total_ms = ms(begun.elapsed()),
@@ -239,8 +241,17 @@ async fn jwt_secret(sdk: &aws_config::SdkConfig) -> anyhow::Result<SecretSlice<u
 
 /// The service `lambda_http::run` drives: the application, with Lambda's
 /// request id as the request's id (in logs, error bodies, `X-Request-Id`).
-pub fn service(state: Arc<AppState>) -> axum::Router {
-    service_with(taskgate_api::app::routes(), state)
+pub fn service(state: Arc<AppState>) -> anyhow::Result<axum::Router> {
+    Ok(service_with(taskgate_api::app::routes(console()?), state))
+}
+
+/// The console as this deployment serves it: its live socket and its
+/// downloads on the origins the template names
+/// ([`taskgate_console::Elsewhere::from_env`]); a bad one stops the cold
+/// start, naming its variable.
+fn console() -> anyhow::Result<taskgate_console::Console> {
+    taskgate_console::Console::new(&taskgate_console::Elsewhere::from_env())
+        .map_err(|e| anyhow::anyhow!("the console's settings: {e}"))
 }
 
 /// [`service`] from routes built beforehand.

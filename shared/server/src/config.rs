@@ -35,6 +35,19 @@ pub enum StoreConfig {
     },
 }
 
+/// Where files' bytes (uploads, exports) live.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FilesConfig {
+    /// Under the data directory (the default).
+    DataDir,
+    /// In an S3 bucket: on AWS, or at `endpoint` (an S3-compatible server
+    /// such as moto's, addressed path-style) when given.
+    S3 {
+        bucket: String,
+        endpoint: Option<String>,
+    },
+}
+
 /// What `taskgate serve` runs with. Each field's variable, default and
 /// bounds are those of the [`ServeArgs`] argument of the same name.
 #[derive(Clone, Debug)]
@@ -45,6 +58,8 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     /// With `TASKGATE_DYNAMODB_ENDPOINT` and the `TASKGATE_*_TABLE` names.
     pub store: StoreConfig,
+    /// With `TASKGATE_FILES_BUCKET` and `TASKGATE_S3_ENDPOINT`.
+    pub files: FilesConfig,
     pub admin_username: Username,
     pub admin_password: Option<SecretString>,
     pub max_requests_in_flight: usize,
@@ -82,6 +97,16 @@ struct ServeArgs {
     /// With `dynamodb`: DynamoDB Local's URL; unset means AWS itself.
     #[arg(long, env = "TASKGATE_DYNAMODB_ENDPOINT")]
     dynamodb_endpoint: Option<String>,
+    /// Keep files (uploads and exports) in this S3 bucket rather than
+    /// under the data directory; unset keeps them there. Browsers download
+    /// from the bucket, so it needs the CORS rule the template gives its
+    /// FilesBucket.
+    #[arg(long, env = "TASKGATE_FILES_BUCKET")]
+    files_bucket: Option<String>,
+    /// With a files bucket: an S3-compatible server's URL (e.g. moto's),
+    /// addressed path-style; unset means AWS itself.
+    #[arg(long, env = "TASKGATE_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
     /// The first admin, created when no admin exists.
     #[arg(long, env = "TASKGATE_ADMIN_USERNAME", value_parser = username, default_value = "admin")]
     admin_username: Username,
@@ -162,6 +187,13 @@ impl ServeConfig {
                 tables: TableNames::from_lookup(&lookup),
             },
         };
+        let files = match args.files_bucket.filter(|b| !b.is_empty()) {
+            None => FilesConfig::DataDir,
+            Some(bucket) => FilesConfig::S3 {
+                bucket,
+                endpoint: args.s3_endpoint.filter(|e| !e.is_empty()),
+            },
+        };
         let js_worker = WorkerCommand::current_exe(&["js-worker"]).map_err(|e| {
             ConfigError::new(
                 "the taskgate binary",
@@ -174,6 +206,7 @@ impl ServeConfig {
             tls: args.tls,
             data_dir: args.data_dir,
             store,
+            files,
             admin_username: args.admin_username,
             admin_password: args.admin_password.map(SecretString::from),
             max_requests_in_flight: args.max_requests_in_flight,
@@ -199,13 +232,14 @@ mod tests {
     use super::*;
 
     /// Variables read outside clap, and why.
-    const READ_ELSEWHERE: [(&str, &str); 2] = [
+    const READ_ELSEWHERE: [(&str, &str); 3] = [
         // The log filter, read by tracing_subscriber's EnvFilter before
         // anything else (the client's default is `warn`).
         ("TASKGATE_LOG", "info"),
         // Read by the console crate when its routes are built, which on a
         // Lambda cold start happens beside (not after) reading settings.
         ("TASKGATE_CONSOLE_WEBSOCKET_URL", ""),
+        ("TASKGATE_CONSOLE_DOWNLOAD_ORIGIN", ""),
     ];
 
     /// Every variable the server reads, with its default as declared

@@ -37,6 +37,7 @@ mod health;
 pub(crate) fn router(
     state: Arc<AppState>,
     config: &ServeConfig,
+    console: taskgate_console::Console,
     extra: axum::Router,
 ) -> axum::Router {
     let max_in_flight = config.max_requests_in_flight;
@@ -47,7 +48,8 @@ pub(crate) fn router(
     let compat = taskgate_api::compat::routes()
         .with_state(state.clone())
         .layer(axum::middleware::from_fn(taskgate_api::app::common_headers));
-    let app = docs::routes(taskgate_api::app(state.clone()), &config.api);
+    let app = taskgate_api::app::app_with(taskgate_api::app::routes(console), state.clone());
+    let app = docs::routes(app, &config.api);
     let max_header_bytes = state.settings.max_header_bytes;
     // One bound on headers around everything served (431).
     let app = taskgate_api::app::with_header_limit(

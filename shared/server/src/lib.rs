@@ -24,5 +24,5 @@ pub mod server;
 pub mod store;
 
 pub use bootstrap::FirstAdmin;
-pub use config::{ServeConfig, StoreConfig};
+pub use config::{FilesConfig, ServeConfig, StoreConfig};
 pub use server::{Server, start, start_with_routes};

@@ -12,12 +12,14 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use secrecy::SecretSlice;
 use taskgate_api::AppState;
+use taskgate_console::{Console, Elsewhere};
+use taskgate_domain::ports::BlobStore;
 use taskgate_embedded::engine::LocalEngine;
 use taskgate_js::ProcessRunner;
 use tokio::task::JoinHandle;
 
 use crate::bootstrap::{FirstAdmin, ensure_first_admin};
-use crate::config::ServeConfig;
+use crate::config::{FilesConfig, ServeConfig};
 use crate::data_dir;
 use crate::linger::LingeringAcceptor;
 
@@ -185,6 +187,29 @@ async fn reap_expired_uploads(state: Arc<AppState>) {
     }
 }
 
+/// Where files' bytes go ([`FilesConfig`]), and the origin downloads are
+/// redirected to when that is not this server.
+async fn blobs(config: &ServeConfig) -> anyhow::Result<(Arc<dyn BlobStore>, Option<String>)> {
+    match &config.files {
+        FilesConfig::DataDir => {
+            let dir = config.data_dir.join(FILES_DIR);
+            let blobs = taskgate_embedded::blobs::DiskBlobs::open(&dir)
+                .with_context(|| format!("cannot use {}", dir.display()))?;
+            Ok((Arc::new(blobs), None))
+        }
+        FilesConfig::S3 { bucket, endpoint } => {
+            let sdk = taskgate_aws::load_sdk_config(endpoint.as_deref()).await;
+            let s3 = taskgate_aws::s3_client(&sdk, endpoint.as_deref());
+            let blobs = taskgate_aws::blobs::S3Blobs::new(s3, bucket.clone());
+            let origin = blobs
+                .download_origin()
+                .await
+                .with_context(|| format!("cannot sign URLs for the bucket {bucket}"))?;
+            Ok((Arc::new(blobs), Some(origin)))
+        }
+    }
+}
+
 /// Opens the store, creates the first admin if there is none, binds and
 /// starts serving. Returns once the server accepts connections.
 pub async fn start(config: ServeConfig) -> anyhow::Result<Server> {
@@ -202,11 +227,10 @@ pub async fn start_with_routes(config: ServeConfig, extra: axum::Router) -> anyh
         config.api.tasks.js.clone(),
         config.api.max_concurrent_scripts,
     );
-    let blobs = taskgate_embedded::blobs::DiskBlobs::open(&config.data_dir.join(FILES_DIR))
-        .with_context(|| format!("cannot use {}", config.data_dir.join(FILES_DIR).display()))?;
+    let (blobs, downloads) = blobs(&config).await?;
     let state = AppState::new(store, &secret, config.api.clone())?
         .with_clock(config.clock.clone())
-        .with_blobs(Arc::new(blobs));
+        .with_blobs(blobs);
     // The engine records through the API's recorder, so what it records
     // reaches real-time subscribers too.
     let (engine_id, _) = data_dir::read_or_create(&config.data_dir.join(ENGINE_ID_FILE), || {
@@ -253,7 +277,12 @@ pub async fn start_with_routes(config: ServeConfig, extra: axum::Router) -> anyh
         .with_context(|| format!("cannot listen on {}", config.addr))?;
     listener.set_nonblocking(true)?;
     let local_addr = listener.local_addr()?;
-    let app = crate::http::router(state.clone(), &config, extra)
+    // The console connects to this origin, and to the bucket a download is
+    // redirected to when files are in S3 (unless the variables say else).
+    let mut elsewhere = Elsewhere::from_env();
+    elsewhere.downloads = elsewhere.downloads.or(downloads);
+    let console = Console::new(&elsewhere).map_err(|e| anyhow::anyhow!("the console: {e}"))?;
+    let app = crate::http::router(state.clone(), &config, console, extra)
         .into_make_service_with_connect_info::<SocketAddr>();
     let handle = Handle::new();
     // Every connection closes lingering (crate::linger): a request refused

@@ -59,8 +59,17 @@ export async function renderFiles(main) {
         await tus.upload(file, {
           signal: controller.signal,
           onStart: (u) => { url = u; },
+          onRetry: (seconds) => {
+            card.dataset.state = 'retrying';
+            text.textContent = `Connection lost at ${size(bar.value)}; trying again in ${seconds} s…`;
+          },
           onProgress: (sent, total, from) => {
             if (from) resumed = from;
+            // "Connection lost" stays until bytes arrive again.
+            if (card.dataset.state === 'retrying') {
+              if (sent <= bar.value) return;
+              card.dataset.state = 'reconnected';
+            }
             bar.value = sent;
             text.textContent = `${Math.floor((sent / (total || 1)) * 100)}% (${size(sent)})${resumed ? ` — resumed at ${size(resumed)}` : ''}`;
           },
