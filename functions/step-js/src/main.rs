@@ -9,6 +9,10 @@ fn main() -> std::process::ExitCode {
     }
     taskgate_lambda::run_js_step(|limits| {
         let worker = taskgate_js::WorkerCommand::current_exe(&["js-worker"])?;
-        Ok(Arc::new(taskgate_js::ProcessRunner::new(worker, limits, 1)))
+        // One script per invocation; one worker waits, frozen with the
+        // sandbox between invocations, for the next one's script.
+        Ok(Arc::new(
+            taskgate_js::ProcessRunner::new(worker, limits, 1).with_warm_workers(1),
+        ))
     })
 }

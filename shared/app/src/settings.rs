@@ -36,6 +36,8 @@ pub struct Settings {
     pub max_concurrent_hashes: usize,
     pub tasks: TaskLimits,
     pub max_concurrent_scripts: usize,
+    /// Local server only: script workers started ahead of need.
+    pub js_warm_workers: usize,
     /// Brute-force protection of `POST /auth`; see [`LoginThrottle`].
     pub login: LoginThrottle,
     pub realtime: RealtimeLimits,
@@ -271,6 +273,12 @@ pub struct SettingsArgs {
     /// `running`).
     #[arg(long, env = "TASKGATE_MAX_CONCURRENT_SCRIPTS", value_parser = whole::<usize>(1, 64), default_value = "2")]
     pub max_concurrent_scripts: usize,
+    /// Local server only: script workers started ahead of need, limited and
+    /// waiting for a script, so that a script does not wait for a process
+    /// to start; each still runs one script and exits. 0 starts each
+    /// worker when its script arrives.
+    #[arg(long, env = "TASKGATE_JS_WARM_WORKERS", value_parser = whole::<usize>(0, 64), default_value = "2")]
+    pub js_warm_workers: usize,
     /// Embedded store only: memory for item pages kept to be answered again
     /// while their project is unchanged (ADR 15), in bytes; 0 keeps none.
     #[arg(long, env = "TASKGATE_PAGE_CACHE_BYTES", value_parser = whole::<usize>(0, 1 << 30), default_value = "16777216")]
@@ -430,6 +438,7 @@ impl Settings {
             max_concurrent_hashes: args.max_concurrent_hashes,
             tasks,
             max_concurrent_scripts: args.max_concurrent_scripts,
+            js_warm_workers: args.js_warm_workers,
             page_cache_bytes: args.page_cache_bytes,
             login: LoginThrottle {
                 free_failures: args.login_free_failures,
@@ -617,7 +626,7 @@ mod tests {
     fn every_variable_is_declared_with_its_help() {
         SettingsArgs::augment_args(clap::Command::new("taskgate")).debug_assert();
         let declared = declared::<SettingsArgs>();
-        assert_eq!(declared.len(), 34);
+        assert_eq!(declared.len(), 35);
         for d in &declared {
             assert!(d.variable.starts_with("TASKGATE_"), "{d:?}");
             assert!(!d.help.is_empty(), "{} has no help", d.variable);

@@ -5,11 +5,13 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::process::{ExitStatus, Stdio};
+use std::sync::Mutex;
 
 use async_trait::async_trait;
 use taskgate_domain::ports::{JsFailure, JsOutput, JsRunner};
 use taskgate_domain::task::{JsLimits, TaskError, TaskId};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::Child;
 use tokio::sync::Semaphore;
 
 use crate::worker::Outcome;
@@ -39,10 +41,20 @@ const SIGKILL: i32 = 9;
 
 /// Runs scripts in worker processes, at most `max_concurrent` at once (a
 /// burst of scripts queues rather than exhausting memory).
+///
+/// With [`with_warm_workers`](Self::with_warm_workers), that many workers
+/// are started ahead of need: each has limited itself and built its engine,
+/// and waits for a script on stdin. A script goes to a waiting worker when
+/// there is one (or to a worker started for it), and a replacement is started
+/// while it runs. A worker still runs one script and exits: warm workers
+/// save the script the wait for a process start, not the fresh process.
 pub struct ProcessRunner {
     command: WorkerCommand,
     limits: JsLimits,
     slots: Semaphore,
+    warm_target: usize,
+    /// Started, not yet given a script; killed if the runner is dropped.
+    warm: Mutex<Vec<Child>>,
 }
 
 impl ProcessRunner {
@@ -51,7 +63,80 @@ impl ProcessRunner {
             command,
             limits,
             slots: Semaphore::new(max_concurrent.max(1)),
+            warm_target: 0,
+            warm: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Keeps `count` workers started and waiting for a script (see the type's
+    /// documentation). They start with the first script, or at
+    /// [`warm_up`](Self::warm_up).
+    #[must_use]
+    pub fn with_warm_workers(mut self, count: usize) -> Self {
+        self.warm_target = count;
+        self
+    }
+
+    /// Starts workers until `warm_workers` wait. Needs a Tokio runtime (the
+    /// pipes are registered with it); a worker that cannot start is logged
+    /// and left to the next script, which starts its own.
+    pub fn warm_up(&self) {
+        let missing = self.warm_target.saturating_sub(self.waiting().len());
+        let mut started = Vec::with_capacity(missing);
+        for _ in 0..missing {
+            match self.spawn() {
+                Ok(child) => started.push(child),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot start a script worker ahead of need");
+                    break;
+                }
+            }
+        }
+        let mut waiting = self.waiting();
+        for child in started {
+            // Two refills at once may overshoot; the extra one is killed
+            // on drop.
+            if waiting.len() < self.warm_target {
+                waiting.push(child);
+            }
+        }
+    }
+
+    fn waiting(&self) -> std::sync::MutexGuard<'_, Vec<Child>> {
+        // The list stays whole whatever panicked while it was held.
+        self.warm
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A waiting worker that is still alive, if any.
+    fn take_warm(&self) -> Option<Child> {
+        let mut waiting = self.waiting();
+        while let Some(mut child) = waiting.pop() {
+            if matches!(child.try_wait(), Ok(None)) {
+                return Some(child);
+            }
+            // Exited while it waited (killed by an operator, say): dropped.
+        }
+        None
+    }
+
+    fn spawn(&self) -> std::io::Result<Child> {
+        tokio::process::Command::new(&self.command.program)
+            .args(&self.command.args)
+            // Filled in with the task's id when its script arrives, so `ps`
+            // shows whose script each worker runs (`worker::TASK_ARGUMENT`).
+            .arg(crate::worker::task_placeholder())
+            .env_clear()
+            .envs(crate::limits::to_env(&self.limits))
+            // Fewer malloc arenas: each reserves address space the cap counts.
+            .env("MALLOC_ARENA_MAX", "2")
+            .env("RUST_BACKTRACE", "0")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
     }
 }
 
@@ -102,33 +187,28 @@ impl JsRunner for ProcessRunner {
             slot = self.slots.acquire() => slot.expect("the semaphore is never closed"),
             () = &mut cancel => return Err(cancelled()),
         };
-        let mut child = tokio::process::Command::new(&self.command.program)
-            .args(&self.command.args)
-            // Names the process in `ps`, so an operator can see whose script it is.
-            .arg(format!("--task={task}"))
-            .env_clear()
-            .envs(crate::limits::to_env(&self.limits))
-            // Fewer malloc arenas: each reserves address space the cap counts.
-            .env("MALLOC_ARENA_MAX", "2")
-            .env("RUST_BACKTRACE", "0")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| {
+        let mut child = match self.take_warm() {
+            Some(child) => child,
+            None => self.spawn().map_err(|e| {
                 failure(
                     "worker-failed",
                     format!("cannot start the script worker: {e}"),
                 )
-            })?;
+            })?,
+        };
+        // `ps` shows no task (the worker started before it had one); this
+        // line ties the two together.
+        tracing::debug!(%task, pid = child.id(), "a script worker runs the task's script");
 
         let mut stdin = child.stdin.take().expect("stdin is piped");
-        let code = code.to_owned();
+        // The task's id on the first line, for the worker's command line.
+        let code = format!("{task}\n{code}");
         tokio::spawn(async move {
             // A worker that dies early closes the pipe; its exit tells why.
             let _ = stdin.write_all(code.as_bytes()).await;
         });
+        // The next script's worker starts while this one runs.
+        self.warm_up();
         let max_stdout = self.limits.max_result_bytes
             + self.limits.max_log_lines * (self.limits.max_log_line_bytes + 16)
             + 64 * 1024;

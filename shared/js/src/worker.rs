@@ -44,24 +44,41 @@ pub(crate) enum Outcome {
     },
 }
 
-/// Runs the worker: limits, then stdin → evaluation → stdout.
+/// Runs the worker: limits, an engine, then stdin → evaluation → stdout.
+///
+/// The engine is built before the script is read, so a worker started ahead
+/// of need (`ProcessRunner::with_warm_workers`) has only the script left to
+/// run when it arrives. The limits are in force before either.
 pub fn main() -> ExitCode {
     let limits = crate::limits::from_env();
     if let Err(e) = limit_process(&limits) {
         eprintln!("taskgate js worker: cannot set resource limits: {e}");
         return ExitCode::FAILURE;
     }
-    let mut code = String::new();
-    if let Err(e) = std::io::stdin().read_to_string(&mut code) {
-        eprintln!("taskgate js worker: cannot read the script: {e}");
-        return ExitCode::FAILURE;
-    }
     let evaluation = std::thread::Builder::new()
         .name("js".into())
         .stack_size(STACK_BYTES)
-        .spawn(move || evaluate(&code, &limits));
+        .spawn(move || {
+            let engine = prepare(&limits);
+            let mut code = String::new();
+            std::io::stdin().read_to_string(&mut code)?;
+            if std::env::args().any(|a| a == task_placeholder()) {
+                let (task, script) = code.split_once('\n').unwrap_or((code.as_str(), ""));
+                // Only `ps` would miss it: the script runs all the same.
+                let _ = show_task(task);
+                code = script.to_owned();
+            }
+            Ok::<_, std::io::Error>(match engine {
+                Ok(context) => run(context, &code, &limits),
+                Err(outcome) => outcome,
+            })
+        });
     let outcome = match evaluation.map(|thread| thread.join()) {
-        Ok(Ok(outcome)) => outcome,
+        Ok(Ok(Ok(outcome))) => outcome,
+        Ok(Ok(Err(e))) => {
+            eprintln!("taskgate js worker: cannot read the script: {e}");
+            return ExitCode::FAILURE;
+        }
         Ok(Err(_)) => failed(
             "worker-failed",
             "the JavaScript engine panicked",
@@ -82,6 +99,50 @@ pub fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+/// The argument a worker is started with, before it knows its task:
+/// `--task=` and as many spaces as a task id has characters. A worker that
+/// has it reads the task's id from the first line of stdin and writes it over
+/// the spaces, so `ps` and /proc/PID/cmdline show `--task=<id>` while the
+/// script runs (an operator can see whose script a process runs).
+pub(crate) const TASK_ARGUMENT: &str = "--task=";
+const TASK_ID_CHARS: usize = 36;
+
+pub(crate) fn task_placeholder() -> String {
+    format!("{TASK_ARGUMENT}{}", " ".repeat(TASK_ID_CHARS))
+}
+
+/// Writes `task` over the placeholder's spaces in this process's own
+/// argument area, where the kernel reads /proc/PID/cmdline from, through
+/// /proc/self/mem (as `setproctitle` does, without unsafe code). Anything
+/// that is not a task id of the placeholder's length is left out.
+fn show_task(task: &str) -> std::io::Result<()> {
+    use std::io::{Seek, SeekFrom};
+    if task.len() != TASK_ID_CHARS || !task.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+        return Ok(());
+    }
+    let unreadable = || std::io::Error::other("unexpected /proc/self/stat");
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // Fields after the command name (in parentheses, which may hold spaces):
+    // the argument area's start is the 48th field, the 46th of these.
+    let arg_start: u64 = stat
+        .rsplit_once(") ")
+        .and_then(|(_, rest)| rest.split(' ').nth(45))
+        .and_then(|field| field.parse().ok())
+        .ok_or_else(unreadable)?;
+    let cmdline = std::fs::read("/proc/self/cmdline")?;
+    let placeholder = task_placeholder();
+    let at = cmdline
+        .windows(placeholder.len())
+        .position(|w| w == placeholder.as_bytes())
+        .ok_or_else(unreadable)?;
+    let offset = u64::try_from(at + TASK_ARGUMENT.len()).map_err(|_| unreadable())?;
+    let mut memory = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/proc/self/mem")?;
+    memory.seek(SeekFrom::Start(arg_start + offset))?;
+    memory.write_all(task.as_bytes())
 }
 
 fn limit_process(limits: &JsLimits) -> std::io::Result<()> {
@@ -232,34 +293,46 @@ fn classify(error: &JsError, context: &mut Context, logs: Vec<String>) -> Outcom
     }
 }
 
+/// Builds the engine and evaluates `code` in it, on the calling thread.
+#[cfg(test)]
 pub(crate) fn evaluate(code: &str, limits: &JsLimits) -> Outcome {
+    match prepare(limits) {
+        Ok(context) => run(context, code, limits),
+        Err(outcome) => outcome,
+    }
+}
+
+/// The engine a script runs in, with the console bounded by `limits`; or
+/// the outcome that says why there is none.
+fn prepare(limits: &JsLimits) -> Result<Context, Outcome> {
     CONSOLE.with(|console| {
         let mut console = console.borrow_mut();
         console.max_lines = limits.max_log_lines;
         console.max_line_bytes = limits.max_log_line_bytes;
     });
     // No module loader: `import` of any kind is refused.
-    let context = Context::builder()
+    let mut context = Context::builder()
         .module_loader(Rc::new(IdleModuleLoader))
-        .build();
-    let mut context = match context {
-        Ok(context) => context,
-        Err(e) => {
-            return failed(
+        .build()
+        .map_err(|e| {
+            failed(
                 "worker-failed",
                 format!("cannot create the engine: {e}"),
                 Vec::new(),
-            );
-        }
-    };
-    if let Err(e) = install_console(&mut context) {
-        return failed(
+            )
+        })?;
+    install_console(&mut context).map_err(|e| {
+        failed(
             "worker-failed",
             format!("cannot install console: {e}"),
             Vec::new(),
-        );
-    }
+        )
+    })?;
+    Ok(context)
+}
 
+/// Evaluates `code` in the engine [`prepare`] built on this thread.
+fn run(mut context: Context, code: &str, limits: &JsLimits) -> Outcome {
     let script = match Script::parse(Source::from_bytes(code), None, &mut context) {
         Ok(script) => script,
         Err(e) => {

@@ -7,12 +7,22 @@ use taskgate_domain::ports::{JsFailure, JsOutput, JsRunner};
 use taskgate_domain::task::{JsLimits, TaskId};
 use taskgate_js::{ProcessRunner, WorkerCommand};
 
-fn runner(limits: JsLimits) -> ProcessRunner {
+/// A runner whose workers carry `marker` on their command line (so a test
+/// can find them in /proc) and of which `warm` wait ahead of need.
+fn marked_runner(limits: JsLimits, marker: &str, warm: usize) -> ProcessRunner {
     let command = WorkerCommand {
         program: env!("CARGO_BIN_EXE_taskgate-js-worker").into(),
-        args: vec![],
+        args: vec![marker.to_owned()],
     };
-    ProcessRunner::new(command, limits, 4)
+    let runner = ProcessRunner::new(command, limits, 4).with_warm_workers(warm);
+    runner.warm_up();
+    runner
+}
+
+/// Every hostile script below runs in a worker that was started ahead of
+/// need and waited for it, as on the local server.
+fn runner(limits: JsLimits) -> ProcessRunner {
+    marked_runner(limits, "--runner=sandbox-test", 1)
 }
 
 fn limits() -> JsLimits {
@@ -45,7 +55,12 @@ fn processes_mentioning(needle: &str) -> Vec<String> {
             found.push(entry.file_name().to_string_lossy().into_owned());
         }
     }
+    found.sort();
     found
+}
+
+fn unique_marker() -> String {
+    format!("--runner={}", TaskId::new())
 }
 
 #[tokio::test]
@@ -147,7 +162,7 @@ async fn cancelling_kills_the_worker_within_a_second() {
         });
         runner.run(&task, "for (;;) {}", cancelled).await
     });
-    // Wait until the worker really runs.
+    // Wait until the worker really runs (it shows its task once it has it).
     let marker = format!("--task={task}");
     for _ in 0..100 {
         if !processes_mentioning(&marker).is_empty() {
@@ -172,4 +187,50 @@ async fn cancelling_kills_the_worker_within_a_second() {
         processes_mentioning(&marker).is_empty(),
         "the worker outlived its cancellation"
     );
+}
+
+/// A worker started ahead of need runs exactly one script: nothing one
+/// script leaves behind is seen by the next, and the process that ran it
+/// is gone when its result is in.
+#[tokio::test]
+async fn a_warm_worker_never_runs_two_scripts() {
+    let marker = unique_marker();
+    let runner = marked_runner(limits(), &marker, 1);
+    for _ in 0..4 {
+        let waiting = processes_mentioning(&marker);
+        assert_eq!(waiting.len(), 1, "one worker waits: {waiting:?}");
+        let output = runner
+            .run(
+                &TaskId::new(),
+                "globalThis.seen = (globalThis.seen ?? 0) + 1; seen",
+                Box::pin(std::future::pending()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            output.result,
+            serde_json::json!(1),
+            "a script saw another's global"
+        );
+        let after = processes_mentioning(&marker);
+        assert!(
+            !after.contains(&waiting[0]),
+            "the worker that ran the script is still there: {after:?}"
+        );
+    }
+}
+
+/// With no worker waiting (none asked for, or all taken), a script starts
+/// its own and runs the same.
+#[tokio::test]
+async fn a_script_starts_its_own_worker_when_none_waits() {
+    let marker = unique_marker();
+    let runner = marked_runner(limits(), &marker, 0);
+    assert_eq!(processes_mentioning(&marker), Vec::<String>::new());
+    let output = runner
+        .run(&TaskId::new(), "6 * 7", Box::pin(std::future::pending()))
+        .await
+        .unwrap();
+    assert_eq!(output.result, serde_json::json!(42));
+    assert_eq!(processes_mentioning(&marker), Vec::<String>::new());
 }

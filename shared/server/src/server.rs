@@ -226,7 +226,9 @@ pub async fn start_with_routes(config: ServeConfig, extra: axum::Router) -> anyh
         config.js_worker.clone(),
         config.api.tasks.js.clone(),
         config.api.max_concurrent_scripts,
-    );
+    )
+    .with_warm_workers(config.api.js_warm_workers);
+    runner.warm_up();
     let (blobs, downloads) = blobs(&config).await?;
     let state = AppState::new(store, &secret, config.api.clone())?
         .with_clock(config.clock.clone())
