@@ -5,7 +5,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::process::{ExitStatus, Stdio};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use taskgate_domain::ports::{JsFailure, JsOutput, JsRunner};
@@ -49,22 +49,31 @@ const SIGKILL: i32 = 9;
 /// while it runs. A worker still runs one script and exits: warm workers
 /// save the script the wait for a process start, not the fresh process.
 pub struct ProcessRunner {
-    command: WorkerCommand,
     limits: JsLimits,
     slots: Semaphore,
-    warm_target: usize,
+    workers: Arc<Workers>,
+}
+
+/// How workers start, and those started ahead of need.
+struct Workers {
+    command: WorkerCommand,
+    limits: JsLimits,
+    target: usize,
     /// Started, not yet given a script; killed if the runner is dropped.
-    warm: Mutex<Vec<Child>>,
+    waiting: Mutex<Vec<Child>>,
 }
 
 impl ProcessRunner {
     pub fn new(command: WorkerCommand, limits: JsLimits, max_concurrent: usize) -> Self {
         Self {
-            command,
+            workers: Arc::new(Workers {
+                command,
+                limits: limits.clone(),
+                target: 0,
+                waiting: Mutex::new(Vec::new()),
+            }),
             limits,
             slots: Semaphore::new(max_concurrent.max(1)),
-            warm_target: 0,
-            warm: Mutex::new(Vec::new()),
         }
     }
 
@@ -73,7 +82,9 @@ impl ProcessRunner {
     /// [`warm_up`](Self::warm_up).
     #[must_use]
     pub fn with_warm_workers(mut self, count: usize) -> Self {
-        self.warm_target = count;
+        Arc::get_mut(&mut self.workers)
+            .expect("nothing shares the workers before the first script")
+            .target = count;
         self
     }
 
@@ -81,7 +92,13 @@ impl ProcessRunner {
     /// pipes are registered with it); a worker that cannot start is logged
     /// and left to the next script, which starts its own.
     pub fn warm_up(&self) {
-        let missing = self.warm_target.saturating_sub(self.waiting().len());
+        self.workers.refill();
+    }
+}
+
+impl Workers {
+    fn refill(&self) {
+        let missing = self.target.saturating_sub(self.waiting().len());
         let mut started = Vec::with_capacity(missing);
         for _ in 0..missing {
             match self.spawn() {
@@ -96,7 +113,7 @@ impl ProcessRunner {
         for child in started {
             // Two refills at once may overshoot; the extra one is killed
             // on drop.
-            if waiting.len() < self.warm_target {
+            if waiting.len() < self.target {
                 waiting.push(child);
             }
         }
@@ -104,13 +121,13 @@ impl ProcessRunner {
 
     fn waiting(&self) -> std::sync::MutexGuard<'_, Vec<Child>> {
         // The list stays whole whatever panicked while it was held.
-        self.warm
+        self.waiting
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A waiting worker that is still alive, if any.
-    fn take_warm(&self) -> Option<Child> {
+    fn take(&self) -> Option<Child> {
         let mut waiting = self.waiting();
         while let Some(mut child) = waiting.pop() {
             if matches!(child.try_wait(), Ok(None)) {
@@ -187,9 +204,9 @@ impl JsRunner for ProcessRunner {
             slot = self.slots.acquire() => slot.expect("the semaphore is never closed"),
             () = &mut cancel => return Err(cancelled()),
         };
-        let mut child = match self.take_warm() {
+        let mut child = match self.workers.take() {
             Some(child) => child,
-            None => self.spawn().map_err(|e| {
+            None => self.workers.spawn().map_err(|e| {
                 failure(
                     "worker-failed",
                     format!("cannot start the script worker: {e}"),
@@ -207,8 +224,13 @@ impl JsRunner for ProcessRunner {
             // A worker that dies early closes the pipe; its exit tells why.
             let _ = stdin.write_all(code.as_bytes()).await;
         });
-        // The next script's worker starts while this one runs.
-        self.warm_up();
+        // The next script's worker starts while this one runs, on a thread
+        // of its own: starting a process holds the thread until it has
+        // exec'd, which this script need not wait for.
+        if self.workers.target > 0 {
+            let workers = Arc::clone(&self.workers);
+            tokio::task::spawn_blocking(move || workers.refill());
+        }
         let max_stdout = self.limits.max_result_bytes
             + self.limits.max_log_lines * (self.limits.max_log_line_bytes + 16)
             + 64 * 1024;

@@ -197,7 +197,15 @@ async fn a_warm_worker_never_runs_two_scripts() {
     let marker = unique_marker();
     let runner = marked_runner(limits(), &marker, 1);
     for _ in 0..4 {
-        let waiting = processes_mentioning(&marker);
+        // The replacement starts beside the script; wait for it.
+        let mut waiting = processes_mentioning(&marker);
+        for _ in 0..100 {
+            if waiting.len() == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            waiting = processes_mentioning(&marker);
+        }
         assert_eq!(waiting.len(), 1, "one worker waits: {waiting:?}");
         let output = runner
             .run(

@@ -56,6 +56,13 @@ pub const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest message a client may send (subscriptions are small).
 const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
+/// What one read from a client's socket takes at most. tungstenite zeroes
+/// this much of its buffer before every read, its default (128 KiB) on each
+/// wake-up of every connection: at 10,000 subscribers that was 44% of the
+/// server's CPU in a fan-out and 128 KiB of memory per connection
+/// (docs/benchmarks/suite.md). Client messages are small; a longer one
+/// takes several reads.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
 /// The caller's newest tasks looked at, when subscribing to `tasks`, for
 /// running delays whose progress to report.
 const RUNNING_LOOKBACK: usize = 50;
@@ -102,6 +109,7 @@ async fn accept(
     Ok(upgrade
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
+        .read_buffer_size(READ_BUFFER_BYTES)
         .on_upgrade(move |socket| async move {
             let mut connection = Connection {
                 state,

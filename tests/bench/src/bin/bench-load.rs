@@ -6,12 +6,17 @@
 //!     bench-load scripts BASE TOKEN COUNT CONCURRENCY
 //!     bench-load items   BASE TOKEN PROJECT COUNT CONCURRENCY
 //!     bench-load pages   BASE TOKEN PATH REQUESTS [first]
+//!     bench-load fanout  BASE TOKEN PROJECT ITEM SUBSCRIBERS ROUNDS
 //!
 //! `items` fills a project with COUNT items of a fixed spread (status by
 //! turn, three in four dated over two years, one in ten assigned to the
 //! token's user); `pages` reads PATH, follows `next` to the end and starts
 //! again, one request at a time, until REQUESTS pages are read (with
 //! `first`, reads only the first page, REQUESTS times).
+//!
+//! `fanout` holds SUBSCRIBERS WebSockets subscribed to the project, then
+//! edits the item ROUNDS times, one at a time, and times each change from
+//! its `PATCH` to its arrival at the last subscriber.
 //!
 //! Prints one JSON object with the figures. Nothing is asserted.
 
@@ -324,6 +329,114 @@ async fn pages(
     })
 }
 
+/// Where `"seq":N` says the message's place in its feed, N.
+fn seq_of(text: &str) -> Option<u64> {
+    let rest = &text[text.find("\"seq\":")? + 6..];
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    rest[..digits].parse().ok()
+}
+
+async fn fanout(
+    base: String,
+    token: String,
+    project: String,
+    item: String,
+    subscribers: usize,
+    rounds: usize,
+) -> Value {
+    use futures_util::{SinkExt, StreamExt};
+    use std::sync::atomic::AtomicU64;
+    use tokio_tungstenite::tungstenite::Message;
+
+    // The project's creation and the item's are seq 1 and 2.
+    const FIRST: u64 = 3;
+    let started = Instant::now();
+    let arrived: Arc<Vec<AtomicUsize>> =
+        Arc::new((0..rounds).map(|_| AtomicUsize::new(0)).collect());
+    let last_ns: Arc<Vec<AtomicU64>> = Arc::new((0..rounds).map(|_| AtomicU64::new(0)).collect());
+    let url = format!("{}/ws?token={token}", base.replacen("http", "ws", 1));
+    let subscribe = json!({"type": "subscribe", "topic": format!("project:{project}")}).to_string();
+    let sockets = run_all(subscribers, 64, move |_| {
+        let (url, subscribe) = (url.clone(), subscribe.clone());
+        async move {
+            let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+                .await
+                .expect("a WebSocket");
+            ws.send(Message::text(subscribe)).await.expect("subscribe");
+            match ws.next().await {
+                Some(Ok(Message::Text(text))) if text.contains("\"subscribed\"") => ws,
+                other => panic!("not subscribed: {other:?}"),
+            }
+        }
+    })
+    .await;
+    let connected_in = started.elapsed().as_secs_f64();
+    let readers: Vec<_> = sockets
+        .into_iter()
+        .map(|mut ws| {
+            let (arrived, last_ns) = (arrived.clone(), last_ns.clone());
+            tokio::spawn(async move {
+                while let Some(Ok(message)) = ws.next().await {
+                    let Message::Text(text) = message else {
+                        continue;
+                    };
+                    let Some(seq) = seq_of(&text) else { continue };
+                    let Some(round) = seq.checked_sub(FIRST).and_then(|r| usize::try_from(r).ok())
+                    else {
+                        continue;
+                    };
+                    if round < arrived.len() {
+                        let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                        last_ns[round].fetch_max(ns, Ordering::Relaxed);
+                        arrived[round].fetch_add(1, Ordering::Release);
+                    }
+                }
+            })
+        })
+        .collect();
+    let http = client(1);
+    let (mut round_trips, mut deliveries) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let sent = started.elapsed();
+        let response = http
+            .patch(format!("{base}/projects/{project}/items/{item}"))
+            .bearer_auth(&token)
+            .json(&json!({"title": format!("edit {round}")}))
+            .send()
+            .await
+            .expect("PATCH");
+        assert!(response.status().is_success(), "{}", response.status());
+        round_trips.push((started.elapsed() - sent).as_secs_f64() * 1000.0);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while arrived[round].load(Ordering::Acquire) < subscribers {
+            assert!(
+                Instant::now() < deadline,
+                "change {round} reached {} of {subscribers} subscribers in 10 s",
+                arrived[round].load(Ordering::Acquire)
+            );
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        let last = Duration::from_nanos(last_ns[round].load(Ordering::Relaxed));
+        deliveries.push((last - sent).as_secs_f64() * 1000.0);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for reader in readers {
+        reader.abort();
+    }
+    round_trips.sort_by(f64::total_cmp);
+    deliveries.sort_by(f64::total_cmp);
+    json!({
+        "subscribers": subscribers,
+        "rounds": rounds,
+        "connect_seconds": connected_in,
+        "round_trip_ms_p50": percentile(&round_trips, 50.0),
+        "round_trip_ms_p99": percentile(&round_trips, 99.0),
+        "delivery_ms_p50": percentile(&deliveries, 50.0),
+        "delivery_ms_p99": percentile(&deliveries, 99.0),
+        "delivery_ms_max": percentile(&deliveries, 100.0),
+    })
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -365,6 +478,17 @@ async fn main() {
         "pages" => {
             let first_only = args.get(6).is_some_and(|a| a == "first");
             pages(arg(2), arg(3), arg(4), arg(5).parse().unwrap(), first_only).await
+        }
+        "fanout" => {
+            fanout(
+                arg(2),
+                arg(3),
+                arg(4),
+                arg(5),
+                arg(6).parse().unwrap(),
+                arg(7).parse().unwrap(),
+            )
+            .await
         }
         other => panic!("unknown benchmark {other:?}"),
     };
