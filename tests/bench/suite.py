@@ -16,6 +16,10 @@ Sections (see docs/benchmarks/suite.md for what each compares):
   files     a 1 GiB tus upload and download versus curl PUT/GET to a bare server
   coldstart exec to the first poll of the Lambda Runtime API, per function
             binary, versus a hello-world lambda_http binary
+  cost      what each API operation, task kind and GiB of files costs on AWS:
+            Lambda durations (emulated Runtime API), DynamoDB units (DynamoDB
+            Local), state transitions (the state machine on moto), S3 requests,
+            at the published prices in PRICES (docs/benchmarks/cost.md)
 
 Nothing here asserts anything: the figures are read against the targets in
 the issue and in docs/benchmarks/suite.md.
@@ -25,6 +29,7 @@ import datetime
 import glob
 import http.server
 import json
+import math
 import os
 import re
 import socket
@@ -35,6 +40,7 @@ import sys
 import threading
 import time
 import urllib.request
+import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -623,8 +629,503 @@ print(arn, times[len(times) // 2])
             lines)
 
 
+# Published on-demand prices, us-east-1, the tiers a small deployment is in
+# (docs/benchmarks/cost.md says where each was read, and how sure it is).
+# Update here; the section recomputes every cost from these and its
+# measurements.
+PRICES_READ_ON = "2026-12-06"
+PRICES = {
+    "apigw_http_per_million": (1.00, "API Gateway HTTP API, first 300 million requests a month, metered in 512 KB "
+                               "increments", "https://aws.amazon.com/api-gateway/pricing/ (figures as quoted by "
+                               "AWS's whitepaper docs.aws.amazon.com/whitepapers/latest/"
+                               "best-practices-api-gateway-private-apis-integration/cost-optimization.html)"),
+    "lambda_request_per_million": (0.20, "Lambda requests", "https://aws.amazon.com/lambda/pricing/"),
+    "lambda_arm_gb_second": (0.0000133334, "Lambda duration, Arm (the template's arm64), first 7.5 billion "
+                             "GB-s a month", "https://aws.amazon.com/lambda/pricing/"),
+    "dynamodb_write_per_million": (0.625, "DynamoDB on-demand write request units (after the 50% cut of "
+                                   "1 November 2024)", "https://aws.amazon.com/dynamodb/pricing/on-demand/"),
+    "dynamodb_read_per_million": (0.125, "DynamoDB on-demand read request units (after the same cut)",
+                                  "https://aws.amazon.com/dynamodb/pricing/on-demand/"),
+    "sfn_standard_per_thousand": (0.025, "Step Functions Standard state transitions",
+                                  "https://aws.amazon.com/step-functions/pricing/"),
+    "s3_class_a_per_thousand": (0.005, "S3 Standard PUT, COPY, POST, LIST requests", "https://aws.amazon.com/s3/pricing/"),
+    "s3_class_b_per_thousand": (0.0004, "S3 Standard GET, HEAD and other requests", "https://aws.amazon.com/s3/pricing/"),
+    "s3_storage_gb_month": (0.023, "S3 Standard storage, first 50 TB a month", "https://aws.amazon.com/s3/pricing/"),
+    "transfer_out_per_gb": (0.09, "data transfer out to the internet, first 10 TB a month (after 100 GB free)",
+                            "https://aws.amazon.com/s3/pricing/"),
+    "logs_ingest_per_gb": (0.50, "CloudWatch Logs ingestion, Standard (Lambda logs: the first tier)",
+                           "https://aws.amazon.com/cloudwatch/pricing/"),
+}
+S3_CLASS_A = {"PutObject", "CopyObject", "UploadPart", "UploadPartCopy", "CreateMultipartUpload",
+              "CompleteMultipartUpload", "ListParts", "ListObjectsV2", "ListObjects", "ListMultipartUploads"}
+S3_FREE = {"DeleteObject", "DeleteObjects", "AbortMultipartUpload"}
+# The operation mix priced per million API calls (each row is also priced
+# on its own, for other mixes): per 100 calls.
+API_MIX = [("login", 2), ("task-get", 40), ("item-page", 20), ("item-patch", 15), ("item-create", 10),
+           ("task-start-delay", 8), ("task-start-js", 2), ("project-create", 1), ("file-content", 2)]
+# The template's access log line (AccessLogSettings.Format), filled in per request.
+ACCESS_LOG = re.compile(r"Format: '(.*)'")
+
+
+def price(name):
+    return PRICES[name][0]
+
+
+def template_yaml():
+    """infra/template.yaml with its intrinsic functions kept as {tag: value}."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def tagged(loader, suffix, node):
+        if isinstance(node, yaml.ScalarNode):
+            value = loader.construct_scalar(node)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        else:
+            value = loader.construct_mapping(node, deep=True)
+        return {suffix: value}
+
+    Loader.add_multi_constructor("!", tagged)
+    with open(os.path.join(ROOT, "infra/template.yaml")) as f:
+        return yaml.load(f, Loader=Loader)
+
+
+def resolve(value, names, parameters):
+    """A template value with !Ref, !Sub and !GetAtt resolved (None if it
+    cannot be: the function does not get that variable)."""
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    if isinstance(value, dict) and len(value) == 1:
+        (tag, arg), = value.items()
+        if tag == "Ref":
+            return names.get(arg) or (str(parameters[arg]["Default"]) if arg in parameters else None)
+        if tag == "GetAtt":
+            return names.get(arg if isinstance(arg, str) else ".".join(arg))
+        if tag == "Sub" and isinstance(arg, str):
+            out = arg
+            for found in re.findall(r"\$\{([^}]+)\}", arg):
+                got = names.get(found) or (str(parameters[found]["Default"]) if found in parameters else None)
+                if got is None:
+                    return None
+                out = out.replace("${" + found + "}", got)
+            return out
+    return None
+
+
+def section_cost(args):
+    """Every figure of docs/benchmarks/cost.md, measured: the functions as
+    their release binaries under an emulated Runtime API (tests/bench/
+    aws_emulation.py), each with its own counting proxies in front of
+    DynamoDB Local and moto; the real state machine on moto's Step
+    Functions, its Lambda tasks forwarded to the step binaries."""
+    import boto3
+    from aws_emulation import (CountingProxy, HttpAnswer, InvokeEndpoint, LambdaFunction, Ledger,
+                               api_gateway_event)
+
+    work = os.path.join(args.work, "cost")
+    os.makedirs(work, exist_ok=True)
+    dynamodb = subprocess.run([os.path.join(ROOT, "infra/local/dynamodb-local.sh"), "start", work + "/ddb"],
+                              check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    moto = subprocess.run([os.path.join(ROOT, "infra/local/moto-server.sh"), "start", work + "/moto"],
+                          check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    functions, proxies, invoke_endpoint = {}, [], None
+    try:
+        template = template_yaml()
+        parameters = template["Parameters"]
+        resources = template["Resources"]
+        globals_ = template["Globals"]["Function"]
+        stack = f"cost{uuid.uuid4().hex[:8]}"
+        tables = {"UsersTable": "users", "TokensTable": "tokens", "TaskEventsTable": "task-events",
+                  "SecurityTable": "security", "ProjectsTable": "projects", "ProjectLogTable": "project-log",
+                  "ConnectionsTable": "connections", "FilesTable": "files"}
+        names = {logical: f"{stack}-{suffix}" for logical, suffix in tables.items()}
+        aws = dict(region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+        s3 = boto3.client("s3", endpoint_url=moto, **aws)
+        bucket = f"{stack}-files"
+        s3.create_bucket(Bucket=bucket)
+        secret = boto3.client("secretsmanager", endpoint_url=moto, **aws).create_secret(
+            Name=f"{stack}-jwt", SecretString=uuid.uuid4().hex * 2)["ARN"]
+        machine_name = f"{stack}-tasks"
+        machine_arn = f"arn:aws:states:us-east-1:123456789012:stateMachine:{machine_name}"
+        names.update({"FilesBucket": bucket, "JwtSecret": secret, "WebSocketApi": "wsapi0test",
+                      "AWS::Region": "us-east-1", "AWS::URLSuffix": "amazonaws.com", "AWS::Partition": "aws",
+                      "AWS::AccountId": "123456789012", "AWS::StackName": stack})
+
+        # Tables and the first admin, by the CLI (as for a deployment).
+        store_env = dict(os.environ, TASKGATE_STORE="dynamodb", TASKGATE_DYNAMODB_ENDPOINT=dynamodb,
+                         TASKGATE_ADMIN_PASSWORD=PASSWORD, AWS_ACCESS_KEY_ID="test",
+                         AWS_SECRET_ACCESS_KEY="test", AWS_REGION="us-east-1",
+                         **{f"TASKGATE_{logical[:-5].upper()}_TABLE".replace("TASKEVENTS", "TASK_EVENTS")
+                            .replace("PROJECTLOG", "PROJECT_LOG"): name
+                            for logical, name in names.items() if logical in tables})
+        for command in ("create-tables", "create-admin"):
+            subprocess.run([args.taskgate, command], env=store_env, check=True, capture_output=True)
+
+        # Each function: the template's environment and memory, its AWS
+        # endpoints pointed at proxies of its own.
+        def start(logical, binary, ledger_name=None):
+            properties = resources[logical]["Properties"]
+            variables = dict(globals_["Environment"]["Variables"])
+            variables.update((properties.get("Environment") or {}).get("Variables") or {})
+            env = dict(lambda_environment(), AWS_REGION="us-east-1", AWS_ACCESS_KEY_ID="test",
+                       AWS_SECRET_ACCESS_KEY="test")
+            for name, value in variables.items():
+                got = resolve(value, names, parameters)
+                if got is not None:
+                    env[name] = got
+            ledger = Ledger()
+            ddb_proxy, moto_proxy = CountingProxy(dynamodb, ledger), CountingProxy(moto, ledger)
+            proxies.extend([ddb_proxy, moto_proxy])
+            env.update(TASKGATE_DYNAMODB_ENDPOINT=ddb_proxy.endpoint, TASKGATE_S3_ENDPOINT=moto_proxy.endpoint,
+                       TASKGATE_STEPFUNCTIONS_ENDPOINT=moto_proxy.endpoint,
+                       TASKGATE_SECRETSMANAGER_ENDPOINT=moto_proxy.endpoint,
+                       TASKGATE_WS_ENDPOINT=moto_proxy.endpoint + "/live",
+                       TASKGATE_STATE_MACHINE_ARN=machine_arn)
+            memory = int(properties.get("MemorySize", globals_["MemorySize"]))
+            name = f"{stack}-{logical}"
+            function = LambdaFunction(name, os.path.join(args.release, binary), env,
+                                      os.path.join(work, f"{logical}.log"), memory)
+            function.ledger, function.logical = ledger, logical
+            functions[ledger_name or logical] = function
+            return function
+
+        http_fn = start("TasksGetFunction", "http-api", "http")
+        steps = {"RecordFunctionArn": start("StepRecordFunction", "step-record"),
+                 "JsFunctionArn": start("StepJsFunction", "step-js"),
+                 "ExportFunctionArn": start("StepExportFunction", "step-export")}
+        reconciler = start("TaskReconcilerFunction", "task-reconciler")
+
+        # The state machine on moto, its Lambda tasks forwarded to the steps.
+        invoke_endpoint = InvokeEndpoint({f.name: f for f in steps.values()})
+        iam = boto3.client("iam", endpoint_url=moto, **aws)
+        role = iam.create_role(RoleName=f"{stack}-states", AssumeRolePolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": [
+                "lambda.amazonaws.com", "states.amazonaws.com"]}, "Action": "sts:AssumeRole"}]}))["Role"]["Arn"]
+        lam = boto3.client("lambda", endpoint_url=moto, **aws)
+        definition = open(os.path.join(ROOT, "infra/statemachine/task.asl.json")).read()
+        targets = {}
+        for placeholder, function in steps.items():
+            arn = lam.create_function(FunctionName=function.name, Runtime="provided.al2023", Role=role,
+                                      Handler="bootstrap", Code={"ZipFile": b"PK\x05\x06" + b"\0" * 18}
+                                      )["FunctionArn"]
+            definition = definition.replace("${" + placeholder + "}", arn)
+            targets[function.name] = f"{invoke_endpoint.endpoint}/invoke/{function.name}"
+        urllib.request.urlopen(urllib.request.Request(moto + "/_taskgate/lambda-targets", method="POST",
+                                                      data=json.dumps(targets).encode()))
+        sfn = boto3.client("stepfunctions", endpoint_url=moto, **aws)
+        sfn.create_state_machine(name=machine_name, definition=definition, roleArn=role, type="STANDARD")
+
+        access_format = ACCESS_LOG.search(open(os.path.join(ROOT, "infra/template.yaml")).read()).group(1)
+
+        def http(method, path, route, headers=None, body=None, binary=False, label=None):
+            """One request through API Gateway to the HTTP function; the
+            answer and what it cost (its row)."""
+            data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+            head = dict(headers or {})
+            if data is not None and not binary:
+                head.setdefault("content-type", "application/json")
+            before = http_fn.ledger.snapshot()
+            kind, answer = http_fn.invoke(api_gateway_event(method, path, route, head, data, binary), label)
+            assert kind == "response", answer
+            answer = HttpAnswer(json.loads(answer))
+            requests, units = http_fn.ledger.since(before)
+            _, duration, cpu, log_bytes = http_fn.invocations[-1]
+            access = (access_format.replace("$context.requestId", str(uuid.uuid4()))
+                      .replace("$context.identity.sourceIp", "203.0.113.10").replace("$context.httpMethod", method)
+                      .replace("$context.path", path.split("?")[0]).replace("$context.status", str(answer.status))
+                      .replace("$context.responseLatency", str(round(duration)))
+                      .replace("$context.integrationErrorMessage", ""))
+            size = max(len(data or b""), len(answer.body))
+            row = {"label": label, "api_calls": 1, "api_metered": max(1, -(-size // (512 * 1024))),
+                   "invocations": [(http_fn.memory_mb, duration, cpu)], "requests": requests, "units": units,
+                   "log_bytes": log_bytes + len(access) + 1, "transitions": 0}
+            return answer, row
+
+        token = None
+
+        def authed(method, path, route, body=None, label=None, headers=None, binary=False):
+            head = {"authorization": f"Bearer {token}", **(headers or {})}
+            return http(method, path, route, head, body, binary, label)
+
+        rows = {}
+        reps = args.cost_reps
+
+        def measure(label, run):
+            """Runs `run` (which returns a row) `reps` times: the row of the
+            median duration, units and requests averaged."""
+            got = [run() for _ in range(reps)]
+            rows[label] = merge(got, len(got))
+            return got
+
+        login = {"username": "admin", "password": PASSWORD}
+        answer, _ = http("POST", "/auth", "/auth", body=login, label="login")
+        token = answer.json()["token"]
+        measure("login", lambda: http("POST", "/auth", "/auth", body=login, label="login")[1])
+        project = authed("POST", "/projects", "/projects", {"name": "Cost"})[0].json()["id"]
+        measure("project-create", lambda: authed("POST", "/projects", "/projects", {"name": "Cost p"},
+                                                 "project-create")[1])
+        items_route = "/projects/{id}/items"
+        for i in range(args.cost_items):
+            authed("POST", f"/projects/{project}/items", items_route,
+                   {"title": f"item {i}", "status": ["pending", "in_progress", "completed"][i % 3],
+                    "due_date": f"2027-01-{1 + i % 28:02d}"})
+        measure("item-create", lambda: authed("POST", f"/projects/{project}/items", items_route,
+                                              {"title": "a new item", "status": "pending",
+                                               "due_date": "2027-02-01"}, "item-create")[1])
+        item = authed("POST", f"/projects/{project}/items", items_route, {"title": "patched"})[0].json()["id"]
+        counter = iter(range(10 ** 6))
+        measure("item-patch", lambda: authed("PATCH", f"/projects/{project}/items/{item}",
+                                             "/projects/{id}/items/{item_id}",
+                                             {"title": f"patched {next(counter)}"}, "item-patch")[1])
+        page = f"/projects/{project}/items?status=pending&sort=due_date&limit=50"
+        measure("item-page", lambda: authed("GET", page, items_route, label="item-page")[1])
+
+        # Tasks: the start request, then the execution to its end, the
+        # steps it invoked and the reconciler EventBridge calls for it.
+        def run_task(kind, body):
+            start_answer, start_row = authed("POST", "/tasks", "/tasks", body, f"task-start-{kind}")
+            assert start_answer.status == 202, (start_answer.status, start_answer.body)
+            task = start_answer.json()["id"]
+            marks = {f: (f.ledger.snapshot(), len(f.invocations)) for f in steps.values()}
+            execution = f"{machine_arn.replace(':stateMachine:', ':execution:')}:{task}"
+            deadline = time.time() + 120
+            while True:
+                described = sfn.describe_execution(executionArn=execution)
+                if described["status"] != "RUNNING":
+                    break
+                if time.time() > deadline:
+                    raise SystemExit(f"the {kind} execution did not end within 120 s")
+                time.sleep(0.2)
+            history = sfn.get_execution_history(executionArn=execution, maxResults=1000)["events"]
+            entered = sum(1 for e in history if e["type"].endswith("StateEntered"))
+            rec_mark = (reconciler.ledger.snapshot(), len(reconciler.invocations))
+            reconciler.invoke({"version": "0", "id": str(uuid.uuid4()), "source": "aws.states",
+                               "detail-type": "Step Functions Execution Status Change",
+                               "account": "123456789012", "region": "us-east-1", "resources": [execution],
+                               "detail": {"executionArn": execution, "stateMachineArn": machine_arn,
+                                          "name": task, "status": described["status"]}}, "reconciler")
+            life = {"label": f"{kind} task", "api_calls": 0, "api_metered": 0, "invocations": [],
+                    "requests": {}, "units": {}, "log_bytes": 0, "transitions": entered,
+                    "status": described["status"]}
+            for function, (mark, count) in [(f, marks[f]) for f in steps.values()] + [(reconciler, rec_mark)]:
+                requests, units = function.ledger.since(mark)
+                add(life["requests"], requests)
+                add(life["units"], units)
+                for _, duration, cpu, log_bytes in function.invocations[count:]:
+                    life["invocations"].append((function.memory_mb, duration, cpu))
+                    life["log_bytes"] += log_bytes
+            outcome = authed("GET", f"/tasks/{task}", "/tasks/{id}")[0].json()
+            life["outcome"] = outcome.get("status")
+            return task, start_row, life
+
+        kinds = [("delay", {"type": "delay", "seconds": 1}), ("js", {"type": "js", "code": "1 + 1"}),
+                 ("export", {"type": "export", "project": project, "format": "csv"})]
+        task_rows = {}
+        finished_task = None
+        for kind, body in kinds:
+            runs = [run_task(kind, body) for _ in range(reps)]
+            finished_task = finished_task or runs[0][0]
+            rows[f"task-start-{kind}"] = merge([r[1] for r in runs], len(runs))
+            task_rows[kind] = merge([r[2] for r in runs], len(runs))
+            task_rows[kind]["outcomes"] = sorted({r[2]["outcome"] for r in runs})
+        measure("task-get", lambda: authed("GET", f"/tasks/{finished_task}", "/tasks/{id}", label="task-get")[1])
+
+        # A file: tus creation, PATCHes of the largest chunk a Lambda takes,
+        # and a download (the 307 and the presigned GET).
+        chunk = int(globals_["Environment"]["Variables"]["TASKGATE_MAX_PATCH_BYTES"])
+        size = args.cost_file_mib * 1024 * 1024
+        payload = os.urandom(size)
+        upload_rows = []
+        created, row = authed("POST", "/files", "/files", label="file-create",
+                              headers={"tus-resumable": "1.0.0", "upload-length": str(size)})
+        assert created.status == 201, (created.status, created.body)
+        location = created.headers["location"]
+        upload_rows.append(row)
+        for offset in range(0, size, chunk):
+            answer, row = authed("PATCH", location, "/files/{id}", payload[offset:offset + chunk],
+                                 "file-patch", binary=True,
+                                 headers={"tus-resumable": "1.0.0", "upload-offset": str(offset),
+                                          "content-type": "application/offset+octet-stream"})
+            assert answer.status == 204, (answer.status, answer.body)
+            upload_rows.append(row)
+        upload = merge(upload_rows, 1)
+        upload["label"] = f"upload of {args.cost_file_mib} MiB"
+
+        def download():
+            answer, row = authed("GET", f"{location}/content", "/files/{id}/content", label="file-content")
+            assert answer.status == 307, (answer.status, answer.body)
+            before = http_fn.ledger.snapshot()
+            with urllib.request.urlopen(answer.headers["location"]) as got:
+                fetched = len(got.read())
+            assert fetched == size, (fetched, size)
+            requests, units = http_fn.ledger.since(before)
+            add(row["requests"], requests)
+            return row
+        measure("file-content", download)
+    finally:
+        for function in functions.values():
+            function.stop()
+        for proxy in proxies:
+            proxy.close()
+        if invoke_endpoint:
+            invoke_endpoint.close()
+        subprocess.run([os.path.join(ROOT, "infra/local/dynamodb-local.sh"), "stop", work + "/ddb"])
+        subprocess.run([os.path.join(ROOT, "infra/local/moto-server.sh"), "stop", work + "/moto"])
+    return cost_tables(args, rows, task_rows, upload, size)
+
+
+def add(into, more):
+    for key, value in more.items():
+        into[key] = into.get(key, 0) + value
+
+
+def merge(rows, divide):
+    """Rows summed, then divided by `divide` (1: a total; the number of
+    runs: a mean). Invocations are kept whole (medians are taken later)."""
+    out = {"label": rows[0]["label"], "api_calls": 0, "api_metered": 0, "invocations": [], "requests": {},
+           "units": {}, "log_bytes": 0, "transitions": 0, "runs": divide}
+    for row in rows:
+        out["api_calls"] += row["api_calls"]
+        out["api_metered"] += row["api_metered"]
+        out["invocations"] += row["invocations"]
+        add(out["requests"], row["requests"])
+        add(out["units"], row["units"])
+        out["log_bytes"] += row["log_bytes"]
+        out["transitions"] += row["transitions"]
+    for key in ("api_calls", "api_metered", "log_bytes", "transitions"):
+        out[key] /= divide
+    out["requests"] = {k: v / divide for k, v in out["requests"].items()}
+    out["units"] = {k: v / divide for k, v in out["units"].items()}
+    return out
+
+
+def costs(row, cpu_only=False):
+    """What one row costs, in dollars, by component (for one operation, or
+    the whole of a total row). `cpu_only`: Lambda billed for the CPU time
+    the process used instead of the wall-clock time (the floor: here every
+    call waits on DynamoDB Local, far slower than DynamoDB)."""
+    runs = row["runs"]
+    gb_seconds = sum(memory / 1024 * math.ceil(max(cpu if cpu_only else duration, 1)) / 1000
+                     for memory, duration, cpu in row["invocations"])
+    reads = sum(v for (kind, _), v in row["units"].items() if kind == "read")
+    writes = sum(v for (kind, _), v in row["units"].items() if kind == "write")
+    s3_a = sum(v for (service, op), v in row["requests"].items() if service == "s3" and op in S3_CLASS_A)
+    s3_b = sum(v for (service, op), v in row["requests"].items()
+               if service == "s3" and op not in S3_CLASS_A and op not in S3_FREE)
+    return {
+        "API Gateway": row["api_metered"] * price("apigw_http_per_million") / 1e6,
+        "Lambda requests": len(row["invocations"]) / runs * price("lambda_request_per_million") / 1e6,
+        "Lambda duration": gb_seconds / runs * price("lambda_arm_gb_second"),
+        "DynamoDB reads": reads * price("dynamodb_read_per_million") / 1e6,
+        "DynamoDB writes": writes * price("dynamodb_write_per_million") / 1e6,
+        "Step Functions": row["transitions"] * price("sfn_standard_per_thousand") / 1e3,
+        "S3 requests": s3_a * price("s3_class_a_per_thousand") / 1e3 + s3_b * price("s3_class_b_per_thousand") / 1e3,
+        "CloudWatch Logs": row["log_bytes"] / 1e9 * price("logs_ingest_per_gb"),
+    }
+
+
+def money(value):
+    return f"${value:,.2f}" if value >= 0.995 else (f"${value:.3f}" if value >= 0.0095 else f"${value:.4f}")
+
+
+def cost_tables(args, rows, task_rows, upload, size):
+    components = list(costs(next(iter(rows.values()))).keys())
+    lines = [f"Prices: us-east-1 on-demand, read {PRICES_READ_ON} (sources in docs/benchmarks/cost.md); "
+             f"{args.cost_reps} runs of each operation; Lambda on this machine's x86 cores against DynamoDB "
+             "Local and moto (durations are this machine's, not Graviton's against DynamoDB).", "",
+             "#### What each API operation consumed (mean per call; duration: median)", "",
+             "| operation | Lambda duration (CPU) | memory | DynamoDB RRU / WRU (where) | other AWS calls | "
+             "log bytes |", "|---|---|---|---|---|---|"]
+
+    def where(units):
+        parts = {}
+        for (kind, place), value in units.items():
+            place = place.split("-", 1)[-1]  # without the stack's name
+            parts.setdefault(place, [0.0, 0.0])[0 if kind == "read" else 1] += value
+        return ", ".join(f"{p} {r:g}/{w:g}" for p, (r, w) in sorted(parts.items()))
+
+    def calls(requests, skip_dynamodb=True):
+        return ", ".join(f"{op} {n:g}" for (service, op), n in sorted(requests.items())
+                         if not (skip_dynamodb and service == "dynamodb")) or "—"
+
+    def duration(row):
+        if not row["invocations"]:
+            return "—"
+        return (f"{statistics.median(d for _, d, _ in row['invocations']):.1f} ms "
+                f"({statistics.median(c for _, _, c in row['invocations']):.0f} ms)")
+
+    def units_of(row, kind):
+        return sum(v for (k, _), v in row["units"].items() if k == kind)
+
+    for label, row in rows.items():
+        round_trips = sum(n for (service, _), n in row["requests"].items() if service == "dynamodb")
+        lines.append(f"| {label} | {duration(row)} | {row['invocations'][0][0]} MB | "
+                     f"{units_of(row, 'read'):g} / {units_of(row, 'write'):g} in {round_trips:g} calls "
+                     f"({where(row['units'])}) | "
+                     f"{calls(row['requests'])} | {row['log_bytes']:.0f} |")
+    lines += ["", "#### Per million calls of each operation, by component", "",
+              "| operation | " + " | ".join(components) + " | total |", "|---" * (len(components) + 2) + "|"]
+    per_million = {}
+    for label, row in rows.items():
+        each = {k: v * 1e6 for k, v in costs(row).items()}
+        per_million[label] = each
+        lines.append(f"| {label} | " + " | ".join(money(v) for v in each.values()) +
+                     f" | **{money(sum(each.values()))}** |")
+    total = sum(weight for _, weight in API_MIX)
+    mix = {k: sum(per_million[label][k] * weight / total for label, weight in API_MIX) for k in components}
+    mix_total = sum(mix.values())
+    lines += ["", f"#### Per million API calls of the mix ({', '.join(f'{l} {w}%' for l, w in API_MIX)})", "",
+              "| component | cost | share |", "|---|---|---|"]
+    for k, v in sorted(mix.items(), key=lambda kv: -kv[1]):
+        lines.append(f"| {k} | {money(v)} | {100 * v / mix_total:.0f}% |")
+    lines.append(f"| **total** | **{money(mix_total)}** | |")
+    floor = sum(costs(rows[label], cpu_only=True)["Lambda duration"] * 1e6 * weight / total
+                for label, weight in API_MIX)
+    lines += ["", f"Lambda duration billed for the functions' CPU time alone instead of their wall-clock "
+              f"time (every call here waits on DynamoDB Local): {money(floor)} instead of "
+              f"{money(mix['Lambda duration'])}, a total of {money(mix_total - mix['Lambda duration'] + floor)}."]
+
+    lines += ["", "#### Per thousand tasks of each kind (the start request, the execution, its steps, "
+              "the reconciler's event)", "",
+              "| kind | state transitions (StateEntered) | Lambda invocations (median duration) | "
+              "DynamoDB RRU / WRU | other AWS calls | " + " | ".join(components) + " | total |",
+              "|---" * (len(components) + 6) + "|"]
+    for kind, life in task_rows.items():
+        start = rows[f"task-start-{kind}"]
+        each = {k: (costs(start)[k] + costs(life)[k]) * 1e3 for k in components}
+        invocations = len(life["invocations"]) / life["runs"]
+        lines.append(
+            f"| {kind} ({', '.join(life['outcomes'])}) | {life['transitions']:g} | 1 + {invocations:g} ("
+            f"{statistics.median(d for _, d, _ in life['invocations']):.1f} ms) | "
+            f"{units_of(start, 'read') + units_of(life, 'read'):g} / "
+            f"{units_of(start, 'write') + units_of(life, 'write'):g} | {calls(life['requests'])} | " +
+            " | ".join(money(v) for v in each.values()) + f" | **{money(sum(each.values()))}** |")
+
+    gib = size / 2 ** 30
+    up = {k: v / gib for k, v in costs(upload).items()}
+    down = {k: v * 2 ** 30 / size for k, v in costs(rows["file-content"]).items()}
+    storage = price("s3_storage_gb_month") * 2 ** 30 / 1e9
+    transfer = price("transfer_out_per_gb") * 2 ** 30 / 1e9
+    lines += ["", f"#### Per GiB uploaded (measured on {size // 2 ** 20} MiB: one tus creation and "
+              f"{len(upload['invocations']) - 1} PATCHes) and downloaded", "",
+              "| | " + " | ".join(components) + " | total | besides |", "|---" * (len(components) + 3) + "|",
+              "| upload, per GiB | " + " | ".join(money(v) for v in up.values()) +
+              f" | **{money(sum(up.values()))}** | storage {money(storage)} per month kept |",
+              f"| download, per GiB (one `GET …/content` per {size // 2 ** 20} MiB) | " +
+              " | ".join(money(v) for v in down.values()) +
+              f" | **{money(sum(down.values()))}** | transfer out {money(transfer)} |",
+              "", f"Upload: {calls(upload['requests'])}; DynamoDB {units_of(upload, 'read'):g} RRU / "
+              f"{units_of(upload, 'write'):g} WRU ({where(upload['units'])}); Lambda "
+              f"{len(upload['invocations'])} invocations, median {duration(upload)}; API Gateway metered "
+              f"{upload['api_metered']:g} requests (512 KB each) for {upload['api_calls']:g} calls."]
+    return "What it costs on AWS (measured operations at published prices)", lines
+
+
 SECTIONS = {"reads": section_reads, "delays": section_delays, "scripts": section_scripts,
-            "listing": section_listing, "fanout": section_fanout, "files": section_files, "coldstart": section_coldstart}
+            "listing": section_listing, "fanout": section_fanout, "files": section_files, "coldstart": section_coldstart,
+            "cost": section_cost}
 
 
 def machine():
@@ -655,6 +1156,9 @@ def main():
     parser.add_argument("--runs", type=int, default=5, help="cold starts per binary")
     parser.add_argument("--file-mib", type=int, default=1024, help="the transferred file's size")
     parser.add_argument("--file-rounds", type=int, default=3, help="rounds of the files section")
+    parser.add_argument("--cost-reps", type=int, default=5, help="runs of each operation (cost)")
+    parser.add_argument("--cost-items", type=int, default=60, help="items in the cost section's project")
+    parser.add_argument("--cost-file-mib", type=int, default=64, help="the cost section's upload size")
     parser.add_argument("--out", default=os.path.join(ROOT, "docs/benchmarks/suite-results.md"))
     parser.add_argument("--work", default="/tmp/taskgate-bench")
     parser.add_argument("--taskgate", help="the taskgate binary (default: the release directory's)")

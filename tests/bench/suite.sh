@@ -20,12 +20,12 @@ for tool in wrk openssl; do
 done
 
 target=${CARGO_TARGET_DIR:-target}
-only=reads,delays,scripts,listing,fanout,files,coldstart
+only=reads,delays,scripts,listing,fanout,files,coldstart,cost
 for ((i = 1; i <= $#; i++)); do
   if [ "${!i}" = "--only" ]; then j=$((i + 1)); only=${!j}; fi
 done
 packages=(-p taskgate -p taskgate-bench)
-if [[ ",$only," == *",coldstart,"* ]]; then
+if [[ ",$only," == *",coldstart,"* || ",$only," == *",cost,"* ]]; then
   packages+=(-p http-api -p realtime -p step-record -p step-js -p step-export -p task-reconciler -p upload-reaper)
 fi
 echo "== cargo build --release (${packages[*]})"
