@@ -193,6 +193,12 @@ impl ProjectFeed {
         step
     }
 
+    /// Whether a gap is open, so that [`ProjectFeed::stale`] may soon
+    /// have one to read. Connections tick for gaps only then.
+    pub fn gap_open(&self) -> bool {
+        !self.ended && self.gap_since.is_some()
+    }
+
     /// The gap to read if it has not closed by itself within [`GAP_WAIT`]
     /// of opening (or of the last read of it).
     pub fn stale(&self, now: Instant) -> Option<Gap> {

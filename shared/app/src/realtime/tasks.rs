@@ -153,6 +153,16 @@ impl TaskFeed {
         }
     }
 
+    /// Whether [`TaskFeed::progress`] has anything to say: a running delay
+    /// or export is followed. Connections tick for progress only then.
+    pub fn follows_progress(&self) -> bool {
+        !self.ended
+            && match &self.follows {
+                Follows::One { task, .. } => reports_progress(task),
+                Follows::Owner { running, .. } => running.values().any(reports_progress),
+            }
+    }
+
     /// The running exports this subscription follows: their progress is
     /// read from the store for [`TaskFeed::progress`].
     pub fn running_exports(&self) -> Vec<TaskId> {

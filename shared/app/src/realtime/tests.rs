@@ -198,7 +198,9 @@ fn a_gap_that_does_not_close_within_the_wait_is_read_then_the_held_entries_follo
     );
     let (five, six) = (entries.next().unwrap(), entries.next().unwrap());
     let opened = Instant::now();
+    assert!(!feed.gap_open(), "nothing waits yet");
     assert_eq!(pushed(&mut feed, five, &viewer, opened), Step::default());
+    assert!(feed.gap_open(), "2 to 4 are missing");
     assert_eq!(
         pushed(&mut feed, six, &viewer, opened + Duration::from_millis(150)),
         Step::default()
@@ -223,6 +225,7 @@ fn a_gap_that_does_not_close_within_the_wait_is_read_then_the_held_entries_follo
     step.extend(feed.gap_filled(&viewer, opened + GAP_WAIT));
     assert_eq!(seqs(&step), delivered(2..=6));
     assert_eq!(feed.stale(opened + GAP_WAIT * 10), None);
+    assert!(!feed.gap_open(), "the connection may stop ticking for gaps");
 }
 
 #[test]
@@ -626,6 +629,7 @@ fn the_tasks_topic_follows_each_task_by_its_own_seq_and_forgets_finished_ones() 
     for (event, task) in [&delay[0], &script[0], &delay[1], &script[1]] {
         step.extend(feed.live(event, task, &owner, AT).unwrap());
     }
+    assert!(feed.follows_progress(), "the delay runs");
     let ids: Vec<(Value, Option<u64>)> = parsed(&step)
         .iter()
         .map(|m| (m["event"]["task"]["id"].clone(), m["seq"].as_u64()))
@@ -658,6 +662,10 @@ fn the_tasks_topic_follows_each_task_by_its_own_seq_and_forgets_finished_ones() 
         delivered([3])
     );
     assert!(feed.progress(&HashMap::new(), AT).is_empty());
+    assert!(
+        !feed.follows_progress(),
+        "only the script runs, which cannot tell"
+    );
     // Forgotten: a later event of it is not taken as one skipping ahead.
     assert!(feed.live(event, task, &owner, AT).is_ok());
 }
