@@ -3,7 +3,7 @@
 //! its own connection.
 //!
 //!     bench-load delays  BASE TOKEN COUNT SECONDS CONCURRENCY
-//!     bench-load scripts BASE TOKEN COUNT CONCURRENCY
+//!     bench-load scripts BASE TOKEN COUNT CONCURRENCY [push]
 //!     bench-load items   BASE TOKEN PROJECT COUNT CONCURRENCY
 //!     bench-load pages   BASE TOKEN PATH REQUESTS [first]
 //!     bench-load fanout  BASE TOKEN PROJECT ITEM SUBSCRIBERS ROUNDS
@@ -13,6 +13,10 @@
 //! token's user); `pages` reads PATH, follows `next` to the end and starts
 //! again, one request at a time, until REQUESTS pages are read (with
 //! `first`, reads only the first page, REQUESTS times).
+//!
+//! `scripts` learns that a script ended by asking `GET /tasks/{id}` every
+//! millisecond, or with `push` from one WebSocket subscribed to `tasks`
+//! (as the console does), which asks nothing of the server meanwhile.
 //!
 //! `fanout` holds SUBSCRIBERS WebSockets subscribed to the project, then
 //! edits the item ROUNDS times, one at a time, and times each change from
@@ -157,11 +161,22 @@ async fn delays(
     })
 }
 
-async fn scripts(base: String, token: String, count: usize, concurrency: usize) -> Value {
+async fn scripts(
+    base: String,
+    token: String,
+    count: usize,
+    concurrency: usize,
+    push: bool,
+) -> Value {
     let http = client(concurrency);
+    let ended = if push {
+        Some(Arc::new(Ended::listen(&base, &token).await))
+    } else {
+        None
+    };
     let started = Instant::now();
     let latencies = run_all(count, concurrency, move |_| {
-        let (http, base, token) = (http.clone(), base.clone(), token.clone());
+        let (http, base, token, ended) = (http.clone(), base.clone(), token.clone(), ended.clone());
         async move {
             let begun = Instant::now();
             let task: Value = http
@@ -175,6 +190,11 @@ async fn scripts(base: String, token: String, count: usize, concurrency: usize) 
                 .await
                 .expect("a task");
             let id = task["id"].as_str().expect("an id").to_owned();
+            if let Some(ended) = ended {
+                let (status, at) = ended.wait(&id).await;
+                assert_eq!(status, "succeeded");
+                return at.duration_since(begun).as_secs_f64() * 1000.0;
+            }
             let mut status = task["status"].as_str().unwrap_or_default().to_owned();
             while !matches!(status.as_str(), "succeeded" | "failed" | "cancelled") {
                 tokio::time::sleep(Duration::from_millis(1)).await;
@@ -204,6 +224,77 @@ async fn scripts(base: String, token: String, count: usize, concurrency: usize) 
         "latency_ms_p50": percentile(&latencies, 50.0),
         "latency_ms_p99": percentile(&latencies, 99.0),
     })
+}
+
+/// The tasks that ended, as one WebSocket subscribed to `tasks` hears of
+/// them: each with its status and when it was heard.
+#[derive(Default)]
+struct Ended {
+    heard: std::sync::Mutex<std::collections::HashMap<String, (String, Instant)>>,
+    news: tokio::sync::Notify,
+}
+
+impl Ended {
+    /// Subscribes, and keeps listening on a task of its own.
+    async fn listen(base: &str, token: &str) -> Arc<Self> {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        let url = format!("{}/ws?token={token}", base.replacen("http", "ws", 1));
+        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .expect("a WebSocket");
+        ws.send(Message::text(
+            json!({"type": "subscribe", "topic": "tasks"}).to_string(),
+        ))
+        .await
+        .expect("subscribe");
+        match ws.next().await {
+            Some(Ok(Message::Text(text))) if text.contains("\"subscribed\"") => {}
+            other => panic!("not subscribed: {other:?}"),
+        }
+        let ended = Arc::new(Self::default());
+        let listener = Arc::clone(&ended);
+        tokio::spawn(async move {
+            while let Some(Ok(message)) = ws.next().await {
+                let Message::Text(text) = message else {
+                    continue;
+                };
+                let Ok(message) = serde_json::from_str::<Value>(&text) else {
+                    continue;
+                };
+                let task = &message["event"]["task"];
+                let (Some(id), Some(status)) = (task["id"].as_str(), task["status"].as_str())
+                else {
+                    continue;
+                };
+                if matches!(status, "succeeded" | "failed" | "cancelled") {
+                    let at = Instant::now();
+                    listener
+                        .heard
+                        .lock()
+                        .unwrap()
+                        .insert(id.to_owned(), (status.to_owned(), at));
+                    listener.news.notify_waiters();
+                }
+            }
+        });
+        ended
+    }
+
+    /// The status task `id` ended with and when that was heard.
+    async fn wait(&self, id: &str) -> (String, Instant) {
+        loop {
+            let news = self.news.notified();
+            tokio::pin!(news);
+            news.as_mut().enable();
+            if let Some(ended) = self.heard.lock().unwrap().remove(id) {
+                return ended;
+            }
+            tokio::time::timeout(Duration::from_secs(10), news)
+                .await
+                .unwrap_or_else(|_| panic!("task {id} did not end within 10 s"));
+        }
+    }
 }
 
 /// The `i`th seeded item: the spread `items` documents.
@@ -462,6 +553,7 @@ async fn main() {
                 arg(3),
                 arg(4).parse().unwrap(),
                 arg(5).parse().unwrap(),
+                args.get(6).is_some_and(|a| a == "push"),
             )
             .await
         }
