@@ -248,7 +248,9 @@ def worker_handover(binary, warm, runs=200):
             started = time.perf_counter()
         out, _ = worker.communicate(script)
         times.append(time.perf_counter() - started)
-        assert json.loads(out)["result"] == 2, out
+        if json.loads(out).get("result") != 2:
+            # A build from before workers took their task's id on stdin.
+            return float("nan")
     return 1000 * statistics.median(times)
 
 
