@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use taskgate_app::realtime::Rendered;
+use taskgate_app::realtime::{Rendered, Shown};
 use taskgate_domain::project::ProjectId;
 use taskgate_domain::project::log::{Item, ItemEntry, Project, ProjectEntry};
 use taskgate_domain::recorder::Observer;
@@ -126,6 +126,7 @@ impl Hub {
             position,
             entry: entry.clone(),
             item: item.clone(),
+            shown: Shown::default(),
         }));
         self.publish(key, &notice);
     }

@@ -72,7 +72,7 @@ pub mod read;
 
 pub use feed::{GAP_WAIT, Gap, Live, MAX_PENDING, ProjectFeed, REPLAY_PAGE, Read};
 pub use rules::{
-    NO_LONGER_A_MEMBER, PROJECT_DELETED, Rendered, Source, Step, project_entry, resume_at,
+    NO_LONGER_A_MEMBER, PROJECT_DELETED, Rendered, Shown, Source, Step, project_entry, resume_at,
     task_entry,
 };
 pub use tasks::{Behind, TaskFeed};

@@ -15,7 +15,7 @@ use taskgate_domain::task::{Task, TaskEvent};
 
 use super::Topic;
 use super::client::{Refusal, denied, store_failed};
-use super::rules::Rendered;
+use super::rules::{Rendered, Shown};
 
 /// What a subscription found when it was allowed.
 pub enum Allowed {
@@ -121,6 +121,7 @@ impl Folds {
                     position: entry.position,
                     entry: entry_,
                     item,
+                    shown: Shown::default(),
                 })
             }
         }

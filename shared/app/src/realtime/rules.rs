@@ -5,6 +5,8 @@
 //! the AWS fan-out, which keeps no state between entries, applies them to
 //! one entry at a time.
 
+use std::sync::{Arc, OnceLock};
+
 use taskgate_domain::permission::{Actor, may_see_task};
 use taskgate_domain::project::access::{Action, may};
 use taskgate_domain::project::log::{Item, ItemEntry, Project, ProjectEntry};
@@ -35,7 +37,22 @@ pub enum Rendered {
         position: u64,
         entry: ItemEntry,
         item: Item,
+        /// Its message, made once: one notice reaches every subscriber of
+        /// the project, and every one who may see items sees the same.
+        shown: Shown,
     },
+}
+
+/// A message made on first use and shared by every clone (see
+/// [`Rendered::Item`]). A fan-out to 10,000 subscribers serialised the
+/// same item 10,000 times.
+#[derive(Clone, Debug, Default)]
+pub struct Shown(Arc<OnceLock<String>>);
+
+impl Shown {
+    fn get_or_make(&self, make: impl FnOnce() -> String) -> String {
+        self.0.get_or_init(make).clone()
+    }
 }
 
 impl Rendered {
@@ -134,9 +151,13 @@ pub fn project_entry(
             position,
             entry,
             item,
+            shown,
         } => {
             if known.is_some_and(|project| may(Some(viewer), project, Action::UseItems).is_ok()) {
-                Step::send(vec![message::item_event(topic, *position, entry, item)])
+                // The topic is the project's, the same for every subscriber.
+                Step::send(vec![shown.get_or_make(|| {
+                    message::item_event(topic, *position, entry, item)
+                })])
             } else {
                 Step::default()
             }

@@ -126,6 +126,7 @@ impl Fixture {
             position,
             entry,
             item,
+            shown: Shown::default(),
         }
     }
 
@@ -165,6 +166,41 @@ fn error_of(message: &Value) -> (u64, &str) {
         message["status"].as_u64().unwrap(),
         message["detail"].as_str().unwrap(),
     )
+}
+
+/// One notice reaches every subscriber: its item message is made once and
+/// is the same for each (the owner and a member here), as if made for one.
+#[test]
+fn an_item_shown_to_many_subscribers_is_the_same_message_for_each() {
+    let f = Fixture::new();
+    let notice = f.item(1);
+    // The same entry, with nothing made yet.
+    let Rendered::Item {
+        position,
+        entry,
+        item,
+        ..
+    } = notice.clone()
+    else {
+        unreachable!("an item entry")
+    };
+    let alone = Rendered::Item {
+        position,
+        entry,
+        item,
+        shown: Shown::default(),
+    };
+    let mut messages = Vec::new();
+    for viewer in [&f.owner, &f.member] {
+        let mut feed = ProjectFeed::new(f.project(), 0);
+        let step = pushed(&mut feed, notice.clone(), viewer, Instant::now());
+        messages.push(parsed(&step));
+    }
+    let mut feed = ProjectFeed::new(f.project(), 0);
+    let fresh = parsed(&pushed(&mut feed, alone, &f.member, Instant::now()));
+    assert_eq!(messages[0], fresh);
+    assert_eq!(messages[1], fresh);
+    assert_eq!(fresh[0]["event"]["kind"], "item.created");
 }
 
 #[test]
