@@ -53,7 +53,13 @@ function hideNav() {
   liveStatus.hidden = true;
 }
 
+// Each render is numbered; one still loading when the person moves on (a
+// later render started) is dropped when it returns, and its view writes
+// into a container no longer on the page.
+let rendering = 0;
+
 async function render() {
+  const mine = ++rendering;
   if (cleanup) { try { cleanup(); } catch { /* view gone */ } }
   cleanup = null;
   const s = session();
@@ -70,12 +76,19 @@ async function render() {
   if (path === '#/projects' && params.length) page = ['', 'Board', renderBoard];
   if (!page) page = PAGES[0];
   document.title = `${page[1]} · Taskgate`;
-  fill(main);
+  const view = h('div.view');
+  fill(main, view);
+  let done = null;
   try {
-    cleanup = await page[2](main, { user: s.user, params, go });
+    done = await page[2](view, { user: s.user, params, go });
   } catch (e) {
-    fill(main, h('h1', {}, page[1]), h('p.error', { role: 'alert' }, e.message));
+    fill(view, h('h1', {}, page[1]), h('p.error', { role: 'alert' }, e.message));
   }
+  if (mine !== rendering) {
+    if (done) { try { done(); } catch { /* view gone */ } }
+    return;
+  }
+  cleanup = done;
   if (document.activeElement === document.body) main.focus({ preventScroll: true });
 }
 

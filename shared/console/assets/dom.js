@@ -110,3 +110,18 @@ export function size(n) {
   if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
   return `${(n / 1024 / 1024).toFixed(1)} MiB`;
 }
+
+/**
+ * newest() → a function that starts a call and returns `isNewest()`, true
+ * while no later call has started. A list loads again on every filter
+ * change; answers can arrive out of order, and only the newest call's may
+ * reach the page.
+ */
+export function newest() {
+  let latest = 0;
+  return () => {
+    const mine = ++latest;
+    return () => mine === latest;
+  };
+}
+

@@ -2,7 +2,7 @@
 // project's feed; create, edit (with If-Match), assign, move, delete; an
 // item's history; the members and their roles; exports of the project.
 
-import { h, fill, field, select, showProblem, clearProblem, toast, when } from '../dom.js';
+import { h, fill, field, select, showProblem, clearProblem, toast, when, newest } from '../dom.js';
 import { get, post, patch, put, del, seg, query } from '../api.js';
 import { subscribe } from '../live.js';
 import { STATUSES, statusLabel, filterForm, today } from './items.js';
@@ -52,15 +52,19 @@ export async function renderBoard(main, { user, params, go }) {
     if (!known || known.version <= item.version) items.set(item.id, item);
   }
 
+  const start = newest();
+
   async function reload() {
+    const current = start();
     clearProblem(filters.form);
     try {
       const page = await get(`${base}/items${query({ ...filters.params(), limit: 100 })}`);
+      if (!current()) return;
       items.clear();
       for (const item of page.items) upsert(item);
       draw();
     } catch (e) {
-      showProblem(filters.form, e.problem || { detail: e.message });
+      if (current()) showProblem(filters.form, e.problem || { detail: e.message });
     }
   }
 

@@ -1,7 +1,7 @@
 // "My items": work items across the person's projects as a table, with the
 // API's filters and sorts. "Today" is the browser's time zone (`tz`).
 
-import { h, fill, field, select, showProblem, clearProblem } from '../dom.js';
+import { h, fill, field, select, showProblem, clearProblem, newest } from '../dom.js';
 import { get, query } from '../api.js';
 
 export const STATUSES = [['pending', 'Pending'], ['in_progress', 'In progress'], ['completed', 'Completed']];
@@ -46,17 +46,21 @@ export async function renderItems(main) {
   let next = null;
   const filters = filterForm(() => load(false), { assignee: 'me' });
 
+  const start = newest();
+
   async function load(append) {
+    const current = start();
     clearProblem(filters.form);
     try {
       const page = await get(`/items${query({ ...filters.params(), limit: 50, cursor: append ? next : '' })}`);
+      if (!current()) return;
       if (!append) fill(body);
       for (const item of page.items) body.append(row(item));
       if (!body.children.length) body.append(h('tr', {}, h('td', { colspan: 5 }, 'No items match.')));
       next = page.next;
       more.hidden = !next;
     } catch (e) {
-      showProblem(filters.form, e.problem || { detail: e.message });
+      if (current()) showProblem(filters.form, e.problem || { detail: e.message });
     }
   }
 
