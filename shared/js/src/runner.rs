@@ -49,7 +49,6 @@ const SIGKILL: i32 = 9;
 /// while it runs. A worker still runs one script and exits: warm workers
 /// save the script the wait for a process start, not the fresh process.
 pub struct ProcessRunner {
-    limits: JsLimits,
     slots: Semaphore,
     workers: Arc<Workers>,
 }
@@ -68,11 +67,10 @@ impl ProcessRunner {
         Self {
             workers: Arc::new(Workers {
                 command,
-                limits: limits.clone(),
+                limits,
                 target: 0,
                 waiting: Mutex::new(Vec::new()),
             }),
-            limits,
             slots: Semaphore::new(max_concurrent.max(1)),
         }
     }
@@ -86,6 +84,10 @@ impl ProcessRunner {
             .expect("nothing shares the workers before the first script")
             .target = count;
         self
+    }
+
+    fn limits(&self) -> &JsLimits {
+        &self.workers.limits
     }
 
     /// Starts workers until `warm_workers` wait. Needs a Tokio runtime (the
@@ -213,8 +215,8 @@ impl JsRunner for ProcessRunner {
                 )
             })?,
         };
-        // `ps` shows no task (the worker started before it had one); this
-        // line ties the two together.
+        // The worker shows its task in `ps` once it has read it; the log
+        // ties the two together too.
         tracing::debug!(%task, pid = child.id(), "a script worker runs the task's script");
 
         let mut stdin = child.stdin.take().expect("stdin is piped");
@@ -231,8 +233,8 @@ impl JsRunner for ProcessRunner {
             let workers = Arc::clone(&self.workers);
             tokio::task::spawn_blocking(move || workers.refill());
         }
-        let max_stdout = self.limits.max_result_bytes
-            + self.limits.max_log_lines * (self.limits.max_log_line_bytes + 16)
+        let max_stdout = self.limits().max_result_bytes
+            + self.limits().max_log_lines * (self.limits().max_log_line_bytes + 16)
             + 64 * 1024;
         let stdout = tokio::spawn(read_bounded(
             child.stdout.take().expect("stdout is piped"),
@@ -245,7 +247,7 @@ impl JsRunner for ProcessRunner {
 
         let ended = tokio::select! {
             status = child.wait() => Ended::Exited(status),
-            () = tokio::time::sleep(self.limits.wall_time) => Ended::TimedOut,
+            () = tokio::time::sleep(self.limits().wall_time) => Ended::TimedOut,
             () = &mut cancel => Ended::Cancelled,
         };
         if !matches!(ended, Ended::Exited(_)) {
@@ -260,7 +262,7 @@ impl JsRunner for ProcessRunner {
                 "timeout",
                 format!(
                     "the script ran longer than {} s and was stopped",
-                    self.limits.wall_time.as_secs_f64()
+                    self.limits().wall_time.as_secs_f64()
                 ),
             )),
             Ended::Exited(Err(e)) => Err(failure(
@@ -294,12 +296,12 @@ impl ProcessRunner {
                 }),
             };
         }
-        let memory_mib = self.limits.memory_bytes / (1024 * 1024);
+        let memory_mib = self.limits().memory_bytes / (1024 * 1024);
         if let Some(bytes) = failed_allocation(stderr) {
             // One allocation of a large part of the cap is a single huge
             // value (a giant string or array); smaller ones mean the script
             // filled the cap bit by bit.
-            return Err(if bytes >= self.limits.memory_bytes / 4 {
+            return Err(if bytes >= self.limits().memory_bytes / 4 {
                 failure(
                     "value-too-large",
                     format!(
@@ -325,7 +327,7 @@ impl ProcessRunner {
                 "cpu-limit",
                 format!(
                     "the script used more than {} s of CPU time",
-                    self.limits.cpu_time.as_secs()
+                    self.limits().cpu_time.as_secs()
                 ),
             ));
         }
