@@ -187,12 +187,18 @@ impl ServeConfig {
                 tables: TableNames::from_lookup(&lookup),
             },
         };
+        let endpoint = args.s3_endpoint.filter(|e| !e.is_empty());
         let files = match args.files_bucket.filter(|b| !b.is_empty()) {
+            None if endpoint.is_some() => {
+                // An endpoint alone would be ignored: files would go to
+                // the data directory while the operator meant a bucket.
+                return Err(ConfigError::new(
+                    "TASKGATE_S3_ENDPOINT",
+                    "is for a files bucket; set TASKGATE_FILES_BUCKET too, or unset it",
+                ));
+            }
             None => FilesConfig::DataDir,
-            Some(bucket) => FilesConfig::S3 {
-                bucket,
-                endpoint: args.s3_endpoint.filter(|e| !e.is_empty()),
-            },
+            Some(bucket) => FilesConfig::S3 { bucket, endpoint },
         };
         let js_worker = WorkerCommand::current_exe(&["js-worker"]).map_err(|e| {
             ConfigError::new(
@@ -367,5 +373,32 @@ mod tests {
         assert!(config.tls);
         let lookup = |name: &str| (name == "TASKGATE_TLS").then(|| "off".to_owned());
         assert!(!ServeConfig::from_lookup(lookup).unwrap().tls);
+    }
+
+    #[test]
+    fn files_go_to_a_bucket_only_when_one_is_named() {
+        let with = |pairs: &'static [(&'static str, &'static str)]| {
+            ServeConfig::from_lookup(move |name| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| (*v).to_owned())
+            })
+        };
+        assert_eq!(with(&[]).unwrap().files, FilesConfig::DataDir);
+        assert_eq!(
+            with(&[
+                ("TASKGATE_FILES_BUCKET", "files"),
+                ("TASKGATE_S3_ENDPOINT", "http://127.0.0.1:5000")
+            ])
+            .unwrap()
+            .files,
+            FilesConfig::S3 {
+                bucket: "files".into(),
+                endpoint: Some("http://127.0.0.1:5000".into())
+            }
+        );
+        let e = with(&[("TASKGATE_S3_ENDPOINT", "http://127.0.0.1:5000")]).unwrap_err();
+        assert_eq!(e.name, "TASKGATE_S3_ENDPOINT");
     }
 }
