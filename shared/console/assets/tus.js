@@ -55,7 +55,8 @@ async function offsetOf(url, signal, { orUnreachable = false } = {}) {
     throw e;
   }
   if (!r.ok) return null;
-  return Number(r.headers.get('Upload-Offset'));
+  const offset = Number(r.headers.get('Upload-Offset'));
+  return Number.isSafeInteger(offset) && offset >= 0 ? offset : null;
 }
 
 async function create(file, signal) {
@@ -104,10 +105,18 @@ export async function upload(file, { onProgress = () => {}, onStart = () => {}, 
         signal,
       });
       if (r.status === 204) {
-        offset = Number(r.headers.get('Upload-Offset'));
+        // Every accepted chunk moves the offset on, or the loop would not end.
+        const next = Number(r.headers.get('Upload-Offset'));
+        if (!Number.isSafeInteger(next) || next <= offset || next > file.size) {
+          throw new Error(`The server answered an offset of ${r.headers.get('Upload-Offset')} after ${offset}; choose the file again to resume.`);
+        }
+        offset = next;
         failures = 0;
       } else if (r.status === 409 || r.status === 423) {
-        await sleep(500);
+        // Another offset, or the upload still held by a request that was
+        // cut: ask again, after a growing wait, a bounded number of times.
+        if (++failures > 8) throw await problemOf(r);
+        await sleep(Math.min(500 * 2 ** failures, 8000));
         offset = (await offsetOf(url, signal)) ?? offset;
       } else if (r.status === 404) {
         localStorage.removeItem(k);
