@@ -29,6 +29,12 @@ real-time tests need from the API Gateway management API:
   (moto alone serves it): a browser that carried an API token along a
   redirect to a presigned URL fails here as it would on AWS.
 
+- S3's CORS as S3 answers it: moto grants every Origin whatever the
+  bucket's CORS configuration says, so a browser test against it could
+  not tell a missing or wrong rule. A request with an `Origin` to a bucket
+  (path-style) keeps its `Access-Control-*` headers only when one of the
+  bucket's rules allows that origin and method.
+
 Usage: python moto-server.py HOST PORT
 """
 
@@ -134,6 +140,41 @@ def forward_invocation(environ, start_response, url):
     return [payload]
 
 
+def s3_bucket(path):
+    """The bucket a path-style S3 request names first, if it exists."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.s3.models import s3_backends
+
+    return s3_backends[DEFAULT_ACCOUNT_ID]["global"].buckets.get(path.lstrip("/").split("/")[0])
+
+
+def cors_allows(environ, path, method):
+    """Whether the bucket named first in `path` has a CORS rule for the
+    request's Origin and method (a preflight's requested method)."""
+    bucket = s3_bucket(path)
+    if bucket is None:
+        return False
+    origin = environ["HTTP_ORIGIN"]
+    if method == "OPTIONS":
+        method = environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD", "")
+    return any(
+        method in (rule.allowed_methods or []) and any(o in ("*", origin) for o in rule.allowed_origins or [])
+        for rule in bucket.cors
+    )
+
+
+def with_s3_cors(environ, start_response, path, method):
+    """moto's answer, without its CORS grant where the bucket gives none."""
+    if cors_allows(environ, path, method):
+        return moto(environ, start_response)
+
+    def start(status, headers, *rest):
+        kept = [(k, v) for k, v in headers if not k.lower().startswith("access-control-")]
+        return start_response(status, kept, *rest)
+
+    return moto(environ, start)
+
+
 def app(environ, start_response):
     path = environ.get("PATH_INFO", "")
     method = environ.get("REQUEST_METHOD", "")
@@ -157,6 +198,8 @@ def app(environ, start_response):
         ).encode()
         start_response("400 Bad Request", [("Content-Type", "application/xml")])
         return [body]
+    if environ.get("HTTP_ORIGIN") and s3_bucket(path) is not None:
+        return with_s3_cors(environ, start_response, path, method)
     if "/@connections/" in path:
         stage, _, rest = path.lstrip("/").partition("/@connections/")
         if not stage or "/" in stage:
